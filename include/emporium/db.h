@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/* db.h — the storage port: one SQL dialect over SQLite and PostgreSQL.
+ *
+ * A `struct db` is one logical database (users, products, orders_3, …). In embedded mode it is
+ * the SQLite file DATA_DIR/<name>.db with one connection per thread that uses it (opened on
+ * first use, prepared statements cached per connection). With a PostgreSQL URL it is the
+ * database "<base>_<name>" (base = the URL's dbname), reached through a bounded pool of libpq
+ * connections that only ever use unnamed statements (PQexecParams), so it works through
+ * PgBouncer in transaction mode.
+ *
+ * SQL written by services uses $1, $2, … parameters in both dialects. Types used in schemas:
+ * BIGINT, INTEGER, TEXT, and BOOLEAN-as-INTEGER (0/1). Timestamps are BIGINT Unix ms.
+ * Where the dialects really differ (full-text search), a service asks db_dialect().
+ *
+ * Lifetimes: a connection is leased with db_conn_take() and must be given back with
+ * db_conn_give() on the same thread before the request ends. Rows returned by db_query() are
+ * owned by the caller and freed with db_rows_free(); the strings they hold live as long as
+ * the rows. */
+#ifndef EMPORIUM_DB_H
+#define EMPORIUM_DB_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct db;
+struct db_conn;
+struct db_rows;
+
+enum db_dialect { DB_SQLITE, DB_POSTGRES };
+
+enum db_type { DB_T_NULL, DB_T_INT, DB_T_TEXT };
+struct db_val {
+    enum db_type t;
+    int64_t i;
+    const char *s; /* DB_T_TEXT: borrowed for the call */
+};
+#define DB_INT(x) ((struct db_val){.t = DB_T_INT, .i = (int64_t)(x)})
+#define DB_TEXT(x) ((struct db_val){.t = DB_T_TEXT, .s = (x)})
+#define DB_NULLV ((struct db_val){.t = DB_T_NULL})
+
+struct db_options {
+    const char *url;      /* NULL/"" or "sqlite": embedded; "postgres://…" or "postgresql://…" */
+    const char *data_dir; /* embedded: where <name>.db lives */
+    int pool_size;        /* postgres: max connections per logical db (default 8) */
+    int acquire_timeout_ms; /* postgres: wait for a free connection (default 5000) */
+};
+
+/* Opens (lazily connects) logical database `name`. For PostgreSQL, creates the database
+ * if it does not exist. *out is yours to db_close(). */
+int db_open(struct db **out, const char *name, const struct db_options *opt);
+void db_close(struct db *db); /* NULL is a no-op; closes every connection */
+enum db_dialect db_dialect(const struct db *db);
+const char *db_name(const struct db *db);
+/* Pool gauges for /metrics (postgres: leased and idle connections; sqlite: open ones). */
+void db_pool_stats(const struct db *db, int *in_use, int *idle);
+/* Cheap liveness check (SELECT 1). 0 when reachable. */
+int db_ping(struct db *db);
+
+int db_conn_take(struct db *db, struct db_conn **out); /* ERR_UNAVAILABLE on timeout/down */
+void db_conn_give(struct db_conn *c);                   /* NULL is a no-op; rolls back an open tx */
+
+/* Runs one statement with parameters $1..$n. *out (may be NULL when no rows are wanted)
+ * receives the result rows. Returns the number of affected rows (>= 0) for INSERT/UPDATE/
+ * DELETE, or 0; ERR_CONFLICT on a unique/primary-key violation, ERR_BUSY when a lock could
+ * not be taken in time, ERR_UNAVAILABLE when the server is unreachable, ERR_INTERNAL
+ * otherwise (the message is logged). */
+int db_query(struct db_conn *c, const char *sql, int n, const struct db_val *args,
+             struct db_rows **out);
+/* Runs SQL text with no parameters, possibly several statements (migrations). */
+int db_exec_script(struct db_conn *c, const char *sql);
+
+/* Write transactions. On SQLite db_begin takes the write lock at once (BEGIN IMMEDIATE). */
+int db_begin(struct db_conn *c);
+int db_commit(struct db_conn *c);
+int db_rollback(struct db_conn *c); /* safe when no transaction is open */
+
+int db_rows_count(const struct db_rows *r);
+int db_rows_cols(const struct db_rows *r);
+/* Text of a cell; NULL for SQL NULL. Borrowed until db_rows_free(). */
+const char *db_get(const struct db_rows *r, int row, int col);
+int64_t db_get_i64(const struct db_rows *r, int row, int col); /* 0 for NULL */
+bool db_is_null(const struct db_rows *r, int row, int col);
+void db_rows_free(struct db_rows *r); /* NULL is a no-op */
+
+/* Versioned migrations: migration i (1-based) is steps[i-1]; applied in order inside a
+ * transaction each, recorded in table schema_migrations(version, applied_at). A step may
+ * hold several statements. dialect-specific text: pg != NULL overrides sql on PostgreSQL. */
+struct db_migration {
+    const char *sql;
+    const char *pg; /* optional PostgreSQL variant */
+};
+int db_migrate(struct db *db, const struct db_migration *steps, int n);
+/* Highest applied version (0 when none). */
+int db_schema_version(struct db *db);
+
+#endif
