@@ -4,6 +4,7 @@
  * Messages are printf-style; callers must never pass secrets (passwords, tokens, card numbers). */
 #ifndef EMPORIUM_LOG_H
 #define EMPORIUM_LOG_H
+#include <stddef.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 

@@ -24,6 +24,15 @@ struct service {
     const struct http_route *routes; /* terminated by an entry with method == NULL */
     const struct service_db *dbs;    /* terminated by an entry with name == NULL; may be NULL */
     int (*init)(struct app *app);    /* may be NULL */
+    /* An `emporium <command> …` subcommand this service provides (e.g. "user", "seed"), run
+     * with the app open (databases migrated, init() done, no HTTP server). argv[0] is the
+     * command name. Returns a process exit status. Both may be NULL. */
+    const char *command;
+    int (*run_command)(struct app *app, int argc, char **argv);
+    const char *command_help; /* one line for `emporium --help` */
+    /* Called by `emporium serve` after init() and before listening (e.g. the demo catalog);
+     * may be NULL. A negative return aborts the start. */
+    int (*on_serve)(struct app *app);
     void (*deinit)(struct app *app); /* may be NULL */
 };
 

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/* errmap.c — the only place an error code becomes an HTTP status and a JSON body.
+ *
+ * Body: {"error": {"code": "...", "message": "...", "field": "..."}} with `field` only when a
+ * handler named one, plus any extra members the handler attached (e.g. product_id). */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "emporium/err.h"
+#include "http_internal.h"
+
+int http__err_status(int code)
+{
+    switch (code) {
+    case ERR_INVALID: return 400;
+    case ERR_UNAUTHORIZED: return 401;
+    case ERR_PAYMENT: return 402;
+    case ERR_FORBIDDEN: return 403;
+    case ERR_NOTFOUND: return 404;
+    case ERR_METHOD: return 405;
+    case ERR_CONFLICT: return 409;
+    case ERR_TOOBIG: return 413;
+    case ERR_UNSUPPORTED: return 415;
+    case ERR_RATELIMITED: return 429;
+    case ERR_HEADERS_TOOBIG: return 431;
+    case ERR_UNAVAILABLE: return 503;
+    case ERR_BUSY: return 503;
+    case ERR_NOT_MODIFIED: return 304;
+    default: return 500;
+    }
+}
+
+void http__error_respond(struct http_req *req, int code)
+{
+    int status = http__err_status(code);
+    if (status == 304) {
+        http_reply_raw(req, 304, NULL, "", 0, false);
+        return;
+    }
+    json_t *err = req->err_extra ? req->err_extra : json_object();
+    req->err_extra = NULL;
+    json_object_set_new(err, "code", json_string(req->err_code_name[0] ? req->err_code_name
+                                                                          : err_name(code)));
+    json_object_set_new(err, "message",
+                        json_string(req->err_message[0] ? req->err_message : err_str(code)));
+    if (req->err_field[0])
+        json_object_set_new(err, "field", json_string(req->err_field));
+    if (status == 503 || status == 429) {
+        bool have = false;
+        for (int i = 0; i < req->n_headers; i++)
+            if (!strcasecmp(req->headers[i].name, "Retry-After"))
+                have = true;
+        if (!have)
+            http_add_header(req, "Retry-After", "1");
+    }
+    if (status == 405)
+        http_add_header(req, "Allow", "GET, POST, PUT, PATCH, DELETE");
+    http_reply_json(req, status, json_pack("{s:o}", "error", err));
+}

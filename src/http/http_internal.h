@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* http_internal.h — the request object and what the HTTP core's files share.
+ *
+ * One struct http_req per request, allocated on libmicrohttpd's first callback and freed in
+ * its completion callback. Strings in it are either owned by MHD for the connection's life
+ * (url, method, header values) or copied into the request. */
+#ifndef EMPORIUM_HTTP_INTERNAL_H
+#define EMPORIUM_HTTP_INTERNAL_H
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "emporium/buf.h"
+#include "emporium/http.h"
+
+#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_RESP_HEADERS 12
+
+struct http_route_entry; /* router.c */
+
+struct http_req {
+    struct MHD_Connection *conn;
+    struct app *app;
+    const char *method;
+    const char *url;
+    const struct http_route_entry *route;
+    int n_params;
+    struct {
+        const char *name;
+        size_t name_len;
+        char value[128];
+    } params[HTTP_MAX_PARAMS];
+
+    struct buf body;
+    json_t *json; /* parsed body, owned */
+    bool body_too_big;
+    bool headers_checked;
+
+    struct http_auth auth;
+    char client_ip[48];
+    char request_id[72];
+    char traceparent[56];
+
+    /* response */
+    int status;
+    const char *content_type;
+    char *resp_data;
+    size_t resp_len;
+    bool resp_owned;
+    int n_headers;
+    struct {
+        char *name;
+        char *value;
+    } headers[HTTP_MAX_RESP_HEADERS];
+
+    /* error details for errmap */
+    char err_field[64];
+    char err_message[256];
+    char err_code_name[48];
+    json_t *err_extra;
+
+    int64_t start_us;
+};
+
+struct http_route_entry {
+    const char *service;
+    struct http_route route;
+    int n_segs;
+    const char *segs[12];
+    size_t seg_lens[12];
+    int index; /* into the metrics table */
+};
+
+/* router.c */
+int http__router_build(struct app *app);
+void http__router_free(void);
+/* Finds the route; ERR_NOTFOUND when no path matches, ERR_METHOD when only the method
+ * differs. On success fills req->route and req->params. */
+int http__route(struct http_req *req, const char *path);
+int http__route_count(void);
+const struct http_route_entry *http__route_at(int i);
+
+/* errmap.c: sets the JSON error response for code. */
+void http__error_respond(struct http_req *req, int code);
+int http__err_status(int code);
+
+/* reqmetrics.c */
+int http__metrics_init(int n_routes);
+void http__metrics_free(void);
+void http__metrics_observe(int route_index, int status, int64_t dur_us);
+void http__metrics_inflight(int delta);
+void http__metrics_write(struct buf *out);
+
+/* ops.c: operational routes */
+extern const struct http_route http__ops_routes[];
+void http__ops_set_app(struct app *app);
+
+int64_t http__now_us(void);
+
+#endif
