@@ -1,0 +1,35 @@
+# SPDX-License-Identifier: MIT
+# The two promises: `make run` and `make test` (see README.md). Both install what is
+# missing first (scripts/bootstrap.sh), so a fresh Debian 12 machine needs nothing else.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+BACKEND    ?= sqlite
+
+.PHONY: all build run test bench deps deps-test clean asan
+
+all: build
+
+deps:
+	@scripts/bootstrap.sh build
+
+deps-test:
+	@scripts/bootstrap.sh test
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target emporium
+
+run: build
+	$(BUILD)/emporium serve
+
+test: deps-test
+	scripts/test.sh
+
+bench: deps-test build
+	BACKEND=$(BACKEND) bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) data

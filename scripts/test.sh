@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# test.sh — what `make test` does: start the real servers the tests need, build twice
+# (normal, and AddressSanitizer + UndefinedBehaviorSanitizer), run every test in both builds
+# against SQLite and PostgreSQL (through PgBouncer), stop what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+jobs=$(nproc 2>/dev/null || echo 2)
+servers=$(mktemp -d /tmp/emporium-test-servers.XXXXXX)
+cleanup() { scripts/test-servers.sh stop "$servers" >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+
+echo "== starting test servers in $servers"
+scripts/test-servers.sh start "$servers"
+eval "export $(scripts/test-servers.sh env "$servers")"
+
+status=0
+for variant in build:OFF build-asan:ON; do
+  dir=${variant%%:*}
+  san=${variant##*:}
+  echo "== $dir (sanitizers $san)"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMP_SANITIZE="$san" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  # ASan: fail on leaks at exit; UBSan: abort on the first report (set at compile time).
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 600 || status=1
+done
+echo "== make test finished in $(( $(date +%s) - start )) s, status $status"
+exit $status
