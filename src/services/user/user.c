@@ -74,8 +74,9 @@ bool user__verify_password(const char *hash, const char *pw)
 {
     if (!hash) {
         pthread_once(&dummy_once, dummy_init);
-        if (dummy_hash[0])
-            (void)crypto_pwhash_str_verify(dummy_hash, pw, strlen(pw));
+        /* The result is irrelevant; only the time it takes matters. */
+        volatile int sink = dummy_hash[0] ? crypto_pwhash_str_verify(dummy_hash, pw, strlen(pw)) : 0;
+        (void)sink;
         return false;
     }
     return crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
