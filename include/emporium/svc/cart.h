@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/* svc/cart.h — the cart service's client interface for the order service. */
+#ifndef EMPORIUM_SVC_CART_H
+#define EMPORIUM_SVC_CART_H
+#include <stdint.h>
+
+struct app;
+
+#define CART_MAX_LINES 100
+
+struct cart_line {
+    int64_t product_id;
+    int quantity;
+    int64_t unit_price; /* as recorded at add time (the order re-checks the catalog) */
+    char currency[4];
+};
+
+/* The user's cart lines (at most CART_MAX_LINES); *n = 0 for an empty or missing cart. */
+int cart_get_lines(struct app *app, int64_t user_id, struct cart_line *out, int *n);
+/* Empties the user's cart (after a successful order). */
+int cart_clear(struct app *app, int64_t user_id);
+
+#endif
