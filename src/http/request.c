@@ -57,9 +57,10 @@ json_t *http_json_body(struct http_req *req, int *err)
         return NULL;
     }
     json_error_t je;
-    /* jansson rejects invalid UTF-8 and, with this flag, duplicate keys are still allowed
-     * (last wins); NUL bytes in strings are refused by default. */
-    json_t *j = json_loadb(req->body.p, req->body.len, JSON_REJECT_DUPLICATES, &je);
+    /* jansson rejects invalid UTF-8 and NUL bytes in strings by default; duplicate keys are
+     * refused too (which one would win is ambiguous). Any top-level value is decoded so a
+     * non-object gets the clearer "must be a JSON object". */
+    json_t *j = json_loadb(req->body.p, req->body.len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!j) {
         *err = http_fail_code(req, ERR_INVALID, "invalid_json", NULL, "malformed JSON: %s",
                               je.text);
