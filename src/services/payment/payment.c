@@ -1,0 +1,529 @@
+/* SPDX-License-Identifier: MIT */
+/* payment.c — the payment service: authorize, capture, void and refund over a provider port.
+ *
+ * One row in `payments` per authorization attempt, unique on the caller's idempotency key.
+ * authorize() first commits the row as `processing` (the unique key makes a concurrent or
+ * retried duplicate find it instead of calling the provider again), then calls the provider
+ * with no database lock held (it may be slow), then records the outcome, the operation and
+ * its outbox event in one transaction. capture/void/refund are conditional transitions
+ * (`UPDATE … WHERE status = 'authorized'`) written with their operation row and outbox
+ * event in one transaction; the provider call before them carries a key derived from the
+ * payment's key, so repeating one is harmless at the provider too. The card number and CVC
+ * never reach the database or the log: only brand and last four digits are kept. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "emporium/app.h"
+#include "emporium/db.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+#include "emporium/outbox.h"
+#include "emporium/service.h"
+#include "payment_internal.h"
+
+#define PAYMENT_WAIT_MS 8000 /* how long a duplicate waits for a processing attempt */
+#define PAYMENT_SELECT                                                                       \
+    "SELECT id, order_id, idempotency_key, status, amount, currency, brand, last4, "        \
+    "provider_ref, failure_reason, retryable FROM payments "
+
+static struct payment_provider provider;
+
+struct payrow {
+    int64_t id, order_id, amount;
+    char key[160], status[16], currency[4], brand[16], last4[5], ref[64], reason[32];
+    bool retryable;
+};
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void row_load(const struct db_rows *r, int i, struct payrow *p)
+{
+    p->id = db_get_i64(r, i, 0);
+    p->order_id = db_get_i64(r, i, 1);
+    copy(p->key, sizeof p->key, db_get(r, i, 2));
+    copy(p->status, sizeof p->status, db_get(r, i, 3));
+    p->amount = db_get_i64(r, i, 4);
+    copy(p->currency, sizeof p->currency, db_get(r, i, 5));
+    copy(p->brand, sizeof p->brand, db_get(r, i, 6));
+    copy(p->last4, sizeof p->last4, db_get(r, i, 7));
+    copy(p->ref, sizeof p->ref, db_get(r, i, 8));
+    copy(p->reason, sizeof p->reason, db_get(r, i, 9));
+    p->retryable = db_get_i64(r, i, 10) != 0;
+}
+
+static void result_fill(const struct payrow *p, struct payment_result *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    out->payment_id = p->id;
+    copy(out->status, sizeof out->status, p->status);
+    copy(out->failure_reason, sizeof out->failure_reason, p->reason);
+    out->retryable = p->retryable;
+    copy(out->brand, sizeof out->brand, p->brand);
+    copy(out->last4, sizeof out->last4, p->last4);
+}
+
+/* Loads one payment by `where` (with one parameter). 1 found, 0 not, <0 error. */
+static int payrow_find(struct db_conn *c, const char *where, struct db_val arg, struct payrow *p)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, PAYMENT_SELECT "%s", where);
+    struct db_rows *r = NULL;
+    int rc = db_query(c, sql, 1, &arg, &r);
+    if (rc < 0)
+        return rc;
+    int found = db_rows_count(r) > 0;
+    if (found)
+        row_load(r, 0, p);
+    db_rows_free(r);
+    return found;
+}
+
+static int payrow_by_order(struct db_conn *c, int64_t order_id, struct payrow *p)
+{
+    return payrow_find(c, "WHERE order_id = $1 ORDER BY id DESC LIMIT 1", DB_INT(order_id), p);
+}
+
+static struct db *payments_db(struct app *app)
+{
+    return app_db(app, "payments");
+}
+
+/* --- cards --- */
+
+int payment__digits(const char *number, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *s = number; *s; s++) {
+        if (*s == ' ' || *s == '-')
+            continue;
+        if (!isdigit((unsigned char)*s) || n + 1 >= cap)
+            return -1;
+        out[n++] = *s;
+    }
+    out[n] = 0;
+    return (int)n;
+}
+
+const char *payment__brand(const char *d)
+{
+    if (d[0] == '4')
+        return "visa";
+    int two = (d[0] - '0') * 10 + (d[1] - '0');
+    int four = two * 100 + (d[2] - '0') * 10 + (d[3] - '0');
+    if ((two >= 51 && two <= 55) || (four >= 2221 && four <= 2720))
+        return "mastercard";
+    if (two == 34 || two == 37)
+        return "amex";
+    if (four == 6011 || two == 65)
+        return "discover";
+    return "unknown";
+}
+
+static bool luhn_ok(const char *d)
+{
+    size_t n = strlen(d);
+    int sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = d[n - 1 - i] - '0';
+        if (i % 2 == 1) {
+            v *= 2;
+            if (v > 9)
+                v -= 9;
+        }
+        sum += v;
+    }
+    return sum % 10 == 0;
+}
+
+int payment_card_check(const struct payment_card *card, const char **field, const char **message,
+                       bool *expired)
+{
+    *expired = false;
+    char d[24];
+    int n = card->number ? payment__digits(card->number, d, sizeof d) : -1;
+    if (n < 12 || n > 19) {
+        *field = "card_number";
+        *message = "must be 12 to 19 digits";
+        return ERR_INVALID;
+    }
+    if (!luhn_ok(d)) {
+        *field = "card_number";
+        *message = "is not a valid card number";
+        return ERR_INVALID;
+    }
+    if (card->exp_month < 1 || card->exp_month > 12) {
+        *field = "exp_month";
+        *message = "must be from 1 to 12";
+        return ERR_INVALID;
+    }
+    if (card->exp_year < 2000 || card->exp_year > 2100) {
+        *field = "exp_year";
+        *message = "must be a four-digit year";
+        return ERR_INVALID;
+    }
+    size_t cl = card->cvc ? strlen(card->cvc) : 0;
+    bool cvc_ok = cl == 3 || cl == 4;
+    for (size_t i = 0; cvc_ok && i < cl; i++)
+        cvc_ok = isdigit((unsigned char)card->cvc[i]) != 0;
+    if (!cvc_ok) {
+        *field = "cvc";
+        *message = "must be 3 or 4 digits";
+        return ERR_INVALID;
+    }
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    int now_ym = (tm.tm_year + 1900) * 12 + tm.tm_mon; /* tm_mon is 0-based */
+    int card_ym = card->exp_year * 12 + (card->exp_month - 1);
+    if (card_ym < now_ym) {
+        *expired = true;
+        *field = "exp_year";
+        *message = "the card has expired";
+        return ERR_INVALID;
+    }
+    return 0;
+}
+
+/* --- events --- */
+
+static int payment_event(struct db_conn *c, const struct payrow *p, const char *type,
+                         int64_t amount)
+{
+    char oid[21];
+    json_t *data = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "order_id", id_format(p->order_id, oid),
+                             "status", p->status, "amount", (json_int_t)amount, "currency",
+                             p->currency, "brand", p->brand, "last4", p->last4);
+    if (!data)
+        return ERR_NOMEM;
+    if (p->reason[0])
+        json_object_set_new(data, "failure_reason", json_string(p->reason));
+    int rc = outbox_add(c, id_shard(p->id), "payment-events", "payment", p->id, type, data);
+    json_decref(data);
+    return rc;
+}
+
+static int op_insert(struct db_conn *c, const struct payrow *p, const char *kind,
+                     const char *status, int64_t amount, const char *reason)
+{
+    char key[200];
+    snprintf(key, sizeof key, "%s:%s", p->key, kind);
+    struct db_val a[] = {DB_INT(id_new(id_shard(p->id))), DB_INT(p->id), DB_TEXT(kind),
+                         DB_TEXT(key), DB_TEXT(status), DB_INT(amount),
+                         reason && *reason ? DB_TEXT(reason) : DB_NULLV, DB_INT(now_ms())};
+    int rc = db_query(c,
+                      "INSERT INTO payment_operations (id, payment_id, kind, idempotency_key, "
+                      "status, amount, failure_reason, created_at) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                      8, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+/* Moves p from `from` to `to` with its operation row and event, in one transaction.
+ * Returns 1 when this call made the change, 0 when the row was no longer in `from`. */
+static int transition(struct db_conn *c, struct payrow *p, const char *from, const char *to,
+                      const char *kind, const char *event, int64_t amount)
+{
+    int rc = db_begin(c);
+    if (rc < 0)
+        return rc;
+    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
+    rc = db_query(c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+                  4, a, NULL);
+    if (rc == 1) {
+        copy(p->status, sizeof p->status, to);
+        rc = op_insert(c, p, kind, "succeeded", amount, NULL);
+        if (rc == 0)
+            rc = payment_event(c, p, event, amount);
+        if (rc == 0)
+            rc = db_commit(c);
+        if (rc == 0)
+            return 1;
+    }
+    db_rollback(c);
+    return rc < 0 ? rc : 0;
+}
+
+/* --- the client interface --- */
+
+int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_t amount,
+                      const char *currency, const struct payment_card *card,
+                      struct payment_result *out)
+{
+    const char *field, *msg;
+    bool expired;
+    if (!key || !*key || strlen(key) > 128 || amount < 0)
+        return ERR_INVALID;
+    if (payment_card_check(card, &field, &msg, &expired) < 0)
+        return ERR_INVALID;
+    char digits[24];
+    payment__digits(card->number, digits, sizeof digits);
+    struct payrow p = {.id = id_new(0), .order_id = order_id, .amount = amount};
+    copy(p.key, sizeof p.key, key);
+    copy(p.status, sizeof p.status, "processing");
+    copy(p.currency, sizeof p.currency, currency);
+    copy(p.brand, sizeof p.brand, payment__brand(digits));
+    copy(p.last4, sizeof p.last4, digits + strlen(digits) - 4);
+
+    struct db_conn *c;
+    int rc = db_conn_take(payments_db(app), &c);
+    if (rc < 0)
+        return rc;
+    int64_t now = now_ms();
+    struct db_val a[] = {DB_INT(p.id),        DB_INT(order_id),    DB_TEXT(key),
+                         DB_INT(amount),      DB_TEXT(p.currency), DB_TEXT(p.brand),
+                         DB_TEXT(p.last4),    DB_TEXT(provider.name), DB_INT(now)};
+    rc = db_query(c,
+                  "INSERT INTO payments (id, order_id, idempotency_key, status, amount, currency, "
+                  "brand, last4, provider, retryable, created_at, updated_at) "
+                  "VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, 0, $9, $9)",
+                  9, a, NULL);
+    if (rc == ERR_CONFLICT) {
+        /* A retry or a concurrent duplicate: return what the first attempt got. */
+        int64_t deadline = mono_ms() + PAYMENT_WAIT_MS;
+        for (;;) {
+            rc = payrow_find(c, "WHERE idempotency_key = $1", DB_TEXT(key), &p);
+            if (rc <= 0) {
+                db_conn_give(c);
+                return rc < 0 ? rc : ERR_INTERNAL;
+            }
+            if (strcmp(p.status, "processing") != 0 || mono_ms() > deadline)
+                break;
+            db_conn_give(c);
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+            if ((rc = db_conn_take(payments_db(app), &c)) < 0)
+                return rc;
+        }
+        db_conn_give(c);
+        result_fill(&p, out);
+        if (!strcmp(p.status, "processing"))
+            return ERR_BUSY;
+        return !strcmp(p.status, "failed") ? ERR_PAYMENT : 0;
+    }
+    db_conn_give(c);
+    if (rc < 0)
+        return rc;
+
+    /* No connection is held while the provider works. */
+    struct payment_provider_result pr;
+    rc = provider.authorize(provider.self, key, card, amount, currency, &pr);
+    memset(digits, 0, sizeof digits);
+    if (rc < 0) {
+        pr = (struct payment_provider_result){.ok = false, .retryable = true};
+        copy(pr.reason, sizeof pr.reason, "processing_error");
+    }
+    if ((rc = db_conn_take(payments_db(app), &c)) < 0)
+        return rc;
+    copy(p.status, sizeof p.status, pr.ok ? "authorized" : "failed");
+    copy(p.reason, sizeof p.reason, pr.ok ? "" : pr.reason);
+    copy(p.ref, sizeof p.ref, pr.ref);
+    p.retryable = pr.retryable;
+    rc = db_begin(c);
+    struct db_val u[] = {DB_TEXT(p.status), DB_TEXT(p.ref),
+                         p.reason[0] ? DB_TEXT(p.reason) : DB_NULLV, DB_INT(p.retryable),
+                         DB_INT(now_ms()), DB_INT(p.id)};
+    if (rc == 0)
+        rc = db_query(c,
+                      "UPDATE payments SET status = $1, provider_ref = $2, failure_reason = $3, "
+                      "retryable = $4, updated_at = $5 WHERE id = $6 AND status = 'processing'",
+                      6, u, NULL);
+    if (rc == 1) {
+        rc = op_insert(c, &p, "authorize", pr.ok ? "succeeded" : "failed", amount, p.reason);
+        if (rc == 0)
+            rc = payment_event(c, &p, pr.ok ? "payment.authorized" : "payment.failed", amount);
+        if (rc == 0)
+            rc = db_commit(c);
+    } else if (rc == 0) {
+        /* Recovery voided the attempt meanwhile: report what is stored. */
+        db_rollback(c);
+        rc = payrow_find(c, "WHERE id = $1", DB_INT(p.id), &p);
+        rc = rc < 0 ? rc : 0;
+        pr.ok = strcmp(p.status, "failed") != 0;
+    }
+    if (rc < 0)
+        db_rollback(c);
+    db_conn_give(c);
+    if (rc < 0)
+        return rc;
+    result_fill(&p, out);
+    return pr.ok ? 0 : ERR_PAYMENT;
+}
+
+int payment_capture(struct app *app, int64_t order_id)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(payments_db(app), &c);
+    if (rc < 0)
+        return rc;
+    struct payrow p;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        rc = payrow_by_order(c, order_id, &p);
+        if (rc <= 0) {
+            rc = rc < 0 ? rc : ERR_NOTFOUND;
+            break;
+        }
+        if (!strcmp(p.status, "captured")) {
+            rc = 0;
+            break;
+        }
+        if (strcmp(p.status, "authorized") != 0) {
+            rc = !strcmp(p.status, "processing") ? ERR_BUSY
+                 : !strcmp(p.status, "failed")   ? ERR_NOTFOUND
+                                                 : ERR_CONFLICT;
+            break;
+        }
+        char key[200];
+        snprintf(key, sizeof key, "%s:capture", p.key);
+        struct payment_provider_result pr;
+        db_conn_give(c);
+        rc = provider.capture(provider.self, key, p.ref, p.amount, &pr);
+        if (rc == 0 && !pr.ok)
+            rc = ERR_PAYMENT;
+        int rc2 = db_conn_take(payments_db(app), &c);
+        if (rc2 < 0)
+            return rc2;
+        if (rc < 0)
+            break;
+        rc = transition(c, &p, "authorized", "captured", "capture", "payment.captured", p.amount);
+        if (rc != 0) {
+            rc = rc < 0 ? rc : 0;
+            break;
+        }
+    }
+    db_conn_give(c);
+    return rc;
+}
+
+int payment_cancel(struct app *app, int64_t order_id)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(payments_db(app), &c);
+    if (rc < 0)
+        return rc;
+    struct payrow p;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        rc = payrow_by_order(c, order_id, &p);
+        if (rc <= 0)
+            break; /* nothing to undo */
+        if (!strcmp(p.status, "failed") || !strcmp(p.status, "voided") ||
+            !strcmp(p.status, "refunded")) {
+            rc = 0;
+            break;
+        }
+        if (!strcmp(p.status, "processing")) {
+            /* An attempt abandoned by a crash (or still at the provider): void it, so a late
+             * answer finds it no longer processing and leaves it alone. */
+            rc = transition(c, &p, "processing", "voided", "void", "payment.voided", p.amount);
+            if (rc != 0) {
+                rc = rc < 0 ? rc : 0;
+                break;
+            }
+            continue;
+        }
+        bool captured = !strcmp(p.status, "captured");
+        char key[200];
+        snprintf(key, sizeof key, "%s:%s", p.key, captured ? "refund" : "void");
+        struct payment_provider_result pr;
+        db_conn_give(c);
+        rc = captured ? provider.refund(provider.self, key, p.ref, p.amount, &pr)
+                      : provider.void_auth(provider.self, key, p.ref, &pr);
+        if (rc == 0 && !pr.ok)
+            rc = ERR_UNAVAILABLE;
+        int rc2 = db_conn_take(payments_db(app), &c);
+        if (rc2 < 0)
+            return rc2;
+        if (rc < 0)
+            break;
+        rc = captured ? transition(c, &p, "captured", "refunded", "refund", "payment.refunded",
+                                   p.amount)
+                      : transition(c, &p, "authorized", "voided", "void", "payment.voided",
+                                   p.amount);
+        if (rc != 0) {
+            rc = rc < 0 ? rc : 0;
+            break;
+        }
+        /* 0: the state moved under us (captured meanwhile); look again. */
+    }
+    db_conn_give(c);
+    return rc;
+}
+
+int payment_get(struct app *app, int64_t order_id, struct payment_result *out)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(payments_db(app), &c);
+    if (rc < 0)
+        return rc;
+    struct payrow p;
+    rc = payrow_by_order(c, order_id, &p);
+    db_conn_give(c);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return ERR_NOTFOUND;
+    result_fill(&p, out);
+    return 0;
+}
+
+/* --- service --- */
+
+static int payment_init(struct app *app)
+{
+    const char *lat = getenv("EMPORIUM_PAYMENT_LATENCY_MS");
+    int ms = lat ? atoi(lat) : 0;
+    if (ms < 0 || ms > 60000)
+        ms = 0;
+    payment__sandbox_init(&provider, ms);
+    return 0;
+}
+
+static const struct db_migration payment_migrations[] = {
+    {.sql = "CREATE TABLE payments ("
+            " id BIGINT PRIMARY KEY,"
+            " order_id BIGINT NOT NULL,"
+            " idempotency_key TEXT NOT NULL UNIQUE,"
+            " status TEXT NOT NULL,"
+            " amount BIGINT NOT NULL,"
+            " currency TEXT NOT NULL,"
+            " brand TEXT NOT NULL,"
+            " last4 TEXT NOT NULL,"
+            " provider TEXT NOT NULL,"
+            " provider_ref TEXT,"
+            " failure_reason TEXT,"
+            " retryable INTEGER NOT NULL DEFAULT 0,"
+            " created_at BIGINT NOT NULL,"
+            " updated_at BIGINT NOT NULL);"
+            "CREATE INDEX payments_order ON payments (order_id, id);"
+            "CREATE TABLE payment_operations ("
+            " id BIGINT PRIMARY KEY,"
+            " payment_id BIGINT NOT NULL REFERENCES payments(id),"
+            " kind TEXT NOT NULL,"
+            " idempotency_key TEXT NOT NULL UNIQUE,"
+            " status TEXT NOT NULL,"
+            " amount BIGINT NOT NULL,"
+            " failure_reason TEXT,"
+            " created_at BIGINT NOT NULL);"
+            "CREATE INDEX payment_operations_payment ON payment_operations (payment_id, id);"},
+    {.sql = OUTBOX_MIGRATION},
+};
+
+static const struct service_db payment_dbs[] = {
+    {"payments", 0, payment_migrations, sizeof payment_migrations / sizeof payment_migrations[0]},
+    {NULL, 0, NULL, 0},
+};
+
+const struct service service_payment = {
+    .name = "payment",
+    .routes = payment__routes,
+    .dbs = payment_dbs,
+    .init = payment_init,
+};
