@@ -1,4 +1,457 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-echo "make bench: the benchmark harness is not built yet (see the benchmark issue)." >&2
-exit 0
+# bench/run.sh — `make bench`: a fresh shop, seeded, under wrk, one scenario after another,
+# and one table at the end. See bench/README.md for what each row measures.
+#
+# Builds nothing: `make bench` has already built build/emporium (EMPORIUM_BIN overrides it).
+# Settings (environment):
+#   BACKEND=sqlite|postgres   embedded SQLite (default) or PostgreSQL via scripts/test-servers.sh
+#   BENCH_SECONDS=15          duration of each scenario
+#   BENCH_CONNECTIONS=64      wrk connections (BENCH_THREADS=2 wrk threads)
+#   BENCH_PRODUCTS=100000     catalog size (BENCH_CATEGORIES=50)
+#   BENCH_USERS=10000         accounts, each with a session token
+#   BENCH_SCENARIOS=a,b,…     run only these rows (health always runs: it is the ceiling)
+#   BENCH_SMOKE=1             harness smoke run: 2 s, 4 connections, 1,000 products, 100 users;
+#                             exits non-zero if a scenario whose endpoints exist gets no
+#                             successful request or more than 5 % errors
+#   BENCH_KEEP=1              keep the temp dir (data, server log, wrk outputs) afterwards
+#   BENCH_SERVER_ARGS="…"     extra arguments for `emporium serve` (e.g. --threads 2)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR="$ROOT/bench"
+BIN=${EMPORIUM_BIN:-$ROOT/build/emporium}
+BACKEND=${BACKEND:-sqlite}
+SMOKE=${BENCH_SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+    DURATION=${BENCH_SECONDS:-2}
+    CONNS=${BENCH_CONNECTIONS:-4}
+    PRODUCTS=${BENCH_PRODUCTS:-1000}
+    USERS=${BENCH_USERS:-100}
+else
+    DURATION=${BENCH_SECONDS:-15}
+    CONNS=${BENCH_CONNECTIONS:-64}
+    PRODUCTS=${BENCH_PRODUCTS:-100000}
+    USERS=${BENCH_USERS:-10000}
+fi
+CATEGORIES=${BENCH_CATEGORIES:-50}
+THREADS=${BENCH_THREADS:-2}
+[ "$CONNS" -lt "$THREADS" ] && THREADS=$CONNS
+HOT=${BENCH_HOT:-1000}
+CART_PRODUCTS=${BENCH_CART_PRODUCTS:-100}
+SCENARIOS=${BENCH_SCENARIOS:-all}
+ALL_SCENARIOS=(health product-get search add-to-cart place-order order-status browse-mix seed-mix)
+
+since() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }'; }
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk; make bench installs it)"
+command -v curl >/dev/null || die "curl is not installed"
+[ -x "$BIN" ] || die "no emporium binary at $BIN (make build, or set EMPORIUM_BIN)"
+case "$BACKEND" in sqlite | postgres) ;; *) die "BACKEND must be sqlite or postgres, not $BACKEND" ;; esac
+
+TMP=$(mktemp -d /tmp/emporium-bench.XXXXXX)
+chmod 755 "$TMP"
+DATA="$TMP/data"
+WORK="$TMP/work"
+mkdir -p "$DATA" "$WORK"
+LOG="$DATA/server.log"
+SERVER_PID=""
+PG_DIR=""
+
+cleanup() {
+    local rc=$?
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [ -n "$PG_DIR" ]; then
+        "$ROOT/scripts/test-servers.sh" stop "$PG_DIR" >/dev/null 2>&1 || true
+    fi
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        say "kept $TMP (data, server.log, wrk outputs)"
+    else
+        rm -rf "$TMP"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------
+# backend
+# ---------------------------------------------------------------------------------------
+unset EMPORIUM_DATABASE_URL EMPORIUM_DATA_DIR EMPORIUM_LISTEN
+if [ "$BACKEND" = postgres ]; then
+    [ -x "$ROOT/scripts/test-servers.sh" ] || die "scripts/test-servers.sh is missing"
+    if psql -h 127.0.0.1 -p 25433 -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
+        say "postgres: reusing the test servers already running on 25432/25433"
+    else
+        PG_DIR="$TMP/pg"
+        say "postgres: starting throwaway servers in $PG_DIR"
+        "$ROOT/scripts/test-servers.sh" start "$PG_DIR" >&2 || { PG_DIR=""; die "postgres did not start"; }
+    fi
+    base=$("$ROOT/scripts/test-servers.sh" env "${PG_DIR:-$TMP/pg}" | sed -n 's/^EMPORIUM_TEST_PG_URL=//p')
+    [ -n "$base" ] || die "scripts/test-servers.sh env printed no EMPORIUM_TEST_PG_URL"
+    # The server creates <prefix>_<logical> databases itself; a fresh prefix per run.
+    export EMPORIUM_DATABASE_URL="${base%/*}/bench$$_$(date +%s)"
+    say "postgres: EMPORIUM_DATABASE_URL=$EMPORIUM_DATABASE_URL"
+fi
+
+emp() { "$BIN" "$@" --data-dir "$DATA"; }
+
+# ---------------------------------------------------------------------------------------
+# seed: users (+ tokens), an admin, the catalog
+# ---------------------------------------------------------------------------------------
+PW="$WORK/password"
+echo "bench-password-$$" >"$PW"
+t0=$(date +%s.%N)
+HAVE_USERS=0
+if emp user bulk-create --count "$USERS" --password-file "$PW" --tokens-out "$WORK/tokens.txt" \
+    >"$WORK/users.log" 2>&1 && [ -s "$WORK/tokens.txt" ]; then
+    HAVE_USERS=1
+    say "users: $(wc -l <"$WORK/tokens.txt") accounts with tokens in $(since "$t0") s"
+else
+    say "users: bulk-create failed (user scenarios will be skipped):"; tail -n 5 "$WORK/users.log" >&2
+fi
+ADMIN_EMAIL="bench-admin@bench.example"
+emp user create --email "$ADMIN_EMAIL" --password-file "$PW" --role admin >"$WORK/admin.log" 2>&1 ||
+    { say "admin: user create failed:"; tail -n 5 "$WORK/admin.log" >&2; }
+
+HAVE_CATALOG=0
+SEED_SECONDS=""
+if "$BIN" --help 2>&1 | grep -qE '^[[:space:]]+seed[[:space:]]'; then
+    t0=$(date +%s.%N)
+    if emp seed --products "$PRODUCTS" --categories "$CATEGORIES" >"$WORK/seed.log" 2>&1; then
+        HAVE_CATALOG=1
+        SEED_SECONDS=$(since "$t0")
+        say "catalog: $PRODUCTS products in $CATEGORIES categories seeded in $SEED_SECONDS s"
+    else
+        say "catalog: seed failed:"; tail -n 10 "$WORK/seed.log" >&2
+        [ "$SMOKE" = 1 ] && die "seed failed"
+    fi
+else
+    say "catalog: no \`emporium seed\` command yet (product scenarios skipped: no catalog)"
+fi
+
+# ---------------------------------------------------------------------------------------
+# server
+# ---------------------------------------------------------------------------------------
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT=""
+for attempt in 1 2 3; do
+    for _ in $(seq 1 50); do
+        p=$((26000 + RANDOM % 4000))
+        if port_free "$p"; then PORT=$p; break; fi
+    done
+    [ -n "$PORT" ] || die "no free port found"
+    echo "==== bench: serve on 127.0.0.1:$PORT ====" >>"$LOG"
+    # shellcheck disable=SC2086
+    EMPORIUM_RATE_LIMITS=off "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" --no-demo \
+        ${BENCH_SERVER_ARGS:-} >>"$LOG" 2>&1 &
+    SERVER_PID=$!
+    up=0
+    for _ in $(seq 1 750); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+        if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null; then up=1; break; fi
+        sleep 0.02
+    done
+    [ $up = 1 ] && break
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    if grep -qi "in use" "$LOG"; then PORT=""; continue; fi
+    tail -n 30 "$LOG" >&2
+    die "the server did not come up"
+done
+[ -n "$SERVER_PID" ] || die "the server did not come up (address in use 3 times)"
+BASE="http://127.0.0.1:$PORT"
+say "server: pid $SERVER_PID on $BASE, data in $DATA"
+
+# ---------------------------------------------------------------------------------------
+# what exists: a route the router does not know answers 404 "no such endpoint" (or 405)
+# ---------------------------------------------------------------------------------------
+TOKEN1=""
+[ $HAVE_USERS = 1 ] && TOKEN1=$(head -n 1 "$WORK/tokens.txt")
+# exists METHOD PATH [TOKEN] — 0 if the server routes it
+exists() {
+    local method=$1 path=$2 tok=${3:-} body='{}' out code
+    local args=(-sS -o "$WORK/probe.body" -w '%{http_code}' -X "$method" -H 'Content-Type: application/json')
+    [ -n "$tok" ] && args+=(-H "Authorization: Bearer $tok")
+    [ "$method" = POST ] || [ "$method" = PUT ] || [ "$method" = PATCH ] && args+=(--data "$body")
+    code=$(curl "${args[@]}" "$BASE$path" 2>/dev/null) || return 1
+    out=$(cat "$WORK/probe.body")
+    if [ "$code" = 405 ]; then return 1; fi
+    if [ "$code" = 404 ] && grep -q 'no such endpoint' <<<"$out"; then return 1; fi
+    return 0
+}
+
+ADMIN_TOKEN=$(curl -sS -X POST -H 'Content-Type: application/json' \
+    --data "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$(cat "$PW")\"}" \
+    "$BASE/api/v1/auth/login" 2>/dev/null | sed -n 's/.*"token" *: *"\([^"]*\)".*/\1/p') || true
+
+declare -A EP
+probe() { if exists "$2" "$3" "${4:-}"; then EP[$1]=1; else EP[$1]=0; fi; }
+probe product_get GET /api/v1/products/1
+probe product_list GET '/api/v1/products?limit=1'
+probe categories GET /api/v1/categories
+probe cart_get GET /api/v1/cart "$TOKEN1"
+probe cart_add POST /api/v1/cart/items "$TOKEN1"
+probe order_post POST /api/v1/orders "$TOKEN1"
+probe order_get GET /api/v1/orders/1 "$TOKEN1"
+probe inventory_put PUT /api/v1/inventory/1 "$ADMIN_TOKEN"
+say "endpoints: $(for k in "${!EP[@]}"; do printf '%s=%s ' "$k" "${EP[$k]}"; done)"
+
+# ---------------------------------------------------------------------------------------
+# catalog sample: ids (shuffled: the first $HOT are the hot set), names, prices, categories
+# ---------------------------------------------------------------------------------------
+: >"$WORK/ids.txt"
+if [ $HAVE_CATALOG = 1 ] && [ "${EP[product_list]}" = 1 ]; then
+    t0=$(date +%s.%N)
+    cursor=""
+    : >"$WORK/ids.raw"
+    : >"$WORK/names.raw"
+    : >"$WORK/prices.raw"
+    pages=0
+    while :; do
+        url="$BASE/api/v1/products?limit=100"
+        [ -n "$cursor" ] && url="$url&cursor=$cursor"
+        page=$(curl -sS "$url") || break
+        pages=$((pages + 1))
+        grep -o '"id" *: *"[0-9]*"' <<<"$page" | grep -o '[0-9][0-9]*' >>"$WORK/ids.raw" || true
+        grep -o '"name" *: *"[^"]*"' <<<"$page" | sed 's/.*: *"//; s/"$//' >>"$WORK/names.raw" || true
+        grep -o '"amount" *: *[0-9]*' <<<"$page" | grep -o '[0-9][0-9]*$' >>"$WORK/prices.raw" || true
+        cursor=$(sed -n 's/.*"next_cursor" *: *"\([^"]*\)".*/\1/p' <<<"$page")
+        [ -n "$cursor" ] || break
+        [ $pages -ge $(((PRODUCTS + 99) / 100 + 5)) ] && break
+    done
+    sort -u "$WORK/ids.raw" | shuf >"$WORK/ids.txt"
+    shuf -n 5000 "$WORK/names.raw" >"$WORK/names.txt" || true
+    if [ -s "$WORK/prices.raw" ]; then
+        sort -n "$WORK/prices.raw" | awk '{a[NR]=$1} END {lo=a[int(NR*0.1)+1]; hi=a[int(NR*0.9)+1]; print lo, hi}' >"$WORK/prices.txt"
+    fi
+    say "catalog sample: $(wc -l <"$WORK/ids.txt") ids from $pages pages in $(since "$t0") s"
+fi
+if [ "${EP[categories]}" = 1 ]; then
+    curl -sS "$BASE/api/v1/categories" | grep -o '"slug" *: *"[^"]*"' | sed 's/.*: *"//; s/"$//' >"$WORK/categories.txt" || true
+fi
+HAVE_IDS=0
+[ -s "$WORK/ids.txt" ] && HAVE_IDS=1
+
+# Stock for cart and order traffic: the first $CART_PRODUCTS hot ids, available = 10^9.
+head -n "$CART_PRODUCTS" "$WORK/ids.txt" >"$WORK/cart_ids.txt"
+if [ $HAVE_IDS = 1 ] && [ "${EP[inventory_put]}" = 1 ] && [ -n "$ADMIN_TOKEN" ]; then
+    cfg="$WORK/stock.curl"
+    : >"$cfg"
+    first=1
+    while read -r id; do
+        [ $first = 1 ] || echo "next" >>"$cfg"
+        first=0
+        cat >>"$cfg" <<EOF
+url = "$BASE/api/v1/inventory/$id"
+request = "PUT"
+header = "Authorization: Bearer $ADMIN_TOKEN"
+header = "Content-Type: application/json"
+data = "{\"available\":1000000000}"
+output = "/dev/null"
+write-out = "%{http_code}\n"
+EOF
+    done <"$WORK/cart_ids.txt"
+    codes=$(curl -sS -K "$cfg" | sort | uniq -c | tr '\n' ' ')
+    say "stock: PUT /inventory for $(wc -l <"$WORK/cart_ids.txt") products: $codes"
+fi
+
+# ---------------------------------------------------------------------------------------
+# scenarios
+# ---------------------------------------------------------------------------------------
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+
+declare -A R_RPS R_P50 R_P90 R_P99 R_ERR R_CPU R_NOTE R_STATUS
+wanted() { [ "$SCENARIOS" = all ] || [ "$1" = health ] || [[ ",$SCENARIOS," == *",$1,"* ]]; }
+
+# why_not NAME — empty if the scenario can run, else the reason for its row
+why_not() {
+    local need=()
+    case $1 in
+    health) ;;
+    product-get) need=(catalog ids product_get) ;;
+    search) need=(catalog ids product_list) ;;
+    add-to-cart) need=(catalog ids users cart_add) ;;
+    place-order) need=(catalog ids users cart_add order_post) ;;
+    order-status) need=(users order_get orders) ;;
+    browse-mix) need=(catalog ids users product_get cart_get cart_add product_list order_post) ;;
+    seed-mix) need=(catalog ids users product_get product_list cart_get cart_add order_post order_get) ;;
+    esac
+    local n
+    for n in "${need[@]}"; do
+        case $n in
+        catalog) [ $HAVE_CATALOG = 1 ] || { echo "skipped: no catalog"; return; } ;;
+        ids) [ $HAVE_IDS = 1 ] || { echo "skipped: no product ids"; return; } ;;
+        users) [ $HAVE_USERS = 1 ] || { echo "skipped: no users"; return; } ;;
+        orders) [ -s "$WORK/orders.txt" ] || {
+            if [ "${EP[order_get]}" = 1 ]; then echo "skipped: no orders made"; else echo "n/a (endpoint missing)"; fi
+            return
+        } ;;
+        *) [ "${EP[$n]}" = 1 ] || { echo "n/a (endpoint missing)"; return; } ;;
+        esac
+    done
+}
+
+kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | head -n 1; }
+ms() { awk -v us="$1" 'BEGIN { if (us == "") print "-"; else printf "%.2f", us / 1000 }'; }
+
+run_scenario() {
+    local name=$1 out="$TMP/$name.wrk"
+    local c0 c1 line reqs dur rps p50 p90 p99 errs okn n
+    c0=$(cpu_ticks)
+    BENCH_DIR="$BENCH_DIR" BENCH_WORK="$WORK" BENCH_THREADS="$THREADS" BENCH_HOT="$HOT" \
+        BENCH_ORDERS_OUT="$WORK/orders.txt" \
+        wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency \
+        -s "$BENCH_DIR/$name.lua" "$BASE" >"$out" 2>&1 || true
+    c1=$(cpu_ticks)
+    line=$(grep '^BENCH_RESULT' "$out" || true)
+    if [ -z "$line" ]; then
+        R_NOTE[$name]="harness error (see below)"
+        say "$name: wrk printed no result:"; tail -n 20 "$out" >&2
+        return
+    fi
+    reqs=$(kv requests "$line")
+    dur=$(kv duration_us "$line")
+    errs=$(($(kv sock_errors "$line") + $(kv status_errors "$line")))
+    p50=$(kv p50_us "$line"); p90=$(kv p90_us "$line"); p99=$(kv p99_us "$line")
+    R_STATUS[$name]=$(sed -n 's/^BENCH_STATUS //p' "$out")
+    if [ "$name" = place-order ]; then
+        # The row is about orders: count and latency of POST /orders alone.
+        local k
+        k=$(grep '^BENCH_KIND kind=place-order ' "$out" || true)
+        local adds
+        adds=$(grep '^BENCH_KIND kind=add-to-cart ' "$out" || true)
+        okn=$(kv ok "$k"); okn=${okn:-0}
+        p50=$(kv p50_us "$k"); p90=$(kv p90_us "$k"); p99=$(kv p99_us "$k")
+        R_NOTE[$name]="orders/s; $(kv n "$adds") add-to-cart in between"
+        reqs=$okn
+    fi
+    rps=$(awk -v r="$reqs" -v d="$dur" 'BEGIN { printf "%.0f", (d > 0 ? r / (d / 1e6) : 0) }')
+    R_RPS[$name]=$rps
+    R_P50[$name]=$(ms "$p50"); R_P90[$name]=$(ms "$p90"); R_P99[$name]=$(ms "$p99")
+    R_ERR[$name]=$errs
+    R_CPU[$name]=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v r="$reqs" \
+        'BEGIN { if (r > 0) printf "%.3f", t / hz / (r / 1000); else print "-" }')
+    R_REQS[$name]=$reqs
+    say "$name: $rps req/s, p99 $(ms "$p99") ms, $errs errors (${R_STATUS[$name]})"
+    # The access log grows by ~300 bytes a request: keep the disk free between scenarios.
+    if [ "${BENCH_KEEP_LOG:-0}" != 1 ]; then
+        LOG_BYTES=$((LOG_BYTES + $(stat -c %s "$LOG")))
+        : >"$LOG"
+    fi
+}
+declare -A R_REQS
+LOG_BYTES=0
+
+for name in "${ALL_SCENARIOS[@]}"; do
+    wanted "$name" || { R_NOTE[$name]="not selected"; continue; }
+    reason=$(why_not "$name")
+    if [ -n "$reason" ]; then
+        R_NOTE[$name]=$reason
+        say "$name: $reason"
+        continue
+    fi
+    say "$name: ${DURATION} s, $CONNS connections…"
+    run_scenario "$name"
+done
+
+HWM_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+DATA_MB=$(du -sm "$DATA" | cut -f1)
+
+# ---------------------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------------------
+target() {
+    case $1 in
+    health) echo "ceiling (HTTP stack)" ;;
+    product-get) echo ">= 50 % of health" ;;
+    search) echo "p99 < 10 ms (seed < 80 ms)" ;;
+    add-to-cart) echo "p99 < 5 ms (seed < 40 ms)" ;;
+    place-order) echo ">= 5,000/s, p99 < 50 ms (seed 250-500/s, < 800 ms)" ;;
+    order-status) echo "p99 < 150 ms (seed)" ;;
+    browse-mix) echo ">= 50,000 req/s" ;;
+    seed-mix) echo ">= 5,000 req/s (seed 2,500-5,000)" ;;
+    esac
+}
+# verdict NAME — met / MISSED / - (no target), and "errors" when more than 1 % failed
+verdict() {
+    local n=$1 rps=${R_RPS[$1]} p99=${R_P99[$1]} h=${R_RPS[health]:-0} v
+    v=$(awk -v n="$n" -v rps="$rps" -v p99="$p99" -v h="$h" 'BEGIN {
+        ok = -1
+        if (n == "product-get" && h > 0) ok = (rps >= 0.5 * h)
+        if (n == "search") ok = (p99 < 10)
+        if (n == "add-to-cart") ok = (p99 < 5)
+        if (n == "place-order") ok = (rps >= 5000 && p99 < 50)
+        if (n == "order-status") ok = (p99 < 150)
+        if (n == "browse-mix") ok = (rps >= 50000)
+        if (n == "seed-mix") ok = (rps >= 5000)
+        print (ok < 0 ? "-" : (ok ? "met" : "MISSED")) }')
+    local reqs=${R_REQS[$1]:-0} errs=${R_ERR[$1]:-0}
+    if [ "$errs" -gt 0 ] && [ $((errs * 100)) -gt "$reqs" ]; then v="$v, errors"; fi
+    echo "$v"
+}
+
+{
+    echo
+    echo "Emporium bench — backend $BACKEND, $PRODUCTS products, $USERS users, wrk -t$THREADS -c$CONNS -d${DURATION}s, $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "binary $BIN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    echo
+    printf '%-13s %9s %8s %8s %8s %7s  %-50s %9s %11s  %s\n' \
+        scenario "req/s" "p50 ms" "p90 ms" "p99 ms" errors "seed target" "vs health" "cpu s/1k" verdict
+    printf '%s\n' "$(printf '%.0s-' $(seq 1 140))"
+    for name in "${ALL_SCENARIOS[@]}"; do
+        if [ -z "${R_RPS[$name]:-}" ]; then
+            printf '%-13s %s\n' "$name" "${R_NOTE[$name]:-not run}"
+            continue
+        fi
+        frac=$(awk -v r="${R_RPS[$name]}" -v h="${R_RPS[health]:-0}" 'BEGIN { if (h > 0) printf "%.2f", r / h; else print "-" }')
+        printf '%-13s %9s %8s %8s %8s %7s  %-50s %9s %11s  %s\n' "$name" "${R_RPS[$name]}" \
+            "${R_P50[$name]}" "${R_P90[$name]}" "${R_P99[$name]}" "${R_ERR[$name]}" \
+            "$(target "$name")" "$frac" "${R_CPU[$name]}" "$(verdict "$name")"
+    done
+    echo
+    hwm_mb=$(awk -v k="${HWM_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
+    printf 'server peak RSS (VmHWM): %s MB (target <= 256 MB: %s); RSS at the end %s MB; data dir %s MB\n' \
+        "$hwm_mb" "$(awk -v k="${HWM_KB:-0}" 'BEGIN { print (k <= 262144 ? "met" : "MISSED") }')" \
+        "$(awk -v k="${RSS_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')" "$DATA_MB"
+    [ -n "$SEED_SECONDS" ] && echo "seed: $PRODUCTS products in $SEED_SECONDS s"
+    echo "cpu s/1k = server utime+stime (all threads) per 1,000 requests (place-order: per 1,000 orders, with their add-to-cart)"
+    echo "access log: $LOG_BYTES bytes written during the scenarios"
+    for name in "${ALL_SCENARIOS[@]}"; do
+        if [ -n "${R_RPS[$name]:-}" ]; then
+            note=${R_NOTE[$name]:-}
+            echo "  $name: status ${R_STATUS[$name]:-?}${note:+; $note}"
+        fi
+    done
+} | tee "$TMP/table.txt"
+[ -n "${BENCH_TABLE_OUT:-}" ] && cp "$TMP/table.txt" "$BENCH_TABLE_OUT"
+
+# ---------------------------------------------------------------------------------------
+# smoke mode: the harness works end to end
+# ---------------------------------------------------------------------------------------
+if [ "$SMOKE" = 1 ]; then
+    fail=0
+    for name in "${ALL_SCENARIOS[@]}"; do
+        note=${R_NOTE[$name]:-}
+        case $note in "harness error"*) say "smoke: $name: harness error"; fail=1; continue ;; esac
+        [ -n "${R_RPS[$name]:-}" ] || continue
+        reqs=${R_REQS[$name]:-0}
+        errs=${R_ERR[$name]:-0}
+        if [ "$reqs" -le 0 ]; then say "smoke: $name: no successful request"; fail=1; fi
+        if [ "$errs" -gt 0 ] && [ $((errs * 20)) -gt "$reqs" ]; then
+            say "smoke: $name: $errs errors in $reqs requests (${R_STATUS[$name]})"; fail=1
+        fi
+    done
+    kill -0 "$SERVER_PID" 2>/dev/null || { say "smoke: the server died"; fail=1; }
+    [ $fail = 0 ] || { tail -n 30 "$LOG" >&2; exit 1; }
+    say "smoke: ok"
+fi

@@ -1,0 +1,9 @@
+-- SPDX-License-Identifier: MIT
+package.path = (os.getenv("BENCH_DIR") or "bench") .. "/?.lua;" .. package.path
+local c = require("common")
+setup, done = c.setup, c.done
+-- add-to-cart: POST /api/v1/cart/items {product_id, quantity: 1}; the users are spread
+-- over the threads and taken round robin (10,000 distinct carts), each adding one of 4
+-- well-stocked products (carts stay <= 4 lines).
+function init(args) c.init_thread { users = true, products = true } end
+request = c.request_fn(function() return c.add_to_cart() end)

@@ -1,0 +1,7 @@
+-- SPDX-License-Identifier: MIT
+package.path = (os.getenv("BENCH_DIR") or "bench") .. "/?.lua;" .. package.path
+local c = require("common")
+setup, done = c.setup, c.done
+-- order-status: GET /api/v1/orders/{id} of orders made by place-order, with the owner's token.
+function init(args) c.init_thread { users = true, orders = true } end
+request = c.request_fn(c.order_status)
