@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/* db.c — the front of the storage port: backend choice, result rows, migrations.
+ *
+ * db_open() picks the backend from the URL (nothing or "sqlite": embedded SQLite files;
+ * postgres:// or postgresql://: libpq) and every other public call is a thin dispatch through
+ * the backend's ops table (db_internal.h). What both backends share lives here, so it cannot
+ * drift between them: the result rows (every cell copied out as text into one growing
+ * buffer, so a result is three allocations however many cells it has) and versioned
+ * migrations, which only use the public API and therefore behave the same on both. */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/db_internal.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+
+/* ---- rows ---------------------------------------------------------------------------- */
+
+#define ROWS_NULL SIZE_MAX /* offset of a NULL cell */
+
+struct db_rows {
+    int ncols, nrows, cap_rows;
+    size_t *off; /* nrows * ncols offsets into buf, ROWS_NULL for SQL NULL */
+    char *buf;   /* NUL-terminated cell texts, back to back */
+    size_t len, cap;
+};
+
+struct db_rows *db__rows_new(int ncols)
+{
+    struct db_rows *r = calloc(1, sizeof *r);
+    if (r)
+        r->ncols = ncols < 0 ? 0 : ncols;
+    return r;
+}
+
+int db__rows_add_row(struct db_rows *r)
+{
+    if (r->nrows == r->cap_rows) {
+        int cap = r->cap_rows ? r->cap_rows * 2 : 8;
+        size_t cells = (size_t)cap * (size_t)(r->ncols ? r->ncols : 1);
+        size_t *off = realloc(r->off, cells * sizeof *off);
+        if (!off)
+            return ERR_NOMEM;
+        r->off = off;
+        r->cap_rows = cap;
+    }
+    size_t *row = r->off + (size_t)r->nrows * (size_t)r->ncols;
+    for (int c = 0; c < r->ncols; c++)
+        row[c] = ROWS_NULL;
+    r->nrows++;
+    return 0;
+}
+
+int db__rows_set(struct db_rows *r, int col, const char *s, size_t len)
+{
+    if (r->nrows == 0 || col < 0 || col >= r->ncols)
+        return ERR_INTERNAL;
+    size_t *cell = r->off + (size_t)(r->nrows - 1) * (size_t)r->ncols + (size_t)col;
+    if (!s) {
+        *cell = ROWS_NULL;
+        return 0;
+    }
+    if (r->cap - r->len < len + 1) {
+        size_t cap = r->cap ? r->cap : 256;
+        while (cap - r->len < len + 1)
+            cap *= 2;
+        char *buf = realloc(r->buf, cap);
+        if (!buf)
+            return ERR_NOMEM;
+        r->buf = buf;
+        r->cap = cap;
+    }
+    memcpy(r->buf + r->len, s, len);
+    r->buf[r->len + len] = '\0';
+    *cell = r->len;
+    r->len += len + 1;
+    return 0;
+}
+
+int db_rows_count(const struct db_rows *r) { return r ? r->nrows : 0; }
+int db_rows_cols(const struct db_rows *r) { return r ? r->ncols : 0; }
+
+const char *db_get(const struct db_rows *r, int row, int col)
+{
+    if (!r || row < 0 || row >= r->nrows || col < 0 || col >= r->ncols)
+        return NULL;
+    size_t o = r->off[(size_t)row * (size_t)r->ncols + (size_t)col];
+    return o == ROWS_NULL ? NULL : r->buf + o;
+}
+
+int64_t db_get_i64(const struct db_rows *r, int row, int col)
+{
+    const char *s = db_get(r, row, col);
+    return s ? (int64_t)strtoll(s, NULL, 10) : 0;
+}
+
+bool db_is_null(const struct db_rows *r, int row, int col) { return db_get(r, row, col) == NULL; }
+
+void db_rows_free(struct db_rows *r)
+{
+    if (!r)
+        return;
+    free(r->off);
+    free(r->buf);
+    free(r);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------ */
+
+bool db__name_ok(const char *name)
+{
+    size_t n = 0;
+    for (; name && name[n]; n++) {
+        char ch = name[n];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_'))
+            return false;
+    }
+    return n >= 1 && n <= DB__NAME_MAX;
+}
+
+int db_open(struct db **out, const char *name, const struct db_options *opt)
+{
+    static const struct db_options none = {0};
+    *out = NULL;
+    if (!opt)
+        opt = &none;
+    if (!db__name_ok(name)) {
+        log_error("db: invalid logical database name");
+        return ERR_INVALID;
+    }
+    const char *url = opt->url;
+    if (!url || !*url || strcmp(url, "sqlite") == 0 || strncmp(url, "sqlite:", 7) == 0)
+        return db__sqlite_open(out, name, opt);
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return db__pg_open(out, name, opt);
+    log_error("db: unsupported database URL scheme (want postgres:// or sqlite)");
+    return ERR_INVALID;
+}
+
+void db_close(struct db *db)
+{
+    if (db)
+        db->ops->close(db);
+}
+
+enum db_dialect db_dialect(const struct db *db) { return db->dialect; }
+const char *db_name(const struct db *db) { return db->name; }
+
+void db_pool_stats(const struct db *db, int *in_use, int *idle)
+{
+    int u = 0, i = 0;
+    if (db)
+        db->ops->pool_stats(db, &u, &i);
+    if (in_use)
+        *in_use = u;
+    if (idle)
+        *idle = i;
+}
+
+int db_ping(struct db *db)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = db_query(c, "SELECT 1", 0, NULL, NULL);
+    db_conn_give(c);
+    return rc < 0 ? rc : 0;
+}
+
+int db_conn_take(struct db *db, struct db_conn **out)
+{
+    *out = NULL;
+    return db->ops->take(db, out);
+}
+
+void db_conn_give(struct db_conn *c)
+{
+    if (c)
+        c->db->ops->give(c);
+}
+
+int db_query(struct db_conn *c, const char *sql, int n, const struct db_val *args,
+             struct db_rows **out)
+{
+    if (out)
+        *out = NULL;
+    if (n < 0 || (n > 0 && !args))
+        return ERR_INVALID;
+    return c->db->ops->query(c, sql, n, args, out);
+}
+
+int db_exec_script(struct db_conn *c, const char *sql) { return c->db->ops->exec_script(c, sql); }
+int db_begin(struct db_conn *c) { return c->db->ops->begin(c); }
+int db_commit(struct db_conn *c) { return c->db->ops->commit(c); }
+int db_rollback(struct db_conn *c) { return c->db->ops->rollback(c); }
+
+/* ---- migrations ---------------------------------------------------------------------- */
+
+/* 0 when the migrations table is missing, so db_schema_version() on a fresh database does
+ * not create anything. */
+static int migrations_table_exists(struct db_conn *c)
+{
+    const char *sql = c->db->dialect == DB_SQLITE
+                          ? "SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'schema_migrations'"
+                          : "SELECT 1 FROM pg_catalog.pg_tables WHERE "
+                            "tablename = 'schema_migrations' AND schemaname = current_schema()";
+    struct db_rows *r;
+    int rc = db_query(c, sql, 0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    rc = db_rows_count(r) > 0;
+    db_rows_free(r);
+    return rc;
+}
+
+static int read_version(struct db_conn *c)
+{
+    int rc = migrations_table_exists(c);
+    if (rc <= 0)
+        return rc;
+    struct db_rows *r;
+    rc = db_query(c, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", 0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    int64_t v = db_get_i64(r, 0, 0);
+    db_rows_free(r);
+    return (int)v;
+}
+
+int db_schema_version(struct db *db)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = read_version(c);
+    db_conn_give(c);
+    return rc;
+}
+
+/* Applies step `v` unless another process did it first: the check and the work happen in
+ * one transaction, and on PostgreSQL the table lock makes concurrent migrators queue up
+ * (it is transaction-scoped, so it is fine behind PgBouncer; SQLite's BEGIN IMMEDIATE
+ * already serialises writers). */
+static int apply_step(struct db_conn *c, int v, const struct db_migration *m)
+{
+    bool pg = c->db->dialect == DB_POSTGRES;
+    int rc = db_begin(c);
+    if (rc < 0)
+        return rc;
+    if (pg) {
+        rc = db_query(c, "LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE", 0, NULL,
+                      NULL);
+        if (rc < 0)
+            goto fail;
+    }
+    struct db_val args[2] = {DB_INT(v), DB_INT(now_ms())};
+    struct db_rows *r;
+    rc = db_query(c, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, args, &r);
+    if (rc < 0)
+        goto fail;
+    bool done = db_rows_count(r) > 0;
+    db_rows_free(r);
+    if (done)
+        return db_rollback(c);
+
+    const char *sql = pg && m->pg ? m->pg : m->sql;
+    if (sql && *sql) {
+        rc = db_exec_script(c, sql);
+        if (rc < 0) {
+            log_error("db %s: migration %d failed; nothing of it was applied", c->db->name, v);
+            goto fail;
+        }
+    }
+    rc = db_query(c, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", 2,
+                  args, NULL);
+    if (rc < 0)
+        goto fail;
+    rc = db_commit(c);
+    if (rc < 0)
+        goto fail;
+    log_info("db %s: applied migration %d", c->db->name, v);
+    return 0;
+fail:
+    db_rollback(c);
+    return rc;
+}
+
+/* On PostgreSQL, CREATE TABLE IF NOT EXISTS is not safe against a concurrent creator (either
+ * can fail on the catalog's unique index or with "already exists"), so creators queue on a
+ * transaction-scoped advisory lock, which unlike a session lock works behind PgBouncer. */
+static int create_migrations_table(struct db_conn *c)
+{
+    int rc = db_begin(c);
+    if (rc < 0)
+        return rc;
+    if (c->db->dialect == DB_POSTGRES)
+        rc = db_query(c, "SELECT pg_advisory_xact_lock(5829361741)", 0, NULL, NULL);
+    if (rc >= 0)
+        rc = db_exec_script(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                               "version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)");
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0)
+        db_rollback(c);
+    return rc < 0 ? rc : 0;
+}
+
+int db_migrate(struct db *db, const struct db_migration *steps, int n)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = migrations_table_exists(c);
+    if (rc == 0)
+        rc = create_migrations_table(c);
+    int have = rc < 0 ? rc : read_version(c);
+    if (have < 0) {
+        rc = have;
+        goto out;
+    }
+    if (have > n)
+        log_warn("db %s: schema version %d is newer than this program's %d", db->name, have, n);
+    for (int v = have + 1; v <= n; v++) {
+        rc = apply_step(c, v, &steps[v - 1]);
+        if (rc < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    db_conn_give(c);
+    return rc;
+}

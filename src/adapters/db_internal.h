@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/* db_internal.h — what db.c shares with the two storage backends (db_sqlite.c, db_pg.c).
+ *
+ * The public handles are "base classes": each backend allocates a larger struct whose first
+ * member is `struct db` (or `struct db_conn`) and casts back. db.c dispatches every public
+ * call through the backend's ops table and owns what is common to both: the result rows
+ * (filled by the backends through the db__rows_* builder), migrations and name checks. */
+#ifndef EMPORIUM_DB_INTERNAL_H
+#define EMPORIUM_DB_INTERNAL_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "emporium/db.h"
+
+struct db__ops {
+    void (*close)(struct db *db);
+    void (*pool_stats)(const struct db *db, int *in_use, int *idle);
+    int (*take)(struct db *db, struct db_conn **out);
+    void (*give)(struct db_conn *c);
+    int (*query)(struct db_conn *c, const char *sql, int n, const struct db_val *args,
+                 struct db_rows **out);
+    int (*exec_script)(struct db_conn *c, const char *sql);
+    int (*begin)(struct db_conn *c);
+    int (*commit)(struct db_conn *c);
+    int (*rollback)(struct db_conn *c);
+};
+
+/* Logical names become file names and PostgreSQL database names: keep them boring. */
+#define DB__NAME_MAX 48
+
+struct db {
+    const struct db__ops *ops;
+    enum db_dialect dialect;
+    char name[DB__NAME_MAX + 1];
+};
+
+struct db_conn {
+    struct db *db;
+};
+
+/* True when name is 1..DB__NAME_MAX characters of [A-Za-z0-9_]. */
+bool db__name_ok(const char *name);
+
+int db__sqlite_open(struct db **out, const char *name, const struct db_options *opt);
+int db__pg_open(struct db **out, const char *name, const struct db_options *opt);
+
+/* Result builder. A backend creates the rows once it knows the column count, appends a row,
+ * then sets its cells (unset cells stay NULL). Returns NULL / ERR_NOMEM on allocation failure. */
+struct db_rows *db__rows_new(int ncols);
+int db__rows_add_row(struct db_rows *r);
+/* Sets column `col` of the last row to a copy of s[0..len) (s == NULL: SQL NULL). */
+int db__rows_set(struct db_rows *r, int col, const char *s, size_t len);
+
+#endif

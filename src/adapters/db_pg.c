@@ -1,0 +1,553 @@
+/* SPDX-License-Identifier: MIT */
+/* db_pg.c — the PostgreSQL storage backend (libpq), built to run behind PgBouncer.
+ *
+ * Logical database `name` is the PostgreSQL database "<base>_<name>", base being the URL's
+ * dbname; db_open() creates it when missing (through the "postgres" database). Each db has a
+ * bounded pool of blocking libpq connections: a mutex, a stack of idle connections and a
+ * condition variable to wait on (with a deadline) when all are leased. Connections are made
+ * lazily, outside the lock, and a broken one is reset when taken or dropped when given back.
+ *
+ * Everything goes through PQexecParams (unnamed statements, text parameters) or PQexec for
+ * scripts, and nothing touches session state (no SET, LISTEN, named prepares), because in
+ * PgBouncer's transaction mode consecutive transactions of one client connection may run on
+ * different server connections. Integer parameters are typed int8 so a $n used twice always
+ * has one type; text parameters are left untyped so the server coerces them to the
+ * column's type, which is what lets the same SQL text run on SQLite. */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adapters/db_internal.h"
+#include "emporium/err.h"
+#include "emporium/log.h"
+
+#define PG_INT8OID 20
+#define PG_IDENT_MAX 63 /* NAMEDATALEN - 1 */
+#define PG_SMALL_ARGS 16
+
+struct pg_conn {
+    struct db_conn base;
+    PGconn *h;
+    bool fresh; /* no statement run yet in this lease: safe to reconnect and retry */
+    struct pg_conn *next_idle;
+};
+
+struct pg_db {
+    struct db base;
+    char *url;
+    char target[PG_IDENT_MAX + DB__NAME_MAX + 2]; /* checked to be <= PG_IDENT_MAX */
+    int size, timeout_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open;   /* connections that exist or are being made, <= size */
+    int leased; /* of which taken */
+    struct pg_conn *idle;
+    int nidle;
+};
+
+static struct pg_db *pg_db_of(const struct db *db) { return (struct pg_db *)db; }
+static struct pg_conn *pg_conn_of(struct db_conn *c) { return (struct pg_conn *)c; }
+
+/* libpq messages end with a newline; log lines should not. */
+static int pg_msglen(const char *m)
+{
+    size_t n = m ? strlen(m) : 0;
+    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == '\r'))
+        n--;
+    return (int)n;
+}
+
+/* ---- connections --------------------------------------------------------------------- */
+
+/* Connects to `dbname` with everything else from the URL. Parameters before "dbname" are
+ * defaults the URL may override; the second "dbname" overrides the URL's. */
+static PGconn *pg_connect_to(const char *url, const char *dbname)
+{
+    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname",
+                                "dbname", NULL};
+    const char *const vals[] = {"5", "emporium", url, dbname, NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+/* Server notices (e.g. "already exists, skipping") would go to stderr unformatted. */
+static void pg_notice(void *arg, const char *msg)
+{
+    log_debug("db %s: %.*s", (const char *)arg, pg_msglen(msg), msg);
+}
+
+static int pg_connect(struct pg_db *db, struct pg_conn **out)
+{
+    struct pg_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return ERR_NOMEM;
+    c->base.db = &db->base;
+    c->h = pg_connect_to(db->url, db->target);
+    if (!c->h || PQstatus(c->h) != CONNECTION_OK) {
+        const char *m = c->h ? PQerrorMessage(c->h) : "out of memory";
+        log_error("db %s: cannot connect to database %s: %.*s", db->base.name, db->target,
+                  pg_msglen(m), m);
+        PQfinish(c->h);
+        free(c);
+        return ERR_UNAVAILABLE;
+    }
+    PQsetNoticeProcessor(c->h, pg_notice, db->base.name);
+    *out = c;
+    return 0;
+}
+
+static void pg_conn_free(struct pg_conn *c)
+{
+    if (c) {
+        PQfinish(c->h);
+        free(c);
+    }
+}
+
+/* ---- results ------------------------------------------------------------------------- */
+
+static int pg_fail(struct pg_conn *c, const PGresult *res, const char *sql)
+{
+    const char *name = c->base.db->name;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* The primary message only: the full one repeats the SQL with a caret over lines. */
+    const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!m || !*m)
+        m = PQerrorMessage(c->h);
+    /* 08P01 (protocol violation) on a live connection is a bug such as a wrong parameter
+     * count, not an outage. */
+    if (PQstatus(c->h) != CONNECTION_OK ||
+        (state && strncmp(state, "08", 2) == 0 && strcmp(state, "08P01") != 0) ||
+        (state && (strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+                   strcmp(state, "57P03") == 0 || strcmp(state, "53300") == 0))) {
+        log_warn("db %s: connection lost: %.*s", name, pg_msglen(m), m);
+        return ERR_UNAVAILABLE;
+    }
+    if (state && strcmp(state, "23505") == 0) {
+        log_debug("db %s: %.*s", name, pg_msglen(m), m);
+        return ERR_CONFLICT;
+    }
+    if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+                  strcmp(state, "55P03") == 0)) {
+        log_warn("db %s: busy (%s): %.*s", name, state, pg_msglen(m), m);
+        return ERR_BUSY;
+    }
+    log_error("db %s: postgres error %s: %.*s (sql: %.120s)", name, state ? state : "?",
+              pg_msglen(m), m, sql);
+    return ERR_INTERNAL;
+}
+
+static bool pg_is_dml(const PGresult *res)
+{
+    const char *tag = PQcmdStatus((PGresult *)res);
+    return tag && (strncmp(tag, "INSERT ", 7) == 0 || strncmp(tag, "UPDATE ", 7) == 0 ||
+                   strncmp(tag, "DELETE ", 7) == 0 || strncmp(tag, "MERGE ", 6) == 0);
+}
+
+static int pg_copy_rows(const PGresult *res, struct db_rows **out)
+{
+    int nr = PQntuples(res), nc = PQnfields(res);
+    struct db_rows *r = db__rows_new(nc);
+    if (!r)
+        return ERR_NOMEM;
+    for (int i = 0; i < nr; i++) {
+        int rc = db__rows_add_row(r);
+        for (int j = 0; rc == 0 && j < nc; j++) {
+            if (!PQgetisnull(res, i, j))
+                rc = db__rows_set(r, j, PQgetvalue(res, i, j), (size_t)PQgetlength(res, i, j));
+        }
+        if (rc < 0) {
+            db_rows_free(r);
+            return rc;
+        }
+    }
+    *out = r;
+    return 0;
+}
+
+/* Consumes res: rows into *out (when wanted), affected rows as the return value. */
+static int pg_result(struct pg_conn *c, PGresult *res, const char *sql, struct db_rows **out)
+{
+    int rc;
+    switch (res ? PQresultStatus(res) : PGRES_FATAL_ERROR) {
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+    case PGRES_EMPTY_QUERY:
+        rc = pg_is_dml(res) ? atoi(PQcmdTuples(res)) : 0;
+        if (out) {
+            int e = pg_copy_rows(res, out);
+            if (e < 0)
+                rc = e;
+        }
+        break;
+    default:
+        rc = pg_fail(c, res, sql);
+        break;
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* One round trip. A pooled connection can be dead without libpq knowing (server or
+ * PgBouncer restarted while it sat idle); when that shows on the first statement of a lease
+ * there is no transaction to lose, so reconnect and send it once more. */
+static int pg_run(struct pg_conn *c, const char *sql, int n, const Oid *types,
+                  const char *const *vals, struct db_rows **out, bool script)
+{
+    for (int attempt = 0;; attempt++) {
+        bool fresh = c->fresh;
+        c->fresh = false;
+        PGresult *res = script ? PQexec(c->h, sql)
+                               : PQexecParams(c->h, sql, n, types, vals, NULL, NULL, 0);
+        if (fresh && attempt == 0 && PQstatus(c->h) == CONNECTION_BAD) {
+            PQclear(res);
+            PQreset(c->h);
+            if (PQstatus(c->h) == CONNECTION_OK) {
+                log_warn("db %s: reconnected a stale connection", c->base.db->name);
+                continue;
+            }
+            return pg_fail(c, NULL, sql);
+        }
+        return pg_result(c, res, sql, out);
+    }
+}
+
+static int pg_query(struct db_conn *base, const char *sql, int n, const struct db_val *args,
+                    struct db_rows **out)
+{
+    struct pg_conn *c = pg_conn_of(base);
+    const char *vals_small[PG_SMALL_ARGS];
+    Oid types_small[PG_SMALL_ARGS];
+    char nums_small[PG_SMALL_ARGS][24];
+    const char **vals = vals_small;
+    Oid *types = types_small;
+    char(*nums)[24] = nums_small;
+    if (n > PG_SMALL_ARGS) {
+        vals = malloc((size_t)n * sizeof *vals);
+        types = malloc((size_t)n * sizeof *types);
+        nums = malloc((size_t)n * sizeof *nums);
+        if (!vals || !types || !nums) {
+            free(vals);
+            free(types);
+            free(nums);
+            return ERR_NOMEM;
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        types[k] = 0;
+        vals[k] = NULL;
+        if (args[k].t == DB_T_INT) {
+            snprintf(nums[k], sizeof nums[k], "%" PRId64, args[k].i);
+            vals[k] = nums[k];
+            types[k] = PG_INT8OID;
+        } else if (args[k].t == DB_T_TEXT) {
+            vals[k] = args[k].s;
+        }
+    }
+    int rc = pg_run(c, sql, n, types, vals, out, false);
+    if (n > PG_SMALL_ARGS) {
+        free(vals);
+        free(types);
+        free(nums);
+    }
+    return rc;
+}
+
+static int pg_exec_script(struct db_conn *base, const char *sql)
+{
+    int rc = pg_run(pg_conn_of(base), sql, 0, NULL, NULL, NULL, true);
+    return rc < 0 ? rc : 0;
+}
+
+static int pg_simple(struct pg_conn *c, const char *sql)
+{
+    int rc = pg_run(c, sql, 0, NULL, NULL, NULL, false);
+    return rc < 0 ? rc : 0;
+}
+
+static int pg_begin(struct db_conn *c) { return pg_simple(pg_conn_of(c), "BEGIN"); }
+
+static int pg_commit(struct db_conn *base)
+{
+    struct pg_conn *c = pg_conn_of(base);
+    switch (PQtransactionStatus(c->h)) {
+    case PQTRANS_INTRANS:
+        return pg_simple(c, "COMMIT");
+    case PQTRANS_INERROR:
+        /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: say it did not commit. */
+        pg_simple(c, "ROLLBACK");
+        log_error("db %s: commit of a failed transaction; rolled back", base->db->name);
+        return ERR_INTERNAL;
+    case PQTRANS_IDLE:
+        log_error("db %s: commit without a transaction", base->db->name);
+        return ERR_INTERNAL;
+    default:
+        return ERR_UNAVAILABLE;
+    }
+}
+
+static int pg_rollback(struct db_conn *base)
+{
+    struct pg_conn *c = pg_conn_of(base);
+    PGTransactionStatusType ts = PQtransactionStatus(c->h);
+    if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
+        return 0; /* nothing open, or the connection is gone and the server rolled back */
+    return pg_simple(c, "ROLLBACK");
+}
+
+/* ---- pool ---------------------------------------------------------------------------- */
+
+static int pg_take(struct db *base, struct db_conn **out)
+{
+    struct pg_db *db = pg_db_of(base);
+    struct pg_conn *c = NULL;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += db->timeout_ms / 1000;
+    deadline.tv_nsec += (long)(db->timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&db->mu);
+    for (;;) {
+        if (db->idle) {
+            c = db->idle;
+            db->idle = c->next_idle;
+            db->nidle--;
+            break;
+        }
+        if (db->open < db->size) {
+            db->open++; /* reserve the slot; connect outside the lock */
+            break;
+        }
+        if (pthread_cond_timedwait(&db->cv, &db->mu, &deadline) != 0 && !db->idle &&
+            db->open >= db->size) {
+            pthread_mutex_unlock(&db->mu);
+            log_warn("db %s: no free connection within %d ms", base->name, db->timeout_ms);
+            return ERR_UNAVAILABLE;
+        }
+    }
+    db->leased++;
+    pthread_mutex_unlock(&db->mu);
+
+    int rc = 0;
+    if (!c) {
+        rc = pg_connect(db, &c);
+    } else if (PQstatus(c->h) != CONNECTION_OK) {
+        PQreset(c->h);
+        if (PQstatus(c->h) != CONNECTION_OK) {
+            const char *m = PQerrorMessage(c->h);
+            log_error("db %s: reconnect failed: %.*s", base->name, pg_msglen(m), m);
+            pg_conn_free(c);
+            rc = ERR_UNAVAILABLE;
+        }
+    }
+    if (rc < 0) {
+        pthread_mutex_lock(&db->mu);
+        db->open--;
+        db->leased--;
+        pthread_cond_signal(&db->cv);
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
+    c->fresh = true;
+    *out = &c->base;
+    return 0;
+}
+
+static void pg_give(struct db_conn *base)
+{
+    struct pg_conn *c = pg_conn_of(base);
+    struct pg_db *db = pg_db_of(base->db);
+    bool keep = PQstatus(c->h) == CONNECTION_OK;
+    switch (PQtransactionStatus(c->h)) {
+    case PQTRANS_IDLE:
+        break;
+    case PQTRANS_INTRANS:
+    case PQTRANS_INERROR:
+        log_warn("db %s: connection given back inside a transaction; rolling back",
+                 base->db->name);
+        if (pg_simple(c, "ROLLBACK") < 0)
+            keep = false;
+        break;
+    default: /* a query still running, or unknown: the connection is unusable */
+        keep = false;
+        break;
+    }
+    if (!keep) {
+        pg_conn_free(c);
+        c = NULL;
+    }
+    pthread_mutex_lock(&db->mu);
+    db->leased--;
+    if (c) {
+        c->next_idle = db->idle;
+        db->idle = c;
+        db->nidle++;
+    } else {
+        db->open--;
+    }
+    pthread_cond_signal(&db->cv);
+    pthread_mutex_unlock(&db->mu);
+}
+
+static void pg_pool_stats(const struct db *base, int *in_use, int *idle)
+{
+    struct pg_db *db = pg_db_of(base);
+    pthread_mutex_lock(&db->mu);
+    *in_use = db->leased;
+    *idle = db->nidle;
+    pthread_mutex_unlock(&db->mu);
+}
+
+static void pg_close(struct db *base)
+{
+    struct pg_db *db = pg_db_of(base);
+    if (db->leased > 0)
+        log_error("db %s: closed with %d connection(s) still taken", base->name, db->leased);
+    while (db->idle) {
+        struct pg_conn *c = db->idle;
+        db->idle = c->next_idle;
+        pg_conn_free(c);
+    }
+    pthread_cond_destroy(&db->cv);
+    pthread_mutex_destroy(&db->mu);
+    free(db->url);
+    free(db);
+}
+
+static const struct db__ops pg_ops = {
+    .close = pg_close,
+    .pool_stats = pg_pool_stats,
+    .take = pg_take,
+    .give = pg_give,
+    .query = pg_query,
+    .exec_script = pg_exec_script,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+};
+
+/* ---- open ---------------------------------------------------------------------------- */
+
+/* The URL's dbname, "emporium" when it names none. */
+static int pg_base_dbname(const char *url, char *buf, size_t cap)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &err);
+    if (!opts) {
+        log_error("db: invalid PostgreSQL URL: %.*s", pg_msglen(err), err ? err : "");
+        PQfreemem(err);
+        return ERR_INVALID;
+    }
+    const char *base = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "dbname") == 0 && o->val && *o->val)
+            base = o->val;
+    snprintf(buf, cap, "%s", base ? base : "emporium");
+    PQconninfoFree(opts);
+    return 0;
+}
+
+/* Creates db->target unless it exists. Tolerates a concurrent creator (42P04, or 23505 on
+ * pg_database's name index when both got past the existence check). */
+static int pg_ensure_database(struct pg_db *db)
+{
+    PGconn *h = pg_connect_to(db->url, "postgres");
+    if (!h || PQstatus(h) != CONNECTION_OK) {
+        const char *m = h ? PQerrorMessage(h) : "out of memory";
+        log_warn("db %s: cannot reach the postgres database to create %s: %.*s", db->base.name,
+                 db->target, pg_msglen(m), m);
+        PQfinish(h);
+        return ERR_UNAVAILABLE;
+    }
+    PQsetNoticeProcessor(h, pg_notice, db->base.name);
+    const char *vals[] = {db->target};
+    PGresult *res = PQexecParams(h, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1,
+                                 NULL, vals, NULL, NULL, 0);
+    bool exists = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
+    PQclear(res);
+    int rc = 0;
+    if (!exists) {
+        char sql[sizeof db->target + 32];
+        /* The name is [A-Za-z0-9_] (db__name_ok and the URL's dbname): quoting keeps case. */
+        snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", db->target);
+        res = PQexec(h, sql);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            log_info("db %s: created database %s", db->base.name, db->target);
+        } else {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            if (!state || (strcmp(state, "42P04") != 0 && strcmp(state, "23505") != 0)) {
+                const char *m = PQresultErrorMessage(res);
+                log_error("db %s: cannot create database %s: %.*s", db->base.name, db->target,
+                          pg_msglen(m), m);
+                rc = ERR_UNAVAILABLE;
+            }
+        }
+        PQclear(res);
+    }
+    PQfinish(h);
+    return rc;
+}
+
+static bool pg_ident_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
+int db__pg_open(struct db **out, const char *name, const struct db_options *opt)
+{
+    char base[PG_IDENT_MAX + 1];
+    int rc = pg_base_dbname(opt->url, base, sizeof base);
+    if (rc < 0)
+        return rc;
+    if (!pg_ident_ok(base) || strlen(base) + 1 + strlen(name) > PG_IDENT_MAX) {
+        log_error("db %s: the URL's database name must be [A-Za-z0-9_] and short enough for "
+                  "\"<base>_%s\" to fit %d bytes",
+                  name, name, PG_IDENT_MAX);
+        return ERR_INVALID;
+    }
+    struct pg_db *db = calloc(1, sizeof *db);
+    if (!db)
+        return ERR_NOMEM;
+    db->url = strdup(opt->url);
+    if (!db->url) {
+        free(db);
+        return ERR_NOMEM;
+    }
+    db->base.ops = &pg_ops;
+    db->base.dialect = DB_POSTGRES;
+    snprintf(db->base.name, sizeof db->base.name, "%s", name);
+    snprintf(db->target, sizeof db->target, "%s_%s", base, name);
+    db->size = opt->pool_size > 0 ? opt->pool_size : 8;
+    db->timeout_ms = opt->acquire_timeout_ms > 0 ? opt->acquire_timeout_ms : 5000;
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines immune to clock steps */
+    pthread_cond_init(&db->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    /* When "postgres" is out of reach (a managed server may not allow it) the target may
+     * still exist: the connection below decides. */
+    pg_ensure_database(db);
+
+    struct db_conn *c;
+    rc = pg_take(&db->base, &c);
+    if (rc < 0) {
+        pg_close(&db->base);
+        return rc;
+    }
+    pg_give(c);
+    *out = &db->base;
+    return 0;
+}

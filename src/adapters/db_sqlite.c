@@ -1,0 +1,552 @@
+/* SPDX-License-Identifier: MIT */
+/* db_sqlite.c — the embedded storage backend: one SQLite file per logical database.
+ *
+ * The file is DATA_DIR/<name>.db in WAL mode, so readers never block the (single) writer.
+ * SQLite connections are cheap but their prepared statements are not free, so each thread
+ * keeps an affinity to "its" connection: a small _Thread_local table maps a db to the
+ * connection this thread used last, and taking it is one atomic compare-and-swap. All
+ * connections of a db also sit on a list under the db's mutex, which is how db_close() finds
+ * them and how a thread whose connection is leased elsewhere (or who has none yet) finds an
+ * idle one before opening another. A lease flag guarantees a connection is never used by two
+ * threads at once, so connections are opened with SQLITE_OPEN_NOMUTEX; the number of
+ * connections is bounded by the peak number of concurrent leases, not by thread churn.
+ *
+ * Each connection caches its prepared statements in an open-addressing hash table keyed by
+ * the SQL text (services use a fixed set of statements); when it fills up it is simply
+ * flushed. $1-style parameters are named parameters to SQLite, bound by name, so one $n may
+ * appear several times in a statement, as on PostgreSQL. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "adapters/db_internal.h"
+#include "emporium/err.h"
+#include "emporium/log.h"
+
+#define SQ_CACHE_SLOTS 512 /* hash slots; power of two */
+#define SQ_CACHE_MAX 256   /* statements kept before the cache is flushed */
+#define SQ_TLS_SLOTS 16    /* dbs a thread remembers its connection for */
+#define SQ_BUSY_MS 5000
+
+struct sq_stmt {
+    char *sql; /* NULL: free slot */
+    uint64_t hash;
+    sqlite3_stmt *st;
+};
+
+struct sq_conn {
+    struct db_conn base;
+    sqlite3 *h;
+    atomic_bool leased;
+    struct sq_conn *next; /* on the db's list */
+    struct sq_stmt *cache; /* SQ_CACHE_SLOTS entries */
+    int ncached;
+};
+
+struct sq_db {
+    struct db base;
+    uint64_t uid; /* never reused, unlike the address: tells stale TLS entries apart */
+    char *path;
+    pthread_mutex_t mu;
+    struct sq_conn *conns;
+    int nconns;
+    atomic_int leased;
+};
+
+static atomic_uint_fast64_t sq_next_uid = 1;
+
+static _Thread_local struct {
+    uint64_t uid;
+    struct sq_conn *c;
+} sq_tls[SQ_TLS_SLOTS];
+static _Thread_local unsigned sq_tls_victim;
+
+static struct sq_db *sq_db_of(const struct db *db) { return (struct sq_db *)db; }
+static struct sq_conn *sq_conn_of(struct db_conn *c) { return (struct sq_conn *)c; }
+
+/* ---- errors -------------------------------------------------------------------------- */
+
+static int sq_map(int rc)
+{
+    switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+        return ERR_CONFLICT;
+    case SQLITE_NOMEM:
+        return ERR_NOMEM;
+    }
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return ERR_BUSY;
+    case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+        return ERR_UNAVAILABLE;
+    }
+    return ERR_INTERNAL;
+}
+
+/* Maps and logs; a conflict is an expected outcome for the caller, so it only gets debug. */
+static int sq_fail(struct sq_conn *c, int rc, const char *sql)
+{
+    int e = sq_map(rc);
+    const char *msg = c->h ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc);
+    if (e == ERR_CONFLICT)
+        log_debug("db %s: %s", c->base.db->name, msg);
+    else if (e == ERR_BUSY)
+        log_warn("db %s: busy: %s", c->base.db->name, msg);
+    else
+        log_error("db %s: sqlite error %d: %s (sql: %.120s)", c->base.db->name, rc, msg, sql);
+    return e;
+}
+
+/* ---- statement cache ----------------------------------------------------------------- */
+
+static uint64_t sq_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void sq_cache_flush(struct sq_conn *c)
+{
+    for (int i = 0; i < SQ_CACHE_SLOTS; i++) {
+        if (c->cache[i].sql) {
+            sqlite3_finalize(c->cache[i].st);
+            free(c->cache[i].sql);
+            c->cache[i].sql = NULL;
+        }
+    }
+    c->ncached = 0;
+}
+
+static bool sq_only_space(const char *s)
+{
+    for (; *s; s++)
+        if (!(*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == ';'))
+            return false;
+    return true;
+}
+
+/* Returns the cached statement for sql, preparing it on a miss. */
+static int sq_prepare(struct sq_conn *c, const char *sql, sqlite3_stmt **out)
+{
+    uint64_t h = sq_hash(sql);
+    unsigned i = (unsigned)h & (SQ_CACHE_SLOTS - 1);
+    for (; c->cache[i].sql; i = (i + 1) & (SQ_CACHE_SLOTS - 1)) {
+        if (c->cache[i].hash == h && strcmp(c->cache[i].sql, sql) == 0) {
+            *out = c->cache[i].st;
+            return 0;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    int rc = sqlite3_prepare_v3(c->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail);
+    if (rc != SQLITE_OK)
+        return sq_fail(c, rc, sql);
+    if (!st || (tail && !sq_only_space(tail))) {
+        /* db_query runs exactly one statement: silently ignoring the rest would be worse. */
+        sqlite3_finalize(st);
+        log_error("db %s: db_query wants exactly one statement (sql: %.120s)", c->base.db->name,
+                  sql);
+        return ERR_INTERNAL;
+    }
+    char *key = strdup(sql);
+    if (!key) {
+        sqlite3_finalize(st);
+        return ERR_NOMEM;
+    }
+    if (c->ncached >= SQ_CACHE_MAX) {
+        sq_cache_flush(c);
+        i = (unsigned)h & (SQ_CACHE_SLOTS - 1);
+    }
+    /* Flushing may have emptied an earlier slot of the probe chain: probe again. */
+    while (c->cache[i].sql)
+        i = (i + 1) & (SQ_CACHE_SLOTS - 1);
+    c->cache[i] = (struct sq_stmt){.sql = key, .hash = h, .st = st};
+    c->ncached++;
+    *out = st;
+    return 0;
+}
+
+/* ---- connections --------------------------------------------------------------------- */
+
+static void sq_conn_free(struct sq_conn *c)
+{
+    if (!c)
+        return;
+    if (c->cache) {
+        sq_cache_flush(c);
+        free(c->cache);
+    }
+    if (c->h && sqlite3_close(c->h) != SQLITE_OK)
+        sqlite3_close_v2(c->h);
+    free(c);
+}
+
+static int sq_conn_open(struct sq_db *db, struct sq_conn **out)
+{
+    struct sq_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return ERR_NOMEM;
+    c->base.db = &db->base;
+    c->cache = calloc(SQ_CACHE_SLOTS, sizeof *c->cache);
+    if (!c->cache) {
+        free(c);
+        return ERR_NOMEM;
+    }
+    int rc = sqlite3_open_v2(db->path, &c->h,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        log_error("db %s: cannot open %s: %s", db->base.name, db->path,
+                  c->h ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc));
+        sq_conn_free(c);
+        return ERR_UNAVAILABLE;
+    }
+    sqlite3_extended_result_codes(c->h, 1);
+    /* busy_timeout first: switching to WAL needs a lock another connection may hold.
+     * synchronous=NORMAL is durable against crashes of the process in WAL mode (only an OS
+     * crash can lose the last transactions); 8 MB page cache per connection. */
+    static const char pragmas[] = "PRAGMA busy_timeout = 5000;"
+                                  "PRAGMA journal_mode = WAL;"
+                                  "PRAGMA synchronous = NORMAL;"
+                                  "PRAGMA foreign_keys = ON;"
+                                  "PRAGMA mmap_size = 268435456;"
+                                  "PRAGMA cache_size = -8000;"
+                                  "PRAGMA temp_store = MEMORY;";
+    char *err = NULL;
+    rc = sqlite3_exec(c->h, pragmas, NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        log_error("db %s: cannot configure %s: %s", db->base.name, db->path,
+                  err ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
+        sq_conn_free(c);
+        return sq_map(rc) == ERR_BUSY ? ERR_BUSY : ERR_UNAVAILABLE;
+    }
+    *out = c;
+    return 0;
+}
+
+static void sq_tls_remember(struct sq_db *db, struct sq_conn *c)
+{
+    unsigned slot = SQ_TLS_SLOTS;
+    for (unsigned i = 0; i < SQ_TLS_SLOTS; i++) {
+        if (sq_tls[i].uid == db->uid) {
+            slot = i;
+            break;
+        }
+        if (slot == SQ_TLS_SLOTS && sq_tls[i].uid == 0)
+            slot = i;
+    }
+    if (slot == SQ_TLS_SLOTS) /* full: forgetting only costs a list scan later */
+        slot = sq_tls_victim++ % SQ_TLS_SLOTS;
+    sq_tls[slot].uid = db->uid;
+    sq_tls[slot].c = c;
+}
+
+static int sq_take(struct db *base, struct db_conn **out)
+{
+    struct sq_db *db = sq_db_of(base);
+    struct sq_conn *c = NULL;
+    /* Fast path: the connection this thread used last, unless someone adopted it. A
+     * matching uid means the db is the caller's live one, so the pointer is valid. */
+    for (unsigned i = 0; i < SQ_TLS_SLOTS; i++) {
+        if (sq_tls[i].uid == db->uid) {
+            bool no = false;
+            if (atomic_compare_exchange_strong(&sq_tls[i].c->leased, &no, true))
+                c = sq_tls[i].c;
+            break;
+        }
+    }
+    if (!c) {
+        pthread_mutex_lock(&db->mu);
+        for (struct sq_conn *p = db->conns; p && !c; p = p->next) {
+            bool no = false;
+            if (atomic_compare_exchange_strong(&p->leased, &no, true))
+                c = p;
+        }
+        pthread_mutex_unlock(&db->mu);
+    }
+    if (!c) {
+        int rc = sq_conn_open(db, &c);
+        if (rc < 0)
+            return rc;
+        atomic_store(&c->leased, true);
+        pthread_mutex_lock(&db->mu);
+        c->next = db->conns;
+        db->conns = c;
+        db->nconns++;
+        pthread_mutex_unlock(&db->mu);
+    }
+    sq_tls_remember(db, c);
+    atomic_fetch_add(&db->leased, 1);
+    *out = &c->base;
+    return 0;
+}
+
+static int sq_exec_simple(struct sq_conn *c, const char *sql);
+
+static void sq_give(struct db_conn *base)
+{
+    struct sq_conn *c = sq_conn_of(base);
+    struct sq_db *db = sq_db_of(base->db);
+    if (!sqlite3_get_autocommit(c->h)) {
+        log_warn("db %s: connection given back inside a transaction; rolling back", db->base.name);
+        sq_exec_simple(c, "ROLLBACK");
+    }
+    atomic_fetch_sub(&db->leased, 1);
+    atomic_store(&c->leased, false); /* release: our writes are visible to the next taker */
+}
+
+/* ---- statements ---------------------------------------------------------------------- */
+
+static int sq_bind(struct sq_conn *c, sqlite3_stmt *st, int n, const struct db_val *args,
+                   const char *sql)
+{
+    /* PostgreSQL rejects a statement whose parameters are not exactly $1..$n; so does this,
+     * or a missing or extra argument would only show up in a PostgreSQL deployment. */
+    char name[16];
+    int used = 0;
+    for (int k = 0; k < n; k++) {
+        snprintf(name, sizeof name, "$%d", k + 1);
+        int idx = sqlite3_bind_parameter_index(st, name);
+        if (idx == 0)
+            break;
+        used++;
+        int rc;
+        switch (args[k].t) {
+        case DB_T_INT:
+            rc = sqlite3_bind_int64(st, idx, args[k].i);
+            break;
+        case DB_T_TEXT:
+            rc = args[k].s ? sqlite3_bind_text(st, idx, args[k].s, -1, SQLITE_TRANSIENT)
+                           : sqlite3_bind_null(st, idx);
+            break;
+        default:
+            rc = sqlite3_bind_null(st, idx);
+            break;
+        }
+        if (rc != SQLITE_OK)
+            return sq_fail(c, rc, sql);
+    }
+    if (used != n || sqlite3_bind_parameter_count(st) != n) {
+        log_error("db %s: statement parameters are not exactly $1..$%d (sql: %.120s)",
+                  c->base.db->name, n, sql);
+        return ERR_INTERNAL;
+    }
+    return 0;
+}
+
+static int sq_copy_row(sqlite3_stmt *st, struct db_rows *r)
+{
+    int rc = db__rows_add_row(r);
+    char num[32];
+    for (int col = 0; rc == 0 && col < db_rows_cols(r); col++) {
+        switch (sqlite3_column_type(st, col)) {
+        case SQLITE_NULL:
+            break;
+        case SQLITE_INTEGER: {
+            int len = snprintf(num, sizeof num, "%" PRId64, (int64_t)sqlite3_column_int64(st, col));
+            rc = db__rows_set(r, col, num, (size_t)len);
+            break;
+        }
+        case SQLITE_FLOAT: {
+            int len = snprintf(num, sizeof num, "%.17g", sqlite3_column_double(st, col));
+            rc = db__rows_set(r, col, num, (size_t)len);
+            break;
+        }
+        default: {
+            const char *s = (const char *)sqlite3_column_text(st, col);
+            int len = sqlite3_column_bytes(st, col);
+            rc = s ? db__rows_set(r, col, s, (size_t)len) : ERR_NOMEM;
+            break;
+        }
+        }
+    }
+    return rc;
+}
+
+static int sq_query(struct db_conn *base, const char *sql, int n, const struct db_val *args,
+                    struct db_rows **out)
+{
+    struct sq_conn *c = sq_conn_of(base);
+    sqlite3_stmt *st;
+    int rc = sq_prepare(c, sql, &st);
+    if (rc < 0)
+        return rc;
+    rc = sq_bind(c, st, n, args, sql);
+    struct db_rows *rows = NULL;
+    if (rc == 0 && out) {
+        rows = db__rows_new(sqlite3_column_count(st));
+        if (!rows)
+            rc = ERR_NOMEM;
+    }
+    sqlite3_int64 before = sqlite3_total_changes64(c->h);
+    while (rc == 0) {
+        int s = sqlite3_step(st);
+        if (s == SQLITE_DONE)
+            break;
+        if (s == SQLITE_ROW) {
+            if (rows)
+                rc = sq_copy_row(st, rows);
+            continue;
+        }
+        rc = sq_fail(c, s, sql);
+    }
+    /* sqlite3_changes() keeps the count of the last INSERT/UPDATE/DELETE, so it is only
+     * this statement's when the statement wrote and the running total moved. */
+    int affected = 0;
+    if (rc == 0 && !sqlite3_stmt_readonly(st) && sqlite3_total_changes64(c->h) != before)
+        affected = (int)sqlite3_changes64(c->h);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc < 0) {
+        db_rows_free(rows);
+        return rc;
+    }
+    if (out)
+        *out = rows;
+    return affected;
+}
+
+static int sq_exec_simple(struct sq_conn *c, const char *sql)
+{
+    int rc = sq_query(&c->base, sql, 0, NULL, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_exec_script(struct db_conn *base, const char *sql)
+{
+    struct sq_conn *c = sq_conn_of(base);
+    char *err = NULL;
+    int rc = sqlite3_exec(c->h, sql, NULL, NULL, &err);
+    sqlite3_free(err); /* the same text is still in sqlite3_errmsg() */
+    return rc == SQLITE_OK ? 0 : sq_fail(c, rc, sql); /* extended codes are on */
+}
+
+/* IMMEDIATE takes the write lock now (waiting up to busy_timeout), so a transaction never
+ * fails half-way with SQLITE_BUSY when it first writes after reading. */
+static int sq_begin(struct db_conn *c) { return sq_exec_simple(sq_conn_of(c), "BEGIN IMMEDIATE"); }
+static int sq_commit(struct db_conn *c) { return sq_exec_simple(sq_conn_of(c), "COMMIT"); }
+
+static int sq_rollback(struct db_conn *base)
+{
+    struct sq_conn *c = sq_conn_of(base);
+    if (sqlite3_get_autocommit(c->h))
+        return 0; /* nothing open (SQLite may already have rolled back after an error) */
+    return sq_exec_simple(c, "ROLLBACK");
+}
+
+/* ---- db ------------------------------------------------------------------------------ */
+
+static void sq_pool_stats(const struct db *base, int *in_use, int *idle)
+{
+    struct sq_db *db = sq_db_of(base);
+    pthread_mutex_lock(&db->mu);
+    int n = db->nconns;
+    pthread_mutex_unlock(&db->mu);
+    int u = atomic_load(&db->leased);
+    *in_use = u;
+    *idle = n > u ? n - u : 0;
+}
+
+static void sq_close(struct db *base)
+{
+    struct sq_db *db = sq_db_of(base);
+    if (atomic_load(&db->leased) > 0)
+        log_error("db %s: closed with %d connection(s) still taken", base->name,
+                  atomic_load(&db->leased));
+    struct sq_conn *c = db->conns;
+    while (c) {
+        struct sq_conn *next = c->next;
+        sq_conn_free(c);
+        c = next;
+    }
+    pthread_mutex_destroy(&db->mu);
+    free(db->path);
+    free(db);
+}
+
+static const struct db__ops sq_ops = {
+    .close = sq_close,
+    .pool_stats = sq_pool_stats,
+    .take = sq_take,
+    .give = sq_give,
+    .query = sq_query,
+    .exec_script = sq_exec_script,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+};
+
+/* mkdir -p: the data directory of a fresh install does not exist yet. */
+static int sq_mkdirs(const char *dir)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return ERR_NOMEM;
+    int rc = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char saved = *s;
+            *s = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                log_error("db: cannot create directory %s: %s", p, strerror(errno));
+                rc = ERR_UNAVAILABLE;
+                break;
+            }
+            *s = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    free(p);
+    return rc;
+}
+
+int db__sqlite_open(struct db **out, const char *name, const struct db_options *opt)
+{
+    const char *dir = opt->data_dir && *opt->data_dir ? opt->data_dir : "data";
+    int rc = sq_mkdirs(dir);
+    if (rc < 0)
+        return rc;
+    struct sq_db *db = calloc(1, sizeof *db);
+    if (!db)
+        return ERR_NOMEM;
+    size_t len = strlen(dir) + strlen(name) + 8;
+    db->path = malloc(len);
+    if (!db->path) {
+        free(db);
+        return ERR_NOMEM;
+    }
+    snprintf(db->path, len, "%s/%s.db", dir, name);
+    db->base.ops = &sq_ops;
+    db->base.dialect = DB_SQLITE;
+    snprintf(db->base.name, sizeof db->base.name, "%s", name);
+    db->uid = atomic_fetch_add(&sq_next_uid, 1);
+    pthread_mutex_init(&db->mu, NULL);
+    atomic_init(&db->leased, 0);
+
+    /* Open one connection now so a bad path fails here, at startup, not on a request. */
+    struct db_conn *c;
+    rc = sq_take(&db->base, &c);
+    if (rc < 0) {
+        sq_close(&db->base);
+        return rc;
+    }
+    sq_give(c);
+    *out = &db->base;
+    return 0;
+}

@@ -1,0 +1,894 @@
+/* SPDX-License-Identifier: MIT */
+/* test_db.c — unit tests of the storage port (emporium/db.h) on the backend under test.
+ *
+ * EMPORIUM_TEST_BACKEND picks the backend: "sqlite" (default) uses a fresh temporary data
+ * directory; "postgres" uses EMPORIUM_TEST_PG_URL (normally through PgBouncer, see
+ * scripts/test-servers.sh) with its dbname replaced by a fresh "tdb_<pid>_<random>", so runs
+ * never see each other's data. Every test opens its own logical database. At the end the
+ * PostgreSQL databases created by the run are dropped WITH (FORCE), which also ends the idle
+ * server connections PgBouncer keeps to them; if that fails the run still passes and the
+ * throwaway cluster takes them away when it is stopped.
+ *
+ * Worker threads never call cmocka asserts (they longjmp): they count failures, and the
+ * main thread asserts on the counts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "emporium/db.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+
+static bool t_pg;
+static char t_dir[256];  /* sqlite data dir */
+static char t_url[1024]; /* postgres URL with the run's base dbname */
+static char t_base[64];  /* that base dbname */
+static int t_seq;
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+/* Replaces the database part of a postgres URL (…/dbname?params) by `base`. */
+static void url_with_dbname(const char *url, const char *base, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    const char *slash = strchr(p, '/');
+    const char *q = strchr(p, '?');
+    if (slash && q && q < slash)
+        slash = NULL;
+    size_t head = slash ? (size_t)(slash - url) : (q ? (size_t)(q - url) : strlen(url));
+    const char *rest = q ? q : "";
+    snprintf(out, cap, "%.*s/%s%s", (int)head, url, base, rest);
+}
+
+static struct db_options t_opts(void)
+{
+    struct db_options o = {0};
+    if (t_pg)
+        o.url = t_url;
+    else
+        o.data_dir = t_dir;
+    return o;
+}
+
+/* Opens a fresh logical database for one test. */
+static struct db *open_fresh(const char *tag)
+{
+    char name[48];
+    snprintf(name, sizeof name, "%s_%d", tag, ++t_seq);
+    struct db_options o = t_opts();
+    struct db *db = NULL;
+    int rc = db_open(&db, name, &o);
+    assert_int_equal(rc, 0);
+    assert_non_null(db);
+    return db;
+}
+
+static int64_t scalar(struct db_conn *c, const char *sql, int n, const struct db_val *args)
+{
+    struct db_rows *r = NULL;
+    int rc = db_query(c, sql, n, args, &r);
+    assert_true(rc >= 0);
+    assert_int_equal(db_rows_count(r), 1);
+    int64_t v = db_get_i64(r, 0, 0);
+    db_rows_free(r);
+    return v;
+}
+
+static void exec_ok(struct db_conn *c, const char *sql)
+{
+    assert_int_equal(db_exec_script(c, sql), 0);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* Drops every database of this run; connects to "postgres" through the same URL. */
+static void pg_drop_run_databases(void)
+{
+    const char *const keys[] = {"dbname", "dbname", NULL};
+    const char *const vals[] = {t_url, "postgres", NULL};
+    PGconn *h = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(h) != CONNECTION_OK) {
+        fprintf(stderr, "test_db: cleanup skipped: %s", PQerrorMessage(h));
+        PQfinish(h);
+        return;
+    }
+    char pattern[96];
+    snprintf(pattern, sizeof pattern, "%s\\_%%", t_base);
+    const char *pv[] = {pattern};
+    PGresult *res = PQexecParams(h, "SELECT datname FROM pg_database WHERE datname LIKE $1", 1,
+                                 NULL, pv, NULL, NULL, 0);
+    for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++) {
+        char sql[256];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)",
+                 PQgetvalue(res, i, 0));
+        PGresult *d = PQexec(h, sql);
+        if (PQresultStatus(d) != PGRES_COMMAND_OK)
+            fprintf(stderr, "test_db: %s: %s", sql, PQresultErrorMessage(d));
+        PQclear(d);
+    }
+    PQclear(res);
+    PQfinish(h);
+}
+
+static int group_setup(void **state)
+{
+    log_set_level(LOG_ERROR);
+    const char *be = getenv("EMPORIUM_TEST_BACKEND");
+    t_pg = be && strcmp(be, "postgres") == 0;
+    if (t_pg) {
+        const char *url = getenv("EMPORIUM_TEST_PG_URL");
+        if (!url || !*url) {
+            fprintf(stderr, "test_db: EMPORIUM_TEST_PG_URL is not set\n");
+            return -1;
+        }
+        srand((unsigned)(time(NULL) ^ getpid()));
+        snprintf(t_base, sizeof t_base, "tdb_%d_%d", (int)getpid(), rand() % 100000);
+        url_with_dbname(url, t_base, t_url, sizeof t_url);
+    } else {
+        snprintf(t_dir, sizeof t_dir, "/tmp/emp-test-db-XXXXXX");
+        if (!mkdtemp(t_dir))
+            return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    if (t_pg)
+        pg_drop_run_databases();
+    else
+        nftw(t_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+/* ---- tests --------------------------------------------------------------------------- */
+
+static void test_open_basics(void **state)
+{
+    struct db *db = open_fresh("basics");
+    assert_int_equal(db_dialect(db), t_pg ? DB_POSTGRES : DB_SQLITE);
+    assert_string_equal(db_name(db), "basics_1");
+    assert_int_equal(db_ping(db), 0);
+
+    int used = -1, idle = -1;
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 0);
+    assert_int_equal(idle, 1); /* db_open checks reachability with one connection */
+
+    struct db_conn *a, *b;
+    assert_int_equal(db_conn_take(db, &a), 0);
+    assert_int_equal(db_conn_take(db, &b), 0); /* same thread, second lease: another conn */
+    assert_ptr_not_equal(a, b);
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 2);
+    assert_int_equal(idle, 0);
+    db_conn_give(b);
+    db_conn_give(a);
+    db_conn_give(NULL);
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 0);
+    assert_int_equal(idle, 2);
+    db_close(db);
+    db_close(NULL);
+
+    struct db_options o = t_opts();
+    struct db *bad = NULL;
+    assert_int_equal(db_open(&bad, "no/slash", &o), ERR_INVALID);
+    assert_int_equal(db_open(&bad, "", &o), ERR_INVALID);
+    assert_null(bad);
+    o.url = "mysql://x";
+    assert_int_equal(db_open(&bad, "fine", &o), ERR_INVALID);
+}
+
+static const struct db_migration steps_v3[] = {
+    {"CREATE TABLE m1 (id BIGINT PRIMARY KEY, v TEXT NOT NULL)", NULL},
+    {"INSERT INTO m1 (id, v) VALUES (1, 'sqlite'); CREATE TABLE m2 (x INTEGER)",
+     "INSERT INTO m1 (id, v) VALUES (1, 'postgres'); CREATE TABLE m2 (x INTEGER)"},
+    {"CREATE TABLE m3 (x INTEGER); INSERT INTO m3 (x) VALUES (3)", NULL},
+};
+
+static void test_migrate(void **state)
+{
+    struct db *db = open_fresh("mig");
+    assert_int_equal(db_schema_version(db), 0);
+    assert_int_equal(db_migrate(db, steps_v3, 2), 0);
+    assert_int_equal(db_schema_version(db), 2);
+    assert_int_equal(db_migrate(db, steps_v3, 2), 0); /* idempotent */
+    assert_int_equal(db_schema_version(db), 2);
+
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM m1", 0, NULL), 1);
+    struct db_rows *r;
+    assert_true(db_query(c, "SELECT v FROM m1 WHERE id = 1", 0, NULL, &r) >= 0);
+    assert_string_equal(db_get(r, 0, 0), t_pg ? "postgres" : "sqlite"); /* pg variant used */
+    db_rows_free(r);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM schema_migrations", 0, NULL), 2);
+    assert_true(scalar(c, "SELECT MIN(applied_at) FROM schema_migrations", 0, NULL) > 0);
+    db_conn_give(c);
+
+    /* A failing step leaves nothing behind and the version unchanged. */
+    struct db_migration broken[3] = {steps_v3[0], steps_v3[1],
+                                     {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)",
+                                      NULL}};
+    assert_true(db_migrate(db, broken, 3) < 0);
+    assert_int_equal(db_schema_version(db), 2);
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(db_query(c, "SELECT COUNT(*) FROM m3", 0, NULL, NULL), ERR_INTERNAL);
+    db_conn_give(c);
+
+    assert_int_equal(db_migrate(db, steps_v3, 3), 0);
+    assert_int_equal(db_schema_version(db), 3);
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(scalar(c, "SELECT x FROM m3", 0, NULL), 3);
+    db_conn_give(c);
+    /* An older program against a newer schema is not an error (rolling deploys). */
+    assert_int_equal(db_migrate(db, steps_v3, 1), 0);
+    db_close(db);
+}
+
+struct mig_arg {
+    struct db *db;
+    atomic_int *fails;
+};
+
+static void *mig_worker(void *p)
+{
+    struct mig_arg *a = p;
+    if (db_migrate(a->db, steps_v3, 3) != 0)
+        atomic_fetch_add(a->fails, 1);
+    return NULL;
+}
+
+static void test_migrate_concurrent(void **state)
+{
+    struct db *db = open_fresh("migc");
+    atomic_int fails = 0;
+    struct mig_arg a = {db, &fails};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, mig_worker, &a), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&fails), 0);
+    assert_int_equal(db_schema_version(db), 3);
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM m3", 0, NULL), 1); /* ran once */
+    db_conn_give(c);
+    db_close(db);
+}
+
+static void test_params_and_values(void **state)
+{
+    struct db *db = open_fresh("params");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE p (id BIGINT PRIMARY KEY, a TEXT, b BIGINT, c TEXT)");
+    const char *odd = "it's \"quoted\"; -- not a comment \\ ünïcödé 日本語 🎉";
+    const char *ins = "INSERT INTO p (id, a, b, c) VALUES ($1, $2, $3, $4)";
+    struct db_val r1[] = {DB_INT(1), DB_TEXT(odd), DB_INT(INT64_MAX), DB_NULLV};
+    struct db_val r2[] = {DB_INT(2), DB_TEXT(""), DB_INT(INT64_MIN), DB_TEXT("x")};
+    struct db_val r3[] = {DB_INT(3), DB_TEXT(NULL), DB_INT(0), DB_TEXT("y")};
+    struct db_val r4[] = {DB_INT(4), DB_TEXT("four"), DB_INT(3), DB_TEXT("y")};
+    assert_int_equal(db_query(c, ins, 4, r1, NULL), 1);
+    assert_int_equal(db_query(c, ins, 4, r2, NULL), 1);
+    assert_int_equal(db_query(c, ins, 4, r3, NULL), 1);
+    assert_int_equal(db_query(c, ins, 4, r4, NULL), 1);
+
+    struct db_rows *r;
+    assert_int_equal(db_query(c, "SELECT id, a, b, c FROM p ORDER BY id", 0, NULL, &r), 0);
+    assert_int_equal(db_rows_count(r), 4);
+    assert_int_equal(db_rows_cols(r), 4);
+    assert_string_equal(db_get(r, 0, 1), odd);
+    assert_true(db_get_i64(r, 0, 2) == INT64_MAX);
+    assert_string_equal(db_get(r, 0, 2), "9223372036854775807");
+    assert_true(db_is_null(r, 0, 3));
+    assert_null(db_get(r, 0, 3));
+    assert_string_equal(db_get(r, 1, 1), ""); /* empty text is not NULL */
+    assert_false(db_is_null(r, 1, 1));
+    assert_true(db_get_i64(r, 1, 2) == INT64_MIN);
+    assert_string_equal(db_get(r, 1, 2), "-9223372036854775808");
+    assert_true(db_is_null(r, 2, 1)); /* DB_TEXT(NULL) is NULL */
+    assert_int_equal(db_get_i64(r, 2, 1), 0);
+    /* out of range cells read as NULL rather than crashing */
+    assert_null(db_get(r, 9, 0));
+    assert_null(db_get(r, 0, 9));
+    db_rows_free(r);
+
+    /* The same $n twice, and parameters in a different order than they appear. */
+    struct db_val two[] = {DB_INT(3), DB_TEXT("x")};
+    assert_int_equal(db_query(c, "SELECT id FROM p WHERE c = $2 OR b = $1 OR id = $1 ORDER BY id",
+                              2, two, &r),
+                     0);
+    assert_int_equal(db_rows_count(r), 3);
+    assert_int_equal(db_get_i64(r, 0, 0), 2);
+    assert_int_equal(db_get_i64(r, 1, 0), 3);
+    assert_int_equal(db_get_i64(r, 2, 0), 4);
+    db_rows_free(r);
+
+    /* Text equality with the odd string round-trips through a parameter. */
+    struct db_val one[] = {DB_TEXT(odd)};
+    assert_int_equal(scalar(c, "SELECT id FROM p WHERE a = $1", 1, one), 1);
+    /* IS NULL with a NULL parameter matches nothing by "=" semantics. */
+    struct db_val nul[] = {DB_NULLV};
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM p WHERE a = $1", 1, nul), 0);
+    /* Integers compare with BIGINT columns at both extremes. */
+    struct db_val mx[] = {DB_INT(INT64_MAX), DB_INT(INT64_MIN)};
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM p WHERE b = $1 OR b = $2", 2, mx), 2);
+    /* A SELECT with no table and arithmetic on a parameter. */
+    struct db_val n5[] = {DB_INT(5)};
+    assert_int_equal(scalar(c, "SELECT $1 + 1", 1, n5), 6);
+    /* Many parameters (past any small fixed buffer). */
+    struct db_val many[20];
+    char sql[512] = "SELECT COUNT(*) FROM p WHERE id IN (";
+    for (int i = 0; i < 20; i++) {
+        many[i] = DB_INT(i + 1);
+        char piece[16];
+        snprintf(piece, sizeof piece, "%s$%d", i ? ", " : "", i + 1);
+        strcat(sql, piece);
+    }
+    strcat(sql, ")");
+    assert_int_equal(scalar(c, sql, 20, many), 4);
+
+    /* Parameters must be exactly $1..$n on both backends. */
+    assert_true(db_query(c, "SELECT id FROM p WHERE id = $1", 2, two, NULL) < 0);
+    assert_true(db_query(c, "SELECT id FROM p WHERE id = $2", 1, one, NULL) < 0);
+    db_conn_give(c);
+    db_close(db);
+}
+
+static void test_conflict(void **state)
+{
+    struct db *db = open_fresh("conflict");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE u (id BIGINT PRIMARY KEY, email TEXT NOT NULL);"
+               "CREATE UNIQUE INDEX u_email ON u (email)");
+    const char *ins = "INSERT INTO u (id, email) VALUES ($1, $2)";
+    struct db_val a[] = {DB_INT(1), DB_TEXT("a@x")};
+    struct db_val same_id[] = {DB_INT(1), DB_TEXT("b@x")};
+    struct db_val same_email[] = {DB_INT(2), DB_TEXT("a@x")};
+    assert_int_equal(db_query(c, ins, 2, a, NULL), 1);
+    assert_int_equal(db_query(c, ins, 2, same_id, NULL), ERR_CONFLICT);
+    assert_int_equal(db_query(c, ins, 2, same_email, NULL), ERR_CONFLICT);
+    /* The portable way to tolerate duplicates: ON CONFLICT (both dialects). */
+    assert_int_equal(db_query(c, "INSERT INTO u (id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                              2, same_email, NULL),
+                     0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM u", 0, NULL), 1);
+
+    /* A conflict inside a transaction: PostgreSQL aborts the transaction (the commit then
+     * fails), SQLite only the statement. Either way, callers should roll back. */
+    assert_int_equal(db_begin(c), 0);
+    struct db_val b[] = {DB_INT(5), DB_TEXT("e@x")};
+    assert_int_equal(db_query(c, ins, 2, b, NULL), 1);
+    assert_int_equal(db_query(c, ins, 2, a, NULL), ERR_CONFLICT);
+    if (t_pg) {
+        assert_true(db_commit(c) < 0);
+        assert_int_equal(scalar(c, "SELECT COUNT(*) FROM u", 0, NULL), 1);
+    } else {
+        assert_int_equal(db_rollback(c), 0);
+    }
+    assert_int_equal(db_rollback(c), 0); /* nothing open: fine */
+    db_conn_give(c);
+    db_close(db);
+}
+
+static void test_transactions(void **state)
+{
+    struct db *db = open_fresh("tx");
+    struct db_conn *c, *other;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE t (id BIGINT PRIMARY KEY)");
+    assert_int_equal(db_rollback(c), 0); /* safe with no transaction */
+    assert_true(db_commit(c) < 0);       /* a commit that commits nothing says so */
+
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_query(c, "INSERT INTO t (id) VALUES (1)", 0, NULL, NULL), 1);
+    assert_int_equal(db_rollback(c), 0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM t", 0, NULL), 0);
+
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_query(c, "INSERT INTO t (id) VALUES (2)", 0, NULL, NULL), 1);
+    /* Uncommitted work is invisible to another connection. */
+    assert_int_equal(db_conn_take(db, &other), 0);
+    assert_int_equal(scalar(other, "SELECT COUNT(*) FROM t", 0, NULL), 0);
+    assert_int_equal(db_commit(c), 0);
+    assert_int_equal(scalar(other, "SELECT COUNT(*) FROM t", 0, NULL), 1);
+    db_conn_give(other);
+
+    /* Giving a connection back with an open transaction rolls it back. */
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_query(c, "INSERT INTO t (id) VALUES (3)", 0, NULL, NULL), 1);
+    db_conn_give(c);
+    int used, idle;
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 0);
+    for (int i = 0; i < 3; i++) { /* whichever connection we get back */
+        assert_int_equal(db_conn_take(db, &c), 0);
+        assert_int_equal(scalar(c, "SELECT COUNT(*) FROM t WHERE id = 3", 0, NULL), 0);
+        assert_int_equal(db_begin(c), 0); /* and it is usable for a new transaction */
+        assert_int_equal(db_rollback(c), 0);
+        db_conn_give(c);
+    }
+
+    /* After an error in a transaction, rollback works on both backends. */
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_query(c, "SELECT nope FROM t", 0, NULL, NULL), ERR_INTERNAL);
+    assert_int_equal(db_rollback(c), 0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM t", 0, NULL), 1);
+    db_conn_give(c);
+    db_close(db);
+}
+
+static void test_affected_rows(void **state)
+{
+    struct db *db = open_fresh("affected");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE a (id BIGINT PRIMARY KEY, n INTEGER NOT NULL)");
+    assert_int_equal(db_query(c, "INSERT INTO a (id, n) VALUES (1, 0), (2, 0), (3, 5)", 0, NULL,
+                              NULL),
+                     3);
+    assert_int_equal(db_query(c, "UPDATE a SET n = n + 1", 0, NULL, NULL), 3);
+    struct db_val five[] = {DB_INT(5)};
+    assert_int_equal(db_query(c, "UPDATE a SET n = 0 WHERE n > $1", 1, five, NULL), 1);
+    assert_int_equal(db_query(c, "UPDATE a SET n = 0 WHERE id > 100", 0, NULL, NULL), 0);
+    /* Statements that change nothing report 0, not the previous statement's count. */
+    assert_int_equal(db_query(c, "SELECT * FROM a", 0, NULL, NULL), 0);
+    assert_int_equal(db_query(c, "UPDATE a SET n = n + 1", 0, NULL, NULL), 3);
+    assert_int_equal(db_query(c, "CREATE TABLE b (x INTEGER)", 0, NULL, NULL), 0);
+    assert_int_equal(db_query(c, "UPDATE a SET n = n + 1", 0, NULL, NULL), 3);
+    assert_int_equal(db_begin(c), 0); /* BEGIN after a write: 0 */
+    assert_int_equal(db_query(c, "DELETE FROM a WHERE id = 1", 0, NULL, NULL), 1);
+    assert_int_equal(db_query(c, "DELETE FROM a WHERE id = 1", 0, NULL, NULL), 0);
+    assert_int_equal(db_commit(c), 0);
+    /* UPSERT counts as one affected row on both. */
+    assert_int_equal(db_query(c, "INSERT INTO a (id, n) VALUES (2, 7) ON CONFLICT (id) DO "
+                                 "UPDATE SET n = excluded.n",
+                              0, NULL, NULL),
+                     1);
+    assert_int_equal(scalar(c, "SELECT n FROM a WHERE id = 2", 0, NULL), 7);
+    db_conn_give(c);
+    db_close(db);
+}
+
+static void test_returning(void **state)
+{
+    struct db *db = open_fresh("ret");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE r (id BIGINT PRIMARY KEY, name TEXT, n BIGINT NOT NULL)");
+    int64_t id = id_new(3);
+    struct db_val args[] = {DB_INT(id), DB_TEXT("widget")};
+    struct db_rows *r;
+    assert_int_equal(db_query(c, "INSERT INTO r (id, name, n) VALUES ($1, $2, 10) RETURNING id, "
+                                 "name, n",
+                              2, args, &r),
+                     1);
+    assert_int_equal(db_rows_count(r), 1);
+    assert_int_equal(db_rows_cols(r), 3);
+    assert_true(db_get_i64(r, 0, 0) == id);
+    assert_string_equal(db_get(r, 0, 1), "widget");
+    db_rows_free(r);
+
+    struct db_val dec[] = {DB_INT(id), DB_INT(4)};
+    assert_int_equal(db_query(c, "UPDATE r SET n = n - $2 WHERE id = $1 RETURNING n", 2, dec, &r),
+                     1);
+    assert_int_equal(db_get_i64(r, 0, 0), 6);
+    db_rows_free(r);
+    /* No row matched: an empty result with its columns. */
+    struct db_val none[] = {DB_INT(-1), DB_INT(1)};
+    assert_int_equal(db_query(c, "UPDATE r SET n = n - $2 WHERE id = $1 RETURNING n", 2, none,
+                              &r),
+                     0);
+    assert_int_equal(db_rows_count(r), 0);
+    assert_int_equal(db_rows_cols(r), 1);
+    db_rows_free(r);
+    assert_int_equal(db_query(c, "DELETE FROM r RETURNING id", 0, NULL, &r), 1);
+    assert_true(db_get_i64(r, 0, 0) == id);
+    db_rows_free(r);
+    /* A statement without a result still yields (empty) rows when asked. */
+    assert_int_equal(db_query(c, "DELETE FROM r", 0, NULL, &r), 0);
+    assert_non_null(r);
+    assert_int_equal(db_rows_count(r), 0);
+    db_rows_free(r);
+    db_conn_give(c);
+    db_close(db);
+}
+
+static void test_scripts_and_errors(void **state)
+{
+    struct db *db = open_fresh("errs");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE s1 (x INTEGER);\n"
+               "-- a comment\n"
+               "INSERT INTO s1 (x) VALUES (1);\n"
+               "INSERT INTO s1 (x) VALUES (2);\n");
+    assert_int_equal(scalar(c, "SELECT SUM(x) FROM s1", 0, NULL), 3);
+    assert_true(db_exec_script(c, "INSERT INTO s1 (x) VALUES (3); SELEKT 1") < 0);
+    assert_int_equal(db_query(c, "SELEKT 1", 0, NULL, NULL), ERR_INTERNAL);
+    assert_int_equal(db_query(c, "SELECT * FROM missing_table", 0, NULL, NULL), ERR_INTERNAL);
+    /* db_query runs one statement; more is a bug on both backends. */
+    assert_true(db_query(c, "SELECT 1; SELECT 2", 0, NULL, NULL) < 0);
+    /* A trailing semicolon is fine. */
+    assert_int_equal(db_query(c, "SELECT 1;", 0, NULL, NULL), 0);
+    assert_int_equal(db_exec_script(c, "INSERT INTO s1 (x) VALUES ('x''y')") < 0, t_pg);
+    db_conn_give(c);
+    db_close(db);
+}
+
+static void test_statement_cache(void **state)
+{
+    struct db *db = open_fresh("cache");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE kv (id BIGINT PRIMARY KEY, v BIGINT)");
+    assert_int_equal(db_query(c, "INSERT INTO kv (id, v) VALUES (1, 100)", 0, NULL, NULL), 1);
+    /* More distinct statements than the per-connection cache holds, twice over. */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 300; i++) {
+            char sql[96];
+            snprintf(sql, sizeof sql, "SELECT v + %d FROM kv WHERE id = $1", i);
+            struct db_val one[] = {DB_INT(1)};
+            assert_int_equal(scalar(c, sql, 1, one), 100 + i);
+        }
+    }
+    /* A cached statement still sees schema changes. */
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kv", 0, NULL), 1);
+    exec_ok(c, "ALTER TABLE kv ADD COLUMN w BIGINT");
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kv", 0, NULL), 1);
+    db_conn_give(c);
+    db_close(db);
+}
+
+/* ---- concurrency --------------------------------------------------------------------- */
+
+#define N_THREADS 8
+#define N_INCR 200
+
+struct worker {
+    struct db *db;
+    atomic_int *errors;
+    atomic_int *wins;
+    int attempts;
+};
+
+static int retry_sleep(int attempt)
+{
+    struct timespec ts = {0, (long)(1 + attempt % 10) * 1000000L};
+    nanosleep(&ts, NULL);
+    return attempt + 1;
+}
+
+/* One increment in its own transaction, retried as a whole on ERR_BUSY. */
+static int increment_once(struct db *db)
+{
+    for (int attempt = 0; attempt < 200;) {
+        struct db_conn *c;
+        int rc = db_conn_take(db, &c);
+        if (rc == ERR_UNAVAILABLE) { /* pool saturated for too long: just try again */
+            attempt = retry_sleep(attempt);
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        rc = db_begin(c);
+        if (rc == 0) {
+            rc = db_query(c, "UPDATE counter SET n = n + 1 WHERE id = $1", 1,
+                          (struct db_val[]){DB_INT(1)}, NULL);
+            if (rc == 1)
+                rc = db_commit(c);
+            else if (rc >= 0)
+                rc = ERR_INTERNAL;
+        }
+        if (rc < 0)
+            db_rollback(c);
+        db_conn_give(c);
+        if (rc != ERR_BUSY)
+            return rc;
+        attempt = retry_sleep(attempt);
+    }
+    return ERR_BUSY;
+}
+
+static void *counter_worker(void *p)
+{
+    struct worker *w = p;
+    for (int i = 0; i < N_INCR; i++)
+        if (increment_once(w->db) != 0)
+            atomic_fetch_add(w->errors, 1);
+    return NULL;
+}
+
+static void test_concurrent_counter(void **state)
+{
+    struct db *db = open_fresh("counter");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);"
+               "INSERT INTO counter (id, n) VALUES (1, 0)");
+    db_conn_give(c);
+
+    atomic_int errors = 0;
+    struct worker w = {.db = db, .errors = &errors};
+    pthread_t th[N_THREADS];
+    for (int i = 0; i < N_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, counter_worker, &w), 0);
+    for (int i = 0; i < N_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&errors), 0);
+
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(scalar(c, "SELECT n FROM counter WHERE id = 1", 0, NULL),
+                     N_THREADS * N_INCR);
+    db_conn_give(c);
+    int used, idle;
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 0);
+    assert_true(idle >= 1 && idle <= N_THREADS + 1);
+    db_close(db);
+}
+
+#define STOCK 100
+#define STOCK_TRIES 40 /* per thread: 320 attempts for 100 units */
+
+static void *stock_worker(void *p)
+{
+    struct worker *w = p;
+    for (int i = 0; i < STOCK_TRIES; i++) {
+        for (int attempt = 0;;) {
+            struct db_conn *c;
+            int rc = db_conn_take(w->db, &c);
+            if (rc == 0) {
+                /* Half the threads decrement inside a transaction, half in autocommit. */
+                bool tx = (w->attempts++ & 1) != 0;
+                if (tx)
+                    rc = db_begin(c);
+                if (rc == 0)
+                    rc = db_query(c, "UPDATE stock SET avail = avail - 1 WHERE id = $1 AND "
+                                     "avail >= 1",
+                                  1, (struct db_val[]){DB_INT(7)}, NULL);
+                if (rc >= 0) {
+                    struct db_rows *r = NULL;
+                    int q = db_query(c, "SELECT avail FROM stock WHERE id = 7", 0, NULL, &r);
+                    if (q < 0 || db_get_i64(r, 0, 0) < 0)
+                        atomic_fetch_add(w->errors, 1); /* negative stock: the bug we guard */
+                    db_rows_free(r);
+                }
+                int won = rc;
+                if (rc >= 0 && tx) {
+                    int cr = db_commit(c);
+                    if (cr < 0)
+                        won = cr;
+                }
+                if (won < 0)
+                    db_rollback(c);
+                db_conn_give(c);
+                rc = won;
+            }
+            if (rc == 1)
+                atomic_fetch_add(w->wins, 1);
+            if (rc == 0 || rc == 1)
+                break;
+            if ((rc != ERR_BUSY && rc != ERR_UNAVAILABLE) || attempt > 200) {
+                atomic_fetch_add(w->errors, 1);
+                break;
+            }
+            attempt = retry_sleep(attempt);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_stock(void **state)
+{
+    struct db *db = open_fresh("stock");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE stock (id BIGINT PRIMARY KEY, avail INTEGER NOT NULL)");
+    struct db_val init[] = {DB_INT(7), DB_INT(STOCK)};
+    assert_int_equal(db_query(c, "INSERT INTO stock (id, avail) VALUES ($1, $2)", 2, init, NULL),
+                     1);
+    db_conn_give(c);
+
+    atomic_int errors = 0, wins = 0;
+    struct worker w[N_THREADS];
+    pthread_t th[N_THREADS];
+    for (int i = 0; i < N_THREADS; i++) {
+        w[i] = (struct worker){.db = db, .errors = &errors, .wins = &wins, .attempts = i};
+        assert_int_equal(pthread_create(&th[i], NULL, stock_worker, &w[i]), 0);
+    }
+    for (int i = 0; i < N_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&errors), 0);
+    assert_int_equal(atomic_load(&wins), STOCK); /* every unit sold exactly once */
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(scalar(c, "SELECT avail FROM stock WHERE id = 7", 0, NULL), 0);
+    db_conn_give(c);
+    db_close(db);
+}
+
+/* Connections move between threads: one thread takes, another gives back and reuses. */
+static void *take_worker(void *p)
+{
+    struct worker *w = p;
+    for (int i = 0; i < 50; i++) {
+        struct db_conn *c;
+        if (db_conn_take(w->db, &c) != 0) {
+            atomic_fetch_add(w->errors, 1);
+            continue;
+        }
+        if (db_query(c, "SELECT 1", 0, NULL, NULL) != 0)
+            atomic_fetch_add(w->errors, 1);
+        db_conn_give(c);
+    }
+    return NULL;
+}
+
+static void test_many_threads_and_dbs(void **state)
+{
+    /* More databases than a thread remembers connections for, used from several threads. */
+    enum { NDB = 20, NTH = 4 };
+    struct db *dbs[NDB];
+    for (int i = 0; i < NDB; i++)
+        dbs[i] = open_fresh("many");
+    atomic_int errors = 0;
+    struct worker w[NDB];
+    for (int round = 0; round < 2; round++) {
+        pthread_t th[NTH];
+        for (int t = 0; t < NTH; t++) {
+            w[t] = (struct worker){.db = dbs[(t * 7 + round) % NDB], .errors = &errors};
+            assert_int_equal(pthread_create(&th[t], NULL, take_worker, &w[t]), 0);
+        }
+        for (int t = 0; t < NTH; t++)
+            pthread_join(th[t], NULL);
+        for (int i = 0; i < NDB; i++)
+            assert_int_equal(db_ping(dbs[i]), 0);
+    }
+    assert_int_equal(atomic_load(&errors), 0);
+    for (int i = 0; i < NDB; i++)
+        db_close(dbs[i]);
+}
+
+/* ---- backend specifics --------------------------------------------------------------- */
+
+static void test_pool_limits(void **state)
+{
+    if (!t_pg) {
+        /* SQLite never makes a taker wait: each lease gets a connection of its own. */
+        struct db *db = open_fresh("pool");
+        struct db_conn *c[3];
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(db_conn_take(db, &c[i]), 0);
+        int used, idle;
+        db_pool_stats(db, &used, &idle);
+        assert_int_equal(used, 3);
+        for (int i = 0; i < 3; i++)
+            db_conn_give(c[i]);
+        db_close(db);
+        return;
+    }
+    struct db_options o = t_opts();
+    o.pool_size = 2;
+    o.acquire_timeout_ms = 200;
+    struct db *db = NULL;
+    assert_int_equal(db_open(&db, "pool_small", &o), 0);
+    struct db_conn *a, *b, *x;
+    assert_int_equal(db_conn_take(db, &a), 0);
+    assert_int_equal(db_conn_take(db, &b), 0);
+    int64_t t0 = mono_ms();
+    assert_int_equal(db_conn_take(db, &x), ERR_UNAVAILABLE);
+    int64_t waited = mono_ms() - t0;
+    assert_true(waited >= 150 && waited < 3000);
+    int used, idle;
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 2);
+    assert_int_equal(idle, 0);
+    db_conn_give(b);
+    assert_int_equal(db_conn_take(db, &x), 0);
+    assert_ptr_equal(x, b); /* the idle one is reused, no third connection */
+    db_conn_give(x);
+    db_conn_give(a);
+    db_close(db);
+}
+
+static void test_pg_unreachable(void **state)
+{
+    if (!t_pg) {
+        skip();
+        return;
+    }
+    struct db_options o = {.url = "postgresql://postgres@127.0.0.1:1/nothing"};
+    struct db *db = NULL;
+    assert_int_equal(db_open(&db, "down", &o), ERR_UNAVAILABLE);
+    assert_null(db);
+    o.url = "postgresql://postgres@127.0.0.1:1/bad-name";
+    assert_int_equal(db_open(&db, "down", &o), ERR_INVALID);
+}
+
+static void test_sqlite_file(void **state)
+{
+    if (t_pg) {
+        skip();
+        return;
+    }
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/nested/deeper", t_dir);
+    struct db_options o = {.data_dir = dir};
+    struct db *db = NULL;
+    assert_int_equal(db_open(&db, "filedb", &o), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/filedb.db", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    struct db_rows *r;
+    assert_int_equal(db_query(c, "PRAGMA journal_mode", 0, NULL, &r), 0);
+    assert_string_equal(db_get(r, 0, 0), "wal");
+    db_rows_free(r);
+    assert_int_equal(scalar(c, "PRAGMA foreign_keys", 0, NULL), 1);
+    assert_int_equal(scalar(c, "PRAGMA synchronous", 0, NULL), 1); /* NORMAL */
+    assert_int_equal(scalar(c, "PRAGMA busy_timeout", 0, NULL), 5000);
+    /* Foreign keys are enforced. */
+    exec_ok(c, "CREATE TABLE parent (id BIGINT PRIMARY KEY);"
+               "CREATE TABLE child (id BIGINT PRIMARY KEY, p BIGINT REFERENCES parent (id))");
+    assert_true(db_query(c, "INSERT INTO child (id, p) VALUES (1, 42)", 0, NULL, NULL) < 0);
+    /* Reals come out as text too. */
+    assert_int_equal(db_query(c, "SELECT 1.5", 0, NULL, &r), 0);
+    assert_string_equal(db_get(r, 0, 0), "1.5");
+    db_rows_free(r);
+    db_conn_give(c);
+    db_close(db);
+
+    /* An unusable data dir fails at open, not on the first request. */
+    o.data_dir = "/proc/emporium-cannot-be-here";
+    assert_true(db_open(&db, "x", &o) < 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_basics),
+        cmocka_unit_test(test_migrate),
+        cmocka_unit_test(test_migrate_concurrent),
+        cmocka_unit_test(test_params_and_values),
+        cmocka_unit_test(test_conflict),
+        cmocka_unit_test(test_transactions),
+        cmocka_unit_test(test_affected_rows),
+        cmocka_unit_test(test_returning),
+        cmocka_unit_test(test_scripts_and_errors),
+        cmocka_unit_test(test_statement_cache),
+        cmocka_unit_test(test_concurrent_counter),
+        cmocka_unit_test(test_concurrent_stock),
+        cmocka_unit_test(test_many_threads_and_dbs),
+        cmocka_unit_test(test_pool_limits),
+        cmocka_unit_test(test_pg_unreachable),
+        cmocka_unit_test(test_sqlite_file),
+    };
+    return cmocka_run_group_tests_name(getenv("EMPORIUM_TEST_BACKEND") ? getenv("EMPORIUM_TEST_BACKEND") : "sqlite",
+                                       tests, group_setup, group_teardown);
+}
