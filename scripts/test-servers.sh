@@ -139,6 +139,8 @@ ignore_startup_parameters = extra_float_digits
 ; server's max_connections (200) so a busy suite waits for a connection, or has PgBouncer
 ; evict an idle one of another database, instead of failing with "too many clients".
 server_idle_timeout = 5
+; and forget the pool of a database nobody has used for a while (most are dropped by then)
+autodb_idle_timeout = 30
 max_user_connections = 150
 ; do not lock a new database's pool out for 15 s after one failed login
 server_login_retry = 1
