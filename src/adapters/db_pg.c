@@ -220,8 +220,8 @@ static int pg_query(struct db_conn *base, const char *sql, int n, const struct d
                     struct db_rows **out)
 {
     struct pg_conn *c = pg_conn_of(base);
-    const char *vals_small[PG_SMALL_ARGS];
-    Oid types_small[PG_SMALL_ARGS];
+    const char *vals_small[PG_SMALL_ARGS] = {0};
+    Oid types_small[PG_SMALL_ARGS] = {0};
     char nums_small[PG_SMALL_ARGS][24];
     const char **vals = vals_small;
     Oid *types = types_small;

@@ -382,7 +382,7 @@ static int sq_query(struct db_conn *base, const char *sql, int n, const struct d
                     struct db_rows **out)
 {
     struct sq_conn *c = sq_conn_of(base);
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sq_prepare(c, sql, &st);
     if (rc < 0)
         return rc;
