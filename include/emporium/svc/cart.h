@@ -19,5 +19,9 @@ struct cart_line {
 int cart_get_lines(struct app *app, int64_t user_id, struct cart_line *out, int *n);
 /* Empties the user's cart (after a successful order). */
 int cart_clear(struct app *app, int64_t user_id);
+/* Takes the given quantities out of the user's cart (the lines an order was placed from),
+ * so items added meanwhile stay; a line left at zero or below is removed, a missing one is
+ * skipped. Not idempotent (a second call subtracts again): call it once per order. */
+int cart_remove_lines(struct app *app, int64_t user_id, const struct cart_line *lines, int n);
 
 #endif
