@@ -89,11 +89,14 @@ function M.done(summary, latency, requests)
     local lat, n, ok, status = {}, {}, {}, {}
     local orders = {}
     for _, t in ipairs(threads) do
-        local tl = t:get("lat_by_kind") or {}
-        for k, arr in pairs(tl) do
-            local dst = lat[k] or {}
-            lat[k] = dst
-            for i = 1, #arr do dst[#dst + 1] = arr[i] end
+        -- wrk's thread:get copies flat tables only (nested ones crash it): one array per kind.
+        for _, k in ipairs(KIND_ORDER) do
+            local arr = t:get("lat_" .. k)
+            if arr then
+                local dst = lat[k] or {}
+                lat[k] = dst
+                for i = 1, #arr do dst[#dst + 1] = arr[i] end
+            end
         end
         for k, v in pairs(t:get("n_by_kind") or {}) do n[k] = (n[k] or 0) + v end
         for k, v in pairs(t:get("ok_by_kind") or {}) do ok[k] = (ok[k] or 0) + v end
@@ -129,8 +132,9 @@ end
 ---------------------------------------------------------------------------------------------
 -- thread states
 ---------------------------------------------------------------------------------------------
--- Globals read by done() through thread:get (they must be globals of the thread's state).
-lat_by_kind, n_by_kind, ok_by_kind, status_count, orders_made = {}, {}, {}, {}, {}
+-- Globals read by done() through thread:get (they must be globals of the thread's state, and
+-- flat tables): lat_<kind> arrays of microseconds, counters by kind and by status.
+n_by_kind, ok_by_kind, status_count, orders_made = {}, {}, {}, {}, {}
 
 local seq = 0
 local pend_t, pend_k, pend_u = {}, {}, {}
@@ -146,7 +150,7 @@ local order_list = {}        -- {user, id} pairs for order-status
 -- cart state per user: pending[u] = requests that change u's cart in flight,
 -- ordering[u] = a POST /orders in flight, ready queue = users whose cart holds an item.
 local pending, ordering, queued = {}, {}, {}
-local ready, ready_head = {}, 1
+local ready, ready_head, ready_tail = {}, 1, 0
 local add_cursor = 0
 
 function M.init_thread(opts)
@@ -216,8 +220,8 @@ function M.response(status, headers, body)
     if not t0 then return end
     local kind, u = pend_k[rid], pend_u[rid]
     pend_t[rid], pend_k[rid], pend_u[rid] = nil, nil, nil
-    local arr = lat_by_kind[kind]
-    if not arr then arr = {}; lat_by_kind[kind] = arr end
+    local arr = _G["lat_" .. kind]
+    if not arr then arr = {}; _G["lat_" .. kind] = arr end
     arr[#arr + 1] = M.now_us() - t0
     n_by_kind[kind] = (n_by_kind[kind] or 0) + 1
     local good = status >= 200 and status < 400
@@ -226,7 +230,8 @@ function M.response(status, headers, body)
         pending[u] = (pending[u] or 1) - 1
         if good and not ordering[u] and not queued[u] then
             queued[u] = true
-            ready[#ready + 1] = u
+            ready_tail = ready_tail + 1
+            ready[ready_tail] = u
         end
     elseif kind == "o" and u then
         ordering[u] = nil
@@ -322,14 +327,18 @@ function M.view_cart()
     return wrk.format("GET", "/api/v1/cart", { ["Authorization"] = auth[u], ["X-Request-Id"] = tag("v") })
 end
 
--- The next user (round robin over this thread's users) with no order in flight. Each user
--- adds only from a window of 4 of the stocked products, so carts stay at most 4 lines long.
+-- The next user (round robin over this thread's users) with nothing in flight and, when
+-- orders are tracked, not already waiting to order (adding to a waiting user's cart would
+-- only delay that order). Each user adds only from a window of 4 of the stocked products,
+-- so carts stay at most 4 lines long.
 local function next_add_user()
     local n = #my_users
     for _ = 1, n do
         add_cursor = add_cursor % n + 1
         local u = my_users[add_cursor]
-        if not ordering[u] then return u end
+        if not M.track or (not ordering[u] and not queued[u] and (pending[u] or 0) == 0) then
+            return u
+        end
     end
     return my_users[math.random(n)]
 end
@@ -352,14 +361,13 @@ local ORDER_BODY = '{"shipping_address":{"name":"Bench User","line1":"1 Load Str
 
 -- A user whose cart is known to hold an item and has nothing in flight; nil if none.
 local function pop_ready()
-    while ready_head <= #ready do
+    while ready_head <= ready_tail do
         local u = ready[ready_head]
         ready[ready_head] = nil
         ready_head = ready_head + 1
         queued[u] = nil
         if (pending[u] or 0) == 0 and not ordering[u] then return u end
     end
-    ready, ready_head = {}, 1
     return nil
 end
 

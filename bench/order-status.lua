@@ -1,5 +1,7 @@
 -- SPDX-License-Identifier: MIT
-package.path = (os.getenv("BENCH_DIR") or "bench") .. "/?.lua;" .. package.path
+-- common.lua sits next to this script (wrk loads it as "@/path/to/script.lua").
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or os.getenv("BENCH_DIR") or "bench"
+package.path = here .. "/?.lua;" .. package.path
 local c = require("common")
 setup, done = c.setup, c.done
 -- order-status: GET /api/v1/orders/{id} of orders made by place-order, with the owner's token.

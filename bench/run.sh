@@ -348,8 +348,22 @@ run_scenario() {
         : >"$LOG"
     fi
 }
-declare -A R_REQS
+declare -A R_REQS R_HADJ
 LOG_BYTES=0
+
+# The machine is shared and its background load drifts during a run, so each scenario is
+# also compared with a short /health run made just before it (BENCH_HEALTH_SECONDS, 3 s;
+# 0 compares every row with the health row instead).
+HEALTH_SECONDS=${BENCH_HEALTH_SECONDS:-3}
+[ "$SMOKE" = 1 ] && HEALTH_SECONDS=${BENCH_HEALTH_SECONDS:-0}
+health_rps() {
+    local line
+    line=$(wrk -t"$THREADS" -c"$CONNS" -d"${1}s" --timeout 10s -s "$BENCH_DIR/health.lua" "$BASE" 2>&1 |
+        grep '^BENCH_RESULT' || true)
+    [ -n "$line" ] || return 0
+    awk -v r="$(kv requests "$line")" -v d="$(kv duration_us "$line")" \
+        'BEGIN { if (d > 0) printf "%.0f", r / (d / 1e6) }'
+}
 
 for name in "${ALL_SCENARIOS[@]}"; do
     wanted "$name" || { R_NOTE[$name]="not selected"; continue; }
@@ -358,6 +372,10 @@ for name in "${ALL_SCENARIOS[@]}"; do
         R_NOTE[$name]=$reason
         say "$name: $reason"
         continue
+    fi
+    if [ "$name" != health ] && [ "$HEALTH_SECONDS" != 0 ]; then
+        R_HADJ[$name]=$(health_rps "$HEALTH_SECONDS")
+        : >"$LOG"
     fi
     say "$name: ${DURATION} s, $CONNS connections…"
     run_scenario "$name"
@@ -384,7 +402,7 @@ target() {
 }
 # verdict NAME — met / MISSED / - (no target), and "errors" when more than 1 % failed
 verdict() {
-    local n=$1 rps=${R_RPS[$1]} p99=${R_P99[$1]} h=${R_RPS[health]:-0} v
+    local n=$1 rps=${R_RPS[$1]} p99=${R_P99[$1]} h=${R_HADJ[$1]:-${R_RPS[health]:-0}} v
     v=$(awk -v n="$n" -v rps="$rps" -v p99="$p99" -v h="$h" 'BEGIN {
         ok = -1
         if (n == "product-get" && h > 0) ok = (rps >= 0.5 * h)
@@ -413,7 +431,7 @@ verdict() {
             printf '%-13s %s\n' "$name" "${R_NOTE[$name]:-not run}"
             continue
         fi
-        frac=$(awk -v r="${R_RPS[$name]}" -v h="${R_RPS[health]:-0}" 'BEGIN { if (h > 0) printf "%.2f", r / h; else print "-" }')
+        frac=$(awk -v r="${R_RPS[$name]}" -v h="${R_HADJ[$name]:-${R_RPS[health]:-0}}" 'BEGIN { if (h > 0) printf "%.2f", r / h; else print "-" }')
         printf '%-13s %9s %8s %8s %8s %7s  %-50s %9s %11s  %s\n' "$name" "${R_RPS[$name]}" \
             "${R_P50[$name]}" "${R_P90[$name]}" "${R_P99[$name]}" "${R_ERR[$name]}" \
             "$(target "$name")" "$frac" "${R_CPU[$name]}" "$(verdict "$name")"
@@ -423,17 +441,24 @@ verdict() {
     printf 'server peak RSS (VmHWM): %s MB (target <= 256 MB: %s); RSS at the end %s MB; data dir %s MB\n' \
         "$hwm_mb" "$(awk -v k="${HWM_KB:-0}" 'BEGIN { print (k <= 262144 ? "met" : "MISSED") }')" \
         "$(awk -v k="${RSS_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')" "$DATA_MB"
-    [ -n "$SEED_SECONDS" ] && echo "seed: $PRODUCTS products in $SEED_SECONDS s"
+    if [ -n "$SEED_SECONDS" ]; then echo "seed: $PRODUCTS products in $SEED_SECONDS s"; fi
+    if [ "$HEALTH_SECONDS" != 0 ]; then
+        hs=""
+        for name in "${ALL_SCENARIOS[@]}"; do
+            if [ -n "${R_HADJ[$name]:-}" ]; then hs="$hs ${R_HADJ[$name]}"; fi
+        done
+        echo "vs health = req/s / the req/s of a ${HEALTH_SECONDS} s GET /health run made just before the scenario (those runs:${hs:- none})"
+    fi
     echo "cpu s/1k = server utime+stime (all threads) per 1,000 requests (place-order: per 1,000 orders, with their add-to-cart)"
     echo "access log: $LOG_BYTES bytes written during the scenarios"
     for name in "${ALL_SCENARIOS[@]}"; do
         if [ -n "${R_RPS[$name]:-}" ]; then
             note=${R_NOTE[$name]:-}
-            echo "  $name: status ${R_STATUS[$name]:-?}${note:+; $note}"
+            if [ -n "${R_STATUS[$name]:-}" ]; then echo "  $name: status ${R_STATUS[$name]}${note:+; $note}"; fi
         fi
     done
 } | tee "$TMP/table.txt"
-[ -n "${BENCH_TABLE_OUT:-}" ] && cp "$TMP/table.txt" "$BENCH_TABLE_OUT"
+if [ -n "${BENCH_TABLE_OUT:-}" ]; then cp "$TMP/table.txt" "$BENCH_TABLE_OUT"; fi
 
 # ---------------------------------------------------------------------------------------
 # smoke mode: the harness works end to end
