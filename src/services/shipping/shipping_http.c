@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/* shipping_http.c — shipping routes: quotes (anyone) and carrier tracking events (admin). */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "emporium/app.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+#include "emporium/svc/order.h"
+#include "shipping_internal.h"
+
+static int h_quotes(struct http_req *req)
+{
+    int rc;
+    json_t *body = http_json_body(req, &rc);
+    if (!body)
+        return rc;
+    static const char *const allowed[] = {"items", "address", NULL};
+    if ((rc = http_json_only(req, body, allowed)) < 0)
+        return rc;
+    json_t *items = json_object_get(body, "items");
+    if (!json_is_array(items))
+        return http_fail(req, ERR_INVALID, "items", "must be an array");
+    size_t n = json_array_size(items);
+    if (n < 1 || n > SHIPPING_MAX_ITEMS)
+        return http_fail(req, ERR_INVALID, "items", "must hold 1 to %d items", SHIPPING_MAX_ITEMS);
+    struct shipping_item list[SHIPPING_MAX_ITEMS];
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = json_array_get(items, i);
+        char f[48];
+        snprintf(f, sizeof f, "items[%zu]", i);
+        if (!json_is_object(it))
+            return http_fail(req, ERR_INVALID, f, "must be an object");
+        json_t *pid = json_object_get(it, "product_id"), *q = json_object_get(it, "quantity");
+        snprintf(f, sizeof f, "items[%zu].product_id", i);
+        if (!json_is_string(pid) || id_parse(json_string_value(pid), &list[i].product_id) < 0)
+            return http_fail(req, ERR_INVALID, f, "must be a product id string");
+        snprintf(f, sizeof f, "items[%zu].quantity", i);
+        if (!json_is_integer(q) || json_integer_value(q) < 1 || json_integer_value(q) > 99)
+            return http_fail(req, ERR_INVALID, f, "must be an integer from 1 to 99");
+        list[i].quantity = (int)json_integer_value(q);
+    }
+    struct shipping_address addr;
+    const char *member, *msg;
+    if (shipping_address_parse(json_object_get(body, "address"), false, &addr, &member, &msg) < 0) {
+        char f[64];
+        snprintf(f, sizeof f, "address%s%s", member ? "." : "", member ? member : "");
+        return http_fail(req, ERR_INVALID, f, "%s", msg);
+    }
+    json_t *opts = json_array();
+    static const char *const methods[] = {"standard", "express"};
+    for (int m = 0; m < 2; m++) {
+        struct shipping_option o;
+        int64_t bad = 0;
+        rc = shipping_price(http_app(req), list, (int)n, addr.country, methods[m], &o, &bad);
+        if (rc == ERR_NOTFOUND) {
+            json_decref(opts);
+            for (size_t i = 0; i < n; i++)
+                if (list[i].product_id == bad) {
+                    char f[48];
+                    snprintf(f, sizeof f, "items[%zu].product_id", i);
+                    return http_fail(req, ERR_INVALID, f, "no such product");
+                }
+            return http_fail(req, ERR_INVALID, "items", "no such product");
+        }
+        if (rc < 0) {
+            json_decref(opts);
+            return rc;
+        }
+        json_array_append_new(opts, json_pack("{s:s,s:s,s:{s:I,s:s},s:i}", "method", o.method,
+                                              "carrier", o.carrier, "price", "amount",
+                                              (json_int_t)o.price, "currency", o.currency,
+                                              "estimated_days", o.estimated_days));
+    }
+    return http_reply_json(req, 200, json_pack("{s:o}", "options", opts));
+}
+
+/* RFC 3339 date-time ("2026-05-01T10:00:00Z", fractions and offsets allowed) to Unix ms. */
+static int parse_rfc3339(const char *s, int64_t *out)
+{
+    struct tm tm = {0};
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return ERR_INVALID;
+    int64_t ms = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; isdigit((unsigned char)*p); p++, digits++)
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+        if (digits == 0)
+            return ERR_INVALID;
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    int64_t offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int hh, mm;
+        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || hh > 23 || mm > 59)
+            return ERR_INVALID;
+        offset = (hh * 60 + mm) * 60 * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return ERR_INVALID;
+    }
+    if (*p)
+        return ERR_INVALID;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return ERR_INVALID;
+    *out = ((int64_t)t - offset) * 1000 + ms;
+    return 0;
+}
+
+static int h_shipment_event(struct http_req *req)
+{
+    int64_t id;
+    if (id_parse(http_param(req, "id"), &id) < 0)
+        return http_fail(req, ERR_NOTFOUND, NULL, "no such shipment");
+    int rc;
+    json_t *body = http_json_body(req, &rc);
+    if (!body)
+        return rc;
+    static const char *const allowed[] = {"status", "at", NULL};
+    if ((rc = http_json_only(req, body, allowed)) < 0)
+        return rc;
+    const char *status = NULL, *at = NULL;
+    if ((rc = http_json_string(req, body, "status", true, 1, 32, &status)) < 0)
+        return rc;
+    if (strcmp(status, "in_transit") != 0 && strcmp(status, "delivered") != 0)
+        return http_fail(req, ERR_INVALID, "status", "must be in_transit or delivered");
+    if ((rc = http_json_string(req, body, "at", false, 1, 64, &at)) < 0)
+        return rc;
+    int64_t at_ms = now_ms();
+    if (at && parse_rfc3339(at, &at_ms) < 0)
+        return http_fail(req, ERR_INVALID, "at", "must be an RFC 3339 date-time");
+    int64_t order_id = 0;
+    rc = shipping__apply_event(http_app(req), id, status, at_ms, &order_id);
+    if (rc == ERR_NOTFOUND)
+        return http_fail(req, ERR_NOTFOUND, NULL, "no such shipment");
+    if (rc == ERR_CONFLICT)
+        return http_fail_code(req, ERR_CONFLICT, "invalid_transition", NULL,
+                              "the shipment cannot move to %s", status);
+    if (rc < 0)
+        return rc;
+    /* The order follows. A failure here leaves the shipment ahead of the order; the event is
+     * idempotent, so the carrier's retry (we answer 503) brings the order along. */
+    rc = order_shipment_moved(http_app(req), order_id,
+                              !strcmp(status, "in_transit") ? "shipped" : "delivered", at_ms);
+    if (rc < 0 && rc != ERR_CONFLICT) {
+        log_warn("shipment %lld: order %lld did not follow: %s", (long long)id,
+                 (long long)order_id, err_str(rc));
+        http_add_header(req, "Retry-After", "1");
+        return ERR_UNAVAILABLE;
+    }
+    json_t *out = shipping__shipment_json(http_app(req), id, &rc);
+    if (!out)
+        return rc;
+    return http_reply_json(req, 200, out);
+}
+
+const struct http_route shipping__routes[] = {
+    {"POST", "/api/v1/shipping/quotes", h_quotes, 0},
+    {"POST", "/api/v1/shipments/{id}/events", h_shipment_event, ROUTE_ADMIN},
+    {NULL, NULL, NULL, 0},
+};
