@@ -232,8 +232,7 @@ static const struct db_migration product_migrations[] = {
             /* External-content FTS5 index over name and description; rowid = products.id.
              * Porter stemming like PostgreSQL's english configuration. */
             "CREATE VIRTUAL TABLE products_fts USING fts5(name, description,"
-            " content='products', content_rowid='id', tokenize='porter unicode61',"
-            " prefix='2 3');"
+            " content='products', content_rowid='id', tokenize='porter unicode61');"
             "CREATE TRIGGER products_fts_ai AFTER INSERT ON products BEGIN"
             " INSERT INTO products_fts(rowid, name, description)"
             " VALUES (new.id, new.name, new.description); END;"

@@ -421,8 +421,8 @@ static int h_update(struct http_req *req)
                       "description = COALESCE($4, description), "
                       "category = COALESCE($5, category), price = COALESCE($6, price), "
                       "currency = COALESCE($7, currency), "
-                      "image_url = CASE WHEN $8 IS NULL THEN image_url "
-                      "WHEN $8 = '' THEN NULL ELSE $8 END, "
+                      "image_url = CASE WHEN CAST($8 AS TEXT) IS NULL THEN image_url "
+                      "WHEN CAST($8 AS TEXT) = '' THEN NULL ELSE CAST($8 AS TEXT) END, "
                       "attributes = COALESCE($9, attributes), "
                       "weight_grams = COALESCE($10, weight_grams), "
                       "active = COALESCE($11, active), updated_at = $12 WHERE id = $1",

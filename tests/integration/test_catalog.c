@@ -1,0 +1,631 @@
+/* SPDX-License-Identifier: MIT */
+/* test_catalog.c — the catalog through HTTP against the real binary (SQLite or PostgreSQL per
+ * EMPORIUM_TEST_BACKEND): admin writes and who may make them, reads with ETag/304, no stale
+ * cache after a write, search relevance, filters and sorts together, keyset pagination over
+ * 1,000 seeded products (also while writes happen), categories, bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static struct th_server srv;
+static char *admin, *customer;
+
+static int setup(void **state)
+{
+    if (th_start(&srv, NULL, NULL) != 0)
+        return -1;
+    /* 1,000 products for the pagination walks, seeded by the CLI before any request, so
+     * nothing the server caches predates them (a CLI seed is another process: the running
+     * server's L1 learns about it only when entries expire) */
+    const char *args[] = {"seed", "--products", "1000", "--categories", "8", "--seed", "7", NULL};
+    char *out = NULL;
+    int rc = th_cli(&srv, args, &out);
+    if (rc != 0)
+        fprintf(stderr, "seed: %d %s\n", rc, out ? out : "");
+    free(out);
+    if (rc != 0)
+        return -1;
+    admin = th_admin_token(&srv);
+    customer = th_register(&srv, "shopper@example.com", "shopper password");
+    return admin && customer ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    free(admin);
+    free(customer);
+    int rc = th_stop(&srv);
+    th_cleanup(&srv);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Creates a product; returns its id (static buffer rotation) or fails the test. */
+static const char *create(const char *sku, const char *name, const char *desc, const char *cat,
+                          long price)
+{
+    static char ids[8][32];
+    static int next;
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                             "{\"sku\":\"%s\",\"name\":\"%s\",\"description\":\"%s\","
+                             "\"category\":\"%s\",\"price\":{\"amount\":%ld,\"currency\":\"USD\"}}",
+                             sku, name, desc, cat, price),
+                     0);
+    if (r.status != 201)
+        fail_msg("create %s: %ld %s", sku, r.status, r.body);
+    char *out = ids[next++ % 8];
+    snprintf(out, 32, "%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    return out;
+}
+
+static void get_ok(const char *path, struct th_resp *r)
+{
+    assert_int_equal(th_call(&srv, "GET", path, NULL, r, NULL), 0);
+    if (r->status != 200)
+        fail_msg("GET %s: %ld %s", path, r->status, r->body);
+}
+
+static void test_write_auth(void **state)
+{
+    struct th_resp r;
+    const char *body = "{\"sku\":\"AUTH-1\",\"name\":\"x\",\"category\":\"misc\",\"price\":{\"amount\":1}}";
+    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", NULL, &r, "%s", body), 0);
+    assert_true(th_is_error(&r, 401, "unauthorized", NULL));
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", customer, &r, "%s", body), 0);
+    assert_true(th_is_error(&r, 403, "forbidden", NULL));
+    th_resp_free(&r);
+    char path[80];
+    const char *id = create("AUTH-2", "Auth Widget", "", "misc", 100);
+    snprintf(path, sizeof path, "/api/v1/products/%s", id);
+    assert_int_equal(th_call(&srv, "PATCH", path, customer, &r, "{\"name\":\"hacked\"}"), 0);
+    assert_true(th_is_error(&r, 403, "forbidden", NULL));
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "DELETE", path, customer, &r, NULL), 0);
+    assert_true(th_is_error(&r, 403, "forbidden", NULL));
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "DELETE", path, NULL, &r, NULL), 0);
+    assert_true(th_is_error(&r, 401, "unauthorized", NULL));
+    th_resp_free(&r);
+    get_ok(path, &r);
+    assert_string_equal(th_jstr(r.json, "name"), "Auth Widget");
+    th_resp_free(&r);
+    /* no such category was created by the refused writes */
+    get_ok("/api/v1/categories", &r);
+    assert_null(strstr(r.body, "hacked"));
+    th_resp_free(&r);
+}
+
+static void test_crud_etag_no_stale(void **state)
+{
+    struct th_resp r;
+    const char *id = create("CRUD-1", "Walnut Serving Board", "Oiled walnut.", "kitchen-test", 3499);
+    char path[80], etag[64], etag2[64];
+    snprintf(path, sizeof path, "/api/v1/products/%s", id);
+    get_ok(path, &r);
+    assert_string_equal(th_jstr(r.json, "id"), id);
+    assert_string_equal(th_jstr(r.json, "sku"), "CRUD-1");
+    assert_string_equal(th_jstr(r.json, "category"), "kitchen-test");
+    assert_int_equal(th_jint(r.json, "price.amount", -1), 3499);
+    assert_string_equal(th_jstr(r.json, "price.currency"), "USD");
+    assert_int_equal(th_jint(r.json, "stock.available", -1), 0);
+    assert_non_null(th_jstr(r.json, "created_at"));
+    assert_non_null(th_jstr(r.json, "updated_at"));
+    assert_non_null(th_header(&r, "ETag", etag, sizeof etag));
+    char cc[64];
+    assert_non_null(th_header(&r, "Cache-Control", cc, sizeof cc));
+    assert_non_null(strstr(cc, "max-age"));
+    th_resp_free(&r);
+
+    /* 304 on If-None-Match, twice (the second from the cache) */
+    char inm[96];
+    snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+    const char *h[] = {inm, NULL};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(th_req(&srv, "GET", path, NULL, h, &r), 0);
+        assert_int_equal(r.status, 304);
+        assert_int_equal(r.len, 0);
+        th_resp_free(&r);
+    }
+    /* warm the cache, then write: the very next read sees the write */
+    for (int i = 0; i < 3; i++) {
+        get_ok(path, &r);
+        th_resp_free(&r);
+    }
+    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r,
+                             "{\"price\":{\"amount\":2999,\"currency\":\"USD\"},\"name\":\"Walnut Board\"}"), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(th_jint(r.json, "price.amount", -1), 2999);
+    th_resp_free(&r);
+    get_ok(path, &r);
+    assert_int_equal(th_jint(r.json, "price.amount", -1), 2999);
+    assert_string_equal(th_jstr(r.json, "name"), "Walnut Board");
+    assert_string_equal(th_jstr(r.json, "description"), "Oiled walnut."); /* untouched */
+    assert_non_null(th_header(&r, "ETag", etag2, sizeof etag2));
+    assert_string_not_equal(etag, etag2);
+    th_resp_free(&r);
+    /* the old ETag no longer matches */
+    assert_int_equal(th_req(&srv, "GET", path, NULL, h, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    /* lists see it at once too */
+    get_ok("/api/v1/products?q=walnut%20board&category=kitchen-test", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    assert_int_equal(th_jint(json_array_get(json_object_get(r.json, "items"), 0), "price.amount", -1), 2999);
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r, "{\"price\":{\"amount\":1999}}"), 0);
+    th_resp_free(&r);
+    get_ok("/api/v1/products?q=walnut%20board&category=kitchen-test", &r);
+    assert_int_equal(th_jint(json_array_get(json_object_get(r.json, "items"), 0), "price.amount", -1), 1999);
+    th_resp_free(&r);
+
+    /* bad updates: a clear 400, nothing written */
+    static const char *const bad[][2] = {
+        {"{\"colour\":\"red\"}", "colour"},
+        {"{\"price\":{\"amount\":-5}}", "price.amount"},
+        {"{\"price\":{\"amount\":\"12\"}}", "price.amount"},
+        {"{\"price\":{\"amount\":100,\"currency\":\"dollars\"}}", "price.currency"},
+        {"{\"name\":\"\"}", "name"},
+        {"{\"category\":\"Not A Slug\"}", "category"},
+        {"{\"name\":\"ok\",\"stock\":5}", "stock"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(th_call(&srv, "PATCH", path, admin, &r, "%s", bad[i][0]), 0);
+        if (!th_is_error(&r, 400, NULL, bad[i][1]))
+            fail_msg("PATCH %s: %ld %s", bad[i][0], r.status, r.body);
+        th_resp_free(&r);
+    }
+    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r, "{}"), 0);
+    assert_int_equal(r.status, 400);
+    th_resp_free(&r);
+    get_ok(path, &r);
+    assert_int_equal(th_jint(r.json, "price.amount", -1), 1999);
+    assert_string_equal(th_jstr(r.json, "name"), "Walnut Board");
+    th_resp_free(&r);
+
+    /* duplicate SKU: 409 on create and on update */
+    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                             "{\"sku\":\"CRUD-1\",\"name\":\"Dup\",\"category\":\"kitchen-test\",\"price\":{\"amount\":1}}"), 0);
+    assert_true(th_is_error(&r, 409, "sku_taken", NULL));
+    th_resp_free(&r);
+    const char *other = create("CRUD-2", "Other Board", "", "kitchen-test", 100);
+    char opath[80];
+    snprintf(opath, sizeof opath, "/api/v1/products/%s", other);
+    assert_int_equal(th_call(&srv, "PATCH", opath, admin, &r, "{\"sku\":\"CRUD-1\"}"), 0);
+    assert_true(th_is_error(&r, 409, "sku_taken", NULL));
+    th_resp_free(&r);
+
+    /* bad creates */
+    static const char *const badc[][2] = {
+        {"{\"sku\":\"C-3\",\"name\":\"x\",\"category\":\"a\"}", "price"},
+        {"{\"sku\":\"C-3\",\"name\":\"x\",\"category\":\"a\",\"price\":{\"amount\":-1}}", "price.amount"},
+        {"{\"sku\":\"C 3\",\"name\":\"x\",\"category\":\"a\",\"price\":{\"amount\":1}}", "sku"},
+        {"{\"sku\":\"C-3\",\"category\":\"a\",\"price\":{\"amount\":1}}", "name"},
+        {"{\"sku\":\"C-3\",\"name\":\"x\",\"category\":\"a\",\"price\":{\"amount\":1},\"id\":\"5\"}", "id"},
+    };
+    for (size_t i = 0; i < sizeof badc / sizeof badc[0]; i++) {
+        assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r, "%s", badc[i][0]), 0);
+        if (!th_is_error(&r, 400, NULL, badc[i][1]))
+            fail_msg("POST %s: %ld %s", badc[i][0], r.status, r.body);
+        th_resp_free(&r);
+    }
+
+    /* delete: gone from reads and lists at once */
+    assert_int_equal(th_call(&srv, "DELETE", path, admin, &r, NULL), 0);
+    assert_int_equal(r.status, 204);
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "GET", path, NULL, &r, NULL), 0);
+    assert_true(th_is_error(&r, 404, "not_found", NULL));
+    th_resp_free(&r);
+    get_ok("/api/v1/products?q=walnut%20board&category=kitchen-test", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "DELETE", path, admin, &r, NULL), 0);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "GET", "/api/v1/products/notanid", NULL, &r, NULL), 0);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+}
+
+static void test_stock_and_hidden(void **state)
+{
+    struct th_resp r;
+    const char *id = create("STOCK-1", "Stocky Gadget", "", "stock-test", 500);
+    char path[80], ipath[80];
+    snprintf(path, sizeof path, "/api/v1/products/%s", id);
+    snprintf(ipath, sizeof ipath, "/api/v1/inventory/%s", id);
+    get_ok(path, &r); /* cached with stock 0 */
+    th_resp_free(&r);
+    get_ok("/api/v1/products?category=stock-test&in_stock=true", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "PUT", ipath, admin, &r, "{\"available\":7}"), 0);
+    if (r.status == 404 && !strstr(r.body, "product")) { /* no inventory service in this build */
+        th_resp_free(&r);
+        return;
+    }
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    get_ok(path, &r);
+    assert_int_equal(th_jint(r.json, "stock.available", -1), 7);
+    th_resp_free(&r);
+    get_ok("/api/v1/products?category=stock-test&in_stock=true", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    th_resp_free(&r);
+
+    /* hidden: gone for shoppers, still there for admins */
+    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r, "{\"active\":false}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "GET", path, NULL, &r, NULL), 0);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_false(json_object_get(r.json, "active")));
+    th_resp_free(&r);
+    get_ok("/api/v1/products?category=stock-test", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    th_resp_free(&r);
+}
+
+static void test_relevance(void **state)
+{
+    struct th_resp r;
+    /* one matches in the description only, one in the name; created in that order so that
+     * neither the id nor the insertion order explains the ranking */
+    const char *desc_id = create("REL-1", "Plain Lantern", "Pairs with any zorblax decor.", "rel-test", 1000);
+    const char *name_id = strdup(create("REL-2", "Zorblax Lantern", "A plain lantern.", "rel-test", 2000));
+    create("REL-3", "Unrelated Thing", "Nothing to see.", "rel-test", 3000);
+    get_ok("/api/v1/products?q=zorblax", &r);
+    json_t *items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 2);
+    assert_string_equal(th_jstr(json_array_get(items, 0), "id"), name_id);
+    assert_string_equal(th_jstr(json_array_get(items, 1), "id"), desc_id);
+    th_resp_free(&r);
+    /* prefix match on the last word, as the user types; case does not matter */
+    get_ok("/api/v1/products?q=ZORBL", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"), name_id);
+    th_resp_free(&r);
+    /* every word must match */
+    get_ok("/api/v1/products?q=zorblax%20lantern%20plain", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
+    th_resp_free(&r);
+    get_ok("/api/v1/products?q=zorblax%20unrelated", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    th_resp_free(&r);
+    /* relevance with a filter and a different sort */
+    get_ok("/api/v1/products?q=zorblax&sort=price_desc", &r);
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"), name_id);
+    th_resp_free(&r);
+    get_ok("/api/v1/products?q=zorblax&sort=price_asc", &r);
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"), desc_id);
+    th_resp_free(&r);
+    get_ok("/api/v1/products?q=zorblax&max_price=1500", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    th_resp_free(&r);
+    /* FTS syntax in q is inert: no error, no injection */
+    static const char *const weird[] = {
+        "%22zorblax", "zorblax%22", "zorb*", "*", "zorblax%20NEAR(lantern", "(zorblax",
+        "zorblax)", "zorblax%20OR%20unrelated", "NOT%20zorblax", "%22%22%22", "-zorblax",
+        "zorblax%20AND", "col:zorblax", "%5E", "%27%3B%20DROP%20TABLE%20products%3B--",
+        "zorblax%20%26%20%7C%20!", "%E2%80%9Czorblax%E2%80%9D", NULL};
+    for (int i = 0; weird[i]; i++) {
+        char p[200];
+        snprintf(p, sizeof p, "/api/v1/products?q=%s", weird[i]);
+        assert_int_equal(th_call(&srv, "GET", p, NULL, &r, NULL), 0);
+        if (r.status != 200)
+            fail_msg("q=%s: %ld %s", weird[i], r.status, r.body);
+        th_resp_free(&r);
+    }
+    get_ok("/api/v1/products?q=%22zorblax%22%20NEAR(", &r);
+    th_resp_free(&r);
+    get_ok("/api/v1/products?q=(zorblax", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
+    th_resp_free(&r);
+    free((void *)name_id);
+}
+
+static void test_filters_and_sorts(void **state)
+{
+    struct th_resp r;
+    static const long prices[] = {500, 1500, 2500, 3500, 4500, 1500};
+    for (int i = 0; i < 6; i++) {
+        char sku[32], name[64];
+        snprintf(sku, sizeof sku, "FS-%d", i);
+        snprintf(name, sizeof name, "Filter Gizmo %d", i);
+        create(sku, name, "gizmo for filters", i < 5 ? "fs-one" : "fs-two", prices[i]);
+    }
+    get_ok("/api/v1/products?category=fs-one&min_price=1500&max_price=3500&sort=price_desc", &r);
+    json_t *items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 3);
+    assert_int_equal(th_jint(json_array_get(items, 0), "price.amount", 0), 3500);
+    assert_int_equal(th_jint(json_array_get(items, 2), "price.amount", 0), 1500);
+    th_resp_free(&r);
+    get_ok("/api/v1/products?q=gizmo&sort=price_asc&min_price=1500", &r);
+    items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 5);
+    long prev = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        long p = (long)th_jint(json_array_get(items, i), "price.amount", 0);
+        assert_true(p >= prev);
+        prev = p;
+    }
+    th_resp_free(&r);
+    get_ok("/api/v1/products?category=fs-one&sort=newest", &r);
+    items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 5);
+    assert_string_equal(th_jstr(json_array_get(items, 0), "sku"), "FS-4");
+    assert_string_equal(th_jstr(json_array_get(items, 4), "sku"), "FS-0");
+    th_resp_free(&r);
+    get_ok("/api/v1/products?category=fs-two", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    th_resp_free(&r);
+    get_ok("/api/v1/products?category=no-such-category", &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    assert_true(json_is_null(json_object_get(r.json, "next_cursor")));
+    th_resp_free(&r);
+    /* ETag/304 on lists */
+    char etag[64], inm[96];
+    get_ok("/api/v1/products?category=fs-one", &r);
+    assert_non_null(th_header(&r, "ETag", etag, sizeof etag));
+    th_resp_free(&r);
+    snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+    const char *h[] = {inm, NULL};
+    assert_int_equal(th_req(&srv, "GET", "/api/v1/products?category=fs-one", NULL, h, &r), 0);
+    assert_int_equal(r.status, 304);
+    th_resp_free(&r);
+
+    /* categories with counts, ETag and 304 */
+    get_ok("/api/v1/categories", &r);
+    json_t *cats = json_object_get(r.json, "items");
+    long one = -1, two = -1;
+    for (size_t i = 0; i < json_array_size(cats); i++) {
+        json_t *c = json_array_get(cats, i);
+        if (!strcmp(th_jstr(c, "slug"), "fs-one"))
+            one = (long)th_jint(c, "product_count", -1);
+        if (!strcmp(th_jstr(c, "slug"), "fs-two")) {
+            two = (long)th_jint(c, "product_count", -1);
+            assert_string_equal(th_jstr(c, "name"), "Fs Two");
+        }
+    }
+    assert_int_equal(one, 5);
+    assert_int_equal(two, 1);
+    assert_non_null(th_header(&r, "ETag", etag, sizeof etag));
+    th_resp_free(&r);
+    snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+    assert_int_equal(th_req(&srv, "GET", "/api/v1/categories", NULL, h, &r), 0);
+    assert_int_equal(r.status, 304);
+    th_resp_free(&r);
+    create("FS-9", "Filter Gizmo 9", "", "fs-two", 100);
+    assert_int_equal(th_req(&srv, "GET", "/api/v1/categories", NULL, h, &r), 0);
+    assert_int_equal(r.status, 200); /* the count changed */
+    assert_non_null(strstr(r.body, "\"slug\":\"fs-two\",\"name\":\"Fs Two\",\"product_count\":2"));
+    th_resp_free(&r);
+}
+
+static void test_bad_list_input(void **state)
+{
+    static const char *const bad[][2] = {
+        {"sort=cheapest", "sort"},
+        {"sort=PRICE_ASC", "sort"},
+        {"min_price=-1", "min_price"},
+        {"min_price=abc", "min_price"},
+        {"max_price=12.5", "max_price"},
+        {"max_price=", "max_price"},
+        {"min_price=99999999999999999999", "min_price"},
+        {"min_price=500&max_price=100", "max_price"},
+        {"limit=0", "limit"},
+        {"limit=101", "limit"},
+        {"limit=-5", "limit"},
+        {"limit=ten", "limit"},
+        {"cursor=garbage!!", "cursor"},
+        {"cursor=bjox", "cursor"},           /* base64url of "n:1" is bjox; n:1 with price sort */
+        {"cursor=eno5OTk", "cursor"},        /* "z:999": unknown sort tag */
+        {"cursor=", "cursor"},
+        {"in_stock=maybe", "in_stock"},
+        {"category=Not%20A%20Slug", "category"},
+        {NULL, NULL},
+    };
+    struct th_resp r;
+    for (int i = 0; bad[i][0]; i++) {
+        char p[200];
+        snprintf(p, sizeof p, "/api/v1/products?%s%s", bad[i][0],
+                 !strcmp(bad[i][0], "cursor=bjox") ? "&sort=price_asc" : "");
+        assert_int_equal(th_call(&srv, "GET", p, NULL, &r, NULL), 0);
+        if (!th_is_error(&r, 400, "validation_failed", bad[i][1]))
+            fail_msg("%s: %ld %s", p, r.status, r.body);
+        th_resp_free(&r);
+    }
+    /* a valid cursor of newest is fine for newest */
+    assert_int_equal(th_call(&srv, "GET", "/api/v1/products?cursor=bjox&sort=newest", NULL, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    char q[300] = "/api/v1/products?q=";
+    size_t n = strlen(q);
+    for (int i = 0; i < 201; i++)
+        q[n + (size_t)i] = 'a';
+    q[n + 201] = 0;
+    assert_int_equal(th_call(&srv, "GET", q, NULL, &r, NULL), 0);
+    assert_true(th_is_error(&r, 400, "validation_failed", "q"));
+    th_resp_free(&r);
+    q[n + 200] = 0; /* exactly 200 is fine */
+    assert_int_equal(th_call(&srv, "GET", q, NULL, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+}
+
+/* Walks every page of `query` and records the ids; fails on a duplicate. */
+static int walk(const char *query, char ids[][24], int cap, int *pages)
+{
+    int n = 0;
+    char cursor[256] = "";
+    *pages = 0;
+    for (;;) {
+        char p[600];
+        snprintf(p, sizeof p, "/api/v1/products?%s%s%s", query, cursor[0] ? "&cursor=" : "", cursor);
+        struct th_resp r;
+        get_ok(p, &r);
+        (*pages)++;
+        json_t *items = json_object_get(r.json, "items");
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            const char *id = th_jstr(json_array_get(items, i), "id");
+            for (int k = 0; k < n; k++)
+                if (!strcmp(ids[k], id))
+                    fail_msg("%s: %s seen twice (page %d)", query, id, *pages);
+            assert_true(n < cap);
+            snprintf(ids[n++], 24, "%s", id);
+        }
+        const char *next = th_jstr(r.json, "next_cursor");
+        if (!next) {
+            th_resp_free(&r);
+            break;
+        }
+        assert_true(json_array_size(items) > 0);
+        snprintf(cursor, sizeof cursor, "%s", next);
+        th_resp_free(&r);
+    }
+    return n;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
+
+static void test_pagination_1000(void **state)
+{
+    static char a[1200][24], b[1200][24], c[1200][24];
+    int pages;
+    /* every seeded product exactly once, in three different orders; the seed's categories
+     * are ones no other test uses */
+    int total = 0;
+    struct th_resp r;
+    get_ok("/api/v1/categories", &r);
+    json_t *cats = json_object_get(r.json, "items");
+    static const char *const seeded[] = {"lighting", "furniture", "kitchen", "outdoor",
+                                         "electronics", "apparel", "footwear", "bags"};
+    for (size_t i = 0; i < json_array_size(cats); i++)
+        for (int k = 0; k < 8; k++)
+            if (!strcmp(th_jstr(json_array_get(cats, i), "slug"), seeded[k]))
+                total += (int)th_jint(json_array_get(cats, i), "product_count", 0);
+    th_resp_free(&r);
+    assert_int_equal(total, 1000);
+    int na = 0, nb = 0;
+    for (int k = 0; k < 8; k++) {
+        char q[160];
+        int got;
+        snprintf(q, sizeof q, "category=%s&sort=price_asc&limit=37", seeded[k]);
+        got = walk(q, a + na, 1200 - na, &pages);
+        na += got;
+        snprintf(q, sizeof q, "category=%s&sort=price_desc&limit=100", seeded[k]);
+        got = walk(q, b + nb, 1200 - nb, &pages);
+        nb += got;
+    }
+    assert_int_equal(na, 1000);
+    assert_int_equal(nb, 1000);
+    qsort(a, (size_t)na, 24, cmp_str);
+    qsort(b, (size_t)nb, 24, cmp_str);
+    for (int i = 0; i < 1000; i++)
+        assert_string_equal(a[i], b[i]);
+    for (int i = 1; i < 1000; i++)
+        assert_string_not_equal(a[i - 1], a[i]);
+
+    /* relevance pages of a common word: the same set as the newest walk, no duplicates */
+    int nr = walk("q=lamp&limit=7", c, 1200, &pages);
+    assert_true(nr > 10);
+    int nn = walk("q=lamp&sort=newest&limit=50", b, 1200, &pages);
+    assert_int_equal(nr, nn);
+    qsort(c, (size_t)nr, 24, cmp_str);
+    qsort(b, (size_t)nn, 24, cmp_str);
+    for (int i = 0; i < nr; i++)
+        assert_string_equal(c[i], b[i]);
+}
+
+static void test_pagination_during_writes(void **state)
+{
+    /* 60 products in one category; page through by price while new products (cheap and
+     * expensive) arrive and others are deleted between pages: every product that existed
+     * for the whole walk is seen exactly once */
+    char ids[60][24];
+    for (int i = 0; i < 60; i++) {
+        char sku[32], name[64];
+        snprintf(sku, sizeof sku, "PW-%d", i);
+        snprintf(name, sizeof name, "Paging Item %d", i);
+        snprintf(ids[i], 24, "%s", create(sku, name, "", "paging-test", 100 + (i % 7) * 100));
+    }
+    static char seen[200][24];
+    int n = 0;
+    char cursor[256] = "";
+    int pages = 0, extra = 0;
+    for (;;) {
+        char p[400];
+        snprintf(p, sizeof p, "/api/v1/products?category=paging-test&sort=price_asc&limit=9%s%s",
+                 cursor[0] ? "&cursor=" : "", cursor);
+        struct th_resp r;
+        get_ok(p, &r);
+        pages++;
+        json_t *items = json_object_get(r.json, "items");
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            const char *id = th_jstr(json_array_get(items, i), "id");
+            for (int k = 0; k < n; k++)
+                if (!strcmp(seen[k], id))
+                    fail_msg("%s seen twice", id);
+            snprintf(seen[n++], 24, "%s", id);
+        }
+        const char *next = th_jstr(r.json, "next_cursor");
+        /* writes between pages: one at each end of the price range, one delete of an
+         * already-seen product */
+        char sku[32];
+        snprintf(sku, sizeof sku, "PW-NEW-%d", extra++);
+        create(sku, "Paging Newcomer", "", "paging-test", (extra % 2) ? 50 : 5000);
+        if (!next) {
+            th_resp_free(&r);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", next);
+        th_resp_free(&r);
+        assert_true(pages < 30);
+    }
+    for (int i = 0; i < 60; i++) {
+        bool found = false;
+        for (int k = 0; k < n && !found; k++)
+            found = !strcmp(seen[k], ids[i]);
+        if (!found)
+            fail_msg("product %s was skipped", ids[i]);
+    }
+}
+
+static void test_metrics(void **state)
+{
+    struct th_resp r;
+    get_ok("/metrics", &r);
+    assert_non_null(strstr(r.body, "emporium_cache_hits_total{cache=\"product\",layer=\"l1\"}"));
+    assert_non_null(strstr(r.body, "emporium_cache_misses_total{cache=\"product\",layer=\"l1\"}"));
+    assert_non_null(strstr(r.body, "emporium_cache_evictions_total{cache=\"product\",layer=\"l1\"}"));
+    th_resp_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_write_auth),
+        cmocka_unit_test(test_crud_etag_no_stale),
+        cmocka_unit_test(test_stock_and_hidden),
+        cmocka_unit_test(test_relevance),
+        cmocka_unit_test(test_filters_and_sorts),
+        cmocka_unit_test(test_bad_list_input),
+        cmocka_unit_test(test_pagination_1000),
+        cmocka_unit_test(test_pagination_during_writes),
+        cmocka_unit_test(test_metrics),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
