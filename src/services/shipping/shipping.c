@@ -38,10 +38,13 @@ static const char europe[] =
 
 static bool code_in(const char *list, const char cc[3])
 {
-    for (const char *p = list; *p; p += 3)
+    /* "AA BB … ZZ": a code every 3 bytes, the last one followed by the NUL. */
+    for (const char *p = list;; p += 3) {
         if (p[0] == cc[0] && p[1] == cc[1])
             return true;
-    return false;
+        if (p[2] == 0)
+            return false;
+    }
 }
 
 static int zone_of(const char *cc)
