@@ -472,9 +472,10 @@ void http_server_stop(struct http_server *srv)
     if (!srv)
         return;
     /* Stop accepting first; in-flight requests finish within the drain window. */
+    /* The listen socket is ours once quiesced, but the pool threads remove it from their
+     * epoll sets asynchronously: closing it before MHD_stop_daemon() makes that removal fail
+     * and MHD panic. So it is closed last. */
     MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
     int64_t deadline = mono_ms() + (int64_t)srv->cfg->drain_seconds * 1000;
     while (inflight > 0 && mono_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000 * 1000};
@@ -484,6 +485,8 @@ void http_server_stop(struct http_server *srv)
         log_warn("shutdown: %ld requests still running after %d s", (long)inflight,
                  srv->cfg->drain_seconds);
     MHD_stop_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
     metrics_remove_all();
     http__metrics_free();
     http__router_free();
