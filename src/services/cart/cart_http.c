@@ -295,6 +295,8 @@ static int h_add(struct http_req *req)
     if ((rc = http_json_int(req, body, "quantity", true, 1, CART_MAX_QTY, &qty)) < 0)
         return rc;
     struct product_info info;
+    if (!app_has_service(http_app(req), "product")) /* in-process client only, for now */
+        return http_fail(req, ERR_UNAVAILABLE, NULL, "the catalog is not reachable");
     rc = product_get_info(http_app(req), pid, &info);
     if (rc == ERR_NOTFOUND || (rc == 0 && !info.active))
         return product_missing(req, pid);

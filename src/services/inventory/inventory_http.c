@@ -35,13 +35,15 @@ static int h_get(struct http_req *req)
     if (rc < 0)
         return rc;
     rc = inventory_get(http_app(req), id, &available, &reserved);
-    if (rc == ERR_NOTFOUND) {
+    if (rc == ERR_NOTFOUND && app_has_service(http_app(req), "product")) {
         /* A product that never had stock set has none. */
         struct product_info info;
         rc = product_get_info(http_app(req), id, &info);
         if (rc == ERR_NOTFOUND)
             return http_fail(req, ERR_NOTFOUND, "product_id", "no such product");
     }
+    if (rc == ERR_NOTFOUND)
+        return http_fail(req, ERR_NOTFOUND, "product_id", "no stock recorded for this product");
     if (rc < 0)
         return rc;
     return reply_level(req, id, available, reserved);
@@ -61,8 +63,10 @@ static int h_put(struct http_req *req)
         return rc;
     if ((rc = http_json_int(req, body, "available", true, 0, INVENTORY_MAX_STOCK, &available)) < 0)
         return rc;
+    /* Stock for a product the catalog does not know is refused (when the catalog runs in
+     * this process; split deployments trust the operator). */
     struct product_info info;
-    rc = product_get_info(http_app(req), id, &info);
+    rc = app_has_service(http_app(req), "product") ? product_get_info(http_app(req), id, &info) : 0;
     if (rc == ERR_NOTFOUND)
         return http_fail(req, ERR_NOTFOUND, "product_id", "no such product");
     if (rc < 0)
