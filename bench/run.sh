@@ -208,31 +208,60 @@ say "endpoints: $(for k in "${!EP[@]}"; do printf '%s=%s ' "$k" "${EP[$k]}"; don
 # catalog sample: ids (shuffled: the first $HOT are the hot set), names, prices, categories
 # ---------------------------------------------------------------------------------------
 : >"$WORK/ids.txt"
-if [ $HAVE_CATALOG = 1 ] && [ "${EP[product_list]}" = 1 ]; then
-    t0=$(date +%s.%N)
-    cursor=""
-    : >"$WORK/ids.raw"
-    : >"$WORK/names.raw"
-    : >"$WORK/prices.raw"
-    pages=0
-    while :; do
-        url="$BASE/api/v1/products?limit=100"
-        [ -n "$cursor" ] && url="$url&cursor=$cursor"
-        page=$(curl -sS "$url") || break
-        pages=$((pages + 1))
-        grep -o '"id" *: *"[0-9]*"' <<<"$page" | grep -o '[0-9][0-9]*' >>"$WORK/ids.raw" || true
-        grep -o '"name" *: *"[^"]*"' <<<"$page" | sed 's/.*: *"//; s/"$//' >>"$WORK/names.raw" || true
-        grep -o '"amount" *: *[0-9]*' <<<"$page" | grep -o '[0-9][0-9]*$' >>"$WORK/prices.raw" || true
-        cursor=$(sed -n 's/.*"next_cursor" *: *"\([^"]*\)".*/\1/p' <<<"$page")
-        [ -n "$cursor" ] || break
-        [ $pages -ge $(((PRODUCTS + 99) / 100 + 5)) ] && break
-    done
-    sort -u "$WORK/ids.raw" | shuf >"$WORK/ids.txt"
-    shuf -n 5000 "$WORK/names.raw" >"$WORK/names.txt" || true
-    if [ -s "$WORK/prices.raw" ]; then
-        sort -n "$WORK/prices.raw" | awk '{a[NR]=$1} END {lo=a[int(NR*0.1)+1]; hi=a[int(NR*0.9)+1]; print lo, hi}' >"$WORK/prices.txt"
+# Fast path: read the catalog straight from the database (seconds for 100,000 rows); the
+# public API (GET /products pages) is the fallback when the schema is not what we expect.
+catalog_sql() {
+    local sql='SELECT id, price, name FROM products'
+    if [ "$BACKEND" = sqlite ]; then
+        [ -f "$DATA/products.db" ] && command -v sqlite3 >/dev/null || return 1
+        sqlite3 -readonly -separator $'\t' "$DATA/products.db" "$sql" 2>/dev/null
+    else
+        command -v psql >/dev/null || return 1
+        local prefix=${EMPORIUM_DATABASE_URL##*/} db
+        for db in $(psql "${EMPORIUM_DATABASE_URL%/*}/postgres" -Atqc \
+            "SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%' ORDER BY datname" 2>/dev/null); do
+            if psql "${EMPORIUM_DATABASE_URL%/*}/$db" -AtqF $'\t' -c "$sql" 2>/dev/null; then return 0; fi
+        done
+        return 1
     fi
-    say "catalog sample: $(wc -l <"$WORK/ids.txt") ids from $pages pages in $(since "$t0") s"
+}
+if [ $HAVE_CATALOG = 1 ]; then
+    t0=$(date +%s.%N)
+    how=""
+    if catalog_sql >"$WORK/catalog.tsv" && [ -s "$WORK/catalog.tsv" ]; then
+        how="from the $BACKEND database"
+        cut -f1 "$WORK/catalog.tsv" >"$WORK/ids.raw"
+        cut -f2 "$WORK/catalog.tsv" >"$WORK/prices.raw"
+        cut -f3- "$WORK/catalog.tsv" >"$WORK/names.raw"
+    elif [ "${EP[product_list]}" = 1 ]; then
+        cursor=""
+        : >"$WORK/ids.raw"
+        : >"$WORK/names.raw"
+        : >"$WORK/prices.raw"
+        pages=0
+        while :; do
+            url="$BASE/api/v1/products?limit=100"
+            [ -n "$cursor" ] && url="$url&cursor=$cursor"
+            page=$(curl -sS "$url") || break
+            pages=$((pages + 1))
+            grep -o '"id" *: *"[0-9]*"' <<<"$page" | grep -o '[0-9][0-9]*' >>"$WORK/ids.raw" || true
+            grep -o '"name" *: *"[^"]*"' <<<"$page" | sed 's/.*: *"//; s/"$//' >>"$WORK/names.raw" || true
+            grep -o '"amount" *: *[0-9]*' <<<"$page" | grep -o '[0-9][0-9]*$' >>"$WORK/prices.raw" || true
+            cursor=$(sed -n 's/.*"next_cursor" *: *"\([^"]*\)".*/\1/p' <<<"$page")
+            [ -n "$cursor" ] || break
+            [ $pages -ge $(((PRODUCTS + 99) / 100 + 5)) ] && break
+        done
+        how="from $pages pages of GET /api/v1/products"
+    fi
+    if [ -n "$how" ]; then
+        grep -E '^[0-9]+$' "$WORK/ids.raw" | sort -u | shuf >"$WORK/ids.txt" || true
+        shuf -n 5000 "$WORK/names.raw" >"$WORK/names.txt" || true
+        if [ -s "$WORK/prices.raw" ]; then
+            grep -E '^[0-9]+$' "$WORK/prices.raw" | sort -n |
+                awk '{a[NR]=$1} END {if (NR) print a[int(NR*0.1)+1], a[int(NR*0.9)+1]}' >"$WORK/prices.txt"
+        fi
+        say "catalog sample: $(wc -l <"$WORK/ids.txt") ids $how in $(since "$t0") s"
+    fi
 fi
 if [ "${EP[categories]}" = 1 ]; then
     curl -sS "$BASE/api/v1/categories" | grep -o '"slug" *: *"[^"]*"' | sed 's/.*: *"//; s/"$//' >"$WORK/categories.txt" || true
