@@ -172,10 +172,18 @@ void product_stock_changed(struct app *app, int64_t product_id, int64_t availabl
     }
     if (available < 0)
         available = 0;
-    /* Only lists whose in_stock filter could change need a new generation: returning the
-     * previous value tells whether the product crossed zero. */
+    /* Lists and search pages show stock.available but are only regenerated (generation bump)
+     * when the product crosses zero, because that changes what in_stock=true returns; other
+     * changes reach lists when their entries expire (LIST_TTL_MS), while the product's own
+     * entry is dropped at once. The first statement only matches a crossing, atomically. */
     struct db_val args[] = {DB_INT(product_id), DB_INT(available)};
     int rc = db_query(c,
+                      "UPDATE products SET stock_available = $2 WHERE id = $1 "
+                      "AND (stock_available > 0) <> ($2 > 0)",
+                      2, args, NULL);
+    bool crossed = rc > 0;
+    if (rc == 0)
+        rc = db_query(c,
                       "UPDATE products SET stock_available = $2 WHERE id = $1 "
                       "AND stock_available <> $2",
                       2, args, NULL);
@@ -186,7 +194,7 @@ void product_stock_changed(struct app *app, int64_t product_id, int64_t availabl
         return;
     }
     if (rc > 0)
-        product__invalidate(product_id, true);
+        product__invalidate(product_id, crossed);
 }
 
 static int product_init(struct app *app)

@@ -133,14 +133,15 @@ static int h_get(struct http_req *req)
         return rc;
     struct buf b = BUF_INIT(0);
     rc = get_product_bytes(http_app(req), id, &b);
-    if (rc == 0 && b.len > 1 && b.p[0] != 'A' && http_auth(req)->role != ROLE_ADMIN)
+    bool hidden = rc == 0 && b.len > 1 && b.p[0] != 'A';
+    if (hidden && http_auth(req)->role != ROLE_ADMIN)
         rc = ERR_NOTFOUND; /* hidden products are visible to admins only */
     if (rc == ERR_NOTFOUND) {
         buf_free(&b);
         return http_fail(req, ERR_NOTFOUND, NULL, "no such product");
     }
     if (rc == 0)
-        rc = reply_tagged(req, b.p + 1, b.len - 1, CC_PRODUCT);
+        rc = reply_tagged(req, b.p + 1, b.len - 1, hidden ? "private, no-store" : CC_PRODUCT);
     buf_free(&b);
     return rc;
 }

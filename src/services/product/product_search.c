@@ -233,16 +233,16 @@ static void match_text(const struct query *o, enum db_dialect d, struct buf *b)
             /* FTS5: "w" is a phrase of one token; the last word also as a prefix. */
             if (i)
                 buf_puts(b, " AND ");
-            if (last)
-                buf_printf(b, "(\"%s\" OR \"%s\"*)", o->words[i], o->words[i]);
+            if (last) /* FTS5 stems a prefix term too: "lamps"* finds lamp, lamps */
+                buf_printf(b, "\"%s\"*", o->words[i]);
             else
                 buf_printf(b, "\"%s\"", o->words[i]);
         } else {
             /* to_tsquery: 'w' is a quoted lexeme; words hold no quote or backslash. */
             if (i)
                 buf_puts(b, " & ");
-            if (last)
-                buf_printf(b, "('%s' | '%s':*)", o->words[i], o->words[i]);
+            if (last) /* to_tsquery stems 'w':* as well */
+                buf_printf(b, "'%s':*", o->words[i]);
             else
                 buf_printf(b, "'%s'", o->words[i]);
         }
@@ -262,32 +262,58 @@ static void add_filters(struct sql *s, const struct query *o)
         buf_puts(&s->text, " AND p.stock_available > 0");
 }
 
+/* Relevance: the ranking runs over (id, rank) pairs only, and the full rows of the one page
+ * are joined afterwards, so the sort never carries descriptions around. */
+static void build_relevance_sql(struct sql *s, const struct query *o, enum db_dialect d,
+                                const char *match, char *rankbuf)
+{
+    struct buf *t = &s->text;
+    buf_puts(t, "SELECT " PRODUCT_COLS ", k.rank FROM (SELECT s.id, s.rank FROM (");
+    if (d == DB_SQLITE) {
+        buf_puts(t, "SELECT p.id AS id, bm25(products_fts, 10.0, 1.0) AS rank FROM products_fts "
+                    "JOIN products p ON p.id = products_fts.rowid WHERE products_fts MATCH ");
+        buf_puts(t, arg(s, DB_TEXT(match)));
+    } else {
+        const char *m = arg(s, DB_TEXT(match));
+        buf_printf(t,
+                   "SELECT p.id AS id, -(ts_rank(p.search, to_tsquery('english', %s))::float8) "
+                   "AS rank FROM products p WHERE p.search @@ to_tsquery('english', %s)",
+                   m, m);
+    }
+    add_filters(s, o);
+    buf_puts(t, ") s");
+    if (o->has_cursor) {
+        snprintf(rankbuf, 40, "%.17g", o->cur_rank);
+        const char *k = arg(s, DB_TEXT(rankbuf));
+        const char *i = arg(s, DB_INT(o->cur_id));
+        buf_printf(t,
+                   " WHERE (s.rank > CAST(%s AS DOUBLE PRECISION) OR "
+                   "(s.rank = CAST(%s AS DOUBLE PRECISION) AND s.id > %s))",
+                   k, k, i);
+    }
+    /* one extra row tells whether there is a next page */
+    buf_printf(t, " ORDER BY s.rank, s.id LIMIT %d) k JOIN products p ON p.id = k.id "
+                  "ORDER BY k.rank, k.id", o->limit + 1);
+}
+
 static void build_sql(struct sql *s, const struct query *o, enum db_dialect d, const char *match,
                       char *rankbuf)
 {
+    if (o->sort == SORT_RELEVANCE) {
+        build_relevance_sql(s, o, d, match, rankbuf);
+        return;
+    }
     struct buf *t = &s->text;
-    bool fts = o->nwords > 0;
-    bool rel = o->sort == SORT_RELEVANCE;
-    if (rel)
-        buf_puts(t, "SELECT * FROM (");
-    buf_puts(t, "SELECT " PRODUCT_COLS);
-    if (fts) {
-        if (d == DB_SQLITE) {
-            buf_puts(t, ", bm25(products_fts, 10.0, 1.0) AS rank FROM products_fts "
-                        "JOIN products p ON p.id = products_fts.rowid WHERE products_fts MATCH ");
-            buf_puts(t, arg(s, DB_TEXT(match)));
-        } else {
-            const char *m = arg(s, DB_TEXT(match));
-            buf_printf(t,
-                       ", -(ts_rank(p.search, to_tsquery('english', %s))::float8) AS rank "
-                       "FROM products p WHERE p.search @@ to_tsquery('english', %s)",
-                       m, m);
-        }
+    buf_puts(t, "SELECT " PRODUCT_COLS ", 0 AS rank FROM products p WHERE ");
+    if (o->nwords > 0 && d == DB_SQLITE) {
+        buf_printf(t, "p.id IN (SELECT rowid FROM products_fts WHERE products_fts MATCH %s)",
+                   arg(s, DB_TEXT(match)));
+    } else if (o->nwords > 0) {
+        buf_printf(t, "p.search @@ to_tsquery('english', %s)", arg(s, DB_TEXT(match)));
     } else {
-        buf_puts(t, ", 0 AS rank FROM products p WHERE 1 = 1");
+        buf_puts(t, "1 = 1");
     }
     add_filters(s, o);
-    const char *lim_open = "";
     switch (o->sort) {
     case SORT_NEWEST:
         if (o->has_cursor)
@@ -309,21 +335,8 @@ static void build_sql(struct sql *s, const struct query *o, enum db_dialect d, c
         buf_puts(t, " ORDER BY p.price DESC, p.id DESC");
         break;
     case SORT_RELEVANCE:
-        buf_puts(t, ") s");
-        if (o->has_cursor) {
-            snprintf(rankbuf, 40, "%.17g", o->cur_rank);
-            const char *k = arg(s, DB_TEXT(rankbuf));
-            const char *i = arg(s, DB_INT(o->cur_id));
-            buf_printf(t,
-                       " WHERE (s.rank > CAST(%s AS DOUBLE PRECISION) OR "
-                       "(s.rank = CAST(%s AS DOUBLE PRECISION) AND s.id > %s))",
-                       k, k, i);
-        }
-        buf_puts(t, " ORDER BY s.rank, s.id");
         break;
     }
-    (void)lim_open;
-    /* one extra row tells whether there is a next page */
     buf_printf(t, " LIMIT %d", o->limit + 1);
 }
 
