@@ -447,7 +447,8 @@ static void after_paid(struct checkout *co)
         log_warn("order %lld: creating the shipment failed (%s); the sweep retries",
                  (long long)co->order_id, err_str(rc));
     }
-    if ((rc = cart_clear(co->app, co->user_id)) < 0)
+    /* Only the ordered quantities leave the cart: items added while checkout ran stay. */
+    if ((rc = cart_remove_lines(co->app, co->user_id, co->lines, co->n)) < 0)
         log_warn("order %lld: emptying the cart failed: %s", (long long)co->order_id, err_str(rc));
 }
 
