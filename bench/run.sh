@@ -69,6 +69,13 @@ cleanup() {
     fi
     if [ -n "$PG_DIR" ]; then
         "$ROOT/scripts/test-servers.sh" stop "$PG_DIR" >/dev/null 2>&1 || true
+    elif [ -n "${EMPORIUM_DATABASE_URL:-}" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+        # servers we did not start: drop only the databases of this run
+        local prefix=${EMPORIUM_DATABASE_URL##*/} db
+        for db in $(psql "${EMPORIUM_DATABASE_URL%/*}/postgres" -Atqc \
+            "SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%'" 2>/dev/null); do
+            psql "${EMPORIUM_DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+        done
     fi
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         say "kept $TMP (data, server.log, wrk outputs)"
