@@ -38,7 +38,7 @@ struct http_req {
 
     struct http_auth auth;
     char client_ip[48];
-    char request_id[72];
+    char request_id[129]; /* a client's X-Request-Id is echoed up to 128 characters */
     char traceparent[56];
 
     /* response */

@@ -86,6 +86,36 @@ static void test_metrics_promtool(void **state)
     th_cleanup(&s);
 }
 
+/* API.md: every response carries X-Request-Id, echoed when the client sent one. Ids of up
+ * to 128 printable characters are echoed (a 100-character id used to be replaced); longer
+ * ones are replaced by a generated id. */
+static void test_request_id_echo(void **state)
+{
+    struct th_server s;
+    assert_int_equal(th_start(&s, NULL, NULL), 0);
+    char id[129], hdr[160], got[256];
+    memset(id, 'r', 100);
+    id[100] = 0;
+    snprintf(hdr, sizeof hdr, "X-Request-Id: %s", id);
+    const char *const h1[] = {hdr, NULL};
+    struct th_resp r;
+    assert_int_equal(th_req(&s, "GET", "/health", NULL, h1, &r), 0);
+    assert_non_null(th_header(&r, "X-Request-Id", got, sizeof got));
+    assert_string_equal(got, id);
+    th_resp_free(&r);
+    char longid[201], lhdr[240];
+    memset(longid, 'q', 200);
+    longid[200] = 0;
+    snprintf(lhdr, sizeof lhdr, "X-Request-Id: %s", longid);
+    const char *const h2[] = {lhdr, NULL};
+    assert_int_equal(th_req(&s, "GET", "/health", NULL, h2, &r), 0);
+    assert_non_null(th_header(&r, "X-Request-Id", got, sizeof got));
+    assert_true(strlen(got) > 0 && strlen(got) <= 128);
+    th_resp_free(&r);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+}
+
 static void test_rate_limits(void **state)
 {
     struct th_server s;
@@ -172,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_health_ready),
         cmocka_unit_test(test_metrics_promtool),
         cmocka_unit_test(test_rate_limits),
+        cmocka_unit_test(test_request_id_echo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
