@@ -124,7 +124,9 @@ int http__route(struct http_req *req, const char *path)
             path_seen = true;
             continue;
         }
-        route_match(e, path, req);
+        /* The second pass copies the parameters; it fails only when one is too long. */
+        if (!route_match(e, path, req))
+            return ERR_NOTFOUND;
         req->route = e;
         return 0;
     }

@@ -314,12 +314,14 @@ static size_t log_escape(char *out, size_t len, size_t cap, const char *s)
 
 static void access_log(struct http_req *req, int status, int64_t dur_us)
 {
-    char line[1024];
+    /* Each variable part is escaped within its own budget, so the fixed members after it
+     * always fit and the line stays valid JSON. */
+    char line[2048];
     size_t len = 0;
     char ts[32];
     len += (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"access\",\"method\":\"",
                             time_format(now_ms(), ts));
-    len = log_escape(line, len, 256, req->method);
+    len = log_escape(line, len, len + 32, req->method);
     memcpy(line + len, "\",\"path\":\"", 10);
     len += 10;
     /* The path without the query string: queries may carry search terms or cursors. */
@@ -330,13 +332,13 @@ static void access_log(struct http_req *req, int status, int64_t dur_us)
         plen = sizeof path - 1;
     memcpy(path, req->url, plen);
     path[plen] = 0;
-    len = log_escape(line, len, 700, path);
+    len = log_escape(line, len, len + 900, path);
     len += (size_t)snprintf(line + len, sizeof line - len,
                             "\",\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,"
                             "\"request_id\":\"",
                             req->route ? req->route->route.pattern : "", status,
                             (double)dur_us / 1000.0, req->resp_len);
-    len = log_escape(line, len, 900, req->request_id);
+    len = log_escape(line, len, len + 400, req->request_id);
     len += (size_t)snprintf(line + len, sizeof line - len,
                             "\",\"trace_id\":\"%.32s\",\"user_id\":\"%lld\",\"ip\":\"%s\"}\n",
                             req->traceparent + 3, (long long)req->auth.user_id, req->client_ip);

@@ -79,6 +79,7 @@ static int h_register(struct http_req *req)
                       "updated_at) VALUES ($1, $2, $3, $4, 'customer', 'standard', $5, $5)",
                       5, args, NULL);
     if (rc == ERR_CONFLICT) {
+        db_rollback(c);
         db_conn_give(c);
         return http_fail_code(req, ERR_CONFLICT, "email_taken", NULL,
                               "an account with this email already exists");
@@ -87,6 +88,8 @@ static int h_register(struct http_req *req)
         rc = reply_session(req, c, id, 201);
     if (rc >= 0)
         rc = db_commit(c);
+    else
+        db_rollback(c);
     db_conn_give(c);
     if (rc < 0)
         return rc;
