@@ -419,6 +419,9 @@ done
 
 HWM_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
 RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+# File-backed pages (SQLite's mmap of the databases) count in RSS but are reclaimable cache.
+RSS_PARTS=$(awk '/^Rss(Anon|File|Shmem):/ {printf "%s%s %.1f", sep, tolower(substr($1, 4, length($1) - 4)), $2 / 1024; sep = ", "}' \
+    "/proc/$SERVER_PID/status")
 DATA_MB=$(du -sm "$DATA" | cut -f1)
 
 # ---------------------------------------------------------------------------------------
@@ -474,9 +477,9 @@ verdict() {
     done
     echo
     hwm_mb=$(awk -v k="${HWM_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
-    printf 'server peak RSS (VmHWM): %s MB (target <= 256 MB: %s); RSS at the end %s MB; data dir %s MB\n' \
+    printf 'server peak RSS (VmHWM): %s MB (target <= 256 MB: %s); RSS at the end %s MB (%s MB); data dir %s MB\n' \
         "$hwm_mb" "$(awk -v k="${HWM_KB:-0}" 'BEGIN { print (k <= 262144 ? "met" : "MISSED") }')" \
-        "$(awk -v k="${RSS_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')" "$DATA_MB"
+        "$(awk -v k="${RSS_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')" "$RSS_PARTS" "$DATA_MB"
     if [ -n "$SEED_SECONDS" ]; then echo "seed: $PRODUCTS products in $SEED_SECONDS s"; fi
     if [ "$HEALTH_SECONDS" != 0 ]; then
         hs=""
