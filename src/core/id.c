@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -74,13 +75,29 @@ char *id_format(int64_t id, char buf[21])
 
 char *time_format(int64_t ms, char buf[32])
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    /* Clamp every field so the compiler can prove the 24 characters fit. */
-    snprintf(buf, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
-             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
-             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u, (unsigned)(ms % 1000) % 1000u);
+    /* Called for every log line: the calendar part is recomputed only when the second
+     * changes (per thread), the milliseconds are written by hand. */
+    static _Thread_local int64_t cached_sec = INT64_MIN;
+    static _Thread_local char cached[24];
+    int64_t sec = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    unsigned milli = (unsigned)(ms - sec * 1000);
+    if (sec != cached_sec) {
+        time_t secs = (time_t)sec;
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        /* Clamp every field so the compiler can prove the 19 characters fit. */
+        snprintf(cached, sizeof cached, "%04u-%02u-%02uT%02u:%02u:%02u",
+                 (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+                 (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+                 (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u);
+        cached_sec = sec;
+    }
+    memcpy(buf, cached, 19);
+    buf[19] = '.';
+    buf[20] = (char)('0' + milli / 100);
+    buf[21] = (char)('0' + milli / 10 % 10);
+    buf[22] = (char)('0' + milli % 10);
+    buf[23] = 'Z';
+    buf[24] = 0;
     return buf;
 }

@@ -24,7 +24,8 @@ void http__ops_set_app(struct app *app) { ops_app = app; }
 
 static int h_health(struct http_req *req)
 {
-    return http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    static const char body[] = "{\"status\":\"ok\"}";
+    return http_reply_raw(req, 200, "application/json", body, sizeof body - 1, false);
 }
 
 static int h_ready(struct http_req *req)

@@ -62,6 +62,9 @@ static void test_ids(void **state)
     assert_int_equal(id_parse("", &v), ERR_INVALID);
     char ts[32];
     assert_string_equal(time_format(0, ts), "1970-01-01T00:00:00.000Z");
+    assert_string_equal(time_format(1700000000123LL, ts), "2023-11-14T22:13:20.123Z");
+    assert_string_equal(time_format(1700000000999LL, ts), "2023-11-14T22:13:20.999Z");
+    assert_string_equal(time_format(1700000001005LL, ts), "2023-11-14T22:13:21.005Z");
 }
 
 static void test_config(void **state)
