@@ -27,6 +27,10 @@ for variant in build:OFF build-asan:ON; do
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 600 || status=1
 done
+# A third-party validator on the OpenAPI document (Redocly CLI, from the npm registry).
+echo "== OpenAPI lint"
+scripts/openapi-lint.sh build/emporium || status=1
+
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
 echo "== bench harness smoke run"
 BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1

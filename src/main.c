@@ -23,7 +23,8 @@ static void usage(FILE *f)
             "usage: emporium <command> [options]\n\n"
             "commands:\n"
             "  serve     run the shop's HTTP API (default: every service, embedded SQLite)\n"
-            "  migrate   create or upgrade every database, then exit\n");
+            "  migrate   create or upgrade every database, then exit\n"
+            "  openapi   print the OpenAPI 3.1 document of every route\n");
     for (int s = 0; services_all[s]; s++)
         if (services_all[s]->command)
             fprintf(f, "  %-9s %s\n", services_all[s]->command,
@@ -138,6 +139,17 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "openapi")) {
+        /* The same document GET /openapi.json serves, for linters and client generators. */
+        json_t *doc = http_openapi_document();
+        if (!doc || json_dumpf(doc, stdout, JSON_INDENT(2)) != 0) {
+            json_decref(doc);
+            return 1;
+        }
+        putchar('\n');
+        json_decref(doc);
         return 0;
     }
     if (!strcmp(cmd, "--version")) {
