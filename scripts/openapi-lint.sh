@@ -7,15 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-build/emporium}
 tools=build/tools
-version=2.77.0
-if ! command -v npm >/dev/null; then
-  echo "openapi-lint: npm is not installed; skipped" >&2
+rc=0
+scripts/npm-tools.sh "$tools" || rc=$?
+if [ $rc -eq 3 ]; then
+  echo "openapi-lint: skipped (no npm)" >&2
   exit 0
 fi
-if [ ! -x "$tools/node_modules/.bin/redocly" ]; then
-  mkdir -p "$tools"
-  npm install --silent --no-audit --no-fund --prefix "$tools" "@redocly/cli@$version" >/dev/null
-fi
+[ $rc -eq 0 ] || exit $rc
 "$bin" openapi > "$tools/openapi.json"
 set +e
 out=$(REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \

@@ -31,6 +31,18 @@ done
 echo "== OpenAPI lint"
 scripts/openapi-lint.sh build/emporium || status=1
 
+# The live server against its own document, through Stoplight Prism's validating proxy.
+echo "== contract test (Prism proxy)"
+rc=0
+scripts/npm-tools.sh build/tools || rc=$?
+if [ $rc -eq 0 ]; then
+  node tests/contract/contract.mjs build/emporium build/tools/node_modules/.bin/prism || status=1
+elif [ $rc -eq 3 ]; then
+  echo "contract test skipped: npm is not available" >&2
+else
+  status=1
+fi
+
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
 echo "== bench harness smoke run"
 BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1
