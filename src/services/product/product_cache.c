@@ -34,8 +34,10 @@ static bool subscribed, metrics_registered;
 struct cache *product__cache(void) { return l1; }
 uint64_t product__generation(void) { return atomic_load_explicit(&generation, memory_order_acquire); }
 
-static void drop_local(int64_t id, bool bump)
+static void drop_local(int64_t id, bool bump, bool dirty)
 {
+    if (dirty)
+        product__attrs_dirty(id); /* before the bump: a search of the new generation syncs */
     if (bump)
         atomic_fetch_add_explicit(&generation, 1, memory_order_acq_rel);
     if (!l1 || id <= 0)
@@ -56,7 +58,7 @@ static void on_invalidation(void *ctx, const char *topic, const char *key, const
     json_t *ids = json_object_get(j, "products");
     bool bump = json_is_true(json_object_get(j, "bump"));
     if (json_array_size(ids) == 0 && bump)
-        drop_local(0, true);
+        drop_local(0, true, true);
     size_t i;
     json_t *v;
     json_array_foreach(ids, i, v)
@@ -64,14 +66,14 @@ static void on_invalidation(void *ctx, const char *topic, const char *key, const
         int64_t id = 0;
         if (json_is_string(v))
             id = strtoll(json_string_value(v), NULL, 10);
-        drop_local(id, bump && i == 0);
+        drop_local(id, bump && i == 0, bump);
     }
     json_decref(j);
 }
 
 void product__invalidate(int64_t id, bool lists)
 {
-    drop_local(id, lists);
+    drop_local(id, lists, lists);
     char payload[128];
     int n = snprintf(payload, sizeof payload, "{\"service\":\"product\",\"products\":[%s%lld%s],\"bump\":%s}",
                      id > 0 ? "\"" : "", (long long)id, id > 0 ? "\"" : "", lists ? "true" : "false");
@@ -118,6 +120,7 @@ void product__cache_deinit(void)
 {
     cache_free(l1);
     l1 = NULL;
+    product__attrs_free();
     metrics_registered = false;
     subscribed = false;
 }

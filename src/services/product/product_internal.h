@@ -53,6 +53,33 @@ uint64_t product__generation(void);
  * lists may have changed, and publishes on cache-invalidation for the other processes. */
 void product__invalidate(int64_t id, bool lists);
 
+/* Search attributes (product_attrs.c): an in-memory copy of what filters and sorts read. */
+enum { PA_KNOWN = 1, PA_ACTIVE = 2, PA_IN_STOCK = 4 };
+struct product_attr {
+    int64_t id; /* 0: empty slot */
+    int64_t price;
+    uint16_t cat;     /* index for product__attr_cat() */
+    uint8_t flags;    /* PA_*; only PA_KNOWN: deleted */
+    uint8_t name_len; /* bytes, at most 255 */
+};
+/* Brings the copy up to date (first load, rows dirtied by writes); c is a products
+ * connection. */
+int product__attrs_sync(struct db_conn *c, enum db_dialect d);
+/* Reads these ids' rows into the copy (rows not found are marked deleted). */
+int product__attrs_fetch(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n);
+/* Marks a product's row (id <= 0: all rows) for re-reading before the next search. */
+void product__attrs_dirty(int64_t id);
+void product__attrs_free(void);
+/* Lookups: between product__attrs_rdlock() and product__attrs_unlock() only. */
+void product__attrs_rdlock(void);
+void product__attrs_unlock(void);
+const struct product_attr *product__attr_find(int64_t id);
+int product__attr_cat(const char *slug); /* -1: no product has that category */
+/* A list of ids as one text parameter and the matching SQL condition on a column `id`
+ * (json_each on SQLite, string_to_array on PostgreSQL). */
+void product__ids_param(struct buf *b, enum db_dialect d, const int64_t *ids, int n);
+const char *product__ids_in(enum db_dialect d);
+
 /* Seeding (product_seed.c). */
 int product__seed_command(struct app *app, int argc, char **argv);
 int product__on_serve(struct app *app);

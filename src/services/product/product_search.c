@@ -11,7 +11,7 @@
  *   newest      id DESC (ids are time-ordered)        cursor n:<id>
  *   price_asc   (price, id)                           cursor a:<price>:<id>
  *   price_desc  (price DESC, id DESC)                 cursor d:<price>:<id>
- *   relevance   (rank, id), rank = -score             cursor r:<rank>:<id>
+ *   relevance   (rank, id), rank: see load_matches()  cursor r:<rank>:<id>
  * The cursor is base64url of that text; the next page starts strictly after it, so rows
  * inserted or deleted elsewhere never shift a page (no OFFSET). A relevance rank is
  * recomputed from corpus statistics, so relevance paging is exact for a static result set. */
@@ -262,57 +262,11 @@ static void add_filters(struct sql *s, const struct query *o)
         buf_puts(&s->text, " AND p.stock_available > 0");
 }
 
-/* Relevance: the ranking runs over (id, rank) pairs only, and the full rows of the one page
- * are joined afterwards, so the sort never carries descriptions around. */
-static void build_relevance_sql(struct sql *s, const struct query *o, enum db_dialect d,
-                                const char *match, char *rankbuf)
+/* Listing without words: an index-ordered keyset query. */
+static void build_sql(struct sql *s, const struct query *o)
 {
     struct buf *t = &s->text;
-    buf_puts(t, "SELECT " PRODUCT_COLS ", k.rank FROM (SELECT s.id, s.rank FROM (");
-    if (d == DB_SQLITE) {
-        buf_puts(t, "SELECT p.id AS id, bm25(products_fts, 10.0, 1.0) AS rank FROM products_fts "
-                    "JOIN products p ON p.id = products_fts.rowid WHERE products_fts MATCH ");
-        buf_puts(t, arg(s, DB_TEXT(match)));
-    } else {
-        const char *m = arg(s, DB_TEXT(match));
-        buf_printf(t,
-                   "SELECT p.id AS id, -(ts_rank(p.search, to_tsquery('english', %s))::float8) "
-                   "AS rank FROM products p WHERE p.search @@ to_tsquery('english', %s)",
-                   m, m);
-    }
-    add_filters(s, o);
-    buf_puts(t, ") s");
-    if (o->has_cursor) {
-        snprintf(rankbuf, 40, "%.17g", o->cur_rank);
-        const char *k = arg(s, DB_TEXT(rankbuf));
-        const char *i = arg(s, DB_INT(o->cur_id));
-        buf_printf(t,
-                   " WHERE (s.rank > CAST(%s AS DOUBLE PRECISION) OR "
-                   "(s.rank = CAST(%s AS DOUBLE PRECISION) AND s.id > %s))",
-                   k, k, i);
-    }
-    /* one extra row tells whether there is a next page */
-    buf_printf(t, " ORDER BY s.rank, s.id LIMIT %d) k JOIN products p ON p.id = k.id "
-                  "ORDER BY k.rank, k.id", o->limit + 1);
-}
-
-static void build_sql(struct sql *s, const struct query *o, enum db_dialect d, const char *match,
-                      char *rankbuf)
-{
-    if (o->sort == SORT_RELEVANCE) {
-        build_relevance_sql(s, o, d, match, rankbuf);
-        return;
-    }
-    struct buf *t = &s->text;
-    buf_puts(t, "SELECT " PRODUCT_COLS ", 0 AS rank FROM products p WHERE ");
-    if (o->nwords > 0 && d == DB_SQLITE) {
-        buf_printf(t, "p.id IN (SELECT rowid FROM products_fts WHERE products_fts MATCH %s)",
-                   arg(s, DB_TEXT(match)));
-    } else if (o->nwords > 0) {
-        buf_printf(t, "p.search @@ to_tsquery('english', %s)", arg(s, DB_TEXT(match)));
-    } else {
-        buf_puts(t, "1 = 1");
-    }
+    buf_puts(t, "SELECT " PRODUCT_COLS " FROM products p WHERE 1 = 1");
     add_filters(s, o);
     switch (o->sort) {
     case SORT_NEWEST:
@@ -334,7 +288,7 @@ static void build_sql(struct sql *s, const struct query *o, enum db_dialect d, c
         }
         buf_puts(t, " ORDER BY p.price DESC, p.id DESC");
         break;
-    case SORT_RELEVANCE:
+    case SORT_RELEVANCE: /* only with words: search_page() */
         break;
     }
     buf_printf(t, " LIMIT %d", o->limit + 1);
@@ -354,12 +308,9 @@ static void cursor_for(const struct query *o, const struct db_rows *r, int row, 
         snprintf(raw, sizeof raw, "%c:%lld:%lld", (char)o->sort,
                  (long long)db_get_i64(r, row, PC_PRICE), id);
         break;
-    case SORT_RELEVANCE: {
-        const char *rank = db_get(r, row, PC_NCOLS);
-        double v = rank ? strtod(rank, NULL) : 0;
-        snprintf(raw, sizeof raw, "r:%.17g:%lld", v, id);
+    case SORT_RELEVANCE: /* only with words: search_page() */
+        snprintf(raw, sizeof raw, "n:%lld", id);
         break;
-    }
     }
     sodium_bin2base64(out, cap, (const unsigned char *)raw, strlen(raw),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -370,22 +321,37 @@ struct list_load {
     const struct query *q;
 };
 
-/* Cached value: ETag, '\n', the JSON page. */
-static int load_list(void *ctx, const char *key, struct buf *out)
+/* The cached value of a page: ETag, '\n', the JSON. */
+static int finish_page(struct buf *json, struct buf *out)
 {
-    struct list_load *l = ctx;
-    const struct query *o = l->q;
-    struct db *db = product__db(l->app);
-    enum db_dialect d = db_dialect(db);
-    struct buf match = BUF_INIT(4096);
-    match_text(o, d, &match);
-    if (match.err)
-        return match.err;
+    if (json->err) {
+        buf_free(json);
+        return ERR_NOMEM;
+    }
+    char etag[24];
+    product__etag(json->p, json->len, etag);
+    buf_puts(out, etag);
+    buf_puts(out, "\n");
+    buf_append(out, json->p, json->len);
+    buf_free(json);
+    return out->err;
+}
+
+static void put_cursor(struct buf *json, const char *raw)
+{
+    char cur[160];
+    sodium_bin2base64(cur, sizeof cur, (const unsigned char *)raw, strlen(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    buf_printf(json, "\"%s\"}", cur);
+}
+
+/* Listing without words. */
+static int load_listing(struct app *app, const struct query *o, struct buf *out)
+{
+    struct db *db = product__db(app);
     struct sql s = {.text = BUF_INIT(0)};
-    char rankbuf[40];
-    build_sql(&s, o, d, match.p ? match.p : "", rankbuf);
+    build_sql(&s, o);
     if (s.text.err) {
-        buf_free(&match);
         buf_free(&s.text);
         return ERR_NOMEM;
     }
@@ -396,7 +362,6 @@ static int load_list(void *ctx, const char *key, struct buf *out)
         rc = db_query(c, s.text.p, s.n, s.args, &rows);
         db_conn_give(c);
     }
-    buf_free(&match);
     buf_free(&s.text);
     if (rc < 0)
         return rc;
@@ -420,17 +385,311 @@ static int load_list(void *ctx, const char *key, struct buf *out)
         buf_puts(&json, "null}");
     }
     db_rows_free(rows);
-    if (json.err) {
-        buf_free(&json);
-        return json.err;
+    return finish_page(&json, out);
+}
+
+/* ---- search: match sets ---------------------------------------------------------------
+ *
+ * A search with words runs in two steps. The match set — every product whose text matches
+ * the words, with its relevance rank — depends on the words only, so it is computed once per
+ * generation and cached ("m:<gen>:<words>": {count, 0}, then struct match in id order); every
+ * filter, sort and page of those words reuses it. The page is then picked in memory: each
+ * match's price, category, stock and active flag come from the attribute copy
+ * (product_attrs.c), the (key, id) order and the cursor are applied to the whole set, and
+ * only the page's rows are read from the database.
+ *
+ * Relevance on SQLite: bm25 costs ~2 µs a match (a docsize lookup and position lists per
+ * row) and common words match thousands of products, so the rank is instead tiered: a
+ * product whose name holds every word (a name-only FTS query) ranks before one that matches
+ * only through its description, shorter names first (the words are more of the name), then
+ * by id. PostgreSQL ranks with ts_rank (name weight A, description B). */
+
+#define MATCH_TTL_MS (120 * 1000)
+
+struct match {
+    int64_t id;
+    double rank;
+};
+
+static int query_ids(struct db_conn *c, const char *sql, const char *arg1, struct db_rows **out)
+{
+    struct db_val args[] = {DB_TEXT(arg1)};
+    return db_query(c, sql, 1, args, out);
+}
+
+static int load_matches(void *ctx, const char *key, struct buf *out)
+{
+    struct list_load *l = ctx;
+    const struct query *o = l->q;
+    struct db *db = product__db(l->app);
+    enum db_dialect d = db_dialect(db);
+    struct buf mt = BUF_INIT(1024);
+    match_text(o, d, &mt);
+    if (mt.err)
+        return mt.err;
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0) {
+        buf_free(&mt);
+        return rc;
     }
-    char etag[24];
-    product__etag(json.p, json.len, etag);
-    buf_puts(out, etag);
-    buf_puts(out, "\n");
-    buf_append(out, json.p, json.len);
-    buf_free(&json);
-    return out->err;
+    struct db_rows *all = NULL, *named = NULL;
+    if (d == DB_SQLITE) {
+        rc = product__attrs_sync(c, d);
+        if (rc == 0)
+            rc = query_ids(c,
+                           "SELECT rowid FROM products_fts WHERE products_fts MATCH $1 "
+                           "ORDER BY rowid",
+                           mt.p, &all);
+        if (rc >= 0) {
+            struct buf nm = BUF_INIT(1024);
+            buf_puts(&nm, "{name} : (");
+            buf_puts(&nm, mt.p);
+            buf_puts(&nm, ")");
+            rc = nm.err ? nm.err
+                        : query_ids(c,
+                                    "SELECT rowid FROM products_fts WHERE products_fts MATCH $1 "
+                                    "ORDER BY rowid",
+                                    nm.p, &named);
+            buf_free(&nm);
+        }
+    } else {
+        rc = query_ids(c,
+                       "SELECT id, -(ts_rank(search, to_tsquery('english', $1))::float8) "
+                       "FROM products WHERE search @@ to_tsquery('english', $1) ORDER BY id",
+                       mt.p, &all);
+    }
+    db_conn_give(c);
+    buf_free(&mt);
+    if (rc < 0) {
+        db_rows_free(all);
+        db_rows_free(named);
+        return rc;
+    }
+    int n = db_rows_count(all), nn = db_rows_count(named), k = 0;
+    struct match *m = n ? malloc((size_t)n * sizeof *m) : NULL;
+    if (n && !m)
+        rc = ERR_NOMEM;
+    int64_t *nid = nn ? malloc((size_t)nn * sizeof *nid) : NULL;
+    if (nn && !nid)
+        rc = ERR_NOMEM;
+    if (rc >= 0 && d == DB_SQLITE) {
+        /* cells are text: parse each id once */
+        for (int i = 0; i < nn; i++)
+            nid[i] = db_get_i64(named, i, 0);
+        product__attrs_rdlock();
+        for (int i = 0; i < n; i++) {
+            int64_t id = db_get_i64(all, i, 0);
+            while (k < nn && nid[k] < id)
+                k++;
+            m[i].id = id;
+            if (k < nn && nid[k] == id) {
+                const struct product_attr *a = product__attr_find(id);
+                m[i].rank = -2.0 + (a ? a->name_len : 255) / 1024.0;
+            } else {
+                m[i].rank = -1.0;
+            }
+        }
+        product__attrs_unlock();
+    } else if (rc >= 0) {
+        for (int i = 0; i < n; i++) {
+            m[i].id = db_get_i64(all, i, 0);
+            const char *r = db_get(all, i, 1);
+            m[i].rank = r ? strtod(r, NULL) : 0;
+        }
+    }
+    free(nid);
+    db_rows_free(all);
+    db_rows_free(named);
+    /* never an empty value: a count first */
+    struct match head = {n, 0};
+    buf_append(out, &head, sizeof head);
+    if (rc >= 0 && n)
+        buf_append(out, m, (size_t)n * sizeof *m);
+    free(m);
+    return rc < 0 ? rc : out->err;
+}
+
+/* ---- search: the page ----------------------------------------------------------------- */
+
+struct cand {
+    int64_t id, price;
+    double rank;
+};
+
+/* < 0 when a comes before b in the page order. */
+static int cand_cmp(enum sort s, const struct cand *a, const struct cand *b)
+{
+#define CMP(x, y) ((x) < (y) ? -1 : (x) > (y) ? 1 : 0)
+    int c;
+    switch (s) {
+    case SORT_RELEVANCE:
+        return (c = CMP(a->rank, b->rank)) ? c : CMP(a->id, b->id);
+    case SORT_PRICE_ASC:
+        return (c = CMP(a->price, b->price)) ? c : CMP(a->id, b->id);
+    case SORT_PRICE_DESC:
+        return (c = CMP(b->price, a->price)) ? c : CMP(b->id, a->id);
+    case SORT_NEWEST:
+    default:
+        return CMP(b->id, a->id);
+    }
+#undef CMP
+}
+
+/* Keeps the k first candidates in order: top[0..*n). */
+static void top_insert(enum sort s, struct cand *top, int *n, int k, const struct cand *c)
+{
+    if (*n == k && cand_cmp(s, c, &top[k - 1]) >= 0)
+        return;
+    int lo = 0, hi = *n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (cand_cmp(s, &top[mid], c) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int move = (*n == k ? k - 1 : *n) - lo;
+    if (move > 0)
+        memmove(&top[lo + 1], &top[lo], (size_t)move * sizeof *top);
+    top[lo] = *c;
+    if (*n < k)
+        (*n)++;
+}
+
+static int search_page(struct list_load *l, struct buf *out)
+{
+    const struct query *o = l->q;
+    struct db *db = product__db(l->app);
+    enum db_dialect d = db_dialect(db);
+    struct cache *cache = product__cache();
+    struct buf ms = BUF_INIT(0);
+    int rc;
+    if (cache) {
+        struct buf key = BUF_INIT(1200);
+        buf_printf(&key, "m:%llu:", (unsigned long long)product__generation());
+        for (int i = 0; i < o->nwords; i++) {
+            buf_puts(&key, o->words[i]);
+            buf_puts(&key, " ");
+        }
+        rc = key.err ? key.err
+                     : cache_get_or_load(cache, key.p, load_matches, l, MATCH_TTL_MS, &ms);
+        buf_free(&key);
+    } else {
+        rc = load_matches(l, NULL, &ms);
+    }
+    if (rc < 0) {
+        buf_free(&ms);
+        return rc;
+    }
+    if (ms.len < sizeof(struct match)) {
+        buf_free(&ms);
+        return ERR_INTERNAL;
+    }
+    const struct match *m = (const struct match *)ms.p + 1; /* after the count */
+    int nm = (int)(ms.len / sizeof *m) - 1;
+
+    struct db_conn *c;
+    rc = db_conn_take(db, &c);
+    if (rc < 0) {
+        buf_free(&ms);
+        return rc;
+    }
+    rc = product__attrs_sync(c, d);
+    /* matches the copy does not know yet (written by another process) */
+    int64_t unknown[256];
+    int nu = 0;
+    if (rc == 0) {
+        product__attrs_rdlock();
+        for (int i = 0; i < nm && nu < 256; i++)
+            if (!product__attr_find(m[i].id))
+                unknown[nu++] = m[i].id;
+        product__attrs_unlock();
+        if (nu)
+            rc = product__attrs_fetch(c, d, unknown, nu);
+    }
+    struct cand top[101], cur = {o->cur_id, o->cur_key, o->cur_rank};
+    int k = o->limit + 1, nt = 0;
+    if (rc == 0) {
+        product__attrs_rdlock();
+        int cat = o->category[0] ? product__attr_cat(o->category) : -1;
+        if (!o->category[0] || cat >= 0) {
+            for (int i = 0; i < nm; i++) {
+                const struct product_attr *a = product__attr_find(m[i].id);
+                if (!a || !(a->flags & PA_ACTIVE))
+                    continue;
+                if ((cat >= 0 && a->cat != cat) || (o->min_price >= 0 && a->price < o->min_price) ||
+                    (o->max_price >= 0 && a->price > o->max_price) ||
+                    (o->in_stock && !(a->flags & PA_IN_STOCK)))
+                    continue;
+                struct cand cd = {m[i].id, a->price, m[i].rank};
+                if (o->has_cursor && cand_cmp(o->sort, &cd, &cur) <= 0)
+                    continue;
+                top_insert(o->sort, top, &nt, k, &cd);
+            }
+        }
+        product__attrs_unlock();
+    }
+    buf_free(&ms);
+    bool more = nt > o->limit;
+    int n = more ? o->limit : nt;
+    struct db_rows *rows = NULL;
+    if (rc == 0 && n > 0) {
+        int64_t ids[100];
+        for (int i = 0; i < n; i++)
+            ids[i] = top[i].id;
+        struct buf p = BUF_INIT(0), sql = BUF_INIT(0);
+        product__ids_param(&p, d, ids, n);
+        buf_puts(&sql, "SELECT " PRODUCT_COLS " FROM products p WHERE p.");
+        buf_puts(&sql, product__ids_in(d));
+        struct db_val args[] = {DB_TEXT(p.p)};
+        rc = p.err || sql.err ? ERR_NOMEM : db_query(c, sql.p, 1, args, &rows);
+        buf_free(&p);
+        buf_free(&sql);
+    }
+    db_conn_give(c);
+    if (rc < 0)
+        return rc;
+    int nr = db_rows_count(rows);
+    struct buf json = BUF_INIT(0);
+    buf_puts(&json, "{\"items\":[");
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        for (int r = 0; r < nr; r++) {
+            if (db_get_i64(rows, r, PC_ID) != top[i].id)
+                continue;
+            if (db_get_i64(rows, r, PC_ACTIVE)) { /* hidden since the copy was read: skip */
+                if (!first)
+                    buf_puts(&json, ",");
+                first = false;
+                product__json_row(&json, rows, r);
+            }
+            break;
+        }
+    }
+    db_rows_free(rows);
+    buf_puts(&json, "],\"next_cursor\":");
+    if (more) {
+        const struct cand *t = &top[n - 1];
+        char raw[96];
+        if (o->sort == SORT_RELEVANCE)
+            snprintf(raw, sizeof raw, "r:%.17g:%lld", t->rank, (long long)t->id);
+        else if (o->sort == SORT_NEWEST)
+            snprintf(raw, sizeof raw, "n:%lld", (long long)t->id);
+        else
+            snprintf(raw, sizeof raw, "%c:%lld:%lld", (char)o->sort, (long long)t->price,
+                     (long long)t->id);
+        put_cursor(&json, raw);
+    } else {
+        buf_puts(&json, "null}");
+    }
+    return finish_page(&json, out);
+}
+
+static int load_list(void *ctx, const char *key, struct buf *out)
+{
+    struct list_load *l = ctx;
+    return l->q->nwords ? search_page(l, out) : load_listing(l->app, l->q, out);
 }
 
 int product__list(struct http_req *req)
