@@ -10,6 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 
 #include "harness.h"
@@ -33,6 +40,169 @@ static void test_health_ready(void **state)
     th_resp_free(&r);
     assert_int_equal(th_stop(&s), 0);
     th_cleanup(&s);
+}
+
+
+/* A TCP relay between the server and PostgreSQL that the test can cut, so /ready sees its
+ * database go away and come back. One thread, poll over every pair. */
+struct relay {
+    int listen_fd, port, upstream_port;
+    atomic_bool cut, stop;
+    pthread_t thread;
+};
+
+static int relay_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void *relay_main(void *arg)
+{
+    struct relay *r = arg;
+    enum { MAXP = 64 };
+    int a[MAXP], b[MAXP], n = 0;
+    while (!atomic_load(&r->stop)) {
+        if (atomic_load(&r->cut)) { /* drop every relayed connection, refuse new ones */
+            for (int i = 0; i < n; i++)
+                close(a[i]), close(b[i]);
+            n = 0;
+        }
+        struct pollfd p[1 + 2 * MAXP];
+        p[0] = (struct pollfd){.fd = r->listen_fd, .events = POLLIN};
+        for (int i = 0; i < n; i++) {
+            p[1 + 2 * i] = (struct pollfd){.fd = a[i], .events = POLLIN};
+            p[2 + 2 * i] = (struct pollfd){.fd = b[i], .events = POLLIN};
+        }
+        if (poll(p, (nfds_t)(1 + 2 * n), 20) <= 0)
+            continue;
+        if (p[0].revents & POLLIN) {
+            int c = accept(r->listen_fd, NULL, NULL);
+            int u = c >= 0 && !atomic_load(&r->cut) && n < MAXP ? relay_connect(r->upstream_port) : -1;
+            if (u >= 0) {
+                a[n] = c;
+                b[n] = u;
+                n++;
+            } else if (c >= 0) {
+                close(c);
+            }
+        }
+        for (int i = n - 1; i >= 0; i--) {
+            bool dead = false;
+            for (int side = 0; side < 2 && !dead; side++) {
+                short ev = p[1 + 2 * i + side].revents;
+                if (!ev)
+                    continue;
+                char buf[16384];
+                ssize_t got = read(side ? b[i] : a[i], buf, sizeof buf);
+                if (got <= 0 || write(side ? a[i] : b[i], buf, (size_t)got) != got)
+                    dead = true;
+            }
+            if (dead) {
+                close(a[i]);
+                close(b[i]);
+                a[i] = a[n - 1];
+                b[i] = b[n - 1];
+                n--;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        close(a[i]), close(b[i]);
+    return NULL;
+}
+
+static int relay_start(struct relay *r, int upstream_port)
+{
+    memset(r, 0, sizeof *r);
+    r->upstream_port = upstream_port;
+    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (bind(r->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(r->listen_fd, 64) != 0 ||
+        getsockname(r->listen_fd, (struct sockaddr *)&sa, &len) != 0)
+        return -1;
+    r->port = ntohs(sa.sin_port);
+    return pthread_create(&r->thread, NULL, relay_main, r);
+}
+
+static void relay_stop(struct relay *r)
+{
+    atomic_store(&r->stop, true);
+    pthread_join(r->thread, NULL);
+    close(r->listen_fd);
+}
+
+/* /ready answers 503 naming the databases while PostgreSQL is unreachable, 200 again after. */
+static void test_ready_reports_down_database(void **state)
+{
+    const char *backend = getenv("EMPORIUM_TEST_BACKEND");
+    const char *pg = getenv("EMPORIUM_TEST_PG_URL");
+    if (!backend || strcmp(backend, "postgres") != 0 || !pg) {
+        fprintf(stderr, "skipped: an embedded SQLite file cannot become unreachable\n");
+        skip();
+    }
+    /* postgresql://user@127.0.0.1:PORT/db -> PORT */
+    const char *colon = strrchr(pg, ':');
+    assert_non_null(colon);
+    int pg_port = atoi(colon + 1);
+    assert_true(pg_port > 0);
+    struct relay relay;
+    assert_int_equal(relay_start(&relay, pg_port), 0);
+    char url[512];
+    snprintf(url, sizeof url, "%.*s:%d%s", (int)(colon - pg), pg, relay.port, strchr(colon, '/'));
+    char *saved = strdup(pg);
+    setenv("EMPORIUM_TEST_PG_URL", url, 1);
+    struct th_server s;
+    int rc = th_start(&s, NULL, NULL);
+    setenv("EMPORIUM_TEST_PG_URL", saved, 1);
+    free(saved);
+    assert_int_equal(rc, 0);
+
+    struct th_resp r;
+    assert_int_equal(th_req(&s, "GET", "/ready", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+
+    atomic_store(&relay.cut, true);
+    usleep(100000);
+    assert_int_equal(th_req(&s, "GET", "/ready", NULL, NULL, &r), 0);
+    assert_true(th_is_error(&r, 503, "not_ready", NULL));
+    json_t *down = json_object_get(json_object_get(r.json, "error"), "down");
+    assert_true(json_array_size(down) >= 1);
+    bool users = false;
+    for (size_t i = 0; i < json_array_size(down); i++)
+        if (!strcmp(json_string_value(json_array_get(down, i)), "database users"))
+            users = true;
+    assert_true(users);
+    char buf[16];
+    assert_non_null(th_header(&r, "Retry-After", buf, sizeof buf));
+    th_resp_free(&r);
+    /* The process stays alive (liveness is not readiness). */
+    assert_int_equal(th_req(&s, "GET", "/health", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+
+    atomic_store(&relay.cut, false);
+    bool ready = false;
+    for (int i = 0; i < 100 && !ready; i++) {
+        assert_int_equal(th_req(&s, "GET", "/ready", NULL, NULL, &r), 0);
+        ready = r.status == 200;
+        th_resp_free(&r);
+        if (!ready)
+            usleep(50000);
+    }
+    assert_true(ready);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+    relay_stop(&relay);
 }
 
 static void test_metrics_promtool(void **state)
@@ -201,6 +371,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_ready),
         cmocka_unit_test(test_metrics_promtool),
+        cmocka_unit_test(test_ready_reports_down_database),
         cmocka_unit_test(test_rate_limits),
         cmocka_unit_test(test_request_id_echo),
     };
