@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <cmocka.h>
@@ -205,6 +206,107 @@ static void test_ready_reports_down_database(void **state)
     relay_stop(&relay);
 }
 
+
+struct slow_order {
+    struct th_server *s;
+    const char *token;
+    struct th_resp r;
+    int rc;
+};
+
+static void *place_slow_order(void *arg)
+{
+    struct slow_order *o = arg;
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    char auth[200];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->token);
+    const char *h[] = {hdrs[0], auth, "Idempotency-Key: drain-1", NULL};
+    o->rc = th_req(o->s, "POST", "/api/v1/orders",
+                   "{\"shipping_address\":{\"name\":\"D\",\"line1\":\"1 Road\",\"city\":\"Town\","
+                   "\"postal_code\":\"12345\",\"country\":\"US\"},\"payment\":{\"card_number\":"
+                   "\"4242424242424242\",\"exp_month\":12,\"exp_year\":2040,\"cvc\":\"123\"},"
+                   "\"shipping_method\":\"standard\"}",
+                   h, &o->r);
+    return NULL;
+}
+
+/* SIGTERM while a request is running: the request completes (201) and the process exits 0. */
+static void test_sigterm_drains_in_flight(void **state)
+{
+    struct th_server s;
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_PAYMENT_LATENCY_MS=800", NULL};
+    assert_int_equal(th_start(&s, env, NULL), 0);
+    char *adm = th_admin_token(&s);
+    assert_non_null(adm);
+    struct th_resp r;
+    assert_int_equal(th_call(&s, "POST", "/api/v1/products", adm, &r,
+                             "{\"sku\":\"DRAIN-1\",\"name\":\"Drain Lamp\",\"description\":\"d\","
+                             "\"category\":\"lighting\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}"), 0);
+    assert_int_equal(r.status, 201);
+    char pid[32], path[64];
+    snprintf(pid, sizeof pid, "%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    snprintf(path, sizeof path, "/api/v1/inventory/%s", pid);
+    assert_int_equal(th_call(&s, "PUT", path, adm, &r, "{\"available\":5}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    char *tok = th_register(&s, "drain@example.com", "drain password");
+    assert_non_null(tok);
+    assert_int_equal(th_call(&s, "POST", "/api/v1/cart/items", tok, &r,
+                             "{\"product_id\":\"%s\",\"quantity\":1}", pid), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+
+    struct slow_order o = {.s = &s, .token = tok};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, place_slow_order, &o), 0);
+    usleep(300000); /* the order is now waiting on the (slow) payment provider */
+    kill(s.pid, SIGTERM);
+    pthread_join(t, NULL);
+    assert_int_equal(o.rc, 0);
+    if (o.r.status != 201)
+        fail_msg("in-flight order during SIGTERM: %ld %s", o.r.status, o.r.body);
+    th_resp_free(&o.r);
+    assert_int_equal(th_stop(&s), 0); /* reaps the exit status: 0 */
+    free(tok);
+    free(adm);
+    th_cleanup(&s);
+}
+
+/* EMPORIUM_MAX_CONNECTIONS bounds open connections: past it the server stops accepting (new
+ * clients wait in the kernel's backlog, served by nobody), and serves again once some close. */
+static void test_connection_limit(void **state)
+{
+    struct th_server s;
+    const char *env[] = {"EMPORIUM_MAX_CONNECTIONS=16", NULL};
+    assert_int_equal(th_start(&s, env, NULL), 0);
+    int fds[16];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < 16; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
+    }
+    usleep(300000);
+    /* The 17th connection gets no answer while the 16 stay open … */
+    int extra = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(extra, (struct sockaddr *)&sa, sizeof sa), 0);
+    static const char get[] = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_int_equal(write(extra, get, sizeof get - 1), (ssize_t)(sizeof get - 1));
+    struct pollfd p = {.fd = extra, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 700), 0);
+    /* … and is served once they close. */
+    for (int i = 0; i < 16; i++)
+        close(fds[i]);
+    assert_int_equal(poll(&p, 1, 5000), 1);
+    char buf[64] = {0};
+    assert_true(read(extra, buf, sizeof buf - 1) > 12);
+    assert_memory_equal(buf, "HTTP/1.1 200", 12);
+    close(extra);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+}
+
 static void test_metrics_promtool(void **state)
 {
     struct th_server s;
@@ -372,6 +474,8 @@ int main(void)
         cmocka_unit_test(test_health_ready),
         cmocka_unit_test(test_metrics_promtool),
         cmocka_unit_test(test_ready_reports_down_database),
+        cmocka_unit_test(test_sigterm_drains_in_flight),
+        cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_rate_limits),
         cmocka_unit_test(test_request_id_echo),
     };
