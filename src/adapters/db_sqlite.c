@@ -13,8 +13,9 @@
  *
  * Each connection caches its prepared statements in an open-addressing hash table keyed by
  * the SQL text (services use a fixed set of statements); when it fills up it is simply
- * flushed. $1-style parameters are named parameters to SQLite, bound by name, so one $n may
- * appear several times in a statement, as on PostgreSQL. */
+ * flushed. $1-style parameters are named parameters to SQLite, so one $n may appear several
+ * times in a statement, as on PostgreSQL; which SQLite index each $n has is worked out once
+ * when the statement is prepared and kept with it, so binding is positional. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -36,10 +37,17 @@
 #define SQ_TLS_SLOTS 16    /* dbs a thread remembers its connection for */
 #define SQ_BUSY_MS 5000
 
+#define SQ_PARAMS_INLINE 16
+
 struct sq_stmt {
     char *sql; /* NULL: free slot */
     uint64_t hash;
     sqlite3_stmt *st;
+    int nparams;   /* sqlite3_bind_parameter_count */
+    bool params_ok; /* the parameters are exactly $1..$nparams */
+    bool identity; /* … and $k is SQLite's index k (the usual order of first appearance) */
+    int *map;      /* !identity: map[k] is the index of $(k+1); inline or malloc'ed */
+    int map_inline[SQ_PARAMS_INLINE];
 };
 
 struct sq_conn {
@@ -132,7 +140,10 @@ static void sq_cache_flush(struct sq_conn *c)
         if (c->cache[i].sql) {
             sqlite3_finalize(c->cache[i].st);
             free(c->cache[i].sql);
+            if (c->cache[i].map != c->cache[i].map_inline)
+                free(c->cache[i].map);
             c->cache[i].sql = NULL;
+            c->cache[i].map = NULL;
         }
     }
     c->ncached = 0;
@@ -146,14 +157,40 @@ static bool sq_only_space(const char *s)
     return true;
 }
 
-/* Returns the cached statement for sql, preparing it on a miss. */
-static int sq_prepare(struct sq_conn *c, const char *sql, sqlite3_stmt **out)
+/* Works out once per statement how $1..$n map to SQLite's parameter indexes. PostgreSQL
+ * rejects a statement whose parameters are not exactly $1..$n; so does sq_bind, or a missing
+ * or extra argument would only show up in a PostgreSQL deployment. */
+static int sq_param_map(struct sq_stmt *e)
+{
+    int n = sqlite3_bind_parameter_count(e->st);
+    e->nparams = n;
+    e->identity = true;
+    e->params_ok = true;
+    e->map = n <= SQ_PARAMS_INLINE ? e->map_inline : malloc((size_t)n * sizeof *e->map);
+    if (!e->map)
+        return ERR_NOMEM;
+    char name[16];
+    for (int k = 0; k < n; k++) {
+        snprintf(name, sizeof name, "$%d", k + 1);
+        int idx = sqlite3_bind_parameter_index(e->st, name);
+        if (idx == 0)
+            e->params_ok = false;
+        e->map[k] = idx;
+        if (idx != k + 1)
+            e->identity = false;
+    }
+    return 0;
+}
+
+/* Returns the cached statement for sql, preparing it on a miss. The entry stays valid until
+ * the next sq_prepare on this connection. */
+static int sq_prepare(struct sq_conn *c, const char *sql, struct sq_stmt **out)
 {
     uint64_t h = sq_hash(sql);
     unsigned i = (unsigned)h & (SQ_CACHE_SLOTS - 1);
     for (; c->cache[i].sql; i = (i + 1) & (SQ_CACHE_SLOTS - 1)) {
         if (c->cache[i].hash == h && strcmp(c->cache[i].sql, sql) == 0) {
-            *out = c->cache[i].st;
+            *out = &c->cache[i];
             return 0;
         }
     }
@@ -181,9 +218,16 @@ static int sq_prepare(struct sq_conn *c, const char *sql, sqlite3_stmt **out)
     /* Flushing may have emptied an earlier slot of the probe chain: probe again. */
     while (c->cache[i].sql)
         i = (i + 1) & (SQ_CACHE_SLOTS - 1);
-    c->cache[i] = (struct sq_stmt){.sql = key, .hash = h, .st = st};
+    struct sq_stmt *e = &c->cache[i];
+    *e = (struct sq_stmt){.sql = key, .hash = h, .st = st};
+    if (sq_param_map(e) < 0) {
+        sqlite3_finalize(st);
+        free(key);
+        e->sql = NULL;
+        return ERR_NOMEM;
+    }
     c->ncached++;
-    *out = st;
+    *out = e;
     return 0;
 }
 
@@ -320,26 +364,26 @@ static void sq_give(struct db_conn *base)
 
 /* ---- statements ---------------------------------------------------------------------- */
 
-static int sq_bind(struct sq_conn *c, sqlite3_stmt *st, int n, const struct db_val *args,
+static int sq_bind(struct sq_conn *c, const struct sq_stmt *e, int n, const struct db_val *args,
                    const char *sql)
 {
-    /* PostgreSQL rejects a statement whose parameters are not exactly $1..$n; so does this,
-     * or a missing or extra argument would only show up in a PostgreSQL deployment. */
-    char name[16];
-    int used = 0;
+    if (!e->params_ok || e->nparams != n) {
+        log_error("db %s: statement parameters are not exactly $1..$%d (sql: %.120s)",
+                  c->base.db->name, n, sql);
+        return ERR_INTERNAL;
+    }
+    sqlite3_stmt *st = e->st;
     for (int k = 0; k < n; k++) {
-        snprintf(name, sizeof name, "$%d", k + 1);
-        int idx = sqlite3_bind_parameter_index(st, name);
-        if (idx == 0)
-            break;
-        used++;
+        int idx = e->identity ? k + 1 : e->map[k];
         int rc;
         switch (args[k].t) {
         case DB_T_INT:
             rc = sqlite3_bind_int64(st, idx, args[k].i);
             break;
         case DB_T_TEXT:
-            rc = args[k].s ? sqlite3_bind_text(st, idx, args[k].s, -1, SQLITE_TRANSIENT)
+            /* The text outlives the statement's use: sq_query resets and clears the
+             * bindings before it returns, so SQLite need not copy it. */
+            rc = args[k].s ? sqlite3_bind_text(st, idx, args[k].s, -1, SQLITE_STATIC)
                            : sqlite3_bind_null(st, idx);
             break;
         default:
@@ -349,12 +393,25 @@ static int sq_bind(struct sq_conn *c, sqlite3_stmt *st, int n, const struct db_v
         if (rc != SQLITE_OK)
             return sq_fail(c, rc, sql);
     }
-    if (used != n || sqlite3_bind_parameter_count(st) != n) {
-        log_error("db %s: statement parameters are not exactly $1..$%d (sql: %.120s)",
-                  c->base.db->name, n, sql);
-        return ERR_INTERNAL;
-    }
     return 0;
+}
+
+/* Decimal text of v into buf (at least 21 bytes), no NUL; returns the length. */
+static size_t sq_fmt_i64(int64_t v, char *buf)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    return len;
 }
 
 static int sq_copy_row(sqlite3_stmt *st, struct db_rows *r)
@@ -366,8 +423,8 @@ static int sq_copy_row(sqlite3_stmt *st, struct db_rows *r)
         case SQLITE_NULL:
             break;
         case SQLITE_INTEGER: {
-            int len = snprintf(num, sizeof num, "%" PRId64, (int64_t)sqlite3_column_int64(st, col));
-            rc = db__rows_set(r, col, num, (size_t)len);
+            size_t len = sq_fmt_i64((int64_t)sqlite3_column_int64(st, col), num);
+            rc = db__rows_set(r, col, num, len);
             break;
         }
         case SQLITE_FLOAT: {
@@ -412,11 +469,12 @@ static int sq_query(struct db_conn *base, const char *sql, int n, const struct d
                     struct db_rows **out)
 {
     struct sq_conn *c = sq_conn_of(base);
-    sqlite3_stmt *st = NULL;
-    int rc = sq_prepare(c, sql, &st);
+    struct sq_stmt *e = NULL;
+    int rc = sq_prepare(c, sql, &e);
     if (rc < 0)
         return rc;
-    rc = sq_bind(c, st, n, args, sql);
+    sqlite3_stmt *st = e->st;
+    rc = sq_bind(c, e, n, args, sql);
     struct db_rows *rows = NULL;
     if (rc == 0 && out) {
         rows = db__rows_new(sqlite3_column_count(st));
