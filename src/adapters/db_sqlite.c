@@ -36,6 +36,11 @@
 #define SQ_CACHE_MAX 256   /* statements kept before the cache is flushed */
 #define SQ_TLS_SLOTS 16    /* dbs a thread remembers its connection for */
 #define SQ_BUSY_MS 5000
+/* Checkpoints run on a background thread per database, never on a request: one when a
+ * commit leaves the WAL at SQ_CKPT_PAGES frames or more, else every SQ_CKPT_MS while
+ * something was committed. */
+#define SQ_CKPT_PAGES 1000
+#define SQ_CKPT_MS 200
 
 #define SQ_PARAMS_INLINE 16
 
@@ -72,6 +77,14 @@ struct sq_db {
     struct sq_conn *conns;
     int nconns;
     atomic_int leased;
+    /* The checkpointer: its own connection and thread, woken by sq_wal_hook. */
+    pthread_t ckpt_thread;
+    bool ckpt_running;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    bool ckpt_stop;         /* under ckpt_mu */
+    atomic_bool ckpt_wanted; /* the WAL passed SQ_CKPT_PAGES */
+    atomic_uint commits;     /* since the checkpointer last looked */
 };
 
 static atomic_uint_fast64_t sq_next_uid = 1;
@@ -290,6 +303,77 @@ static int sq_conn_open(struct sq_db *db, struct sq_conn **out)
     return 0;
 }
 
+/* Runs on the committing thread after every commit (wal_autocheckpoint is off): counts the
+ * commit and wakes the checkpointer once the WAL is long. */
+static int sq_wal_hook(void *arg, sqlite3 *h, const char *schema, int pages)
+{
+    (void)h;
+    (void)schema;
+    struct sq_db *db = arg;
+    atomic_fetch_add_explicit(&db->commits, 1, memory_order_relaxed);
+    if (pages >= SQ_CKPT_PAGES && !atomic_exchange(&db->ckpt_wanted, true)) {
+        pthread_mutex_lock(&db->ckpt_mu);
+        pthread_cond_signal(&db->ckpt_cv);
+        pthread_mutex_unlock(&db->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+/* PASSIVE checkpoints never wait for readers or writers, so the request connections' writer
+ * lock is never held while the WAL and the database are synced. Durability is unchanged:
+ * a commit is in the WAL (synchronous=NORMAL) before it is acknowledged. */
+static void *sq_ckpt_main(void *arg)
+{
+    struct sq_db *db = arg;
+    struct sq_conn *c = NULL;
+    if (sq_conn_open(db, &c) < 0) {
+        log_error("db %s: checkpointer cannot open a connection; checkpoints stop", db->base.name);
+        return NULL;
+    }
+    sqlite3_exec(c->h, "PRAGMA cache_size = -64", NULL, NULL, NULL);
+    pthread_mutex_lock(&db->ckpt_mu);
+    while (!db->ckpt_stop) {
+        if (!atomic_load(&db->ckpt_wanted)) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += SQ_CKPT_MS / 1000;
+            until.tv_nsec += (SQ_CKPT_MS % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&db->ckpt_cv, &db->ckpt_mu, &until);
+            if (db->ckpt_stop)
+                break;
+        }
+        bool wanted = atomic_exchange(&db->ckpt_wanted, false);
+        unsigned commits = atomic_exchange(&db->commits, 0);
+        if (!wanted && commits == 0)
+            continue;
+        pthread_mutex_unlock(&db->ckpt_mu);
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+            log_warn("db %s: checkpoint: %s", db->base.name, sqlite3_errmsg(c->h));
+        pthread_mutex_lock(&db->ckpt_mu);
+    }
+    pthread_mutex_unlock(&db->ckpt_mu);
+    sq_conn_free(c);
+    return NULL;
+}
+
+static void sq_ckpt_stop(struct sq_db *db)
+{
+    if (!db->ckpt_running)
+        return;
+    pthread_mutex_lock(&db->ckpt_mu);
+    db->ckpt_stop = true;
+    pthread_cond_signal(&db->ckpt_cv);
+    pthread_mutex_unlock(&db->ckpt_mu);
+    pthread_join(db->ckpt_thread, NULL);
+    db->ckpt_running = false;
+}
+
 static void sq_tls_remember(struct sq_db *db, struct sq_conn *c)
 {
     unsigned slot = SQ_TLS_SLOTS;
@@ -334,6 +418,10 @@ static int sq_take(struct db *base, struct db_conn **out)
         int rc = sq_conn_open(db, &c);
         if (rc < 0)
             return rc;
+        /* Request connections never checkpoint (sqlite3_wal_hook replaces the automatic
+         * checkpoint): the checkpointer thread does, when it runs. */
+        if (db->ckpt_running)
+            sqlite3_wal_hook(c->h, sq_wal_hook, db);
         atomic_store(&c->leased, true);
         pthread_mutex_lock(&db->mu);
         c->next = db->conns;
@@ -583,6 +671,7 @@ static void sq_pool_stats(const struct db *base, int *in_use, int *idle)
 static void sq_close(struct db *base)
 {
     struct sq_db *db = sq_db_of(base);
+    sq_ckpt_stop(db);
     if (atomic_load(&db->leased) > 0)
         log_error("db %s: closed with %d connection(s) still taken", base->name,
                   atomic_load(&db->leased));
@@ -594,6 +683,8 @@ static void sq_close(struct db *base)
     }
     pthread_mutex_destroy(&db->mu);
     pthread_mutex_destroy(&db->wmu);
+    pthread_mutex_destroy(&db->ckpt_mu);
+    pthread_cond_destroy(&db->ckpt_cv);
     free(db->path);
     free(db);
 }
@@ -657,7 +748,11 @@ int db__sqlite_open(struct db **out, const char *name, const struct db_options *
     db->uid = atomic_fetch_add(&sq_next_uid, 1);
     pthread_mutex_init(&db->mu, NULL);
     pthread_mutex_init(&db->wmu, NULL);
+    pthread_mutex_init(&db->ckpt_mu, NULL);
+    pthread_cond_init(&db->ckpt_cv, NULL);
     atomic_init(&db->leased, 0);
+    atomic_init(&db->ckpt_wanted, false);
+    atomic_init(&db->commits, 0);
 
     /* Open one connection now so a bad path fails here, at startup, not on a request. */
     struct db_conn *c;
@@ -667,6 +762,15 @@ int db__sqlite_open(struct db **out, const char *name, const struct db_options *
         return rc;
     }
     sq_give(c);
+    /* Without its checkpointer a database still works: the WAL just grows until close. */
+    if (pthread_create(&db->ckpt_thread, NULL, sq_ckpt_main, db) == 0) {
+        db->ckpt_running = true;
+        for (struct sq_conn *p = db->conns; p; p = p->next) /* idle: nobody else has db yet */
+            sqlite3_wal_hook(p->h, sq_wal_hook, db);
+    } else {
+        log_warn("db %s: cannot start the checkpointer thread; SQLite checkpoints on commit",
+                 name);
+    }
     *out = &db->base;
     return 0;
 }
