@@ -3,13 +3,15 @@
  *
  * 1. Validate everything that can be checked without changing anything (key, address,
  *    card, method): bad input costs nothing and records nothing.
- * 2. Claim the Idempotency-Key: INSERT (user, key, request hash) into the user's shard.
- *    The primary key makes this the lock: a concurrent duplicate fails the insert and
- *    waits for the stored response (or gets 409 request_in_progress); a different body
- *    under the same key gets 409 idempotency_key_reused. The claim commits at once, so no
- *    database lock is held across the saga.
- * 3. Read the cart, re-price it from the catalog, price the shipping.
- * 4. Create the order PENDING with its items, history and order.pending event.
+ * 2. Look the Idempotency-Key up in the user's shard: a key already used with a different
+ *    body gets 409 idempotency_key_reused; a finished one gets its stored response; one
+ *    still in progress is waited for (or gets 409 request_in_progress).
+ * 3. Read the cart, re-price it from the catalog, price the shipping. Nothing is recorded
+ *    yet, so a failure here leaves the key unused.
+ * 4. In one transaction: claim the key (INSERT (user, key, request hash); the primary key
+ *    makes this the lock: a concurrent duplicate fails the insert and goes back to 2) and
+ *    create the order PENDING with its items, history and order.placed event. It commits
+ *    at once, so no database lock is held across the saga.
  * 5. Reserve the stock (reservation id = order id, with a TTL) — out of stock fails here.
  * 6. Authorize the payment (key derived from the order id: a retry never charges twice).
  * 7. Capture, confirm the reservation, then in one transaction: PAID + history + event +
@@ -154,8 +156,9 @@ static int reply_stored(struct http_req *req, int status, const char *body)
     return http_reply_raw(req, status, "application/json", body, strlen(body), true);
 }
 
-/* 1: claimed (run the saga); 0: answered from the stored record; <0: error set. */
-static int key_claim(struct http_req *req, struct checkout *co)
+/* 1: no record for the key (go on; order_create claims it); 0: answered from the stored
+ * record; <0: error set. A record still in progress is waited for. */
+static int key_lookup(struct http_req *req, struct checkout *co)
 {
     int64_t deadline = mono_ms() + KEY_WAIT_MS;
     for (;;) {
@@ -163,21 +166,7 @@ static int key_claim(struct http_req *req, struct checkout *co)
         int rc = db_conn_take(co->db, &c);
         if (rc < 0)
             return rc;
-        int64_t now = now_ms();
-        struct db_val a[] = {DB_INT(co->user_id), DB_TEXT(co->key), DB_TEXT(co->hash),
-                             DB_INT(co->order_id), DB_INT(now)};
-        rc = db_query(c,
-                      "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, order_id, "
-                      "state, created_at, updated_at) VALUES ($1, $2, $3, $4, 'in_progress', $5, $5)",
-                      5, a, NULL);
-        if (rc >= 0) {
-            db_conn_give(c);
-            return 1;
-        }
-        if (rc != ERR_CONFLICT) {
-            db_conn_give(c);
-            return rc;
-        }
+        struct db_val a[] = {DB_INT(co->user_id), DB_TEXT(co->key)};
         struct db_rows *r = NULL;
         rc = db_query(c,
                       "SELECT request_hash, state, response_status, response_body FROM "
@@ -187,8 +176,8 @@ static int key_claim(struct http_req *req, struct checkout *co)
         if (rc < 0)
             return rc;
         if (db_rows_count(r) == 0) {
-            db_rows_free(r); /* released by a transient failure meanwhile: claim again */
-            continue;
+            db_rows_free(r);
+            return 1;
         }
         if (strcmp(db_get(r, 0, 0), co->hash) != 0) {
             db_rows_free(r);
@@ -276,10 +265,11 @@ static int price_cart(struct http_req *req, struct checkout *co)
     return 0;
 }
 
-/* --- step 4: the pending order --- */
+/* --- step 4: the pending order, with the claim on the key --- */
 
-static int order_create(struct checkout *co, const struct payment_card *card)
+static int order_create(struct checkout *co, const struct payment_card *card, bool *lost)
 {
+    *lost = false;
     struct db_conn *c;
     int rc = db_conn_take(co->db, &c);
     if (rc < 0)
@@ -305,6 +295,20 @@ static int order_create(struct checkout *co, const struct payment_card *card)
     sodium_memzero(digits, sizeof digits);
     int64_t now = now_ms();
     rc = addr ? db_begin(c) : ERR_NOMEM;
+    /* The claim on the key commits with the order: the primary key makes it the lock, so
+     * a concurrent duplicate fails here (ERR_CONFLICT, *lost) and waits for our result. */
+    struct db_val k[] = {DB_INT(co->user_id), DB_TEXT(co->key), DB_TEXT(co->hash),
+                         DB_INT(co->order_id), DB_INT(now)};
+    if (rc == 0) {
+        rc = db_query(c,
+                      "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, order_id, "
+                      "state, created_at, updated_at) VALUES ($1, $2, $3, $4, 'in_progress', $5, $5)",
+                      5, k, NULL);
+        if (rc == ERR_CONFLICT)
+            *lost = true;
+        else if (rc > 0)
+            rc = 0;
+    }
     struct db_val a[] = {DB_INT(co->order_id),  DB_INT(co->user_id),  DB_TEXT(co->currency),
                          DB_INT(co->subtotal),  DB_INT(co->shipping), DB_INT(co->total),
                          DB_TEXT(co->method),   DB_TEXT(addr ? addr : ""), DB_TEXT(brand),
@@ -468,17 +472,17 @@ static char *error_body(const char *code, const char *message, const char *produ
 
 /* --- the handler --- */
 
+/* 1 (lost the claim on the key to a concurrent duplicate: look the key up again), or the
+ * handler's result. */
 static int saga(struct http_req *req, struct checkout *co)
 {
+    /* Nothing is recorded until the order is: a failure here leaves the key unused. */
     int rc = price_cart(req, co);
-    if (rc < 0) {
-        key_drop(co); /* nothing changed: the same key may be used again */
+    if (rc < 0)
         return rc;
-    }
-    if ((rc = order_create(co, &co->card)) < 0) {
-        key_drop(co);
-        return rc;
-    }
+    bool lost;
+    if ((rc = order_create(co, &co->card, &lost)) < 0)
+        return lost ? 1 : rc;
 
     struct inventory_item items[CART_MAX_LINES];
     for (int i = 0; i < co->n; i++)
@@ -595,9 +599,16 @@ int order__h_place(struct http_req *req)
         goto out;
     }
     co->order_id = id_new(co->shard);
-    rc = key_claim(req, co);
-    if (rc == 1)
-        rc = saga(req, co);
+    /* A duplicate that loses the race for the key goes back to waiting for the winner;
+     * the winner's claim only disappears again when it failed transiently. */
+    for (int attempt = 0; attempt < 50; attempt++) {
+        rc = key_lookup(req, co);
+        if (rc == 1)
+            rc = saga(req, co);
+        if (rc != 1)
+            break;
+        rc = ERR_BUSY;
+    }
 out:
     free(co);
     return rc < 0 ? rc : 0;
