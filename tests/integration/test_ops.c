@@ -81,6 +81,7 @@ static void *relay_main(void *arg)
             p[1 + 2 * i] = (struct pollfd){.fd = a[i], .events = POLLIN};
             p[2 + 2 * i] = (struct pollfd){.fd = b[i], .events = POLLIN};
         }
+        int polled = n; /* pairs accepted below were not polled this round */
         if (poll(p, (nfds_t)(1 + 2 * n), 20) <= 0)
             continue;
         if (p[0].revents & POLLIN) {
@@ -94,7 +95,7 @@ static void *relay_main(void *arg)
                 close(c);
             }
         }
-        for (int i = n - 1; i >= 0; i--) {
+        for (int i = polled - 1; i >= 0; i--) {
             bool dead = false;
             for (int side = 0; side < 2 && !dead; side++) {
                 short ev = p[1 + 2 * i + side].revents;
