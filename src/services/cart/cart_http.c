@@ -88,9 +88,10 @@ static int h_get(struct http_req *req)
 {
     struct caller who;
     identify(req, &who);
-    struct cart_view *v = calloc(1, sizeof *v);
+    struct cart_view *v = malloc(sizeof *v); /* only the first n items are read */
     if (!v)
         return ERR_NOMEM;
+    v->n = 0;
     struct db_conn *c;
     int rc = db_conn_take(app_db(http_app(req), "carts"), &c);
     if (rc == 0) {
@@ -242,9 +243,11 @@ static int change_tx(struct db_conn *c, void *vctx)
 
 static int run_change(struct http_req *req, struct change *ch)
 {
-    ch->v = calloc(1, sizeof *ch->v);
+    /* ~25 KB: only the first n items are ever read, so it need not be zeroed. */
+    ch->v = malloc(sizeof *ch->v);
     if (!ch->v)
         return ERR_NOMEM;
+    ch->v->n = 0;
     int rc = cart__tx(http_app(req), change_tx, ch);
     char pid[21];
     id_format(ch->product_id, pid);

@@ -382,7 +382,8 @@ int inventory_reserve(struct app *app, int64_t reservation_id, const struct inve
     if (reservation_id <= 0 || n <= 0 || n > INVENTORY_MAX_ITEMS || !items || ttl_seconds <= 0 ||
         ttl_seconds > 7 * 24 * 3600)
         return ERR_INVALID;
-    struct reserve_ctx *r = calloc(1, sizeof *r);
+    /* Not zeroed: the 16 KB of touched levels are only read up to t.n. */
+    struct reserve_ctx *r = malloc(sizeof *r);
     struct inventory_item *merged = malloc((size_t)n * sizeof *merged);
     if (!r || !merged) {
         free(r);
@@ -407,8 +408,12 @@ int inventory_reserve(struct app *app, int64_t reservation_id, const struct inve
         }
     }
     if (rc == 0) {
-        *r = (struct reserve_ctx){.id = reservation_id, .items = merged, .n = m,
-                                  .ttl_seconds = ttl_seconds};
+        r->id = reservation_id;
+        r->items = merged;
+        r->n = m;
+        r->ttl_seconds = ttl_seconds;
+        r->short_product = 0;
+        r->t.n = 0;
         rc = run_tx(app, reserve_tx, reserve_reset, r);
         /* Short: stock held by reservations that have expired but were not swept yet is
          * really free, so sweep once and try again before saying no. */
