@@ -38,9 +38,11 @@
 #define SQ_BUSY_MS 5000
 /* Checkpoints run on a background thread per database, never on a request: one when a
  * commit leaves the WAL at SQ_CKPT_PAGES frames or more, else every SQ_CKPT_MS while
- * something was committed. */
-#define SQ_CKPT_PAGES 1000
-#define SQ_CKPT_MS 200
+ * something was committed. Each completed checkpoint lets the next writer restart the WAL,
+ * and SQLite fsyncs the new WAL header then, on the request path under the writer lock:
+ * a long WAL (16 MB at 4 KB pages) keeps those rare. */
+#define SQ_CKPT_PAGES 4000
+#define SQ_CKPT_MS 1000
 
 #define SQ_PARAMS_INLINE 16
 
