@@ -3,7 +3,9 @@
  * EMPORIUM_TEST_BACKEND): admin writes and who may make them, reads with ETag/304, no stale
  * cache after a write, search relevance, filters and sorts together, keyset pagination over
  * 1,000 seeded products (also while writes happen), categories, bad input. */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,7 +22,9 @@ static char *admin, *customer;
 
 static int setup(void **state)
 {
-    if (th_start(&srv, NULL, NULL) != 0)
+    /* no rate limits: test_search_sees_write_under_load searches from several threads */
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
+    if (th_start(&srv, env, NULL) != 0)
         return -1;
     /* 1,000 products for the pagination walks, seeded by the CLI before any request, so
      * nothing the server caches predates them (a CLI seed is another process: the running
@@ -604,6 +608,97 @@ static void test_pagination_during_writes(void **state)
     }
 }
 
+/* q must be UTF-8 (PostgreSQL refuses invalid text: that was a 500); a word longer than the
+ * 64-byte word cap is cut on a character boundary, never inside a UTF-8 sequence. */
+static void test_q_utf8(void **state)
+{
+    static const char *const bad[] = {"%FF", "%C3", "lamp%C3%28", "%ED%A0%80", "%C0%AF", NULL};
+    struct th_resp r;
+    for (int i = 0; bad[i]; i++) {
+        char p[200];
+        snprintf(p, sizeof p, "/api/v1/products?q=%s", bad[i]);
+        assert_int_equal(th_call(&srv, "GET", p, NULL, &r, NULL), 0);
+        if (!th_is_error(&r, 400, "validation_failed", "q"))
+            fail_msg("%s: %ld %s", p, r.status, r.body);
+        th_resp_free(&r);
+    }
+    /* "aa" + 22 x U+20AC (3 bytes each): 68 bytes, cut to 64 would end in E2 82 */
+    char p[400] = "/api/v1/products?q=aa";
+    for (int i = 0; i < 22; i++)
+        strcat(p, "%E2%82%AC");
+    assert_int_equal(th_call(&srv, "GET", p, NULL, &r, NULL), 0);
+    if (r.status != 200)
+        fail_msg("long multi-byte word: %ld %s", r.status, r.body);
+    th_resp_free(&r);
+    create("UTF-1", "Caf\xc3\xa9 Grinder", "", "utf-test", 100);
+    get_ok("/api/v1/products?q=caf%C3%A9", &r);
+    assert_non_null(strstr(r.body, "UTF-1"));
+    th_resp_free(&r);
+}
+
+/* Searches filter over an in-memory copy of price/active/stock that a search re-reads
+ * after a write. A search that starts after an admin write returned must see it even while
+ * another search is in the middle of that re-read (it used to skip the re-read as soon as
+ * the other one had started, and cached the stale page for the new generation). */
+static atomic_bool race_stop;
+static void *race_searcher(void *arg)
+{
+    int limit = 1 + (int)(intptr_t)arg;
+    while (!atomic_load(&race_stop)) {
+        char p[120];
+        snprintf(p, sizeof p, "/api/v1/products?q=quokkagadget&max_price=1000&limit=%d", limit);
+        struct th_resp r;
+        if (th_call(&srv, "GET", p, NULL, &r, NULL) == 0)
+            th_resp_free(&r);
+        limit = limit % 50 + 5;
+    }
+    return NULL;
+}
+
+static void test_search_sees_write_under_load(void **state)
+{
+    const char *pid = create("RACE-1", "Quokkagadget Prime", "", "race-test", 100);
+    char id[32], path[80];
+    snprintf(id, sizeof id, "%s", pid);
+    snprintf(path, sizeof path, "/api/v1/products/%s", id);
+    create("RACE-2", "Quokkagadget Spare", "", "race-test", 200);
+    pthread_t th[3];
+    atomic_store(&race_stop, false);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, race_searcher, (void *)(intptr_t)i), 0);
+    int stale = 0, bad = 0;
+    long bad_status = 0;
+    for (int i = 0; i < 150 && !bad; i++) {
+        bool cheap = i % 2 == 1;
+        struct th_resp r;
+        if (th_call(&srv, "PATCH", path, admin, &r, "{\"price\":{\"amount\":%d}}",
+                    cheap ? 100 : 900000) != 0) {
+            bad = -1;
+            break;
+        }
+        if (r.status != 200)
+            bad = 1, bad_status = r.status;
+        th_resp_free(&r);
+        if (bad || th_call(&srv, "GET", "/api/v1/products?q=quokkagadget&max_price=1000&limit=20",
+                           NULL, &r, NULL) != 0) {
+            bad = bad ? bad : -1;
+            break;
+        }
+        if (r.status != 200)
+            bad = 2, bad_status = r.status;
+        else if ((strstr(r.body, id) != NULL) != cheap)
+            stale++;
+        th_resp_free(&r);
+    }
+    atomic_store(&race_stop, true);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    if (bad)
+        fail_msg("request %d failed: status %ld", bad, bad_status);
+    if (stale)
+        fail_msg("%d of 150 searches right after a price change did not see it", stale);
+}
+
 static void test_metrics(void **state)
 {
     struct th_resp r;
@@ -625,6 +720,8 @@ int main(void)
         cmocka_unit_test(test_bad_list_input),
         cmocka_unit_test(test_pagination_1000),
         cmocka_unit_test(test_pagination_during_writes),
+        cmocka_unit_test(test_q_utf8),
+        cmocka_unit_test(test_search_sees_write_under_load),
         cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

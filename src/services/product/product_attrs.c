@@ -10,7 +10,11 @@
  * returned sees it, like the generation-keyed page cache. Ids a search meets that the copy
  * does not know (written by another process) are read on the spot.
  *
- * Readers hold a read lock over a filter pass; syncs are serialised by their own mutex. */
+ * Readers hold a read lock over a filter pass; syncs and every other row read that updates
+ * the copy are serialised by their own mutex (sync_mu), so an older read never overwrites a
+ * newer one. A write is covered once a sync that started after it has *finished*: dirty_seq
+ * counts product__attrs_dirty() calls, synced_seq is the dirty_seq a finished sync covered,
+ * and a search whose write is not covered yet waits for (or runs) that sync. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,7 +40,8 @@ static pthread_mutex_t dirty_mu = PTHREAD_MUTEX_INITIALIZER;
 static int64_t dirty[DIRTY_MAX];
 static int ndirty;
 static bool dirty_all = true;
-static atomic_bool need_sync = true;
+static _Atomic uint64_t dirty_seq = 1;  /* bumped by every product__attrs_dirty() */
+static _Atomic uint64_t synced_seq = 0; /* dirty_seq covered by the last finished sync */
 
 static inline size_t slot_of(int64_t id, size_t mask)
 {
@@ -191,7 +196,8 @@ const char *product__ids_in(enum db_dialect d)
                           : "id = ANY(string_to_array($1, ',')::bigint[])";
 }
 
-int product__attrs_fetch(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n)
+/* sync_mu held. */
+static int fetch_rows(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n)
 {
     if (n <= 0)
         return 0;
@@ -226,6 +232,16 @@ int product__attrs_fetch(struct db_conn *c, enum db_dialect d, const int64_t *id
     return rc < 0 ? rc : 0;
 }
 
+/* Ids the copy does not know (written by another process): read under sync_mu, so this
+ * read cannot land after, and undo, a newer sync of the same rows. */
+int product__attrs_fetch(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n)
+{
+    pthread_mutex_lock(&sync_mu);
+    int rc = fetch_rows(c, d, ids, n);
+    pthread_mutex_unlock(&sync_mu);
+    return rc;
+}
+
 void product__attrs_dirty(int64_t id)
 {
     pthread_mutex_lock(&dirty_mu);
@@ -233,31 +249,44 @@ void product__attrs_dirty(int64_t id)
         dirty_all = true;
     else
         dirty[ndirty++] = id;
-    atomic_store(&need_sync, true);
+    atomic_fetch_add(&dirty_seq, 1);
     pthread_mutex_unlock(&dirty_mu);
+}
+
+static bool covered(void)
+{
+    /* synced_seq never passes dirty_seq: equal means the last dirtying is in the copy */
+    uint64_t done = atomic_load_explicit(&synced_seq, memory_order_acquire);
+    return done == atomic_load_explicit(&dirty_seq, memory_order_acquire);
 }
 
 int product__attrs_sync(struct db_conn *c, enum db_dialect d)
 {
-    if (!atomic_load_explicit(&need_sync, memory_order_acquire))
+    if (covered())
         return 0;
     pthread_mutex_lock(&sync_mu);
+    if (covered()) { /* a sync that finished while we waited covered us */
+        pthread_mutex_unlock(&sync_mu);
+        return 0;
+    }
     static int64_t ids[DIRTY_MAX];
     pthread_mutex_lock(&dirty_mu);
     bool all = dirty_all;
     int n = ndirty;
+    uint64_t seq = atomic_load(&dirty_seq);
     memcpy(ids, dirty, (size_t)n * sizeof *ids);
     ndirty = 0;
     dirty_all = false;
-    atomic_store(&need_sync, false);
     pthread_mutex_unlock(&dirty_mu);
-    int rc = all || !loaded ? load_all(c) : product__attrs_fetch(c, d, ids, n);
-    if (rc < 0) { /* try again next time */
+    int rc = all || !loaded ? load_all(c) : fetch_rows(c, d, ids, n);
+    if (rc < 0) { /* try again next time: synced_seq stays behind */
         pthread_mutex_lock(&dirty_mu);
         dirty_all = true;
-        atomic_store(&need_sync, true);
         pthread_mutex_unlock(&dirty_mu);
         log_warn("product: search attributes not refreshed: %s", err_str(rc));
+    } else {
+        /* only now, with the rows in the copy, may readers skip the sync */
+        atomic_store_explicit(&synced_seq, seq, memory_order_release);
     }
     pthread_mutex_unlock(&sync_mu);
     return rc;
@@ -277,6 +306,6 @@ void product__attrs_free(void)
     pthread_mutex_lock(&dirty_mu);
     ndirty = 0;
     dirty_all = true;
-    atomic_store(&need_sync, true);
+    atomic_fetch_add(&dirty_seq, 1);
     pthread_mutex_unlock(&dirty_mu);
 }

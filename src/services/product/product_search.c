@@ -66,14 +66,54 @@ static void tokenize(const char *q, struct query *o)
                 w[n++] = (char)(*p < 0x80 ? tolower(*p) : *p);
             p++;
         }
-        /* never cut a UTF-8 sequence in half */
-        while (n > 0 && (unsigned char)w[n - 1] >= 0x80 && n == WORD_MAX &&
-               ((unsigned char)w[n - 1] & 0xC0) != 0x80)
-            n--;
+        /* never cut a UTF-8 sequence in half (q is valid UTF-8: utf8_ok()): when the cut
+         * left the last sequence short, drop what is left of it */
+        if (n == WORD_MAX) {
+            int lead = n - 1;
+            while (lead > 0 && ((unsigned char)w[lead] & 0xC0) == 0x80)
+                lead--;
+            unsigned char b = (unsigned char)w[lead];
+            int need = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+            if (lead + need > n)
+                n = lead;
+        }
         w[n] = 0;
         if (n)
             o->nwords++;
     }
+}
+
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). The words go
+ * to the database as text: PostgreSQL refuses invalid UTF-8 with an error. */
+static bool utf8_ok(const unsigned char *p)
+{
+    while (*p) {
+        unsigned char b = *p;
+        int n;
+        uint32_t cp;
+        if (b < 0x80) {
+            p++;
+            continue;
+        } else if (b >= 0xC2 && b <= 0xDF) {
+            n = 1, cp = b & 0x1F;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            n = 2, cp = b & 0x0F;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            n = 3, cp = b & 0x07;
+        } else {
+            return false;
+        }
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[i] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n + 1;
+    }
+    return true;
 }
 
 static int parse_money_param(struct http_req *req, const char *name, int64_t *out)
@@ -149,6 +189,8 @@ static int parse_query(struct http_req *req, struct query *o)
     const char *q = http_query(req, "q");
     if (q && strlen(q) > PRODUCT_Q_MAX)
         return http_fail(req, ERR_INVALID, "q", "at most %d characters", PRODUCT_Q_MAX);
+    if (q && !utf8_ok((const unsigned char *)q))
+        return http_fail(req, ERR_INVALID, "q", "must be UTF-8 text");
     if (q)
         tokenize(q, o);
     const char *cat = http_query(req, "category");
@@ -405,6 +447,7 @@ static int load_listing(struct app *app, const struct query *o, struct buf *out)
  * by id. PostgreSQL ranks with ts_rank (name weight A, description B). */
 
 #define MATCH_TTL_MS (120 * 1000)
+#define UNKNOWN_CHUNK 1000
 
 struct match {
     int64_t id;
@@ -596,17 +639,26 @@ static int search_page(struct list_load *l, struct buf *out)
         return rc;
     }
     rc = product__attrs_sync(c, d);
-    /* matches the copy does not know yet (written by another process) */
-    int64_t unknown[256];
-    int nu = 0;
+    /* matches the copy does not know yet (written by another process): all of them, or
+     * the ones past the first few hundred would silently drop out of the result */
     if (rc == 0) {
+        int64_t *unknown = NULL;
+        int nu = 0;
         product__attrs_rdlock();
-        for (int i = 0; i < nm && nu < 256; i++)
-            if (!product__attr_find(m[i].id))
-                unknown[nu++] = m[i].id;
+        for (int i = 0; i < nm; i++) {
+            if (product__attr_find(m[i].id))
+                continue;
+            if (!unknown && !(unknown = malloc((size_t)nm * sizeof *unknown))) {
+                rc = ERR_NOMEM;
+                break;
+            }
+            unknown[nu++] = m[i].id;
+        }
         product__attrs_unlock();
-        if (nu)
-            rc = product__attrs_fetch(c, d, unknown, nu);
+        for (int off = 0; rc == 0 && off < nu; off += UNKNOWN_CHUNK)
+            rc = product__attrs_fetch(c, d, unknown + off,
+                                      nu - off < UNKNOWN_CHUNK ? nu - off : UNKNOWN_CHUNK);
+        free(unknown);
     }
     struct cand top[101], cur = {o->cur_id, o->cur_key, o->cur_rank};
     int k = o->limit + 1, nt = 0;

@@ -275,6 +275,7 @@ int product__seed(struct app *app, int n, int m, bool show, uint32_t seed)
     free(partial);
     if (rc >= 0)
         rc = db_commit(c);
+    bool committed = rc >= 0;
     if (c && db_dialect(product__db(app)) == DB_SQLITE)
         db_exec_script(c, "PRAGMA cache_size = -8000");
     if (c)
@@ -287,7 +288,9 @@ int product__seed(struct app *app, int n, int m, bool show, uint32_t seed)
             rc = inventory_set_many(app, ids + off, stock + off, n - off < 10000 ? n - off : 10000);
         product__seeding = false;
     }
-    if (rc >= 0)
+    /* the products are in even when handing their stock over failed: drop what the
+     * caches and the search copy hold either way */
+    if (committed)
         product__invalidate(0, true);
     free(cats);
     free(ids);
