@@ -29,6 +29,8 @@
 #include <sodium.h>
 
 #include "emporium/app.h"
+#include "emporium/buf.h"
+#include "emporium/bus.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
@@ -37,6 +39,7 @@
 #include "emporium/svc/inventory.h"
 #include "emporium/svc/payment.h"
 #include "emporium/svc/product.h"
+#include "emporium/svc/recommendation.h"
 #include "emporium/svc/shipping.h"
 #include "order_internal.h"
 
@@ -438,6 +441,26 @@ static int order_paid(struct checkout *co, char **body)
     return rc < 0 ? rc : 0;
 }
 
+/* Tells in-process consumers (recommendations) that the order is paid. Best effort: the
+ * durable copy of the event is the outbox row written with the PAID transition, which the
+ * relay of the events issue will deliver to Kafka consumers in scale-out mode. */
+static void publish_paid(struct checkout *co)
+{
+    struct buf b = BUF_INIT(0);
+    char oid[21], pid[21];
+    id_format(co->order_id, oid);
+    buf_printf(&b, "{\"event_id\":\"order-paid-%s\",\"type\":\"order.paid\",\"order_id\":\"%s\","
+                   "\"user_id\":\"%lld\",\"items\":[",
+               oid, oid, (long long)co->user_id);
+    for (int i = 0; i < co->n; i++)
+        buf_printf(&b, "%s{\"product_id\":\"%s\",\"quantity\":%d}", i ? "," : "",
+                   id_format(co->lines[i].product_id, pid), co->lines[i].quantity);
+    buf_puts(&b, "]}");
+    if (!b.err)
+        bus_publish(RECOMMENDATION_TOPIC, oid, b.p, b.len);
+    buf_free(&b);
+}
+
 static void after_paid(struct checkout *co)
 {
     struct shipment_info s;
@@ -456,6 +479,7 @@ static void after_paid(struct checkout *co)
     /* Only the ordered quantities leave the cart: items added while checkout ran stay. */
     if ((rc = cart_remove_lines(co->app, co->user_id, co->lines, co->n)) < 0)
         log_warn("order %lld: emptying the cart failed: %s", (long long)co->order_id, err_str(rc));
+    publish_paid(co);
 }
 
 /* The error body exactly as the HTTP core writes it for http_fail_code(extra={product_id}). */

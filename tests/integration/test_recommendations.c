@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/* test_recommendations.c — GET /products/{id}/recommendations learns from paid orders:
+ * bought-together first (most often first), then the category's best sellers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static struct th_server srv;
+static char *admin;
+
+static int setup(void **state)
+{
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
+    if (th_start(&srv, env, NULL) != 0)
+        return -1;
+    admin = th_admin_token(&srv);
+    return admin ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    free(admin);
+    int rc = th_stop(&srv);
+    th_cleanup(&srv);
+    return rc == 0 ? 0 : -1;
+}
+
+static void product(const char *sku, const char *category, char id[32])
+{
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                             "{\"sku\":\"%s\",\"name\":\"Item %s\",\"description\":\"d\","
+                             "\"category\":\"%s\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}",
+                             sku, sku, category), 0);
+    assert_int_equal(r.status, 201);
+    snprintf(id, 32, "%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    char path[80];
+    snprintf(path, sizeof path, "/api/v1/inventory/%s", id);
+    assert_int_equal(th_call(&srv, "PUT", path, admin, &r, "{\"available\":100}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+}
+
+/* One user buys the given products (quantity each) with a good card. */
+static void buy(int n, const char *const *ids, int quantity)
+{
+    static int seq;
+    char email[64];
+    snprintf(email, sizeof email, "rec%d@example.com", ++seq);
+    char *tok = th_register(&srv, email, "buyer password");
+    assert_non_null(tok);
+    struct th_resp r;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(th_call(&srv, "POST", "/api/v1/cart/items", tok, &r,
+                                 "{\"product_id\":\"%s\",\"quantity\":%d}", ids[i], quantity), 0);
+        assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+    }
+    char auth[160];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", "Idempotency-Key: rec-order", NULL};
+    assert_int_equal(th_req(&srv, "POST", "/api/v1/orders",
+                            "{\"shipping_address\":{\"name\":\"R\",\"line1\":\"1 Road\",\"city\":\"Town\","
+                            "\"postal_code\":\"12345\",\"country\":\"US\"},\"payment\":{\"card_number\":"
+                            "\"4242424242424242\",\"exp_month\":12,\"exp_year\":2040,\"cvc\":\"123\"},"
+                            "\"shipping_method\":\"standard\"}",
+                            h, &r), 0);
+    if (r.status != 201)
+        fail_msg("order: %ld %s", r.status, r.body);
+    th_resp_free(&r);
+    free(tok);
+}
+
+static void test_bought_together_then_top_sellers(void **state)
+{
+    char a[32], b[32], c[32], d[32], e[32], other[32];
+    product("REC-A", "kitchen", a);
+    product("REC-B", "kitchen", b);
+    product("REC-C", "kitchen", c);
+    product("REC-D", "kitchen", d);
+    product("REC-E", "kitchen", e);
+    product("REC-X", "garden", other);
+    const char *ab[] = {a, b}, *ac[] = {a, c}, *dd[] = {d}, *ee[] = {e}, *xx[] = {other};
+    buy(2, ab, 1);
+    buy(2, ab, 1);
+    buy(2, ac, 1);
+    buy(1, dd, 5);
+    buy(1, ee, 2);
+    buy(1, xx, 9); /* another category's best seller never shows */
+
+    struct th_resp r;
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", a);
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 4);
+    const char *want[][2] = {{b, "bought_together"}, {c, "bought_together"}, {d, "top_seller"},
+                             {e, "top_seller"}};
+    for (int i = 0; i < 4; i++) {
+        json_t *it = json_array_get(items, (size_t)i);
+        assert_string_equal(json_string_value(json_object_get(it, "id")), want[i][0]);
+        assert_string_equal(json_string_value(json_object_get(it, "reason")), want[i][1]);
+        assert_int_equal(th_jint(it, "price.amount", -1), 1000);
+    }
+    th_resp_free(&r);
+
+    /* limit, and a product nobody bought with anything: only top sellers, never itself. */
+    snprintf(path, sizeof path, "/api/v1/products/%s/recommendations?limit=1", d);
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(th_jstr(json_array_get(items, 0), "id"), a); /* 3 units, after D's 5 */
+    th_resp_free(&r);
+
+    /* A hidden product is not recommended. */
+    snprintf(path, sizeof path, "/api/v1/products/%s", b);
+    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r, "{\"active\":false}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", a);
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    items = json_object_get(r.json, "items");
+    for (size_t i = 0; i < json_array_size(items); i++)
+        assert_string_not_equal(th_jstr(json_array_get(items, i), "id"), b);
+    th_resp_free(&r);
+}
+
+static void test_bad_input(void **state)
+{
+    struct th_resp r;
+    assert_int_equal(th_req(&srv, "GET", "/api/v1/products/abc/recommendations", NULL, NULL, &r), 0);
+    assert_true(th_is_error(&r, 400, "validation_failed", "id"));
+    th_resp_free(&r);
+    assert_int_equal(th_req(&srv, "GET", "/api/v1/products/123456789/recommendations", NULL, NULL, &r), 0);
+    assert_true(th_is_error(&r, 404, "not_found", NULL));
+    th_resp_free(&r);
+    char id[32], path[96];
+    product("REC-L", "kitchen", id);
+    snprintf(path, sizeof path, "/api/v1/products/%s/recommendations?limit=21", id);
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    assert_true(th_is_error(&r, 400, "validation_failed", "limit"));
+    th_resp_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bought_together_then_top_sellers),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
