@@ -346,6 +346,8 @@ static int l1_get_or_load(struct cache *c, const char *key, cache_load_fn load, 
     } else if (rc == 0) {
         buf_append(out, val.p, val.len);
     }
+    if (f->rc < 0) /* handing the value to the waiters ran out of memory: fail us too */
+        rc = f->rc;
     pthread_cond_broadcast(&f->cv);
     flight_unref(f);
     pthread_mutex_unlock(&s->mu);
