@@ -104,6 +104,7 @@ try {
   if (etag) await call('GET', `/api/v1/products/${product.id}`, { headers: { 'If-None-Match': etag }, expect: 304 });
   await call('GET', '/api/v1/products/999999999999', { expect: 404 });
   await call('GET', '/api/v1/categories', { expect: 200 });
+  await call('GET', `/api/v1/products/${product.id}/recommendations`, { expect: 200 });
   const created = await call('POST', '/api/v1/products', {
     token: admin, expect: 201,
     body: { sku: 'CONTRACT-1', name: 'Contract Lamp', description: 'A lamp for the contract test', category: 'lighting', price: { amount: 2500, currency: 'USD' }, image_url: '/images/contract.jpg' },
