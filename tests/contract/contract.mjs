@@ -156,6 +156,8 @@ try {
     fail('the paid order has no shipment id');
   }
   await call('GET', '/api/v1/admin/orders?status=paid', { token: admin, expect: 200 });
+  await call('GET', '/api/v1/admin/analytics/sales?group_by=category', { token: admin, expect: 200 });
+  await call('GET', '/api/v1/admin/analytics/sales?group_by=week', { token: admin, expect: 400 });
   await call('POST', '/api/v1/auth/logout', { token, expect: 204 });
   await call('GET', '/api/v1/users/me', { token, expect: 401 });
 } catch (e) {

@@ -450,11 +450,12 @@ static void publish_paid(struct checkout *co)
     char oid[21], pid[21];
     id_format(co->order_id, oid);
     buf_printf(&b, "{\"event_id\":\"order-paid-%s\",\"type\":\"order.paid\",\"order_id\":\"%s\","
-                   "\"user_id\":\"%lld\",\"items\":[",
-               oid, oid, (long long)co->user_id);
+                   "\"user_id\":\"%lld\",\"at\":%lld,\"currency\":\"%s\",\"items\":[",
+               oid, oid, (long long)co->user_id, (long long)now_ms(), co->currency);
     for (int i = 0; i < co->n; i++)
-        buf_printf(&b, "%s{\"product_id\":\"%s\",\"quantity\":%d}", i ? "," : "",
-                   id_format(co->lines[i].product_id, pid), co->lines[i].quantity);
+        buf_printf(&b, "%s{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":%lld}",
+                   i ? "," : "", id_format(co->lines[i].product_id, pid), co->lines[i].quantity,
+                   (long long)co->lines[i].unit_price);
     buf_puts(&b, "]}");
     if (!b.err)
         bus_publish(RECOMMENDATION_TOPIC, oid, b.p, b.len);
