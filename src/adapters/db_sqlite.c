@@ -355,6 +355,21 @@ static void *sq_ckpt_main(void *arg)
         pthread_mutex_unlock(&db->ckpt_mu);
         int log = 0, done = 0;
         int rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        /* Writers kept appending meanwhile, so the WAL is not fully copied and no writer
+         * may start it over: it would grow for as long as the load lasts. Copy the short
+         * tail with the writers held off, so the next writer restarts the WAL. That pass
+         * syncs too, but once per SQ_CKPT_PAGES frames instead of SQLite's once per 1,000
+         * under the lock, and it only copies what the first pass could not. */
+        if (rc == SQLITE_OK && done < log && log >= SQ_CKPT_PAGES) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            if (pthread_mutex_timedlock(&db->wmu, &until) == 0) {
+                rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+                                               &done);
+                pthread_mutex_unlock(&db->wmu);
+            }
+        }
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
             log_warn("db %s: checkpoint: %s", db->base.name, sqlite3_errmsg(c->h));
         pthread_mutex_lock(&db->ckpt_mu);
