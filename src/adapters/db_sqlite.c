@@ -284,14 +284,15 @@ static int sq_conn_open(struct sq_db *db, struct sq_conn **out)
     sqlite3_extended_result_codes(c->h, 1);
     /* busy_timeout first: switching to WAL needs a lock another connection may hold.
      * synchronous=NORMAL is durable against crashes of the process in WAL mode (only an OS
-     * crash can lose the last transactions). The database itself is read through mmap, so the
-     * page cache mostly holds pages read from the WAL and pages being written: 2 MB per
-     * connection (there are ~2 per database and thread) is plenty. */
+     * crash can lose the last transactions). No mmap: every connection maps the file
+     * separately, and with a 100k-product catalog the mappings alone took the resident size
+     * from 124 MB to 252 MB (make bench, product-get + search) for 4 % less CPU on search;
+     * reads go through the OS page cache and a 2 MB page cache per connection instead. */
     static const char pragmas[] = "PRAGMA busy_timeout = 5000;"
                                   "PRAGMA journal_mode = WAL;"
                                   "PRAGMA synchronous = NORMAL;"
                                   "PRAGMA foreign_keys = ON;"
-                                  "PRAGMA mmap_size = 268435456;"
+                                  "PRAGMA mmap_size = 0;"
                                   "PRAGMA cache_size = -2000;"
                                   "PRAGMA temp_store = MEMORY;";
     char *err = NULL;
