@@ -381,6 +381,9 @@ run_scenario() {
     # The access log grows by ~300 bytes a request: keep the disk free between scenarios.
     if [ "${BENCH_KEEP_LOG:-0}" != 1 ]; then
         LOG_BYTES=$((LOG_BYTES + $(stat -c %s "$LOG")))
+        # Keep what matters before emptying it: every non-access line and every 5xx.
+        grep -v '"msg":"access"' "$LOG" | sed "s/^/[$name] /" >>"$WORK/server-events.log" || true
+        grep '"status":5[0-9][0-9]' "$LOG" | sed "s/^/[$name] /" >>"$WORK/server-events.log" || true
         : >"$LOG"
     fi
 }
@@ -490,6 +493,10 @@ verdict() {
     fi
     echo "cpu s/1k = server utime+stime (all threads) per 1,000 requests (place-order: per 1,000 orders, with their add-to-cart)"
     echo "access log: $LOG_BYTES bytes written during the scenarios"
+    if [ -s "$WORK/server-events.log" ]; then
+        echo "server warnings/errors and 5xx during the scenarios: $(wc -l <"$WORK/server-events.log") lines (first 5):"
+        head -n 5 "$WORK/server-events.log" | cut -c1-300 | sed 's/^/  /'
+    fi
     for name in "${ALL_SCENARIOS[@]}"; do
         if [ -n "${R_RPS[$name]:-}" ]; then
             note=${R_NOTE[$name]:-}
