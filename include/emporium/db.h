@@ -74,6 +74,14 @@ int db_begin(struct db_conn *c);
 int db_commit(struct db_conn *c);
 int db_rollback(struct db_conn *c); /* safe when no transaction is open */
 
+/* Runs fn(c, ctx) inside one write transaction on a connection of db: commits when fn
+ * returns 0; rolls back when it returns > 0 (nothing to change: success, 0 is returned) or
+ * < 0 (that error is returned). The whole transaction is retried, with growing jittered
+ * sleeps, while it fails with ERR_BUSY (at most 6 attempts). reset (may be NULL) runs before
+ * every attempt so fn can forget what a failed attempt collected in ctx. */
+typedef int (*db_tx_fn)(struct db_conn *c, void *ctx);
+int db_transact(struct db *db, db_tx_fn fn, void (*reset)(void *ctx), void *ctx);
+
 int db_rows_count(const struct db_rows *r);
 int db_rows_cols(const struct db_rows *r);
 /* Text of a cell; NULL for SQL NULL. Borrowed until db_rows_free(). */

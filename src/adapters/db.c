@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
+#include <time.h>
 
 #include "adapters/db_internal.h"
 #include "emporium/err.h"
@@ -337,5 +339,43 @@ int db_migrate(struct db *db, const struct db_migration *steps, int n)
     rc = 0;
 out:
     db_conn_give(c);
+    return rc;
+}
+
+/* 2, 4, 8 … ms plus jitter, so retried writers do not collide again in lockstep. */
+static void db_backoff(int attempt)
+{
+    long us = (1000L << attempt) + (long)randombytes_uniform(1000u << attempt);
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+int db_transact(struct db *db, db_tx_fn fn, void (*reset)(void *ctx), void *ctx)
+{
+    enum { ATTEMPTS = 6 };
+    if (!db)
+        return ERR_UNAVAILABLE;
+    int rc = ERR_BUSY;
+    for (int attempt = 0; attempt < ATTEMPTS && rc == ERR_BUSY; attempt++) {
+        if (attempt > 0)
+            db_backoff(attempt);
+        if (reset)
+            reset(ctx);
+        struct db_conn *c;
+        if ((rc = db_conn_take(db, &c)) < 0)
+            continue;
+        rc = db_begin(c);
+        if (rc >= 0) {
+            rc = fn(c, ctx);
+            if (rc == 0) {
+                rc = db_commit(c);
+            } else {
+                db_rollback(c);
+                if (rc > 0)
+                    rc = 0;
+            }
+        }
+        db_conn_give(c);
+    }
     return rc;
 }

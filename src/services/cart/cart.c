@@ -29,7 +29,6 @@
 #include "emporium/svc/user.h"
 #include "cart_internal.h"
 
-#define TX_ATTEMPTS 6
 
 static unsigned char token_key[crypto_auth_hmacsha256_KEYBYTES];
 
@@ -108,33 +107,7 @@ void cart__token_hash(const char *token, char out[65])
 
 int cart__tx(struct app *app, cart_tx_fn fn, void *ctx)
 {
-    struct db *db = app_db(app, "carts");
-    if (!db)
-        return ERR_UNAVAILABLE;
-    int rc = ERR_BUSY;
-    for (int attempt = 0; attempt < TX_ATTEMPTS && rc == ERR_BUSY; attempt++) {
-        if (attempt > 0) {
-            long us = (1000L << attempt) + (long)randombytes_uniform(1000u << attempt);
-            struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-            nanosleep(&ts, NULL);
-        }
-        struct db_conn *c;
-        if ((rc = db_conn_take(db, &c)) < 0)
-            continue;
-        rc = db_begin(c);
-        if (rc >= 0) {
-            rc = fn(c, ctx);
-            if (rc == 0) {
-                rc = db_commit(c);
-            } else {
-                db_rollback(c);
-                if (rc > 0)
-                    rc = 0;
-            }
-        }
-        db_conn_give(c);
-    }
-    return rc;
+    return db_transact(app_db(app, "carts"), fn, NULL, ctx);
 }
 
 static const char *owner_col(const struct cart_owner *o)

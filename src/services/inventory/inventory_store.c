@@ -42,7 +42,6 @@
 #include "emporium/svc/product.h"
 #include "inventory_internal.h"
 
-#define TX_ATTEMPTS 6
 #define TOPIC "inventory"
 
 /* Product levels touched by a transaction, reported to the catalog after the commit. */
@@ -52,48 +51,10 @@ struct touched {
     int64_t available[INVENTORY_MAX_ITEMS];
 };
 
-typedef int (*tx_fn)(struct db_conn *c, void *ctx);
-
-static void backoff(int attempt)
+/* One transaction on the inventory database, retried on ERR_BUSY (see db_transact). */
+static int run_tx(struct app *app, db_tx_fn fn, void (*reset)(void *ctx), void *ctx)
 {
-    /* 2, 4, 8 … ms plus jitter, so retried writers do not collide again in lockstep. */
-    long us = (1000L << (attempt + 1)) + (long)randombytes_uniform(1000u << (attempt + 1));
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-}
-
-/* Runs fn inside one transaction on the inventory database: commits when fn returns 0, rolls
- * back when it returns > 0 (nothing to change: success) or < 0 (the error); retries the
- * whole thing on ERR_BUSY. reset (may be NULL) runs
- * before every attempt to forget what a failed attempt collected. */
-static int run_tx(struct app *app, tx_fn fn, void (*reset)(void *ctx), void *ctx)
-{
-    struct db *db = app_db(app, "inventory");
-    if (!db)
-        return ERR_UNAVAILABLE;
-    int rc = ERR_BUSY;
-    for (int attempt = 0; attempt < TX_ATTEMPTS && rc == ERR_BUSY; attempt++) {
-        if (attempt > 0)
-            backoff(attempt);
-        if (reset)
-            reset(ctx);
-        struct db_conn *c;
-        if ((rc = db_conn_take(db, &c)) < 0)
-            continue;
-        rc = db_begin(c);
-        if (rc >= 0) {
-            rc = fn(c, ctx);
-            if (rc == 0) {
-                rc = db_commit(c);
-            } else {
-                db_rollback(c);
-                if (rc > 0)
-                    rc = 0;
-            }
-        }
-        db_conn_give(c);
-    }
-    return rc;
+    return db_transact(app_db(app, "inventory"), fn, reset, ctx);
 }
 
 /* The catalog's client is in-process for now: only call it when the catalog runs here. */
