@@ -115,6 +115,9 @@ static int sq_map(int rc)
     switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
+    /* WAL readers give up with PROTOCOL when the wal-index keeps changing under them (a
+     * checkpoint restarting the WAL under heavy load): transient, so retryable, not a 500. */
+    case SQLITE_PROTOCOL:
         return ERR_BUSY;
     case SQLITE_CANTOPEN:
     case SQLITE_IOERR:
