@@ -178,6 +178,9 @@ int db_ping(struct db *db)
 int db_conn_take(struct db *db, struct db_conn **out)
 {
     *out = NULL;
+    /* NULL: the database belongs to a service this process does not run (--services). */
+    if (!db)
+        return ERR_UNAVAILABLE;
     return db->ops->take(db, out);
 }
 

@@ -137,6 +137,7 @@ static void test_bad_input(void **state)
     } cases[] = {
         {"from=2026-13-01", "from"},
         {"from=yesterday", "from"},
+        {"from=2026-01-%2B1", "from"},
         {"to=2026-02-30", "to"},
         {"from=2026-05-02&to=2026-05-01", "to"},
         {"from=2020-01-01&to=2026-01-01", "to"},

@@ -274,6 +274,59 @@ static void test_sigterm_drains_in_flight(void **state)
     th_cleanup(&s);
 }
 
+
+/* A process that runs only some services answers for the others with 503, never crashes. */
+static void test_partial_services(void **state)
+{
+    struct th_server s;
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
+    assert_int_equal(th_start(&s, env, NULL), 0);
+    char *adm = th_admin_token(&s);
+    assert_non_null(adm);
+    struct th_resp r;
+    assert_int_equal(th_call(&s, "POST", "/api/v1/products", adm, &r,
+                             "{\"sku\":\"PART-1\",\"name\":\"Part Lamp\",\"description\":\"d\","
+                             "\"category\":\"lighting\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}"), 0);
+    assert_int_equal(r.status, 201);
+    char pid[32], path[80];
+    snprintf(pid, sizeof pid, "%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    snprintf(path, sizeof path, "/api/v1/inventory/%s", pid);
+    assert_int_equal(th_call(&s, "PUT", path, adm, &r, "{\"available\":5}"), 0);
+    th_resp_free(&r);
+    char *tok = th_register(&s, "partial@example.com", "partial password");
+    assert_non_null(tok);
+    assert_int_equal(th_call(&s, "POST", "/api/v1/cart/items", tok, &r,
+                             "{\"product_id\":\"%s\",\"quantity\":1}", pid), 0);
+    th_resp_free(&r);
+    struct slow_order o = {.s = &s, .token = tok};
+    place_slow_order(&o);
+    assert_int_equal(o.r.status, 201);
+    char oid[32];
+    snprintf(oid, sizeof oid, "%s", th_jstr(o.r.json, "id"));
+    th_resp_free(&o.r);
+    assert_int_equal(th_stop(&s), 0);
+
+    /* The order service without shipping and payment in this process. */
+    const char *args[] = {"--services", "user,order,inventory,cart,product", NULL};
+    assert_int_equal(th_restart(&s, env, args), 0);
+    snprintf(path, sizeof path, "/api/v1/orders/%s", oid);
+    assert_int_equal(th_call(&s, "GET", path, tok, &r, NULL), 0);
+    assert_true(r.status == 200 || r.status == 503);
+    th_resp_free(&r);
+    snprintf(path, sizeof path, "/api/v1/orders/%s/cancel", oid);
+    assert_int_equal(th_call(&s, "POST", path, tok, &r, NULL), 0);
+    assert_true(r.status == 200 || r.status == 503);
+    th_resp_free(&r);
+    assert_int_equal(th_req(&s, "GET", "/health", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(th_stop(&s), 0);
+    free(tok);
+    free(adm);
+    th_cleanup(&s);
+}
+
 /* EMPORIUM_MAX_CONNECTIONS bounds open connections: past it the server stops accepting (new
  * clients wait in the kernel's backlog, served by nobody), and serves again once some close. */
 static void test_connection_limit(void **state)
@@ -477,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_ready_reports_down_database),
         cmocka_unit_test(test_sigterm_drains_in_flight),
         cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_partial_services),
         cmocka_unit_test(test_rate_limits),
         cmocka_unit_test(test_request_id_echo),
     };

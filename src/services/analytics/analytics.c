@@ -8,6 +8,7 @@
  * analytics in MongoDB; here the facts live behind the same db port as everything else, and
  * the document-store adapter can take them over without changing this endpoint. Revenue is
  * reported per currency: sums never mix currencies. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,12 @@ static long parse_day(const char *s)
 {
     int y, m, d;
     char extra;
-    if (!s || strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 || m < 1 ||
+    if (!s || strlen(s) != 10)
+        return -1;
+    for (int i = 0; i < 10; i++) /* digits and the two dashes only: sscanf takes signs */
+        if (i == 4 || i == 7 ? s[i] != '-' : !isdigit((unsigned char)s[i]))
+            return -1;
+    if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 || m < 1 ||
         m > 12 || d < 1 || d > 31 || y < 1970 || y > 9999)
         return -1;
     struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d};

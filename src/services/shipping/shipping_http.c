@@ -101,6 +101,10 @@ static int parse_rfc3339(const char *s, int64_t *out)
         p++;
     } else if (*p == '+' || *p == '-') {
         int hh, mm;
+        /* Exactly "+HH:MM": the p += 6 below must not step past the terminator. */
+        if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' ||
+            !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]))
+            return ERR_INVALID;
         if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || hh > 23 || mm > 59)
             return ERR_INVALID;
         offset = (hh * 60 + mm) * 60 * (*p == '+' ? 1 : -1);
