@@ -734,12 +734,37 @@ static void test_sigkill_mid_load(void **state)
     th_cleanup(&s2);
 }
 
+
+/* A cart in a currency shipping is not priced in: 409, nothing reserved, no order. */
+static void test_currency_unsupported(void **state)
+{
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                             "{\"sku\":\"EUR-%d\",\"name\":\"Euro Thing\",\"description\":\"d\","
+                             "\"category\":\"things\",\"price\":{\"amount\":1000,\"currency\":\"EUR\"}}",
+                             (int)getpid()), 0);
+    assert_int_equal(r.status, 201);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    set_stock(&srv, admin, pid, 3);
+    char *tok = user(&srv);
+    add_cart(&srv, tok, pid, 1);
+    assert_int_equal(place(&srv, tok, "eur-1", "4242424242424242", &r), 0);
+    assert_true(th_is_error(&r, 409, "currency_unsupported", NULL));
+    th_resp_free(&r);
+    assert_int_equal(avail_of(pid), 3);
+    assert_int_equal(count_orders(&srv, tok), 0);
+    free(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkout_happy_path),
         cmocka_unit_test(test_declined_cards),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_currency_unsupported),
         cmocka_unit_test(test_twenty_duplicates_one_order),
         cmocka_unit_test(test_hundred_buyers_five_units),
         cmocka_unit_test(test_sigkill_mid_load),

@@ -265,6 +265,11 @@ static int price_cart(struct http_req *req, struct checkout *co)
     rc = shipping_price(co->app, si, co->n, co->addr.country, co->method, &opt, NULL);
     if (rc < 0)
         return rc;
+    /* Shipping is priced in one currency: never add it to a total in another. */
+    if (strcmp(opt.currency, co->currency) != 0)
+        return http_fail_code(req, ERR_CONFLICT, "currency_unsupported", NULL,
+                              "shipping is only priced in %s; this cart is in %s", opt.currency,
+                              co->currency);
     co->shipping = opt.price;
     co->total = co->subtotal + co->shipping;
     return 0;
@@ -469,9 +474,12 @@ static void after_paid(struct checkout *co)
     if (rc == 0) {
         struct db_conn *c;
         if (db_conn_take(co->db, &c) == 0) {
+            /* A cancel may have won the race since PAID committed: then no label. */
             struct db_val a[] = {DB_INT(s.id), DB_INT(co->order_id)};
-            db_query(c, "UPDATE orders SET shipment_id = $1 WHERE id = $2", 2, a, NULL);
+            int n = db_query(c, ORDER_ATTACH_SHIPMENT_SQL, 2, a, NULL);
             db_conn_give(c);
+            if (n == 0)
+                shipping_cancel(co->app, co->order_id);
         }
     } else {
         log_warn("order %lld: creating the shipment failed (%s); the sweep retries",

@@ -56,4 +56,10 @@ void order__recovery_run(struct app *app);
 int order__recovery_start(struct app *app);
 void order__recovery_stop(void);
 
+/* Links a new shipment to its order only while the order may still ship; 0 rows changed
+ * means it was cancelled meanwhile and the shipment must be cancelled too. */
+#define ORDER_ATTACH_SHIPMENT_SQL                                                           \
+    "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', 'fulfilling', "  \
+    "'on_hold')"
+
 #endif

@@ -103,7 +103,8 @@ static void sweep_shard(struct app *app, int shard)
         if (aj && shipping_address_parse(aj, true, &addr, &member, &msg) == 0 &&
             shipping_create(app, id, db_get(r, i, 1), &addr, &s) == 0) {
             struct db_val u[] = {DB_INT(s.id), DB_INT(id)};
-            db_query(c, "UPDATE orders SET shipment_id = $1 WHERE id = $2", 2, u, NULL);
+            if (db_query(c, ORDER_ATTACH_SHIPMENT_SQL, 2, u, NULL) == 0)
+                shipping_cancel(app, id); /* cancelled meanwhile: no label */
         }
         json_decref(aj);
     }
