@@ -481,6 +481,36 @@ static void test_merge_on_login_and_register(void **state)
     free(u3);
 }
 
+
+/* A guest line in another currency than the user's cart is dropped by the merge, so a cart
+ * never mixes currencies. */
+static void test_merge_keeps_one_currency(void **state)
+{
+    struct th_resp r;
+    char *u = th_register(&srv, "erin-merge@example.com", "erins password");
+    assert_non_null(u);
+    add(u, NULL, pa, 1, 200, &r); /* USD */
+    th_resp_free(&r);
+    char tok[128];
+    add(NULL, NULL, p_eur, 2, 200, &r);
+    assert_non_null(th_header(&r, "X-Cart-Token", tok, sizeof tok));
+    th_resp_free(&r);
+    char hdr[256];
+    snprintf(hdr, sizeof hdr, "X-Cart-Token: %s", tok);
+    const char *h[] = {hdr, NULL};
+    assert_int_equal(th_req(&srv, "POST", "/api/v1/auth/login",
+                            "{\"email\":\"erin-merge@example.com\",\"password\":\"erins password\"}", h, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    cart_req("GET", "/api/v1/cart", u, NULL, NULL, &r);
+    assert_int_equal(qty_of(r.json, pa), 1);
+    assert_int_equal(qty_of(r.json, p_eur), 0);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    assert_string_equal(th_jstr(r.json, "subtotal.currency"), "USD");
+    th_resp_free(&r);
+    free(u);
+}
+
 static void test_users_isolated(void **state)
 {
     char *u1 = th_register(&srv, "fay@example.com", "fays password");
@@ -601,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_line_cap),
         cmocka_unit_test(test_merge_on_login_and_register),
+        cmocka_unit_test(test_merge_keeps_one_currency),
         cmocka_unit_test(test_users_isolated),
         cmocka_unit_test(test_concurrent_adds),
         cmocka_unit_test(test_survives_restart),

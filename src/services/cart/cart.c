@@ -258,11 +258,14 @@ static int merge_tx(struct db_conn *c, void *vctx)
         }
         struct db_rows *r = NULL;
         struct db_val ca[] = {DB_INT(user_cart)};
-        if ((rc = db_query(c, "SELECT count(*) FROM cart_items WHERE cart_id = $1", 1, ca, &r)) < 0)
+        /* Line count, and a currency the cart already holds (a cart has one currency). */
+        if ((rc = db_query(c, "SELECT count(*), MIN(currency) FROM cart_items WHERE cart_id = $1",
+                           1, ca, &r)) < 0)
             return rc;
         int64_t lines = db_get_i64(r, 0, 0);
+        bool other_currency = db_get(r, 0, 1) && strcmp(db_get(r, 0, 1), it->currency) != 0;
         db_rows_free(r);
-        if (lines >= CART_MAX_LINES) {
+        if (lines >= CART_MAX_LINES || other_currency) {
             m->dropped++;
             continue;
         }
