@@ -343,11 +343,22 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
         if (rc == 0)
             rc = db_commit(c);
     } else if (rc == 0) {
-        /* Recovery voided the attempt meanwhile: report what is stored. */
+        /* Recovery voided the attempt meanwhile (the order was given up): report what is
+         * stored, and release a hold the provider granted after all, so no card keeps one. */
+        bool granted = pr.ok;
+        char ref[sizeof p.ref];
+        copy(ref, sizeof ref, pr.ref);
         db_rollback(c);
         rc = payrow_find(c, "WHERE id = $1", DB_INT(p.id), &p);
         rc = rc < 0 ? rc : 0;
-        pr.ok = strcmp(p.status, "failed") != 0;
+        pr.ok = !strcmp(p.status, "authorized") || !strcmp(p.status, "captured");
+        if (granted && !pr.ok) {
+            char vkey[128 + 8]; /* keys are at most 128 bytes (checked above) */
+            struct payment_provider_result vr;
+            snprintf(vkey, sizeof vkey, "%s:void", key);
+            if (provider.void_auth(provider.self, vkey, ref, &vr) < 0 || !vr.ok)
+                log_warn("payment %lld: voiding a late authorization failed", (long long)p.id);
+        }
     }
     if (rc < 0)
         db_rollback(c);
