@@ -82,6 +82,7 @@ struct sq_db {
     /* The checkpointer: its own connection and thread, woken by sq_wal_hook. */
     pthread_t ckpt_thread;
     bool ckpt_running;
+    struct sq_conn *ckpt_conn; /* the checkpointer's own connection */
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
     bool ckpt_stop;         /* under ckpt_mu */
@@ -333,11 +334,7 @@ static int sq_wal_hook(void *arg, sqlite3 *h, const char *schema, int pages)
 static void *sq_ckpt_main(void *arg)
 {
     struct sq_db *db = arg;
-    struct sq_conn *c = NULL;
-    if (sq_conn_open(db, &c) < 0) {
-        log_error("db %s: checkpointer cannot open a connection; checkpoints stop", db->base.name);
-        return NULL;
-    }
+    struct sq_conn *c = db->ckpt_conn; /* opened before the thread started: ours now */
     sqlite3_exec(c->h, "PRAGMA cache_size = -64", NULL, NULL, NULL);
     pthread_mutex_lock(&db->ckpt_mu);
     while (!db->ckpt_stop) {
@@ -786,13 +783,17 @@ int db__sqlite_open(struct db **out, const char *name, const struct db_options *
     }
     sq_give(c);
     /* Without its checkpointer a database still works: the WAL just grows until close. */
-    if (pthread_create(&db->ckpt_thread, NULL, sq_ckpt_main, db) == 0) {
+    /* Its connection is opened here, so request connections only give up automatic
+     * checkpoints once a checkpointer that can really run exists. */
+    if (sq_conn_open(db, &db->ckpt_conn) == 0 &&
+        pthread_create(&db->ckpt_thread, NULL, sq_ckpt_main, db) == 0) {
         db->ckpt_running = true;
         for (struct sq_conn *p = db->conns; p; p = p->next) /* idle: nobody else has db yet */
             sqlite3_wal_hook(p->h, sq_wal_hook, db);
     } else {
-        log_warn("db %s: cannot start the checkpointer thread; SQLite checkpoints on commit",
-                 name);
+        sq_conn_free(db->ckpt_conn); /* NULL-safe */
+        db->ckpt_conn = NULL;
+        log_warn("db %s: cannot start the checkpointer; SQLite checkpoints on commit", name);
     }
     *out = &db->base;
     return 0;
