@@ -38,12 +38,7 @@ static void make_product(const char *sku, long price, const char *currency, bool
 
 static int setup(void **state)
 {
-    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
-    const char *args[] = {"--no-demo", NULL};
-    if (th_start(&srv, env, args) != 0)
-        return -1;
-    admin = th_admin_token(&srv);
-    if (!admin)
+    if (th_suite_start(&srv, &admin) != 0) /* the harness passes --no-demo itself */
         return -1;
     make_product("CART-A", 1250, "USD", true, pa);
     make_product("CART-B", 399, "USD", true, pb);
@@ -53,13 +48,7 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
-    free(admin);
-    int rc = th_stop(&srv);
-    th_cleanup(&srv);
-    return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return th_suite_stop(&srv, admin); }
 
 /* ---- helpers ---- */
 

@@ -34,13 +34,7 @@ static int setup(void **state)
     return admin ? 0 : -1;
 }
 
-static int teardown(void **state)
-{
-    free(admin);
-    int rc = th_stop(&srv);
-    th_cleanup(&srv);
-    return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return th_suite_stop(&srv, admin); }
 
 /* --- helpers --- */
 

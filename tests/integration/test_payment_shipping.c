@@ -22,22 +22,9 @@ static int seq;
 #define CARD "4242424242424242"
 #define ADDR "{\"name\":\"Grace Hopper\",\"line1\":\"1 Navy Way\",\"city\":\"Arlington\",\"postal_code\":\"22201\",\"country\":\"US\"}"
 
-static int setup(void **state)
-{
-    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
-    if (th_start(&srv, env, NULL) != 0)
-        return -1;
-    admin = th_admin_token(&srv);
-    return admin ? 0 : -1;
-}
+static int setup(void **state) { return th_suite_start(&srv, &admin); }
 
-static int teardown(void **state)
-{
-    free(admin);
-    int rc = th_stop(&srv);
-    th_cleanup(&srv);
-    return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return th_suite_stop(&srv, admin); }
 
 static void make_product(long price, int weight, char id[32])
 {

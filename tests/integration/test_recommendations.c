@@ -16,22 +16,9 @@
 static struct th_server srv;
 static char *admin;
 
-static int setup(void **state)
-{
-    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
-    if (th_start(&srv, env, NULL) != 0)
-        return -1;
-    admin = th_admin_token(&srv);
-    return admin ? 0 : -1;
-}
+static int setup(void **state) { return th_suite_start(&srv, &admin); }
 
-static int teardown(void **state)
-{
-    free(admin);
-    int rc = th_stop(&srv);
-    th_cleanup(&srv);
-    return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return th_suite_stop(&srv, admin); }
 
 static void product(const char *sku, const char *category, char id[32])
 {

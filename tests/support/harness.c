@@ -986,3 +986,21 @@ bool th_is_error(const struct th_resp *r, long status, const char *code, const c
             r->body ? r->body : "(no body)");
     return false;
 }
+
+int th_suite_start(struct th_server *s, char **admin)
+{
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
+    *admin = NULL;
+    if (th_start(s, env, NULL) != 0)
+        return -1;
+    *admin = th_admin_token(s);
+    return *admin ? 0 : -1;
+}
+
+int th_suite_stop(struct th_server *s, char *admin)
+{
+    free(admin);
+    int rc = th_stop(s);
+    th_cleanup(s);
+    return rc == 0 ? 0 : -1;
+}

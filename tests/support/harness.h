@@ -63,6 +63,13 @@ char *th_register(struct th_server *s, const char *email, const char *password);
 /* Creates an admin with the CLI (`user create --role admin`) and logs in; token malloc'd. */
 char *th_admin_token(struct th_server *s);
 
+/* What most suites share: th_start() with EMPORIUM_RATE_LIMITS=off and an admin token in
+ * *admin (malloc'd). Returns 0 or -1 (for a cmocka group setup). */
+int th_suite_start(struct th_server *s, char **admin);
+/* Frees admin, stops (SIGTERM) and cleans up; 0 only when the server exited 0, so a
+ * sanitizer report at exit fails the group teardown. */
+int th_suite_stop(struct th_server *s, char *admin);
+
 /* JSON path helpers: th_jstr(r->json, "user.email") -> string or NULL; th_jint likewise. */
 const char *th_jstr(json_t *root, const char *path);
 long long th_jint(json_t *root, const char *path, long long dflt);
