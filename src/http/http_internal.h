@@ -93,7 +93,6 @@ void http__metrics_write(struct buf *out);
 
 /* ops.c: operational routes */
 extern const struct http_route http__ops_routes[];
-void http__ops_set_app(struct app *app);
 
 int64_t http__now_us(void);
 

@@ -19,8 +19,6 @@ struct asset {
 };
 extern const struct asset assets_openapi[];
 
-static struct app *ops_app;
-void http__ops_set_app(struct app *app) { ops_app = app; }
 
 static int h_health(struct http_req *req)
 {

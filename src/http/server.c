@@ -434,7 +434,6 @@ int http_server_start(struct http_server **out, struct app *app)
         free(srv);
         return rc;
     }
-    http__ops_set_app(app);
     metrics_add_writer(write_http_metrics, NULL);
     unsigned threads = (unsigned)cfg->threads;
     if (!threads) {
