@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emporium/bus.h"
 #include "emporium/err.h"
 #include "emporium/log.h"
 #include "emporium/ratelimit.h"
@@ -143,6 +144,7 @@ void app_free(struct app *app)
         if (app_has_service(app, svc->name) && svc->deinit)
             svc->deinit(app);
     }
+    bus_reset(); /* subscriptions belong to the services just stopped */
     for (int i = app->n_dbs - 1; i >= 0; i--)
         db_close(app->dbs[i]);
     ratelimit_free(app->rl);
