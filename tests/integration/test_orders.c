@@ -5,6 +5,7 @@
  * in the middle of a load followed by a restart. */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -596,6 +597,10 @@ static void test_twenty_duplicates_one_order(void **state)
 
 /* --- crash --- */
 
+/* Orders acknowledged (201) by all loaders so far: the crash test kills the server only
+ * after some have been, whatever the speed of the machine. */
+static atomic_int loaders_acked;
+
 struct loader {
     struct th_server *s;
     char *token;
@@ -617,8 +622,10 @@ static void *loader_main(void *arg)
         snprintf(key, sizeof key, "load-%d", i);
         if (place(l->s, l->token, key, CARD_OK, &r) != 0)
             return NULL;
-        if (r.status == 201)
+        if (r.status == 201) {
             snprintf(l->ids[l->n_ok++], 32, "%s", th_jstr(r.json, "id"));
+            atomic_fetch_add(&loaders_acked, 1);
+        }
         th_resp_free(&r);
     }
     return NULL;
@@ -672,9 +679,14 @@ static void test_sigkill_mid_load(void **state)
         l[i].token = reg[i].token;
         l[i].pid = pid; /* each loader refills its cart with one unit before each order */
     }
+    atomic_store(&loaders_acked, 0);
     for (int i = 0; i < L; i++)
         pthread_create(&t[i], NULL, loader_main, &l[i]);
-    usleep(400 * 1000);
+    /* Kill mid-stream: once 16 orders were acknowledged (at most 8 x 64 can be), with a
+     * generous deadline for slow machines and sanitizer builds. */
+    for (int i = 0; i < 1200 && atomic_load(&loaders_acked) < 16; i++)
+        usleep(100 * 1000);
+    assert_true(atomic_load(&loaders_acked) >= 16);
     th_kill(&s2);
     for (int i = 0; i < L; i++)
         pthread_join(t[i], NULL);
@@ -703,9 +715,9 @@ static void test_sigkill_mid_load(void **state)
     /* Nothing stays reserved and every unit that left stock belongs to an order that is
      * paid, once the sweep has failed the abandoned orders and given their stock back. It
      * compensates them one by one, so `reserved` can reach 0 while a confirmed reservation
-     * of an abandoned order is still to be released: wait for both (at most 10 s). */
+     * of an abandoned order is still to be released: wait for both (at most 60 s). */
     long a = 0, res = -1, paid = 0, units = 0;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 600; i++) {
         stock(&s2, adm, pid, &a, &res);
         paid_units(&s2, adm, &paid, &units);
         if (res == 0 && 100000 - a == units)
