@@ -15,6 +15,7 @@
 #include "emporium/log.h"
 #include "emporium/ratelimit.h"
 #include "emporium/service.h"
+#include "emporium/timer.h"
 
 #define APP_MAX_DBS 64
 
@@ -24,7 +25,27 @@ struct app {
     int n_dbs;
     struct ratelimit *rl;
     int n_inited; /* services whose init() ran (index into services_all) */
+    struct timers *timers;
+    app_authenticate_fn authenticate; /* set by the user service's init() */
 };
+
+int app_set_authenticator(struct app *app, app_authenticate_fn fn)
+{
+    if (fn && app->authenticate)
+        return ERR_CONFLICT;
+    app->authenticate = fn;
+    return 0;
+}
+
+int app_authenticate(struct app *app, const char *token, struct app_identity *out)
+{
+    if (!app->authenticate)
+        return ERR_UNAUTHORIZED;
+    return app->authenticate(app, token, out);
+}
+
+struct timers *app_timers(struct app *app) { return app->timers; }
+int app_start_timers(struct app *app) { return timers_start(app->timers, app); }
 
 bool app_has_service(const struct app *app, const char *name)
 {
@@ -99,7 +120,8 @@ int app_new(struct app **out, const struct config *cfg)
         return ERR_NOMEM;
     app->cfg = cfg;
     app->rl = ratelimit_mem_new(200000);
-    int rc = app->rl ? 0 : ERR_NOMEM;
+    app->timers = timers_new();
+    int rc = app->rl && app->timers ? 0 : ERR_NOMEM;
     for (int s = 0; rc == 0 && services_all[s]; s++) {
         const struct service *svc = services_all[s];
         if (!app_has_service(app, svc->name) || !svc->dbs)
@@ -139,6 +161,8 @@ void app_free(struct app *app)
 {
     if (!app)
         return;
+    /* Jobs stop (a running one finishes) before the services they belong to. */
+    timers_stop(app->timers);
     for (int s = app->n_inited - 1; s >= 0; s--) {
         const struct service *svc = services_all[s];
         if (app_has_service(app, svc->name) && svc->deinit)
@@ -148,5 +172,6 @@ void app_free(struct app *app)
     for (int i = app->n_dbs - 1; i >= 0; i--)
         db_close(app->dbs[i]);
     ratelimit_free(app->rl);
+    timers_free(app->timers);
     free(app);
 }

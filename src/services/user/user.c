@@ -21,8 +21,8 @@
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/ratelimit.h"
-#include "emporium/server.h"
 #include "emporium/service.h"
+#include "emporium/timer.h"
 #include "emporium/svc/user.h"
 #include "user_internal.h"
 
@@ -154,8 +154,8 @@ int user__session_delete(struct db_conn *c, const unsigned char hash[32])
     return rc < 0 ? rc : 0;
 }
 
-/* Resolves a bearer token for the HTTP core (see http_set_authenticator). */
-static int user_authenticate(struct app *app, const char *token, struct http_auth *out)
+/* Resolves a bearer token for the HTTP core (registered with app_set_authenticator). */
+static int user_authenticate(struct app *app, const char *token, struct app_identity *out)
 {
     size_t n = strlen(token);
     if (n < 20 || n > 128)
@@ -182,8 +182,8 @@ static int user_authenticate(struct app *app, const char *token, struct http_aut
         return ERR_UNAUTHORIZED;
     }
     out->user_id = db_get_i64(rows, 0, 0);
-    out->role = !strcmp(db_get(rows, 0, 1), "admin") ? ROLE_ADMIN : ROLE_CUSTOMER;
-    out->tier = !strcmp(db_get(rows, 0, 2), "premium") ? TIER_PREMIUM : TIER_STANDARD;
+    out->admin = !strcmp(db_get(rows, 0, 1), "admin");
+    out->premium = !strcmp(db_get(rows, 0, 2), "premium");
     memcpy(out->token_hash, hash, 32);
     db_rows_free(rows);
     return 0;
@@ -232,18 +232,39 @@ json_t *user__json(const struct db_rows *rows, int row)
                      time_format(db_get_i64(rows, row, 5), ts));
 }
 
+/* Timer job: deletes expired sessions, a bounded batch per run. */
+static void user_session_sweep(struct app *app, void *ctx)
+{
+    struct db_conn *c;
+    if (db_conn_take(app_db(app, "users"), &c) < 0)
+        return;
+    struct db_val args[] = {DB_INT(now_ms())};
+    int rc = db_query(c,
+                      "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions "
+                      "WHERE expires_at <= $1 LIMIT 5000)",
+                      1, args, NULL);
+    db_conn_give(c);
+    if (rc < 0)
+        log_warn("user: sweeping expired sessions failed: %s", err_str(rc));
+    else if (rc > 0)
+        log_event("user.sessions_expired", LOG_I("deleted", rc));
+}
+
 static int user_init(struct app *app)
 {
     login_throttle = ratelimit_mem_new(100000);
     if (!login_throttle)
         return ERR_NOMEM;
-    http_set_authenticator(user_authenticate);
-    return 0;
+    int rc = app_set_authenticator(app, user_authenticate);
+    if (rc == 0)
+        rc = timer_add(app, "user.session_sweep", app_config(app)->session_sweep_seconds * 1000,
+                       user_session_sweep, NULL);
+    return rc;
 }
 
 static void user_deinit(struct app *app)
 {
-    http_set_authenticator(NULL);
+    app_set_authenticator(app, NULL);
     ratelimit_free(login_throttle);
     login_throttle = NULL;
     n_login_hooks = 0;
@@ -281,5 +302,6 @@ const struct service service_user = {
     .deinit = user_deinit,
     .command = "user",
     .run_command = user__command,
+    .cli = &user__cli,
     .command_help = "create an account: user create --email E --password-file F [--role admin] [--tier premium]",
 };

@@ -11,6 +11,7 @@
 #include "emporium/config.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
+#include "emporium/service.h"
 #include "user_internal.h"
 
 static int read_password(const char *path, char *out, size_t cap)
@@ -140,6 +141,38 @@ static int bulk_create(struct app *app, int argc, char **argv)
     printf("created %ld of %ld accounts%s\n", created, count, tokens ? ", tokens written" : "");
     return 0;
 }
+
+static const struct cli_flag create_flags[] = {
+    {"--email", "EMAIL", "the account's email address", 0, 0, true},
+    {"--password-file", "FILE", "a file holding the password, 8 to 128 characters (- = stdin)", 0,
+     0, true},
+    {"--role", "ROLE", "admin or customer (default customer)", 0, 0, false},
+    {"--tier", "TIER", "standard or premium (default standard)", 0, 0, false},
+    {"--name", "NAME", "display name (default: the email address)", 0, 0, false},
+    {NULL, NULL, NULL, 0, 0, false},
+};
+static const struct cli_flag bulk_flags[] = {
+    {"--count", "N", "accounts to create", 1, 1000000, true},
+    {"--password-file", "FILE", "the password all of them share (- = stdin)", 0, 0, true},
+    {"--email-format", "FMT", "email pattern with one %d (default user%d@bench.example)", 0, 0,
+     false},
+    {"--tokens-out", "FILE", "open a session for each and write the tokens here (mode 0600)", 0,
+     0, false},
+    {NULL, NULL, NULL, 0, 0, false},
+};
+static const struct cli_command user_subcommands[] = {
+    {"create", "create one account (an admin, for instance)",
+     "emporium user create --email admin@shop.example --password-file pw.txt --role admin",
+     create_flags, NULL},
+    {"bulk-create", "create many customer accounts sharing one password (load tests)",
+     "emporium user bulk-create --count 1000 --password-file pw.txt --tokens-out tokens.txt",
+     bulk_flags, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+const struct cli_command user__cli = {
+    "user", "manage accounts without the HTTP API: create, bulk-create",
+    "emporium user create --email admin@shop.example --password-file pw.txt --role admin", NULL,
+    user_subcommands};
 
 int user__command(struct app *app, int argc, char **argv)
 {

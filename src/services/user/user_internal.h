@@ -16,6 +16,7 @@
 
 extern const struct http_route user__routes[];
 int user__command(struct app *app, int argc, char **argv);
+extern const struct cli_command user__cli;
 
 int user__normalize_email(const char *in, char out[USER_EMAIL_MAX + 1]);
 int user__hash_password(const char *pw, char out[crypto_pwhash_STRBYTES]);
