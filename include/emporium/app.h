@@ -29,6 +29,11 @@ struct ratelimit *app_ratelimit(struct app *app);
 /* Whether service `name` runs in this process (--services). */
 bool app_has_service(const struct app *app, const char *name);
 
+/* --- per-service state: init() stores the service's context, its functions fetch it, and
+ * deinit() frees it (app_free() does not). At most 32 services. --- */
+int app_set_service_ctx(struct app *app, const char *service, void *ctx);
+void *app_service_ctx(const struct app *app, const char *service);
+
 /* --- bearer-token authentication: the user service registers, the HTTP core asks --- */
 struct app_identity {
     int64_t user_id;

@@ -14,10 +14,12 @@
 #include "emporium/err.h"
 #include "emporium/log.h"
 #include "emporium/ratelimit.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
 #include "emporium/service.h"
 #include "emporium/timer.h"
 
 #define APP_MAX_DBS 64
+#define APP_MAX_SERVICES 32
 
 struct app {
     const struct config *cfg;
@@ -27,7 +29,34 @@ struct app {
     int n_inited; /* services whose init() ran (index into services_all) */
     struct timers *timers;
     app_authenticate_fn authenticate; /* set by the user service's init() */
+    struct {
+        const char *service; /* static (the service's name) */
+        void *ctx;
+    } ctx[APP_MAX_SERVICES];
+    int n_ctx;
 };
+
+int app_set_service_ctx(struct app *app, const char *service, void *ctx)
+{
+    for (int i = 0; i < app->n_ctx; i++)
+        if (!strcmp(app->ctx[i].service, service)) {
+            app->ctx[i].ctx = ctx;
+            return 0;
+        }
+    if (app->n_ctx == APP_MAX_SERVICES)
+        return ERR_NOMEM;
+    app->ctx[app->n_ctx].service = service;
+    app->ctx[app->n_ctx++].ctx = ctx;
+    return 0;
+}
+
+void *app_service_ctx(const struct app *app, const char *service)
+{
+    for (int i = 0; i < app->n_ctx; i++)
+        if (!strcmp(app->ctx[i].service, service))
+            return app->ctx[i].ctx;
+    return NULL;
+}
 
 int app_set_authenticator(struct app *app, app_authenticate_fn fn)
 {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "emporium/err.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
 #include "emporium/service.h"
 
 extern char **environ;

@@ -511,6 +511,78 @@ static void test_timer_jobs_serve_only(void **state)
     th_cleanup(&s);
 }
 
+/* The repository root, from this file's path (…/tests/integration/test_cli.c). */
+static void repo_root(char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", __FILE__);
+    char *p = strstr(out, "/tests/integration/");
+    assert_non_null(p);
+    *p = 0;
+}
+
+static struct run run_sh(const char *script)
+{
+    const char *const args[] = {"-c", script, NULL};
+    struct run r = {-1, NULL, NULL};
+    char outp[128], errp[128];
+    snprintf(outp, sizeof outp, "%s/stdout", tmp_root);
+    snprintf(errp, sizeof errp, "%s/stderr", tmp_root);
+    char *argv[] = {"/bin/sh", (char *)args[0], (char *)args[1], NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(outp);
+    r.err = slurp(errp);
+    return r;
+}
+
+/* scripts/check-layering.sh on a copy of the tree: the user service is clean; deliberate
+ * violations in the copy are each reported with their file and line, and fail the check. */
+static void test_layering_check(void **state)
+{
+    char root[512], cmd[2048];
+    repo_root(root, sizeof root);
+    const char *copy = fresh_dir("layering");
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp -r '%s/src' '%s/' && '%s/scripts/check-layering.sh' '%s'",
+             copy, root, copy, root, copy);
+    struct run r = run_sh(cmd);
+    /* Other services may still be in transition; the user service must not appear. */
+    if (strstr(r.out, "src/services/user/"))
+        fprintf(stderr, "%s", r.out);
+    assert_null(strstr(r.out, "src/services/user/"));
+    assert_true(r.status == 0 || r.status == 1);
+    run_free(&r);
+
+    /* Three violations: HTTP in the domain, a relative and a bare include of another
+     * service's internal header; and an allowed include (HTTP in *_http.c) on top. */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/src/services/user' && "
+             "printf '#include \"emporium/http.h\"\\n' >> user.c && "
+             "printf '#include \"../cart/cart_internal.h\"\\n' >> user_store.c && "
+             "printf '#include \"cart_internal.h\"\\n' >> user_cli.c && "
+             "printf '#include \"emporium/http.h\"\\n' >> user_http.c && "
+             "'%s/scripts/check-layering.sh' '%s'",
+             copy, root, copy);
+    r = run_sh(cmd);
+    if (r.status != 1)
+        fprintf(stderr, "stdout: %s\nstderr: %s\n", r.out, r.err);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "src/services/user/user.c:"));
+    assert_non_null(strstr(r.out, "src/services/user/user_store.c:"));
+    assert_non_null(strstr(r.out, "src/services/user/user_cli.c:"));
+    assert_null(strstr(r.out, "src/services/user/user_http.c:"));
+    assert_non_null(strstr(r.out, "cart service"));
+    run_free(&r);
+}
+
 struct job_state {
     pthread_mutex_t mu;
     int runs;
@@ -590,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_text_log_format),
         cmocka_unit_test(test_timer_jobs_serve_only),
         cmocka_unit_test(test_timer_facility),
+        cmocka_unit_test(test_layering_check),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
