@@ -398,5 +398,7 @@ int main(void)
         cmocka_unit_test(test_payment_audit),
         cmocka_unit_test(test_concurrent_cancels),
     };
+    if (getenv("TH_TEST_FILTER")) /* run one test while iterating: TH_TEST_FILTER=name */
+        cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }
