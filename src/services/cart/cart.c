@@ -377,6 +377,34 @@ static int clear_tx(struct db_conn *c, void *vctx)
     return 0;
 }
 
+static int prices_tx(struct db_conn *c, void *vctx)
+{
+    struct clear_ctx *x = vctx;
+    struct cart_owner o = {.user_id = x->user_id};
+    int64_t cart_id;
+    int rc = cart__lock(c, &o, false, &cart_id);
+    if (rc == ERR_NOTFOUND)
+        return 1;
+    for (int i = 0; rc >= 0 && i < x->n; i++) {
+        struct db_val a[] = {DB_INT(cart_id), DB_INT(x->lines[i].product_id),
+                             DB_INT(x->lines[i].unit_price), DB_TEXT(x->lines[i].currency),
+                             DB_INT(now_ms())};
+        rc = db_query(c,
+                      "UPDATE cart_items SET unit_price = $3, currency = $4, updated_at = $5 "
+                      "WHERE cart_id = $1 AND product_id = $2",
+                      5, a, NULL);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+int cart_set_prices(struct app *app, int64_t user_id, const struct cart_line *lines, int n)
+{
+    if (n < 0 || (n > 0 && !lines))
+        return ERR_INVALID;
+    struct clear_ctx x = {.user_id = user_id, .lines = lines, .n = n};
+    return n ? cart__tx(app, prices_tx, &x) : 0;
+}
+
 int cart_clear(struct app *app, int64_t user_id)
 {
     struct clear_ctx x = {.user_id = user_id};
