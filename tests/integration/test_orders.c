@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -804,6 +805,61 @@ static void test_price_changed(void **state)
     free(tok);
 }
 
+/* Today's revenue and order count from the sales report (analytics). */
+static void sales_today(long *revenue, long *orders)
+{
+    char today[11], path[160];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(today, sizeof today, "%Y-%m-%d", &tm);
+    snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?from=%s&to=%s", today, today);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    json_t *day = json_array_get(json_object_get(r.json, "items"), 0);
+    *revenue = day ? (long)th_jint(day, "revenue.amount", 0) : 0;
+    *orders = day ? (long)th_jint(day, "orders", 0) : 0;
+    th_resp_free(&r);
+}
+
+/* A cancelled (refunded) order is published as order.cancelled after the cancel commits:
+ * the sales report, which counted its order.paid, takes it back out. */
+static void test_cancel_leaves_revenue(void **state)
+{
+    char pid[32];
+    make_product(&srv, admin, 2500, 100, pid);
+    set_stock(&srv, admin, pid, 10);
+    char *tok = user(&srv);
+    add_cart(&srv, tok, pid, 2);
+    long rev0, n0, rev1, n1, rev2, n2;
+    sales_today(&rev0, &n0);
+    struct th_resp r;
+    assert_int_equal(place(&srv, tok, "revenue-1", CARD_OK, &r), 0);
+    assert_int_equal(r.status, 201);
+    long total = (long)th_jint(r.json, "subtotal.amount", 0);
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/orders/%s/cancel", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    sales_today(&rev1, &n1);
+    assert_int_equal(rev1 - rev0, total);
+    assert_int_equal(n1 - n0, 1);
+    assert_int_equal(th_call(&srv, "POST", path, tok, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_jstr(r.json, "payment.status"), "refunded");
+    th_resp_free(&r);
+    sales_today(&rev2, &n2);
+    assert_int_equal(rev2, rev0);
+    assert_int_equal(n2, n0);
+    /* A second cancel publishes nothing more. */
+    assert_int_equal(th_call(&srv, "POST", path, tok, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    sales_today(&rev2, &n2);
+    assert_int_equal(rev2, rev0);
+    free(tok);
+}
+
 /* A cart in a currency shipping is not priced in: 409, nothing reserved, no order. */
 static void test_currency_unsupported(void **state)
 {
@@ -929,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_currency_unsupported),
         cmocka_unit_test(test_price_changed),
+        cmocka_unit_test(test_cancel_leaves_revenue),
         cmocka_unit_test(test_twenty_duplicates_one_order),
         cmocka_unit_test(test_hundred_buyers_five_units),
         cmocka_unit_test(test_sigkill_mid_load),

@@ -126,15 +126,15 @@ int order_list(struct app *app, int64_t user_id, const char *status, int64_t cur
                struct order_view *out, int *n, bool *more);
 
 /* The order's outbox events (admin audit), oldest first. payload is JSON text. */
-struct order_event {
+struct order_outbox_event {
     int64_t id;
     char type[40];
     char *payload; /* malloc'd */
     int64_t created_at;
     bool published;
 };
-int order_events(struct app *app, int64_t order_id, struct order_event **out, int *n);
-void order_events_free(struct order_event *ev, int n);
+int order_outbox(struct app *app, int64_t order_id, struct order_outbox_event **out, int *n);
+void order_outbox_free(struct order_outbox_event *ev, int n);
 
 /* Whether `s` is one of the order statuses. */
 bool order_status_valid(const char *s);

@@ -300,7 +300,7 @@ int order_list(struct app *app, int64_t user_id, const char *status, int64_t cur
     return rc < 0 ? rc : 0;
 }
 
-int order_events(struct app *app, int64_t order_id, struct order_event **out, int *n)
+int order_outbox(struct app *app, int64_t order_id, struct order_outbox_event **out, int *n)
 {
     *out = NULL;
     *n = 0;
@@ -315,7 +315,7 @@ int order_events(struct app *app, int64_t order_id, struct order_event **out, in
     if ((rc = order__store_status(c, order_id, st)) == 0 && !st[0])
         rc = ERR_NOTFOUND;
     if (rc == 0)
-        rc = order__store_events(c, order_id, out, n);
+        rc = order__store_outbox(c, order_id, out, n);
     db_conn_give(c);
     return rc;
 }

@@ -367,9 +367,9 @@ static int h_admin_events(struct http_req *req)
     int rc = path_id(req, &id);
     if (rc < 0)
         return rc;
-    struct order_event *ev;
+    struct order_outbox_event *ev;
     int n;
-    rc = order_events(http_app(req), id, &ev, &n);
+    rc = order_outbox(http_app(req), id, &ev, &n);
     if (rc == ERR_NOTFOUND)
         return http_fail(req, ERR_NOTFOUND, NULL, "no such order");
     if (rc < 0)
@@ -385,7 +385,7 @@ static int h_admin_events(struct http_req *req)
                                                time_format(ev[i].created_at, ts), "published",
                                                ev[i].published));
     }
-    order_events_free(ev, n);
+    order_outbox_free(ev, n);
     return http_reply_json(req, 200, json_pack("{s:o,s:n}", "items", items, "next_cursor"));
 }
 

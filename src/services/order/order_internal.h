@@ -101,7 +101,7 @@ int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment
 /* Summaries (no items) newest first; user_id 0: any user. */
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
                       int limit, struct order_view *out, int *n);
-int order__store_events(struct db_conn *c, int64_t id, struct order_event **out, int *n);
+int order__store_outbox(struct db_conn *c, int64_t id, struct order_outbox_event **out, int *n);
 
 /* The recovery sweep's queries: up to cap ids. */
 int order__store_abandoned(struct db_conn *c, int64_t created_before, int64_t *ids, int cap);

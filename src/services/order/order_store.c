@@ -370,7 +370,7 @@ int order__store_list(struct db_conn *c, int64_t user_id, const char *status, in
     return 0;
 }
 
-int order__store_events(struct db_conn *c, int64_t id, struct order_event **out, int *n)
+int order__store_outbox(struct db_conn *c, int64_t id, struct order_outbox_event **out, int *n)
 {
     char idb[21];
     struct db_rows *r = NULL;
@@ -384,7 +384,7 @@ int order__store_events(struct db_conn *c, int64_t id, struct order_event **out,
     *n = db_rows_count(r);
     *out = calloc((size_t)*n + 1, sizeof **out);
     for (int i = 0; *out && i < *n; i++) {
-        struct order_event *e = &(*out)[i];
+        struct order_outbox_event *e = &(*out)[i];
         e->id = db_get_i64(r, i, 0);
         copy(e->type, sizeof e->type, db_get(r, i, 1));
         e->payload = strdup(db_get(r, i, 2) ? db_get(r, i, 2) : "null");
@@ -395,7 +395,7 @@ int order__store_events(struct db_conn *c, int64_t id, struct order_event **out,
     }
     db_rows_free(r);
     if (!*out || rc < 0) {
-        order_events_free(*out, *n);
+        order_outbox_free(*out, *n);
         *out = NULL;
         *n = 0;
         return ERR_NOMEM;
@@ -403,7 +403,7 @@ int order__store_events(struct db_conn *c, int64_t id, struct order_event **out,
     return 0;
 }
 
-void order_events_free(struct order_event *ev, int n)
+void order_outbox_free(struct order_outbox_event *ev, int n)
 {
     for (int i = 0; ev && i < n; i++)
         free(ev[i].payload);
