@@ -26,5 +26,11 @@ struct db *app_db_at(struct app *app, int i);
 struct ratelimit *app_ratelimit(struct app *app);
 /* Whether service `name` runs in this process (--services). */
 bool app_has_service(const struct app *app, const char *name);
+/* A service's own state (its context, allocated by its init() and freed by its deinit()),
+ * so that no service keeps module state in file-level globals. `service` must outlive the
+ * app (a string literal). Set from init() only; read from any thread after start-up.
+ * app_service_ctx() returns NULL when none was set. */
+int app_set_service_ctx(struct app *app, const char *service, void *ctx);
+void *app_service_ctx(struct app *app, const char *service);
 
 #endif

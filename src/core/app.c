@@ -18,13 +18,42 @@
 
 #define APP_MAX_DBS 64
 
+#define APP_MAX_SVC_CTX 32
+
 struct app {
     const struct config *cfg;
     struct db *dbs[APP_MAX_DBS];
     int n_dbs;
     struct ratelimit *rl;
     int n_inited; /* services whose init() ran (index into services_all) */
+    struct {
+        const char *name;
+        void *ctx;
+    } svc_ctx[APP_MAX_SVC_CTX]; /* each service's own state, set by its init() */
+    int n_svc_ctx;
 };
+
+int app_set_service_ctx(struct app *app, const char *service, void *ctx)
+{
+    for (int i = 0; i < app->n_svc_ctx; i++)
+        if (!strcmp(app->svc_ctx[i].name, service)) {
+            app->svc_ctx[i].ctx = ctx;
+            return 0;
+        }
+    if (app->n_svc_ctx == APP_MAX_SVC_CTX)
+        return ERR_NOMEM;
+    app->svc_ctx[app->n_svc_ctx].name = service;
+    app->svc_ctx[app->n_svc_ctx++].ctx = ctx;
+    return 0;
+}
+
+void *app_service_ctx(struct app *app, const char *service)
+{
+    for (int i = 0; i < app->n_svc_ctx; i++)
+        if (!strcmp(app->svc_ctx[i].name, service))
+            return app->svc_ctx[i].ctx;
+    return NULL;
+}
 
 bool app_has_service(const struct app *app, const char *name)
 {

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* product.c — the catalog service: products, categories, the in-process client interface
- * (product_get_info, product_stock_changed) and the service definition.
+ * (product_get_info) and the service definition.
  *
  * Storage: the `products` database. products.stock_available is a denormalised copy of the
- * inventory service's available stock, kept fresh by product_stock_changed(), so showing
+ * inventory service's available stock, kept fresh by its stock.changed events, so showing
  * stock and filtering in_stock never crosses a service boundary on the read path. Search
  * uses an FTS5 table kept in step by triggers (SQLite) or a generated tsvector column with a
  * GIN index (PostgreSQL). */
@@ -12,14 +12,14 @@
 #include <string.h>
 
 #include "emporium/app.h"
+#include "emporium/bus.h"
 #include "emporium/cache.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/service.h"
+#include "emporium/svc/inventory.h"
 #include "product_internal.h"
-
-_Thread_local bool product__seeding;
 
 struct db *product__db(struct app *app) { return app_db(app, "products"); }
 
@@ -159,10 +159,9 @@ int product_get_info(struct app *app, int64_t id, struct product_info *out)
     return rc;
 }
 
-void product_stock_changed(struct app *app, int64_t product_id, int64_t available)
+/* The inventory's stock.changed event: refresh the denormalised figure. */
+static void stock_changed(struct app *app, int64_t product_id, int64_t available)
 {
-    if (product__seeding)
-        return; /* the seed wrote stock_available itself, in the same pass */
     struct db_conn *c;
     if (db_conn_take(product__db(app), &c) < 0) {
         log_warn("product: stock of %lld not refreshed: products database unavailable",
@@ -197,9 +196,39 @@ void product_stock_changed(struct app *app, int64_t product_id, int64_t availabl
         product__invalidate(product_id, crossed);
 }
 
+static void on_inventory_event(void *ctx, const char *topic, const char *key,
+                               const char *payload, size_t len)
+{
+    json_t *ev = json_loadb(payload, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *avail = json_object_get(ev, "available");
+    int64_t id;
+    if (type && !strcmp(type, "stock.changed") &&
+        id_parse(json_string_value(json_object_get(ev, "product_id")), &id) == 0 &&
+        json_is_integer(avail))
+        stock_changed(ctx, id, json_integer_value(avail));
+    json_decref(ev);
+}
+
+/* For the inventory's admin routes: whether the catalog knows a product. */
+static int product_known(struct app *app, int64_t id)
+{
+    struct product_info info;
+    int rc = product_get_info(app, id, &info);
+    return rc == ERR_NOTFOUND ? 0 : rc < 0 ? rc : 1;
+}
+
 static int product_init(struct app *app)
 {
-    return product__cache_init();
+    int rc = product__cache_init();
+    if (rc < 0)
+        return rc;
+    if ((rc = bus_subscribe(INVENTORY_TOPIC, on_inventory_event, app)) < 0)
+        return rc;
+    /* the inventory's init ran first (the registry is in name order); without the inventory
+     * in this process there is nothing to register */
+    rc = inventory_set_product_check(app, product_known);
+    return rc == ERR_UNAVAILABLE ? 0 : rc;
 }
 
 static void product_deinit(struct app *app)

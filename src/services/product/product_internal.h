@@ -86,10 +86,6 @@ int product__on_serve(struct app *app);
 /* Generates and inserts n products over m categories; progress on a TTY when show. */
 int product__seed(struct app *app, int n, int m, bool show_progress, uint32_t seed);
 
-/* Set while the seed/demo writes stock through the inventory service on this thread: the
- * seed already wrote products.stock_available in its own pass. */
-extern _Thread_local bool product__seeding;
-
 /* Validation helpers shared by HTTP and the seed. */
 bool product__slug_ok(const char *s);
 bool product__sku_ok(const char *s);

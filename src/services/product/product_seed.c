@@ -13,8 +13,8 @@
  * statement on SQLite (the cached prepared statement is reused 100,000 times), 200 rows per
  * statement on PostgreSQL (few round trips). The
  * denormalised products.stock_available is written in the same pass; stock itself is then
- * handed to the inventory service with inventory_set_many(), while product__seeding tells
- * product_stock_changed() that there is nothing left to do. */
+ * handed to the inventory service with inventory_set_many_quiet(), which records it without
+ * announcing stock.changed events back to the catalog (there is nothing left to do). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,11 +282,12 @@ int product__seed(struct app *app, int n, int m, bool show, uint32_t seed)
         db_conn_give(c);
     if (show)
         printf("\n");
+    /* stock_available is written above; the inventory gets the same figures without
+     * announcing them back (nothing left for the catalog to do) */
     if (rc >= 0 && n > 0 && app_has_service(app, "inventory")) {
-        product__seeding = true;
         for (int off = 0; rc >= 0 && off < n; off += 10000)
-            rc = inventory_set_many(app, ids + off, stock + off, n - off < 10000 ? n - off : 10000);
-        product__seeding = false;
+            rc = inventory_set_many_quiet(app, ids + off, stock + off,
+                                          n - off < 10000 ? n - off : 10000);
     }
     /* the products are in even when handing their stock over failed: drop what the
      * caches and the search copy hold either way */
