@@ -253,8 +253,9 @@ static void test_stock_and_hidden(void **state)
     get_ok("/api/v1/products?category=stock-test&in_stock=true", &r);
     assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
     th_resp_free(&r);
+    /* Every build has the inventory service: a 404 here is a failure, not a reason to stop. */
     assert_int_equal(th_call(&srv, "PUT", ipath, admin, &r, "{\"available\":7}"), 0);
-    assert_int_equal(r.status, 200); /* every service runs in this server: no way out */
+    assert_int_equal(r.status, 200);
     th_resp_free(&r);
     get_ok(path, &r);
     assert_int_equal(th_jint(r.json, "stock.available", -1), 7);
