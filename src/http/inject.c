@@ -4,8 +4,8 @@
  * An injected request is a struct http_req inside a struct inject_req, with conn == NULL.
  * request.c asks http__inject_value() for headers and query values of such a request, and
  * the chain itself is server.c's, reached through http__dispatch(). Cleanup mirrors the
- * server's completion callback: the request owns its response, its added headers, the
- * parsed body and the error extras. Query values are percent-decoded the way
+ * server's completion callback: the request owns its response, its arena (added headers,
+ * the parsed body, leases registered on it) and the error extras. Query values are percent-decoded the way
  * libmicrohttpd decodes them (%XX only; '+' stays '+'; a key without '=' has a NULL value),
  * and key lookups ignore case, as MHD_lookup_connection_value() does. */
 #include "inject.h"
@@ -146,11 +146,7 @@ static void inject_req_free(struct inject_req *ir)
     struct http_req *req = &ir->req;
     if (req->resp_owned)
         free(req->resp_data);
-    for (int i = 0; i < req->n_headers; i++) {
-        free(req->headers[i].name);
-        free(req->headers[i].value);
-    }
-    json_decref(req->json);
+    arena_free(req->arena); /* NULL when the request could not be built */
     json_decref(req->err_extra);
     buf_free(&req->body);
     kv_free(ir->headers, ir->n_headers);
@@ -200,6 +196,8 @@ int http_inject_req(struct app *app, const char *method, const char *url,
         rc = parse_query(ir, q + 1);
     if (rc == 0)
         rc = parse_headers(ir, headers);
+    if (rc == 0 && !(req->arena = arena_new()))
+        rc = ERR_NOMEM;
     if (rc < 0) {
         inject_req_free(ir);
         return rc;
