@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 BACKEND    ?= sqlite
 
-.PHONY: all build run test bench deps deps-test clean asan
+.PHONY: all build run test bench deps deps-test clean asan fuzz
 
 all: build
 
@@ -28,8 +28,12 @@ run: build
 test: deps-test
 	scripts/test.sh
 
+# libFuzzer targets (tests/fuzz), FUZZ_SECONDS each (default 60).
+fuzz: deps-test
+	scripts/fuzz.sh
+
 bench: deps-test build
 	BACKEND=$(BACKEND) bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) data
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz data

@@ -46,5 +46,9 @@ fi
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
 echo "== bench harness smoke run"
 BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1
+# Every libFuzzer target for a few seconds from its seed corpus (which holds the inputs of
+# past findings); `make fuzz` runs them longer.
+echo "== fuzz smoke run"
+FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-5} scripts/fuzz.sh || status=1
 echo "== make test finished in $(( $(date +%s) - start )) s, status $status"
 exit $status
