@@ -95,7 +95,14 @@ export async function withShots(name, pages, fn) {
     throw e;
   }
 }
-export const shot = (page, name) => page.screenshot({ path: join(shots, name + '.png'), fullPage: true });
+// Saves a screenshot of a page the journey passes through, after checking that no
+// "undefined", "null" or "NaN" leaked into the text a person reads.
+export async function shot(page, name) {
+  const text = await page.locator('body').innerText();
+  const leak = text.match(/\b(undefined|null|NaN)\b/);
+  if (leak) throw new Error(`page ${name} shows "${leak[0]}": …${text.slice(Math.max(0, leak.index - 60), leak.index + 60)}…`);
+  await page.screenshot({ path: join(shots, name + '.png'), fullPage: true });
+}
 
 // axe-core in the page (evaluated through the DevTools protocol, which the page's CSP does
 // not govern); returns the violations.

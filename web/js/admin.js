@@ -8,7 +8,7 @@ function nav() {
   const u = store.user;
   const links = [['/admin/', 'Sales'], ['/admin/products', 'Products'], ['/admin/orders', 'Orders']];
   const here = location.pathname.replace(/\/$/, '') || '/admin';
-  document.getElementById('admin-nav').replaceChildren(
+  setChildren(document.getElementById('admin-nav'),
     u && u.role === 'admin' ? h('span', { class: 'tabs' }, links.map(([href, t]) => {
       const base = href.replace(/\/$/, '');
       const cur = here === base || (base !== '/admin' && here.startsWith(base + '/'));

@@ -59,6 +59,11 @@ function h(tag, attrs, ...children) {
   appendAll(el, children);
   return el;
 }
+// Replaces el's children (null/false entries are skipped).
+function setChildren(el, ...children) {
+  el.replaceChildren();
+  return appendAll(el, children);
+}
 function appendAll(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;

@@ -18,13 +18,13 @@ function drawAccount() {
   const box = document.getElementById('account');
   const u = store.user;
   if (store.token && u) {
-    box.replaceChildren(
+    setChildren(box, 
       u.role === 'admin' ? h('a', { href: '/admin/' }, 'Back office') : null,
       h('a', { href: '/orders' }, 'Orders'),
       h('button', { type: 'button', class: 'linklike', onclick: signOut }, 'Sign out'),
     );
   } else {
-    box.replaceChildren(h('a', { href: '/signin' }, 'Sign in'), h('a', { href: '/signup' }, 'Create account'));
+    setChildren(box, h('a', { href: '/signin' }, 'Sign in'), h('a', { href: '/signup' }, 'Create account'));
   }
 }
 function setCartCount(cart) {
