@@ -203,7 +203,7 @@ test('an admin changes a price in the back office and the storefront shows it', 
     await admin.getByRole('link', { name: 'Products' }).click();
     await admin.getByLabel('Find products').fill('kettle');
     await admin.getByRole('button', { name: 'Find' }).click();
-    const link = admin.getByRole('table').getByRole('link').first();
+    const link = admin.getByRole('table').getByRole('link', { name: /kettle/i }).first();
     const name = (await link.textContent()).trim();
     await link.click();
     await admin.getByRole('heading', { level: 1, name: 'Edit ' + name }).waitFor();
@@ -227,7 +227,71 @@ test('an admin changes a price in the back office and the storefront shows it', 
     await admin.getByRole('checkbox', { name: 'Visible in the shop' }).check();
     await admin.getByRole('button', { name: 'Save changes' }).click();
     await admin.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+    // stock
+    await admin.getByLabel('Available stock').fill('7');
+    await admin.getByRole('button', { name: 'Update stock' }).click();
+    await admin.getByText('Available 7, reserved 0.').waitFor();
+    await shopper.reload();
+    await shopper.getByText('Only 7 left').waitFor();
     assert.deepEqual(admin.problems, []);
+  });
+});
+
+test('an admin creates a product, follows an order and records its shipment', async () => {
+  const admin = await open();
+  const shopper = await open();
+  await withShots('admin-orders', live, async () => {
+    await admin.goto('/admin/products/new');
+    await admin.getByLabel('Email').fill(ADMIN.email);
+    await admin.getByLabel('Password').fill(ADMIN.password);
+    await admin.getByRole('button', { name: 'Sign in' }).click();
+    await admin.getByRole('heading', { level: 1, name: 'New product' }).waitFor();
+    await admin.getByLabel('Name').fill('Test Pilot Teapot');
+    await admin.getByLabel('SKU').fill('E2E-TEAPOT-' + process.pid);
+    await admin.getByLabel('Category').fill('kitchen');
+    await admin.getByLabel('Price (USD)').fill('42.50');
+    await admin.getByLabel('Description').fill('A teapot made by the browser tests.');
+    await admin.getByRole('button', { name: 'Create product' }).click();
+    await admin.getByRole('heading', { level: 1, name: 'Edit Test Pilot Teapot' }).waitFor();
+    await admin.getByLabel('Available stock').fill('3');
+    await admin.getByRole('button', { name: 'Update stock' }).click();
+    await admin.getByText('Available 3, reserved 0.').waitFor();
+    // a shopper finds it and buys it
+    await shopper.goto('/');
+    await shopper.getByRole('searchbox', { name: 'Search products' }).fill('pilot teapot');
+    await shopper.getByRole('searchbox', { name: 'Search products' }).press('Enter');
+    await shopper.getByRole('link', { name: 'Test Pilot Teapot' }).click();
+    await shopper.getByRole('heading', { level: 1, name: 'Test Pilot Teapot' }).waitFor();
+    assert.equal((await shopper.locator('.price.big').textContent()).trim(), '$42.50');
+    await until(() => shopper.getByRole('img', { name: 'Test Pilot Teapot' }).evaluate((img) => img.complete && img.naturalWidth > 0), 'the new product\'s picture');
+    await shopper.getByRole('button', { name: 'Add to cart', exact: true }).click();
+    await shopper.getByRole('link', { name: 'Cart, 1 item' }).waitFor();
+    await signUp(shopper, 'Buyer');
+    await shopper.goto('/checkout');
+    await fillAddress(shopper);
+    await shopper.getByLabel('Card number').fill('4242424242424242');
+    await shopper.getByLabel('Security code (CVC)').fill('123');
+    await shopper.getByRole('button', { name: 'Place order' }).click();
+    await shopper.getByRole('heading', { level: 1, name: 'Thank you! Your order is confirmed' }).waitFor();
+    const orderId = shopper.url().match(/orders\/(\d+)/)[1];
+    // the admin sees it, with its history and events, and ships it
+    await admin.getByRole('link', { name: 'Orders' }).click();
+    await admin.getByRole('heading', { level: 1, name: 'Orders' }).waitFor();
+    await admin.getByRole('link', { name: orderId }).click();
+    await admin.getByRole('heading', { level: 1, name: 'Order ' + orderId }).waitFor();
+    await admin.getByRole('cell', { name: 'order.paid' }).or(admin.getByRole('rowheader', { name: 'order.paid' })).waitFor();
+    await admin.getByRole('button', { name: 'Mark in transit' }).click();
+    await admin.getByRole('button', { name: 'Mark in transit' }).and(admin.locator('[disabled]')).waitFor();
+    await admin.getByRole('button', { name: 'Mark delivered' }).click();
+    await admin.getByRole('listitem').filter({ hasText: 'Delivered' }).first().waitFor();
+    await shot(admin, 'admin-order');
+    // the shopper's order page shows the shipment's progress
+    await shopper.goto('/orders/' + orderId);
+    await shopper.getByRole('heading', { level: 1, name: 'Order ' + orderId }).waitFor();
+    await shopper.getByRole('listitem').filter({ hasText: 'Delivered' }).first().waitFor();
+    await shot(shopper, 'order-delivered');
+    assert.deepEqual(admin.problems, []);
+    assert.deepEqual(shopper.problems, []);
   });
 });
 
@@ -350,7 +414,12 @@ test('the first page weighs at most 100 KB transferred', async () => {
       let bytes = 0, requests = 0;
       const byType = {};
       const types = new Map();
-      cdp.on('Network.responseReceived', (e) => types.set(e.requestId, e.type));
+      const encodings = {};
+      cdp.on('Network.responseReceived', (e) => {
+        types.set(e.requestId, e.type);
+        const h = Object.fromEntries(Object.entries(e.response.headers).map(([k, v]) => [k.toLowerCase(), v]));
+        if (e.type === 'Script' || e.type === 'Stylesheet' || e.type === 'Document') encodings[e.type] = h['content-encoding'] || 'identity';
+      });
       cdp.on('Network.loadingFinished', (e) => {
         bytes += e.encodedDataLength; // headers + body as sent on the wire
         requests++;
@@ -363,7 +432,8 @@ test('the first page weighs at most 100 KB transferred', async () => {
       // lazy images in view have loaded too
       await until(() => page.evaluate(() => [...document.images].filter((i) => i.getBoundingClientRect().top < innerHeight).every((i) => i.complete)), 'images in view');
       await page.waitForLoadState('networkidle');
-      results.push(`${label}: ${(bytes / 1024).toFixed(1)} KB in ${requests} requests (${Object.entries(byType).map(([t, b]) => t + ' ' + (b / 1024).toFixed(1)).join(', ')})`);
+      results.push(`${label}: ${(bytes / 1024).toFixed(1)} KB in ${requests} requests (${Object.entries(byType).map(([t, b]) => t + ' ' + (b / 1024).toFixed(1)).join(', ')}; encodings ${JSON.stringify(encodings)})`);
+      for (const t of ['Document', 'Script', 'Stylesheet']) assert.match(encodings[t] || '', /^(br|gzip)$/, t + ' sent compressed');
       assert.ok(bytes <= 100 * 1024, `${label}: ${bytes} bytes transferred`);
       assert.ok(bytes > 10 * 1024, 'the measurement saw the page');
     });

@@ -17,7 +17,7 @@ mkdirSync(shots, { recursive: true });
 const bin = resolve(process.env.EMPORIUM_BIN || 'build/emporium');
 
 export const ADMIN = { email: 'ops@example.com', password: 'an admin password' };
-export const TIMEOUT = 30000; // generous: a slow, shared machine
+export const TIMEOUT = 60000; // generous: a slow, shared machine (load 30+ on 2 cores seen)
 
 // Starts the server: `--listen 127.0.0.1:0`, the port read from its log line.
 export async function startServer() {

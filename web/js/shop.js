@@ -362,13 +362,20 @@ async function viewCheckout() {
         .append(' ', h('a', { href: '/cart' }, 'Review your cart'));
       return;
     }
+    if (err.code === 'product_unavailable') {
+      const line = cart.items.find((l) => l.product_id === err.product_id);
+      formError(form, (line ? line.name : 'An item') + ' is no longer sold. Please remove it from your cart.')
+        .append(' ', h('a', { href: '/cart' }, 'Review your cart'));
+      return;
+    }
     if (err.code === 'price_changed') {
-      const box = formError(form, err.message || 'Some prices changed since you added the items. Your cart has the new prices; please review and place the order again.');
+      const said = err.message ? err.message[0].toUpperCase() + err.message.slice(1).replace(/\.?$/, '.') : 'Prices changed since you filled your cart.';
+      const box = formError(form, said + ' Please check the new total and place the order again.');
       const changes = priceChanges(err);
       if (changes.length) {
         box.append(h('ul', {}, changes.map((c) => {
           const line = cart.items.find((l) => l.product_id === c.product_id);
-          const now = c.new_price || c.unit_price || c.price;
+          const now = c.unit_price || c.new_price || c.price;
           const was = c.old_price || c.previous_price || c.was;
           return h('li', {}, (c.name || (line && line.name) || 'Item') + ': now ' + money(now) + (was ? ' (was ' + money(was) + ')' : ''));
         })));
