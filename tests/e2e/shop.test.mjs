@@ -188,6 +188,38 @@ test('an item that sells out before checkout is named, and the cart can be fixed
   });
 });
 
+test('a price that changes before checkout is shown with its new value, and the next attempt pays it', async () => {
+  const page = await open();
+  await withShots('price-changed', live, async () => {
+    const pick = await (await fetch(server.base + '/api/v1/products?q=backpack&in_stock=true&limit=1')).json();
+    const p = pick.items[0];
+    await page.goto('/products/' + p.id);
+    await page.getByRole('button', { name: 'Add to cart', exact: true }).click();
+    await page.getByRole('link', { name: 'Cart, 1 item' }).waitFor();
+    await signUp(page, 'Pricey');
+    await page.goto('/checkout');
+    await fillAddress(page);
+    // the operator raises the price while the shopper is on the checkout page
+    const login = await (await fetch(server.base + '/api/v1/auth/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(ADMIN) })).json();
+    const newAmount = p.price.amount + 500;
+    const patch = await fetch(server.base + '/api/v1/products/' + p.id, { method: 'PATCH', headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + login.token }, body: JSON.stringify({ price: { amount: newAmount, currency: p.price.currency } }) });
+    assert.equal(patch.status, 200);
+    const fmt = (a) => '$' + (a / 100).toLocaleString('en-US', { minimumFractionDigits: 2 });
+    await page.getByLabel('Card number').fill('4242424242424242');
+    await page.getByLabel('Security code (CVC)').fill('123');
+    await page.getByRole('button', { name: 'Place order' }).click();
+    const alert = page.getByRole('alert').filter({ hasText: /[Pp]rices changed/ });
+    await alert.waitFor();
+    assert.match(await alert.textContent(), new RegExp(p.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + ': now \\' + fmt(newAmount) + ' \\(was \\' + fmt(p.price.amount) + '\\)'));
+    // the summary shows the new price; placing the order again pays it
+    await page.locator('table.lines').getByText(fmt(newAmount)).first().waitFor();
+    await shot(page, 'price-changed');
+    await page.getByRole('button', { name: 'Place order' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Thank you! Your order is confirmed' }).waitFor();
+    assert.ok((await page.locator('main').textContent()).includes(fmt(newAmount)));
+  });
+});
+
 test('an admin changes a price in the back office and the storefront shows it', async () => {
   const admin = await open();
   const shopper = await open();
