@@ -51,6 +51,16 @@ else
   status=1
 fi
 
+# The storefront and back office in Debian's Chromium (playwright-core + axe-core, pinned).
+echo "== browser tests (Chromium)"
+rc=0
+scripts/web-e2e.sh build/emporium || rc=$?
+if [ $rc -eq 3 ]; then
+  echo "browser tests skipped: npm or Chromium is not installed" >&2
+elif [ $rc -ne 0 ]; then
+  status=1
+fi
+
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
 echo "== bench harness smoke run"
 BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1
