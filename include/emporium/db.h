@@ -13,7 +13,11 @@
  * Where the dialects really differ (full-text search), a service asks db_dialect().
  *
  * Lifetimes: a connection is leased with db_conn_take() and must be given back with
- * db_conn_give() on the same thread before the request ends. Rows returned by db_query() are
+ * db_conn_give() before the request ends; db_conn_take_in() ties the lease to an arena
+ * instead (the request's: http_arena()), so no error path can forget it, and
+ * db_query_once() is the take / one statement / give sequence in one call. Connections are
+ * not thread-bound: a lease may be given back by another thread than the one that took it
+ * (the arena of an offloaded request is freed on the server's thread). Rows returned by db_query() are
  * owned by the caller and freed with db_rows_free(); the strings they hold live as long as
  * the rows. */
 #ifndef EMPORIUM_DB_H
@@ -58,6 +62,18 @@ int db_ping(struct db *db);
 
 int db_conn_take(struct db *db, struct db_conn **out); /* ERR_UNAVAILABLE on timeout/down */
 void db_conn_give(struct db_conn *c);                   /* NULL is a no-op; rolls back an open tx */
+
+struct arena;
+/* Like db_conn_take(), but the connection is given back (an open transaction rolled back)
+ * when arena `a` is freed; never db_conn_give() it yourself. On failure *out is NULL and
+ * nothing is registered (ERR_UNAVAILABLE, or ERR_NOMEM when the cleanup could not be
+ * registered — the connection was then given back at once). Take a connection once per
+ * request and pass it down, rather than once per query: each take holds one lease. */
+int db_conn_take_in(struct arena *a, struct db *db, struct db_conn **out);
+/* Takes a connection, runs one statement as db_query() does, gives the connection back.
+ * Returns what db_query() returns (or the take's error); *out as with db_query(). */
+int db_query_once(struct db *db, const char *sql, int n, const struct db_val *args,
+                  struct db_rows **out);
 
 /* Runs one statement with parameters $1..$n. *out (may be NULL when no rows are wanted)
  * receives the result rows. Returns the number of affected rows (>= 0) for INSERT/UPDATE/

@@ -6,7 +6,12 @@
  * (at most 1 MiB) and the middleware already applied (request id, auth, rate limit). It
  * either sets a response with http_reply_*() and returns 0, or returns a negative ERR_* code
  * (after optionally naming the field with http_fail()); the core then writes the one JSON
- * error body. Everything a handler gets from the request is borrowed until it returns. */
+ * error body. Everything a handler gets from the request is borrowed until it returns.
+ *
+ * Each request has an arena (emporium/arena.h), http_arena(): memory allocated from it and
+ * cleanups registered on it live until the response has been sent (or the client went
+ * away), on every path, errors included. Use it for whatever lives as long as the request:
+ * strings, scratch structs, a database lease (db_conn_take_in()). */
 #ifndef EMPORIUM_HTTP_H
 #define EMPORIUM_HTTP_H
 #include <jansson.h>
@@ -16,6 +21,7 @@
 
 struct http_req;
 struct app;
+struct arena;
 
 enum http_role { ROLE_NONE = 0, ROLE_CUSTOMER = 1, ROLE_ADMIN = 2 };
 enum http_tier { TIER_STANDARD = 0, TIER_PREMIUM = 1 };
@@ -56,14 +62,16 @@ const char *http_query(const struct http_req *req, const char *name);
 const char *http_header(const struct http_req *req, const char *name);
 const char *http_body(const struct http_req *req, size_t *len);
 /* Parses the body as a JSON object. On failure returns NULL and sets the error on req (so
- * the handler just returns the code in *err). The object is borrowed until the handler
- * returns. */
+ * the handler just returns the code in *err). The object is owned by the request's arena:
+ * borrowed until the response completes (json_incref it to keep it longer). */
 json_t *http_json_body(struct http_req *req, int *err);
 const struct http_auth *http_auth(const struct http_req *req);
 const char *http_client_ip(const struct http_req *req);
 const char *http_request_id(const struct http_req *req);
 /* The application context (databases, config, other services' clients). */
 struct app *http_app(const struct http_req *req);
+/* The request's arena: freed (its cleanups run, last first) when the response completes. */
+struct arena *http_arena(struct http_req *req);
 
 /* --- answering --- */
 /* Sends `body` as JSON with `status`; steals the reference. Returns 0 (or ERR_NOMEM). */

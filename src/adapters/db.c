@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "adapters/db_internal.h"
+#include "emporium/arena.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
@@ -166,12 +167,7 @@ void db_pool_stats(const struct db *db, int *in_use, int *idle)
 
 int db_ping(struct db *db)
 {
-    struct db_conn *c;
-    int rc = db_conn_take(db, &c);
-    if (rc < 0)
-        return rc;
-    rc = db_query(c, "SELECT 1", 0, NULL, NULL);
-    db_conn_give(c);
+    int rc = db_query_once(db, "SELECT 1", 0, NULL, NULL);
     return rc < 0 ? rc : 0;
 }
 
@@ -188,6 +184,35 @@ void db_conn_give(struct db_conn *c)
 {
     if (c)
         c->db->ops->give(c);
+}
+
+static void conn_give_cb(void *c) { db_conn_give(c); }
+
+int db_conn_take_in(struct arena *a, struct db *db, struct db_conn **out)
+{
+    int rc = db_conn_take(db, out);
+    if (rc < 0)
+        return rc;
+    if (arena_defer(a, conn_give_cb, *out) < 0) {
+        db_conn_give(*out);
+        *out = NULL;
+        return ERR_NOMEM;
+    }
+    return 0;
+}
+
+int db_query_once(struct db *db, const char *sql, int n, const struct db_val *args,
+                  struct db_rows **out)
+{
+    if (out)
+        *out = NULL;
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = db_query(c, sql, n, args, out);
+    db_conn_give(c);
+    return rc;
 }
 
 int db_query(struct db_conn *c, const char *sql, int n, const struct db_val *args,

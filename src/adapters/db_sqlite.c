@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -74,8 +75,10 @@ struct sq_db {
     pthread_mutex_t mu;
     /* Writers of one process queue here instead of in SQLite's busy handler, which sleeps
      * 1, 2, 5, 10 … ms between tries and so turns a 20 µs wait into milliseconds. SQLite's
-     * own lock (and busy_timeout) still guards against other processes (a CLI seed). */
-    pthread_mutex_t wmu;
+     * own lock (and busy_timeout) still guards against other processes (a CLI seed).
+     * A binary semaphore, not a mutex: a lease may be given back (and an abandoned
+     * transaction's lock released) by another thread than the one that took it. */
+    sem_t wmu;
     struct sq_conn *conns;
     int nconns;
     atomic_int leased;
@@ -97,6 +100,15 @@ static _Thread_local struct {
     struct sq_conn *c;
 } sq_tls[SQ_TLS_SLOTS];
 static _Thread_local unsigned sq_tls_victim;
+
+/* sem_timedwait() that is not cut short by a signal; 0 when the semaphore was taken. */
+static int sq_sem_timedwait(sem_t *s, const struct timespec *until)
+{
+    int rc;
+    while ((rc = sem_timedwait(s, until)) != 0 && errno == EINTR)
+        ;
+    return rc;
+}
 
 static struct sq_db *sq_db_of(const struct db *db) { return (struct sq_db *)db; }
 static struct sq_conn *sq_conn_of(struct db_conn *c) { return (struct sq_conn *)c; }
@@ -367,10 +379,10 @@ static void *sq_ckpt_main(void *arg)
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += 1;
-            if (pthread_mutex_timedlock(&db->wmu, &until) == 0) {
+            if (sq_sem_timedwait(&db->wmu, &until) == 0) {
                 rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
                                                &done);
-                pthread_mutex_unlock(&db->wmu);
+                sem_post(&db->wmu);
             }
         }
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
@@ -559,7 +571,7 @@ static int sq_wlock(struct sq_conn *c)
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 5;
-    if (pthread_mutex_timedlock(&sq_db_of(c->base.db)->wmu, &until) != 0)
+    if (sq_sem_timedwait(&sq_db_of(c->base.db)->wmu, &until) != 0)
         return ERR_BUSY;
     c->holds_wlock = true;
     return 0;
@@ -570,7 +582,7 @@ static void sq_wunlock(struct sq_conn *c)
     if (!c->holds_wlock)
         return;
     c->holds_wlock = false;
-    pthread_mutex_unlock(&sq_db_of(c->base.db)->wmu);
+    sem_post(&sq_db_of(c->base.db)->wmu);
 }
 
 static int sq_query(struct db_conn *base, const char *sql, int n, const struct db_val *args,
@@ -702,7 +714,7 @@ static void sq_close(struct db *base)
         c = next;
     }
     pthread_mutex_destroy(&db->mu);
-    pthread_mutex_destroy(&db->wmu);
+    sem_destroy(&db->wmu);
     pthread_mutex_destroy(&db->ckpt_mu);
     pthread_cond_destroy(&db->ckpt_cv);
     free(db->path);
@@ -767,7 +779,7 @@ int db__sqlite_open(struct db **out, const char *name, const struct db_options *
     snprintf(db->base.name, sizeof db->base.name, "%s", name);
     db->uid = atomic_fetch_add(&sq_next_uid, 1);
     pthread_mutex_init(&db->mu, NULL);
-    pthread_mutex_init(&db->wmu, NULL);
+    sem_init(&db->wmu, 0, 1);
     pthread_mutex_init(&db->ckpt_mu, NULL);
     pthread_cond_init(&db->ckpt_cv, NULL);
     atomic_init(&db->leased, 0);

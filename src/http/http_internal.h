@@ -2,25 +2,29 @@
 /* http_internal.h — the request object and what the HTTP core's files share.
  *
  * One struct http_req per request, allocated on libmicrohttpd's first callback and freed in
- * its completion callback. Strings in it are either owned by MHD for the connection's life
- * (url, method, header values) or copied into the request. */
+ * its completion callback, together with the request's arena (http_arena()). Strings in it
+ * are either owned by MHD for the connection's life (url, method, header values), copied
+ * into the request, or allocated from its arena (response headers). The parsed JSON body is
+ * released by an arena cleanup. */
 #ifndef EMPORIUM_HTTP_INTERNAL_H
 #define EMPORIUM_HTTP_INTERNAL_H
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "emporium/arena.h"
 #include "emporium/buf.h"
 #include "emporium/http.h"
 
 #define HTTP_MAX_PARAMS 4
-#define HTTP_MAX_RESP_HEADERS 12
+#define HTTP_MAX_RESP_HEADERS 24
 
 struct http_route_entry; /* router.c */
 
 struct http_req {
     struct MHD_Connection *conn;
     struct app *app;
+    struct arena *arena;
     const char *method;
     const char *url;
     const struct http_route_entry *route;
@@ -32,7 +36,7 @@ struct http_req {
     } params[HTTP_MAX_PARAMS];
 
     struct buf body;
-    json_t *json; /* parsed body, owned */
+    json_t *json; /* parsed body, released by an arena cleanup */
     bool body_too_big;
     bool headers_checked;
 
@@ -49,8 +53,8 @@ struct http_req {
     bool resp_owned;
     int n_headers;
     struct {
-        char *name;
-        char *value;
+        const char *name; /* arena */
+        const char *value; /* arena */
     } headers[HTTP_MAX_RESP_HEADERS];
 
     /* error details for errmap */

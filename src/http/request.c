@@ -16,6 +16,7 @@ const struct http_auth *http_auth(const struct http_req *req) { return &req->aut
 const char *http_client_ip(const struct http_req *req) { return req->client_ip; }
 const char *http_request_id(const struct http_req *req) { return req->request_id; }
 struct app *http_app(const struct http_req *req) { return req->app; }
+struct arena *http_arena(struct http_req *req) { return req->arena; }
 
 const char *http_param(const struct http_req *req, const char *name)
 {
@@ -43,6 +44,8 @@ const char *http_body(const struct http_req *req, size_t *len)
     return req->body.p ? req->body.p : "";
 }
 
+static void json_decref_cb(void *j) { json_decref(j); }
+
 json_t *http_json_body(struct http_req *req, int *err)
 {
     if (req->json)
@@ -66,8 +69,12 @@ json_t *http_json_body(struct http_req *req, int *err)
                               je.text);
         return NULL;
     }
-    if (!json_is_object(j)) {
+    if (arena_defer(req->arena, json_decref_cb, j) < 0) {
         json_decref(j);
+        *err = ERR_NOMEM;
+        return NULL;
+    }
+    if (!json_is_object(j)) {
         *err = http_fail(req, ERR_INVALID, "body", "must be a JSON object");
         return NULL;
     }
@@ -79,12 +86,9 @@ int http_add_header(struct http_req *req, const char *name, const char *value)
 {
     if (req->n_headers == HTTP_MAX_RESP_HEADERS)
         return ERR_TOOBIG;
-    char *n = strdup(name), *v = strdup(value);
-    if (!n || !v) {
-        free(n);
-        free(v);
+    char *n = arena_strdup(req->arena, name), *v = arena_strdup(req->arena, value);
+    if (!n || !v)
         return ERR_NOMEM;
-    }
     req->headers[req->n_headers].name = n;
     req->headers[req->n_headers].value = v;
     req->n_headers++;

@@ -260,6 +260,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req = calloc(1, sizeof *req);
         if (!req)
             return MHD_NO;
+        req->arena = arena_new();
+        if (!req->arena) {
+            free(req);
+            return MHD_NO;
+        }
         req->start_us = http__now_us();
         req->conn = conn;
         req->app = srv->app;
@@ -297,33 +302,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_response(req);
 }
 
-/* Appends s JSON-escaped, truncated to fit. */
-static size_t log_escape(char *out, size_t len, size_t cap, const char *s)
-{
-    for (; *s && len + 8 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            out[len++] = '\\', out[len++] = (char)c;
-        else if (c < 0x20 || c == 0x7f)
-            len += (size_t)snprintf(out + len, cap - len, "\\u%04x", c);
-        else
-            out[len++] = (char)c;
-    }
-    return len;
-}
-
 static void access_log(struct http_req *req, int status, int64_t dur_us)
 {
-    /* Each variable part is escaped within its own budget, so the fixed members after it
-     * always fit and the line stays valid JSON. */
-    char line[2048];
-    size_t len = 0;
-    char ts[32];
-    len += (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"access\",\"method\":\"",
-                            time_format(now_ms(), ts));
-    len = log_escape(line, len, len + 32, req->method);
-    memcpy(line + len, "\",\"path\":\"", 10);
-    len += 10;
+    /* Each variable part is escaped within its own budget (buf_json_escape_max), so the
+     * fixed members after it always fit and the line stays valid JSON. */
+    char line[2048], ts[32];
+    struct buf b = BUF_FIXED(line);
+    buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"access\",\"method\":\"",
+               time_format(now_ms(), ts));
+    buf_json_escape_max(&b, req->method, 32);
+    buf_puts(&b, "\",\"path\":\"");
     /* The path without the query string: queries may carry search terms or cursors. */
     const char *q = strchr(req->url, '?');
     char path[300];
@@ -332,19 +320,17 @@ static void access_log(struct http_req *req, int status, int64_t dur_us)
         plen = sizeof path - 1;
     memcpy(path, req->url, plen);
     path[plen] = 0;
-    len = log_escape(line, len, len + 900, path);
-    len += (size_t)snprintf(line + len, sizeof line - len,
-                            "\",\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,"
-                            "\"request_id\":\"",
-                            req->route ? req->route->route.pattern : "", status,
-                            (double)dur_us / 1000.0, req->resp_len);
-    len = log_escape(line, len, len + 400, req->request_id);
-    len += (size_t)snprintf(line + len, sizeof line - len,
-                            "\",\"trace_id\":\"%.32s\",\"user_id\":\"%lld\",\"ip\":\"%s\"}\n",
-                            req->traceparent + 3, (long long)req->auth.user_id, req->client_ip);
-    if (len >= sizeof line)
-        len = sizeof line - 1, line[len - 1] = '\n';
-    log_write_line(line, len);
+    buf_json_escape_max(&b, path, 900);
+    buf_printf(&b,
+               "\",\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,"
+               "\"request_id\":\"",
+               req->route ? req->route->route.pattern : "", status, (double)dur_us / 1000.0,
+               req->resp_len);
+    buf_json_escape_max(&b, req->request_id, 400);
+    buf_printf(&b, "\",\"trace_id\":\"%.32s\",\"user_id\":\"%lld\",\"ip\":\"%s\"}\n",
+               req->traceparent + 3, (long long)req->auth.user_id, req->client_ip);
+    if (!b.err)
+        log_write_line(b.p, b.len);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -362,11 +348,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         access_log(req, status, dur);
     if (req->resp_owned)
         free(req->resp_data);
-    for (int i = 0; i < req->n_headers; i++) {
-        free(req->headers[i].name);
-        free(req->headers[i].value);
-    }
-    json_decref(req->json);
+    arena_free(req->arena);
     json_decref(req->err_extra);
     buf_free(&req->body);
     free(req);

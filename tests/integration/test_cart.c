@@ -625,5 +625,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_adds),
         cmocka_unit_test(test_survives_restart),
     };
+    if (getenv("TH_TEST_FILTER")) /* run one test while iterating: TH_TEST_FILTER=name */
+        cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -764,6 +764,100 @@ static void test_currency_unsupported(void **state)
     free(tok);
 }
 
+/* The server dies while the provider captures (the payment is `capturing`: the provider may
+ * have taken the money, nothing recorded it). Recovery fails the order and compensates with
+ * a refund, never a void of an authorization that may be gone. */
+struct slow_place {
+    struct th_server *s;
+    char *token;
+};
+
+static void *slow_place_main(void *arg)
+{
+    struct slow_place *p = arg;
+    struct th_resp r;
+    if (place(p->s, p->token, "capturing-1", CARD_OK, &r) == 0)
+        th_resp_free(&r); /* normally the server is killed first */
+    return NULL;
+}
+
+static const char *payment_status(struct th_server *s, const char *adm, const char *order_id,
+                                  char *out, size_t cap)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/admin/payments?order_id=%s", order_id);
+    struct th_resp r;
+    out[0] = 0;
+    if (th_call(s, "GET", path, adm, &r, NULL) == 0) {
+        const char *st = th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "status");
+        snprintf(out, cap, "%s", st ? st : "");
+        th_resp_free(&r);
+    }
+    return out;
+}
+
+static void test_crash_while_capturing_refunds(void **state)
+{
+    struct th_server s2;
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_PAYMENT_LATENCY_MS=3000", NULL};
+    assert_int_equal(th_start(&s2, env, NULL), 0);
+    char *adm = th_admin_token(&s2);
+    assert_non_null(adm);
+    char pid[32];
+    make_product(&s2, adm, 1000, 100, pid);
+    set_stock(&s2, adm, pid, 10);
+    struct slow_place p = {.s = &s2, .token = user(&s2)};
+    add_cart(&s2, p.token, pid, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, slow_place_main, &p);
+    /* Find the pending order, then wait (at most 60 s) until its payment is capturing. */
+    char id[32] = "", st[32] = "";
+    for (int i = 0; i < 600 && strcmp(st, "capturing") != 0; i++) {
+        if (!id[0]) {
+            struct th_resp r;
+            assert_int_equal(th_call(&s2, "GET", "/api/v1/admin/orders?status=pending", adm, &r, NULL), 0);
+            const char *o = th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id");
+            snprintf(id, sizeof id, "%s", o ? o : "");
+            th_resp_free(&r);
+        }
+        if (id[0])
+            payment_status(&s2, adm, id, st, sizeof st);
+        if (strcmp(st, "capturing") != 0)
+            usleep(100 * 1000);
+    }
+    assert_string_equal(st, "capturing");
+    th_kill(&s2);
+    pthread_join(t, NULL);
+
+    const char *env2[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS=1",
+                          "EMPORIUM_ORDER_SWEEP_SECONDS=1", NULL};
+    assert_int_equal(th_restart(&s2, env2, NULL), 0);
+    for (int i = 0; i < 600 && strcmp(payment_status(&s2, adm, id, st, sizeof st), "refunded"); i++)
+        usleep(100 * 1000);
+    assert_string_equal(st, "refunded");
+    assert_int_equal(payment_ops(&s2, adm, id, "refund"), 1);
+    assert_int_equal(payment_ops(&s2, adm, id, "void"), 0);
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/orders/%s", id);
+    struct th_resp r;
+    assert_int_equal(th_call(&s2, "GET", path, p.token, &r, NULL), 0);
+    assert_string_equal(th_jstr(r.json, "status"), "failed");
+    th_resp_free(&r);
+    long a, res;
+    for (int i = 0; i < 600; i++) {
+        stock(&s2, adm, pid, &a, &res);
+        if (a == 10 && res == 0)
+            break;
+        usleep(100 * 1000);
+    }
+    assert_int_equal(a, 10);
+    assert_int_equal(res, 0);
+    free(p.token);
+    free(adm);
+    assert_int_equal(th_stop(&s2), 0);
+    th_cleanup(&s2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -774,6 +868,9 @@ int main(void)
         cmocka_unit_test(test_twenty_duplicates_one_order),
         cmocka_unit_test(test_hundred_buyers_five_units),
         cmocka_unit_test(test_sigkill_mid_load),
+        cmocka_unit_test(test_crash_while_capturing_refunds),
     };
+    if (getenv("TH_TEST_FILTER")) /* run one test while iterating: TH_TEST_FILTER=name */
+        cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }

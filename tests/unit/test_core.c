@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* test_core.c — unit tests of core pieces: buffers, ids, config parsing, error names, and
+/* test_core.c — unit tests of core pieces: arenas, buffers, ids, config parsing, error names, and
  * the OpenAPI document covering every route that exists. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "emporium/arena.h"
 #include "emporium/buf.h"
 #include "emporium/config.h"
 #include "emporium/err.h"
@@ -38,6 +39,145 @@ static void test_buf(void **state)
         buf_printf(&big, "%0300d", i);
     assert_int_equal(big.len, 300000);
     buf_free(&big);
+}
+
+static void test_buf_fixed_and_escape_max(void **state)
+{
+    char line[16];
+    struct buf f = BUF_FIXED(line);
+    buf_puts(&f, "0123456789");
+    assert_int_equal(f.err, 0);
+    assert_ptr_equal(f.p, line);
+    assert_string_equal(line, "0123456789");
+    buf_puts(&f, "abcde"); /* 15 bytes + NUL: exactly fits */
+    assert_int_equal(f.err, 0);
+    assert_string_equal(line, "0123456789abcde");
+    buf_puts(&f, "x"); /* never reallocates caller storage */
+    assert_int_equal(f.err, ERR_TOOBIG);
+    assert_ptr_equal(f.p, line);
+    buf_free(&f); /* resets, frees nothing */
+    assert_int_equal(f.len, 0);
+    assert_int_equal(f.err, 0);
+
+    /* DEL and every control character are escaped. */
+    struct buf e = BUF_INIT(0);
+    buf_json_escape(&e, "a\x7f\tb\r");
+    assert_string_equal(e.p, "a\\u007f\\tb\\r");
+    buf_free(&e);
+
+    /* The limit cuts before an escape sequence that would not fit, never inside it. */
+    struct buf b = BUF_INIT(0);
+    assert_int_equal(buf_json_escape_max(&b, "ab\"cd", 3), 2);
+    assert_string_equal(b.p, "ab");
+    assert_int_equal(b.err, 0);
+    buf_free(&b);
+    assert_int_equal(buf_json_escape_max(&b, "ab\"cd", 4), 3);
+    assert_string_equal(b.p, "ab\\\"");
+    buf_free(&b);
+    /* … nor inside a UTF-8 character: "é" is two bytes. */
+    assert_int_equal(buf_json_escape_max(&b, "a\xc3\xa9z", 2), 1);
+    assert_string_equal(b.p, "a");
+    buf_free(&b);
+    assert_int_equal(buf_json_escape_max(&b, "a\xc3\xa9z", 3), 3);
+    assert_string_equal(b.p, "a\xc3\xa9");
+    buf_free(&b);
+    /* A truncated sequence at the end of the input is copied as it is, not overrun. */
+    assert_int_equal(buf_json_escape_max(&b, "a\xe2\x82", 10), 3);
+    assert_int_equal(b.len, 3);
+    buf_free(&b);
+    /* Escaping into a fixed buffer with a budget leaves room for what follows. */
+    char small[12];
+    struct buf s = BUF_FIXED(small);
+    buf_puts(&s, "[");
+    buf_json_escape_max(&s, "\n\n\n\n\n\n", 8);
+    buf_puts(&s, "]");
+    assert_int_equal(s.err, 0);
+    assert_string_equal(small, "[\\n\\n\\n\\n]");
+}
+
+static int cleanup_log[8];
+static int n_cleanups;
+static struct arena *cleanup_arena;
+
+static void record_cleanup(void *arg) { cleanup_log[n_cleanups++] = (int)(intptr_t)arg; }
+
+/* A cleanup that registers another one while the arena is being freed: it runs too. */
+static void cleanup_that_defers(void *arg)
+{
+    record_cleanup(arg);
+    assert_int_equal(arena_defer(cleanup_arena, record_cleanup, (void *)(intptr_t)99), 0);
+}
+
+static void test_arena(void **state)
+{
+    arena_free(NULL); /* a no-op */
+    struct arena *a = arena_new();
+    assert_non_null(a);
+    size_t start = arena_bytes(a);
+    assert_true(start > 0);
+
+    /* Many small allocations: zeroed, aligned, distinct, all writable to the end. */
+    unsigned char *p[500];
+    for (int i = 0; i < 500; i++) {
+        size_t n = (size_t)(i % 37) + 1;
+        p[i] = arena_alloc(a, n);
+        assert_non_null(p[i]);
+        assert_int_equal((uintptr_t)p[i] % _Alignof(max_align_t), 0);
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(p[i][k], 0);
+        memset(p[i], i & 0xff, n);
+    }
+    for (int i = 0; i < 500; i++)
+        for (size_t k = 0; k < (size_t)(i % 37) + 1; k++)
+            assert_int_equal(p[i][k], i & 0xff); /* nothing overlapped */
+    assert_true(arena_bytes(a) > start); /* it grew past the first region */
+
+    /* A large block gets its own chunk, zeroed. */
+    size_t before = arena_bytes(a);
+    unsigned char *big = arena_alloc(a, 1 << 20);
+    assert_non_null(big);
+    assert_int_equal(big[0], 0);
+    assert_int_equal(big[(1 << 20) - 1], 0);
+    memset(big, 0xab, 1 << 20);
+    assert_true(arena_bytes(a) >= before + (1 << 20));
+    /* … and small allocations keep working after it. */
+    assert_non_null(arena_alloc(a, 8));
+
+    /* Zero bytes: a valid, distinct pointer. Impossible sizes: NULL, arena still usable. */
+    void *z1 = arena_alloc(a, 0), *z2 = arena_alloc(a, 0);
+    assert_non_null(z1);
+    assert_ptr_not_equal(z1, z2);
+    assert_null(arena_alloc(a, SIZE_MAX));
+    assert_null(arena_alloc(a, SIZE_MAX - 8));
+    assert_non_null(arena_alloc(a, 16));
+
+    /* Strings. */
+    assert_null(arena_strdup(a, NULL));
+    char *s = arena_strdup(a, "hello");
+    assert_string_equal(s, "hello");
+    assert_string_equal(arena_strndup(a, "hello world", 5), "hello");
+    assert_string_equal(arena_printf(a, "%s-%d", "order", 42), "order-42");
+    char longer[1000];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = 0;
+    char *lp = arena_printf(a, "<%s>", longer); /* beyond the small stack buffer */
+    assert_int_equal(strlen(lp), 1001);
+    assert_int_equal(lp[0], '<');
+    assert_int_equal(lp[1000], '>');
+
+    /* Cleanups run when the arena is freed, last registered first. */
+    n_cleanups = 0;
+    cleanup_arena = a;
+    assert_int_equal(arena_defer(a, record_cleanup, (void *)(intptr_t)1), 0);
+    assert_int_equal(arena_defer(a, cleanup_that_defers, (void *)(intptr_t)2), 0);
+    assert_int_equal(arena_defer(a, record_cleanup, (void *)(intptr_t)3), 0);
+    assert_int_equal(n_cleanups, 0); /* nothing runs before the free */
+    arena_free(a);
+    assert_int_equal(n_cleanups, 4);
+    assert_int_equal(cleanup_log[0], 3);
+    assert_int_equal(cleanup_log[1], 2);
+    assert_int_equal(cleanup_log[2], 99); /* registered during the free: runs next */
+    assert_int_equal(cleanup_log[3], 1);
 }
 
 static void test_ids(void **state)
@@ -125,6 +265,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_buf_fixed_and_escape_max),
+        cmocka_unit_test(test_arena),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_err_names),

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "emporium/arena.h"
 #include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
@@ -815,6 +816,126 @@ static void test_pool_limits(void **state)
     db_close(db);
 }
 
+static void test_query_once(void **state)
+{
+    struct db *db = open_fresh("once");
+    assert_int_equal(db_query_once(db, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)", 0,
+                                   NULL, NULL),
+                     0);
+    struct db_val args[2] = {DB_INT(7), DB_TEXT("seven")};
+    assert_int_equal(db_query_once(db, "INSERT INTO t (id, name) VALUES ($1, $2)", 2, args, NULL),
+                     1);
+    struct db_rows *r = (struct db_rows *)&r; /* must be reset to NULL on failure */
+    assert_int_equal(db_query_once(db, "SELECT name FROM t WHERE id = $1", 1, args, &r), 0);
+    assert_int_equal(db_rows_count(r), 1);
+    assert_string_equal(db_get(r, 0, 0), "seven");
+    db_rows_free(r);
+    /* A unique violation and a bad statement come back as db_query() reports them, with
+     * *out NULL, and the connection is given back either way. */
+    assert_int_equal(db_query_once(db, "INSERT INTO t (id, name) VALUES ($1, $2)", 2, args, NULL),
+                     ERR_CONFLICT);
+    r = (struct db_rows *)&r;
+    assert_int_equal(db_query_once(db, "SELECT nope FROM t", 0, NULL, &r), ERR_INTERNAL);
+    assert_null(r);
+    int used, idle;
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 0);
+    db_close(db);
+    /* The database of a service this process does not run. */
+    r = (struct db_rows *)&r;
+    assert_int_equal(db_query_once(NULL, "SELECT 1", 0, NULL, &r), ERR_UNAVAILABLE);
+    assert_null(r);
+}
+
+struct held {
+    struct db *db;
+    struct arena *arena;
+    int rc;
+};
+
+/* Leases a connection into the arena and leaves a write transaction open on it. */
+static void *hold_in_arena(void *arg)
+{
+    struct held *h = arg;
+    struct db_conn *c;
+    h->rc = db_conn_take_in(h->arena, h->db, &c);
+    if (h->rc == 0)
+        h->rc = db_begin(c);
+    if (h->rc == 0)
+        h->rc = db_query(c, "INSERT INTO t (id) VALUES (2)", 0, NULL, NULL) == 1 ? 0 : -1;
+    return NULL;
+}
+
+static void test_conn_take_in(void **state)
+{
+    struct db *db = open_fresh("takein");
+    assert_int_equal(db_query_once(db, "CREATE TABLE t (id BIGINT PRIMARY KEY)", 0, NULL, NULL), 0);
+
+    /* The lease lasts until the arena is freed, which gives it back and rolls back the
+     * transaction left open on it. */
+    struct arena *a = arena_new();
+    assert_non_null(a);
+    struct db_conn *c;
+    assert_int_equal(db_conn_take_in(a, db, &c), 0);
+    assert_non_null(c);
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_query(c, "INSERT INTO t (id) VALUES (1)", 0, NULL, NULL), 1);
+    int used, idle;
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 1);
+    arena_free(a);
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 0);
+    struct db_rows *r;
+    assert_int_equal(db_query_once(db, "SELECT COUNT(*) FROM t", 0, NULL, &r), 0);
+    assert_int_equal(db_get_i64(r, 0, 0), 0);
+    db_rows_free(r);
+
+    /* Taken on one thread, given back on another (an offloaded request's arena is freed by
+     * the server thread): the writer lock of the abandoned transaction is released, so a
+     * new write transaction here does not wait for it. */
+    struct held h = {.db = db, .arena = arena_new()};
+    assert_non_null(h.arena);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, hold_in_arena, &h), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(h.rc, 0);
+    arena_free(h.arena);
+    db_pool_stats(db, &used, &idle);
+    assert_int_equal(used, 0);
+    int64_t t0 = mono_ms();
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(db_begin(c), 0);
+    assert_true(mono_ms() - t0 < 4000); /* the lock wait gives up after 5 s */
+    assert_int_equal(db_query(c, "INSERT INTO t (id) VALUES (2)", 0, NULL, NULL), 1);
+    assert_int_equal(db_commit(c), 0);
+    db_conn_give(c);
+
+    /* An unavailable database: nothing registered, *out NULL. */
+    a = arena_new();
+    c = (struct db_conn *)&c;
+    assert_int_equal(db_conn_take_in(a, NULL, &c), ERR_UNAVAILABLE);
+    assert_null(c);
+    arena_free(a);
+
+    if (t_pg) {
+        /* On a bounded pool the arena holds its lease: a second taker waits and times out
+         * until the arena is freed. */
+        struct db_options o = t_opts();
+        o.pool_size = 1;
+        o.acquire_timeout_ms = 200;
+        struct db *small = NULL;
+        assert_int_equal(db_open(&small, "takein_small", &o), 0);
+        a = arena_new();
+        assert_int_equal(db_conn_take_in(a, small, &c), 0);
+        assert_int_equal(db_query_once(small, "SELECT 1", 0, NULL, NULL), ERR_UNAVAILABLE);
+        arena_free(a);
+        assert_int_equal(db_query_once(small, "SELECT 1", 0, NULL, NULL), 0);
+        db_close(small);
+    }
+    db_close(db);
+}
+
 static void test_pg_unreachable(void **state)
 {
     if (!t_pg) {
@@ -886,6 +1007,8 @@ int main(void)
         cmocka_unit_test(test_concurrent_stock),
         cmocka_unit_test(test_many_threads_and_dbs),
         cmocka_unit_test(test_pool_limits),
+        cmocka_unit_test(test_query_once),
+        cmocka_unit_test(test_conn_take_in),
         cmocka_unit_test(test_pg_unreachable),
         cmocka_unit_test(test_sqlite_file),
     };

@@ -23,7 +23,7 @@ struct payment_card {
 
 struct payment_result {
     int64_t payment_id;
-    char status[16];          /* authorized, captured, voided, refunded, failed, processing */
+    char status[16];          /* processing, authorized, capturing, captured, voided, refunded, failed */
     char failure_reason[32];  /* card_declined, insufficient_funds, processing_error; "" */
     bool retryable;
     char brand[16];           /* visa, mastercard, amex, discover, unknown */

@@ -356,11 +356,14 @@ int shipping_cancel(struct app *app, int64_t order_id)
         if (rc == 1)
             rc = shipment_event(c, s.id, order_id, "shipment.cancelled", "cancelled", now);
         else if (rc == 0)
-            rc = ERR_CONFLICT; /* an event won the race */
-        if (rc >= 0)
+            rc = 2; /* another cancel or a carrier event won the race: see which below */
+        if (rc >= 0 && rc != 2)
             rc = db_commit(c);
-        if (rc < 0)
+        if (rc < 0 || rc == 2)
             db_rollback(c);
+        /* A concurrent cancel makes this one a no-op; only a carrier event is "too late". */
+        if (rc == 2 && (rc = shipment_find(c, "WHERE order_id = $1", order_id, &s, NULL)) == 0)
+            rc = !strcmp(s.status, "cancelled") ? 0 : ERR_CONFLICT;
     }
     db_conn_give(c);
     return rc < 0 ? rc : 0;
