@@ -5,7 +5,7 @@
 #   1. README.md or docs/**/*.md link to a file that is not in the repository, or to a
 #      #section that the target document does not have, or leave the repository;
 #   2. they name a repository path in backticks (`src/http/server.c`) that does not exist;
-#   3. any tracked file mentions the sibling folder outside the repository (../shared) —
+#   3. any tracked file mentions the shared folder beside the repository (two dots, "shared") —
 #      the repository must stand on its own;
 #   4. a setting the code reads (a "EMPORIUM_…" string in src/) is missing from the
 #      settings table of README.md or docs/operations.md, or a table row names a setting the
