@@ -10,7 +10,7 @@ build_pkgs=(gcc make cmake pkg-config curl ca-certificates
   libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev sqlite3
   libpq-dev libcurl4-openssl-dev libhiredis-dev librdkafka-dev libcmocka-dev)
 test_pkgs=(postgresql-15 postgresql-client-15 pgbouncer redis-server redis-tools
-  prometheus wrk kcat)
+  prometheus wrk kcat jq)
 
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")

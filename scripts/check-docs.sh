@@ -13,10 +13,18 @@
 #   5. an error code the server can answer (src/core/err.c, http_fail_code(…, "code")) is
 #      not in docs/api.md;
 #   6. README.md mentions a `make X` target the Makefile does not have, or LICENSE is
-#      missing.
-# Needs only bash, perl and git (git only to list tracked files; without it, find).
-# Usage: scripts/check-docs.sh [REPO_DIR]
+#      missing;
+#   7. with --run BIN: a curl example of docs/api.md, run against a real server started from
+#      BIN, no longer answers what the page shows (scripts/check-api-examples.sh).
+# Needs only bash, perl and git (git only to list tracked files; without it, find); --run
+# also curl and jq.
+# Usage: scripts/check-docs.sh [--run BIN] [REPO_DIR]
 set -euo pipefail
+run_bin=""
+if [ "${1:-}" = "--run" ]; then
+  run_bin=$(realpath "${2:?--run needs the emporium binary}")
+  shift 2
+fi
 root=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 cd "$root"
 fail=0
@@ -153,6 +161,10 @@ for t in $(grep -oE '`make [a-z][a-z-]*' README.md | awk '{print $2}' | sort -u)
   grep -qE "^$t:" Makefile || problem "README.md mentions make $t, which the Makefile does not have"
 done
 [ -f LICENSE ] || problem "LICENSE is missing"
+
+if [ -n "$run_bin" ]; then
+  scripts/check-api-examples.sh "$run_bin" docs/api.md || fail=1
+fi
 
 if [ $fail -ne 0 ]; then
   echo "check-docs: FAILED" >&2
