@@ -35,6 +35,7 @@ for variant in build:OFF build-asan:ON; do
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 600 || status=1
 done
+echo "== docs check"; scripts/check-docs.sh --run build/emporium || status=1   # links, settings, error codes, api.md examples
 # A third-party validator on the OpenAPI document (Redocly CLI, from the npm registry).
 echo "== OpenAPI lint"
 scripts/openapi-lint.sh build/emporium || status=1
