@@ -27,6 +27,11 @@ struct config {
     bool demo;                 /* --no-demo / EMPORIUM_DEMO=off */
     int session_ttl_hours;     /* EMPORIUM_SESSION_TTL_HOURS; 720 (30 days) */
     const char *log_level;     /* EMPORIUM_LOG_LEVEL: debug|info|warn|error */
+    int offload_threads;       /* EMPORIUM_OFFLOAD_THREADS; 16: slow-work threads (ROUTE_OFFLOAD) */
+    int offload_queue;         /* EMPORIUM_OFFLOAD_QUEUE; 64: slow requests waiting beyond those */
+    double rl_strict_rate, rl_strict_burst; /* EMPORIUM_RL_AUTH; 0.2:10 per IP (register, login) */
+    const char *cors_origins;  /* EMPORIUM_CORS_ORIGINS: "https://a.example,https://b…" or "*" */
+    bool listen_reuse;         /* EMPORIUM_LISTEN_REUSE=on: SO_REUSEPORT for a hand-over; off */
 };
 
 /* Fills cfg with defaults and the environment. Returns 0 or ERR_INVALID (message printed). */

@@ -85,6 +85,9 @@ int config_from_env(struct config *cfg)
         .demo = true,
         .session_ttl_hours = 720,
         .log_level = "info",
+        .offload_threads = 16,
+        .offload_queue = 64,
+        .rl_strict_rate = 0.2, .rl_strict_burst = 10,
     };
     const char *v;
     if ((v = env("EMPORIUM_LISTEN")))
@@ -123,6 +126,22 @@ int config_from_env(struct config *cfg)
     rc |= env_rate("EMPORIUM_RL_ANON", &cfg->rl_anon_rate, &cfg->rl_anon_burst);
     rc |= env_rate("EMPORIUM_RL_USER", &cfg->rl_user_rate, &cfg->rl_user_burst);
     rc |= env_rate("EMPORIUM_RL_PREMIUM", &cfg->rl_premium_rate, &cfg->rl_premium_burst);
+    n = cfg->offload_threads;
+    rc |= env_long("EMPORIUM_OFFLOAD_THREADS", 1, 256, &n);
+    cfg->offload_threads = (int)n;
+    n = cfg->offload_queue;
+    rc |= env_long("EMPORIUM_OFFLOAD_QUEUE", 0, 100000, &n);
+    cfg->offload_queue = (int)n;
+    rc |= env_rate("EMPORIUM_RL_AUTH", &cfg->rl_strict_rate, &cfg->rl_strict_burst);
+    cfg->cors_origins = env("EMPORIUM_CORS_ORIGINS");
+    if ((v = env("EMPORIUM_LISTEN_REUSE")) && !env_off("EMPORIUM_LISTEN_REUSE")) {
+        cfg->listen_reuse = !strcasecmp(v, "on") || !strcmp(v, "1") || !strcasecmp(v, "true") ||
+                            !strcasecmp(v, "yes");
+        if (!cfg->listen_reuse) {
+            fprintf(stderr, "emporium: EMPORIUM_LISTEN_REUSE must be on or off\n");
+            rc |= ERR_INVALID;
+        }
+    }
     if (env_off("EMPORIUM_RATE_LIMITS"))
         cfg->rate_limits = false;
     if (env_off("EMPORIUM_ACCESS_LOG"))

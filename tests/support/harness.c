@@ -41,7 +41,9 @@
 extern char **environ;
 
 enum {
-    TH_START_TIMEOUT_MS = 15000, /* sanitizer builds start slowly */
+    /* Sanitizer builds start slowly, and on PostgreSQL every logical database is created
+     * (CREATE DATABASE waits for a checkpoint): on a loaded machine that took over 15 s. */
+    TH_START_TIMEOUT_MS = 90000,
     TH_POLL_MS = 20,
     TH_STOP_TIMEOUT_MS = 30000,
     TH_CLI_TIMEOUT_MS = 120000,
