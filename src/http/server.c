@@ -20,7 +20,7 @@
  * (Cache-Control: private, WWW-Authenticate, CORS) → access log and metrics (in the
  * completion callback, so they see the final status).
  *
- * The listening socket is made here, without SO_REUSEPORT unless EMPORIUM_LISTEN_REUSE=on:
+ * The listening socket is made here, without SO_REUSEPORT unless EMPORIUM_REUSE_PORT=on:
  * a second server on a port in use must fail, not share the port with the first. */
 #include "emporium/server.h"
 
@@ -55,10 +55,7 @@ struct http_server {
     _Atomic long offload_rejected;
 };
 
-static http_auth_fn authenticator;
 static _Atomic long inflight;
-
-void http_set_authenticator(http_auth_fn fn) { authenticator = fn; }
 
 int64_t http__now_us(void)
 {
@@ -150,13 +147,16 @@ static int mw_authenticate(struct http_req *req)
         if (strncasecmp(h, "Bearer ", 7) != 0 || !h[7])
             return http_fail(req, ERR_UNAUTHORIZED, "Authorization",
                              "expected a bearer token");
-        if (!authenticator)
-            return http_fail(req, ERR_UNAUTHORIZED, NULL, "authentication is not available");
-        int rc = authenticator(req->app, h + 7, &req->auth);
+        struct app_identity id;
+        int rc = app_authenticate(req->app, h + 7, &id);
         if (rc == ERR_UNAUTHORIZED)
             return http_fail(req, rc, "Authorization", "invalid or expired token");
         if (rc < 0)
             return rc;
+        req->auth.user_id = id.user_id;
+        req->auth.role = id.admin ? ROLE_ADMIN : ROLE_CUSTOMER;
+        req->auth.tier = id.premium ? TIER_PREMIUM : TIER_STANDARD;
+        memcpy(req->auth.token_hash, id.token_hash, sizeof id.token_hash);
     }
     if ((flags & (ROUTE_AUTH | ROUTE_ADMIN)) && req->auth.user_id == 0)
         return http_fail(req, ERR_UNAUTHORIZED, "Authorization", "a bearer token is required");
@@ -622,8 +622,8 @@ static int open_listener(const struct config *cfg, const struct sockaddr_in *sa,
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (cfg->listen_reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-        log_warn("EMPORIUM_LISTEN_REUSE: SO_REUSEPORT not available: %s", strerror(errno));
+    if (cfg->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        log_warn("EMPORIUM_REUSE_PORT: SO_REUSEPORT not available: %s", strerror(errno));
     if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) != 0 || listen(fd, 1024) != 0) {
         int e = errno;
         if (e == EADDRINUSE)
@@ -670,14 +670,7 @@ int http_server_start(struct http_server **out, struct app *app)
         return rc;
     }
     metrics_add_writer(write_http_metrics, srv);
-    unsigned threads = (unsigned)cfg->threads;
-    if (!threads) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (unsigned)n : 2;
-        /* PostgreSQL calls block on the network: more workers keep the CPUs busy. */
-        if (cfg->database_url)
-            threads *= 4;
-    }
+    unsigned threads = (unsigned)config_worker_threads(cfg);
     /* MHD clears a connection's memory pool between keep-alive requests, so the pool size
      * is paid on every request: 32 KiB holds our 16 KiB header limit with room to spare
      * (64 KiB cost ~12 % of the CPU of a cached product read in memset). */

@@ -409,7 +409,7 @@ static void test_allow_options_cors(void **state)
 {
     struct th_server s;
     const char *env[] = {"EMPORIUM_RATE_LIMITS=off",
-                         "EMPORIUM_CORS_ORIGINS=https://shop.example, https://admin.example",
+                         "EMPORIUM_CORS_ORIGINS=https://shop.example,https://admin.example",
                          NULL};
     assert_int_equal(th_start(&s, env, NULL), 0);
     struct th_resp r;

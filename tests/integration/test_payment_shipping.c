@@ -2,6 +2,7 @@
 /* test_payment_shipping.c — shipping quotes, shipments and tracking events moving the order,
  * cancel before/after shipping, and the payment audit (brand + last4 only, never the number,
  * not even in the log), through HTTP against the real binary on either backend. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -317,6 +318,108 @@ static void test_payment_audit(void **state)
     fclose(f);
 }
 
+/* Six concurrent cancels of one paid order: every one answers 200 with the cancelled order
+ * (none 409 order_shipped), and the payment is refunded once, the stock released once. */
+struct canceller {
+    const char *path, *token;
+    long status;
+    char order_status[32];
+};
+
+static void *cancel_main(void *arg)
+{
+    struct canceller *c = arg;
+    struct th_resp r;
+    if (th_call(&srv, "POST", c->path, c->token, &r, NULL) != 0) {
+        c->status = -1;
+        return NULL;
+    }
+    c->status = r.status;
+    const char *st = th_jstr(r.json, "status");
+    snprintf(c->order_status, sizeof c->order_status, "%s", st ? st : r.body);
+    th_resp_free(&r);
+    return NULL;
+}
+
+static int payment_ops(const char *order_id, const char *kind)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/admin/payments?order_id=%s", order_id);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    int n = 0;
+    json_t *p, *op;
+    size_t i, j;
+    json_array_foreach(json_object_get(r.json, "items"), i, p) {
+        json_array_foreach(json_object_get(p, "operations"), j, op) {
+            if (!strcmp(json_string_value(json_object_get(op, "kind")), kind))
+                n++;
+        }
+    }
+    th_resp_free(&r);
+    return n;
+}
+
+static void test_concurrent_cancels(void **state)
+{
+    enum { N = 6 };
+    for (int round = 0; round < 3; round++) {
+        char pid[32], id[32], *tok;
+        make_product(1500, 200, pid);
+        paid_order(pid, 2, id, &tok);
+        char path[96];
+        snprintf(path, sizeof path, "/api/v1/orders/%s/cancel", id);
+        struct canceller c[N];
+        pthread_t t[N];
+        for (int i = 0; i < N; i++) {
+            c[i] = (struct canceller){.path = path, .token = tok};
+            pthread_create(&t[i], NULL, cancel_main, &c[i]);
+        }
+        for (int i = 0; i < N; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < N; i++) {
+            if (c[i].status != 200 || strcmp(c[i].order_status, "cancelled") != 0)
+                fail_msg("cancel %d of round %d: %ld %s", i, round, c[i].status, c[i].order_status);
+        }
+        assert_int_equal(available(pid), 50);
+        assert_int_equal(payment_ops(id, "refund"), 1);
+        assert_int_equal(payment_ops(id, "void"), 0);
+        free(tok);
+    }
+}
+
+/* One card-brand function: a JCB card (35…) is "jcb" on the order and at payment alike
+ * (once the order said "amex" and the payment "unknown"). */
+static void test_card_brand_agrees(void **state)
+{
+    char pid[32], email[64];
+    make_product(900, 100, pid);
+    snprintf(email, sizeof email, "jcb%d-%d@example.com", (int)getpid(), ++seq);
+    char *tok = th_register(&srv, email, "shipping password");
+    assert_non_null(tok);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "POST", "/api/v1/cart/items", tok, &r,
+                             "{\"product_id\":\"%s\",\"quantity\":1}", pid), 0);
+    th_resp_free(&r);
+    char auth[256];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Idempotency-Key: jcb-1", NULL};
+    assert_int_equal(th_req(&srv, "POST", "/api/v1/orders",
+                            "{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":"
+                            "\"3566002020360505\",\"exp_month\":6,\"exp_year\":2031,\"cvc\":\"123\"}}",
+                            h, &r), 0);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(th_jstr(r.json, "payment.brand"), "jcb");
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/admin/payments?order_id=%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "brand"), "jcb");
+    th_resp_free(&r);
+    free(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +427,10 @@ int main(void)
         cmocka_unit_test(test_shipment_moves_order),
         cmocka_unit_test(test_cancel_before_shipping),
         cmocka_unit_test(test_payment_audit),
+        cmocka_unit_test(test_concurrent_cancels),
+        cmocka_unit_test(test_card_brand_agrees),
     };
+    if (getenv("TH_TEST_FILTER")) /* run one test while iterating: TH_TEST_FILTER=name */
+        cmocka_set_test_filter(getenv("TH_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -119,22 +120,73 @@ static void test_bound_and_lru(void **state)
 
 /* ---- single-flight ---------------------------------------------------------------------- */
 
+/* The loader blocks on a gate the test opens, so the test decides when a load finishes and
+ * can wait (on counters, with a generous deadline) until the other callers really are
+ * waiting for it: the hand-off is then certain, not a matter of thread timing. */
 struct loader {
     atomic_int calls;
-    int delay_ms;
+    bool gated;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;
     int fail; /* error to return, 0 = succeed */
     char value[32];
 };
 
-static int slow_load(void *ctx, const char *key, struct buf *out)
+static void loader_init(struct loader *l, bool gated, int fail, const char *value)
+{
+    atomic_init(&l->calls, 0);
+    l->gated = gated;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->open = false;
+    l->fail = fail;
+    snprintf(l->value, sizeof l->value, "%s", value);
+}
+
+static void loader_open(struct loader *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->open = true;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void loader_deinit(struct loader *l)
+{
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+}
+
+static int gated_load(void *ctx, const char *key, struct buf *out)
 {
     struct loader *l = ctx;
     atomic_fetch_add(&l->calls, 1);
-    sleep_ms(l->delay_ms);
+    if (l->gated) {
+        pthread_mutex_lock(&l->mu);
+        while (!l->open)
+            pthread_cond_wait(&l->cv, &l->mu);
+        pthread_mutex_unlock(&l->mu);
+    }
     if (l->fail)
         return l->fail;
     buf_puts(out, l->value);
     return 0;
+}
+
+/* Waits (up to 30 s) until the loader runs `calls` times or the cache counts `coalesced`
+ * waiters; -1 means ignore. Fails the test at the deadline. */
+static void wait_for(struct cache *c, struct loader *l, int calls, long coalesced)
+{
+    for (int i = 0; i < 30000; i++) {
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        if ((calls < 0 || atomic_load(&l->calls) >= calls) &&
+            (coalesced < 0 || (long)st.coalesced >= coalesced))
+            return;
+        sleep_ms(1);
+    }
+    fail_msg("the loader/waiters did not arrive within 30 s");
 }
 
 struct sf_arg {
@@ -149,7 +201,7 @@ static void *sf_thread(void *p)
 {
     struct sf_arg *a = p;
     struct buf b = BUF_INIT(0);
-    a->rc = cache_get_or_load(a->c, a->key, slow_load, a->l, 10000, &b);
+    a->rc = cache_get_or_load(a->c, a->key, gated_load, a->l, 10000, &b);
     if (a->rc == 0)
         snprintf(a->got, sizeof a->got, "%.*s", (int)b.len, b.p ? b.p : "");
     buf_free(&b);
@@ -159,15 +211,22 @@ static void *sf_thread(void *p)
 static void test_single_flight(void **state)
 {
     struct cache *c = cache_l1_new("t_sf", 1 << 20, 8);
-    struct loader l = {.delay_ms = 100};
-    snprintf(l.value, sizeof l.value, "loaded");
+    struct loader l;
+    loader_init(&l, true, 0, "loaded");
     enum { T = 16 };
     pthread_t th[T];
     struct sf_arg args[T];
-    for (int i = 0; i < T; i++) {
+    /* The leader starts the load and blocks in the loader; then T-1 more callers arrive and
+     * must all wait for that one load (coalesced), none of them load or hit. */
+    args[0] = (struct sf_arg){.c = c, .l = &l, .key = "cold"};
+    pthread_create(&th[0], NULL, sf_thread, &args[0]);
+    wait_for(c, &l, 1, -1);
+    for (int i = 1; i < T; i++) {
         args[i] = (struct sf_arg){.c = c, .l = &l, .key = "cold"};
         pthread_create(&th[i], NULL, sf_thread, &args[i]);
     }
+    wait_for(c, &l, -1, T - 1);
+    loader_open(&l);
     for (int i = 0; i < T; i++)
         pthread_join(th[i], NULL);
     assert_int_equal(atomic_load(&l.calls), 1);
@@ -178,19 +237,28 @@ static void test_single_flight(void **state)
     struct cache_stats st;
     cache_get_stats(c, &st);
     assert_int_equal(st.loads, 1);
-    assert_int_equal(st.coalesced + st.hits, T - 1);
+    assert_int_equal(st.coalesced, T - 1); /* the value was handed to every waiter */
+    assert_int_equal(st.hits, 0);
+    assert_int_equal(st.misses, T);
     /* now a hit, no load */
     struct buf b = BUF_INIT(0);
-    assert_int_equal(cache_get_or_load(c, "cold", slow_load, &l, 10000, &b), 0);
+    assert_int_equal(cache_get_or_load(c, "cold", gated_load, &l, 10000, &b), 0);
     assert_int_equal(atomic_load(&l.calls), 1);
     buf_free(&b);
+    loader_deinit(&l);
 
     /* errors reach every waiter and are not cached */
-    struct loader bad = {.delay_ms = 50, .fail = ERR_UNAVAILABLE};
-    for (int i = 0; i < 4; i++) {
+    struct loader bad;
+    loader_init(&bad, true, ERR_UNAVAILABLE, "");
+    args[0] = (struct sf_arg){.c = c, .l = &bad, .key = "broken"};
+    pthread_create(&th[0], NULL, sf_thread, &args[0]);
+    wait_for(c, &bad, 1, -1);
+    for (int i = 1; i < 4; i++) {
         args[i] = (struct sf_arg){.c = c, .l = &bad, .key = "broken"};
         pthread_create(&th[i], NULL, sf_thread, &args[i]);
     }
+    wait_for(c, &bad, -1, T - 1 + 3);
+    loader_open(&bad);
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
         assert_int_equal(args[i].rc, ERR_UNAVAILABLE);
@@ -198,9 +266,10 @@ static void test_single_flight(void **state)
     assert_int_equal(atomic_load(&bad.calls), 1);
     bad.fail = 0;
     snprintf(bad.value, sizeof bad.value, "recovered");
-    assert_int_equal(cache_get_or_load(c, "broken", slow_load, &bad, 10000, &b), 0);
+    assert_int_equal(cache_get_or_load(c, "broken", gated_load, &bad, 10000, &b), 0);
     assert_int_equal(atomic_load(&bad.calls), 2);
     buf_free(&b);
+    loader_deinit(&bad);
     cache_free(c);
 }
 
@@ -209,27 +278,31 @@ static void test_single_flight(void **state)
 static void test_invalidate_during_load(void **state)
 {
     struct cache *c = cache_l1_new("t_race", 1 << 20, 2);
-    struct loader l = {.delay_ms = 150};
-    snprintf(l.value, sizeof l.value, "old");
+    struct loader l;
+    loader_init(&l, true, 0, "old");
     struct sf_arg a = {.c = c, .l = &l, .key = "p:1"};
     pthread_t th;
     pthread_create(&th, NULL, sf_thread, &a);
-    sleep_ms(50); /* the load is in flight */
+    wait_for(c, &l, 1, -1); /* the load is in flight (blocked in the loader) */
     cache_del(c, "p:1");
     /* a reader arriving after the invalidation does not join the stale load */
-    struct loader fresh = {.delay_ms = 0};
-    snprintf(fresh.value, sizeof fresh.value, "new");
+    struct loader fresh;
+    loader_init(&fresh, false, 0, "new");
     struct buf b = BUF_INIT(0);
-    assert_int_equal(cache_get_or_load(c, "p:1", slow_load, &fresh, 10000, &b), 0);
+    assert_int_equal(cache_get_or_load(c, "p:1", gated_load, &fresh, 10000, &b), 0);
     assert_int_equal(b.len, 3);
     assert_memory_equal(b.p, "new", 3);
+    assert_int_equal(atomic_load(&fresh.calls), 1);
     buf_free(&b);
+    loader_open(&l);
     pthread_join(th, NULL);
     assert_int_equal(a.rc, 0);
     assert_string_equal(a.got, "old"); /* it asked before the write finished */
     assert_int_equal(cache_get(c, "p:1", &b), 0);
     assert_memory_equal(b.p, "new", 3); /* the stale load did not overwrite */
     buf_free(&b);
+    loader_deinit(&l);
+    loader_deinit(&fresh);
     cache_free(c);
 }
 
@@ -261,6 +334,8 @@ static void test_metrics(void **state)
 struct stress_arg {
     struct cache *c;
     unsigned seed;
+    long lookups; /* get_or_load calls made */
+    long wrong;   /* values that were not what the key holds (checked in the main thread) */
 };
 
 static int stress_load(void *ctx, const char *key, struct buf *out)
@@ -294,9 +369,15 @@ static void *stress_thread(void *p)
                 cache_clear(a->c);
             break;
         default:
-            if (cache_get_or_load(a->c, key, stress_load, NULL, 1 + (int)(r % 100), &b) == 0 &&
-                b.len > 0 && b.p[0] == 'k')
-                assert_true(b.len == strlen(key) + 6 && !memcmp(b.p, key, strlen(key)));
+            a->lookups++;
+            /* a value is either the loader's (key-N-value) or a set's (x…) */
+            if (cache_get_or_load(a->c, key, stress_load, NULL, 1 + (int)(r % 100), &b) != 0)
+                a->wrong++;
+            else if (b.len > 0 && b.p[0] == 'k' &&
+                     !(b.len == strlen(key) + 6 && !memcmp(b.p, key, strlen(key))))
+                a->wrong++;
+            else if (b.len > 0 && b.p[0] != 'k' && b.p[0] != 'x')
+                a->wrong++;
         }
     }
     buf_free(&b);
@@ -310,15 +391,25 @@ static void test_stress(void **state)
     pthread_t th[T];
     struct stress_arg a[T];
     for (int i = 0; i < T; i++) {
-        a[i] = (struct stress_arg){c, (unsigned)i * 7919u + 1};
+        a[i] = (struct stress_arg){c, (unsigned)i * 7919u + 1, 0, 0};
         pthread_create(&th[i], NULL, stress_thread, &a[i]);
     }
-    for (int i = 0; i < T; i++)
+    long lookups = 0, wrong = 0;
+    for (int i = 0; i < T; i++) {
         pthread_join(th[i], NULL);
+        lookups += a[i].lookups;
+        wrong += a[i].wrong;
+    }
+    assert_int_equal(wrong, 0);
     struct cache_stats st;
     cache_get_stats(c, &st);
     assert_true(st.bytes <= 64 * 1024);
-    assert_true(st.hits + st.misses > 0);
+    /* Every lookup was counted exactly once, as a hit or a miss, and only misses load. */
+    assert_true(lookups > 0);
+    assert_int_equal(st.hits + st.misses, (uint64_t)lookups);
+    assert_true(st.hits > 0 && st.misses > 0);
+    assert_true(st.loads <= st.misses);
+    assert_int_equal(st.loads + st.coalesced, st.misses);
     cache_free(c);
 }
 

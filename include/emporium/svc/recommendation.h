@@ -1,16 +1,70 @@
 /* SPDX-License-Identifier: MIT */
-/* svc/recommendation.h — the order events the recommendation and analytics services consume.
+/* svc/recommendation.h — the recommendation service's client interface, and the order events
+ * the recommendation and analytics services consume.
  *
- * They listen on the `order-events` topic of the bus for "order.paid" events whose payload is
- *   {"event_id": "<id>", "type": "order.paid", "order_id": "<id>", "user_id": "<id>",
- *    "at": <unix ms>, "currency": "USD",
- *    "items": [{"product_id": "<id>", "quantity": <n>, "unit_price": <minor units>}, …]}
- * Recommendations learn which products are bought together and which sell best per
- * category; analytics records revenue, orders and units. Applying an event twice changes
- * nothing (each consumer records the event ids it applied). */
+ * They listen on the `order-events` topic of the bus for "order.paid" and "order.cancelled"
+ * events whose payload is
+ *   {"event_id": "<id>", "type": "order.paid" | "order.cancelled", "order_id": "<id>",
+ *    "user_id": "<id>", "at": <unix ms>, "currency": "USD",
+ *    "items": [{"product_id": "<id>", "quantity": <n>, "unit_price": <minor units>}, …],
+ *    "refunded": true | false}                               (order.cancelled only)
+ * The order service publishes order.cancelled after a cancel committed, with the order's
+ * items. Recommendations learn which products are bought together and which sell best per
+ * category; analytics records revenue, orders and units. A cancellation takes back what the
+ * order's order.paid added (and nothing when the order was never counted as paid).
+ * Consumers are idempotent per order: applying an event twice changes nothing. */
 #ifndef EMPORIUM_SVC_RECOMMENDATION_H
 #define EMPORIUM_SVC_RECOMMENDATION_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "emporium/svc/product.h"
+
+struct app;
 
 #define RECOMMENDATION_TOPIC "order-events"
+
+/* ---- the order events (decoded) ------------------------------------------------------ */
+
+#define ORDER_EVENT_MAX_ITEMS 100 /* lines kept of one event; more are ignored */
+
+enum order_event_type { ORDER_EVENT_PAID = 1, ORDER_EVENT_CANCELLED = 2 };
+
+struct order_event_item {
+    int64_t product_id;
+    int quantity;       /* > 0 */
+    int64_t unit_price; /* minor units */
+};
+
+struct order_event {
+    enum order_event_type type;
+    char event_id[128];
+    int64_t order_id, user_id, at; /* at: Unix ms */
+    char currency[4];              /* "" when the event named none */
+    bool refunded;                 /* order.cancelled: the payment was refunded */
+    int n;
+    struct order_event_item items[ORDER_EVENT_MAX_ITEMS]; /* lines with a valid id and q > 0 */
+};
+
+/* Decodes a payload of the order-events topic. 0 and *out filled; ERR_NOTFOUND for an event
+ * of another type (not for us); ERR_INVALID when it is not JSON or lacks event_id/order_id. */
+int order_event_decode(const char *payload, size_t len, struct order_event *out);
+
+/* ---- recommendations ------------------------------------------------------------------ */
+
+#define RECOMMENDATION_MAX 20
+
+struct recommendation {
+    struct product_info product;
+    const char *reason; /* "bought_together" or "top_seller" (static strings) */
+};
+
+/* Up to `limit` (1..RECOMMENDATION_MAX) products for product `id`: bought together with it
+ * (most often first), then the best sellers of its category; never the product itself nor a
+ * hidden or deleted one. *n receives how many. ERR_NOTFOUND when `id` is not an active
+ * product; ERR_INVALID for a bad limit. */
+int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out,
+                        int *n);
 
 #endif

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "emporium/app.h"
 #include "emporium/db.h"
 #include "emporium/err.h"
@@ -115,17 +117,43 @@ int payment__digits(const char *number, char *out, size_t cap)
 
 const char *payment__brand(const char *d)
 {
+    size_t n = strlen(d);
+    if (n < 4)
+        return "unknown";
     if (d[0] == '4')
         return "visa";
     int two = (d[0] - '0') * 10 + (d[1] - '0');
-    int four = two * 100 + (d[2] - '0') * 10 + (d[3] - '0');
+    int three = two * 10 + (d[2] - '0');
+    int four = three * 10 + (d[3] - '0');
     if ((two >= 51 && two <= 55) || (four >= 2221 && four <= 2720))
         return "mastercard";
     if (two == 34 || two == 37)
         return "amex";
-    if (four == 6011 || two == 65)
+    if (four >= 3528 && four <= 3589)
+        return "jcb";
+    if ((three >= 300 && three <= 305) || two == 36 || two == 38 || two == 39)
+        return "diners";
+    if (four == 6011 || (three >= 644 && three <= 649) || two == 65)
         return "discover";
     return "unknown";
+}
+
+const char *payment_card_brand(const char *number)
+{
+    char d[24];
+    const char *b = number && payment__digits(number, d, sizeof d) >= 4 ? payment__brand(d) : "unknown";
+    sodium_memzero(d, sizeof d);
+    return b;
+}
+
+void payment_card_last4(const char *number, char out[5])
+{
+    char d[24];
+    int n = number ? payment__digits(number, d, sizeof d) : -1;
+    out[0] = 0;
+    if (n >= 4)
+        memcpy(out, d + n - 4, 5);
+    sodium_memzero(d, sizeof d);
 }
 
 static bool luhn_ok(const char *d)
@@ -369,6 +397,17 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     return pr.ok ? 0 : ERR_PAYMENT;
 }
 
+/* Moves p from `from` to `to` alone (no operation row, no event): the `capturing` mark. */
+static int mark(struct db_conn *c, struct payrow *p, const char *from, const char *to)
+{
+    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
+    int rc = db_query(c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+                      4, a, NULL);
+    if (rc == 1)
+        copy(p->status, sizeof p->status, to);
+    return rc;
+}
+
 int payment_capture(struct app *app, int64_t order_id)
 {
     struct db_conn *c;
@@ -386,7 +425,15 @@ int payment_capture(struct app *app, int64_t order_id)
             rc = 0;
             break;
         }
-        if (strcmp(p.status, "authorized") != 0) {
+        if (!strcmp(p.status, "authorized")) {
+            /* `capturing` is committed before the provider is asked: should recording its
+             * answer fail (or the process die), compensation knows the money may have been
+             * taken and refunds instead of voiding. */
+            if ((rc = mark(c, &p, "authorized", "capturing")) < 0)
+                break;
+            if (rc == 0)
+                continue; /* moved meanwhile: look again */
+        } else if (strcmp(p.status, "capturing") != 0) {
             rc = !strcmp(p.status, "processing") ? ERR_BUSY
                  : !strcmp(p.status, "failed")   ? ERR_NOTFOUND
                                                  : ERR_CONFLICT;
@@ -397,14 +444,17 @@ int payment_capture(struct app *app, int64_t order_id)
         struct payment_provider_result pr;
         db_conn_give(c);
         rc = provider.capture(provider.self, key, p.ref, p.amount, &pr);
-        if (rc == 0 && !pr.ok)
+        bool refused = rc == 0 && !pr.ok;
+        if (refused)
             rc = ERR_PAYMENT;
         int rc2 = db_conn_take(payments_db(app), &c);
         if (rc2 < 0)
             return rc2;
+        if (refused) /* the provider took nothing: a void will do again */
+            mark(c, &p, "capturing", "authorized");
         if (rc < 0)
-            break;
-        rc = transition(c, &p, "authorized", "captured", "capture", "payment.captured", p.amount);
+            break; /* unreachable: stays capturing, so compensation refunds */
+        rc = transition(c, &p, "capturing", "captured", "capture", "payment.captured", p.amount);
         if (rc != 0) {
             rc = rc < 0 ? rc : 0;
             break;
@@ -440,7 +490,10 @@ int payment_cancel(struct app *app, int64_t order_id)
             }
             continue;
         }
-        bool captured = !strcmp(p.status, "captured");
+        /* capturing: the provider may have taken the money (nothing recorded its answer):
+         * refund it, never void. */
+        bool capturing = !strcmp(p.status, "capturing");
+        bool captured = capturing || !strcmp(p.status, "captured");
         char key[200];
         snprintf(key, sizeof key, "%s:%s", p.key, captured ? "refund" : "void");
         struct payment_provider_result pr;
@@ -454,8 +507,8 @@ int payment_cancel(struct app *app, int64_t order_id)
             return rc2;
         if (rc < 0)
             break;
-        rc = captured ? transition(c, &p, "captured", "refunded", "refund", "payment.refunded",
-                                   p.amount)
+        rc = captured ? transition(c, &p, capturing ? "capturing" : "captured", "refunded",
+                                   "refund", "payment.refunded", p.amount)
                       : transition(c, &p, "authorized", "voided", "void", "payment.voided",
                                    p.amount);
         if (rc != 0) {

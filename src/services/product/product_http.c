@@ -226,8 +226,10 @@ static int read_input(struct http_req *req, json_t *body, bool create, struct pr
                              PRODUCT_PRICE_MAX);
         in->price = json_integer_value(amount);
         in->has_price = true;
+        /* Without a currency, a create is in USD and an update keeps the product's
+         * currency: {"price":{"amount":1200}} changes the amount only. */
         json_t *cur = json_object_get(price, "currency");
-        in->currency = "USD";
+        in->currency = create ? "USD" : NULL;
         if (cur) {
             const char *s = json_string_value(cur);
             if (!s || strlen(s) != 3 || !isupper((unsigned char)s[0]) ||
@@ -410,7 +412,7 @@ static int h_update(struct http_req *req)
             in.description ? DB_TEXT(in.description) : DB_NULLV,
             in.category ? DB_TEXT(in.category) : DB_NULLV,
             in.has_price ? DB_INT(in.price) : DB_NULLV,
-            in.has_price ? DB_TEXT(in.currency) : DB_NULLV,
+            in.currency ? DB_TEXT(in.currency) : DB_NULLV,
             in.image_url ? DB_TEXT(in.image_url) : DB_NULLV,
             in.attributes ? DB_TEXT(in.attributes) : DB_NULLV,
             in.has_weight ? DB_INT(in.weight) : DB_NULLV,

@@ -3,7 +3,8 @@
  * (cursor) pagination.
  *
  * q is never passed to a query parser as typed: it is cut into words (runs of ASCII letters
- * and digits, and any non-ASCII UTF-8 bytes), lower-cased, and each word is quoted by us, so
+ * and digits and of non-ASCII characters other than punctuation, symbols and spaces: see
+ * cp_is_separator()), lower-cased, and each word is quoted by us, so
  * quotes, `*`, NEAR, AND/OR and parentheses in the input are only separators. The last word
  * also matches as a prefix (search as you type).
  *
@@ -52,30 +53,79 @@ struct query {
 
 /* ---- input --------------------------------------------------------------------------- */
 
+/* Code points that are never part of a word: Unicode punctuation, symbols, spaces and
+ * format characters outside ASCII (the blocks and points below, which is what FTS5's
+ * unicode61 and PostgreSQL's parser treat as separators too). "lamp — desk" is two words,
+ * like "lamp desk"; a dash alone is no word (it used to be one that matched nothing). */
+static bool cp_is_separator(uint32_t cp)
+{
+    static const struct {
+        uint32_t lo, hi;
+    } seps[] = {
+        {0x0080, 0x00A9}, {0x00AB, 0x00B1}, {0x00B4, 0x00B4}, {0x00B6, 0x00B8},
+        {0x00BB, 0x00BB}, {0x00BF, 0x00BF}, {0x00D7, 0x00D7}, {0x00F7, 0x00F7},
+        {0x037E, 0x037E}, {0x0387, 0x0387}, {0x055A, 0x055F}, {0x0589, 0x058A},
+        {0x05BE, 0x05BE}, {0x060C, 0x060D}, {0x061B, 0x061F}, {0x066A, 0x066D},
+        {0x06D4, 0x06D4}, {0x0964, 0x0965}, {0x0E4F, 0x0E4F}, {0x0E5A, 0x0E5B},
+        {0x1680, 0x1680}, {0x180E, 0x180E}, {0x2000, 0x206F}, {0x20A0, 0x20CF},
+        {0x2190, 0x245F}, {0x2500, 0x2775}, {0x2794, 0x2BFF}, {0x2E00, 0x2E7F},
+        {0x3000, 0x3004}, {0x3008, 0x3020}, {0x3030, 0x3030}, {0x303D, 0x303F},
+        {0x30FB, 0x30FB}, {0xFE00, 0xFE1F}, {0xFE30, 0xFE6F}, {0xFEFF, 0xFEFF},
+        {0xFF01, 0xFF0F}, {0xFF1A, 0xFF20}, {0xFF3B, 0xFF40}, {0xFF5B, 0xFF65},
+        {0xFFE0, 0xFFEF}, {0xFFF0, 0xFFFF}, {0x1F000, 0x1FAFF}, {0xE0000, 0xE007F},
+    };
+    int lo = 0, hi = (int)(sizeof seps / sizeof seps[0]) - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < seps[mid].lo)
+            hi = mid - 1;
+        else if (cp > seps[mid].hi)
+            lo = mid + 1;
+        else
+            return true;
+    }
+    return false;
+}
+
+/* Length in bytes of the character at p (valid UTF-8: utf8_ok()) and whether it belongs to
+ * a word: ASCII letters and digits, and non-ASCII characters that are not separators. */
+static int word_char(const unsigned char *p, bool *is_word)
+{
+    unsigned char b = p[0];
+    if (b < 0x80) {
+        *is_word = isalnum(b) != 0;
+        return 1;
+    }
+    int n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    uint32_t cp = b & (n == 4 ? 0x07 : n == 3 ? 0x0F : 0x1F);
+    for (int i = 1; i < n; i++)
+        cp = cp << 6 | (p[i] & 0x3F);
+    *is_word = !cp_is_separator(cp);
+    return n;
+}
+
 static void tokenize(const char *q, struct query *o)
 {
     o->nwords = 0;
     const unsigned char *p = (const unsigned char *)q;
+    bool w_char;
     while (*p && o->nwords < MAX_WORDS) {
-        while (*p && !(isalnum(*p) || *p >= 0x80))
-            p++;
+        int len;
+        while (*p && (len = word_char(p, &w_char), !w_char))
+            p += len;
         int n = 0;
         char *w = o->words[o->nwords];
-        while (*p && (isalnum(*p) || *p >= 0x80)) {
-            if (n < WORD_MAX)
-                w[n++] = (char)(*p < 0x80 ? tolower(*p) : *p);
-            p++;
-        }
-        /* never cut a UTF-8 sequence in half (q is valid UTF-8: utf8_ok()): when the cut
-         * left the last sequence short, drop what is left of it */
-        if (n == WORD_MAX) {
-            int lead = n - 1;
-            while (lead > 0 && ((unsigned char)w[lead] & 0xC0) == 0x80)
-                lead--;
-            unsigned char b = (unsigned char)w[lead];
-            int need = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
-            if (lead + need > n)
-                n = lead;
+        /* whole characters only: a word cut at WORD_MAX never ends inside a UTF-8
+         * sequence; what does not fit is dropped */
+        bool full = false;
+        while (*p && (len = word_char(p, &w_char), w_char)) {
+            if (!full && n + len <= WORD_MAX) {
+                for (int i = 0; i < len; i++)
+                    w[n++] = (char)(len == 1 ? tolower(p[i]) : p[i]);
+            } else {
+                full = true;
+            }
+            p += len;
         }
         w[n] = 0;
         if (n)

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* analytics_internal.h — shared between the analytics service's own files only. */
+#ifndef EMPORIUM_ANALYTICS_INTERNAL_H
+#define EMPORIUM_ANALYTICS_INTERNAL_H
+#include <stdint.h>
+
+#include "emporium/db.h"
+#include "emporium/service.h"
+#include "emporium/svc/analytics.h"
+#include "emporium/svc/recommendation.h"
+
+struct http_route;
+
+extern const struct http_route analytics__routes[];
+/* The databases the service declares (schema and migrations: analytics_store.c). */
+extern const struct service_db analytics__dbs[];
+
+/* The default report range (analytics.c): the last 30 days up to today, UTC. */
+void analytics__default_range(char from[11], char to[11]);
+
+/* ---- analytics_store.c: the `analytics` database ---- */
+
+/* One line of a paid order as the facts record it. */
+struct analytics__line {
+    int64_t product_id, units, revenue;
+    const char *category; /* borrowed */
+};
+
+/* Records a paid order (its lines on UTC day `day`) in one transaction with the event id.
+ * 1: recorded; 0: nothing to do (event seen, or the order already counted or cancelled). */
+int analytics__store_paid(struct db *db, const struct order_event *ev, const char *day,
+                          const struct analytics__line *lines, int n);
+/* Takes a cancelled order out of the figures. 1: its facts were taken out; 0: nothing to do
+ * (event seen, already cancelled, or never counted: then a later order.paid is ignored). */
+int analytics__store_cancelled(struct db *db, const struct order_event *ev);
+/* The report rows (see analytics_sales()). */
+int analytics__store_sales(struct db *db, const char *from, const char *to,
+                           enum analytics_group g, struct analytics_report *out);
+
+#endif

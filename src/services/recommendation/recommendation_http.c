@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* recommendation_http.c — GET /api/v1/products/{id}/recommendations: parse, call
+ * recommendation_list(), render. */
+#include <jansson.h>
+
+#include "emporium/err.h"
+#include "emporium/http.h"
+#include "emporium/id.h"
+#include "recommendation_internal.h"
+
+static int h_recommendations(struct http_req *req)
+{
+    int64_t id;
+    if (id_parse(http_param(req, "id"), &id) < 0)
+        return http_fail(req, ERR_INVALID, "id", "must be a product id");
+    int limit;
+    int rc = http_query_limit(req, REC_DEFAULT_LIMIT, RECOMMENDATION_MAX, &limit);
+    if (rc < 0)
+        return rc;
+    struct recommendation recs[RECOMMENDATION_MAX];
+    int n;
+    rc = recommendation_list(http_app(req), id, limit, recs, &n);
+    if (rc == ERR_NOTFOUND)
+        return http_fail(req, ERR_NOTFOUND, "id", "no such product");
+    if (rc < 0)
+        return rc;
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++) {
+        const struct product_info *p = &recs[i].product;
+        char idbuf[21];
+        json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:s},s:s}", "id",
+                                               id_format(p->id, idbuf), "sku", p->sku, "name",
+                                               p->name, "category", p->category, "price",
+                                               "amount", (json_int_t)p->price, "currency",
+                                               p->currency, "reason", recs[i].reason));
+    }
+    http_add_header(req, "Cache-Control", "public, max-age=60");
+    return http_reply_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+const struct http_route recommendation__routes[] = {
+    {"GET", "/api/v1/products/{id}/recommendations", h_recommendations, 0},
+    {NULL, NULL, NULL, 0},
+};

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* recommendation_internal.h — shared between the recommendation service's own files only. */
+#ifndef EMPORIUM_RECOMMENDATION_INTERNAL_H
+#define EMPORIUM_RECOMMENDATION_INTERNAL_H
+#include <stdint.h>
+
+#include "emporium/db.h"
+#include "emporium/service.h"
+#include "emporium/svc/recommendation.h"
+
+struct http_route;
+
+#define REC_MAX_ITEMS 50 /* lines of an order paired (pairs grow quadratically) */
+#define REC_DEFAULT_LIMIT 8
+
+extern const struct http_route recommendation__routes[];
+/* The databases the service declares (schema and migrations: recommendation_store.c). */
+extern const struct service_db recommendation__dbs[];
+
+/* ---- recommendation_store.c: the `recommendations` database ---- */
+
+/* Counts a paid order (categories[i] is the category of the event's item i, borrowed):
+ * units per product and one per unordered pair of its first REC_MAX_ITEMS lines, in one
+ * transaction with the event id. 1: counted; 0: nothing to do (seen, counted, cancelled). */
+int recommendation__store_paid(struct db *db, const struct order_event *ev,
+                               const char *const *categories);
+/* Takes a cancelled order's counts back, once. 1: taken back; 0: nothing to do (event seen,
+ * already cancelled, or never counted: then a later order.paid is ignored). */
+int recommendation__store_cancelled(struct db *db, const struct order_event *ev);
+/* Candidate product ids, best first: bought together with `id` (max `cap`), then the top
+ * sellers of `category` (max `cap`). *n_pairs / *n_top receive the counts; ids has room for
+ * 2 * cap. */
+int recommendation__store_candidates(struct db *db, int64_t id, const char *category, int cap,
+                                     int64_t *ids, int *n_pairs, int *n_top);
+
+#endif

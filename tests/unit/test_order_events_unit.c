@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/* test_order_events_unit.c — the analytics service as a consumer of the order events, in
+ * process: order.paid and order.cancelled are published on the bus exactly as the order
+ * service publishes them (svc/recommendation.h), and the figures are read through the
+ * analytics client interface (svc/analytics.h). Sales are net of cancellations and refunds,
+ * once per order, in the day the order was counted; a cancellation of an order never counted
+ * changes nothing, and neither does its late order.paid. Runs on SQLite (temp data dir) or
+ * PostgreSQL (EMPORIUM_TEST_BACKEND=postgres, a fresh database prefix). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "emporium/app.h"
+#include "emporium/bus.h"
+#include "emporium/config.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/svc/analytics.h"
+#include "emporium/svc/recommendation.h"
+
+static struct config cfg;
+static struct app *app;
+static char data_dir[256];
+static char pg_url[512];
+
+static int pg_url_with_db(const char *base, const char *db, char *out, size_t cap)
+{
+    const char *scheme = strstr(base, "://");
+    int n;
+    if (scheme) {
+        const char *path = scheme + 3 + strcspn(scheme + 3, "/?");
+        const char *rest = path;
+        if (*path == '/')
+            rest = path + 1 + strcspn(path + 1, "?");
+        n = snprintf(out, cap, "%.*s/%s%s", (int)(path - base), base, db, rest);
+    } else {
+        n = snprintf(out, cap, "%s dbname=%s", base, db);
+    }
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+    if (config_from_env(&cfg) < 0)
+        return -1;
+    snprintf(data_dir, sizeof data_dir, "/tmp/emp-oevunit-XXXXXX");
+    if (!mkdtemp(data_dir))
+        return -1;
+    cfg.data_dir = data_dir;
+    cfg.database_url = NULL;
+    const char *backend = getenv("EMPORIUM_TEST_BACKEND");
+    if (backend && !strcmp(backend, "postgres")) {
+        const char *base = getenv("EMPORIUM_TEST_PG_URL");
+        uint32_t rnd = 0;
+        if (!base || getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+            return -1;
+        char db[64];
+        snprintf(db, sizeof db, "oe%ld_%06x", (long)getpid(), rnd & 0xffffff);
+        if (pg_url_with_db(base, db, pg_url, sizeof pg_url) < 0)
+            return -1;
+        cfg.database_url = pg_url;
+    }
+    /* the consumers alone: without the catalog every line's category is "unknown" */
+    cfg.services = "analytics,recommendation";
+    cfg.demo = false;
+    return app_new(&app, &cfg) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    app_free(app);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void day_of(int64_t ms, char out[11])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 11, "%Y-%m-%d", &tm);
+}
+
+/* Publishes an order event as the order service does. lines: "product:qty:price,…". */
+static void publish(const char *type, const char *event_id, int64_t order_id, int64_t at,
+                    const char *lines, int refunded)
+{
+    char body[2048], oid[21];
+    id_format(order_id, oid);
+    int n = snprintf(body, sizeof body,
+                     "{\"event_id\":\"%s\",\"type\":\"%s\",\"order_id\":\"%s\",\"user_id\":\"7\","
+                     "\"at\":%lld,\"currency\":\"USD\",\"items\":[",
+                     event_id, type, oid, (long long)at);
+    const char *p = lines;
+    for (int i = 0; p && *p; i++) {
+        long long pid, price;
+        int q, used;
+        assert_int_equal(sscanf(p, "%lld:%d:%lld%n", &pid, &q, &price, &used), 3);
+        n += snprintf(body + n, sizeof body - (size_t)n,
+                      "%s{\"product_id\":\"%lld\",\"quantity\":%d,\"unit_price\":%lld}",
+                      i ? "," : "", pid, q, price);
+        p += used;
+        if (*p == ',')
+            p++;
+    }
+    n += snprintf(body + n, sizeof body - (size_t)n, "]");
+    if (refunded >= 0)
+        n += snprintf(body + n, sizeof body - (size_t)n, ",\"refunded\":%s",
+                      refunded ? "true" : "false");
+    n += snprintf(body + n, sizeof body - (size_t)n, "}");
+    assert_int_equal(bus_publish(RECOMMENDATION_TOPIC, oid, body, (size_t)n), 0);
+}
+
+/* The figures of one day (group by day): revenue, orders, units; zeros when no row. */
+static void figures(const char *day, int64_t *revenue, int64_t *orders, int64_t *units)
+{
+    struct analytics_report rep;
+    assert_int_equal(analytics_sales(app, day, day, ANALYTICS_BY_DAY, &rep), 0);
+    *revenue = *orders = *units = 0;
+    assert_true(rep.n <= 1);
+    if (rep.n == 1) {
+        assert_string_equal(rep.rows[0].key, day);
+        assert_string_equal(rep.rows[0].currency, "USD");
+        *revenue = rep.rows[0].revenue;
+        *orders = rep.rows[0].orders;
+        *units = rep.rows[0].units;
+    }
+    analytics_report_free(&rep);
+}
+
+#define ASSERT_FIGURES(day, rev, ord, un)                                                   \
+    do {                                                                                    \
+        int64_t r_, o_, u_;                                                                 \
+        figures(day, &r_, &o_, &u_);                                                        \
+        assert_int_equal(r_, rev);                                                          \
+        assert_int_equal(o_, ord);                                                          \
+        assert_int_equal(u_, un);                                                           \
+    } while (0)
+
+static void test_sales_net_of_cancellations(void **state)
+{
+    int64_t now = now_ms();
+    char today[11];
+    day_of(now, today);
+    int64_t a = id_new(0), b = id_new(0);
+    char ea[64], eb[64], ca[64];
+    snprintf(ea, sizeof ea, "order-paid-%lld", (long long)a);
+    snprintf(eb, sizeof eb, "order-paid-%lld", (long long)b);
+    snprintf(ca, sizeof ca, "order-cancelled-%lld", (long long)a);
+
+    publish("order.paid", ea, a, now, "101:2:1000,102:1:500", -1);
+    ASSERT_FIGURES(today, 2500, 1, 3);
+    publish("order.paid", eb, b, now, "101:1:700", -1);
+    ASSERT_FIGURES(today, 3200, 2, 4);
+    publish("order.paid", ea, a, now, "101:2:1000,102:1:500", -1); /* redelivered */
+    ASSERT_FIGURES(today, 3200, 2, 4);
+
+    /* A is cancelled and refunded: its revenue, units and order leave the figures */
+    publish("order.cancelled", ca, a, now, "101:2:1000,102:1:500", 1);
+    ASSERT_FIGURES(today, 700, 1, 1);
+    /* the same cancellation again, and again under another event id: subtracted once */
+    publish("order.cancelled", ca, a, now, "101:2:1000,102:1:500", 1);
+    publish("order.cancelled", "another-id-for-the-same-cancel", a, now, "101:2:1000,102:1:500",
+            1);
+    ASSERT_FIGURES(today, 700, 1, 1);
+    /* a late redelivery of A's order.paid does not bring it back */
+    publish("order.paid", ea, a, now, "101:2:1000,102:1:500", -1);
+    ASSERT_FIGURES(today, 700, 1, 1);
+
+    /* by category: the same net figures (no catalog here: "unknown") */
+    struct analytics_report rep;
+    assert_int_equal(analytics_sales(app, today, today, ANALYTICS_BY_CATEGORY, &rep), 0);
+    assert_int_equal(rep.n, 1);
+    assert_string_equal(rep.rows[0].key, "unknown");
+    assert_int_equal(rep.rows[0].revenue, 700);
+    assert_int_equal(rep.rows[0].orders, 1);
+    assert_int_equal(rep.rows[0].units, 1);
+    analytics_report_free(&rep);
+}
+
+static void test_cancel_of_uncounted_order_changes_nothing(void **state)
+{
+    int64_t now = now_ms();
+    char today[11];
+    day_of(now, today);
+    int64_t before_r, before_o, before_u;
+    figures(today, &before_r, &before_o, &before_u);
+    /* never paid (e.g. rejected from fraud review): nothing to subtract */
+    int64_t c = id_new(0);
+    char ec[64], pc[64];
+    snprintf(ec, sizeof ec, "order-cancelled-%lld", (long long)c);
+    snprintf(pc, sizeof pc, "order-paid-%lld", (long long)c);
+    publish("order.cancelled", ec, c, now, "103:4:900", 0);
+    ASSERT_FIGURES(today, before_r, before_o, before_u);
+    /* its order.paid arriving after the cancellation is not counted */
+    publish("order.paid", pc, c, now, "103:4:900", -1);
+    ASSERT_FIGURES(today, before_r, before_o, before_u);
+}
+
+static void test_cancel_subtracts_from_the_day_counted(void **state)
+{
+    /* paid two days ago, cancelled (not refunded: voided) today */
+    int64_t now = now_ms(), then = now - 2LL * 86400 * 1000;
+    char today[11], day[11];
+    day_of(now, today);
+    day_of(then, day);
+    int64_t d = id_new(0);
+    char ed[64], cd[64];
+    snprintf(ed, sizeof ed, "order-paid-%lld", (long long)d);
+    snprintf(cd, sizeof cd, "order-cancelled-%lld", (long long)d);
+    int64_t tr, to, tu;
+    figures(today, &tr, &to, &tu);
+    publish("order.paid", ed, d, then, "104:3:1100", -1);
+    ASSERT_FIGURES(day, 3300, 1, 3);
+    publish("order.cancelled", cd, d, now, "104:3:1100", 0);
+    ASSERT_FIGURES(day, 0, 0, 0);
+    ASSERT_FIGURES(today, tr, to, tu); /* today's figures are not touched */
+}
+
+static void test_bad_events_change_nothing(void **state)
+{
+    int64_t now = now_ms();
+    char today[11];
+    day_of(now, today);
+    int64_t r, o, u;
+    figures(today, &r, &o, &u);
+    static const char *const bad[] = {
+        "not json",
+        "{\"type\":\"order.paid\"}",
+        "{\"type\":\"order.cancelled\",\"event_id\":\"x1\",\"order_id\":\"abc\"}",
+        "{\"type\":\"order.shipped\",\"event_id\":\"x2\",\"order_id\":\"5\",\"items\":[]}",
+        "{\"type\":\"order.paid\",\"event_id\":\"x3\",\"order_id\":\"6\",\"currency\":\"USD\","
+        "\"at\":0,\"items\":[{\"product_id\":\"x\",\"quantity\":1,\"unit_price\":5},"
+        "{\"product_id\":\"9\",\"quantity\":-1,\"unit_price\":5}]}",
+        NULL};
+    for (int i = 0; bad[i]; i++)
+        assert_int_equal(bus_publish(RECOMMENDATION_TOPIC, "k", bad[i], strlen(bad[i])), 0);
+    ASSERT_FIGURES(today, r, o, u);
+    /* the client interface refuses bad ranges */
+    struct analytics_report rep;
+    assert_int_equal(analytics_sales(app, "2026-02-30", today, ANALYTICS_BY_DAY, &rep),
+                     ERR_INVALID);
+    assert_int_equal(analytics_sales(app, "2020-01-01", "2026-01-01", ANALYTICS_BY_DAY, &rep),
+                     ERR_INVALID);
+    assert_int_equal(analytics_sales(app, today, "2000-01-01", ANALYTICS_BY_DAY, &rep),
+                     ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sales_net_of_cancellations),
+        cmocka_unit_test(test_cancel_of_uncounted_order_changes_nothing),
+        cmocka_unit_test(test_cancel_subtracts_from_the_day_counted),
+        cmocka_unit_test(test_bad_events_change_nothing),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
