@@ -328,7 +328,23 @@ static void test_strict_limit_register_login(void **state)
     th_cleanup(&s);
 }
 
-/* ---- response headers ---------------------------------------------------------------- */
+/* ---- response headers (one server for the rest of the suite) ------------------------- */
+
+static struct th_server shared;
+static char *shared_admin;
+
+static int shared_start(void **state)
+{
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off",
+                         "EMPORIUM_CORS_ORIGINS=https://shop.example,https://admin.example",
+                         NULL};
+    if (th_start(&shared, env, NULL) != 0)
+        return -1;
+    shared_admin = th_admin_token(&shared);
+    return shared_admin ? 0 : -1;
+}
+
+static int shared_stop(void **state) { return th_suite_stop(&shared, shared_admin); }
 
 static void assert_private(const struct th_resp *r, bool want, const char *what)
 {
@@ -341,40 +357,37 @@ static void assert_private(const struct th_resp *r, bool want, const char *what)
 
 static void test_private_responses(void **state)
 {
-    struct th_server s;
-    char *adm;
-    assert_int_equal(th_suite_start(&s, &adm), 0);
-    char *pid = make_product(&s, adm, "PRIV-1", 10);
-    char *tok = th_register(&s, "private@example.com", "a long password");
+    char *pid = make_product(&shared, shared_admin, "PRIV-1", 10);
+    char *tok = th_register(&shared, "private@example.com", "a long password");
     assert_non_null(tok);
     struct th_resp r;
     char path[80];
     snprintf(path, sizeof path, "/api/v1/products/%s", pid);
 
-    assert_int_equal(th_call(&s, "GET", "/api/v1/users/me", tok, &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/users/me", tok, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     assert_private(&r, true, "users/me");
     th_resp_free(&r);
-    assert_int_equal(th_call(&s, "GET", "/api/v1/cart", tok, &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/cart", tok, &r, NULL), 0);
     assert_private(&r, true, "cart with a bearer token");
     th_resp_free(&r);
-    assert_int_equal(th_call(&s, "GET", "/api/v1/orders", tok, &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/orders", tok, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     assert_private(&r, true, "orders");
     th_resp_free(&r);
     /* Even a public route, when the request carried a token (a shared cache must not keep
      * what one user was shown), and even an error. */
-    assert_int_equal(th_call(&s, "GET", path, tok, &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", path, tok, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     assert_private(&r, true, "product with a bearer token");
     th_resp_free(&r);
-    assert_int_equal(th_call(&s, "GET", "/api/v1/users/me", "not-a-token", &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/users/me", "not-a-token", &r, NULL), 0);
     assert_int_equal(r.status, 401);
     assert_private(&r, true, "401 to a bearer token");
     th_resp_free(&r);
 
     /* A guest cart: the response that hands out a cart token, and requests that carry one. */
-    assert_int_equal(th_call(&s, "POST", "/api/v1/cart/items", NULL, &r,
+    assert_int_equal(th_call(&shared, "POST", "/api/v1/cart/items", NULL, &r,
                              "{\"product_id\":\"%s\",\"quantity\":1}", pid),
                      0);
     assert_int_equal(r.status, 200);
@@ -384,64 +397,58 @@ static void test_private_responses(void **state)
     th_resp_free(&r);
     snprintf(hdr, sizeof hdr, "X-Cart-Token: %s", cart);
     const char *h[] = {hdr, NULL};
-    assert_int_equal(th_req(&s, "GET", "/api/v1/cart", NULL, h, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/api/v1/cart", NULL, h, &r), 0);
     assert_int_equal(r.status, 200);
     assert_private(&r, true, "guest cart");
     th_resp_free(&r);
-    assert_int_equal(th_req(&s, "GET", path, NULL, h, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", path, NULL, h, &r), 0);
     assert_private(&r, true, "product with a cart token");
     th_resp_free(&r);
 
     /* Anonymous public reads stay cacheable. */
-    assert_int_equal(th_req(&s, "GET", path, NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", path, NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_private(&r, false, "anonymous product");
     th_resp_free(&r);
-    assert_int_equal(th_req(&s, "GET", "/health", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/health", NULL, NULL, &r), 0);
     assert_private(&r, false, "health");
     th_resp_free(&r);
     free(tok);
     free(pid);
-    assert_int_equal(th_suite_stop(&s, adm), 0);
 }
 
 static void test_allow_options_cors(void **state)
 {
-    struct th_server s;
-    const char *env[] = {"EMPORIUM_RATE_LIMITS=off",
-                         "EMPORIUM_CORS_ORIGINS=https://shop.example,https://admin.example",
-                         NULL};
-    assert_int_equal(th_start(&s, env, NULL), 0);
     struct th_resp r;
     char v[256];
 
     /* 405 lists the path's real methods. */
-    assert_int_equal(th_req(&s, "DELETE", "/api/v1/orders", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "DELETE", "/api/v1/orders", NULL, NULL, &r), 0);
     assert_true(th_is_error(&r, 405, "method_not_allowed", NULL));
     assert_non_null(th_header(&r, "Allow", v, sizeof v));
     assert_string_equal(v, "GET, HEAD, POST, OPTIONS");
     th_resp_free(&r);
-    assert_int_equal(th_req(&s, "POST", "/api/v1/products/123", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "POST", "/api/v1/products/123", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 405);
     assert_non_null(th_header(&r, "Allow", v, sizeof v));
     assert_string_equal(v, "GET, HEAD, PATCH, DELETE, OPTIONS");
     th_resp_free(&r);
 
     /* OPTIONS: 204 with Allow, no CORS headers without an allowed Origin. */
-    assert_int_equal(th_req(&s, "OPTIONS", "/api/v1/cart/items/42", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "OPTIONS", "/api/v1/cart/items/42", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 204);
     assert_non_null(th_header(&r, "Allow", v, sizeof v));
     assert_string_equal(v, "PATCH, DELETE, OPTIONS");
     assert_null(th_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
     th_resp_free(&r);
-    assert_int_equal(th_req(&s, "OPTIONS", "/api/v1/nothing-here", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "OPTIONS", "/api/v1/nothing-here", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 404);
     th_resp_free(&r);
 
     /* A preflight from an allowed origin. */
     const char *pre[] = {"Origin: https://admin.example", "Access-Control-Request-Method: POST",
                          "Access-Control-Request-Headers: authorization, content-type", NULL};
-    assert_int_equal(th_req(&s, "OPTIONS", "/api/v1/orders", NULL, pre, &r), 0);
+    assert_int_equal(th_req(&shared, "OPTIONS", "/api/v1/orders", NULL, pre, &r), 0);
     assert_int_equal(r.status, 204);
     assert_non_null(th_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
     assert_string_equal(v, "https://admin.example");
@@ -457,7 +464,7 @@ static void test_allow_options_cors(void **state)
     /* … from another origin: answered, without any CORS header. */
     const char *evil[] = {"Origin: https://evil.example", "Access-Control-Request-Method: POST",
                           NULL};
-    assert_int_equal(th_req(&s, "OPTIONS", "/api/v1/orders", NULL, evil, &r), 0);
+    assert_int_equal(th_req(&shared, "OPTIONS", "/api/v1/orders", NULL, evil, &r), 0);
     assert_int_equal(r.status, 204);
     assert_null(th_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
     assert_null(th_header(&r, "Access-Control-Allow-Methods", v, sizeof v));
@@ -465,7 +472,7 @@ static void test_allow_options_cors(void **state)
 
     /* Actual requests: the allowed origin gets Allow-Origin and the exposed headers. */
     const char *ok[] = {"Origin: https://shop.example", NULL};
-    assert_int_equal(th_req(&s, "GET", "/api/v1/products", NULL, ok, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/api/v1/products", NULL, ok, &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(th_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
     assert_string_equal(v, "https://shop.example");
@@ -473,110 +480,85 @@ static void test_allow_options_cors(void **state)
     assert_non_null(strstr(v, "X-Cart-Token"));
     th_resp_free(&r);
     const char *bad[] = {"Origin: https://shop.example.evil", NULL};
-    assert_int_equal(th_req(&s, "GET", "/api/v1/products", NULL, bad, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/api/v1/products", NULL, bad, &r), 0);
     assert_int_equal(r.status, 200);
     assert_null(th_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
     th_resp_free(&r);
-    assert_int_equal(th_stop(&s), 0);
-
-    /* Without EMPORIUM_CORS_ORIGINS nobody gets CORS headers. */
-    const char *none[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
-    assert_int_equal(th_restart(&s, none, NULL), 0);
-    assert_int_equal(th_req(&s, "OPTIONS", "/api/v1/orders", NULL, pre, &r), 0);
-    assert_int_equal(r.status, 204);
-    assert_null(th_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
-    th_resp_free(&r);
-    assert_int_equal(th_stop(&s), 0);
-    th_cleanup(&s);
 }
 
 static void test_www_authenticate(void **state)
 {
-    struct th_server s;
-    char *adm;
-    assert_int_equal(th_suite_start(&s, &adm), 0);
     struct th_resp r;
     char v[128];
-    assert_int_equal(th_req(&s, "GET", "/api/v1/users/me", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/api/v1/users/me", NULL, NULL, &r), 0);
     assert_true(th_is_error(&r, 401, "unauthorized", NULL));
     assert_non_null(th_header(&r, "WWW-Authenticate", v, sizeof v));
     assert_int_equal(strncmp(v, "Bearer", 6), 0);
     th_resp_free(&r);
-    assert_int_equal(th_call(&s, "GET", "/api/v1/orders", "expired-or-made-up", &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/orders", "expired-or-made-up", &r, NULL), 0);
     assert_int_equal(r.status, 401);
     assert_non_null(th_header(&r, "WWW-Authenticate", v, sizeof v));
     assert_int_equal(strncmp(v, "Bearer", 6), 0);
     assert_non_null(strstr(v, "error=\"invalid_token\""));
     th_resp_free(&r);
     /* 403 is not a challenge. */
-    char *tok = th_register(&s, "www@example.com", "a long password");
-    assert_int_equal(th_call(&s, "GET", "/api/v1/admin/orders", tok, &r, NULL), 0);
+    char *tok = th_register(&shared, "www@example.com", "a long password");
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/admin/orders", tok, &r, NULL), 0);
     assert_int_equal(r.status, 403);
     assert_null(th_header(&r, "WWW-Authenticate", v, sizeof v));
     th_resp_free(&r);
     free(tok);
-    assert_int_equal(th_suite_stop(&s, adm), 0);
 }
 
 static void test_unknown_query_parameters(void **state)
 {
-    struct th_server s;
-    char *adm;
-    assert_int_equal(th_suite_start(&s, &adm), 0);
-    char *tok = th_register(&s, "query@example.com", "a long password");
+    char *tok = th_register(&shared, "query@example.com", "a long password");
     struct th_resp r;
     /* Documented parameters are accepted … */
-    assert_int_equal(th_req(&s, "GET", "/api/v1/products?q=lamp&limit=5&sort=price_asc", NULL,
+    assert_int_equal(th_req(&shared, "GET", "/api/v1/products?q=lamp&limit=5&sort=price_asc", NULL,
                             NULL, &r),
                      0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
-    assert_int_equal(th_call(&s, "GET", "/api/v1/orders?limit=2", tok, &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/orders?limit=2", tok, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     /* … others are refused, naming the parameter, like unknown body fields. */
-    assert_int_equal(th_req(&s, "GET", "/api/v1/products?page=2", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/api/v1/products?page=2", NULL, NULL, &r), 0);
     assert_true(th_is_error(&r, 400, "validation_failed", "page"));
     th_resp_free(&r);
-    assert_int_equal(th_call(&s, "GET", "/api/v1/orders?limit=2&offset=4", tok, &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/orders?limit=2&offset=4", tok, &r, NULL), 0);
     assert_true(th_is_error(&r, 400, "validation_failed", "offset"));
     th_resp_free(&r);
-    assert_int_equal(th_call(&s, "GET", "/api/v1/users/me?debug=1", tok, &r, NULL), 0);
+    assert_int_equal(th_call(&shared, "GET", "/api/v1/users/me?debug=1", tok, &r, NULL), 0);
     assert_true(th_is_error(&r, 400, "validation_failed", "debug"));
     th_resp_free(&r);
-    assert_int_equal(th_req(&s, "GET", "/health?verbose", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/health?verbose", NULL, NULL, &r), 0);
     assert_true(th_is_error(&r, 400, "validation_failed", "verbose"));
     th_resp_free(&r);
     free(tok);
-    assert_int_equal(th_suite_stop(&s, adm), 0);
 }
 
 static void test_build_info_metric(void **state)
 {
-    struct th_server s;
-    assert_int_equal(th_start(&s, NULL, NULL), 0);
     struct th_resp r;
-    assert_int_equal(th_req(&s, "GET", "/metrics", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/metrics", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "# TYPE emporium_build_info gauge\n"));
     char want[80];
     snprintf(want, sizeof want, "\nemporium_build_info{version=\"%s\"} 1\n", EMPORIUM_VERSION);
     assert_non_null(strstr(r.body, want));
     th_resp_free(&r);
-    assert_int_equal(th_stop(&s), 0);
-    th_cleanup(&s);
 }
 
 /* Issue 16: a second server on a port in use must not start (it used to share the port). */
 static void test_port_in_use_refused(void **state)
 {
-    struct th_server s;
-    assert_int_equal(th_start(&s, NULL, NULL), 0);
     char listen[64], log[300];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", s.port);
-    snprintf(log, sizeof log, "%s/second.log", s.data_dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", shared.port);
+    snprintf(log, sizeof log, "%s/second.log", shared.data_dir);
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/second-data", s.data_dir);
+    snprintf(dir, sizeof dir, "%s/second-data", shared.data_dir);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -599,7 +581,7 @@ static void test_port_in_use_refused(void **state)
     if (got == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        fail_msg("a second server started on port %d", s.port);
+        fail_msg("a second server started on port %d", shared.port);
     }
     assert_true(WIFEXITED(status));
     assert_int_not_equal(WEXITSTATUS(status), 0);
@@ -613,11 +595,9 @@ static void test_port_in_use_refused(void **state)
         fail_msg("no clear message: %s", text);
     /* The first one still serves. */
     struct th_resp r;
-    assert_int_equal(th_req(&s, "GET", "/health", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&shared, "GET", "/health", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
-    assert_int_equal(th_stop(&s), 0);
-    th_cleanup(&s);
 }
 
 int main(void)
@@ -633,5 +613,5 @@ int main(void)
         cmocka_unit_test(test_build_info_metric),
         cmocka_unit_test(test_port_in_use_refused),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, shared_start, shared_stop);
 }
