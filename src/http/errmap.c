@@ -70,7 +70,7 @@ void http__error_respond(struct http_req *req, int code)
         if (!have)
             http_add_header(req, "Retry-After", "1");
     }
-    if (status == 405)
-        http_add_header(req, "Allow", "GET, POST, PUT, PATCH, DELETE");
+    if (status == 405 && req->allow)
+        http_add_header(req, "Allow", req->allow); /* the path's real methods (server.c) */
     http_reply_json(req, status, json_pack("{s:o}", "error", err));
 }

@@ -390,10 +390,10 @@ static int h_admin_events(struct http_req *req)
 }
 
 const struct http_route order__routes[] = {
-    {"POST", "/api/v1/orders", h_place, ROUTE_AUTH},
+    {"POST", "/api/v1/orders", h_place, ROUTE_AUTH | ROUTE_OFFLOAD},
     {"GET", "/api/v1/orders", h_list, ROUTE_AUTH},
     {"GET", "/api/v1/orders/{id}", h_get, ROUTE_AUTH},
-    {"POST", "/api/v1/orders/{id}/cancel", h_cancel, ROUTE_AUTH},
+    {"POST", "/api/v1/orders/{id}/cancel", h_cancel, ROUTE_AUTH | ROUTE_OFFLOAD},
     {"GET", "/api/v1/admin/orders", h_admin_list, ROUTE_ADMIN},
     {"GET", "/api/v1/admin/orders/{id}/events", h_admin_events, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
