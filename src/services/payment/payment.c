@@ -427,11 +427,7 @@ int payment__audit(struct app *app, int64_t order_id, struct payment_view **out,
 
 static int payment_init(struct app *app)
 {
-    const char *lat = getenv("EMPORIUM_PAYMENT_LATENCY_MS");
-    int ms = lat ? atoi(lat) : 0;
-    if (ms < 0 || ms > 60000)
-        ms = 0;
-    payment__sandbox_init(&provider, ms);
+    payment__sandbox_init(&provider, app_config(app)->payment_latency_ms);
     return 0;
 }
 
