@@ -26,6 +26,7 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "emporium/timer.h"
 #include "emporium/svc/cart.h"
@@ -33,8 +34,6 @@
 #include "emporium/svc/user.h"
 #include "cart_internal.h"
 
-extern const struct service_db cart__dbs[];   /* the schema, in cart_store.c */
-extern const struct http_route cart__routes[]; /* in cart_http.c */
 
 #define GUEST_SWEEP_BATCH 500
 #define GUEST_SWEEP_MAX_BATCHES 20 /* per run: a run stays short; the next one goes on */
@@ -415,7 +414,7 @@ int cart_set_prices(struct app *app, int64_t user_id, const struct cart_line *li
 
 /* ---------------------------------------------------------------- the service */
 
-static int cart_init(struct app *app)
+int cart__init(struct app *app)
 {
     guest_ttl_days = app_config(app)->guest_cart_ttl_days;
     int rc = secret_init(app);
@@ -427,15 +426,8 @@ static int cart_init(struct app *app)
     return timer_add(app, "cart.guest_sweep", 3600 * 1000, sweep_guests, NULL);
 }
 
-static void cart_deinit(struct app *app)
+void cart__deinit(struct app *app)
 {
     sodium_memzero(token_key, sizeof token_key);
 }
 
-const struct service service_cart = {
-    .name = "cart",
-    .routes = cart__routes,
-    .dbs = cart__dbs,
-    .init = cart_init,
-    .deinit = cart_deinit,
-};

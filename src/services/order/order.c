@@ -29,6 +29,7 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "emporium/timer.h"
 #include "emporium/svc/inventory.h"
@@ -40,8 +41,6 @@
 
 struct order_settings order__settings = {900, 600, 30};
 
-extern const struct service_db order__dbs[];    /* the schema, in order_store.c */
-extern const struct http_route order__routes[]; /* in order_http.c */
 
 static const char *const statuses[] = {"pending", "paid", "fulfilling", "shipped", "delivered",
                                        "failed", "cancelled", "on_hold", NULL};
@@ -375,7 +374,7 @@ static void on_shipment(void *ctx, const char *topic, const char *key, const cha
 
 /* --- the service --- */
 
-static int order_init(struct app *app)
+int order__init(struct app *app)
 {
     const struct config *cfg = app_config(app);
     order__settings.reservation_ttl_s = cfg->reservation_ttl_seconds;
@@ -389,9 +388,3 @@ static int order_init(struct app *app)
                      order__recovery_run, NULL);
 }
 
-const struct service service_order = {
-    .name = "order",
-    .routes = order__routes,
-    .dbs = order__dbs,
-    .init = order_init,
-};

@@ -116,4 +116,7 @@ int order__store_unshipped(struct db_conn *c, int64_t updated_before, struct ord
                            int cap);
 int order__store_drop_stale_claims(struct db_conn *c, int64_t created_before);
 
+/* The service definition (in order_http.c) needs these. */
+int order__init(struct app *app);
+
 #endif

@@ -24,6 +24,7 @@
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/outbox.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "payment_internal.h"
 
@@ -31,8 +32,6 @@
 
 static struct payment_provider provider;
 
-extern const struct service_db payment__dbs[];    /* the schema, in payment_store.c */
-extern const struct http_route payment__routes[]; /* in payment_http.c */
 
 static void copy(char *dst, size_t cap, const char *src)
 {
@@ -425,15 +424,9 @@ int payment__audit(struct app *app, int64_t order_id, struct payment_view **out,
 
 /* --- service --- */
 
-static int payment_init(struct app *app)
+int payment__init(struct app *app)
 {
     payment__sandbox_init(&provider, app_config(app)->payment_latency_ms);
     return 0;
 }
 
-const struct service service_payment = {
-    .name = "payment",
-    .routes = payment__routes,
-    .dbs = payment__dbs,
-    .init = payment_init,
-};

@@ -8,6 +8,7 @@
 #include "emporium/err.h"
 #include "emporium/http.h"
 #include "emporium/id.h"
+#include "emporium/service.h"
 #include "payment_internal.h"
 
 static json_t *money(int64_t amount, const char *currency)
@@ -51,7 +52,18 @@ static int h_admin_payments(struct http_req *req)
     return http_reply_json(req, 200, json_pack("{s:o,s:n}", "items", items, "next_cursor"));
 }
 
-const struct http_route payment__routes[] = {
+static const struct http_route payment__routes[] = {
     {"GET", "/api/v1/admin/payments", h_admin_payments, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
+};
+
+/* The service as the binary sees it: routes here, the schema from payment_store.c, the
+ * lifecycle from payment.c. */
+extern const struct service_db payment__dbs[];
+
+const struct service service_payment = {
+    .name = "payment",
+    .routes = payment__routes,
+    .dbs = payment__dbs,
+    .init = payment__init,
 };

@@ -87,4 +87,7 @@ void payment_views_free(struct payment_view *v, int n);
 /* The domain's read for the audit route. */
 int payment__audit(struct app *app, int64_t order_id, struct payment_view **out, int *n);
 
+/* The service definition (in payment_http.c) needs these. */
+int payment__init(struct app *app);
+
 #endif

@@ -19,12 +19,11 @@
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/outbox.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "emporium/svc/product.h"
 #include "shipping_internal.h"
 
-extern const struct service_db shipping__dbs[];    /* the schema, in shipping_store.c */
-extern const struct http_route shipping__routes[]; /* in shipping_http.c */
 
 /* ISO 3166-1 alpha-2, officially assigned codes. */
 static const char iso_countries[] =
@@ -386,8 +385,3 @@ out:
     return rc < 0 ? rc : 0;
 }
 
-const struct service service_shipping = {
-    .name = "shipping",
-    .routes = shipping__routes,
-    .dbs = shipping__dbs,
-};

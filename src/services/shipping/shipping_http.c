@@ -10,6 +10,7 @@
 #include "emporium/err.h"
 #include "emporium/http.h"
 #include "emporium/id.h"
+#include "emporium/service.h"
 #include "shipping_internal.h"
 
 static int h_quotes(struct http_req *req)
@@ -171,8 +172,18 @@ static int h_shipment_event(struct http_req *req)
                                      "status", s.status, "events", events));
 }
 
-const struct http_route shipping__routes[] = {
+static const struct http_route shipping__routes[] = {
     {"POST", "/api/v1/shipping/quotes", h_quotes, 0},
     {"POST", "/api/v1/shipments/{id}/events", h_shipment_event, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
+};
+
+/* The service as the binary sees it: routes here, the schema from shipping_store.c, the
+ * lifecycle from shipping.c. */
+extern const struct service_db shipping__dbs[];
+
+const struct service service_shipping = {
+    .name = "shipping",
+    .routes = shipping__routes,
+    .dbs = shipping__dbs,
 };
