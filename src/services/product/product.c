@@ -369,6 +369,17 @@ static int product_init(struct app *app)
     return rc == ERR_UNAVAILABLE ? 0 : rc;
 }
 
+/* `emporium seed` flags, checked by main.c before the data dir is opened. */
+static const struct cli_flag seed_flags[] = {
+    {"--products", "N", "products to generate", 1, 10000000, true},
+    {"--categories", "M", "categories (default: products/25, at most 1000)", 1, 1000, false},
+    {"--seed", "S", "random seed (default 42)", 0, 0xffffffffL, false},
+    {NULL, NULL, NULL, 0, 0, false},
+};
+static const struct cli_command seed_cli = {"seed", "generate a demo catalog",
+                                            "emporium seed --products 1000 --categories 40",
+                                            seed_flags, NULL};
+
 const struct service service_product = {
     .name = "product",
     .routes = product__routes,
@@ -378,5 +389,6 @@ const struct service service_product = {
     .command = "seed",
     .run_command = product__seed_command,
     .command_help = "generate a demo catalog: seed --products N [--categories M] [--seed S]",
+    .cli = &seed_cli,
     .on_serve = product__on_serve,
 };
