@@ -47,6 +47,13 @@ const struct service_db inventory__dbs[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* One statement whose row count does not matter: 0 or ERR_*. */
+static int exec(struct db_conn *c, const char *sql, int n, const struct db_val *args)
+{
+    int rc = db_query(c, sql, n, args, NULL);
+    return rc < 0 ? rc : 0;
+}
+
 /* ---------------------------------------------------------------- levels */
 
 int inventory__store_level(struct db_conn *c, int64_t product_id, int64_t *available,
@@ -72,12 +79,11 @@ int inventory__store_level(struct db_conn *c, int64_t product_id, int64_t *avail
 int inventory__store_put(struct db_conn *c, int64_t product_id, int64_t available, int64_t now)
 {
     struct db_val a[] = {DB_INT(product_id), DB_INT(available), DB_INT(now)};
-    int rc = db_query(c,
-                      "INSERT INTO inventory (product_id, available, reserved, updated_at) "
-                      "VALUES ($1, $2, 0, $3) ON CONFLICT (product_id) DO UPDATE SET "
-                      "available = excluded.available, updated_at = excluded.updated_at",
-                      3, a, NULL);
-    return rc < 0 ? rc : 0;
+    return exec(c,
+                "INSERT INTO inventory (product_id, available, reserved, updated_at) "
+                "VALUES ($1, $2, 0, $3) ON CONFLICT (product_id) DO UPDATE SET "
+                "available = excluded.available, updated_at = excluded.updated_at",
+                3, a);
 }
 
 /* Multi-row upserts of PUT_MANY_BATCH rows per statement: 100k rows are 200 statements. */
@@ -137,11 +143,10 @@ int inventory__store_give(struct db_conn *c, int64_t product_id, int q, bool fro
 int inventory__store_unreserve(struct db_conn *c, int64_t product_id, int q, int64_t now)
 {
     struct db_val a[] = {DB_INT(product_id), DB_INT(q), DB_INT(now)};
-    int rc = db_query(c,
-                      "UPDATE inventory SET reserved = reserved - $2, updated_at = $3 "
-                      "WHERE product_id = $1",
-                      3, a, NULL);
-    return rc < 0 ? rc : 0;
+    return exec(c,
+                "UPDATE inventory SET reserved = reserved - $2, updated_at = $3 "
+                "WHERE product_id = $1",
+                3, a);
 }
 
 /* ---------------------------------------------------------------- reservations */
@@ -161,21 +166,19 @@ int inventory__store_resv_exists(struct db_conn *c, int64_t id)
 int inventory__store_resv_insert(struct db_conn *c, int64_t id, int64_t now, int64_t expires)
 {
     struct db_val a[] = {DB_INT(id), DB_INT(now), DB_INT(expires)};
-    int rc = db_query(c,
-                      "INSERT INTO reservations (id, status, created_at, expires_at, updated_at) "
-                      "VALUES ($1, 'active', $2, $3, $2)",
-                      3, a, NULL);
-    return rc < 0 ? rc : 0;
+    return exec(c,
+                "INSERT INTO reservations (id, status, created_at, expires_at, updated_at) "
+                "VALUES ($1, 'active', $2, $3, $2)",
+                3, a);
 }
 
 int inventory__store_resv_add_item(struct db_conn *c, int64_t id, int64_t product_id, int q)
 {
     struct db_val a[] = {DB_INT(id), DB_INT(product_id), DB_INT(q)};
-    int rc = db_query(c,
-                      "INSERT INTO reservation_items (reservation_id, product_id, quantity) "
-                      "VALUES ($1, $2, $3)",
-                      3, a, NULL);
-    return rc < 0 ? rc : 0;
+    return exec(c,
+                "INSERT INTO reservation_items (reservation_id, product_id, quantity) "
+                "VALUES ($1, $2, $3)",
+                3, a);
 }
 
 int inventory__store_resv_load(struct db_conn *c, int64_t id, struct inventory__resv *out)
@@ -226,17 +229,12 @@ int inventory__store_resv_move(struct db_conn *c, int64_t id, const char *from, 
 int inventory__store_expired(struct db *db, int64_t now, int max, int64_t **ids)
 {
     *ids = NULL;
-    struct db_conn *c; /* ERR_UNAVAILABLE when this process does not run the service */
-    int rc = db_conn_take(db, &c);
-    if (rc < 0)
-        return rc;
     struct db_rows *r = NULL;
     struct db_val a[] = {DB_INT(now), DB_INT(max)};
-    rc = db_query(c,
-                  "SELECT id FROM reservations WHERE status = 'active' AND expires_at <= $1 "
-                  "ORDER BY expires_at LIMIT $2",
-                  2, a, &r);
-    db_conn_give(c);
+    int rc = db_query_once(db, /* ERR_UNAVAILABLE when this process does not run the service */
+                           "SELECT id FROM reservations WHERE status = 'active' "
+                           "AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+                           2, a, &r);
     if (rc < 0)
         return rc;
     int n = db_rows_count(r);

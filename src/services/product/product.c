@@ -250,16 +250,23 @@ int product__create(struct app *app, int64_t admin_id, const struct product_inpu
     return written_json(app, *id, json);
 }
 
+/* After an update or delete: 0 rows is ERR_NOTFOUND; a change drops the cached copies. */
+static int written(struct app *app, int64_t id, int rc)
+{
+    if (rc == 0)
+        return ERR_NOTFOUND;
+    if (rc > 0)
+        product__invalidate(product__ctx(app), id, true);
+    return rc < 0 ? rc : 0;
+}
+
 int product__update(struct app *app, int64_t admin_id, int64_t id,
                     const struct product_input *in, struct buf *json)
 {
     struct product_info old = {0};
-    int rc = product__store_update(product__db(app), id, in, now_ms(), &old);
+    int rc = written(app, id, product__store_update(product__db(app), id, in, now_ms(), &old));
     if (rc < 0)
         return rc;
-    if (rc == 0)
-        return ERR_NOTFOUND;
-    product__invalidate(product__ctx(app), id, true);
     char pid[21], uid[21];
     id_format(id, pid);
     id_format(admin_id, uid);
@@ -274,15 +281,12 @@ int product__update(struct app *app, int64_t admin_id, int64_t id,
 
 int product__delete(struct app *app, int64_t admin_id, int64_t id)
 {
-    int rc = product__store_delete(product__db(app), id);
-    if (rc < 0)
-        return rc;
-    if (rc == 0)
-        return ERR_NOTFOUND;
-    product__invalidate(product__ctx(app), id, true);
-    char pid[21], uid[21];
-    log_info("product: %s deleted by admin %s", id_format(id, pid), id_format(admin_id, uid));
-    return 0;
+    int rc = written(app, id, product__store_delete(product__db(app), id));
+    if (rc == 0) {
+        char pid[21], uid[21];
+        log_info("product: %s deleted by admin %s", id_format(id, pid), id_format(admin_id, uid));
+    }
+    return rc;
 }
 
 /* ---- stock, from the inventory's events ----------------------------------------------- */

@@ -288,35 +288,11 @@ static int sku_conflict(struct http_req *req, const char *sku)
                           "a product with SKU %s already exists", sku);
 }
 
-static int h_create(struct http_req *req)
+/* POST /products (create) and PATCH /products/{id}. */
+static int write_product(struct http_req *req, bool create)
 {
-    int rc;
-    json_t *body = http_json_body(req, &rc);
-    if (!body)
-        return rc;
-    struct product_input in;
-    struct buf json = BUF_INIT(0);
     int64_t id = 0;
-    if ((rc = read_input(req, body, true, &in)) == 0) {
-        rc = product__create(http_app(req), http_auth(req)->user_id, &in, &id, &json);
-        if (rc == ERR_CONFLICT)
-            rc = sku_conflict(req, in.sku);
-    }
-    if (rc == 0) {
-        char loc[64], ids[21];
-        snprintf(loc, sizeof loc, "/api/v1/products/%s", id_format(id, ids));
-        http_add_header(req, "Location", loc);
-        rc = reply_written(req, 201, &json);
-    }
-    product__input_free(&in);
-    buf_free(&json);
-    return rc;
-}
-
-static int h_update(struct http_req *req)
-{
-    int64_t id;
-    int rc = parse_id_param(req, &id);
+    int rc = create ? 0 : parse_id_param(req, &id);
     if (rc < 0)
         return rc;
     json_t *body = http_json_body(req, &rc);
@@ -324,19 +300,30 @@ static int h_update(struct http_req *req)
         return rc;
     struct product_input in;
     struct buf json = BUF_INIT(0);
-    if ((rc = read_input(req, body, false, &in)) == 0) {
-        rc = product__update(http_app(req), http_auth(req)->user_id, id, &in, &json);
+    int64_t admin = http_auth(req)->user_id;
+    if ((rc = read_input(req, body, create, &in)) == 0) {
+        rc = create ? product__create(http_app(req), admin, &in, &id, &json)
+                    : product__update(http_app(req), admin, id, &in, &json);
         if (rc == ERR_CONFLICT)
             rc = sku_conflict(req, in.sku ? in.sku : "");
         else if (rc == ERR_NOTFOUND)
             rc = http_fail(req, ERR_NOTFOUND, NULL, "no such product");
     }
+    if (rc == 0 && create) {
+        char loc[64], ids[21];
+        snprintf(loc, sizeof loc, "/api/v1/products/%s", id_format(id, ids));
+        http_add_header(req, "Location", loc);
+    }
     if (rc == 0)
-        rc = reply_written(req, 200, &json);
+        rc = reply_written(req, create ? 201 : 200, &json);
     product__input_free(&in);
     buf_free(&json);
     return rc;
 }
+
+static int h_create(struct http_req *req) { return write_product(req, true); }
+
+static int h_update(struct http_req *req) { return write_product(req, false); }
 
 static int h_delete(struct http_req *req)
 {

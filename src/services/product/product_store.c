@@ -75,20 +75,6 @@ const struct service_db product__dbs[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Takes a connection, runs one statement, gives it back. TODO(runtime): db_query_once() from
- * db.h once it is on main. */
-static int query_once(struct db *db, const char *sql, int n, const struct db_val *args,
-                      struct db_rows **out)
-{
-    struct db_conn *c;
-    int rc = db_conn_take(db, &c);
-    if (rc < 0)
-        return rc;
-    rc = db_query(c, sql, n, args, out);
-    db_conn_give(c);
-    return rc;
-}
-
 /* ---- one product ----------------------------------------------------------------------- */
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -100,7 +86,7 @@ int product__store_info(struct db *db, int64_t id, struct product_info *out)
 {
     struct db_rows *rows = NULL;
     struct db_val args[] = {DB_INT(id)};
-    int rc = query_once(db,
+    int rc = db_query_once(db,
                         "SELECT id, sku, name, category, price, currency, weight_grams, active "
                         "FROM products WHERE id = $1",
                         1, args, &rows);
@@ -126,7 +112,7 @@ int product__store_info(struct db *db, int64_t id, struct product_info *out)
 int product__store_row(struct db *db, int64_t id, struct db_rows **out)
 {
     struct db_val args[] = {DB_INT(id)};
-    int rc = query_once(db, "SELECT " PRODUCT_COLS " FROM products p WHERE p.id = $1", 1, args,
+    int rc = db_query_once(db, "SELECT " PRODUCT_COLS " FROM products p WHERE p.id = $1", 1, args,
                         out);
     if (rc < 0)
         return rc;
@@ -282,13 +268,13 @@ int product__store_update(struct db *db, int64_t id, const struct product_input 
 int product__store_delete(struct db *db, int64_t id)
 {
     struct db_val args[] = {DB_INT(id)};
-    int rc = query_once(db, "DELETE FROM products WHERE id = $1", 1, args, NULL);
+    int rc = db_query_once(db, "DELETE FROM products WHERE id = $1", 1, args, NULL);
     return rc < 0 ? rc : rc > 0;
 }
 
 int product__store_categories(struct db *db, struct db_rows **out)
 {
-    return query_once(db,
+    return db_query_once(db,
                       "SELECT c.slug, c.name, COUNT(p.id) FROM categories c "
                       "LEFT JOIN products p ON p.category = c.slug AND p.active = 1 "
                       "GROUP BY c.slug, c.name ORDER BY c.name, c.slug",
@@ -361,22 +347,19 @@ int product__store_list(struct db *db, const struct product_query *o, struct db_
         buf_puts(t, " ORDER BY p.id DESC");
         break;
     case PRODUCT_SORT_PRICE_ASC:
+    case PRODUCT_SORT_PRICE_DESC: {
+        bool asc = o->sort == PRODUCT_SORT_PRICE_ASC;
         if (o->has_cursor) {
             const char *k = arg(&s, DB_INT(o->cur_key));
-            buf_printf(t, " AND (p.price, p.id) > (%s, %s)", k, arg(&s, DB_INT(o->cur_id)));
+            buf_printf(t, " AND (p.price, p.id) %s (%s, %s)", asc ? ">" : "<", k,
+                       arg(&s, DB_INT(o->cur_id)));
         }
-        buf_puts(t, " ORDER BY p.price, p.id");
-        break;
-    case PRODUCT_SORT_PRICE_DESC:
-        if (o->has_cursor) {
-            const char *k = arg(&s, DB_INT(o->cur_key));
-            buf_printf(t, " AND (p.price, p.id) < (%s, %s)", k, arg(&s, DB_INT(o->cur_id)));
-        }
-        buf_puts(t, " ORDER BY p.price DESC, p.id DESC");
+        buf_puts(t, asc ? " ORDER BY p.price, p.id" : " ORDER BY p.price DESC, p.id DESC");
         break;
     }
+    }
     buf_printf(t, " LIMIT %d", o->limit + 1);
-    int rc = t->err ? ERR_NOMEM : query_once(db, t->p, s.n, s.args, out);
+    int rc = t->err ? ERR_NOMEM : db_query_once(db, t->p, s.n, s.args, out);
     buf_free(t);
     return rc;
 }
@@ -533,7 +516,7 @@ void product__store_bulk_mode(struct db *db, struct db_conn *c, bool on)
 int product__store_empty(struct db *db)
 {
     struct db_rows *rows = NULL;
-    int rc = query_once(db, "SELECT 1 FROM products LIMIT 1", 0, NULL, &rows);
+    int rc = db_query_once(db, "SELECT 1 FROM products LIMIT 1", 0, NULL, &rows);
     if (rc < 0)
         return rc;
     rc = db_rows_count(rows) == 0;

@@ -84,6 +84,23 @@ out:
     return rc;
 }
 
+int order_event_consume(struct app *app, const char *who, const char *payload, size_t len,
+                        order_event_fn paid, order_event_fn cancelled)
+{
+    struct order_event *ev = malloc(sizeof *ev);
+    int rc = ev ? order_event_decode(payload, len, ev) : ERR_NOMEM;
+    order_event_fn fn = rc < 0 ? NULL : ev->type == ORDER_EVENT_PAID ? paid : cancelled;
+    if (fn)
+        rc = fn(app, ev);
+    if (rc == ERR_NOTFOUND && !fn)
+        rc = 0; /* another type of order event */
+    if (rc < 0)
+        log_warn("%s: event %s not applied: %s", who,
+                 ev && rc != ERR_INVALID && rc != ERR_NOMEM ? ev->event_id : "?", err_str(rc));
+    free(ev);
+    return rc < 0 ? rc : 0;
+}
+
 static int apply_paid(struct app *app, const struct order_event *ev)
 {
     int n = ev->n < REC_MAX_ITEMS ? ev->n : REC_MAX_ITEMS;
@@ -97,26 +114,15 @@ static int apply_paid(struct app *app, const struct order_event *ev)
     return recommendation__store_paid(rec_db(app), ev, categories);
 }
 
+static int apply_cancelled(struct app *app, const struct order_event *ev)
+{
+    return recommendation__store_cancelled(rec_db(app), ev);
+}
+
 static void on_order_event(void *ctx, const char *topic, const char *key, const char *payload,
                            size_t len)
 {
-    struct app *app = ctx;
-    struct order_event *ev = malloc(sizeof *ev);
-    if (!ev) {
-        log_warn("recommendation: order event not applied: %s", err_str(ERR_NOMEM));
-        return;
-    }
-    int rc = order_event_decode(payload, len, ev);
-    if (rc == 0 && ev->type == ORDER_EVENT_PAID)
-        rc = apply_paid(app, ev);
-    else if (rc == 0 && ev->type == ORDER_EVENT_CANCELLED)
-        rc = recommendation__store_cancelled(rec_db(app), ev);
-    else if (rc == ERR_NOTFOUND)
-        rc = 0; /* another type of order event */
-    if (rc < 0)
-        log_warn("recommendation: event %s not applied: %s",
-                 rc == ERR_INVALID ? "?" : ev->event_id, err_str(rc));
-    free(ev);
+    order_event_consume(ctx, "recommendation", payload, len, apply_paid, apply_cancelled);
 }
 
 int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out,
