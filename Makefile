@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 BACKEND    ?= sqlite
 
-.PHONY: all build run test bench deps deps-test clean asan fuzz
+.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering fuzz
 
 all: build
 
@@ -35,5 +35,15 @@ fuzz: deps-test
 bench: deps-test build
 	BACKEND=$(BACKEND) bench/run.sh
 
+# Build output only. The shop's data (./data, the default EMPORIUM_DATA_DIR) is never
+# touched here: deleting it is `make clean-data`.
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz data
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
+
+# Deletes ./data: every account, order and product of the local shop. On purpose only.
+clean-data:
+	rm -rf data
+
+# Layering rules (see scripts/check-layering.sh); prints every violation.
+check-layering:
+	scripts/check-layering.sh

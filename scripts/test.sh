@@ -35,6 +35,7 @@ for variant in build:OFF build-asan:ON; do
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 600 || status=1
 done
+echo "== docs check"; scripts/check-docs.sh --run build/emporium || status=1   # links, settings, error codes, api.md examples
 # A third-party validator on the OpenAPI document (Redocly CLI, from the npm registry).
 echo "== OpenAPI lint"
 scripts/openapi-lint.sh build/emporium || status=1
@@ -48,6 +49,16 @@ if [ $rc -eq 0 ]; then
 elif [ $rc -eq 3 ]; then
   echo "contract test skipped: npm is not available" >&2
 else
+  status=1
+fi
+
+# The storefront and back office in Debian's Chromium (playwright-core + axe-core, pinned).
+echo "== browser tests (Chromium)"
+rc=0
+scripts/web-e2e.sh build/emporium || rc=$?
+if [ $rc -eq 3 ]; then
+  echo "browser tests skipped: npm or Chromium is not installed" >&2
+elif [ $rc -ne 0 ]; then
   status=1
 fi
 

@@ -7,11 +7,13 @@
 #ifndef EMPORIUM_APP_H
 #define EMPORIUM_APP_H
 #include <stdbool.h>
+#include <stdint.h>
 #include "emporium/config.h"
 #include "emporium/db.h"
 
 struct app;
 struct ratelimit;
+struct timers;
 
 /* Opens every database the selected services declare and applies migrations. */
 int app_new(struct app **out, const struct config *cfg);
@@ -26,5 +28,33 @@ struct db *app_db_at(struct app *app, int i);
 struct ratelimit *app_ratelimit(struct app *app);
 /* Whether service `name` runs in this process (--services). */
 bool app_has_service(const struct app *app, const char *name);
+/* --- per-service state: init() stores the service's context, its functions fetch it, and
+ * deinit() frees it (app_free() does not), so that no service keeps module state in
+ * file-level globals. `service` must outlive the app (a string literal). Set from init()
+ * only; read from any thread after start-up. NULL when none was set. At most 32. --- */
+int app_set_service_ctx(struct app *app, const char *service, void *ctx);
+void *app_service_ctx(const struct app *app, const char *service);
+
+/* --- bearer-token authentication: the user service registers, the HTTP core asks --- */
+struct app_identity {
+    int64_t user_id;
+    bool admin;                   /* the admin role */
+    bool premium;                 /* the premium tier */
+    unsigned char token_hash[32]; /* SHA-256 of the accepted token */
+};
+/* Resolves a bearer token: 0 and *out filled, ERR_UNAUTHORIZED (unknown or expired) or
+ * another ERR_* (e.g. ERR_UNAVAILABLE when the database is down). */
+typedef int (*app_authenticate_fn)(struct app *app, const char *token, struct app_identity *out);
+/* Registered once from a service's init(); ERR_CONFLICT when one is already registered. */
+int app_set_authenticator(struct app *app, app_authenticate_fn fn);
+/* Calls the registered authenticator; ERR_UNAUTHORIZED when none is (the user service does
+ * not run in this process). */
+int app_authenticate(struct app *app, const char *token, struct app_identity *out);
+
+/* --- background jobs (timer.h) --- */
+struct timers *app_timers(struct app *app);
+/* Starts the background job thread: `emporium serve` only, after every service's init() and
+ * on_serve(). app_free() stops it first. Returns 0 or ERR_NOMEM. */
+int app_start_timers(struct app *app);
 
 #endif

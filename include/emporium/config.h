@@ -1,37 +1,79 @@
 /* SPDX-License-Identifier: MIT */
-/* config.h — configuration from the environment first, then command-line flags.
+/* config.h — every setting of the process, parsed and validated once at start.
  *
- * Every setting has an EMPORIUM_* environment variable; flags given on the command line win.
- * Strings point into the environment/argv or static defaults and live for the process. */
+ * Every setting has an EMPORIUM_* environment variable; the few with a flag (--listen,
+ * --data-dir, --services, --threads, --no-demo) take the same values and win over the
+ * environment. A bad value stops the process (exit 2) with a message on stderr naming the
+ * variable or flag and the accepted values: nothing is silently defaulted. Services read
+ * their settings from this struct (app_config(app)), never from getenv(). Strings point into
+ * the environment/argv or static defaults and live for the process.
+ *
+ * Adding a setting: a field here, its default in config_defaults() and one row in the table
+ * of config.c (name, kind, range). `emporium serve --help` lists the table. */
 #ifndef EMPORIUM_CONFIG_H
 #define EMPORIUM_CONFIG_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+
+#include "emporium/log.h"
 
 struct config {
+    /* process */
     const char *listen;        /* EMPORIUM_LISTEN, --listen; "0.0.0.0:8080" */
+    bool reuse_port;           /* EMPORIUM_REUSE_PORT; off (on: SO_REUSEPORT for a hand-over) */
     const char *data_dir;      /* EMPORIUM_DATA_DIR, --data-dir; "./data" */
     const char *database_url;  /* EMPORIUM_DATABASE_URL; NULL = embedded SQLite */
-    const char *services;      /* EMPORIUM_SERVICES, --services; NULL = all */
-    int threads;               /* EMPORIUM_THREADS; 0 = number of CPUs */
+    const char *services;      /* EMPORIUM_SERVICES, --services; NULL = all (validated list) */
+    int threads;               /* EMPORIUM_THREADS, --threads; 0 = automatic (1..256) */
     int db_pool_size;          /* EMPORIUM_DB_POOL_SIZE; 8 */
     int max_connections;       /* EMPORIUM_MAX_CONNECTIONS; 4096 */
     size_t max_body;           /* EMPORIUM_MAX_BODY; 1 MiB */
     size_t max_header_bytes;   /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */
     int drain_seconds;         /* EMPORIUM_DRAIN_SECONDS; 10 */
-    bool rate_limits;          /* EMPORIUM_RATE_LIMITS=off turns off; on */
+    const char *cors_origins;  /* EMPORIUM_CORS_ORIGINS; NULL = no CORS; "*" or a,b,c */
+    /* limits */
+    bool rate_limits;          /* EMPORIUM_RATE_LIMITS; on */
     double rl_anon_rate, rl_anon_burst;       /* EMPORIUM_RL_ANON="rate:burst" per IP per service */
     double rl_user_rate, rl_user_burst;       /* EMPORIUM_RL_USER */
     double rl_premium_rate, rl_premium_burst; /* EMPORIUM_RL_PREMIUM */
-    bool access_log;           /* EMPORIUM_ACCESS_LOG=off turns off */
-    bool demo;                 /* --no-demo / EMPORIUM_DEMO=off */
+    /* logs */
+    bool access_log;           /* EMPORIUM_ACCESS_LOG; on */
+    enum log_level log_level;  /* EMPORIUM_LOG_LEVEL: debug|info|warn|error; info */
+    enum log_format log_format; /* EMPORIUM_LOG_FORMAT: auto|text|json; auto */
+    /* services */
+    bool demo;                 /* EMPORIUM_DEMO, --no-demo; on */
     int session_ttl_hours;     /* EMPORIUM_SESSION_TTL_HOURS; 720 (30 days) */
-    const char *log_level;     /* EMPORIUM_LOG_LEVEL: debug|info|warn|error */
+    int session_sweep_seconds; /* EMPORIUM_SESSION_SWEEP_SECONDS; 600 */
+    int guest_cart_ttl_days;   /* EMPORIUM_GUEST_CART_TTL_DAYS; 30 */
+    int reservation_ttl_seconds;       /* EMPORIUM_RESERVATION_TTL_SECONDS; 900 */
+    int order_pending_timeout_seconds; /* EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS; 600 */
+    int order_sweep_seconds;           /* EMPORIUM_ORDER_SWEEP_SECONDS; 30 */
+    int payment_latency_ms;    /* EMPORIUM_PAYMENT_LATENCY_MS; 0 (sandbox provider delay) */
+    int product_cache_mb;      /* EMPORIUM_PRODUCT_CACHE_MB; 64, 0 = no cache */
 };
 
-/* Fills cfg with defaults and the environment. Returns 0 or ERR_INVALID (message printed). */
+/* The defaults, without reading the environment. */
+void config_defaults(struct config *cfg);
+/* config_defaults() and then every EMPORIUM_* variable. Returns 0, or ERR_INVALID after
+ * printing one line per bad variable on stderr. Unknown EMPORIUM_* variables are warned
+ * about (a typo should not pass silently); EMPORIUM_TEST_* and EMPORIUM_BIN are the test
+ * tools' own and ignored. */
 int config_from_env(struct config *cfg);
+/* Sets one setting by its variable name from a string (how flags are applied: `source` is
+ * the flag, e.g. "--threads", used in the message). 0, or ERR_INVALID with the message
+ * printed; ERR_NOTFOUND when no such setting. */
+int config_set(struct config *cfg, const char *var, const char *value, const char *source);
 /* "rate:burst" -> two numbers; ERR_INVALID when malformed. */
 int config_parse_rate(const char *s, double *rate, double *burst);
+/* Worker threads to run: cfg->threads, or when 0 the CPU count (times 4 with PostgreSQL,
+ * whose calls block on the network). */
+int config_worker_threads(const struct config *cfg);
+/* "sqlite" or "postgres". */
+const char *config_backend(const struct config *cfg);
+/* The database URL with any password replaced by "***" (for logs), into buf. */
+const char *config_redacted_url(const struct config *cfg, char *buf, size_t cap);
+/* Prints the settings table (variable, accepted values, default) for --help. */
+void config_print_settings(FILE *f);
 
 #endif

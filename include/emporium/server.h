@@ -17,11 +17,6 @@ int http_server_start(struct http_server **out, struct app *app);
 int http_server_port(const struct http_server *s);
 void http_server_stop(struct http_server *s);
 
-/* The user service resolves bearer tokens; the core calls it for every request that carries
- * one. Returns 0 and fills *out, or ERR_UNAUTHORIZED (unknown/expired), or another error. */
-typedef int (*http_auth_fn)(struct app *app, const char *token, struct http_auth *out);
-void http_set_authenticator(http_auth_fn fn);
-
 /* The merged OpenAPI document (every *.openapi.json fragment); yours to json_decref. */
 json_t *http_openapi_document(void);
 /* Every route of every registered service (for tests that check the OpenAPI coverage):

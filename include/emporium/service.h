@@ -9,8 +9,18 @@
  * databases are open and migrated), routes are then served, deinit() runs at shutdown. */
 #ifndef EMPORIUM_SERVICE_H
 #define EMPORIUM_SERVICE_H
+#include <stdbool.h>
+
 #include "emporium/db.h"
+/* Transitional: services whose domain files still use HTTP types get emporium/http.h from
+ * here. A layered service defines EMPORIUM_SERVICE_NO_HTTP before including this header
+ * (src/services/user does); remove this include once every service is layered. */
+#ifndef EMPORIUM_SERVICE_NO_HTTP
 #include "emporium/http.h"
+#endif
+
+struct app;
+struct http_route;
 
 struct service_db {
     const char *name;   /* logical database, e.g. "users"; "orders_%d" is sharded */
@@ -19,17 +29,41 @@ struct service_db {
     int n_migrations;
 };
 
+/* A command-line flag of a command, declared so that main.c can check every argument before
+ * anything is opened (a wrong value never touches the data dir), accept both --flag=value
+ * and --flag value, and print the command's own --help. */
+struct cli_flag {
+    const char *name;  /* "--products" */
+    const char *value; /* placeholder of its value ("N", "FILE"); NULL = a switch */
+    const char *help;  /* one line */
+    long min, max;     /* min < max: the value must be an integer from min to max */
+    bool required;
+};
+
+/* `emporium <name> …`, or a subcommand (`emporium user create …`). The command function
+ * gets argv normalised to {name, [subcommand,] --flag, value, …}: only declared flags, each
+ * value a separate argument, already range-checked. */
+struct cli_command {
+    const char *name;
+    const char *summary;            /* one line for `emporium --help` */
+    const char *example;            /* a whole command line, e.g. "emporium seed --products 500" */
+    const struct cli_flag *flags;   /* terminated by {NULL}; may be NULL */
+    const struct cli_command *subcommands; /* terminated by {NULL}; NULL when none */
+};
+
 struct service {
     const char *name;                /* "user" — also the rate-limit and metrics label */
     const struct http_route *routes; /* terminated by an entry with method == NULL */
     const struct service_db *dbs;    /* terminated by an entry with name == NULL; may be NULL */
-    int (*init)(struct app *app);    /* may be NULL */
+    int (*init)(struct app *app);    /* may be NULL; register timer jobs (timer.h) here */
     /* An `emporium <command> …` subcommand this service provides (e.g. "user", "seed"), run
-     * with the app open (databases migrated, init() done, no HTTP server). argv[0] is the
-     * command name. Returns a process exit status. Both may be NULL. */
+     * with the app open (databases migrated, init() done, no HTTP server, no timer jobs).
+     * argv[0] is the command name. Returns a process exit status. Both may be NULL. */
     const char *command;
     int (*run_command)(struct app *app, int argc, char **argv);
-    const char *command_help; /* one line for `emporium --help` */
+    const char *command_help; /* one line for `emporium --help` (when cli is NULL) */
+    /* The command's flags and help; when NULL, arguments go unchecked to run_command. */
+    const struct cli_command *cli;
     /* Called by `emporium serve` after init() and before listening (e.g. the demo catalog);
      * may be NULL. A negative return aborts the start. */
     int (*on_serve)(struct app *app);

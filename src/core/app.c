@@ -14,9 +14,12 @@
 #include "emporium/err.h"
 #include "emporium/log.h"
 #include "emporium/ratelimit.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
 #include "emporium/service.h"
+#include "emporium/timer.h"
 
 #define APP_MAX_DBS 64
+#define APP_MAX_SERVICES 32
 
 struct app {
     const struct config *cfg;
@@ -24,7 +27,54 @@ struct app {
     int n_dbs;
     struct ratelimit *rl;
     int n_inited; /* services whose init() ran (index into services_all) */
+    struct timers *timers;
+    app_authenticate_fn authenticate; /* set by the user service's init() */
+    struct {
+        const char *service; /* static (the service's name) */
+        void *ctx;
+    } ctx[APP_MAX_SERVICES];
+    int n_ctx;
 };
+
+int app_set_service_ctx(struct app *app, const char *service, void *ctx)
+{
+    for (int i = 0; i < app->n_ctx; i++)
+        if (!strcmp(app->ctx[i].service, service)) {
+            app->ctx[i].ctx = ctx;
+            return 0;
+        }
+    if (app->n_ctx == APP_MAX_SERVICES)
+        return ERR_NOMEM;
+    app->ctx[app->n_ctx].service = service;
+    app->ctx[app->n_ctx++].ctx = ctx;
+    return 0;
+}
+
+void *app_service_ctx(const struct app *app, const char *service)
+{
+    for (int i = 0; i < app->n_ctx; i++)
+        if (!strcmp(app->ctx[i].service, service))
+            return app->ctx[i].ctx;
+    return NULL;
+}
+
+int app_set_authenticator(struct app *app, app_authenticate_fn fn)
+{
+    if (fn && app->authenticate)
+        return ERR_CONFLICT;
+    app->authenticate = fn;
+    return 0;
+}
+
+int app_authenticate(struct app *app, const char *token, struct app_identity *out)
+{
+    if (!app->authenticate)
+        return ERR_UNAUTHORIZED;
+    return app->authenticate(app, token, out);
+}
+
+struct timers *app_timers(struct app *app) { return app->timers; }
+int app_start_timers(struct app *app) { return timers_start(app->timers, app); }
 
 bool app_has_service(const struct app *app, const char *name)
 {
@@ -99,7 +149,8 @@ int app_new(struct app **out, const struct config *cfg)
         return ERR_NOMEM;
     app->cfg = cfg;
     app->rl = ratelimit_mem_new(200000);
-    int rc = app->rl ? 0 : ERR_NOMEM;
+    app->timers = timers_new();
+    int rc = app->rl && app->timers ? 0 : ERR_NOMEM;
     for (int s = 0; rc == 0 && services_all[s]; s++) {
         const struct service *svc = services_all[s];
         if (!app_has_service(app, svc->name) || !svc->dbs)
@@ -139,6 +190,8 @@ void app_free(struct app *app)
 {
     if (!app)
         return;
+    /* Jobs stop (a running one finishes) before the services they belong to. */
+    timers_stop(app->timers);
     for (int s = app->n_inited - 1; s >= 0; s--) {
         const struct service *svc = services_all[s];
         if (app_has_service(app, svc->name) && svc->deinit)
@@ -148,5 +201,6 @@ void app_free(struct app *app)
     for (int i = app->n_dbs - 1; i >= 0; i--)
         db_close(app->dbs[i]);
     ratelimit_free(app->rl);
+    timers_free(app->timers);
     free(app);
 }

@@ -1,71 +1,95 @@
 /* SPDX-License-Identifier: MIT */
-/* config.c — defaults and EMPORIUM_* environment variables (flags are applied by main.c). */
+/* config.c — every EMPORIUM_* setting: its default, its accepted values, its parser.
+ *
+ * One table drives the environment, the flags (config_set), the unknown-variable warning and
+ * the settings list in `emporium serve --help`. A bad value is never defaulted: the caller
+ * (main.c) exits 2 after the messages printed here. */
 #include "emporium/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "emporium/err.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
+#include "emporium/service.h"
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
-}
+extern char **environ;
 
-static bool env_off(const char *name)
-{
-    const char *v = env(name);
-    return v && (!strcasecmp(v, "off") || !strcmp(v, "0") || !strcasecmp(v, "false") ||
-                 !strcasecmp(v, "no"));
-}
+enum kind { K_STR, K_INT, K_SIZE, K_BOOL, K_RATE, K_LEVEL, K_FORMAT, K_LISTEN, K_SERVICES,
+            K_URL, K_ORIGINS };
 
-static int env_long(const char *name, long min, long max, long *out)
-{
-    const char *v = env(name);
-    if (!v)
-        return 0;
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || *end || n < min || n > max) {
-        fprintf(stderr, "emporium: %s must be an integer from %ld to %ld\n", name, min, max);
-        return ERR_INVALID;
-    }
-    *out = n;
-    return 0;
-}
+struct setting {
+    const char *var;
+    enum kind kind;
+    size_t off, off2; /* offsetof the field (K_RATE: rate, burst) */
+    long min, max;    /* K_INT, K_SIZE */
+    const char *help; /* what it is; the accepted values are derived from kind/min/max */
+};
 
-int config_parse_rate(const char *s, double *rate, double *burst)
-{
-    char *end;
-    errno = 0;
-    double r = strtod(s, &end);
-    if (errno || end == s || *end != ':' || r <= 0)
-        return ERR_INVALID;
-    const char *b = end + 1;
-    double bu = strtod(b, &end);
-    if (errno || end == b || *end || bu < 1)
-        return ERR_INVALID;
-    *rate = r;
-    *burst = bu;
-    return 0;
-}
+#define F(field) offsetof(struct config, field)
+static const struct setting settings[] = {
+    {"EMPORIUM_LISTEN", K_LISTEN, F(listen), 0, 0, 0, "address to listen on, ADDR:PORT"},
+    {"EMPORIUM_REUSE_PORT", K_BOOL, F(reuse_port), 0, 0, 0,
+     "share the port with another process (SO_REUSEPORT, for a zero-downtime hand-over)"},
+    {"EMPORIUM_DATA_DIR", K_STR, F(data_dir), 0, 0, 0, "directory of the SQLite files"},
+    {"EMPORIUM_DATABASE_URL", K_URL, F(database_url), 0, 0, 0,
+     "postgresql://… (or \"sqlite\", the embedded default)"},
+    {"EMPORIUM_SERVICES", K_SERVICES, F(services), 0, 0, 0, "services to run here"},
+    {"EMPORIUM_THREADS", K_INT, F(threads), 0, 0, 256, "HTTP worker threads, 0 = automatic"},
+    {"EMPORIUM_DB_POOL_SIZE", K_INT, F(db_pool_size), 0, 1, 512,
+     "PostgreSQL connections per logical database"},
+    {"EMPORIUM_MAX_CONNECTIONS", K_INT, F(max_connections), 0, 16, 100000,
+     "open client connections"},
+    {"EMPORIUM_MAX_BODY", K_SIZE, F(max_body), 0, 1024, 64L * 1024 * 1024,
+     "request body bytes"},
+    {"EMPORIUM_MAX_HEADER_BYTES", K_SIZE, F(max_header_bytes), 0, 1024, 48 * 1024,
+     "request header bytes"},
+    {"EMPORIUM_DRAIN_SECONDS", K_INT, F(drain_seconds), 0, 0, 600,
+     "wait for in-flight requests at shutdown"},
+    {"EMPORIUM_CORS_ORIGINS", K_ORIGINS, F(cors_origins), 0, 0, 0,
+     "origins allowed by CORS: * or a comma list of http(s)://host[:port]"},
+    {"EMPORIUM_RATE_LIMITS", K_BOOL, F(rate_limits), 0, 0, 0, "per-client rate limits"},
+    {"EMPORIUM_RL_ANON", K_RATE, F(rl_anon_rate), F(rl_anon_burst), 0, 0,
+     "anonymous limit per address per service, RATE:BURST"},
+    {"EMPORIUM_RL_USER", K_RATE, F(rl_user_rate), F(rl_user_burst), 0, 0,
+     "signed-in limit per user per service, RATE:BURST"},
+    {"EMPORIUM_RL_PREMIUM", K_RATE, F(rl_premium_rate), F(rl_premium_burst), 0, 0,
+     "premium limit per user per service, RATE:BURST"},
+    {"EMPORIUM_ACCESS_LOG", K_BOOL, F(access_log), 0, 0, 0, "one log line per request"},
+    {"EMPORIUM_LOG_LEVEL", K_LEVEL, F(log_level), 0, 0, 0, "lowest level logged"},
+    {"EMPORIUM_LOG_FORMAT", K_FORMAT, F(log_format), 0, 0, 0,
+     "auto = text on a terminal, JSON otherwise"},
+    {"EMPORIUM_DEMO", K_BOOL, F(demo), 0, 0, 0, "demo catalog on an empty shop (serve)"},
+    {"EMPORIUM_SESSION_TTL_HOURS", K_INT, F(session_ttl_hours), 0, 1, 24 * 365,
+     "sign-in session lifetime"},
+    {"EMPORIUM_SESSION_SWEEP_SECONDS", K_INT, F(session_sweep_seconds), 0, 1, 86400,
+     "how often expired sessions are deleted"},
+    {"EMPORIUM_GUEST_CART_TTL_DAYS", K_INT, F(guest_cart_ttl_days), 0, 1, 3650,
+     "idle guest carts are deleted after"},
+    {"EMPORIUM_RESERVATION_TTL_SECONDS", K_INT, F(reservation_ttl_seconds), 0, 1, 86400,
+     "stock reservation lifetime"},
+    {"EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS", K_INT, F(order_pending_timeout_seconds), 0, 1,
+     86400, "a pending order older than this is failed by the recovery sweep"},
+    {"EMPORIUM_ORDER_SWEEP_SECONDS", K_INT, F(order_sweep_seconds), 0, 1, 3600,
+     "order recovery sweep period"},
+    {"EMPORIUM_PAYMENT_LATENCY_MS", K_INT, F(payment_latency_ms), 0, 0, 60000,
+     "sandbox payment provider delay per call"},
+    {"EMPORIUM_PRODUCT_CACHE_MB", K_INT, F(product_cache_mb), 0, 0, 65536,
+     "product read cache, 0 = off"},
+};
+#undef F
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
 
-static int env_rate(const char *name, double *rate, double *burst)
-{
-    const char *v = env(name);
-    if (v && config_parse_rate(v, rate, burst)) {
-        fprintf(stderr, "emporium: %s must be RATE:BURST (e.g. 50:100)\n", name);
-        return ERR_INVALID;
-    }
-    return 0;
-}
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const format_names[] = {"auto", "text", "json"};
 
-int config_from_env(struct config *cfg)
+void config_defaults(struct config *cfg)
 {
     /* Defaults are generous: a whole office or mobile carrier can share one address, and a
      * storefront page may fire a dozen API calls at once. */
@@ -82,52 +106,375 @@ int config_from_env(struct config *cfg)
         .rl_user_rate = 50, .rl_user_burst = 100,
         .rl_premium_rate = 200, .rl_premium_burst = 400,
         .access_log = true,
+        .log_level = LOG_INFO,
+        .log_format = LOG_FORMAT_AUTO,
         .demo = true,
         .session_ttl_hours = 720,
-        .log_level = "info",
+        .session_sweep_seconds = 600,
+        .guest_cart_ttl_days = 30,
+        .reservation_ttl_seconds = 900,
+        .order_pending_timeout_seconds = 600,
+        .order_sweep_seconds = 30,
+        .payment_latency_ms = 0,
+        .product_cache_mb = 64,
     };
-    const char *v;
-    if ((v = env("EMPORIUM_LISTEN")))
-        cfg->listen = v;
-    if ((v = env("EMPORIUM_DATA_DIR")))
-        cfg->data_dir = v;
-    if ((v = env("EMPORIUM_DATABASE_URL")) && strcmp(v, "sqlite") != 0)
-        cfg->database_url = v;
-    if ((v = env("EMPORIUM_SERVICES")))
-        cfg->services = v;
-    if ((v = env("EMPORIUM_LOG_LEVEL")))
-        cfg->log_level = v;
-    long n;
+}
+
+int config_parse_rate(const char *s, double *rate, double *burst)
+{
+    char *end;
+    errno = 0;
+    double r = strtod(s, &end);
+    if (errno || end == s || *end != ':' || !isfinite(r) || r <= 0)
+        return ERR_INVALID;
+    const char *b = end + 1;
+    double bu = strtod(b, &end);
+    if (errno || end == b || *end || !isfinite(bu) || bu < 1)
+        return ERR_INVALID;
+    *rate = r;
+    *burst = bu;
+    return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"on", "true", "1"}, *const no[] = {"off", "false", "0"};
+    for (int i = 0; i < 3; i++) {
+        if (!strcasecmp(v, yes[i]))
+            return *out = true, 0;
+        if (!strcasecmp(v, no[i]))
+            return *out = false, 0;
+    }
+    return ERR_INVALID;
+}
+
+static int parse_listen(const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    if (!colon || (size_t)(colon - v) >= 64)
+        return ERR_INVALID;
+    char host[64];
+    memcpy(host, v, (size_t)(colon - v));
+    host[colon - v] = 0;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || port < 0 || port > 65535)
+        return ERR_INVALID;
+    if (!*host || !strcmp(host, "*") || !strcmp(host, "localhost"))
+        return 0;
+    struct in_addr a;
+    return inet_pton(AF_INET, host, &a) == 1 ? 0 : ERR_INVALID;
+}
+
+static bool is_service(const char *name, size_t len)
+{
+    for (int s = 0; services_all[s]; s++)
+        if (strlen(services_all[s]->name) == len && !strncmp(services_all[s]->name, name, len))
+            return true;
+    return false;
+}
+
+/* Every comma-separated entry must be a service (or the whole list "all"). On error, the
+ * offending entry is copied to bad. */
+static int parse_services(const char *v, char *bad, size_t cap)
+{
+    if (!strcmp(v, "all"))
+        return 0;
+    for (const char *p = v;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (!is_service(p, len)) {
+            snprintf(bad, cap, "%.*s", (int)(len > 40 ? 40 : len), p);
+            return ERR_INVALID;
+        }
+        if (!end)
+            return 0;
+        p = end + 1;
+    }
+}
+
+static int parse_origins(const char *v)
+{
+    if (!strcmp(v, "*"))
+        return 0;
+    for (const char *p = v;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        size_t scheme = !strncmp(p, "https://", 8) ? 8 : !strncmp(p, "http://", 7) ? 7 : 0;
+        if (!scheme || len <= scheme || p[len - 1] == '/')
+            return ERR_INVALID;
+        for (size_t i = scheme; i < len; i++)
+            if (p[i] <= ' ' || p[i] == '/' || p[i] == '*' || (unsigned char)p[i] >= 0x7f)
+                return ERR_INVALID;
+        if (!end)
+            return 0;
+        p = end + 1;
+    }
+}
+
+static void print_accepted(FILE *f, const struct setting *s)
+{
+    switch (s->kind) {
+    case K_INT:
+    case K_SIZE:
+        fprintf(f, "an integer from %ld to %ld", s->min, s->max);
+        break;
+    case K_BOOL:
+        fputs("on, off, true, false, 1 or 0", f);
+        break;
+    case K_RATE:
+        fputs("RATE:BURST, e.g. 50:100 (rate > 0 per second, burst >= 1)", f);
+        break;
+    case K_LEVEL:
+        fputs("debug, info, warn or error", f);
+        break;
+    case K_FORMAT:
+        fputs("auto, text or json", f);
+        break;
+    case K_LISTEN:
+        fputs("ADDR:PORT with an IPv4 address (or *, localhost) and a port 0-65535", f);
+        break;
+    case K_SERVICES:
+        fputs("all or a comma list of:", f);
+        for (int i = 0; services_all[i]; i++)
+            fprintf(f, "%s%s", i ? ", " : " ", services_all[i]->name);
+        break;
+    case K_URL:
+        fputs("sqlite, postgres://… or postgresql://…", f);
+        break;
+    case K_ORIGINS:
+        fputs("* or a comma list of http(s)://host[:port]", f);
+        break;
+    case K_STR:
+        fputs("a non-empty path", f);
+        break;
+    }
+}
+
+static void print_default(FILE *f, const struct setting *s, const struct config *d)
+{
+    const char *base = (const char *)d;
+    switch (s->kind) {
+    case K_INT:
+        fprintf(f, "%d", *(const int *)(const void *)(base + s->off));
+        break;
+    case K_SIZE:
+        fprintf(f, "%zu", *(const size_t *)(const void *)(base + s->off));
+        break;
+    case K_BOOL:
+        fputs(*(const bool *)(const void *)(base + s->off) ? "on" : "off", f);
+        break;
+    case K_RATE:
+        fprintf(f, "%g:%g", *(const double *)(const void *)(base + s->off),
+                *(const double *)(const void *)(base + s->off2));
+        break;
+    case K_LEVEL:
+        fputs(level_names[d->log_level], f);
+        break;
+    case K_FORMAT:
+        fputs(format_names[d->log_format], f);
+        break;
+    default: {
+        const char *v = *(const char *const *)(const void *)(base + s->off);
+        fputs(v ? v : s->kind == K_SERVICES ? "all" : s->kind == K_URL ? "sqlite" : "none", f);
+    }
+    }
+}
+
+static void complain(const struct setting *s, const char *source, const char *value,
+                     const char *detail)
+{
+    fprintf(stderr, "emporium: %s=%s is not valid%s%s: expected ", source, value,
+            detail ? ": " : "", detail ? detail : "");
+    print_accepted(stderr, s);
+    fputc('\n', stderr);
+}
+
+static int apply(struct config *cfg, const struct setting *s, const char *v, const char *source)
+{
+    char *base = (char *)cfg, *end;
+    char bad[64];
+    switch (s->kind) {
+    case K_INT:
+    case K_SIZE: {
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (errno || end == v || *end || n < s->min || n > s->max) {
+            complain(s, source, v, end == v || *end ? "not a number" : "out of range");
+            return ERR_INVALID;
+        }
+        if (s->kind == K_INT)
+            *(int *)(void *)(base + s->off) = (int)n;
+        else
+            *(size_t *)(void *)(base + s->off) = (size_t)n;
+        return 0;
+    }
+    case K_BOOL:
+        if (parse_bool(v, (bool *)(void *)(base + s->off)) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        return 0;
+    case K_RATE:
+        if (config_parse_rate(v, (double *)(void *)(base + s->off),
+                              (double *)(void *)(base + s->off2)) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        return 0;
+    case K_LEVEL:
+    case K_FORMAT: {
+        const char *const *names = s->kind == K_LEVEL ? level_names : format_names;
+        int n = s->kind == K_LEVEL ? 4 : 3;
+        for (int i = 0; i < n; i++)
+            if (!strcasecmp(v, names[i])) {
+                if (s->kind == K_LEVEL)
+                    cfg->log_level = (enum log_level)i;
+                else
+                    cfg->log_format = (enum log_format)i;
+                return 0;
+            }
+        complain(s, source, v, NULL);
+        return ERR_INVALID;
+    }
+    case K_LISTEN:
+        if (parse_listen(v) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    case K_SERVICES:
+        if (parse_services(v, bad, sizeof bad) < 0) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "%s '%s'", *bad ? "unknown service" : "empty entry",
+                     bad);
+            complain(s, source, v, detail);
+            return ERR_INVALID;
+        }
+        if (!strcmp(v, "all"))
+            v = NULL;
+        break;
+    case K_URL:
+        if (!strcmp(v, "sqlite")) {
+            v = NULL;
+        } else if (strncmp(v, "postgres://", 11) && strncmp(v, "postgresql://", 13)) {
+            /* Never echo the value: a URL may carry a password. */
+            fprintf(stderr, "emporium: %s is not valid: expected ", source);
+            print_accepted(stderr, s);
+            fputc('\n', stderr);
+            return ERR_INVALID;
+        }
+        break;
+    case K_ORIGINS:
+        if (parse_origins(v) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    case K_STR:
+        break;
+    }
+    *(const char **)(void *)(base + s->off) = v;
+    return 0;
+}
+
+static const struct setting *find(const char *var)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (!strcmp(settings[i].var, var))
+            return &settings[i];
+    return NULL;
+}
+
+int config_set(struct config *cfg, const char *var, const char *value, const char *source)
+{
+    const struct setting *s = find(var);
+    if (!s)
+        return ERR_NOTFOUND;
+    if (!value || !*value) {
+        fprintf(stderr, "emporium: %s needs a value: ", source ? source : var);
+        print_accepted(stderr, s);
+        fputc('\n', stderr);
+        return ERR_INVALID;
+    }
+    return apply(cfg, s, value, source ? source : var);
+}
+
+int config_from_env(struct config *cfg)
+{
+    config_defaults(cfg);
     int rc = 0;
-    n = cfg->threads;
-    rc |= env_long("EMPORIUM_THREADS", 0, 256, &n);
-    cfg->threads = (int)n;
-    n = cfg->db_pool_size;
-    rc |= env_long("EMPORIUM_DB_POOL_SIZE", 1, 512, &n);
-    cfg->db_pool_size = (int)n;
-    n = cfg->max_connections;
-    rc |= env_long("EMPORIUM_MAX_CONNECTIONS", 16, 100000, &n);
-    cfg->max_connections = (int)n;
-    n = (long)cfg->max_body;
-    rc |= env_long("EMPORIUM_MAX_BODY", 1024, 64L * 1024 * 1024, &n);
-    cfg->max_body = (size_t)n;
-    n = (long)cfg->max_header_bytes;
-    rc |= env_long("EMPORIUM_MAX_HEADER_BYTES", 1024, 48 * 1024, &n);
-    cfg->max_header_bytes = (size_t)n;
-    n = cfg->drain_seconds;
-    rc |= env_long("EMPORIUM_DRAIN_SECONDS", 0, 600, &n);
-    cfg->drain_seconds = (int)n;
-    n = cfg->session_ttl_hours;
-    rc |= env_long("EMPORIUM_SESSION_TTL_HOURS", 1, 24 * 365, &n);
-    cfg->session_ttl_hours = (int)n;
-    rc |= env_rate("EMPORIUM_RL_ANON", &cfg->rl_anon_rate, &cfg->rl_anon_burst);
-    rc |= env_rate("EMPORIUM_RL_USER", &cfg->rl_user_rate, &cfg->rl_user_burst);
-    rc |= env_rate("EMPORIUM_RL_PREMIUM", &cfg->rl_premium_rate, &cfg->rl_premium_burst);
-    if (env_off("EMPORIUM_RATE_LIMITS"))
-        cfg->rate_limits = false;
-    if (env_off("EMPORIUM_ACCESS_LOG"))
-        cfg->access_log = false;
-    if (env_off("EMPORIUM_DEMO"))
-        cfg->demo = false;
-    return rc ? ERR_INVALID : 0;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *v = getenv(settings[i].var);
+        if (v && *v && apply(cfg, &settings[i], v, settings[i].var) < 0)
+            rc = ERR_INVALID;
+    }
+    /* A misspelt variable would otherwise be ignored without a word. */
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "EMPORIUM_", 9) != 0 || !strncmp(*e, "EMPORIUM_TEST_", 14) ||
+            !strncmp(*e, "EMPORIUM_BIN=", 13))
+            continue;
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        bool known = false;
+        for (size_t i = 0; i < N_SETTINGS && !known; i++)
+            known = strlen(settings[i].var) == n && !strncmp(settings[i].var, *e, n);
+        if (!known)
+            fprintf(stderr, "emporium: warning: unknown setting %.*s ignored "
+                            "(see `emporium serve --help`)\n", (int)n, *e);
+    }
+    return rc;
+}
+
+int config_worker_threads(const struct config *cfg)
+{
+    if (cfg->threads > 0)
+        return cfg->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = n > 0 ? (int)n : 2;
+    if (cfg->database_url)
+        threads *= 4;
+    return threads > 256 ? 256 : threads;
+}
+
+const char *config_backend(const struct config *cfg)
+{
+    return cfg->database_url ? "postgres" : "sqlite";
+}
+
+const char *config_redacted_url(const struct config *cfg, char *buf, size_t cap)
+{
+    const char *u = cfg->database_url;
+    if (!u) {
+        snprintf(buf, cap, "%s", "");
+        return buf;
+    }
+    /* scheme://user:password@host… -> scheme://user:***@host… */
+    const char *scheme_end = strstr(u, "://");
+    const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+    const char *colon = at ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)) : NULL;
+    if (colon)
+        snprintf(buf, cap, "%.*s:***%s", (int)(colon - u), u, at);
+    else
+        snprintf(buf, cap, "%s", u);
+    /* A password in the query string (?password=…) is cut off with the whole query. */
+    char *q = strchr(buf, '?');
+    if (q && strstr(q, "password"))
+        strcpy(q, "?***");
+    return buf;
+}
+
+void config_print_settings(FILE *f)
+{
+    struct config d;
+    config_defaults(&d);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        fprintf(f, "  %-38s %s\n  %-38s   accepts ", s->var, s->help, "");
+        print_accepted(f, s);
+        fputs("; default ", f);
+        print_default(f, s, &d);
+        fputc('\n', f);
+    }
 }

@@ -39,10 +39,7 @@ struct http_server {
     int port;
 };
 
-static http_auth_fn authenticator;
 static _Atomic long inflight;
-
-void http_set_authenticator(http_auth_fn fn) { authenticator = fn; }
 
 int64_t http__now_us(void)
 {
@@ -134,13 +131,16 @@ static int mw_authenticate(struct http_req *req)
         if (strncasecmp(h, "Bearer ", 7) != 0 || !h[7])
             return http_fail(req, ERR_UNAUTHORIZED, "Authorization",
                              "expected a bearer token");
-        if (!authenticator)
-            return http_fail(req, ERR_UNAUTHORIZED, NULL, "authentication is not available");
-        int rc = authenticator(req->app, h + 7, &req->auth);
+        struct app_identity id;
+        int rc = app_authenticate(req->app, h + 7, &id);
         if (rc == ERR_UNAUTHORIZED)
             return http_fail(req, rc, "Authorization", "invalid or expired token");
         if (rc < 0)
             return rc;
+        req->auth.user_id = id.user_id;
+        req->auth.role = id.admin ? ROLE_ADMIN : ROLE_CUSTOMER;
+        req->auth.tier = id.premium ? TIER_PREMIUM : TIER_STANDARD;
+        memcpy(req->auth.token_hash, id.token_hash, sizeof id.token_hash);
     }
     if ((flags & (ROUTE_AUTH | ROUTE_ADMIN)) && req->auth.user_id == 0)
         return http_fail(req, ERR_UNAUTHORIZED, "Authorization", "a bearer token is required");
@@ -419,14 +419,7 @@ int http_server_start(struct http_server **out, struct app *app)
         return rc;
     }
     metrics_add_writer(write_http_metrics, NULL);
-    unsigned threads = (unsigned)cfg->threads;
-    if (!threads) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (unsigned)n : 2;
-        /* PostgreSQL calls block on the network: more workers keep the CPUs busy. */
-        if (cfg->database_url)
-            threads *= 4;
-    }
+    unsigned threads = (unsigned)config_worker_threads(cfg);
     /* MHD clears a connection's memory pool between keep-alive requests, so the pool size
      * is paid on every request: 32 KiB holds our 16 KiB header limit with room to spare
      * (64 KiB cost ~12 % of the CPU of a cached product read in memset). */

@@ -8,9 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include <curl/curl.h>
+
+#include "emporium/db.h"
+#include "emporium/ratelimit.h"
+#include "emporium/svc/user.h"
 #include "harness.h"
 
 static struct th_server srv;
@@ -223,6 +230,166 @@ static void test_login_throttle(void **state)
     th_resp_free(&r);
 }
 
+/* POST /auth/login from a given loopback source address (all of 127/8 is loopback on Linux,
+ * so binding the client socket to 127.0.0.N makes the server see another client). Returns
+ * the HTTP status, or -1 on a transport error. */
+static size_t discard(char *p, size_t size, size_t n, void *ud) { return size * n; }
+
+static long login_from(const char *addr, const char *email, const char *password)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        return -1;
+    char url[128], body[256];
+    snprintf(url, sizeof url, "%s/api/v1/auth/login", srv.base_url);
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_INTERFACE, addr);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* Issue 9: five wrong passwords from one address used to lock the account for everyone.
+ * Now the attacker's address is throttled for that account, and the owner, from another
+ * address, still signs in. */
+static void test_attacker_cannot_lock_out_owner(void **state)
+{
+    char *t = th_register(&srv, "frank@example.com", "franks password");
+    assert_non_null(t);
+    free(t);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(login_from("127.0.0.2", "frank@example.com", "wrong guess"), 401);
+    /* The attacker is throttled, even with the right password, from that address… */
+    assert_int_equal(login_from("127.0.0.2", "frank@example.com", "another guess"), 429);
+    assert_int_equal(login_from("127.0.0.2", "frank@example.com", "franks password"), 429);
+    /* …while the owner, from a fresh address, signs in. */
+    assert_int_equal(login_from("127.0.0.3", "frank@example.com", "franks password"), 200);
+    /* The address limit is per account: the attacker's address may still sign in to others. */
+    char *g = th_register(&srv, "grace@example.com", "graces password");
+    assert_non_null(g);
+    free(g);
+    assert_int_equal(login_from("127.0.0.2", "grace@example.com", "graces password"), 200);
+}
+
+/* Guessing from many addresses meets the slow per-account ceiling; the owner is not locked
+ * out by a few dozen failures spread over addresses. */
+static void test_distributed_guessing_hits_account_ceiling(void **state)
+{
+    char *t = th_register(&srv, "heidi@example.com", "heidis password");
+    assert_non_null(t);
+    free(t);
+    /* 40 failures from 20 addresses, two each: under every limit. */
+    char addr[32];
+    for (int a = 0; a < 20; a++) {
+        snprintf(addr, sizeof addr, "127.0.1.%d", a + 1);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(login_from(addr, "heidi@example.com", "wrong guess"), 401);
+    }
+    assert_int_equal(login_from("127.0.2.1", "heidi@example.com", "heidis password"), 200);
+    /* Keep going from fresh addresses: the account ceiling (USER_THROTTLE_ACCOUNT_BURST
+     * failures) stops the guessing, whatever the address. */
+    long last = 401;
+    int tries = 0;
+    for (int a = 0; a < 60 && last == 401; a++) {
+        snprintf(addr, sizeof addr, "127.0.3.%d", a + 1);
+        last = login_from(addr, "heidi@example.com", "wrong guess");
+        tries++;
+    }
+    assert_int_equal(last, 429);
+    assert_true(40 + tries - 1 >= USER_THROTTLE_ACCOUNT_BURST);
+}
+
+/* The policy's arithmetic, with time simulated through the rate limiter's clock argument:
+ * one wrong try every 30 s, for a day, from one address or from many, never empties the
+ * account's bucket, so the owner is never locked out by it. */
+static void test_throttle_policy_slow_guessing(void **state)
+{
+    struct ratelimit *rl = ratelimit_mem_new(1000);
+    assert_non_null(rl);
+    struct rl_result r;
+    int64_t now = 1000000;
+    for (int i = 0; i < 24 * 120; i++, now += 30 * 1000) {
+        ratelimit_peek(rl, "acct", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST, now, &r);
+        assert_true(r.allowed);
+        ratelimit_take(rl, "acct", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST, now, &r);
+    }
+    /* And the owner's own try right after is allowed by the account bucket. */
+    ratelimit_peek(rl, "acct", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST, now, &r);
+    assert_true(r.allowed);
+    ratelimit_free(rl);
+    /* The strict per (account, address) limit does stop a fast guesser. */
+    assert_true(USER_THROTTLE_PAIR_BURST <= 10);
+    assert_true(USER_THROTTLE_ACCOUNT_RATE > 1.0 / 30);
+}
+
+static long long count_sessions(struct db *db)
+{
+    struct db_conn *c;
+    if (db_conn_take(db, &c) < 0)
+        return -1;
+    struct db_rows *rows = NULL;
+    long long n = -1;
+    if (db_query(c, "SELECT COUNT(*) FROM sessions", 0, NULL, &rows) >= 0 &&
+        db_rows_count(rows) == 1)
+        n = db_get_i64(rows, 0, 0);
+    db_rows_free(rows);
+    db_conn_give(c);
+    return n;
+}
+
+/* Issue 9: expired sessions were never removed. A server with a 1 s sweep period deletes
+ * them (the timer job), and leaves live ones alone. */
+static void test_expired_sessions_swept(void **state)
+{
+    struct th_server s;
+    const char *env[] = {"EMPORIUM_SESSION_SWEEP_SECONDS=1", NULL};
+    assert_int_equal(th_start(&s, env, NULL), 0);
+    char *t1 = th_register(&s, "ivan@example.com", "ivans password");
+    char *t2 = th_register(&s, "judy@example.com", "judys password");
+    assert_non_null(t1);
+    assert_non_null(t2);
+    struct db *db;
+    struct db_options opt = {.url = s.db_url[0] ? s.db_url : NULL, .data_dir = s.data_dir,
+                             .pool_size = 2};
+    assert_int_equal(db_open(&db, "users", &opt), 0);
+    assert_int_equal(count_sessions(db), 2);
+    /* Ivan's session expires (as if 30 days had passed). */
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_true(db_query(c,
+                         "UPDATE sessions SET expires_at = 1 WHERE user_id = "
+                         "(SELECT id FROM users WHERE email = 'ivan@example.com')",
+                         0, NULL, NULL) == 1);
+    db_conn_give(c);
+    struct th_resp r;
+    assert_int_equal(th_call(&s, "GET", "/api/v1/users/me", t1, &r, NULL), 0);
+    assert_int_equal(r.status, 401);
+    th_resp_free(&r);
+    /* Wait (generously) for the sweep to delete it. */
+    time_t deadline = time(NULL) + 30;
+    while (count_sessions(db) != 1 && time(NULL) < deadline)
+        usleep(50 * 1000);
+    assert_int_equal(count_sessions(db), 1);
+    assert_int_equal(th_call(&s, "GET", "/api/v1/users/me", t2, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    db_close(db);
+    free(t1);
+    free(t2);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+}
+
 static void test_request_ids_and_errors(void **state)
 {
     struct th_resp r;
@@ -291,6 +458,10 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_oversize_headers),
         cmocka_unit_test(test_login_throttle),
+        cmocka_unit_test(test_attacker_cannot_lock_out_owner),
+        cmocka_unit_test(test_distributed_guessing_hits_account_ceiling),
+        cmocka_unit_test(test_throttle_policy_slow_guessing),
+        cmocka_unit_test(test_expired_sessions_swept),
         cmocka_unit_test(test_request_ids_and_errors),
         cmocka_unit_test(test_sessions_survive_restart),
         cmocka_unit_test(test_admin_cli),

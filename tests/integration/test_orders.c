@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -204,8 +205,12 @@ static void test_checkout_happy_path(void **state)
     assert_non_null(th_jstr(r.json, "created_at"));
     assert_string_equal(th_jstr(r.json, "payment.last4"), "4242");
     assert_null(strstr(r.body, CARD_OK));
-    char id[32];
+    char id[32], loc[96], want[96];
     snprintf(id, sizeof id, "%s", th_jstr(r.json, "id"));
+    /* 201 names the new resource. */
+    snprintf(want, sizeof want, "/api/v1/orders/%s", id);
+    assert_non_null(th_header(&r, "Location", loc, sizeof loc));
+    assert_string_equal(loc, want);
 
     /* Paid orders take their items out of available stock at once. */
     assert_int_equal(avail_of(pid), 8);
@@ -220,6 +225,8 @@ static void test_checkout_happy_path(void **state)
     assert_int_equal(place(&srv, tok, "happy-1", CARD_OK, &again), 0);
     assert_int_equal(again.status, 201);
     assert_string_equal(again.body, r.body);
+    assert_non_null(th_header(&again, "Location", loc, sizeof loc));
+    assert_string_equal(loc, want);
     th_resp_free(&again);
     /* Same key, different body. */
     assert_int_equal(place(&srv, tok, "happy-1", "5555555555554444", &again), 0);
@@ -343,11 +350,17 @@ static void test_declined_cards(void **state)
         snprintf(key, sizeof key, "decline-%d", i);
         struct th_resp r, again;
         assert_int_equal(place(&srv, tok, key, cases[i].card, &r), 0);
-        assert_int_equal(r.status, 402);
-        assert_string_equal(th_jstr(r.json, "status"), "failed");
-        assert_string_equal(th_jstr(r.json, "failure_reason"), cases[i].reason);
-        assert_true(json_is_boolean(json_object_get(r.json, "retryable")));
-        assert_int_equal(json_is_true(json_object_get(r.json, "retryable")), cases[i].retryable);
+        /* The error envelope: error.code is the reason, error.retryable, the failed order
+         * under error.order. */
+        assert_true(th_is_error(&r, 402, cases[i].reason, NULL));
+        json_t *err = json_object_get(r.json, "error");
+        assert_true(json_is_boolean(json_object_get(err, "retryable")));
+        assert_int_equal(json_is_true(json_object_get(err, "retryable")), cases[i].retryable);
+        assert_string_equal(th_jstr(r.json, "error.order.status"), "failed");
+        assert_string_equal(th_jstr(r.json, "error.order.failure_reason"), cases[i].reason);
+        assert_int_equal(json_is_true(json_object_get(json_object_get(err, "order"), "retryable")),
+                         cases[i].retryable);
+        assert_null(json_object_get(r.json, "status"));
         /* Stock back where it was. */
         long a, res;
         stock(&srv, admin, pid, &a, &res);
@@ -358,14 +371,14 @@ static void test_declined_cards(void **state)
         assert_int_equal(again.status, 402);
         assert_string_equal(again.body, r.body);
         char path[96];
-        snprintf(path, sizeof path, "/api/v1/orders/%s", th_jstr(r.json, "id"));
+        snprintf(path, sizeof path, "/api/v1/orders/%s", th_jstr(r.json, "error.order.id"));
         th_resp_free(&again);
         assert_int_equal(th_call(&srv, "GET", path, tok, &again, NULL), 0);
         assert_string_equal(th_jstr(again.json, "status"), "failed");
         assert_string_equal(th_jstr(again.json, "payment.status"), "failed");
         th_resp_free(&again);
-        assert_true(has_event(&srv, admin, th_jstr(r.json, "id"), "order.failed"));
-        assert_int_equal(payment_ops(&srv, admin, th_jstr(r.json, "id"), "capture"), 0);
+        assert_true(has_event(&srv, admin, th_jstr(r.json, "error.order.id"), "order.failed"));
+        assert_int_equal(payment_ops(&srv, admin, th_jstr(r.json, "error.order.id"), "capture"), 0);
         th_resp_free(&r);
     }
     /* The cart is kept after a failure; a good card then succeeds. */
@@ -741,6 +754,112 @@ static void test_sigkill_mid_load(void **state)
 }
 
 
+/* The catalog's price changed after the cart was filled: checkout refuses with 409
+ * price_changed naming the line and its new price, nothing is reserved or charged, the cart
+ * shows the new price, and the retry (same key) succeeds at that price. */
+static void test_price_changed(void **state)
+{
+    char pid[32], pid2[32];
+    make_product(&srv, admin, 16099, 100, pid);
+    make_product(&srv, admin, 250, 100, pid2);
+    set_stock(&srv, admin, pid, 5);
+    set_stock(&srv, admin, pid2, 5);
+    char *tok = user(&srv);
+    add_cart(&srv, tok, pid, 1);
+    add_cart(&srv, tok, pid2, 2);
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/products/%s", pid);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r,
+                             "{\"price\":{\"amount\":500699,\"currency\":\"USD\"}}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+
+    assert_int_equal(place(&srv, tok, "price-1", CARD_OK, &r), 0);
+    if (!th_is_error(&r, 409, "price_changed", NULL))
+        fail_msg("checkout after a price change: %ld %s", r.status, r.body);
+    json_t *lines = json_object_get(json_object_get(r.json, "error"), "lines");
+    assert_int_equal(json_array_size(lines), 1); /* only the changed line */
+    json_t *l = json_array_get(lines, 0);
+    assert_string_equal(th_jstr(l, "product_id"), pid);
+    assert_int_equal(th_jint(l, "previous_price.amount", 0), 16099);
+    assert_int_equal(th_jint(l, "unit_price.amount", 0), 500699);
+    assert_string_equal(th_jstr(l, "unit_price.currency"), "USD");
+    th_resp_free(&r);
+    /* Nothing happened: no order, no stock held. */
+    assert_int_equal(count_orders(&srv, tok), 0);
+    long a, res;
+    stock(&srv, admin, pid, &a, &res);
+    assert_int_equal(a, 5);
+    assert_int_equal(res, 0);
+    /* The cart shows the new price. */
+    assert_int_equal(th_call(&srv, "GET", "/api/v1/cart", tok, &r, NULL), 0);
+    assert_int_equal(th_jint(r.json, "subtotal.amount", 0), 500699 + 2 * 250);
+    th_resp_free(&r);
+    /* The retry succeeds at the price shown. */
+    assert_int_equal(place(&srv, tok, "price-1", CARD_OK, &r), 0);
+    if (r.status != 201)
+        fail_msg("retry: %ld %s", r.status, r.body);
+    assert_int_equal(th_jint(r.json, "subtotal.amount", 0), 500699 + 2 * 250);
+    th_resp_free(&r);
+    free(tok);
+}
+
+/* Today's revenue and order count from the sales report (analytics). */
+static void sales_today(long *revenue, long *orders)
+{
+    char today[11], path[160];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(today, sizeof today, "%Y-%m-%d", &tm);
+    snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?from=%s&to=%s", today, today);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    json_t *day = json_array_get(json_object_get(r.json, "items"), 0);
+    *revenue = day ? (long)th_jint(day, "revenue.amount", 0) : 0;
+    *orders = day ? (long)th_jint(day, "orders", 0) : 0;
+    th_resp_free(&r);
+}
+
+/* A cancelled (refunded) order is published as order.cancelled after the cancel commits:
+ * the sales report, which counted its order.paid, takes it back out. */
+static void test_cancel_leaves_revenue(void **state)
+{
+    char pid[32];
+    make_product(&srv, admin, 2500, 100, pid);
+    set_stock(&srv, admin, pid, 10);
+    char *tok = user(&srv);
+    add_cart(&srv, tok, pid, 2);
+    long rev0, n0, rev1, n1, rev2, n2;
+    sales_today(&rev0, &n0);
+    struct th_resp r;
+    assert_int_equal(place(&srv, tok, "revenue-1", CARD_OK, &r), 0);
+    assert_int_equal(r.status, 201);
+    long total = (long)th_jint(r.json, "subtotal.amount", 0);
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/orders/%s/cancel", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    sales_today(&rev1, &n1);
+    assert_int_equal(rev1 - rev0, total);
+    assert_int_equal(n1 - n0, 1);
+    assert_int_equal(th_call(&srv, "POST", path, tok, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_jstr(r.json, "payment.status"), "refunded");
+    th_resp_free(&r);
+    sales_today(&rev2, &n2);
+    assert_int_equal(rev2, rev0);
+    assert_int_equal(n2, n0);
+    /* A second cancel publishes nothing more. */
+    assert_int_equal(th_call(&srv, "POST", path, tok, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    sales_today(&rev2, &n2);
+    assert_int_equal(rev2, rev0);
+    free(tok);
+}
+
 /* A cart in a currency shipping is not priced in: 409, nothing reserved, no order. */
 static void test_currency_unsupported(void **state)
 {
@@ -865,6 +984,8 @@ int main(void)
         cmocka_unit_test(test_declined_cards),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_currency_unsupported),
+        cmocka_unit_test(test_price_changed),
+        cmocka_unit_test(test_cancel_leaves_revenue),
         cmocka_unit_test(test_twenty_duplicates_one_order),
         cmocka_unit_test(test_hundred_buyers_five_units),
         cmocka_unit_test(test_sigkill_mid_load),

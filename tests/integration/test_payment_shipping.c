@@ -389,6 +389,37 @@ static void test_concurrent_cancels(void **state)
     }
 }
 
+/* One card-brand function: a JCB card (35…) is "jcb" on the order and at payment alike
+ * (once the order said "amex" and the payment "unknown"). */
+static void test_card_brand_agrees(void **state)
+{
+    char pid[32], email[64];
+    make_product(900, 100, pid);
+    snprintf(email, sizeof email, "jcb%d-%d@example.com", (int)getpid(), ++seq);
+    char *tok = th_register(&srv, email, "shipping password");
+    assert_non_null(tok);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "POST", "/api/v1/cart/items", tok, &r,
+                             "{\"product_id\":\"%s\",\"quantity\":1}", pid), 0);
+    th_resp_free(&r);
+    char auth[256];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Idempotency-Key: jcb-1", NULL};
+    assert_int_equal(th_req(&srv, "POST", "/api/v1/orders",
+                            "{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":"
+                            "\"3566002020360505\",\"exp_month\":6,\"exp_year\":2031,\"cvc\":\"123\"}}",
+                            h, &r), 0);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(th_jstr(r.json, "payment.brand"), "jcb");
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/admin/payments?order_id=%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "brand"), "jcb");
+    th_resp_free(&r);
+    free(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_cancel_before_shipping),
         cmocka_unit_test(test_payment_audit),
         cmocka_unit_test(test_concurrent_cancels),
+        cmocka_unit_test(test_card_brand_agrees),
     };
     if (getenv("TH_TEST_FILTER")) /* run one test while iterating: TH_TEST_FILTER=name */
         cmocka_set_test_filter(getenv("TH_TEST_FILTER"));

@@ -17,6 +17,10 @@ struct cart_line {
 
 /* The user's cart lines (at most CART_MAX_LINES); *n = 0 for an empty or missing cart. */
 int cart_get_lines(struct app *app, int64_t user_id, struct cart_line *out, int *n);
+/* Sets the recorded price (unit_price, currency) of the user's lines for these products:
+ * checkout found the catalog's price changed, and the cart must show what the next checkout
+ * will charge. Lines not in the cart are skipped. */
+int cart_set_prices(struct app *app, int64_t user_id, const struct cart_line *lines, int n);
 /* Empties the user's cart (after a successful order). */
 int cart_clear(struct app *app, int64_t user_id);
 /* Takes the given quantities out of the user's cart (the lines an order was placed from),

@@ -26,7 +26,7 @@ struct payment_result {
     char status[16];          /* processing, authorized, capturing, captured, voided, refunded, failed */
     char failure_reason[32];  /* card_declined, insufficient_funds, processing_error; "" */
     bool retryable;
-    char brand[16];           /* visa, mastercard, amex, discover, unknown */
+    char brand[16];           /* see payment_card_brand() */
     char last4[5];
 };
 
@@ -36,6 +36,13 @@ struct payment_result {
  * card is otherwise valid but past its expiry month. */
 int payment_card_check(const struct payment_card *card, const char **field, const char **message,
                        bool *expired);
+
+/* The card's brand from its number (spaces and dashes ignored): "visa", "mastercard",
+ * "amex", "discover", "jcb", "diners" or "unknown". The one brand function: the order
+ * service records what this says. Static string. */
+const char *payment_card_brand(const char *number);
+/* The last four digits of the number into out ("" when it has fewer than four digits). */
+void payment_card_last4(const char *number, char out[5]);
 
 /* Authorizes `amount` for `order_id`. `key` (1..128 bytes) identifies the attempt: a second
  * call with the same key returns the stored outcome (while the first is still running it

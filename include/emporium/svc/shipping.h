@@ -3,9 +3,12 @@
  *
  * Quotes are priced by weight (the catalog's weight_grams, 500 g when unknown) and by the
  * destination's zone. One shipment per order, created when the order is paid; the carrier's
- * tracking events move it label_created → in_transit → delivered, and the shipping service
- * tells the order service (svc/order.h). A shipment can be cancelled only before it is in
- * transit — the shipping database is the one place that decides "too late to cancel". */
+ * tracking events move it label_created → in_transit → delivered. Shipping knows nothing of
+ * orders: after each accepted tracking event it publishes on SHIPPING_TOPIC (in-process bus)
+ * {"type":"shipment.<status>","shipment_id","order_id","status","at_ms"}, and whoever cares
+ * (the order service) subscribes or reads shipping_get(). A shipment can be cancelled only
+ * before it is in transit — the shipping database is the one place that decides "too late
+ * to cancel". */
 #ifndef EMPORIUM_SVC_SHIPPING_H
 #define EMPORIUM_SVC_SHIPPING_H
 #include <jansson.h>
@@ -13,6 +16,8 @@
 #include <stdint.h>
 
 struct app;
+
+#define SHIPPING_TOPIC "shipping-events"
 
 struct shipping_address {
     char name[101];
@@ -27,6 +32,8 @@ struct shipping_address {
 struct shipping_item {
     int64_t product_id;
     int quantity;
+    int weight_grams; /* per unit as the caller read it from the catalog (0: unknown, 500 g);
+                         -1: not read, shipping_price asks the catalog */
 };
 
 struct shipping_option {
@@ -50,9 +57,9 @@ struct shipment_info {
  * (both static); callers prefix the member with their own path ("shipping_address."). */
 int shipping_address_parse(json_t *obj, bool full, struct shipping_address *out,
                            const char **member, const char **message);
-/* The price of one method ("standard"/"express") for these items to `country`.
- * ERR_NOTFOUND with *bad_product set when a product does not exist; ERR_INVALID for an
- * unknown method. */
+/* The price of one method ("standard"/"express") for these items to `country`. Items with
+ * weight_grams -1 are looked up in the catalog: ERR_NOTFOUND with *bad_product set when a
+ * product does not exist. ERR_INVALID for an unknown method. */
 int shipping_price(struct app *app, const struct shipping_item *items, int n,
                    const char *country, const char *method, struct shipping_option *out,
                    int64_t *bad_product);

@@ -12,7 +12,10 @@
  * Every change to a cart runs in one transaction that first locks the cart row (an UPDATE
  * of carts.updated_at), so concurrent changes to one cart queue up and the per-line (99)
  * and per-cart (100 lines) limits hold under concurrency. Lines keep the product name and
- * price read from the catalog at add time. */
+ * price read from the catalog at add time (checkout refuses when they changed since, and
+ * sets the new ones: cart_set_prices). Guest carts idle for EMPORIUM_GUEST_CART_TTL_DAYS
+ * (30) are swept. Domain only: SQL is in cart_store.c, HTTP in cart_http.c. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,43 +29,41 @@
 #include "emporium/log.h"
 #include "emporium/service.h"
 #include "emporium/svc/cart.h"
+#include "emporium/svc/product.h"
 #include "emporium/svc/user.h"
 #include "cart_internal.h"
 
+extern const struct service_db cart__dbs[];   /* the schema, in cart_store.c */
+extern const struct http_route cart__routes[]; /* in cart_http.c */
+
+#define GUEST_SWEEP_BATCH 500
+#define GUEST_SWEEP_MAX_BATCHES 20 /* per run: a run stays short; the next one goes on */
 
 static unsigned char token_key[crypto_auth_hmacsha256_KEYBYTES];
+static int guest_ttl_days = 30; /* EMPORIUM_GUEST_CART_TTL_DAYS */
 
 /* ---------------------------------------------------------------- guest tokens */
 
-int cart__secret_init(struct app *app)
+static int secret_init(struct app *app)
 {
     struct db_conn *c;
     int rc = db_conn_take(app_db(app, "carts"), &c);
     if (rc < 0)
         return rc;
     unsigned char fresh[sizeof token_key];
-    char hex[2 * sizeof token_key + 1];
+    char hex[2 * sizeof token_key + 1], got[2 * sizeof token_key + 1];
     randombytes_buf(fresh, sizeof fresh);
     sodium_bin2hex(hex, sizeof hex, fresh, sizeof fresh);
-    /* The first process to start picks the secret; everyone then reads the same one. */
-    struct db_val a[] = {DB_TEXT(hex)};
-    rc = db_query(c, "INSERT INTO cart_secret (id, secret) VALUES (1, $1) ON CONFLICT DO NOTHING",
-                  1, a, NULL);
-    struct db_rows *r = NULL;
-    if (rc >= 0)
-        rc = db_query(c, "SELECT secret FROM cart_secret WHERE id = 1", 0, NULL, &r);
+    rc = cart__store_secret(c, hex, got, sizeof got);
     db_conn_give(c);
     sodium_memzero(fresh, sizeof fresh);
     sodium_memzero(hex, sizeof hex);
-    if (rc < 0)
-        return rc;
     size_t len = 0;
-    if (db_rows_count(r) != 1 ||
-        sodium_hex2bin(token_key, sizeof token_key, db_get(r, 0, 0), strlen(db_get(r, 0, 0)),
-                       NULL, &len, NULL) != 0 ||
-        len != sizeof token_key)
+    if (rc == 0 && (sodium_hex2bin(token_key, sizeof token_key, got, strlen(got), NULL, &len,
+                                   NULL) != 0 ||
+                    len != sizeof token_key))
         rc = ERR_INTERNAL;
-    db_rows_free(r);
+    sodium_memzero(got, sizeof got);
     return rc;
 }
 
@@ -103,116 +104,148 @@ void cart__token_hash(const char *token, char out[65])
     sodium_bin2hex(out, 65, h, sizeof h);
 }
 
-/* ---------------------------------------------------------------- storage */
+/* ---------------------------------------------------------------- reading and changing */
 
-int cart__tx(struct app *app, cart_tx_fn fn, void *ctx)
+int cart__get(struct app *app, const struct cart_owner *o, struct cart_view *out)
 {
-    return db_transact(app_db(app, "carts"), fn, NULL, ctx);
-}
-
-static const char *owner_col(const struct cart_owner *o)
-{
-    return o->user_id ? "user_id" : "token_hash";
-}
-
-static struct db_val owner_val(const struct cart_owner *o)
-{
-    return o->user_id ? DB_INT(o->user_id) : DB_TEXT(o->token_hash);
-}
-
-int cart__find(struct db_conn *c, const struct cart_owner *o, int64_t *cart_id)
-{
-    char sql[96];
-    snprintf(sql, sizeof sql, "SELECT id FROM carts WHERE %s = $1", owner_col(o));
-    struct db_val a[] = {owner_val(o)};
-    struct db_rows *r = NULL;
-    int rc = db_query(c, sql, 1, a, &r);
+    out->n = 0;
+    struct db_conn *c;
+    int rc = db_conn_take(app_db(app, "carts"), &c);
     if (rc < 0)
         return rc;
-    rc = db_rows_count(r) == 1 ? 0 : ERR_NOTFOUND;
+    int64_t cart_id;
+    rc = cart__store_find(c, o, &cart_id);
     if (rc == 0)
-        *cart_id = db_get_i64(r, 0, 0);
-    db_rows_free(r);
+        rc = cart__store_load(c, cart_id, out);
+    else if (rc == ERR_NOTFOUND)
+        rc = 0; /* no cart yet: an empty one */
+    db_conn_give(c);
     return rc;
 }
 
-int cart__lock(struct db_conn *c, const struct cart_owner *o, bool create, int64_t *cart_id)
+enum op { OP_ADD, OP_SET, OP_REMOVE };
+
+struct change {
+    enum op op;
+    const struct cart_owner *owner;
+    int64_t product_id;
+    int quantity; /* ADD: to add; SET: the new quantity (0 removes) */
+    const struct product_info *info; /* ADD */
+    struct cart_view *v;             /* the cart after the change */
+    struct cart_refusal_info *why;
+};
+
+static int add_line(struct db_conn *c, struct change *ch, int64_t cart_id)
 {
-    int64_t now = now_ms();
-    char sql[128];
-    snprintf(sql, sizeof sql, "UPDATE carts SET updated_at = $2 WHERE %s = $1", owner_col(o));
-    struct db_val a[] = {owner_val(o), DB_INT(now)};
-    int rc = db_query(c, sql, 2, a, NULL);
-    if (rc < 0)
+    int have = 0;
+    int rc = cart__store_line_qty(c, cart_id, ch->product_id, &have);
+    if (rc < 0 && rc != ERR_NOTFOUND)
         return rc;
-    if (rc == 0) {
-        if (!create)
+    bool exists = rc == 0;
+    if (exists && have + ch->quantity > CART_MAX_QTY) {
+        ch->why->why = CART_REFUSE_LINE_MAX;
+        ch->why->have = have;
+        return ERR_INVALID;
+    }
+    /* One currency per cart: its subtotal is one Money. */
+    int64_t lines;
+    char cur[4];
+    if ((rc = cart__store_shape(c, cart_id, &lines, cur)) < 0)
+        return rc;
+    if (cur[0] && strcmp(cur, ch->info->currency) != 0) {
+        ch->why->why = CART_REFUSE_CURRENCY;
+        return ERR_CONFLICT;
+    }
+    struct cart_item it = {.product_id = ch->product_id, .quantity = have + ch->quantity,
+                           .unit_price = ch->info->price};
+    snprintf(it.name, sizeof it.name, "%s", ch->info->name);
+    snprintf(it.currency, sizeof it.currency, "%s", ch->info->currency);
+    /* The price and name are refreshed to what the catalog says now. */
+    if (exists)
+        return cart__store_line_refresh(c, cart_id, &it);
+    if (lines >= CART_MAX_LINES) {
+        ch->why->why = CART_REFUSE_CART_FULL;
+        return ERR_CONFLICT;
+    }
+    it.quantity = ch->quantity;
+    return cart__store_line_insert(c, cart_id, &it, now_ms());
+}
+
+static int change_tx(struct db_conn *c, void *vctx)
+{
+    struct change *ch = vctx;
+    ch->why->why = CART_REFUSE_NONE;
+    ch->v->n = 0;
+    int64_t cart_id;
+    int rc = cart__store_lock(c, ch->owner, ch->op == OP_ADD, &cart_id);
+    if (rc == ERR_NOTFOUND) {
+        if (ch->op == OP_SET) {
+            ch->why->why = CART_REFUSE_NOT_IN_CART;
             return ERR_NOTFOUND;
-        /* A concurrent creator makes this a no-op (PostgreSQL waits for it to commit); the
-         * UPDATE after it then locks whichever row won. */
-        struct db_val ia[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
-                              o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
-        rc = db_query(c,
-                      "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
-                      "VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
-                      4, ia, NULL);
-        if (rc < 0)
-            return rc;
-        if ((rc = db_query(c, sql, 2, a, NULL)) < 0)
-            return rc;
-        if (rc != 1)
-            return ERR_BUSY;
+        }
+        return 1; /* removing from a cart that does not exist: an empty cart */
     }
-    return cart__find(c, o, cart_id);
-}
-
-int cart__load(struct db_conn *c, int64_t cart_id, struct cart_view *out)
-{
-    struct db_val a[] = {DB_INT(cart_id), DB_INT(CART_MAX_LINES)};
-    struct db_rows *r = NULL;
-    int rc = db_query(c,
-                      "SELECT product_id, name, quantity, unit_price, currency FROM cart_items "
-                      "WHERE cart_id = $1 ORDER BY added_at, product_id LIMIT $2",
-                      2, a, &r);
     if (rc < 0)
         return rc;
-    out->n = db_rows_count(r);
-    for (int i = 0; i < out->n; i++) {
-        struct cart_item *it = &out->items[i];
-        it->product_id = db_get_i64(r, i, 0);
-        snprintf(it->name, sizeof it->name, "%s", db_get(r, i, 1) ? db_get(r, i, 1) : "");
-        it->quantity = (int)db_get_i64(r, i, 2);
-        it->unit_price = db_get_i64(r, i, 3);
-        snprintf(it->currency, sizeof it->currency, "%s", db_get(r, i, 4) ? db_get(r, i, 4) : "");
+    switch (ch->op) {
+    case OP_ADD:
+        rc = add_line(c, ch, cart_id);
+        break;
+    case OP_SET:
+        rc = ch->quantity == 0 ? cart__store_line_delete(c, cart_id, ch->product_id)
+                               : cart__store_line_set_qty(c, cart_id, ch->product_id, ch->quantity);
+        if (rc == 0) {
+            ch->why->why = CART_REFUSE_NOT_IN_CART;
+            rc = ERR_NOTFOUND;
+        }
+        break;
+    case OP_REMOVE:
+        rc = cart__store_line_delete(c, cart_id, ch->product_id);
+        break;
     }
-    db_rows_free(r);
-    return 0;
+    if (rc < 0)
+        return rc;
+    rc = cart__store_load(c, cart_id, ch->v);
+    return rc < 0 ? rc : 0;
 }
 
-static json_t *money(int64_t amount, const char *currency)
+int cart__add(struct app *app, const struct cart_owner *o, int64_t product_id, int quantity,
+              struct cart_view *out, struct cart_refusal_info *why)
 {
-    return json_pack("{s:I,s:s}", "amount", (json_int_t)amount, "currency", currency);
+    why->why = CART_REFUSE_NONE;
+    out->n = 0;
+    struct product_info info;
+    /* ERR_UNAVAILABLE when the catalog does not answer (or does not run here). */
+    int rc = product_get_info(app, product_id, &info);
+    if (rc == ERR_NOTFOUND || (rc == 0 && !info.active)) {
+        why->why = CART_REFUSE_NO_PRODUCT;
+        return ERR_NOTFOUND;
+    }
+    if (rc < 0)
+        return rc;
+    struct change ch = {.op = OP_ADD, .owner = o, .product_id = product_id,
+                        .quantity = quantity, .info = &info, .v = out, .why = why};
+    rc = cart__tx(app, change_tx, &ch);
+    return rc < 0 ? rc : 0;
 }
 
-json_t *cart__json(const struct cart_view *v)
+int cart__set(struct app *app, const struct cart_owner *o, int64_t product_id, int quantity,
+              struct cart_view *out, struct cart_refusal_info *why)
 {
-    json_t *items = json_array();
-    int64_t subtotal = 0, count = 0;
-    for (int i = 0; items && i < v->n; i++) {
-        const struct cart_item *it = &v->items[i];
-        char pid[21];
-        int64_t line = it->unit_price * it->quantity;
-        subtotal += line;
-        count += it->quantity;
-        json_array_append_new(
-            items, json_pack("{s:s,s:s,s:i,s:o,s:o}", "product_id", id_format(it->product_id, pid),
-                             "name", it->name, "quantity", it->quantity, "unit_price",
-                             money(it->unit_price, it->currency), "line_total",
-                             money(line, it->currency)));
-    }
-    return json_pack("{s:o,s:o,s:I}", "items", items, "subtotal",
-                     money(subtotal, v->n ? v->items[0].currency : "USD"), "item_count",
-                     (json_int_t)count);
+    struct change ch = {.op = OP_SET, .owner = o, .product_id = product_id,
+                        .quantity = quantity, .v = out, .why = why};
+    int rc = cart__tx(app, change_tx, &ch);
+    return rc < 0 ? rc : 0;
+}
+
+int cart__remove(struct app *app, const struct cart_owner *o, int64_t product_id,
+                 struct cart_view *out)
+{
+    struct cart_refusal_info why;
+    struct change ch = {.op = OP_REMOVE, .owner = o, .product_id = product_id, .v = out,
+                        .why = &why};
+    int rc = cart__tx(app, change_tx, &ch);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---------------------------------------------------------------- merge on login */
@@ -229,66 +262,45 @@ static int merge_tx(struct db_conn *c, void *vctx)
     struct merge_ctx *m = vctx;
     m->merged = m->dropped = 0;
     int64_t guest_id, user_cart;
-    int rc = cart__find(c, &m->guest, &guest_id);
+    int rc = cart__store_find(c, &m->guest, &guest_id);
     if (rc == ERR_NOTFOUND)
         return 1;
     if (rc < 0)
         return rc;
-    if ((rc = cart__load(c, guest_id, m->lines)) < 0)
+    if ((rc = cart__store_load(c, guest_id, m->lines)) < 0)
         return rc;
     struct cart_owner user = {.user_id = m->user_id};
-    if (m->lines->n > 0 && (rc = cart__lock(c, &user, true, &user_cart)) < 0)
+    if (m->lines->n > 0 && (rc = cart__store_lock(c, &user, true, &user_cart)) < 0)
         return rc;
     int64_t now = now_ms();
     for (int i = 0; i < m->lines->n; i++) {
         const struct cart_item *it = &m->lines->items[i];
         /* Quantities add up, capped at the per-line maximum. */
-        struct db_val ua[] = {DB_INT(user_cart), DB_INT(it->product_id), DB_INT(it->quantity),
-                              DB_INT(CART_MAX_QTY), DB_INT(now)};
-        rc = db_query(c,
-                      "UPDATE cart_items SET quantity = CASE WHEN quantity + $3 > $4 THEN $4 "
-                      "ELSE quantity + $3 END, updated_at = $5 "
-                      "WHERE cart_id = $1 AND product_id = $2",
-                      5, ua, NULL);
+        rc = cart__store_line_merge(c, user_cart, it->product_id, it->quantity, CART_MAX_QTY);
         if (rc < 0)
             return rc;
         if (rc == 1) {
             m->merged++;
             continue;
         }
-        struct db_rows *r = NULL;
-        struct db_val ca[] = {DB_INT(user_cart)};
         /* Line count, and a currency the cart already holds (a cart has one currency). */
-        if ((rc = db_query(c, "SELECT count(*), MIN(currency) FROM cart_items WHERE cart_id = $1",
-                           1, ca, &r)) < 0)
+        int64_t lines;
+        char cur[4];
+        if ((rc = cart__store_shape(c, user_cart, &lines, cur)) < 0)
             return rc;
-        int64_t lines = db_get_i64(r, 0, 0);
-        bool other_currency = db_get(r, 0, 1) && strcmp(db_get(r, 0, 1), it->currency) != 0;
-        db_rows_free(r);
-        if (lines >= CART_MAX_LINES || other_currency) {
+        if (lines >= CART_MAX_LINES || (cur[0] && strcmp(cur, it->currency) != 0)) {
             m->dropped++;
             continue;
         }
-        struct db_val ia[] = {DB_INT(user_cart),     DB_INT(it->product_id), DB_TEXT(it->name),
-                              DB_INT(it->quantity),  DB_INT(it->unit_price), DB_TEXT(it->currency),
-                              DB_INT(now + i)};
-        rc = db_query(c,
-                      "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price, "
-                      "currency, added_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                      7, ia, NULL);
-        if (rc < 0)
+        if ((rc = cart__store_line_insert(c, user_cart, it, now + i)) < 0)
             return rc;
         m->merged++;
     }
-    struct db_val ga[] = {DB_INT(guest_id)};
-    if ((rc = db_query(c, "DELETE FROM cart_items WHERE cart_id = $1", 1, ga, NULL)) < 0)
-        return rc;
-    if ((rc = db_query(c, "DELETE FROM carts WHERE id = $1", 1, ga, NULL)) < 0)
-        return rc;
-    return 0;
+    rc = cart__store_drop(c, guest_id);
+    return rc < 0 ? rc : 0;
 }
 
-void cart__merge_hook(struct app *app, int64_t user_id, const char *token)
+static void merge_hook(struct app *app, int64_t user_id, const char *token)
 {
     if (!token || !cart__token_valid(token) || user_id <= 0)
         return;
@@ -304,10 +316,59 @@ void cart__merge_hook(struct app *app, int64_t user_id, const char *token)
     if (rc < 0)
         log_error("cart: merging a guest cart into user %lld failed: %s", (long long)user_id,
                   err_str(rc));
-    else if (m.dropped)
-        log_warn("cart: merged %d guest line(s) into user %lld, dropped %d over the %d-line cap",
-                 m.merged, (long long)user_id, m.dropped, CART_MAX_LINES);
+    else if (m.merged || m.dropped)
+        log_info("cart merged: user_id=%lld lines=%d dropped=%d (over %d lines or another "
+                 "currency)", (long long)user_id, m.merged, m.dropped, CART_MAX_LINES);
     free(m.lines);
+}
+
+/* ---------------------------------------------------------------- the guest sweep */
+
+/* Guest carts idle longer than the TTL go (with their lines): anonymous add-to-cart makes a
+ * row, and nothing else would ever remove it. One run deletes at most
+ * GUEST_SWEEP_MAX_BATCHES × GUEST_SWEEP_BATCH carts; the next run goes on. */
+static void sweep_guests(struct app *app, void *ctx)
+{
+    (void)ctx;
+    struct db_conn *c;
+    if (db_conn_take(app_db(app, "carts"), &c) < 0)
+        return;
+    int64_t cutoff = now_ms() - (int64_t)guest_ttl_days * 86400 * 1000;
+    int total = 0, rc = 0;
+    for (int i = 0; i < GUEST_SWEEP_MAX_BATCHES; i++) {
+        if ((rc = cart__store_sweep_guests(c, cutoff, GUEST_SWEEP_BATCH)) <= 0)
+            break;
+        total += rc;
+    }
+    db_conn_give(c);
+    if (rc < 0)
+        log_warn("cart: the guest cart sweep failed: %s", err_str(rc));
+    if (total > 0)
+        log_info("cart: swept %d guest cart(s) idle for more than %d days", total, guest_ttl_days);
+}
+
+/* The sweep's thread until the timer facility (timer.h) runs it: once at start, then
+ * hourly; stopped and joined in deinit. */
+static pthread_t sweeper;
+static bool sweeper_running, sweeper_stop;
+static pthread_mutex_t sweeper_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sweeper_cv = PTHREAD_COND_INITIALIZER;
+
+static void *sweeper_main(void *arg)
+{
+    pthread_mutex_lock(&sweeper_mu);
+    while (!sweeper_stop) {
+        pthread_mutex_unlock(&sweeper_mu);
+        sweep_guests(arg, NULL);
+        pthread_mutex_lock(&sweeper_mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 3600;
+        while (!sweeper_stop && pthread_cond_timedwait(&sweeper_cv, &sweeper_mu, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&sweeper_mu);
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- client interface */
@@ -319,126 +380,113 @@ int cart_get_lines(struct app *app, int64_t user_id, struct cart_line *out, int 
     int rc = db_conn_take(app_db(app, "carts"), &c);
     if (rc < 0)
         return rc;
-    struct db_val a[] = {DB_INT(user_id), DB_INT(CART_MAX_LINES)};
-    struct db_rows *r = NULL;
-    rc = db_query(c,
-                  "SELECT i.product_id, i.quantity, i.unit_price, i.currency FROM cart_items i "
-                  "JOIN carts c ON c.id = i.cart_id WHERE c.user_id = $1 "
-                  "ORDER BY i.added_at, i.product_id LIMIT $2",
-                  2, a, &r);
+    rc = cart__store_user_lines(c, user_id, out, n);
     db_conn_give(c);
-    if (rc < 0)
-        return rc;
-    for (int i = 0; i < db_rows_count(r); i++) {
-        out[i].product_id = db_get_i64(r, i, 0);
-        out[i].quantity = (int)db_get_i64(r, i, 1);
-        out[i].unit_price = db_get_i64(r, i, 2);
-        snprintf(out[i].currency, sizeof out[i].currency, "%s", db_get(r, i, 3) ? db_get(r, i, 3) : "");
-    }
-    *n = db_rows_count(r);
-    db_rows_free(r);
-    return 0;
+    return rc;
 }
 
-struct clear_ctx {
+struct lines_ctx {
     int64_t user_id;
-    const struct cart_line *lines; /* NULL: everything */
+    enum { LINES_CLEAR, LINES_SUBTRACT, LINES_PRICE } what;
+    const struct cart_line *lines;
     int n;
 };
 
-static int clear_tx(struct db_conn *c, void *vctx)
+static int lines_tx(struct db_conn *c, void *vctx)
 {
-    struct clear_ctx *x = vctx;
+    struct lines_ctx *x = vctx;
     struct cart_owner o = {.user_id = x->user_id};
     int64_t cart_id;
-    int rc = cart__lock(c, &o, false, &cart_id);
+    int rc = cart__store_lock(c, &o, false, &cart_id);
     if (rc == ERR_NOTFOUND)
         return 1;
     if (rc < 0)
         return rc;
-    if (!x->lines) {
-        struct db_val a[] = {DB_INT(cart_id)};
-        rc = db_query(c, "DELETE FROM cart_items WHERE cart_id = $1", 1, a, NULL);
-        return rc < 0 ? rc : 0;
+    if (x->what == LINES_CLEAR)
+        return cart__store_clear(c, cart_id);
+    for (int i = 0; rc >= 0 && i < x->n; i++) {
+        const struct cart_line *l = &x->lines[i];
+        rc = x->what == LINES_SUBTRACT
+                 ? cart__store_line_subtract(c, cart_id, l->product_id, l->quantity)
+                 : cart__store_line_price(c, cart_id, l->product_id, l->unit_price, l->currency);
     }
-    for (int i = 0; i < x->n; i++) {
-        struct db_val a[] = {DB_INT(cart_id), DB_INT(x->lines[i].product_id),
-                             DB_INT(x->lines[i].quantity), DB_INT(now_ms())};
-        rc = db_query(c,
-                      "UPDATE cart_items SET quantity = quantity - $3, updated_at = $4 "
-                      "WHERE cart_id = $1 AND product_id = $2 AND quantity > $3",
-                      4, a, NULL);
-        if (rc == 0)
-            rc = db_query(c, "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2", 2,
-                          a, NULL);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return rc < 0 ? rc : 0;
+}
+
+static int lines_run(struct app *app, int64_t user_id, int what, const struct cart_line *lines,
+                     int n)
+{
+    if (n < 0 || (n > 0 && !lines))
+        return ERR_INVALID;
+    struct lines_ctx x = {.user_id = user_id, .what = what, .lines = lines, .n = n};
+    return what == LINES_CLEAR || n ? cart__tx(app, lines_tx, &x) : 0;
 }
 
 int cart_clear(struct app *app, int64_t user_id)
 {
-    struct clear_ctx x = {.user_id = user_id};
-    return cart__tx(app, clear_tx, &x);
+    return lines_run(app, user_id, LINES_CLEAR, NULL, 0);
 }
 
 int cart_remove_lines(struct app *app, int64_t user_id, const struct cart_line *lines, int n)
 {
-    if (n < 0 || (n > 0 && !lines))
-        return ERR_INVALID;
-    struct clear_ctx x = {.user_id = user_id, .lines = lines, .n = n};
-    return n ? cart__tx(app, clear_tx, &x) : 0;
+    return lines_run(app, user_id, LINES_SUBTRACT, lines, n);
+}
+
+int cart_set_prices(struct app *app, int64_t user_id, const struct cart_line *lines, int n)
+{
+    return lines_run(app, user_id, LINES_PRICE, lines, n);
 }
 
 /* ---------------------------------------------------------------- the service */
 
 static int cart_init(struct app *app)
 {
-    int rc = cart__secret_init(app);
+    const char *v = getenv("EMPORIUM_GUEST_CART_TTL_DAYS");
+    if (v && *v) {
+        char *end;
+        long d = strtol(v, &end, 10);
+        if (*end || d < 1 || d > 3650) {
+            log_error("EMPORIUM_GUEST_CART_TTL_DAYS=%s: must be a whole number of days from 1 "
+                      "to 3650", v);
+            return ERR_INVALID;
+        }
+        guest_ttl_days = (int)d;
+    }
+    int rc = secret_init(app);
     if (rc < 0)
         return rc;
-    return user_add_login_hook(cart__merge_hook);
+    return user_add_login_hook(merge_hook);
+}
+
+static int cart_on_serve(struct app *app)
+{
+    if (sweeper_running)
+        return 0;
+    sweeper_stop = false;
+    if (pthread_create(&sweeper, NULL, sweeper_main, app) != 0)
+        return ERR_NOMEM;
+    sweeper_running = true;
+    return 0;
 }
 
 static void cart_deinit(struct app *app)
 {
+    if (sweeper_running) {
+        pthread_mutex_lock(&sweeper_mu);
+        sweeper_stop = true;
+        pthread_cond_broadcast(&sweeper_cv);
+        pthread_mutex_unlock(&sweeper_mu);
+        pthread_join(sweeper, NULL);
+        sweeper_running = false;
+    }
     sodium_memzero(token_key, sizeof token_key);
 }
-
-static const struct db_migration cart_migrations[] = {
-    {.sql = "CREATE TABLE carts ("
-            " id BIGINT PRIMARY KEY,"
-            " user_id BIGINT UNIQUE,"
-            " token_hash TEXT UNIQUE,"
-            " created_at BIGINT NOT NULL,"
-            " updated_at BIGINT NOT NULL,"
-            " CHECK ((user_id IS NULL) <> (token_hash IS NULL)));"
-            "CREATE TABLE cart_items ("
-            " cart_id BIGINT NOT NULL REFERENCES carts(id) ON DELETE CASCADE,"
-            " product_id BIGINT NOT NULL,"
-            " name TEXT NOT NULL,"
-            " quantity INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 99),"
-            " unit_price BIGINT NOT NULL,"
-            " currency TEXT NOT NULL,"
-            " added_at BIGINT NOT NULL,"
-            " updated_at BIGINT NOT NULL,"
-            " PRIMARY KEY (cart_id, product_id));"
-            "CREATE INDEX carts_updated ON carts (updated_at);"
-            "CREATE TABLE cart_secret ("
-            " id INTEGER PRIMARY KEY,"
-            " secret TEXT NOT NULL);"},
-};
-
-static const struct service_db cart_dbs[] = {
-    {"carts", 0, cart_migrations, sizeof cart_migrations / sizeof cart_migrations[0]},
-    {NULL, 0, NULL, 0},
-};
 
 const struct service service_cart = {
     .name = "cart",
     .routes = cart__routes,
-    .dbs = cart_dbs,
+    .dbs = cart__dbs,
     .init = cart_init,
+    .on_serve = cart_on_serve,
     .deinit = cart_deinit,
 };

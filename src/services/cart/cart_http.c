@@ -5,7 +5,9 @@
  * The caller's cart is the bearer's when a token was given, else the guest cart named by the
  * X-Cart-Token header. A guest without a (valid) token gets a new one; every guest response
  * carries the token in the X-Cart-Token header and as `cart_token` in the body. Input is
- * validated before anything is read or written; a failed request changes nothing. */
+ * validated before anything is read or written; a failed request changes nothing. This file
+ * parses and renders only: the changes and their limits are cart.c's, the SQL
+ * cart_store.c's, and every error goes through the one error mapping. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 #include "emporium/app.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
-#include "emporium/svc/product.h"
+#include "emporium/http.h"
 #include "cart_internal.h"
 
 struct caller {
@@ -37,10 +39,37 @@ static void identify(struct http_req *req, struct caller *who)
     cart__token_hash(who->token, who->owner.token_hash);
 }
 
+static json_t *money(int64_t amount, const char *currency)
+{
+    return json_pack("{s:I,s:s}", "amount", (json_int_t)amount, "currency", currency);
+}
+
+/* {items, subtotal, item_count} for a view; new reference. */
+static json_t *cart_json(const struct cart_view *v)
+{
+    json_t *items = json_array();
+    int64_t subtotal = 0, count = 0;
+    for (int i = 0; items && i < v->n; i++) {
+        const struct cart_item *it = &v->items[i];
+        char pid[21];
+        int64_t line = it->unit_price * it->quantity;
+        subtotal += line;
+        count += it->quantity;
+        json_array_append_new(
+            items, json_pack("{s:s,s:s,s:i,s:o,s:o}", "product_id", id_format(it->product_id, pid),
+                             "name", it->name, "quantity", it->quantity, "unit_price",
+                             money(it->unit_price, it->currency), "line_total",
+                             money(line, it->currency)));
+    }
+    return json_pack("{s:o,s:o,s:I}", "items", items, "subtotal",
+                     money(subtotal, v->n ? v->items[0].currency : "USD"), "item_count",
+                     (json_int_t)count);
+}
+
 static int reply_cart(struct http_req *req, const struct caller *who,
                       const struct cart_view *v)
 {
-    json_t *body = cart__json(v);
+    json_t *body = cart_json(v);
     if (!body)
         return ERR_NOMEM;
     if (!who->owner.user_id) {
@@ -82,205 +111,67 @@ static int product_missing(struct http_req *req, int64_t id)
                           json_pack("{s:s}", "product_id", pid), "no such product: %s", pid);
 }
 
-/* ---------------------------------------------------------------- GET /cart */
-
-static int h_get(struct http_req *req)
+static int reply(struct http_req *req, const struct caller *who, int rc,
+                 struct cart_view *v, const struct cart_refusal_info *why, int64_t product_id)
 {
-    struct caller who;
-    identify(req, &who);
-    struct cart_view *v = malloc(sizeof *v); /* only the first n items are read */
-    if (!v)
-        return ERR_NOMEM;
-    v->n = 0;
-    struct db_conn *c;
-    int rc = db_conn_take(app_db(http_app(req), "carts"), &c);
-    if (rc == 0) {
-        int64_t cart_id;
-        rc = cart__find(c, &who.owner, &cart_id);
-        if (rc == 0)
-            rc = cart__load(c, cart_id, v);
-        else if (rc == ERR_NOTFOUND)
-            rc = 0; /* no cart yet: an empty one */
-        db_conn_give(c);
-    }
-    if (rc == 0)
-        rc = reply_cart(req, &who, v);
-    free(v);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- changes */
-
-enum op { OP_ADD, OP_SET, OP_REMOVE };
-
-struct change {
-    enum op op;
-    struct caller *who;
-    int64_t product_id;
-    int quantity; /* ADD: to add; SET: the new quantity (0 removes) */
-    const struct product_info *info; /* ADD */
-    struct cart_view *v;             /* the cart after the change */
-    /* why a change was refused (the handler turns it into the error body) */
-    enum { REFUSE_NONE, REFUSE_LINE_MAX, REFUSE_CART_FULL, REFUSE_NOT_IN_CART,
-           REFUSE_CURRENCY } refused;
-    int have; /* REFUSE_LINE_MAX: the quantity already in the cart */
-};
-
-static int line_quantity(struct db_conn *c, int64_t cart_id, int64_t product_id, int *q)
-{
-    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id)};
-    struct db_rows *r = NULL;
-    int rc = db_query(c, "SELECT quantity FROM cart_items WHERE cart_id = $1 AND product_id = $2",
-                      2, a, &r);
-    if (rc < 0)
-        return rc;
-    rc = db_rows_count(r) == 1 ? 0 : ERR_NOTFOUND;
-    if (rc == 0)
-        *q = (int)db_get_i64(r, 0, 0);
-    db_rows_free(r);
-    return rc;
-}
-
-static int add_line(struct db_conn *c, struct change *ch, int64_t cart_id)
-{
-    int64_t now = now_ms();
-    int have = 0;
-    int rc = line_quantity(c, cart_id, ch->product_id, &have);
-    if (rc < 0 && rc != ERR_NOTFOUND)
-        return rc;
-    bool exists = rc == 0;
-    if (exists && have + ch->quantity > CART_MAX_QTY) {
-        ch->refused = REFUSE_LINE_MAX;
-        ch->have = have;
-        return ERR_INVALID;
-    }
-    /* One currency per cart: its subtotal is one Money. */
-    struct db_val ca[] = {DB_INT(cart_id), DB_TEXT(ch->info->currency)};
-    struct db_rows *r = NULL;
-    rc = db_query(c,
-                  "SELECT (SELECT count(*) FROM cart_items WHERE cart_id = $1), "
-                  "(SELECT count(*) FROM cart_items WHERE cart_id = $1 AND currency <> $2)",
-                  2, ca, &r);
-    if (rc < 0)
-        return rc;
-    int64_t lines = db_get_i64(r, 0, 0), other = db_get_i64(r, 0, 1);
-    db_rows_free(r);
-    if (other > 0) {
-        ch->refused = REFUSE_CURRENCY;
-        return ERR_CONFLICT;
-    }
-    if (exists) {
-        /* The price and name are refreshed to what the catalog says now. */
-        struct db_val a[] = {DB_INT(cart_id),          DB_INT(ch->product_id),
-                             DB_INT(have + ch->quantity), DB_TEXT(ch->info->name),
-                             DB_INT(ch->info->price),  DB_INT(now)};
-        rc = db_query(c,
-                      "UPDATE cart_items SET quantity = $3, name = $4, unit_price = $5, "
-                      "updated_at = $6 WHERE cart_id = $1 AND product_id = $2",
-                      6, a, NULL);
-        return rc < 0 ? rc : 0;
-    }
-    if (lines >= CART_MAX_LINES) {
-        ch->refused = REFUSE_CART_FULL;
-        return ERR_CONFLICT;
-    }
-    struct db_val a[] = {DB_INT(cart_id),         DB_INT(ch->product_id),   DB_TEXT(ch->info->name),
-                         DB_INT(ch->quantity),    DB_INT(ch->info->price),  DB_TEXT(ch->info->currency),
-                         DB_INT(now)};
-    rc = db_query(c,
-                  "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price, "
-                  "currency, added_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                  7, a, NULL);
-    return rc < 0 ? rc : 0;
-}
-
-static int change_tx(struct db_conn *c, void *vctx)
-{
-    struct change *ch = vctx;
-    ch->refused = REFUSE_NONE;
-    ch->v->n = 0;
-    int64_t cart_id;
-    int rc = cart__lock(c, &ch->who->owner, ch->op == OP_ADD, &cart_id);
-    if (rc == ERR_NOTFOUND) {
-        if (ch->op == OP_SET) {
-            ch->refused = REFUSE_NOT_IN_CART;
-            return ERR_NOTFOUND;
-        }
-        return 1; /* removing from a cart that does not exist: an empty cart */
-    }
-    if (rc < 0)
-        return rc;
-    struct db_val a[] = {DB_INT(cart_id), DB_INT(ch->product_id), DB_INT(ch->quantity),
-                         DB_INT(now_ms())};
-    switch (ch->op) {
-    case OP_ADD:
-        rc = add_line(c, ch, cart_id);
-        break;
-    case OP_SET:
-        if (ch->quantity == 0)
-            rc = db_query(c, "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2", 2,
-                          a, NULL);
-        else
-            rc = db_query(c,
-                          "UPDATE cart_items SET quantity = $3, updated_at = $4 "
-                          "WHERE cart_id = $1 AND product_id = $2",
-                          4, a, NULL);
-        if (rc == 0) {
-            ch->refused = REFUSE_NOT_IN_CART;
-            rc = ERR_NOTFOUND;
-        }
-        break;
-    case OP_REMOVE:
-        rc = db_query(c, "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2", 2, a,
-                      NULL);
-        break;
-    }
-    if (rc < 0)
-        return rc;
-    rc = cart__load(c, cart_id, ch->v);
-    return rc < 0 ? rc : 0;
-}
-
-static int run_change(struct http_req *req, struct change *ch)
-{
-    /* ~25 KB: only the first n items are ever read, so it need not be zeroed. */
-    ch->v = malloc(sizeof *ch->v);
-    if (!ch->v)
-        return ERR_NOMEM;
-    ch->v->n = 0;
-    int rc = cart__tx(http_app(req), change_tx, ch);
     char pid[21];
-    id_format(ch->product_id, pid);
-    switch (rc < 0 ? ch->refused : REFUSE_NONE) {
-    case REFUSE_LINE_MAX:
+    id_format(product_id, pid);
+    switch (rc < 0 ? why->why : CART_REFUSE_NONE) {
+    case CART_REFUSE_NO_PRODUCT:
+        rc = product_missing(req, product_id);
+        break;
+    case CART_REFUSE_LINE_MAX:
         rc = http_fail(req, ERR_INVALID, "quantity",
                        "a cart line holds at most %d (the cart has %d of product %s)",
-                       CART_MAX_QTY, ch->have, pid);
+                       CART_MAX_QTY, why->have, pid);
         break;
-    case REFUSE_CART_FULL:
+    case CART_REFUSE_CART_FULL:
         rc = http_fail_code(req, ERR_CONFLICT, "cart_full",
                             json_pack("{s:i}", "max_lines", CART_MAX_LINES),
                             "a cart holds at most %d different products", CART_MAX_LINES);
         break;
-    case REFUSE_NOT_IN_CART:
+    case CART_REFUSE_NOT_IN_CART:
         http_fail(req, ERR_NOTFOUND, "product_id", "product %s is not in the cart", pid);
         rc = http_fail_code(req, ERR_NOTFOUND, "not_in_cart",
                             json_pack("{s:s}", "product_id", pid),
                             "product %s is not in the cart", pid);
         break;
-    case REFUSE_CURRENCY:
-        http_fail(req, ERR_CONFLICT, "product_id", "product %s is priced in another currency than the cart", pid);
+    case CART_REFUSE_CURRENCY:
+        http_fail(req, ERR_CONFLICT, "product_id",
+                  "product %s is priced in another currency than the cart", pid);
         rc = http_fail_code(req, ERR_CONFLICT, "currency_mismatch",
                             json_pack("{s:s}", "product_id", pid),
                             "product %s is priced in another currency than the cart", pid);
         break;
-    case REFUSE_NONE:
+    case CART_REFUSE_NONE:
+        if (rc == ERR_UNAVAILABLE)
+            rc = http_fail(req, ERR_UNAVAILABLE, NULL, "the catalog is not reachable");
         break;
     }
     if (rc == 0)
-        rc = reply_cart(req, ch->who, ch->v);
-    free(ch->v);
+        rc = reply_cart(req, who, v);
+    free(v);
     return rc;
+}
+
+/* ~25 KB: only the first n items are ever read, so it need not be zeroed. */
+static struct cart_view *view_new(void)
+{
+    struct cart_view *v = malloc(sizeof *v);
+    if (v)
+        v->n = 0;
+    return v;
+}
+
+static int h_get(struct http_req *req)
+{
+    struct caller who;
+    identify(req, &who);
+    struct cart_view *v = view_new();
+    if (!v)
+        return ERR_NOMEM;
+    struct cart_refusal_info why = {CART_REFUSE_NONE, 0};
+    return reply(req, &who, cart__get(http_app(req), &who.owner, v), v, &why, 0);
 }
 
 static int h_add(struct http_req *req)
@@ -297,19 +188,14 @@ static int h_add(struct http_req *req)
         return rc;
     if ((rc = http_json_int(req, body, "quantity", true, 1, CART_MAX_QTY, &qty)) < 0)
         return rc;
-    struct product_info info;
-    if (!app_has_service(http_app(req), "product")) /* in-process client only, for now */
-        return http_fail(req, ERR_UNAVAILABLE, NULL, "the catalog is not reachable");
-    rc = product_get_info(http_app(req), pid, &info);
-    if (rc == ERR_NOTFOUND || (rc == 0 && !info.active))
-        return product_missing(req, pid);
-    if (rc < 0)
-        return rc;
     struct caller who;
     identify(req, &who);
-    struct change ch = {.op = OP_ADD, .who = &who, .product_id = pid, .quantity = (int)qty,
-                        .info = &info};
-    return run_change(req, &ch);
+    struct cart_view *v = view_new();
+    if (!v)
+        return ERR_NOMEM;
+    struct cart_refusal_info why;
+    rc = cart__add(http_app(req), &who.owner, pid, (int)qty, v, &why);
+    return reply(req, &who, rc, v, &why, pid);
 }
 
 static int h_set(struct http_req *req)
@@ -328,8 +214,12 @@ static int h_set(struct http_req *req)
         return rc;
     struct caller who;
     identify(req, &who);
-    struct change ch = {.op = OP_SET, .who = &who, .product_id = pid, .quantity = (int)qty};
-    return run_change(req, &ch);
+    struct cart_view *v = view_new();
+    if (!v)
+        return ERR_NOMEM;
+    struct cart_refusal_info why;
+    rc = cart__set(http_app(req), &who.owner, pid, (int)qty, v, &why);
+    return reply(req, &who, rc, v, &why, pid);
 }
 
 static int h_remove(struct http_req *req)
@@ -340,8 +230,12 @@ static int h_remove(struct http_req *req)
         return rc;
     struct caller who;
     identify(req, &who);
-    struct change ch = {.op = OP_REMOVE, .who = &who, .product_id = pid};
-    return run_change(req, &ch);
+    struct cart_view *v = view_new();
+    if (!v)
+        return ERR_NOMEM;
+    struct cart_refusal_info why = {CART_REFUSE_NONE, 0};
+    rc = cart__remove(http_app(req), &who.owner, pid, v);
+    return reply(req, &who, rc, v, &why, pid);
 }
 
 const struct http_route cart__routes[] = {

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* cart_internal.h — shared between the cart service's files only. */
+/* cart_internal.h — shared between the cart service's files only.
+ *
+ * Three layers: cart_http.c (routes: who is calling, parse, render; the only file that
+ * includes emporium/http.h), cart.c (domain: tokens, changes and their limits, the merge,
+ * the guest sweep, the client interface of svc/cart.h), cart_store.c (every SQL statement,
+ * cart__store_*, and the schema). */
 #ifndef EMPORIUM_CART_INTERNAL_H
 #define EMPORIUM_CART_INTERNAL_H
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "emporium/db.h"
-#include "emporium/http.h"
 #include "emporium/svc/cart.h"
 
 #define CART_MAX_QTY 99
@@ -35,7 +37,7 @@ struct cart_view {
     struct cart_item items[CART_MAX_LINES];
 };
 
-extern const struct http_route cart__routes[];
+/* --- domain (cart.c), for the HTTP layer --- */
 
 /* Issues a new guest token (NUL-terminated, CART_TOKEN_LEN chars) into out. */
 void cart__token_new(char out[CART_TOKEN_LEN + 1]);
@@ -43,23 +45,73 @@ void cart__token_new(char out[CART_TOKEN_LEN + 1]);
 bool cart__token_valid(const char *token);
 void cart__token_hash(const char *token, char out[65]);
 
+/* Why a change was refused (beside its ERR_* code). */
+enum cart_refusal {
+    CART_REFUSE_NONE,
+    CART_REFUSE_NO_PRODUCT,  /* ERR_NOTFOUND: unknown or inactive product */
+    CART_REFUSE_LINE_MAX,    /* ERR_INVALID: the line would exceed CART_MAX_QTY (have) */
+    CART_REFUSE_CART_FULL,   /* ERR_CONFLICT: CART_MAX_LINES lines already */
+    CART_REFUSE_NOT_IN_CART, /* ERR_NOTFOUND: PATCH of a line that is not there */
+    CART_REFUSE_CURRENCY,    /* ERR_CONFLICT: another currency than the cart's */
+};
+struct cart_refusal_info {
+    enum cart_refusal why;
+    int have; /* LINE_MAX: the quantity already in the cart */
+};
+
+/* The owner's cart (an empty view when it has none). */
+int cart__get(struct app *app, const struct cart_owner *o, struct cart_view *out);
+/* Adds quantity of a product (its name and price read from the catalog now); SET changes a
+ * line's quantity (0 removes); REMOVE drops a line (idempotent). *out is the cart after the
+ * change. Refusals: an ERR_* code with *why filled. ERR_UNAVAILABLE when the catalog is not
+ * reachable. */
+int cart__add(struct app *app, const struct cart_owner *o, int64_t product_id, int quantity,
+              struct cart_view *out, struct cart_refusal_info *why);
+int cart__set(struct app *app, const struct cart_owner *o, int64_t product_id, int quantity,
+              struct cart_view *out, struct cart_refusal_info *why);
+int cart__remove(struct app *app, const struct cart_owner *o, int64_t product_id,
+                 struct cart_view *out);
+
+/* --- store (cart_store.c): SQL only --- */
+
 /* Runs fn in a transaction on the carts database (commit on 0, rollback on > 0 = success
  * without change, rollback on < 0 = the error), retrying on ERR_BUSY. */
 typedef int (*cart_tx_fn)(struct db_conn *c, void *ctx);
 int cart__tx(struct app *app, cart_tx_fn fn, void *ctx);
 
+/* The owner's cart id without creating or locking; ERR_NOTFOUND when it has none. */
+int cart__store_find(struct db_conn *c, const struct cart_owner *o, int64_t *cart_id);
 /* Inside a transaction: the owner's cart id, created when create is true (else
  * ERR_NOTFOUND), and its row locked so concurrent changes to one cart queue up. */
-int cart__lock(struct db_conn *c, const struct cart_owner *o, bool create, int64_t *cart_id);
-/* The owner's cart id without creating or locking; ERR_NOTFOUND when it has none. */
-int cart__find(struct db_conn *c, const struct cart_owner *o, int64_t *cart_id);
+int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create, int64_t *cart_id);
 /* The lines of a cart, oldest first. */
-int cart__load(struct db_conn *c, int64_t cart_id, struct cart_view *out);
-/* {items, subtotal, item_count} for a view; new reference. */
-json_t *cart__json(const struct cart_view *v);
-
-/* The login hook: merges the guest cart named by token into the user's. */
-void cart__merge_hook(struct app *app, int64_t user_id, const char *token);
-int cart__secret_init(struct app *app);
+int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out);
+/* A line's quantity; ERR_NOTFOUND when the cart has no such line. */
+int cart__store_line_qty(struct db_conn *c, int64_t cart_id, int64_t product_id, int *q);
+/* How many lines the cart has, and a currency it holds ("" when empty; at most 3 bytes). */
+int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char currency[4]);
+int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,
+                            int64_t added_at);
+/* Sets quantity, name and price of an existing line. */
+int cart__store_line_refresh(struct db_conn *c, int64_t cart_id, const struct cart_item *it);
+/* These return the number of rows changed (0 or 1) or an ERR_*. */
+int cart__store_line_set_qty(struct db_conn *c, int64_t cart_id, int64_t product_id, int q);
+int cart__store_line_delete(struct db_conn *c, int64_t cart_id, int64_t product_id);
+/* Subtracts q; a line left at zero or below is deleted. */
+int cart__store_line_subtract(struct db_conn *c, int64_t cart_id, int64_t product_id, int q);
+/* Adds q to an existing line, capped at max. */
+int cart__store_line_merge(struct db_conn *c, int64_t cart_id, int64_t product_id, int q, int max);
+int cart__store_line_price(struct db_conn *c, int64_t cart_id, int64_t product_id,
+                           int64_t unit_price, const char *currency);
+int cart__store_clear(struct db_conn *c, int64_t cart_id);
+/* Deletes the cart and its lines. */
+int cart__store_drop(struct db_conn *c, int64_t cart_id);
+/* The user's lines (at most CART_MAX_LINES), oldest first. */
+int cart__store_user_lines(struct db_conn *c, int64_t user_id, struct cart_line *out, int *n);
+/* Stores hex as the token secret unless one exists, then reads the one in force. */
+int cart__store_secret(struct db_conn *c, const char *hex, char *out, size_t cap);
+/* Deletes up to batch guest carts (and their lines) last changed before cutoff, in one
+ * transaction. Returns how many carts went, or an ERR_*. */
+int cart__store_sweep_guests(struct db_conn *c, int64_t cutoff, int batch);
 
 #endif

@@ -1,32 +1,55 @@
 /* SPDX-License-Identifier: MIT */
-/* order.c — the order service: sharded order storage, the status machine, compensation.
+/* order.c — the order service: sharding, the status machine's domain rules, cancel,
+ * compensation, reads, the events it publishes and the shipment progress it follows.
  *
  * Orders live in orders_0 … orders_5; a user's orders all live in shard hash(user_id) % 6 and
  * an order's id carries its shard (id_new(shard)), so a lookup by id goes straight to it.
  * Status machine: pending → paid → fulfilling → shipped → delivered; pending → failed;
  * paid/fulfilling/on_hold → cancelled; paid → on_hold. Every move is a conditional UPDATE
- * (`… WHERE status IN (…)`) written with its history row and outbox event in one
- * transaction, so concurrent actors (the saga, a cancel, a carrier event, the recovery
+ * (`… WHERE status IN (…)`, order_store.c) written with its history row and outbox event in
+ * one transaction, so concurrent actors (the saga, a cancel, a carrier event, the recovery
  * sweep) never both win. Failed and cancelled orders owe a compensation (release stock, void
  * or refund) recorded by `compensated = 0`; it runs right away and, should the process die
- * first, from the recovery sweep. */
+ * first, from the recovery sweep.
+ *
+ * Shipment progress arrives one way: shipping publishes on SHIPPING_TOPIC and this service
+ * subscribes (and a full read of an order catches up from the shipment's state); shipping
+ * never calls back into orders. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "emporium/app.h"
+#include "emporium/buf.h"
+#include "emporium/bus.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
-#include "emporium/outbox.h"
 #include "emporium/service.h"
 #include "emporium/svc/inventory.h"
 #include "emporium/svc/order.h"
 #include "emporium/svc/payment.h"
+#include "emporium/svc/recommendation.h"
 #include "emporium/svc/shipping.h"
 #include "order_internal.h"
 
 struct order_settings order__settings = {900, 600, 30};
+
+extern const struct service_db order__dbs[];    /* the schema, in order_store.c */
+extern const struct http_route order__routes[]; /* in order_http.c */
+
+static const char *const statuses[] = {"pending", "paid", "fulfilling", "shipped", "delivered",
+                                       "failed", "cancelled", "on_hold", NULL};
+
+bool order_status_valid(const char *s)
+{
+    for (const char *const *p = statuses; s && *p; p++)
+        if (!strcmp(*p, s))
+            return true;
+    return false;
+}
 
 unsigned order__shard_of_user(int64_t user_id)
 {
@@ -46,60 +69,6 @@ struct db *order__db_of(struct app *app, int64_t order_id)
     return app_db_shard(app, "orders", (int)shard);
 }
 
-json_t *order__money(int64_t amount, const char *currency)
-{
-    return json_pack("{s:I,s:s}", "amount", (json_int_t)amount, "currency", currency);
-}
-
-int order__transition(struct db_conn *c, int64_t id, const char *to, const char *const *from,
-                      const char *reason, bool retryable, bool compensate, int64_t at)
-{
-    char sql[512];
-    int n = snprintf(sql, sizeof sql,
-                     "UPDATE orders SET status = $1, updated_at = $2, "
-                     "failure_reason = COALESCE($3, failure_reason), retryable = $4, "
-                     "compensated = CASE WHEN $5 = 1 THEN 0 ELSE compensated END "
-                     "WHERE id = $6 AND status IN (");
-    struct db_val a[16] = {DB_TEXT(to), DB_INT(now_ms()), reason ? DB_TEXT(reason) : DB_NULLV,
-                           DB_INT(retryable), DB_INT(compensate), DB_INT(id)};
-    int na = 6;
-    for (int i = 0; from[i] && na < 16; i++) {
-        a[na++] = DB_TEXT(from[i]);
-        n += snprintf(sql + n, sizeof sql - (size_t)n, "%s$%d", i ? ", " : "", na);
-    }
-    snprintf(sql + n, sizeof sql - (size_t)n, ")");
-    int rc = db_query(c, sql, na, a, NULL);
-    if (rc <= 0)
-        return rc;
-    struct db_val h[] = {DB_INT(id_new(id_shard(id))), DB_INT(id), DB_TEXT(to), DB_INT(at),
-                         reason ? DB_TEXT(reason) : DB_NULLV};
-    rc = db_query(c, "INSERT INTO order_history (id, order_id, status, at, note) VALUES ($1, $2, $3, $4, $5)",
-                  5, h, NULL);
-    if (rc < 0)
-        return rc;
-    /* The event carries the order's new state; read back what the row now says. */
-    struct db_rows *r = NULL;
-    struct db_val q[] = {DB_INT(id)};
-    rc = db_query(c, "SELECT user_id, currency, total FROM orders WHERE id = $1", 1, q, &r);
-    if (rc < 0)
-        return rc;
-    char oid[21], ts[32];
-    json_t *data = json_pack("{s:s,s:s,s:s,s:o,s:s}", "order_id", id_format(id, oid), "user_id",
-                             db_get(r, 0, 0), "status", to, "total",
-                             order__money(db_get_i64(r, 0, 2), db_get(r, 0, 1)), "at",
-                             time_format(at, ts));
-    db_rows_free(r);
-    if (!data)
-        return ERR_NOMEM;
-    if (reason)
-        json_object_set_new(data, "reason", json_string(reason));
-    char type[32];
-    snprintf(type, sizeof type, "order.%s", to);
-    rc = outbox_add(c, id_shard(id), "order-events", "order", id, type, data);
-    json_decref(data);
-    return rc < 0 ? rc : 1;
-}
-
 int order__compensate(struct app *app, int64_t order_id)
 {
     int rc = inventory_release(app, order_id);
@@ -115,102 +84,252 @@ int order__compensate(struct app *app, int64_t order_id)
     struct db_conn *c;
     if ((rc = db_conn_take(order__db_of(app, order_id), &c)) < 0)
         return rc;
-    struct db_val a[] = {DB_INT(order_id)};
-    rc = db_query(c, "UPDATE orders SET compensated = 1 WHERE id = $1", 1, a, NULL);
+    rc = order__store_set_compensated(c, order_id);
     db_conn_give(c);
+    return rc;
+}
+
+void order__publish(struct app *app, const struct order_view *v, const char *type, bool refunded)
+{
+    (void)app;
+    struct buf b = BUF_INIT(0);
+    char oid[21], pid[21];
+    id_format(v->id, oid);
+    /* The order.paid shape is what consumers parse (recommendation, analytics); an
+     * order.cancelled message is the same with its own type and event id, plus "refunded". */
+    buf_printf(&b, "{\"event_id\":\"%s-%s\",\"type\":\"%s\",\"order_id\":\"%s\","
+                   "\"user_id\":\"%lld\",\"at\":%lld,\"currency\":\"%s\",\"items\":[",
+               !strcmp(type, "order.paid") ? "order-paid" : "order-cancelled", oid, type, oid,
+               (long long)v->user_id, (long long)now_ms(), v->currency);
+    for (int i = 0; i < v->n_items; i++)
+        buf_printf(&b, "%s{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":%lld}",
+                   i ? "," : "", id_format(v->items[i].product_id, pid), v->items[i].quantity,
+                   (long long)v->items[i].unit_price);
+    buf_puts(&b, "]");
+    if (strcmp(type, "order.paid") != 0)
+        buf_printf(&b, ",\"refunded\":%s", refunded ? "true" : "false");
+    buf_puts(&b, "}");
+    if (!b.err)
+        bus_publish(RECOMMENDATION_TOPIC, oid, b.p, b.len);
+    buf_free(&b);
+}
+
+/* --- cancel --- */
+
+int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
+                 struct order_outcome *out)
+{
+    static const char *const cancellable[] = {"paid", "fulfilling", "on_hold", NULL};
+    memset(out, 0, sizeof *out);
+    out->order_id = order_id;
+    struct db *db = order__db_of(app, order_id);
+    if (!db)
+        return ERR_NOTFOUND;
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    struct order_view v;
+    if ((rc = order__store_load(c, order_id, false, &v)) < 0)
+        goto out;
+    if (!admin && v.user_id != user_id) {
+        rc = ERR_NOTFOUND;
+        goto out;
+    }
+    if (!strcmp(v.status, "cancelled"))
+        goto out; /* cancelling twice is the same as once */
+    bool ok = false;
+    for (const char *const *s = cancellable; *s; s++)
+        ok = ok || !strcmp(*s, v.status);
+    if (!ok) {
+        bool gone = !strcmp(v.status, "shipped") || !strcmp(v.status, "delivered");
+        snprintf(out->code, sizeof out->code, "%s", gone ? "order_shipped" : "order_not_cancellable");
+        rc = ERR_CONFLICT;
+        goto out;
+    }
+    /* The shipping database decides "too late": a shipment in transit refuses. A concurrent
+     * cancel of the same order is not "too late" (shipping_cancel answers 0). */
+    db_conn_give(c); /* not held across another service's work */
+    c = NULL;
+    rc = shipping_cancel(app, order_id);
+    if (rc == ERR_CONFLICT)
+        snprintf(out->code, sizeof out->code, "order_shipped");
+    if (rc < 0)
+        goto out;
+    if ((rc = db_conn_take(db, &c)) < 0)
+        goto out;
+    if ((rc = db_begin(c)) == 0)
+        rc = order__store_transition(c, order_id, "cancelled", cancellable,
+                                     admin ? "cancelled by an operator" : "cancelled by the customer",
+                                     false, true, now_ms());
+    bool moved = rc == 1;
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0) {
+        db_rollback(c);
+        goto out;
+    }
+    if (moved) {
+        /* Compensation is owed from the commit on; the sweep finishes it if this fails. */
+        db_conn_give(c);
+        c = NULL;
+        order__compensate(app, order_id);
+        struct payment_result pr;
+        bool refunded = payment_get(app, order_id, &pr) == 0 &&
+                        (!strcmp(pr.status, "refunded") || !strcmp(pr.status, "captured") ||
+                         !strcmp(pr.status, "capturing"));
+        log_info("order cancelled: order_id=%lld user_id=%lld by=%s", (long long)order_id,
+                 (long long)v.user_id, admin && v.user_id != user_id ? "operator" : "customer");
+        if (refunded)
+            log_info("order refunded: order_id=%lld user_id=%lld total=%lld %s",
+                     (long long)order_id, (long long)v.user_id, (long long)v.total, v.currency);
+        order__publish(app, &v, "order.cancelled", refunded);
+        goto out;
+    }
+    /* Not moved: cancelled meanwhile by a concurrent request, or moved on by a carrier. */
+    char now[16];
+    if ((rc = order__store_status(c, order_id, now)) == 0 && strcmp(now, "cancelled") != 0) {
+        snprintf(out->code, sizeof out->code, "order_not_cancellable");
+        rc = ERR_CONFLICT;
+    }
+out:
+    db_conn_give(c);
+    order_view_free(&v);
     return rc < 0 ? rc : 0;
 }
 
-json_t *order__json(struct app *app, struct db_conn *c, int64_t id, bool full, int *err)
+/* --- reads --- */
+
+int order_get(struct app *app, int64_t order_id, int64_t user_id, bool admin, bool full,
+              struct order_view *out)
 {
-    struct db_rows *o = NULL, *it = NULL, *h = NULL;
-    struct db_val a[] = {DB_INT(id)};
-    int rc = db_query(c, ORDER_SELECT "WHERE id = $1", 1, a, &o);
-    if (rc >= 0 && db_rows_count(o) == 0)
-        rc = ERR_NOTFOUND;
-    if (rc >= 0)
-        rc = db_query(c,
-                      "SELECT product_id, name, quantity, unit_price FROM order_items "
-                      "WHERE order_id = $1 ORDER BY line",
-                      1, a, &it);
-    if (rc >= 0 && full)
-        rc = db_query(c, "SELECT status, at, note FROM order_history WHERE order_id = $1 ORDER BY id",
-                      1, a, &h);
-    if (rc < 0) {
-        db_rows_free(o);
-        db_rows_free(it);
-        *err = rc;
-        return NULL;
+    memset(out, 0, sizeof *out);
+    struct db *db = order__db_of(app, order_id);
+    if (!db)
+        return ERR_NOTFOUND;
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = order__store_load(c, order_id, full, out);
+    db_conn_give(c);
+    if (rc == 0 && !admin && out->user_id != user_id) {
+        order_view_free(out);
+        rc = ERR_NOTFOUND; /* another user's order is not there, for this caller */
     }
-    const char *cur = db_get(o, 0, 3);
-    json_t *items = json_array();
-    for (int i = 0; i < db_rows_count(it); i++) {
-        int64_t q = db_get_i64(it, i, 2), up = db_get_i64(it, i, 3);
-        json_array_append_new(items, json_pack("{s:s,s:s,s:I,s:o,s:o}", "product_id",
-                                               db_get(it, i, 0), "name", db_get(it, i, 1),
-                                               "quantity", (json_int_t)q, "unit_price",
-                                               order__money(up, cur), "line_total",
-                                               order__money(up * q, cur)));
-    }
-    db_rows_free(it);
-    char ts[32], ts2[32];
-    json_error_t jerr;
-    json_t *addr = json_loads(db_get(o, 0, 8), 0, &jerr);
-    json_t *out = json_pack(
-        "{s:s,s:s,s:o,s:o,s:o,s:o,s:s,s:o,s:s,s:s}", "id", db_get(o, 0, 0), "status",
-        db_get(o, 0, 2), "items", items, "subtotal", order__money(db_get_i64(o, 0, 4), cur),
-        "shipping", order__money(db_get_i64(o, 0, 5), cur), "total",
-        order__money(db_get_i64(o, 0, 6), cur), "shipping_method", db_get(o, 0, 7),
-        "shipping_address", addr ? addr : json_object(), "created_at",
-        time_format(db_get_i64(o, 0, 14), ts), "updated_at",
-        time_format(db_get_i64(o, 0, 15), ts2));
-    if (!db_is_null(o, 0, 9))
-        json_object_set_new(out, "payment", json_pack("{s:s,s:s}", "brand", db_get(o, 0, 9),
-                                                      "last4", db_get(o, 0, 10)));
-    if (!db_is_null(o, 0, 11)) {
-        json_object_set_new(out, "failure_reason", json_string(db_get(o, 0, 11)));
-        json_object_set_new(out, "retryable", json_boolean(db_get_i64(o, 0, 12) != 0));
-    }
-    if (full) {
-        struct shipment_info s;
-        if (shipping_get(app, id, &s) == 0) {
-            char sid[21];
-            json_object_set_new(out, "shipment",
-                                json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", id_format(s.id, sid),
-                                          "method", s.method, "carrier", s.carrier,
-                                          "tracking_number", s.tracking_number, "status",
-                                          s.status));
-        } else {
-            json_object_set_new(out, "shipment", json_null());
+    if (rc < 0 || !full)
+        return rc;
+    out->full = true;
+    if (shipping_get(app, order_id, &out->shipment) == 0) {
+        out->has_shipment = true;
+        /* Shipping is ahead when the order missed its message: catch up now. */
+        const char *s = out->shipment.status;
+        if ((!strcmp(s, "in_transit") && strcmp(out->status, "shipped") &&
+             strcmp(out->status, "delivered")) ||
+            (!strcmp(s, "delivered") && strcmp(out->status, "delivered"))) {
+            if (order__follow_shipment(app, order_id, s, now_ms()) == 0) {
+                struct shipment_info keep = out->shipment;
+                order_view_free(out);
+                if ((rc = db_conn_take(db, &c)) < 0)
+                    return rc;
+                rc = order__store_load(c, order_id, true, out);
+                db_conn_give(c);
+                if (rc < 0)
+                    return rc;
+                out->full = true;
+                out->has_shipment = true;
+                out->shipment = keep;
+            }
         }
-        struct payment_result pr;
-        json_t *pay = json_object_get(out, "payment");
-        if (pay && payment_get(app, id, &pr) == 0)
-            json_object_set_new(pay, "status", json_string(pr.status));
-        json_t *hist = json_array();
-        for (int i = 0; i < db_rows_count(h); i++) {
-            json_t *e = json_pack("{s:s,s:s}", "status", db_get(h, i, 0), "at",
-                                  time_format(db_get_i64(h, i, 1), ts));
-            if (!db_is_null(h, i, 2))
-                json_object_set_new(e, "note", json_string(db_get(h, i, 2)));
-            json_array_append_new(hist, e);
-        }
-        json_object_set_new(out, "history", hist);
-        db_rows_free(h);
     }
-    db_rows_free(o);
-    if (!out)
-        *err = ERR_NOMEM;
-    return out;
+    struct payment_result pr;
+    if (out->has_payment && payment_get(app, order_id, &pr) == 0)
+        snprintf(out->payment_status, sizeof out->payment_status, "%s", pr.status);
+    return 0;
 }
 
-int order_shipment_moved(struct app *app, int64_t order_id, const char *status, int64_t at_ms)
+int order_list(struct app *app, int64_t user_id, const char *status, int64_t cursor, int limit,
+               struct order_view *out, int *n, bool *more)
+{
+    *n = 0;
+    *more = false;
+    if (user_id) {
+        /* All of a user's orders live in one shard: newest first by id (time-ordered). */
+        struct db_conn *c;
+        int rc = db_conn_take(app_db_shard(app, "orders", (int)order__shard_of_user(user_id)), &c);
+        if (rc < 0)
+            return rc;
+        int got = 0;
+        rc = order__store_list(c, user_id, status, cursor, limit + 1, out, &got);
+        db_conn_give(c);
+        if (rc < 0)
+            return rc;
+        *more = got > limit;
+        *n = got > limit ? limit : got;
+        return 0;
+    }
+    /* Every shard gives its newest limit+1 below the cursor; merging by id keeps the global
+     * newest-first order, and the cursor (the last id shown) is valid in every shard. */
+    struct order_view *rows[ORDER_SHARDS] = {0};
+    int cnt[ORDER_SHARDS] = {0}, pos[ORDER_SHARDS] = {0}, rc = 0;
+    for (int s = 0; s < ORDER_SHARDS && rc >= 0; s++) {
+        rows[s] = calloc((size_t)limit + 1, sizeof *rows[s]);
+        struct db_conn *c;
+        if (!rows[s])
+            rc = ERR_NOMEM;
+        else if ((rc = db_conn_take(app_db_shard(app, "orders", s), &c)) == 0) {
+            rc = order__store_list(c, 0, status, cursor, limit + 1, rows[s], &cnt[s]);
+            db_conn_give(c);
+        }
+    }
+    for (int k = 0; rc >= 0 && k <= limit; k++) {
+        int best = -1;
+        for (int s = 0; s < ORDER_SHARDS; s++)
+            if (pos[s] < cnt[s] && (best < 0 || rows[s][pos[s]].id > rows[best][pos[best]].id))
+                best = s;
+        if (best < 0)
+            break;
+        if (k == limit) {
+            *more = true;
+            break;
+        }
+        out[(*n)++] = rows[best][pos[best]++];
+    }
+    for (int s = 0; s < ORDER_SHARDS; s++)
+        free(rows[s]); /* summaries hold no allocations */
+    return rc < 0 ? rc : 0;
+}
+
+int order_outbox(struct app *app, int64_t order_id, struct order_outbox_event **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    struct db *db = order__db_of(app, order_id);
+    if (!db)
+        return ERR_NOTFOUND;
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    char st[16];
+    if ((rc = order__store_status(c, order_id, st)) == 0 && !st[0])
+        rc = ERR_NOTFOUND;
+    if (rc == 0)
+        rc = order__store_outbox(c, order_id, out, n);
+    db_conn_give(c);
+    return rc;
+}
+
+/* --- shipment progress (one way: shipping publishes, orders follow) --- */
+
+int order__follow_shipment(struct app *app, int64_t order_id, const char *shipment_status,
+                           int64_t at_ms)
 {
     static const char *const to_shipped[] = {"paid", "fulfilling", "on_hold", NULL};
     static const char *const to_delivered[] = {"paid", "fulfilling", "on_hold", "shipped", NULL};
-    bool delivered = !strcmp(status, "delivered");
-    if (!delivered && strcmp(status, "shipped") != 0)
-        return ERR_INVALID;
+    bool delivered = !strcmp(shipment_status, "delivered");
+    if (!delivered && strcmp(shipment_status, "in_transit") != 0)
+        return 0; /* label_created, cancelled: nothing for the order to follow */
     struct db *db = order__db_of(app, order_id);
     if (!db)
         return ERR_NOTFOUND;
@@ -219,28 +338,40 @@ int order_shipment_moved(struct app *app, int64_t order_id, const char *status, 
     if (rc < 0)
         return rc;
     if ((rc = db_begin(c)) == 0)
-        rc = order__transition(c, order_id, status, delivered ? to_delivered : to_shipped, NULL,
-                               false, false, at_ms);
-    if (rc == 1) {
+        rc = order__store_transition(c, order_id, delivered ? "delivered" : "shipped",
+                                     delivered ? to_delivered : to_shipped, NULL, false, false,
+                                     at_ms);
+    if (rc >= 0)
         rc = db_commit(c);
-    } else if (rc == 0) {
-        db_rollback(c);
-        struct db_rows *r = NULL;
-        struct db_val a[] = {DB_INT(order_id)};
-        rc = db_query(c, "SELECT status FROM orders WHERE id = $1", 1, a, &r);
-        if (rc >= 0) {
-            const char *s = db_rows_count(r) ? db_get(r, 0, 0) : NULL;
-            rc = !s                                                           ? ERR_NOTFOUND
-                 : !strcmp(s, status) || (!delivered && !strcmp(s, "delivered")) ? 0
-                                                                                 : ERR_CONFLICT;
-        }
-        db_rows_free(r);
-    }
     if (rc < 0)
         db_rollback(c);
     db_conn_give(c);
+    if (rc == 1)
+        log_info("order %s: order_id=%lld", delivered ? "delivered" : "shipped",
+                 (long long)order_id);
     return rc < 0 ? rc : 0;
 }
+
+static void on_shipment(void *ctx, const char *topic, const char *key, const char *payload,
+                        size_t len)
+{
+    struct app *app = ctx;
+    json_error_t jerr;
+    json_t *doc = json_loadb(payload, len, 0, &jerr);
+    int64_t order_id = 0;
+    const char *status = json_string_value(json_object_get(doc, "status"));
+    json_t *at = json_object_get(doc, "at_ms");
+    if (status && id_parse(json_string_value(json_object_get(doc, "order_id")), &order_id) == 0) {
+        int rc = order__follow_shipment(app, order_id, status,
+                                        json_is_integer(at) ? json_integer_value(at) : now_ms());
+        if (rc < 0) /* the next full read of the order catches up from the shipment */
+            log_warn("order %lld: following shipment %s failed: %s", (long long)order_id,
+                     status, err_str(rc));
+    }
+    json_decref(doc);
+}
+
+/* --- the service --- */
 
 static int env_int(const char *name, int def, int min, int max)
 {
@@ -262,7 +393,7 @@ static int order_init(struct app *app)
     order__settings.pending_timeout_s =
         env_int("EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS", 600, 1, 86400);
     order__settings.sweep_interval_s = env_int("EMPORIUM_ORDER_SWEEP_SECONDS", 30, 1, 3600);
-    return 0;
+    return bus_subscribe(SHIPPING_TOPIC, on_shipment, app);
 }
 
 static int order_on_serve(struct app *app)
@@ -275,68 +406,10 @@ static void order_deinit(struct app *app)
     order__recovery_stop();
 }
 
-static const struct db_migration order_migrations[] = {
-    {.sql = "CREATE TABLE orders ("
-            " id BIGINT PRIMARY KEY,"
-            " user_id BIGINT NOT NULL,"
-            " status TEXT NOT NULL,"
-            " currency TEXT NOT NULL,"
-            " subtotal BIGINT NOT NULL,"
-            " shipping BIGINT NOT NULL,"
-            " total BIGINT NOT NULL,"
-            " shipping_method TEXT NOT NULL,"
-            " shipping_address TEXT NOT NULL,"
-            " payment_brand TEXT,"
-            " payment_last4 TEXT,"
-            " failure_reason TEXT,"
-            " retryable INTEGER NOT NULL DEFAULT 0,"
-            " shipment_id BIGINT,"
-            " compensated INTEGER NOT NULL DEFAULT 1,"
-            " idempotency_key TEXT NOT NULL,"
-            " created_at BIGINT NOT NULL,"
-            " updated_at BIGINT NOT NULL);"
-            "CREATE INDEX orders_user ON orders (user_id, id);"
-            "CREATE INDEX orders_status ON orders (status, id);"
-            "CREATE INDEX orders_owed ON orders (compensated, updated_at);"
-            "CREATE TABLE order_items ("
-            " order_id BIGINT NOT NULL REFERENCES orders(id),"
-            " line INTEGER NOT NULL,"
-            " product_id BIGINT NOT NULL,"
-            " name TEXT NOT NULL,"
-            " quantity INTEGER NOT NULL,"
-            " unit_price BIGINT NOT NULL,"
-            " PRIMARY KEY (order_id, line));"
-            "CREATE TABLE order_history ("
-            " id BIGINT PRIMARY KEY,"
-            " order_id BIGINT NOT NULL REFERENCES orders(id),"
-            " status TEXT NOT NULL,"
-            " at BIGINT NOT NULL,"
-            " note TEXT);"
-            "CREATE INDEX order_history_order ON order_history (order_id, id);"
-            "CREATE TABLE idempotency_keys ("
-            " user_id BIGINT NOT NULL,"
-            " idem_key TEXT NOT NULL,"
-            " request_hash TEXT NOT NULL,"
-            " order_id BIGINT,"
-            " state TEXT NOT NULL,"
-            " response_status INTEGER,"
-            " response_body TEXT,"
-            " created_at BIGINT NOT NULL,"
-            " updated_at BIGINT NOT NULL,"
-            " PRIMARY KEY (user_id, idem_key));"
-            "CREATE INDEX idempotency_keys_state ON idempotency_keys (state, created_at);"},
-    {.sql = OUTBOX_MIGRATION},
-};
-
-static const struct service_db order_dbs[] = {
-    {"orders", ORDER_SHARDS, order_migrations, sizeof order_migrations / sizeof order_migrations[0]},
-    {NULL, 0, NULL, 0},
-};
-
 const struct service service_order = {
     .name = "order",
     .routes = order__routes,
-    .dbs = order_dbs,
+    .dbs = order__dbs,
     .init = order_init,
     .on_serve = order_on_serve,
     .deinit = order_deinit,

@@ -1,21 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* order_internal.h — shared between the order service's files only. */
+/* order_internal.h — shared between the order service's files only.
+ *
+ * Three layers: order_http.c (routes: parse, call, render; the only file that includes
+ * emporium/http.h), order.c + order_saga.c + order_recovery.c (domain logic, the client
+ * interface of svc/order.h), order_store.c (every SQL statement; order__store_*). */
 #ifndef EMPORIUM_ORDER_INTERNAL_H
 #define EMPORIUM_ORDER_INTERNAL_H
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "emporium/db.h"
-#include "emporium/http.h"
+#include "emporium/svc/order.h"
+
 
 #define ORDER_SHARDS 6
-#define ORDER_KEY_MAX 128
-#define ORDER_SELECT                                                                         \
-    "SELECT id, user_id, status, currency, subtotal, shipping, total, shipping_method, "    \
-    "shipping_address, payment_brand, payment_last4, failure_reason, retryable, shipment_id, " \
-    "created_at, updated_at FROM orders "
 
-extern const struct http_route order__routes[];
 
 /* Tunables (environment, read once in init). */
 struct order_settings {
@@ -30,36 +29,93 @@ unsigned order__shard_of_user(int64_t user_id);
 /* The shard database of an order id; NULL when the id's shard bits are out of range. */
 struct db *order__db_of(struct app *app, int64_t order_id);
 
-/* Moves the order to `to` if its status is one of `from` (NULL-terminated), with its
- * history row and its order.<to> outbox event, on c inside the caller's transaction.
- * reason may be NULL. compensate=true marks compensation as owed (failed, cancelled).
- * Returns 1 when moved, 0 when the order was not in a `from` status, or an ERR_*. */
-int order__transition(struct db_conn *c, int64_t id, const char *to, const char *const *from,
-                      const char *reason, bool retryable, bool compensate, int64_t at);
+/* --- domain (order.c) --- */
+
 /* Gives back what a failed or cancelled order holds: releases the stock, voids or refunds
  * the payment, then clears the compensation flag. Idempotent. */
 int order__compensate(struct app *app, int64_t order_id);
+/* Tells in-process consumers (recommendations, analytics) that the order was paid or
+ * cancelled: type "order.paid" or "order.cancelled" (which adds "refunded"). Best effort,
+ * after the commit; the durable copy is the outbox row of the transition. */
+void order__publish(struct app *app, const struct order_view *v, const char *type, bool refunded);
+/* Brings the order up to its shipment (in_transit -> shipped, delivered -> delivered);
+ * idempotent, only forward. */
+int order__follow_shipment(struct app *app, int64_t order_id, const char *shipment_status,
+                           int64_t at_ms);
 
-/* The order as JSON (new reference). full adds shipment, payment state and history.
- * NULL with *err = ERR_NOTFOUND (or another code). */
-json_t *order__json(struct app *app, struct db_conn *c, int64_t id, bool full, int *err);
-/* {"amount":…, "currency":…}; new reference. */
-json_t *order__money(int64_t amount, const char *currency);
-
-/* POST /api/v1/orders (order_checkout.c). */
-int order__h_place(struct http_req *req);
-
-/* The recovery sweep (order_recovery.c): fails pending orders older than the timeout,
- * finishes owed compensations, creates missing shipments, drops abandoned idempotency
- * claims. order__recovery_run does one pass; start/stop the periodic thread. */
+/* --- the recovery sweep (order_recovery.c) --- */
 void order__recovery_run(struct app *app);
 int order__recovery_start(struct app *app);
 void order__recovery_stop(void);
 
-/* Links a new shipment to its order only while the order may still ship; 0 rows changed
- * means it was cancelled meanwhile and the shipment must be cancelled too. */
-#define ORDER_ATTACH_SHIPMENT_SQL                                                           \
-    "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', 'fulfilling', "  \
-    "'on_hold')"
+/* --- store (order_store.c): SQL only, on a connection the caller holds --- */
+
+/* The record of an Idempotency-Key. */
+struct order_key {
+    char hash[65];
+    bool done;
+    int64_t order_id;
+    int err;             /* done: the outcome's return code (0 placed) */
+    char code[32];       /* done: its machine code */
+    int64_t product_id;  /* done: out_of_stock and the like */
+};
+/* 1 and *out when the key has a record, 0 when none, or an ERR_*. */
+int order__store_key_get(struct db_conn *c, int64_t user_id, const char *key, struct order_key *out);
+/* Records the outcome on the key (state done), inside the caller's transaction. */
+int order__store_key_done(struct db_conn *c, int64_t user_id, const char *key, int err,
+                          const char *code, int64_t product_id);
+int order__store_key_drop(struct db_conn *c, int64_t user_id, const char *key);
+
+/* The new order, PENDING, with its items. */
+struct order_new {
+    int64_t id, user_id;
+    unsigned shard;
+    const char *key, *hash;
+    const char *currency;
+    int64_t subtotal, shipping, total;
+    const char *method;
+    const struct shipping_address *addr;
+    const char *brand, *last4;
+    int n;
+    const struct order_item *items;
+};
+/* In one transaction: claims the key (ERR_CONFLICT when a concurrent duplicate holds it),
+ * inserts the order, its items, its history row and the order.placed event. */
+int order__store_create(struct db_conn *c, const struct order_new *o);
+
+/* Moves the order to `to` if its status is one of `from` (NULL-terminated), with its
+ * history row and its order.<to> outbox event, on c inside the caller's transaction.
+ * reason may be NULL. compensate=true marks compensation as owed (failed, cancelled).
+ * Returns 1 when moved, 0 when the order was not in a `from` status, or an ERR_*. */
+int order__store_transition(struct db_conn *c, int64_t id, const char *to,
+                            const char *const *from, const char *reason, bool retryable,
+                            bool compensate, int64_t at);
+/* The order (with items; with history when history is true). ERR_NOTFOUND. */
+int order__store_load(struct db_conn *c, int64_t id, bool history, struct order_view *out);
+/* Just the status ("" when there is no such order). */
+int order__store_status(struct db_conn *c, int64_t id, char status[16]);
+int order__store_set_compensated(struct db_conn *c, int64_t id);
+/* Links a shipment to its order while the order may still ship: 1 linked, 0 when it was
+ * cancelled meanwhile (the shipment must then be cancelled too). */
+int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment_id);
+/* Summaries (no items) newest first; user_id 0: any user. */
+int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
+                      int limit, struct order_view *out, int *n);
+int order__store_outbox(struct db_conn *c, int64_t id, struct order_outbox_event **out, int *n);
+
+/* The recovery sweep's queries: up to cap ids. */
+int order__store_abandoned(struct db_conn *c, int64_t created_before, int64_t *ids, int cap);
+/* Fails one abandoned pending order and drops its in-progress key claim (one transaction). */
+int order__store_fail_abandoned(struct db_conn *c, int64_t id);
+int order__store_owing(struct db_conn *c, int64_t updated_before, int64_t *ids, int cap);
+/* Paid orders without a shipment: ids, methods and addresses. */
+struct order_unshipped {
+    int64_t id;
+    char method[16];
+    struct shipping_address addr;
+};
+int order__store_unshipped(struct db_conn *c, int64_t updated_before, struct order_unshipped *out,
+                           int cap);
+int order__store_drop_stale_claims(struct db_conn *c, int64_t created_before);
 
 #endif

@@ -31,20 +31,6 @@ static bool sweeper_stop;
 static pthread_mutex_t sweeper_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sweeper_cv = PTHREAD_COND_INITIALIZER;
 
-static int ids_where(struct db_conn *c, const char *sql, int n, const struct db_val *a,
-                     int64_t *out, int cap)
-{
-    struct db_rows *r = NULL;
-    int rc = db_query(c, sql, n, a, &r);
-    if (rc < 0)
-        return rc;
-    int k = 0;
-    for (int i = 0; i < db_rows_count(r) && k < cap; i++)
-        out[k++] = db_get_i64(r, i, 0);
-    db_rows_free(r);
-    return k;
-}
-
 static void sweep_shard(struct app *app, int shard)
 {
     struct db *db = app_db_shard(app, "orders", shard);
@@ -55,30 +41,13 @@ static void sweep_shard(struct app *app, int shard)
     int64_t cutoff = now - (int64_t)order__settings.pending_timeout_s * 1000;
 
     /* 1. abandoned sagas */
-    struct db_val a1[] = {DB_INT(cutoff), DB_INT(SWEEP_BATCH)};
-    int n = ids_where(c, "SELECT id FROM orders WHERE status = 'pending' AND created_at < $1 "
-                         "ORDER BY id LIMIT $2", 2, a1, ids, SWEEP_BATCH);
-    for (int i = 0; i < n; i++) {
-        static const char *const from[] = {"pending", NULL};
-        int rc = db_begin(c);
-        if (rc == 0)
-            rc = order__transition(c, ids[i], "failed", from, "abandoned", true, true, now_ms());
-        struct db_val k[] = {DB_INT(ids[i])};
-        if (rc == 1)
-            rc = db_query(c, "DELETE FROM idempotency_keys WHERE order_id = $1 AND state = 'in_progress'",
-                          1, k, NULL);
-        if (rc >= 0)
-            rc = db_commit(c);
-        if (rc < 0)
-            db_rollback(c);
-        else
-            log_info("order %lld: abandoned pending order failed by recovery", (long long)ids[i]);
-    }
+    int n = order__store_abandoned(c, cutoff, ids, SWEEP_BATCH);
+    for (int i = 0; i < n; i++)
+        if (order__store_fail_abandoned(c, ids[i]) == 1)
+            log_info("order failed: order_id=%lld reason=abandoned (recovery)", (long long)ids[i]);
 
     /* 2. owed compensations (a little grace so the saga's own attempt goes first) */
-    struct db_val a2[] = {DB_INT(now - 2000), DB_INT(SWEEP_BATCH)};
-    n = ids_where(c, "SELECT id FROM orders WHERE compensated = 0 AND updated_at < $1 "
-                     "ORDER BY id LIMIT $2", 2, a2, ids, SWEEP_BATCH);
+    n = order__store_owing(c, now - 2000, ids, SWEEP_BATCH);
     db_conn_give(c);
     for (int i = 0; i < n; i++)
         order__compensate(app, ids[i]);
@@ -86,36 +55,17 @@ static void sweep_shard(struct app *app, int shard)
     /* 3. paid orders that lost their shipment to a crash */
     if (db_conn_take(db, &c) < 0)
         return;
-    struct db_rows *r = NULL;
-    struct db_val a3[] = {DB_INT(now - 5000), DB_INT(SWEEP_BATCH)};
-    int rc = db_query(c,
-                      "SELECT id, shipping_method, shipping_address FROM orders WHERE "
-                      "status = 'paid' AND shipment_id IS NULL AND updated_at < $1 "
-                      "ORDER BY id LIMIT $2",
-                      2, a3, &r);
-    for (int i = 0; rc >= 0 && i < db_rows_count(r); i++) {
-        json_error_t jerr;
-        json_t *aj = json_loads(db_get(r, i, 2), 0, &jerr);
-        struct shipping_address addr;
-        const char *member, *msg;
+    static struct order_unshipped un[SWEEP_BATCH]; /* only the sweeper thread runs this */
+    n = order__store_unshipped(c, now - 5000, un, SWEEP_BATCH);
+    for (int i = 0; i < n; i++) {
         struct shipment_info s;
-        int64_t id = db_get_i64(r, i, 0);
-        if (aj && shipping_address_parse(aj, true, &addr, &member, &msg) == 0 &&
-            shipping_create(app, id, db_get(r, i, 1), &addr, &s) == 0) {
-            struct db_val u[] = {DB_INT(s.id), DB_INT(id)};
-            if (db_query(c, ORDER_ATTACH_SHIPMENT_SQL, 2, u, NULL) == 0)
-                shipping_cancel(app, id); /* cancelled meanwhile: no label */
-        }
-        json_decref(aj);
+        if (shipping_create(app, un[i].id, un[i].method, &un[i].addr, &s) == 0 &&
+            order__store_attach_shipment(c, un[i].id, s.id) == 0)
+            shipping_cancel(app, un[i].id); /* cancelled meanwhile: no label */
     }
-    db_rows_free(r);
 
     /* 4. claims whose saga died before creating its order */
-    struct db_val a4[] = {DB_INT(cutoff)};
-    db_query(c,
-             "DELETE FROM idempotency_keys WHERE state = 'in_progress' AND created_at < $1 AND "
-             "NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = idempotency_keys.order_id)",
-             1, a4, NULL);
+    order__store_drop_stale_claims(c, cutoff);
     db_conn_give(c);
 }
 

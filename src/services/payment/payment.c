@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "emporium/app.h"
 #include "emporium/db.h"
 #include "emporium/err.h"
@@ -115,17 +117,43 @@ int payment__digits(const char *number, char *out, size_t cap)
 
 const char *payment__brand(const char *d)
 {
+    size_t n = strlen(d);
+    if (n < 4)
+        return "unknown";
     if (d[0] == '4')
         return "visa";
     int two = (d[0] - '0') * 10 + (d[1] - '0');
-    int four = two * 100 + (d[2] - '0') * 10 + (d[3] - '0');
+    int three = two * 10 + (d[2] - '0');
+    int four = three * 10 + (d[3] - '0');
     if ((two >= 51 && two <= 55) || (four >= 2221 && four <= 2720))
         return "mastercard";
     if (two == 34 || two == 37)
         return "amex";
-    if (four == 6011 || two == 65)
+    if (four >= 3528 && four <= 3589)
+        return "jcb";
+    if ((three >= 300 && three <= 305) || two == 36 || two == 38 || two == 39)
+        return "diners";
+    if (four == 6011 || (three >= 644 && three <= 649) || two == 65)
         return "discover";
     return "unknown";
+}
+
+const char *payment_card_brand(const char *number)
+{
+    char d[24];
+    const char *b = number && payment__digits(number, d, sizeof d) >= 4 ? payment__brand(d) : "unknown";
+    sodium_memzero(d, sizeof d);
+    return b;
+}
+
+void payment_card_last4(const char *number, char out[5])
+{
+    char d[24];
+    int n = number ? payment__digits(number, d, sizeof d) : -1;
+    out[0] = 0;
+    if (n >= 4)
+        memcpy(out, d + n - 4, 5);
+    sodium_memzero(d, sizeof d);
 }
 
 static bool luhn_ok(const char *d)

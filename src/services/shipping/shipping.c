@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "emporium/app.h"
+#include "emporium/bus.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
@@ -192,6 +193,11 @@ int shipping_price(struct app *app, const struct shipping_item *items, int n,
         return ERR_INVALID;
     int64_t grams = 0;
     for (int i = 0; i < n; i++) {
+        if (items[i].weight_grams >= 0) { /* the caller read the catalog already */
+            grams += (int64_t)(items[i].weight_grams > 0 ? items[i].weight_grams : 500) *
+                     items[i].quantity;
+            continue;
+        }
         struct product_info pi;
         int rc = product_get_info(app, items[i].product_id, &pi);
         if (rc == ERR_NOTFOUND || (rc == 0 && !pi.active)) {
@@ -369,6 +375,17 @@ int shipping_cancel(struct app *app, int64_t order_id)
     return rc < 0 ? rc : 0;
 }
 
+static void publish_progress(int64_t id, int64_t order_id, const char *status, int64_t at_ms)
+{
+    char sid[21], oid[21], msg[256];
+    int n = snprintf(msg, sizeof msg,
+                     "{\"type\":\"shipment.%s\",\"shipment_id\":\"%s\",\"order_id\":\"%s\","
+                     "\"status\":\"%s\",\"at_ms\":%lld}",
+                     status, id_format(id, sid), id_format(order_id, oid), status, (long long)at_ms);
+    if (n > 0 && (size_t)n < sizeof msg)
+        bus_publish(SHIPPING_TOPIC, oid, msg, (size_t)n);
+}
+
 int shipping__apply_event(struct app *app, int64_t id, const char *status, int64_t at_ms,
                           int64_t *order_id)
 {
@@ -406,6 +423,10 @@ int shipping__apply_event(struct app *app, int64_t id, const char *status, int64
         db_rollback(c);
 out:
     db_conn_give(c);
+    /* Whoever follows shipments (the order service) hears it after the commit — on a
+     * repeated event too, so a carrier's retry brings along a follower that missed it. */
+    if (rc >= 0)
+        publish_progress(id, *order_id, status, at_ms);
     return rc < 0 ? rc : 0;
 }
 

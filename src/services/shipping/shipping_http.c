@@ -8,8 +8,6 @@
 #include "emporium/app.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
-#include "emporium/log.h"
-#include "emporium/svc/order.h"
 #include "shipping_internal.h"
 
 static int h_quotes(struct http_req *req)
@@ -42,6 +40,7 @@ static int h_quotes(struct http_req *req)
         if (!json_is_integer(q) || json_integer_value(q) < 1 || json_integer_value(q) > 99)
             return http_fail(req, ERR_INVALID, f, "must be an integer from 1 to 99");
         list[i].quantity = (int)json_integer_value(q);
+        list[i].weight_grams = -1; /* shipping_price reads the catalog */
     }
     struct shipping_address addr;
     const char *member, *msg;
@@ -152,16 +151,6 @@ static int h_shipment_event(struct http_req *req)
                               "the shipment cannot move to %s", status);
     if (rc < 0)
         return rc;
-    /* The order follows. A failure here leaves the shipment ahead of the order; the event is
-     * idempotent, so the carrier's retry (we answer 503) brings the order along. */
-    rc = order_shipment_moved(http_app(req), order_id,
-                              !strcmp(status, "in_transit") ? "shipped" : "delivered", at_ms);
-    if (rc < 0 && rc != ERR_CONFLICT) {
-        log_warn("shipment %lld: order %lld did not follow: %s", (long long)id,
-                 (long long)order_id, err_str(rc));
-        http_add_header(req, "Retry-After", "1");
-        return ERR_UNAVAILABLE;
-    }
     json_t *out = shipping__shipment_json(http_app(req), id, &rc);
     if (!out)
         return rc;

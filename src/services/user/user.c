@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* user.c — the identity service: accounts, sessions, the bearer-token authenticator.
+/* user.c — the identity service's domain: accounts, sessions, sign-in and its throttling,
+ * the bearer-token authenticator, the expired-session sweep.
  *
  * Passwords are hashed with argon2id (libsodium, OWASP's minimum: t=2, m=19 MiB) and checked
- * in constant time; an unknown email is checked against a dummy hash so both paths cost
- * the same. Session tokens are 32 random bytes (base64url); only their SHA-256 is stored,
- * so a leaked database holds no usable token. Failed logins are throttled per account and
- * per client address by token buckets that only failures drain; this throttle stays on even
- * when EMPORIUM_RATE_LIMITS=off. */
+ * in constant time; an unknown email is checked against a dummy hash so both paths cost the
+ * same. Session tokens are 32 random bytes (base64url); only their SHA-256 is stored. Failed
+ * logins are throttled by three token buckets that only failures drain (svc/user.h, README);
+ * this throttle stays on even when EMPORIUM_RATE_LIMITS=off. */
 #include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,31 +16,48 @@
 #include <sodium.h>
 
 #include "emporium/app.h"
+#include "emporium/config.h"
 #include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/ratelimit.h"
-#include "emporium/server.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* the domain knows nothing of HTTP */
 #include "emporium/service.h"
 #include "emporium/svc/user.h"
+#include "emporium/timer.h"
 #include "user_internal.h"
 
 #define PW_OPSLIMIT 2
 #define PW_MEMLIMIT (19u * 1024 * 1024)
+#define SWEEP_BATCH 5000
 
-/* Failure throttles: 5 failures per account then one more every 30 s; 30 per address then
- * one every 2 s. */
-#define THROTTLE_ACCOUNT_RATE (1.0 / 30)
-#define THROTTLE_ACCOUNT_BURST 5
-#define THROTTLE_IP_RATE 0.5
-#define THROTTLE_IP_BURST 30
+/* The service's state, kept in the app (app_service_ctx). */
+struct user_ctx {
+    struct ratelimit *throttle; /* failed-login buckets */
+};
 
-static struct ratelimit *login_throttle;
+/* Process-wide, computed once: a hash to burn the same time on for an unknown email. */
 static char dummy_hash[crypto_pwhash_STRBYTES];
 static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+/* Registered by other services' init() — which may run before ours — and dropped by our
+ * deinit(). */
 static user_login_hook_fn login_hooks[8];
 static int n_login_hooks;
+
+static struct user_ctx *ctx_of(struct app *app) { return app_service_ctx(app, "user"); }
+
+static void set_problem(struct user_problem *why, const char *field, const char *code,
+                        const char *message)
+{
+    if (why) {
+        why->field = field;
+        why->code = code;
+        why->message = message;
+    }
+}
+
+/* --- login hooks --- */
 
 int user_add_login_hook(user_login_hook_fn fn)
 {
@@ -50,13 +67,15 @@ int user_add_login_hook(user_login_hook_fn fn)
     return 0;
 }
 
-void user__run_login_hooks(struct app *app, int64_t user_id, const char *cart_token)
+void user_run_login_hooks(struct app *app, int64_t user_id, const char *cart_token)
 {
     for (int i = 0; i < n_login_hooks; i++)
         login_hooks[i](app, user_id, cart_token);
 }
 
-int user__hash_password(const char *pw, char out[crypto_pwhash_STRBYTES])
+/* --- passwords, emails, tokens --- */
+
+static int hash_password(const char *pw, char out[crypto_pwhash_STRBYTES])
 {
     if (crypto_pwhash_str_alg(out, pw, strlen(pw), PW_OPSLIMIT, PW_MEMLIMIT,
                               crypto_pwhash_ALG_ARGON2ID13) != 0)
@@ -66,11 +85,12 @@ int user__hash_password(const char *pw, char out[crypto_pwhash_STRBYTES])
 
 static void dummy_init(void)
 {
-    if (user__hash_password("not a real password, only for timing", dummy_hash) < 0)
+    if (hash_password("not a real password, only for timing", dummy_hash) < 0)
         dummy_hash[0] = 0;
 }
 
-bool user__verify_password(const char *hash, const char *pw)
+/* hash NULL: burns the same time against the dummy hash and returns false. */
+static bool verify_password(const char *hash, const char *pw)
 {
     if (!hash) {
         pthread_once(&dummy_once, dummy_init);
@@ -80,6 +100,25 @@ bool user__verify_password(const char *hash, const char *pw)
         return false;
     }
     return crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
+}
+
+/* Characters (UTF-8 code points) in s. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+static int check_password(const char *pw, struct user_problem *why)
+{
+    size_t n = pw ? utf8_chars(pw) : 0;
+    if (n < USER_PASSWORD_MIN || n > USER_PASSWORD_MAX || strlen(pw) > USER_PASSWORD_MAX * 4) {
+        set_problem(why, "password", NULL, "must be 8 to 128 characters long");
+        return ERR_INVALID;
+    }
+    return 0;
 }
 
 int user__normalize_email(const char *in, char out[USER_EMAIL_MAX + 1])
@@ -115,171 +154,354 @@ int user__normalize_email(const char *in, char out[USER_EMAIL_MAX + 1])
     return 0;
 }
 
-void user__token_hash(const char *token, unsigned char out[32])
+static void token_hash_hex(const char *token, char hex[65], unsigned char raw[32])
 {
-    crypto_hash_sha256(out, (const unsigned char *)token, strlen(token));
+    unsigned char h[32];
+    crypto_hash_sha256(h, (const unsigned char *)token, strlen(token));
+    sodium_bin2hex(hex, 65, h, 32);
+    if (raw)
+        memcpy(raw, h, 32);
 }
 
-static void hex32(const unsigned char in[32], char out[65])
+/* A new session for user_id on c; the token goes to *s. */
+static int session_open(struct app *app, struct db_conn *c, int64_t user_id,
+                        struct user_session *s)
 {
-    sodium_bin2hex(out, 65, in, 32);
-}
-
-int user__session_create(struct db_conn *c, int64_t user_id, int ttl_hours, char token[64],
-                         int64_t *expires_at)
-{
-    unsigned char raw[32], hash[32];
+    unsigned char raw[32];
     randombytes_buf(raw, sizeof raw);
-    sodium_bin2base64(token, 64, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    user__token_hash(token, hash);
-    char hexhash[65];
-    hex32(hash, hexhash);
-    int64_t now = now_ms();
-    *expires_at = now + (int64_t)ttl_hours * 3600 * 1000;
-    struct db_val args[] = {DB_TEXT(hexhash), DB_INT(user_id), DB_INT(now), DB_INT(*expires_at)};
-    int rc = db_query(c,
-                      "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) "
-                      "VALUES ($1, $2, $3, $4)",
-                      4, args, NULL);
+    sodium_bin2base64(s->token, sizeof s->token, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_memzero(raw, sizeof raw);
-    return rc < 0 ? rc : 0;
+    char hex[65];
+    token_hash_hex(s->token, hex, NULL);
+    int64_t now = now_ms();
+    s->expires_at = now + (int64_t)app_config(app)->session_ttl_hours * 3600 * 1000;
+    int rc = user_store_session_add(c, hex, user_id, now, s->expires_at);
+    if (rc < 0)
+        sodium_memzero(s->token, sizeof s->token);
+    return rc;
 }
 
-int user__session_delete(struct db_conn *c, const unsigned char hash[32])
+/* --- throttling --- */
+
+enum { T_PAIR, T_ADDR, T_ACCOUNT };
+static const struct {
+    const char *scope;
+    double rate, burst;
+} buckets[] = {
+    [T_PAIR] = {"account_address", USER_THROTTLE_PAIR_RATE, USER_THROTTLE_PAIR_BURST},
+    [T_ADDR] = {"address", USER_THROTTLE_ADDR_RATE, USER_THROTTLE_ADDR_BURST},
+    [T_ACCOUNT] = {"account", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST},
+};
+
+static void bucket_key(int b, const char *email, const char *addr, char *key, size_t cap)
 {
-    char hexhash[65];
-    hex32(hash, hexhash);
-    struct db_val args[] = {DB_TEXT(hexhash)};
-    int rc = db_query(c, "DELETE FROM sessions WHERE token_hash = $1", 1, args, NULL);
-    return rc < 0 ? rc : 0;
+    if (b == T_PAIR)
+        snprintf(key, cap, "pair:%s|%s", email, addr);
+    else if (b == T_ADDR)
+        snprintf(key, cap, "addr:%s", addr);
+    else
+        snprintf(key, cap, "acct:%s", email);
 }
 
-/* Resolves a bearer token for the HTTP core (see http_set_authenticator). */
-static int user_authenticate(struct app *app, const char *token, struct http_auth *out)
+/* ERR_RATELIMITED with the longest wait when any bucket is empty. */
+static int throttle_check(struct user_ctx *ctx, const char *email, const char *addr,
+                          struct user_problem *why)
 {
-    size_t n = strlen(token);
-    if (n < 20 || n > 128)
+    char key[USER_EMAIL_MAX + 80];
+    int64_t now = now_ms();
+    int rc = 0;
+    for (int b = 0; b < 3; b++) {
+        struct rl_result r;
+        bucket_key(b, email, addr, key, sizeof key);
+        ratelimit_peek(ctx->throttle, key, buckets[b].rate, buckets[b].burst, now, &r);
+        if (r.allowed)
+            continue;
+        if (rc == 0 || (why && r.retry_after > why->retry_after)) {
+            if (why)
+                why->retry_after = r.retry_after;
+            if (rc == 0)
+                log_event_warn("user.login_throttled", LOG_S("scope", buckets[b].scope),
+                               LOG_S("client_ip", addr), LOG_F("retry_after_s", r.retry_after));
+        }
+        rc = ERR_RATELIMITED;
+    }
+    if (rc)
+        set_problem(why, NULL, "too_many_failures", "too many failed logins, retry later");
+    return rc;
+}
+
+static void throttle_fail(struct user_ctx *ctx, const char *email, const char *addr)
+{
+    char key[USER_EMAIL_MAX + 80];
+    int64_t now = now_ms();
+    for (int b = 0; b < 3; b++) {
+        struct rl_result r;
+        bucket_key(b, email, addr, key, sizeof key);
+        ratelimit_take(ctx->throttle, key, buckets[b].rate, buckets[b].burst, now, &r);
+    }
+}
+
+/* --- the client interface --- */
+
+/* Validates and normalises a new account into *u (id and times set). */
+static int prepare(const struct user_new *in, struct user *u, struct user_problem *why)
+{
+    memset(u, 0, sizeof *u);
+    if (!in->email || user__normalize_email(in->email, u->email) < 0) {
+        set_problem(why, "email", NULL, "is not a valid email address");
+        return ERR_INVALID;
+    }
+    int rc = check_password(in->password, why);
+    if (rc < 0)
+        return rc;
+    const char *name = in->name ? in->name : u->email;
+    size_t chars = utf8_chars(name);
+    if (chars < 1 || chars > USER_NAME_MAX || strlen(name) >= sizeof u->name) {
+        set_problem(why, "name", NULL, "must be 1 to 100 characters long");
+        return ERR_INVALID;
+    }
+    snprintf(u->name, sizeof u->name, "%s", name);
+    u->role = in->role;
+    u->tier = in->tier;
+    u->id = id_new(0);
+    u->created_at = now_ms();
+    return 0;
+}
+
+int user_create(struct app *app, const struct user_new *in, struct user *out,
+                struct user_session *session, struct user_problem *why)
+{
+    struct user u;
+    int rc = prepare(in, &u, why);
+    if (rc < 0)
+        return rc;
+    /* The hash takes tens of ms: no connection is held meanwhile. */
+    char hash[crypto_pwhash_STRBYTES];
+    if ((rc = hash_password(in->password, hash)) < 0)
+        return rc;
+    struct db_conn *c;
+    if ((rc = db_conn_take(app_db(app, "users"), &c)) < 0)
+        return rc;
+    rc = db_begin(c);
+    if (rc == 0)
+        rc = user_store_insert(c, &u, hash);
+    if (rc == 0 && session)
+        rc = session_open(app, c, u.id, session);
+    if (rc == 0)
+        rc = db_commit(c);
+    else
+        db_rollback(c);
+    db_conn_give(c);
+    if (rc == ERR_CONFLICT) {
+        set_problem(why, "email", "email_taken", "an account with this email already exists");
+        if (session)
+            sodium_memzero(session->token, sizeof session->token);
+        return rc;
+    }
+    if (rc < 0) {
+        if (session)
+            sodium_memzero(session->token, sizeof session->token);
+        return rc;
+    }
+    if (session)
+        session->user = u;
+    if (out)
+        *out = u;
+    if (u.role == USER_ROLE_ADMIN)
+        log_event("user.admin_created", LOG_I("user_id", u.id));
+    else
+        log_event("user.registered", LOG_I("user_id", u.id),
+                  LOG_S("tier", u.tier == USER_TIER_PREMIUM ? "premium" : "standard"));
+    return 0;
+}
+
+int user_login(struct app *app, const char *email, const char *password,
+               const char *client_addr, struct user_session *out, struct user_problem *why)
+{
+    struct user_ctx *ctx = ctx_of(app);
+    char norm[USER_EMAIL_MAX + 1];
+    if (!email || user__normalize_email(email, norm) < 0) {
+        set_problem(why, "email", NULL, "is not a valid email address");
+        return ERR_INVALID;
+    }
+    int rc = check_password(password, why);
+    if (rc < 0)
+        return rc;
+    if (!client_addr)
+        client_addr = "unknown";
+    if ((rc = throttle_check(ctx, norm, client_addr, why)) < 0)
+        return rc;
+
+    struct db_conn *c;
+    if ((rc = db_conn_take(app_db(app, "users"), &c)) < 0)
+        return rc;
+    char hash[USER_HASH_MAX];
+    rc = user_store_by_email(c, norm, &out->user, hash);
+    /* The hash check runs without holding the connection: it takes tens of ms. */
+    db_conn_give(c);
+    if (rc < 0 && rc != ERR_NOTFOUND)
+        return rc;
+    bool found = rc == 0;
+    if (!verify_password(found ? hash : NULL, password)) {
+        throttle_fail(ctx, norm, client_addr);
+        set_problem(why, NULL, "invalid_credentials", "wrong email or password");
         return ERR_UNAUTHORIZED;
-    unsigned char hash[32];
-    user__token_hash(token, hash);
-    char hexhash[65];
-    hex32(hash, hexhash);
+    }
+    if ((rc = db_conn_take(app_db(app, "users"), &c)) < 0)
+        return rc;
+    rc = session_open(app, c, out->user.id, out);
+    db_conn_give(c);
+    return rc;
+}
+
+int user_logout(struct app *app, const unsigned char token_hash[32])
+{
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, token_hash, 32);
     struct db_conn *c;
     int rc = db_conn_take(app_db(app, "users"), &c);
     if (rc < 0)
         return rc;
-    struct db_rows *rows = NULL;
-    struct db_val args[] = {DB_TEXT(hexhash), DB_INT(now_ms())};
-    rc = db_query(c,
-                  "SELECT u.id, u.role, u.tier FROM sessions s JOIN users u ON u.id = s.user_id "
-                  "WHERE s.token_hash = $1 AND s.expires_at > $2",
-                  2, args, &rows);
+    rc = user_store_session_delete(c, hex);
     db_conn_give(c);
+    return rc;
+}
+
+int user_get(struct app *app, int64_t id, struct user *out)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(app_db(app, "users"), &c);
     if (rc < 0)
         return rc;
-    if (db_rows_count(rows) != 1) {
-        db_rows_free(rows);
+    rc = user_store_by_id(c, id, out);
+    db_conn_give(c);
+    return rc;
+}
+
+int user_bulk_create(struct app *app, long count, const char *fmt, const char *password,
+                     void *tokens_file, long *created, struct user_problem *why)
+{
+    FILE *tf = tokens_file;
+    *created = 0;
+    const char *pct = strstr(fmt, "%d");
+    if (!pct || strchr(pct + 2, '%') || strchr(fmt, '%') != pct) {
+        set_problem(why, "email_format", NULL, "must contain exactly one %d");
+        return ERR_INVALID;
+    }
+    int rc = check_password(password, why);
+    if (rc < 0)
+        return rc;
+    char hash[crypto_pwhash_STRBYTES];
+    if ((rc = hash_password(password, hash)) < 0)
+        return rc;
+    struct db_conn *c;
+    if ((rc = db_conn_take(app_db(app, "users"), &c)) < 0)
+        return rc;
+    rc = db_begin(c);
+    for (long i = 1; rc >= 0 && i <= count; i++) {
+        char email[USER_EMAIL_MAX + 1];
+        /* fmt was checked to hold exactly one %d: print around it, never as a format. */
+        snprintf(email, sizeof email, "%.*s%ld%s", (int)(pct - fmt), fmt, i, pct + 2);
+        struct user u = {.id = id_new(0), .created_at = now_ms()};
+        if (user__normalize_email(email, u.email) < 0) {
+            set_problem(why, "email_format", NULL, "does not make valid email addresses");
+            rc = ERR_INVALID;
+            break;
+        }
+        snprintf(u.name, sizeof u.name, "%s", u.email);
+        bool inserted = false;
+        rc = user_store_insert_or_get(c, &u, hash, &inserted);
+        if (rc >= 0 && inserted)
+            (*created)++;
+        if (rc >= 0 && tf) {
+            struct user_session s;
+            rc = session_open(app, c, u.id, &s);
+            if (rc >= 0)
+                fprintf(tf, "%s\n", s.token);
+            sodium_memzero(s.token, sizeof s.token);
+        }
+    }
+    if (rc >= 0)
+        rc = db_commit(c);
+    else
+        db_rollback(c);
+    db_conn_give(c);
+    if (rc >= 0)
+        log_event("user.bulk_created", LOG_I("created", *created), LOG_I("requested", count));
+    return rc < 0 ? rc : 0;
+}
+
+/* --- for the app: the authenticator and the sweep --- */
+
+/* Resolves a bearer token (registered with app_set_authenticator). */
+static int user_authenticate(struct app *app, const char *token, struct app_identity *out)
+{
+    size_t n = strlen(token);
+    if (n < 20 || n > 128)
         return ERR_UNAUTHORIZED;
-    }
-    out->user_id = db_get_i64(rows, 0, 0);
-    out->role = !strcmp(db_get(rows, 0, 1), "admin") ? ROLE_ADMIN : ROLE_CUSTOMER;
-    out->tier = !strcmp(db_get(rows, 0, 2), "premium") ? TIER_PREMIUM : TIER_STANDARD;
-    memcpy(out->token_hash, hash, 32);
-    db_rows_free(rows);
+    char hex[65];
+    token_hash_hex(token, hex, out->token_hash);
+    struct db_conn *c;
+    int rc = db_conn_take(app_db(app, "users"), &c);
+    if (rc < 0)
+        return rc;
+    enum user_role role;
+    enum user_tier tier;
+    rc = user_store_session_user(c, hex, now_ms(), &out->user_id, &role, &tier);
+    db_conn_give(c);
+    if (rc == ERR_NOTFOUND)
+        return ERR_UNAUTHORIZED;
+    if (rc < 0)
+        return rc;
+    out->admin = role == USER_ROLE_ADMIN;
+    out->premium = tier == USER_TIER_PREMIUM;
     return 0;
 }
 
-/* Throttle keys: "acct:<email>" and "ip:<addr>". Returns ERR_RATELIMITED with *retry set
- * when either bucket is empty. */
-int user__throttle_check(const char *email, const char *ip, double *retry)
+/* Timer job: deletes expired sessions, a bounded batch per run (the next run takes more). */
+static void session_sweep(struct app *app, void *unused)
 {
-    char key[USER_EMAIL_MAX + 16];
-    struct rl_result r;
-    int64_t now = now_ms();
-    snprintf(key, sizeof key, "acct:%s", email);
-    ratelimit_peek(login_throttle, key, THROTTLE_ACCOUNT_RATE, THROTTLE_ACCOUNT_BURST, now, &r);
-    if (!r.allowed) {
-        *retry = r.retry_after;
-        return ERR_RATELIMITED;
-    }
-    snprintf(key, sizeof key, "ip:%s", ip);
-    ratelimit_peek(login_throttle, key, THROTTLE_IP_RATE, THROTTLE_IP_BURST, now, &r);
-    if (!r.allowed) {
-        *retry = r.retry_after;
-        return ERR_RATELIMITED;
-    }
-    return 0;
+    struct db_conn *c;
+    if (db_conn_take(app_db(app, "users"), &c) < 0)
+        return;
+    int rc = user_store_sessions_sweep(c, now_ms(), SWEEP_BATCH);
+    db_conn_give(c);
+    if (rc < 0)
+        log_warn("user: sweeping expired sessions failed: %s", err_str(rc));
+    else if (rc > 0)
+        log_event("user.sessions_expired", LOG_I("deleted", rc));
 }
 
-void user__throttle_fail(const char *email, const char *ip)
+int user__init(struct app *app)
 {
-    char key[USER_EMAIL_MAX + 16];
-    struct rl_result r;
-    int64_t now = now_ms();
-    snprintf(key, sizeof key, "acct:%s", email);
-    ratelimit_take(login_throttle, key, THROTTLE_ACCOUNT_RATE, THROTTLE_ACCOUNT_BURST, now, &r);
-    snprintf(key, sizeof key, "ip:%s", ip);
-    ratelimit_take(login_throttle, key, THROTTLE_IP_RATE, THROTTLE_IP_BURST, now, &r);
-}
-
-json_t *user__json(const struct db_rows *rows, int row)
-{
-    /* columns: id, email, name, role, tier, created_at */
-    char ts[32];
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", db_get(rows, row, 0), "email",
-                     db_get(rows, row, 1), "name", db_get(rows, row, 2), "role",
-                     db_get(rows, row, 3), "tier", db_get(rows, row, 4), "created_at",
-                     time_format(db_get_i64(rows, row, 5), ts));
-}
-
-static int user_init(struct app *app)
-{
-    login_throttle = ratelimit_mem_new(100000);
-    if (!login_throttle)
+    struct user_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
         return ERR_NOMEM;
-    http_set_authenticator(user_authenticate);
-    return 0;
+    ctx->throttle = ratelimit_mem_new(100000);
+    int rc = ctx->throttle ? app_set_service_ctx(app, "user", ctx) : ERR_NOMEM;
+    if (rc < 0) {
+        ratelimit_free(ctx->throttle);
+        free(ctx);
+        return rc;
+    }
+    rc = app_set_authenticator(app, user_authenticate);
+    if (rc == 0)
+        rc = timer_add(app, "user.session_sweep", app_config(app)->session_sweep_seconds * 1000,
+                       session_sweep, NULL);
+    if (rc < 0)
+        user__deinit(app); /* app_new() only deinits the services whose init() succeeded */
+    return rc;
 }
 
-static void user_deinit(struct app *app)
+void user__deinit(struct app *app)
 {
-    http_set_authenticator(NULL);
-    ratelimit_free(login_throttle);
-    login_throttle = NULL;
+    app_set_authenticator(app, NULL);
+    struct user_ctx *ctx = ctx_of(app);
+    if (ctx) {
+        ratelimit_free(ctx->throttle);
+        free(ctx);
+        app_set_service_ctx(app, "user", NULL);
+    }
     n_login_hooks = 0;
 }
-
-static const struct db_migration user_migrations[] = {
-    {.sql = "CREATE TABLE users ("
-            " id BIGINT PRIMARY KEY,"
-            " email TEXT NOT NULL UNIQUE,"
-            " name TEXT NOT NULL,"
-            " password_hash TEXT NOT NULL,"
-            " role TEXT NOT NULL DEFAULT 'customer',"
-            " tier TEXT NOT NULL DEFAULT 'standard',"
-            " created_at BIGINT NOT NULL,"
-            " updated_at BIGINT NOT NULL);"
-            "CREATE TABLE sessions ("
-            " token_hash TEXT PRIMARY KEY,"
-            " user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-            " created_at BIGINT NOT NULL,"
-            " expires_at BIGINT NOT NULL);"
-            "CREATE INDEX sessions_user ON sessions (user_id);"
-            "CREATE INDEX sessions_expires ON sessions (expires_at);"},
-};
-
-static const struct service_db user_dbs[] = {
-    {"users", 0, user_migrations, sizeof user_migrations / sizeof user_migrations[0]},
-    {NULL, 0, NULL, 0},
-};
-
-const struct service service_user = {
-    .name = "user",
-    .routes = user__routes,
-    .dbs = user_dbs,
-    .init = user_init,
-    .deinit = user_deinit,
-    .command = "user",
-    .run_command = user__command,
-    .command_help = "create an account: user create --email E --password-file F [--role admin] [--tier premium]",
-};

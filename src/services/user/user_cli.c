@@ -7,10 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "emporium/app.h"
-#include "emporium/config.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* the command line knows nothing of HTTP */
+#include "emporium/service.h"
 #include "user_internal.h"
 
 static int read_password(const char *path, char *out, size_t cap)
@@ -37,193 +40,155 @@ static int read_password(const char *path, char *out, size_t cap)
 static int bulk_create(struct app *app, int argc, char **argv)
 {
     const char *count_s = NULL, *pwfile = NULL, *fmt = "user%d@bench.example", *tokens = NULL;
-    for (int i = 2; i < argc; i++) {
-        const char **t = NULL;
+    /* argv is checked and normalised by main.c: {user, bulk-create, --flag, value, …} */
+    for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--count"))
-            t = &count_s;
+            count_s = argv[i + 1];
         else if (!strcmp(argv[i], "--password-file"))
-            t = &pwfile;
+            pwfile = argv[i + 1];
         else if (!strcmp(argv[i], "--email-format"))
-            t = &fmt;
+            fmt = argv[i + 1];
         else if (!strcmp(argv[i], "--tokens-out"))
-            t = &tokens;
-        if (!t || i + 1 >= argc) {
-            fprintf(stderr, "emporium user bulk-create: unknown or incomplete option %s\n", argv[i]);
-            return 2;
-        }
-        *t = argv[++i];
+            tokens = argv[i + 1];
     }
-    char *end;
-    long count = count_s ? strtol(count_s, &end, 10) : 0;
-    if (!count_s || *end || count < 1 || count > 1000000 || !pwfile) {
-        fprintf(stderr, "usage: emporium user bulk-create --count N (1..1000000) --password-file F "
-                        "[--email-format user%%d@bench.example] [--tokens-out FILE]\n");
+    long count = count_s ? strtol(count_s, NULL, 10) : 0;
+    if (count < 1 || !pwfile) {
+        fprintf(stderr, "emporium user bulk-create: --count and --password-file are required\n");
         return 2;
     }
-    const char *pct = strstr(fmt, "%d");
-    if (!pct || strchr(pct + 2, '%') || strchr(fmt, '%') != pct) {
-        fprintf(stderr, "emporium user bulk-create: --email-format must contain exactly one %%d\n");
-        return 2;
-    }
-    char pw[USER_PASSWORD_MAX * 4 + 2], hash[crypto_pwhash_STRBYTES];
-    int rc = read_password(pwfile, pw, sizeof pw);
-    if (rc < 0 || strlen(pw) < USER_PASSWORD_MIN) {
+    char pw[USER_PASSWORD_MAX * 4 + 2];
+    if (read_password(pwfile, pw, sizeof pw) < 0) {
         fprintf(stderr, "emporium user bulk-create: cannot read a password from %s\n", pwfile);
         return 2;
     }
-    rc = user__hash_password(pw, hash);
-    sodium_memzero(pw, sizeof pw);
-    if (rc < 0)
-        return 1;
     FILE *tf = NULL;
     if (tokens) {
         int fd = open(tokens, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         tf = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (!tf) {
+            sodium_memzero(pw, sizeof pw);
             fprintf(stderr, "emporium user bulk-create: cannot write %s\n", tokens);
             return 1;
         }
     }
-    struct db_conn *c;
-    if (db_conn_take(app_db(app, "users"), &c) < 0) {
-        if (tf)
-            fclose(tf);
-        return 1;
-    }
-    rc = db_begin(c);
-    int ttl = app_config(app)->session_ttl_hours;
     long created = 0;
-    for (long i = 1; rc >= 0 && i <= count; i++) {
-        char email[USER_EMAIL_MAX + 1], norm[USER_EMAIL_MAX + 1];
-        /* fmt was checked to hold exactly one %d: print around it, never as a format. */
-        snprintf(email, sizeof email, "%.*s%ld%s", (int)(pct - fmt), fmt, i, pct + 2);
-        if (user__normalize_email(email, norm) < 0) {
-            fprintf(stderr, "emporium user bulk-create: %s is not a valid email\n", email);
-            rc = ERR_INVALID;
-            break;
-        }
-        int64_t id = id_new(0), now = now_ms();
-        struct db_val args[] = {DB_INT(id), DB_TEXT(norm), DB_TEXT(norm), DB_TEXT(hash), DB_INT(now)};
-        rc = db_query(c,
-                      "INSERT INTO users (id, email, name, password_hash, role, tier, created_at, "
-                      "updated_at) VALUES ($1, $2, $3, $4, 'customer', 'standard', $5, $5) "
-                      "ON CONFLICT (email) DO NOTHING",
-                      5, args, NULL);
-        if (rc == 0) /* already there: keep its id for the session */ {
-            struct db_rows *rows = NULL;
-            struct db_val a1[] = {DB_TEXT(norm)};
-            rc = db_query(c, "SELECT id FROM users WHERE email = $1", 1, a1, &rows);
-            if (rc >= 0 && db_rows_count(rows) == 1)
-                id = db_get_i64(rows, 0, 0);
-            db_rows_free(rows);
-        } else if (rc > 0) {
-            created++;
-        }
-        if (rc >= 0 && tf) {
-            char token[64];
-            int64_t exp;
-            rc = user__session_create(c, id, ttl, token, &exp);
-            if (rc >= 0)
-                fprintf(tf, "%s\n", token);
-            sodium_memzero(token, sizeof token);
-        }
-    }
-    if (rc >= 0)
-        rc = db_commit(c);
-    db_conn_give(c);
-    if (tf && fclose(tf) != 0)
+    struct user_problem why = {0};
+    int rc = user_bulk_create(app, count, fmt, pw, tf, &created, &why);
+    sodium_memzero(pw, sizeof pw);
+    if (tf && fclose(tf) != 0 && rc == 0)
         rc = ERR_INTERNAL;
     if (rc < 0) {
-        fprintf(stderr, "emporium user bulk-create: %s\n", err_str(rc));
-        return 1;
+        if (why.field)
+            fprintf(stderr, "emporium user bulk-create: --%s %s\n",
+                    !strcmp(why.field, "email_format") ? "email-format" : "password-file",
+                    why.message);
+        else
+            fprintf(stderr, "emporium user bulk-create: %s\n", err_str(rc));
+        return rc == ERR_INVALID ? 2 : 1;
     }
     printf("created %ld of %ld accounts%s\n", created, count, tokens ? ", tokens written" : "");
     return 0;
 }
 
+static const struct cli_flag create_flags[] = {
+    {"--email", "EMAIL", "the account's email address", 0, 0, true},
+    {"--password-file", "FILE", "a file holding the password, 8 to 128 characters (- = stdin)", 0,
+     0, true},
+    {"--role", "ROLE", "admin or customer (default customer)", 0, 0, false},
+    {"--tier", "TIER", "standard or premium (default standard)", 0, 0, false},
+    {"--name", "NAME", "display name (default: the email address)", 0, 0, false},
+    {NULL, NULL, NULL, 0, 0, false},
+};
+static const struct cli_flag bulk_flags[] = {
+    {"--count", "N", "accounts to create", 1, 1000000, true},
+    {"--password-file", "FILE", "the password all of them share (- = stdin)", 0, 0, true},
+    {"--email-format", "FMT", "email pattern with one %d (default user%d@bench.example)", 0, 0,
+     false},
+    {"--tokens-out", "FILE", "open a session for each and write the tokens here (mode 0600)", 0,
+     0, false},
+    {NULL, NULL, NULL, 0, 0, false},
+};
+static const struct cli_command user_subcommands[] = {
+    {"create", "create one account (an admin, for instance)",
+     "emporium user create --email admin@shop.example --password-file pw.txt --role admin",
+     create_flags, NULL},
+    {"bulk-create", "create many customer accounts sharing one password (load tests)",
+     "emporium user bulk-create --count 1000 --password-file pw.txt --tokens-out tokens.txt",
+     bulk_flags, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+const struct cli_command user__cli = {
+    "user", "manage accounts without the HTTP API: create, bulk-create",
+    "emporium user create --email admin@shop.example --password-file pw.txt --role admin", NULL,
+    user_subcommands};
+
 int user__command(struct app *app, int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "bulk-create"))
         return bulk_create(app, argc, argv);
-    const char *email = NULL, *pwfile = NULL, *role = "customer", *tier = "standard",
-               *name = NULL;
     if (argc < 2 || strcmp(argv[1], "create") != 0) {
-        fprintf(stderr, "usage: emporium user create --email E --password-file F "
-                        "[--role admin|customer] [--tier standard|premium] [--name N]\n"
-                        "       emporium user bulk-create --count N --password-file F "
-                        "[--email-format FMT] [--tokens-out FILE]\n");
+        fprintf(stderr, "usage: emporium user create|bulk-create … (see emporium user --help)\n");
         return 2;
     }
-    for (int i = 2; i < argc; i++) {
-        const char **t = NULL;
-        if (!strcmp(argv[i], "--email"))
-            t = &email;
-        else if (!strcmp(argv[i], "--password-file"))
-            t = &pwfile;
-        else if (!strcmp(argv[i], "--role"))
-            t = &role;
-        else if (!strcmp(argv[i], "--tier"))
-            t = &tier;
-        else if (!strcmp(argv[i], "--name"))
-            t = &name;
-        if (!t || i + 1 >= argc) {
-            fprintf(stderr, "emporium user create: unknown or incomplete option %s\n", argv[i]);
-            return 2;
-        }
-        *t = argv[++i];
+    const char *email = NULL, *pwfile = NULL, *role = "customer", *tier = "standard",
+               *name = NULL;
+    /* argv is checked and normalised by main.c: {user, create, --flag, value, …} */
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const char **t = !strcmp(argv[i], "--email")           ? &email
+                         : !strcmp(argv[i], "--password-file") ? &pwfile
+                         : !strcmp(argv[i], "--role")          ? &role
+                         : !strcmp(argv[i], "--tier")          ? &tier
+                         : !strcmp(argv[i], "--name")          ? &name
+                                                               : NULL;
+        if (t)
+            *t = argv[i + 1];
     }
     if (!email || !pwfile) {
         fprintf(stderr, "emporium user create: --email and --password-file are required\n");
         return 2;
     }
     if (strcmp(role, "admin") && strcmp(role, "customer")) {
-        fprintf(stderr, "emporium user create: --role must be admin or customer\n");
+        fprintf(stderr, "emporium user create: --role %s is not valid: expected admin or customer\n",
+                role);
         return 2;
     }
     if (strcmp(tier, "standard") && strcmp(tier, "premium")) {
-        fprintf(stderr, "emporium user create: --tier must be standard or premium\n");
-        return 2;
-    }
-    char norm[USER_EMAIL_MAX + 1];
-    if (user__normalize_email(email, norm) < 0) {
-        fprintf(stderr, "emporium user create: invalid email address\n");
+        fprintf(stderr,
+                "emporium user create: --tier %s is not valid: expected standard or premium\n",
+                tier);
         return 2;
     }
     char pw[USER_PASSWORD_MAX * 4 + 2];
-    int rc = read_password(pwfile, pw, sizeof pw);
-    size_t pwlen = rc == 0 ? strlen(pw) : 0;
-    if (rc < 0 || pwlen < USER_PASSWORD_MIN || pwlen > USER_PASSWORD_MAX * 4) {
-        fprintf(stderr, "emporium user create: cannot read a password of %d to %d characters from %s\n",
-                USER_PASSWORD_MIN, USER_PASSWORD_MAX, pwfile);
+    if (read_password(pwfile, pw, sizeof pw) < 0) {
+        fprintf(stderr, "emporium user create: cannot read a password from %s\n", pwfile);
         return 2;
     }
-    char hash[crypto_pwhash_STRBYTES];
-    rc = user__hash_password(pw, hash);
+    struct user_new in = {
+        .email = email,
+        .password = pw,
+        .name = name,
+        .role = !strcmp(role, "admin") ? USER_ROLE_ADMIN : USER_ROLE_CUSTOMER,
+        .tier = !strcmp(tier, "premium") ? USER_TIER_PREMIUM : USER_TIER_STANDARD,
+    };
+    struct user u;
+    struct user_problem why = {0};
+    int rc = user_create(app, &in, &u, NULL, &why);
     sodium_memzero(pw, sizeof pw);
-    if (rc < 0)
-        return 1;
-    struct db_conn *c;
-    if (db_conn_take(app_db(app, "users"), &c) < 0) {
-        fprintf(stderr, "emporium user create: the users database is unavailable\n");
+    if (rc == ERR_CONFLICT) {
+        fprintf(stderr, "emporium user create: an account with this email already exists\n");
         return 1;
     }
-    int64_t id = id_new(0), now = now_ms();
-    struct db_val args[] = {DB_INT(id),     DB_TEXT(norm), DB_TEXT(name ? name : norm),
-                            DB_TEXT(hash),  DB_TEXT(role), DB_TEXT(tier),
-                            DB_INT(now)};
-    rc = db_query(c,
-                  "INSERT INTO users (id, email, name, password_hash, role, tier, created_at, "
-                  "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                  7, args, NULL);
-    db_conn_give(c);
-    if (rc == ERR_CONFLICT) {
-        fprintf(stderr, "emporium user create: %s already exists\n", norm);
-        return 1;
+    if (rc == ERR_INVALID) {
+        const char *flag = why.field && !strcmp(why.field, "password") ? "--password-file"
+                           : why.field && !strcmp(why.field, "name")   ? "--name"
+                                                                       : "--email";
+        fprintf(stderr, "emporium user create: %s: %s\n", flag, why.message ? why.message : "invalid");
+        return 2;
     }
     if (rc < 0) {
         fprintf(stderr, "emporium user create: %s\n", err_str(rc));
         return 1;
     }
-    printf("created %s user %s (id %lld, tier %s)\n", role, norm, (long long)id, tier);
+    printf("created %s user %s (id %lld, tier %s)\n", role, u.email, (long long)u.id, tier);
     return 0;
 }

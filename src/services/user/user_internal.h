@@ -1,34 +1,48 @@
 /* SPDX-License-Identifier: MIT */
-/* user_internal.h — shared between the user service's files only. */
+/* user_internal.h — shared between the user service's own files only (never included by
+ * another service: they use include/emporium/svc/user.h). No HTTP types here. */
 #ifndef EMPORIUM_USER_INTERNAL_H
 #define EMPORIUM_USER_INTERNAL_H
-#include <sodium.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "emporium/db.h"
-#include "emporium/http.h"
+#include "emporium/svc/user.h"
 
-#define USER_EMAIL_MAX 254
-#define USER_PASSWORD_MIN 8
-#define USER_PASSWORD_MAX 128
-#define USER_NAME_MAX 100
-#define USER_SELECT "SELECT id, email, name, role, tier, created_at FROM users "
+struct app;
+struct cli_command;
+struct service_db;
 
-extern const struct http_route user__routes[];
-int user__command(struct app *app, int argc, char **argv);
-
+/* --- user.c (domain) --- */
+int user__init(struct app *app);
+void user__deinit(struct app *app);
+/* Trims and lower-cases an email address; ERR_INVALID when it is not one. */
 int user__normalize_email(const char *in, char out[USER_EMAIL_MAX + 1]);
-int user__hash_password(const char *pw, char out[crypto_pwhash_STRBYTES]);
-/* hash NULL: burns the same time against a dummy hash and returns false. */
-bool user__verify_password(const char *hash, const char *pw);
-void user__token_hash(const char *token, unsigned char out[32]);
-int user__session_create(struct db_conn *c, int64_t user_id, int ttl_hours, char token[64],
-                         int64_t *expires_at);
-int user__session_delete(struct db_conn *c, const unsigned char hash[32]);
-int user__throttle_check(const char *email, const char *ip, double *retry);
-void user__throttle_fail(const char *email, const char *ip);
-void user__run_login_hooks(struct app *app, int64_t user_id, const char *cart_token);
-/* {id,email,name,role,tier,created_at} from a USER_SELECT row; new reference. */
-json_t *user__json(const struct db_rows *rows, int row);
+
+/* --- user_store.c (SQL) --- the caller holds the connection. */
+#define USER_HASH_MAX 128 /* crypto_pwhash_STRBYTES */
+extern const struct service_db user__dbs[];
+/* ERR_CONFLICT when the email is taken. */
+int user_store_insert(struct db_conn *c, const struct user *u, const char *pw_hash);
+/* Like user_store_insert, but an existing email is not an error: *inserted says which, and
+ * u->id is set to the existing account's id. */
+int user_store_insert_or_get(struct db_conn *c, struct user *u, const char *pw_hash,
+                             bool *inserted);
+/* ERR_NOTFOUND when absent. pw_hash may be NULL. */
+int user_store_by_email(struct db_conn *c, const char *email, struct user *out,
+                        char pw_hash[USER_HASH_MAX]);
+int user_store_by_id(struct db_conn *c, int64_t id, struct user *out);
+int user_store_session_add(struct db_conn *c, const char *token_hash_hex, int64_t user_id,
+                           int64_t created_at, int64_t expires_at);
+int user_store_session_delete(struct db_conn *c, const char *token_hash_hex);
+/* The unexpired session's account: ERR_NOTFOUND when none. */
+int user_store_session_user(struct db_conn *c, const char *token_hash_hex, int64_t now,
+                            int64_t *user_id, enum user_role *role, enum user_tier *tier);
+/* Deletes at most `max` sessions expired at `now`; returns how many. */
+int user_store_sessions_sweep(struct db_conn *c, int64_t now, int max);
+
+/* --- user_cli.c --- */
+extern const struct cli_command user__cli;
+int user__command(struct app *app, int argc, char **argv);
 
 #endif

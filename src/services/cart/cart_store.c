@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/* cart_store.c — every SQL statement of the cart service, and its schema.
+ *
+ * Functions run on a connection the caller holds, inside the caller's transaction (cart__tx)
+ * unless their comment says otherwise. */
+#include <stdio.h>
+#include <string.h>
+
+#include "emporium/app.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/service.h"
+#include "cart_internal.h"
+
+int cart__tx(struct app *app, cart_tx_fn fn, void *ctx)
+{
+    return db_transact(app_db(app, "carts"), fn, NULL, ctx);
+}
+
+static const char *owner_col(const struct cart_owner *o)
+{
+    return o->user_id ? "user_id" : "token_hash";
+}
+
+static struct db_val owner_val(const struct cart_owner *o)
+{
+    return o->user_id ? DB_INT(o->user_id) : DB_TEXT(o->token_hash);
+}
+
+static int changed(int rc)
+{
+    return rc < 0 ? rc : (rc > 0 ? 1 : 0);
+}
+
+int cart__store_find(struct db_conn *c, const struct cart_owner *o, int64_t *cart_id)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT id FROM carts WHERE %s = $1", owner_col(o));
+    struct db_val a[] = {owner_val(o)};
+    struct db_rows *r = NULL;
+    int rc = db_query(c, sql, 1, a, &r);
+    if (rc < 0)
+        return rc;
+    rc = db_rows_count(r) == 1 ? 0 : ERR_NOTFOUND;
+    if (rc == 0)
+        *cart_id = db_get_i64(r, 0, 0);
+    db_rows_free(r);
+    return rc;
+}
+
+int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create, int64_t *cart_id)
+{
+    int64_t now = now_ms();
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE carts SET updated_at = $2 WHERE %s = $1", owner_col(o));
+    struct db_val a[] = {owner_val(o), DB_INT(now)};
+    int rc = db_query(c, sql, 2, a, NULL);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        if (!create)
+            return ERR_NOTFOUND;
+        /* A concurrent creator makes this a no-op (PostgreSQL waits for it to commit); the
+         * UPDATE after it then locks whichever row won. */
+        struct db_val ia[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
+                              o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
+        rc = db_query(c,
+                      "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
+                      "VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
+                      4, ia, NULL);
+        if (rc < 0)
+            return rc;
+        if ((rc = db_query(c, sql, 2, a, NULL)) < 0)
+            return rc;
+        if (rc != 1)
+            return ERR_BUSY;
+    }
+    return cart__store_find(c, o, cart_id);
+}
+
+int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out)
+{
+    struct db_val a[] = {DB_INT(cart_id), DB_INT(CART_MAX_LINES)};
+    struct db_rows *r = NULL;
+    int rc = db_query(c,
+                      "SELECT product_id, name, quantity, unit_price, currency FROM cart_items "
+                      "WHERE cart_id = $1 ORDER BY added_at, product_id LIMIT $2",
+                      2, a, &r);
+    if (rc < 0)
+        return rc;
+    out->n = db_rows_count(r);
+    for (int i = 0; i < out->n; i++) {
+        struct cart_item *it = &out->items[i];
+        it->product_id = db_get_i64(r, i, 0);
+        snprintf(it->name, sizeof it->name, "%s", db_get(r, i, 1) ? db_get(r, i, 1) : "");
+        it->quantity = (int)db_get_i64(r, i, 2);
+        it->unit_price = db_get_i64(r, i, 3);
+        snprintf(it->currency, sizeof it->currency, "%s", db_get(r, i, 4) ? db_get(r, i, 4) : "");
+    }
+    db_rows_free(r);
+    return 0;
+}
+
+int cart__store_line_qty(struct db_conn *c, int64_t cart_id, int64_t product_id, int *q)
+{
+    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id)};
+    struct db_rows *r = NULL;
+    int rc = db_query(c, "SELECT quantity FROM cart_items WHERE cart_id = $1 AND product_id = $2",
+                      2, a, &r);
+    if (rc < 0)
+        return rc;
+    rc = db_rows_count(r) == 1 ? 0 : ERR_NOTFOUND;
+    if (rc == 0)
+        *q = (int)db_get_i64(r, 0, 0);
+    db_rows_free(r);
+    return rc;
+}
+
+int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char currency[4])
+{
+    struct db_rows *r = NULL;
+    struct db_val a[] = {DB_INT(cart_id)};
+    int rc = db_query(c, "SELECT count(*), MIN(currency) FROM cart_items WHERE cart_id = $1", 1,
+                      a, &r);
+    if (rc < 0)
+        return rc;
+    *lines = db_get_i64(r, 0, 0);
+    snprintf(currency, 4, "%s", db_get(r, 0, 1) ? db_get(r, 0, 1) : "");
+    db_rows_free(r);
+    return 0;
+}
+
+int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,
+                            int64_t added_at)
+{
+    struct db_val a[] = {DB_INT(cart_id),        DB_INT(it->product_id), DB_TEXT(it->name),
+                         DB_INT(it->quantity),   DB_INT(it->unit_price), DB_TEXT(it->currency),
+                         DB_INT(added_at)};
+    int rc = db_query(c,
+                      "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price, "
+                      "currency, added_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                      7, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int cart__store_line_refresh(struct db_conn *c, int64_t cart_id, const struct cart_item *it)
+{
+    struct db_val a[] = {DB_INT(cart_id),      DB_INT(it->product_id),  DB_INT(it->quantity),
+                         DB_TEXT(it->name),    DB_INT(it->unit_price),  DB_INT(now_ms())};
+    int rc = db_query(c,
+                      "UPDATE cart_items SET quantity = $3, name = $4, unit_price = $5, "
+                      "updated_at = $6 WHERE cart_id = $1 AND product_id = $2",
+                      6, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int cart__store_line_set_qty(struct db_conn *c, int64_t cart_id, int64_t product_id, int q)
+{
+    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id), DB_INT(q), DB_INT(now_ms())};
+    return changed(db_query(c,
+                            "UPDATE cart_items SET quantity = $3, updated_at = $4 "
+                            "WHERE cart_id = $1 AND product_id = $2",
+                            4, a, NULL));
+}
+
+int cart__store_line_delete(struct db_conn *c, int64_t cart_id, int64_t product_id)
+{
+    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id)};
+    return changed(db_query(c, "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2", 2,
+                            a, NULL));
+}
+
+int cart__store_line_subtract(struct db_conn *c, int64_t cart_id, int64_t product_id, int q)
+{
+    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id), DB_INT(q), DB_INT(now_ms())};
+    int rc = db_query(c,
+                      "UPDATE cart_items SET quantity = quantity - $3, updated_at = $4 "
+                      "WHERE cart_id = $1 AND product_id = $2 AND quantity > $3",
+                      4, a, NULL);
+    if (rc == 0)
+        rc = db_query(c, "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2", 2, a,
+                      NULL);
+    return changed(rc);
+}
+
+int cart__store_line_merge(struct db_conn *c, int64_t cart_id, int64_t product_id, int q, int max)
+{
+    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id), DB_INT(q), DB_INT(max),
+                         DB_INT(now_ms())};
+    return changed(db_query(c,
+                            "UPDATE cart_items SET quantity = CASE WHEN quantity + $3 > $4 THEN $4 "
+                            "ELSE quantity + $3 END, updated_at = $5 "
+                            "WHERE cart_id = $1 AND product_id = $2",
+                            5, a, NULL));
+}
+
+int cart__store_line_price(struct db_conn *c, int64_t cart_id, int64_t product_id,
+                           int64_t unit_price, const char *currency)
+{
+    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id), DB_INT(unit_price),
+                         DB_TEXT(currency), DB_INT(now_ms())};
+    return changed(db_query(c,
+                            "UPDATE cart_items SET unit_price = $3, currency = $4, updated_at = $5 "
+                            "WHERE cart_id = $1 AND product_id = $2",
+                            5, a, NULL));
+}
+
+int cart__store_clear(struct db_conn *c, int64_t cart_id)
+{
+    struct db_val a[] = {DB_INT(cart_id)};
+    int rc = db_query(c, "DELETE FROM cart_items WHERE cart_id = $1", 1, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int cart__store_drop(struct db_conn *c, int64_t cart_id)
+{
+    int rc = cart__store_clear(c, cart_id);
+    struct db_val a[] = {DB_INT(cart_id)};
+    if (rc == 0)
+        rc = db_query(c, "DELETE FROM carts WHERE id = $1", 1, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int cart__store_user_lines(struct db_conn *c, int64_t user_id, struct cart_line *out, int *n)
+{
+    struct db_val a[] = {DB_INT(user_id), DB_INT(CART_MAX_LINES)};
+    struct db_rows *r = NULL;
+    *n = 0;
+    int rc = db_query(c,
+                      "SELECT i.product_id, i.quantity, i.unit_price, i.currency FROM cart_items i "
+                      "JOIN carts c ON c.id = i.cart_id WHERE c.user_id = $1 "
+                      "ORDER BY i.added_at, i.product_id LIMIT $2",
+                      2, a, &r);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < db_rows_count(r); i++) {
+        out[i].product_id = db_get_i64(r, i, 0);
+        out[i].quantity = (int)db_get_i64(r, i, 1);
+        out[i].unit_price = db_get_i64(r, i, 2);
+        snprintf(out[i].currency, sizeof out[i].currency, "%s", db_get(r, i, 3) ? db_get(r, i, 3) : "");
+    }
+    *n = db_rows_count(r);
+    db_rows_free(r);
+    return 0;
+}
+
+int cart__store_secret(struct db_conn *c, const char *hex, char *out, size_t cap)
+{
+    /* The first process to start picks the secret; everyone then reads the same one. */
+    struct db_val a[] = {DB_TEXT(hex)};
+    int rc = db_query(c, "INSERT INTO cart_secret (id, secret) VALUES (1, $1) ON CONFLICT DO NOTHING",
+                      1, a, NULL);
+    struct db_rows *r = NULL;
+    if (rc >= 0)
+        rc = db_query(c, "SELECT secret FROM cart_secret WHERE id = 1", 0, NULL, &r);
+    if (rc >= 0 && (db_rows_count(r) != 1 || strlen(db_get(r, 0, 0)) >= cap))
+        rc = ERR_INTERNAL;
+    if (rc >= 0)
+        snprintf(out, cap, "%s", db_get(r, 0, 0));
+    db_rows_free(r);
+    return rc < 0 ? rc : 0;
+}
+
+int cart__store_sweep_guests(struct db_conn *c, int64_t cutoff, int batch)
+{
+    struct db_rows *r = NULL;
+    struct db_val a[] = {DB_INT(cutoff), DB_INT(batch)};
+    int rc = db_query(c,
+                      "SELECT id FROM carts WHERE token_hash IS NOT NULL AND updated_at < $1 "
+                      "ORDER BY id LIMIT $2",
+                      2, a, &r);
+    if (rc < 0)
+        return rc;
+    int n = db_rows_count(r);
+    int64_t last = n ? db_get_i64(r, n - 1, 0) : 0;
+    db_rows_free(r);
+    if (n == 0)
+        return 0;
+    /* Both statements name the same carts: guests idle since the cutoff, up to the batch's
+     * last id. A cart changed meanwhile (its updated_at moved on) is left alone. */
+    struct db_val d[] = {DB_INT(cutoff), DB_INT(last)};
+    if ((rc = db_begin(c)) == 0)
+        rc = db_query(c,
+                      "DELETE FROM cart_items WHERE cart_id IN (SELECT id FROM carts WHERE "
+                      "token_hash IS NOT NULL AND updated_at < $1 AND id <= $2)",
+                      2, d, NULL);
+    if (rc >= 0)
+        rc = db_query(c,
+                      "DELETE FROM carts WHERE token_hash IS NOT NULL AND updated_at < $1 AND "
+                      "id <= $2",
+                      2, d, NULL);
+    int gone = rc;
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0) {
+        db_rollback(c);
+        return rc;
+    }
+    return gone;
+}
+
+/* --- schema --- */
+
+static const struct db_migration cart_migrations[] = {
+    {.sql = "CREATE TABLE carts ("
+            " id BIGINT PRIMARY KEY,"
+            " user_id BIGINT UNIQUE,"
+            " token_hash TEXT UNIQUE,"
+            " created_at BIGINT NOT NULL,"
+            " updated_at BIGINT NOT NULL,"
+            " CHECK ((user_id IS NULL) <> (token_hash IS NULL)));"
+            "CREATE TABLE cart_items ("
+            " cart_id BIGINT NOT NULL REFERENCES carts(id) ON DELETE CASCADE,"
+            " product_id BIGINT NOT NULL,"
+            " name TEXT NOT NULL,"
+            " quantity INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 99),"
+            " unit_price BIGINT NOT NULL,"
+            " currency TEXT NOT NULL,"
+            " added_at BIGINT NOT NULL,"
+            " updated_at BIGINT NOT NULL,"
+            " PRIMARY KEY (cart_id, product_id));"
+            "CREATE INDEX carts_updated ON carts (updated_at);"
+            "CREATE TABLE cart_secret ("
+            " id INTEGER PRIMARY KEY,"
+            " secret TEXT NOT NULL);"},
+};
+
+const struct service_db cart__dbs[] = {
+    {"carts", 0, cart_migrations, sizeof cart_migrations / sizeof cart_migrations[0]},
+    {NULL, 0, NULL, 0},
+};

@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: MIT */
+/* order_saga.c — order_place(): the idempotent checkout saga (docs/architecture.md).
+ *
+ * Domain code: it takes a struct order_place_req and answers an ERR_* code with a typed
+ * struct order_outcome; order_http.c parses and renders. Steps:
+ * 1. Look the Idempotency-Key up in the user's shard: a key already used with a different
+ *    request gets idempotency_key_reused; a finished one gets its recorded outcome (the
+ *    order as it is now); one still in progress is waited for (or request_in_progress).
+ * 2. Read the cart and visit the catalog once per line: prices, names, weights. A line whose
+ *    price changed since it was added refuses the checkout (price_changed) and the cart takes
+ *    the new prices, so the retry charges what the cart then shows. Shipping is priced from
+ *    the weights already read. Nothing is recorded yet: a refusal leaves the key unused.
+ * 3. In one transaction: claim the key (its primary key makes a concurrent duplicate fail
+ *    and go back to 1) and create the order PENDING with its items, history and event.
+ * 4. Reserve the stock (reservation id = order id, with a TTL): out of stock fails here.
+ * 5. Authorize (key derived from the order id: a retry never charges twice), capture,
+ *    confirm the reservation.
+ * 6. In one transaction: PAID + history + event + the outcome on the key; on the same lease,
+ *    the shipment. Then the cart loses the ordered quantities and the bus hears order.paid.
+ * Any failure after 3 moves the order to FAILED (owing compensation) in one transaction
+ * with the outcome on the key, then compensates (release stock, void/refund). Transient
+ * failures (a dependency down) drop the key in that transaction instead, so the client's
+ * retry starts over. The orders database is leased twice on the way to 201: once for 1-3
+ * (across the in-process catalog reads, never across a provider call), once for 6. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "emporium/app.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+#include "emporium/svc/cart.h"
+#include "emporium/svc/inventory.h"
+#include "emporium/svc/order.h"
+#include "emporium/svc/payment.h"
+#include "emporium/svc/product.h"
+#include "emporium/svc/shipping.h"
+#include "order_internal.h"
+
+#define KEY_WAIT_MS 15000 /* a duplicate waits this long for the first request's result */
+
+struct saga {
+    struct app *app;
+    const struct order_place_req *rq;
+    struct order_outcome *out;
+    int64_t order_id;
+    unsigned shard;
+    struct db *db;
+    char hash[65];
+    int n;
+    char currency[4];
+    int64_t subtotal, shipping, total;
+    struct cart_line lines[CART_MAX_LINES];
+    struct order_item items[CART_MAX_LINES];
+};
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int refuse(struct order_outcome *out, int rc, const char *code)
+{
+    snprintf(out->code, sizeof out->code, "%s", code);
+    return rc;
+}
+
+/* The request hash covers what is asked for. The card enters only as its last four digits,
+ * length and expiry: no hash of a card number is ever stored. */
+static void request_hash(const struct order_place_req *rq, char out[65])
+{
+    const struct shipping_address *a = &rq->addr;
+    char last4[5];
+    payment_card_last4(rq->card.number, last4);
+    size_t len = 0;
+    for (const char *s = rq->card.number; *s; s++)
+        len += *s >= '0' && *s <= '9';
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    /* Fields are NUL-separated, so no two requests hash alike by shifting text. */
+    const char *parts[] = {a->name, a->line1, a->line2, a->city, a->region, a->postal_code,
+                           a->country, rq->method, last4};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        crypto_hash_sha256_update(&st, (const unsigned char *)parts[i], strlen(parts[i]) + 1);
+    char tail[48];
+    int n = snprintf(tail, sizeof tail, "%zu/%d/%d", len, rq->card.exp_month, rq->card.exp_year);
+    crypto_hash_sha256_update(&st, (const unsigned char *)tail, (size_t)n);
+    unsigned char h[32];
+    crypto_hash_sha256_final(&st, h);
+    sodium_bin2hex(out, 65, h, sizeof h);
+}
+
+/* --- 1: the key --- */
+
+/* The recorded outcome as the return code and out. */
+static int replay(struct saga *s, struct db_conn *c, const struct order_key *k)
+{
+    struct order_outcome *out = s->out;
+    out->replayed = true;
+    out->order_id = k->order_id;
+    out->product_id = k->product_id;
+    snprintf(out->code, sizeof out->code, "%s", k->code);
+    if ((k->err == 0 || k->err == ERR_PAYMENT) && k->order_id) {
+        int rc = order__store_load(c, k->order_id, false, &out->order);
+        if (rc < 0)
+            return rc;
+        out->retryable = out->order.retryable;
+        if (k->err == ERR_PAYMENT && !out->code[0])
+            snprintf(out->code, sizeof out->code, "%s", out->order.failure_reason);
+    }
+    return k->err;
+}
+
+/* 1: no record (go on with *c still held); otherwise the final return code. *c is held
+ * on return unless an error other than 1 came from taking it. */
+static int key_lookup(struct saga *s, struct db_conn **c)
+{
+    int64_t deadline = mono_ms() + KEY_WAIT_MS;
+    for (;;) {
+        struct order_key k;
+        int rc = order__store_key_get(*c, s->rq->user_id, s->rq->idem_key, &k);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            return 1;
+        if (strcmp(k.hash, s->hash) != 0)
+            return refuse(s->out, ERR_CONFLICT, "idempotency_key_reused");
+        if (k.done)
+            return replay(s, *c, &k);
+        if (mono_ms() > deadline)
+            return refuse(s->out, ERR_CONFLICT, "request_in_progress");
+        /* The first request is still running: wait without holding a connection. */
+        db_conn_give(*c);
+        *c = NULL;
+        sleep_ms(25);
+        if ((rc = db_conn_take(s->db, c)) < 0)
+            return rc;
+    }
+}
+
+/* --- 2: cart, catalog, prices --- */
+
+static int price_cart(struct saga *s)
+{
+    struct order_outcome *out = s->out;
+    int rc = cart_get_lines(s->app, s->rq->user_id, s->lines, &s->n);
+    if (rc < 0)
+        return rc;
+    if (s->n == 0)
+        return refuse(out, ERR_INVALID, "cart_empty");
+    s->subtotal = 0;
+    struct shipping_item si[CART_MAX_LINES];
+    struct cart_line changed[CART_MAX_LINES];
+    for (int i = 0; i < s->n; i++) {
+        struct cart_line *l = &s->lines[i];
+        struct product_info pi;
+        /* The only visit to the catalog for this order: price, name and weight at once. */
+        rc = product_get_info(s->app, l->product_id, &pi);
+        if (rc == ERR_NOTFOUND || (rc == 0 && !pi.active)) {
+            out->product_id = l->product_id;
+            return refuse(out, ERR_CONFLICT, "product_unavailable");
+        }
+        if (rc < 0)
+            return rc;
+        if (i == 0)
+            snprintf(s->currency, sizeof s->currency, "%s", pi.currency);
+        else if (strcmp(s->currency, pi.currency) != 0) {
+            out->product_id = l->product_id;
+            return refuse(out, ERR_CONFLICT, "currency_mismatch");
+        }
+        if (pi.price != l->unit_price || strcmp(pi.currency, l->currency) != 0) {
+            struct order_price_change *ch = &out->changed[out->n_changed];
+            *ch = (struct order_price_change){.product_id = l->product_id,
+                                              .old_price = l->unit_price,
+                                              .new_price = pi.price};
+            snprintf(ch->currency, sizeof ch->currency, "%s", pi.currency);
+            changed[out->n_changed] = *l;
+            changed[out->n_changed].unit_price = pi.price;
+            snprintf(changed[out->n_changed].currency, sizeof changed[0].currency, "%s",
+                     pi.currency);
+            out->n_changed++;
+        }
+        s->items[i] = (struct order_item){.product_id = l->product_id, .quantity = l->quantity,
+                                          .unit_price = pi.price};
+        snprintf(s->items[i].name, sizeof s->items[i].name, "%s", pi.name);
+        s->subtotal += pi.price * l->quantity;
+        si[i] = (struct shipping_item){l->product_id, l->quantity, pi.weight_grams};
+    }
+    if (out->n_changed > 0) {
+        /* The customer agreed to the cart's prices, not to these: show them first. */
+        if ((rc = cart_set_prices(s->app, s->rq->user_id, changed, out->n_changed)) < 0)
+            return rc;
+        log_info("checkout refused, prices changed: user_id=%lld lines=%d",
+                 (long long)s->rq->user_id, out->n_changed);
+        return refuse(out, ERR_CONFLICT, "price_changed");
+    }
+    struct shipping_option opt;
+    rc = shipping_price(s->app, si, s->n, s->rq->addr.country, s->rq->method, &opt, NULL);
+    if (rc < 0)
+        return rc;
+    /* Shipping is priced in one currency: never add it to a total in another. */
+    if (strcmp(opt.currency, s->currency) != 0)
+        return refuse(out, ERR_CONFLICT, "currency_unsupported");
+    s->shipping = opt.price;
+    s->total = s->subtotal + s->shipping;
+    return 0;
+}
+
+/* --- the end states --- */
+
+/* FAILED in one transaction with the outcome on the key (code NULL: a transient failure,
+ * the key is dropped instead), then compensation. Returns rc_out unless recording failed. */
+static int fail(struct saga *s, const char *reason, bool retryable, int rc_out, const char *code)
+{
+    static const char *const from[] = {"pending", NULL};
+    struct db_conn *c;
+    int rc = db_conn_take(s->db, &c);
+    if (rc < 0) {
+        order__compensate(s->app, s->order_id); /* may fail too: then the sweep does it */
+        return rc;
+    }
+    if ((rc = db_begin(c)) == 0)
+        rc = order__store_transition(c, s->order_id, "failed", from, reason, retryable, true,
+                                     now_ms());
+    if (rc >= 0)
+        rc = code ? order__store_key_done(c, s->rq->user_id, s->rq->idem_key, rc_out, code,
+                                          s->out->product_id)
+                  : order__store_key_drop(c, s->rq->user_id, s->rq->idem_key);
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0)
+        db_rollback(c);
+    if (rc >= 0 && rc_out == ERR_PAYMENT)
+        rc = order__store_load(c, s->order_id, false, &s->out->order);
+    db_conn_give(c);
+    /* Compensation is owed from the commit on; if it fails here the sweep finishes it. */
+    order__compensate(s->app, s->order_id);
+    if (rc < 0)
+        return rc;
+    if (code)
+        snprintf(s->out->code, sizeof s->out->code, "%s", code);
+    return rc_out;
+}
+
+/* PAID + the outcome in one transaction; the shipment on the same lease. */
+static int paid(struct saga *s)
+{
+    static const char *const from[] = {"pending", NULL};
+    struct db_conn *c;
+    int rc = db_conn_take(s->db, &c);
+    if (rc < 0)
+        return rc;
+    if ((rc = db_begin(c)) == 0)
+        rc = order__store_transition(c, s->order_id, "paid", from, NULL, false, false, now_ms());
+    if (rc == 0)
+        rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
+    if (rc > 0)
+        rc = order__store_key_done(c, s->rq->user_id, s->rq->idem_key, 0, NULL, 0);
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0) {
+        db_rollback(c);
+        db_conn_give(c);
+        return rc;
+    }
+    struct shipment_info si;
+    int src = shipping_create(s->app, s->order_id, s->rq->method, &s->rq->addr, &si);
+    if (src == 0) {
+        /* A cancel may have won the race since PAID committed: then no label. */
+        if (order__store_attach_shipment(c, s->order_id, si.id) == 0)
+            shipping_cancel(s->app, s->order_id);
+    } else {
+        log_warn("order %lld: creating the shipment failed (%s); the sweep retries",
+                 (long long)s->order_id, err_str(src));
+    }
+    rc = order__store_load(c, s->order_id, false, &s->out->order);
+    db_conn_give(c);
+    return rc;
+}
+
+/* 1 when a concurrent duplicate won the claim on the key (look it up again), else the
+ * final return code. c is held on entry and given back here. */
+static int saga_run(struct saga *s, struct db_conn *c)
+{
+    const struct order_place_req *rq = s->rq;
+    int rc = price_cart(s);
+    if (rc < 0) {
+        db_conn_give(c);
+        return rc;
+    }
+    char brand[16], last4[5];
+    snprintf(brand, sizeof brand, "%s", payment_card_brand(rq->card.number));
+    payment_card_last4(rq->card.number, last4);
+    struct order_new o = {.id = s->order_id,     .user_id = rq->user_id, .shard = s->shard,
+                          .key = rq->idem_key,   .hash = s->hash,        .currency = s->currency,
+                          .subtotal = s->subtotal, .shipping = s->shipping, .total = s->total,
+                          .method = rq->method,  .addr = &rq->addr,      .brand = brand,
+                          .last4 = last4,        .n = s->n,              .items = s->items};
+    rc = order__store_create(c, &o);
+    db_conn_give(c);
+    if (rc == ERR_CONFLICT)
+        return 1;
+    if (rc < 0)
+        return rc;
+    s->out->order_id = s->order_id;
+    log_info("order placed: order_id=%lld user_id=%lld total=%lld %s lines=%d",
+             (long long)s->order_id, (long long)rq->user_id, (long long)s->total, s->currency,
+             s->n);
+
+    struct inventory_item items[CART_MAX_LINES];
+    for (int i = 0; i < s->n; i++)
+        items[i] = (struct inventory_item){s->items[i].product_id, s->items[i].quantity};
+    int64_t short_pid = 0;
+    rc = inventory_reserve(s->app, s->order_id, items, s->n, order__settings.reservation_ttl_s,
+                           &short_pid);
+    if (rc == ERR_CONFLICT) {
+        s->out->product_id = short_pid;
+        return fail(s, "out_of_stock", true, ERR_CONFLICT, "out_of_stock");
+    }
+    if (rc < 0) {
+        fail(s, "inventory_unavailable", true, rc, NULL);
+        return rc;
+    }
+
+    char key[64], oid[21];
+    snprintf(key, sizeof key, "order-%s-authorize", id_format(s->order_id, oid));
+    struct payment_result pr;
+    rc = payment_authorize(s->app, key, s->order_id, s->total, s->currency, &rq->card, &pr);
+    if (rc == ERR_PAYMENT) {
+        const char *reason = pr.failure_reason[0] ? pr.failure_reason : "card_declined";
+        s->out->retryable = pr.retryable;
+        log_info("payment failed: order_id=%lld user_id=%lld reason=%s retryable=%s",
+                 (long long)s->order_id, (long long)rq->user_id, reason,
+                 pr.retryable ? "true" : "false");
+        return fail(s, reason, pr.retryable, ERR_PAYMENT, reason);
+    }
+    if (rc < 0 || (rc = payment_capture(s->app, s->order_id)) < 0) {
+        fail(s, "payment_unavailable", true, rc, NULL);
+        return rc;
+    }
+    rc = inventory_confirm(s->app, s->order_id);
+    if (rc == ERR_NOTFOUND) /* the reservation expired first (a very slow payment) */
+        return fail(s, "reservation_expired", true, ERR_CONFLICT, "reservation_expired");
+    if (rc < 0) {
+        fail(s, "inventory_unavailable", true, rc, NULL);
+        return rc;
+    }
+    if ((rc = paid(s)) < 0) {
+        if (rc == ERR_CONFLICT) /* already failed by the sweep: make sure it is undone */
+            order__compensate(s->app, s->order_id);
+        else
+            fail(s, "internal_error", true, rc, NULL);
+        return rc == ERR_CONFLICT ? ERR_UNAVAILABLE : rc;
+    }
+    log_info("order paid: order_id=%lld user_id=%lld total=%lld %s", (long long)s->order_id,
+             (long long)rq->user_id, (long long)s->total, s->currency);
+    /* Only the ordered quantities leave the cart: items added while checkout ran stay. */
+    if ((rc = cart_remove_lines(s->app, rq->user_id, s->lines, s->n)) < 0)
+        log_warn("order %lld: emptying the cart failed: %s", (long long)s->order_id, err_str(rc));
+    order__publish(s->app, &s->out->order, "order.paid", false);
+    return 0;
+}
+
+int order_place(struct app *app, const struct order_place_req *rq, struct order_outcome *out)
+{
+    memset(out, 0, offsetof(struct order_outcome, changed));
+    memset(&out->order, 0, sizeof out->order);
+    size_t kl = rq->idem_key ? strlen(rq->idem_key) : 0;
+    if (kl == 0 || kl > ORDER_KEY_MAX || !rq->method || !rq->card.number)
+        return ERR_INVALID;
+    struct saga *s = malloc(sizeof *s); /* ~45 KB: only the first n lines are ever read */
+    if (!s)
+        return ERR_NOMEM;
+    memset(s, 0, offsetof(struct saga, lines));
+    s->app = app;
+    s->rq = rq;
+    s->out = out;
+    request_hash(rq, s->hash);
+    s->shard = order__shard_of_user(rq->user_id);
+    s->db = app_db_shard(app, "orders", (int)s->shard);
+    s->order_id = id_new(s->shard);
+    int rc = ERR_UNAVAILABLE;
+    /* A duplicate that loses the race for the key goes back to waiting for the winner; the
+     * winner's claim only disappears again when it failed transiently. */
+    for (int attempt = 0; s->db && attempt < 50; attempt++) {
+        struct db_conn *c = NULL;
+        if ((rc = db_conn_take(s->db, &c)) < 0)
+            break;
+        rc = key_lookup(s, &c);
+        if (rc != 1) {
+            db_conn_give(c);
+            break;
+        }
+        out->n_changed = 0;
+        if ((rc = saga_run(s, c)) != 1)
+            break;
+        rc = ERR_BUSY;
+    }
+    free(s);
+    return rc;
+}
