@@ -40,7 +40,7 @@ static const int role_order[N_ROLES] = {ANON, OTHER, PREMIUM, CUSTOMER, ADMIN};
  * the customer that the calling role may cancel (one for the customer, another for the
  * admin), {shipment} the shipment of a third order of the customer, {product} a product,
  * {victim} a product only the admin's DELETE removes, {n} a number unique per request,
- * {email} the customer's email. */
+ * {email} the customer's email, {asset} the first /assets/ URL the storefront page names. */
 struct authz_case {
     const char *method, *pattern;
     const char *path, *body;
@@ -120,6 +120,23 @@ static const struct authz_case cases[] = {
      {200, 200, 200, 200, 200}},
     {"POST", "/api/v1/shipments/{id}/events", "/api/v1/shipments/{shipment}/events",
      "{\"status\":\"in_transit\"}", {401, 403, 403, 403, 200}},
+    /* the storefront and back-office pages: static documents for everyone (the pages call
+     * the API, which is where the rules above apply) */
+    {"GET", "/", "/", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/search", "/search?q=lamp", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/products/{id}", "/products/{product}", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/cart", "/cart", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/checkout", "/checkout", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/orders", "/orders", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/orders/{id}", "/orders/{order}", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/signin", "/signin", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/signup", "/signup", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/admin", "/admin", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/admin/{page}", "/admin/orders", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/admin/{page}/{id}", "/admin/orders/{order}", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/assets/{file}", "{asset}", NULL, {200, 200, 200, 200, 200}},
+    {"GET", "/images/products/{file}", "/images/products/{product}.svg", NULL,
+     {200, 200, 200, 200, 200}},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
@@ -127,7 +144,7 @@ static struct th_server srv;
 static char *admin;
 static char *tokens[N_ROLES];
 static char product[32], victim[32], order[32], cancel_customer[32], cancel_admin[32],
-    shipment[32];
+    shipment[32], asset[128];
 static unsigned counter;
 
 /* ---- the route tables ------------------------------------------------------------------ */
@@ -224,7 +241,7 @@ static void expand(const char *tmpl, int role, char *out, size_t cap)
         static const struct {
             const char *name;
         } names[] = {{"{order}"}, {"{cancel}"}, {"{shipment}"}, {"{product}"}, {"{victim}"},
-                     {"{n}"}, {"{email}"}};
+                     {"{n}"}, {"{email}"}, {"{asset}"}};
         for (size_t i = 0; i < sizeof names / sizeof names[0] && !v; i++) {
             size_t n = strlen(names[i].name);
             if (strncmp(tmpl, names[i].name, n) != 0)
@@ -240,7 +257,8 @@ static void expand(const char *tmpl, int role, char *out, size_t cap)
                 snprintf(num, sizeof num, "%u", ++counter);
                 v = num;
                 break;
-            default: v = CUSTOMER_EMAIL; break;
+            case 6: v = CUSTOMER_EMAIL; break;
+            default: v = asset; break;
             }
         }
         if (!v) {
@@ -379,6 +397,16 @@ static void test_matrix(void **state)
     assert_int_equal(th_call(&srv, "GET", opath, tokens[CUSTOMER], &r, NULL), 0);
     assert_int_equal(r.status, 200);
     copy_str(th_jstr(r.json, "shipment.id"), shipment, sizeof shipment);
+    th_resp_free(&r);
+
+    assert_int_equal(th_call(&srv, "GET", "/", NULL, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    const char *a = strstr(r.body, "/assets/");
+    assert_non_null(a);
+    size_t alen = strcspn(a, "\"' >");
+    assert_true(alen > 8 && alen < sizeof asset);
+    memcpy(asset, a, alen);
+    asset[alen] = 0;
     th_resp_free(&r);
 
     /* every route × every role; logout last */
