@@ -249,6 +249,8 @@ static void dispatch(struct http_req *req)
         http__error_respond(req, rc);
 }
 
+void http__dispatch(struct http_req *req) { dispatch(req); }
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,

@@ -15,6 +15,7 @@
  * service uses it. Files: recommendation.c (this), recommendation_store.c (schema and SQL),
  * recommendation_http.c (the route). */
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,11 +70,13 @@ int order_event_decode(const char *payload, size_t len, struct order_event *out)
             break;
         struct order_event_item *o = &out->items[out->n];
         json_int_t q = json_integer_value(json_object_get(it, "quantity"));
+        json_int_t price = json_integer_value(json_object_get(it, "unit_price"));
+        /* bounded so that quantity * unit_price (a line's revenue) cannot overflow */
         if (id_parse(json_string_value(json_object_get(it, "product_id")), &o->product_id) < 0 ||
-            q <= 0 || q > 1000000)
+            q <= 0 || q > 1000000 || price < 0 || price > INT64_MAX / 1000000)
             continue;
         o->quantity = (int)q;
-        o->unit_price = json_integer_value(json_object_get(it, "unit_price"));
+        o->unit_price = price;
         out->n++;
     }
 out:
