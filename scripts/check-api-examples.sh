@@ -10,6 +10,8 @@
 # tokens, timestamps, cursors, request ids, trace ids, Content-Length, Date) and removing all
 # whitespace; "…" in the expected output skips anything. Needs curl, jq and perl.
 # Usage: scripts/check-api-examples.sh BIN [DOC]      (BIN: the emporium binary)
+#        CHECK_API_KEEP=1 …   keeps the work directory: each block's real output is in
+#        blocks/NNN.out, ready to paste into the page after a change of the API.
 set -euo pipefail
 bin=$(realpath "${1:?usage: check-api-examples.sh BIN [DOC]}")
 doc=$(realpath "${2:-$(dirname "$0")/../docs/api.md}")
@@ -23,7 +25,11 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   fi
-  rm -rf "$work"
+  if [ -n "${CHECK_API_KEEP:-}" ]; then
+    echo "check-api-examples: kept $work (blocks/NNN.sh, .expected, .out)" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
 

@@ -130,7 +130,7 @@ while IFS= read -r f; do
 done <<<"$files"
 
 # --- 4: the settings tables match the settings the code reads ----------------------------
-code_settings=$(grep -rhoE '"EMPORIUM_[A-Z0-9_]+"' src 2>/dev/null | tr -d '"' | sort -u)
+code_settings=$(grep -rhoE '"EMPORIUM_[A-Z0-9_]*[A-Z0-9]"' src 2>/dev/null | tr -d '"' | sort -u)
 for doc in README.md docs/operations.md; do
   if [ ! -f "$doc" ]; then
     problem "$doc is missing"
