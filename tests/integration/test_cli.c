@@ -325,6 +325,15 @@ static void test_settings_validated(void **state)
             run_free(&r);
         }
     }
+    /* --help still works with a bad setting in the environment. */
+    struct run h = run_cmd(ENV("EMPORIUM_LOG_LEVEL=loud"), ARGS("serve", "--help"));
+    assert_int_equal(h.status, 0);
+    assert_non_null(strstr(h.out, "--listen"));
+    run_free(&h);
+    h = run_cmd(ENV("EMPORIUM_THREADS=x"), ARGS("user", "create", "--help"));
+    assert_int_equal(h.status, 0);
+    assert_non_null(strstr(h.out, "--email"));
+    run_free(&h);
     /* The database URL is never echoed (it may carry a password). */
     struct run r = run_cmd(ENV("EMPORIUM_DATABASE_URL=mysql://u:hunter2@db/x", dd), ARGS("migrate"));
     assert_int_equal(r.status, 2);
