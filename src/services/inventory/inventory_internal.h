@@ -2,7 +2,6 @@
 /* inventory_internal.h — shared between the inventory service's own files only. */
 #ifndef EMPORIUM_INVENTORY_INTERNAL_H
 #define EMPORIUM_INVENTORY_INTERNAL_H
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,16 +19,12 @@
 /* Sweeper: how often it looks for expired reservations, and how many it releases a round. */
 #define INVENTORY_SWEEP_MS 1000
 #define INVENTORY_SWEEP_BATCH 200
+#define INVENTORY_SWEEP_ROUNDS 10
 
 /* The service's state, owned by the app (app_service_ctx(app, "inventory")): allocated by
  * init(), freed by deinit(). */
 struct inventory_ctx {
     inventory_product_known_fn product_known; /* registered by the catalog; may be NULL */
-    /* the reservation sweeper's thread */
-    pthread_t sweeper;
-    bool sweeper_running, sweeper_stop;
-    pthread_mutex_t sweeper_mu;
-    pthread_cond_t sweeper_cv;
 };
 
 struct http_route;
