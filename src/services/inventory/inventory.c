@@ -570,7 +570,7 @@ static void sweep_job(struct app *app, void *vctx)
         log_warn("inventory: sweeping expired reservations failed: %s", err_str(n));
 }
 
-static int inventory_init(struct app *app)
+int inventory__init(struct app *app)
 {
     struct inventory_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
@@ -585,18 +585,10 @@ static int inventory_init(struct app *app)
     return rc;
 }
 
-static void inventory_deinit(struct app *app)
+void inventory__deinit(struct app *app)
 {
     /* app_free() stopped the timer thread before any deinit: no sweep can be running */
     struct inventory_ctx *ctx = ctx_of(app);
     app_set_service_ctx(app, "inventory", NULL);
     free(ctx);
 }
-
-const struct service service_inventory = {
-    .name = "inventory",
-    .routes = inventory__routes,
-    .dbs = inventory__dbs,
-    .init = inventory_init,
-    .deinit = inventory_deinit,
-};

@@ -6,6 +6,9 @@
 #include <stdint.h>
 
 #include "emporium/db.h"
+#ifndef EMPORIUM_SERVICE_NO_HTTP
+#define EMPORIUM_SERVICE_NO_HTTP /* layered: only the *_http.c files see HTTP */
+#endif
 #include "emporium/service.h"
 #include "emporium/svc/inventory.h"
 
@@ -27,9 +30,11 @@ struct inventory_ctx {
     inventory_product_known_fn product_known; /* registered by the catalog; may be NULL */
 };
 
-struct http_route;
-extern const struct http_route inventory__routes[];
 extern const struct service_db inventory__dbs[];
+/* Lifecycle (inventory.c); the service definition is in inventory_http.c, next to its routes. */
+int inventory__init(struct app *app);
+void inventory__deinit(struct app *app);
+
 
 /* Releases up to `max` active reservations whose expires_at has passed. Returns how many
  * were released (>= 0) or an ERR_*. Safe to run concurrently with anything (several
