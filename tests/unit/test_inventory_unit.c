@@ -72,7 +72,11 @@ static int setup(void **state)
      * catalog's cost and is covered through HTTP by test_inventory.c. */
     cfg.services = "inventory";
     cfg.demo = false;
-    return app_new(&app, &cfg) == 0 ? 0 : -1;
+    if (app_new(&app, &cfg) != 0)
+        return -1;
+    /* background jobs run only once started, as `emporium serve` does: the reservation
+     * sweep is one of them (test_expiry) */
+    return app_start_timers(app) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -285,7 +289,7 @@ static void test_expiry(void **state)
     level(p, &a, &res);
     assert_int_equal(a, 0);
     assert_int_equal(res, 3);
-    /* The sweeper (every ~1 s) gives it back without anyone touching it. */
+    /* The sweep job (every ~1 s) gives it back without anyone touching it. */
     int64_t deadline = mono_ms() + 60000; /* generous: a slow machine */
     do {
         usleep(100 * 1000);

@@ -23,7 +23,6 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
-#include "emporium/service.h"
 #include "emporium/svc/product.h"
 #include "analytics_internal.h"
 
@@ -126,14 +125,7 @@ void analytics__default_range(char from[11], char to[11])
     day_of(now - 29LL * 86400 * 1000, from);
 }
 
-static int analytics_init(struct app *app)
+int analytics__init(struct app *app)
 {
     return bus_subscribe(RECOMMENDATION_TOPIC, on_order_event, app);
 }
-
-const struct service service_analytics = {
-    .name = "analytics",
-    .routes = analytics__routes,
-    .dbs = analytics__dbs,
-    .init = analytics_init,
-};

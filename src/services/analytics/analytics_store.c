@@ -16,7 +16,6 @@
 #include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
-#include "emporium/service.h"
 #include "analytics_internal.h"
 
 static const struct db_migration analytics_migrations[] = {

@@ -13,17 +13,16 @@
  *
  * After a commit that changed `available`, a stock.changed message per product goes out on
  * the INVENTORY_TOPIC bus topic (the catalog listens); the inventory calls no other service.
- * Reservations expire on their own: a sweeper releases up to INVENTORY_SWEEP_BATCH expired
- * reservations every INVENTORY_SWEEP_MS (more rounds at once while it finds full batches);
+ * Reservations expire on their own: a timer job (timer.h, `emporium serve` only) releases up
+ * to INVENTORY_SWEEP_BATCH expired reservations every INVENTORY_SWEEP_MS (more rounds at once
+ * while it finds full batches, at most INVENTORY_SWEEP_ROUNDS);
  * expired reservations are also released when touched (confirm, or a reserve that finds
  * stock short). Several processes may sweep one database: each release is a conditional
  * transition, so a reservation is given back exactly once. */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -33,6 +32,7 @@
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/outbox.h"
+#include "emporium/timer.h"
 #include "inventory_internal.h"
 
 #define OUTBOX_TOPIC "inventory"
@@ -555,90 +555,40 @@ int inventory__sweep(struct app *app, int max)
 
 /* ---------------------------------------------------------------- lifecycle */
 
-/* One sweep: rounds of INVENTORY_SWEEP_BATCH while full batches come back. */
-static void sweep_round(struct app *app, struct inventory_ctx *ctx)
+/* The sweep job (timer.h: `serve` only, on the monotonic clock): rounds of
+ * INVENTORY_SWEEP_BATCH while full batches come back, at most INVENTORY_SWEEP_ROUNDS a run so
+ * a run stays short. */
+static void sweep_job(struct app *app, void *vctx)
 {
-    int n;
+    int n, rounds = 0;
     do {
         n = inventory__sweep(app, INVENTORY_SWEEP_BATCH);
         if (n > 0)
             log_info("inventory: released %d expired reservation(s)", n);
-    } while (n >= INVENTORY_SWEEP_BATCH && !__atomic_load_n(&ctx->sweeper_stop, __ATOMIC_RELAXED));
+    } while (n >= INVENTORY_SWEEP_BATCH && ++rounds < INVENTORY_SWEEP_ROUNDS);
     if (n < 0 && n != ERR_UNAVAILABLE)
         log_warn("inventory: sweeping expired reservations failed: %s", err_str(n));
 }
 
-static void *sweeper_main(void *arg)
-{
-    struct app *app = arg;
-    struct inventory_ctx *ctx = ctx_of(app);
-    pthread_mutex_lock(&ctx->sweeper_mu);
-    while (!ctx->sweeper_stop) {
-        pthread_mutex_unlock(&ctx->sweeper_mu);
-        sweep_round(app, ctx);
-        pthread_mutex_lock(&ctx->sweeper_mu);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (long)INVENTORY_SWEEP_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        while (!ctx->sweeper_stop &&
-               pthread_cond_timedwait(&ctx->sweeper_cv, &ctx->sweeper_mu, &until) != ETIMEDOUT)
-            ;
-    }
-    pthread_mutex_unlock(&ctx->sweeper_mu);
-    return NULL;
-}
-
-static int inventory_init(struct app *app)
+int inventory__init(struct app *app)
 {
     struct inventory_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return ERR_NOMEM;
     int rc = app_set_service_ctx(app, "inventory", ctx);
+    if (rc == 0)
+        rc = timer_add(app, "inventory.reservation_sweep", INVENTORY_SWEEP_MS, sweep_job, ctx);
     if (rc < 0) {
-        free(ctx);
-        return rc;
-    }
-    pthread_mutex_init(&ctx->sweeper_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ctx->sweeper_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&ctx->sweeper, NULL, sweeper_main, app) != 0) {
-        pthread_cond_destroy(&ctx->sweeper_cv);
-        pthread_mutex_destroy(&ctx->sweeper_mu);
         app_set_service_ctx(app, "inventory", NULL);
         free(ctx);
-        return ERR_NOMEM;
     }
-    ctx->sweeper_running = true;
-    return 0;
+    return rc;
 }
 
-static void inventory_deinit(struct app *app)
+void inventory__deinit(struct app *app)
 {
+    /* app_free() stopped the timer thread before any deinit: no sweep can be running */
     struct inventory_ctx *ctx = ctx_of(app);
-    if (!ctx)
-        return;
-    if (ctx->sweeper_running) {
-        pthread_mutex_lock(&ctx->sweeper_mu);
-        __atomic_store_n(&ctx->sweeper_stop, true, __ATOMIC_RELAXED);
-        pthread_cond_broadcast(&ctx->sweeper_cv);
-        pthread_mutex_unlock(&ctx->sweeper_mu);
-        pthread_join(ctx->sweeper, NULL);
-    }
-    pthread_cond_destroy(&ctx->sweeper_cv);
-    pthread_mutex_destroy(&ctx->sweeper_mu);
     app_set_service_ctx(app, "inventory", NULL);
     free(ctx);
 }
-
-const struct service service_inventory = {
-    .name = "inventory",
-    .routes = inventory__routes,
-    .dbs = inventory__dbs,
-    .init = inventory_init,
-    .deinit = inventory_deinit,
-};

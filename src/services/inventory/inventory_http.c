@@ -64,8 +64,16 @@ static int h_put(struct http_req *req)
     return reply_level(req, &l);
 }
 
-const struct http_route inventory__routes[] = {
+static const struct http_route routes[] = {
     {"GET", "/api/v1/inventory/{product_id}", h_get, ROUTE_ADMIN},
     {"PUT", "/api/v1/inventory/{product_id}", h_put, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
+};
+
+const struct service service_inventory = {
+    .name = "inventory",
+    .routes = routes,
+    .dbs = inventory__dbs,
+    .init = inventory__init,
+    .deinit = inventory__deinit,
 };

@@ -2,11 +2,13 @@
 /* inventory_internal.h — shared between the inventory service's own files only. */
 #ifndef EMPORIUM_INVENTORY_INTERNAL_H
 #define EMPORIUM_INVENTORY_INTERNAL_H
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "emporium/db.h"
+#ifndef EMPORIUM_SERVICE_NO_HTTP
+#define EMPORIUM_SERVICE_NO_HTTP /* layered: only the *_http.c files see HTTP */
+#endif
 #include "emporium/service.h"
 #include "emporium/svc/inventory.h"
 
@@ -20,21 +22,19 @@
 /* Sweeper: how often it looks for expired reservations, and how many it releases a round. */
 #define INVENTORY_SWEEP_MS 1000
 #define INVENTORY_SWEEP_BATCH 200
+#define INVENTORY_SWEEP_ROUNDS 10
 
 /* The service's state, owned by the app (app_service_ctx(app, "inventory")): allocated by
  * init(), freed by deinit(). */
 struct inventory_ctx {
     inventory_product_known_fn product_known; /* registered by the catalog; may be NULL */
-    /* the reservation sweeper's thread */
-    pthread_t sweeper;
-    bool sweeper_running, sweeper_stop;
-    pthread_mutex_t sweeper_mu;
-    pthread_cond_t sweeper_cv;
 };
 
-struct http_route;
-extern const struct http_route inventory__routes[];
 extern const struct service_db inventory__dbs[];
+/* Lifecycle (inventory.c); the service definition is in inventory_http.c, next to its routes. */
+int inventory__init(struct app *app);
+void inventory__deinit(struct app *app);
+
 
 /* Releases up to `max` active reservations whose expires_at has passed. Returns how many
  * were released (>= 0) or an ERR_*. Safe to run concurrently with anything (several

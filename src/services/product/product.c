@@ -22,7 +22,6 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
-#include "emporium/service.h"
 #include "emporium/svc/inventory.h"
 #include "product_internal.h"
 
@@ -334,7 +333,7 @@ static int product_known(struct app *app, int64_t id)
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
-static void product_deinit(struct app *app)
+void product__deinit(struct app *app)
 {
     struct product_ctx *ctx = product__ctx(app);
     if (!ctx)
@@ -345,7 +344,7 @@ static void product_deinit(struct app *app)
     free(ctx);
 }
 
-static int product_init(struct app *app)
+int product__init(struct app *app)
 {
     struct product_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
@@ -360,7 +359,7 @@ static int product_init(struct app *app)
     }
     if ((rc = product__cache_init(ctx)) < 0 ||
         (rc = bus_subscribe(INVENTORY_TOPIC, on_inventory_event, app)) < 0) {
-        product_deinit(app);
+        product__deinit(app);
         return rc;
     }
     /* the inventory's init ran first (the registry is in name order); without the inventory
@@ -368,27 +367,3 @@ static int product_init(struct app *app)
     rc = inventory_set_product_check(app, product_known);
     return rc == ERR_UNAVAILABLE ? 0 : rc;
 }
-
-/* `emporium seed` flags, checked by main.c before the data dir is opened. */
-static const struct cli_flag seed_flags[] = {
-    {"--products", "N", "products to generate", 1, 10000000, true},
-    {"--categories", "M", "categories (default: products/25, at most 1000)", 1, 1000, false},
-    {"--seed", "S", "random seed (default 42)", 0, 0xffffffffL, false},
-    {NULL, NULL, NULL, 0, 0, false},
-};
-static const struct cli_command seed_cli = {"seed", "generate a demo catalog",
-                                            "emporium seed --products 1000 --categories 40",
-                                            seed_flags, NULL};
-
-const struct service service_product = {
-    .name = "product",
-    .routes = product__routes,
-    .dbs = product__dbs,
-    .init = product_init,
-    .deinit = product_deinit,
-    .command = "seed",
-    .run_command = product__seed_command,
-    .command_help = "generate a demo catalog: seed --products N [--categories M] [--seed S]",
-    .cli = &seed_cli,
-    .on_serve = product__on_serve,
-};

@@ -91,20 +91,11 @@ void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists)
                  err_str(rc));
 }
 
-/* EMPORIUM_PRODUCT_CACHE_MB (default 64, 0: no cache). TODO(operator): read it from struct
- * config (product_cache_mb) once config.c validates it. */
-static size_t cache_bytes(void)
-{
-    const char *env = getenv("EMPORIUM_PRODUCT_CACHE_MB");
-    if (env && atoi(env) >= 0)
-        return (size_t)atoi(env) * 1024 * 1024;
-    return (size_t)64 * 1024 * 1024;
-}
-
 int product__cache_init(struct product_ctx *ctx)
 {
     atomic_store(&ctx->generation, 1);
-    size_t bytes = cache_bytes();
+    /* EMPORIUM_PRODUCT_CACHE_MB, validated by config.c; 0: no cache */
+    size_t bytes = (size_t)app_config(ctx->app)->product_cache_mb * 1024 * 1024;
     if (bytes) {
         ctx->l1 = cache_l1_new("product", bytes, PRODUCT_CACHE_SHARDS);
         if (!ctx->l1)

@@ -339,7 +339,7 @@ static int h_delete(struct http_req *req)
     return http_reply_raw(req, 204, NULL, "", 0, false);
 }
 
-const struct http_route product__routes[] = {
+static const struct http_route routes[] = {
     {"GET", "/api/v1/products", h_list, 0},
     {"GET", "/api/v1/products/{id}", h_get, 0},
     {"POST", "/api/v1/products", h_create, ROUTE_ADMIN},
@@ -347,4 +347,17 @@ const struct http_route product__routes[] = {
     {"DELETE", "/api/v1/products/{id}", h_delete, ROUTE_ADMIN},
     {"GET", "/api/v1/categories", h_categories, 0},
     {NULL, NULL, NULL, 0},
+};
+
+const struct service service_product = {
+    .name = "product",
+    .routes = routes,
+    .dbs = product__dbs,
+    .init = product__init,
+    .deinit = product__deinit,
+    .command = "seed",
+    .run_command = product__seed_command,
+    .command_help = "generate a demo catalog: seed --products N [--categories M] [--seed S]",
+    .cli = &product__seed_cli,
+    .on_serve = product__on_serve,
 };

@@ -14,6 +14,9 @@
 
 #include "emporium/buf.h"
 #include "emporium/db.h"
+#ifndef EMPORIUM_SERVICE_NO_HTTP
+#define EMPORIUM_SERVICE_NO_HTTP /* layered: only the *_http.c files see HTTP */
+#endif
 #include "emporium/service.h"
 #include "emporium/svc/product.h"
 
@@ -29,9 +32,11 @@
 #define PRODUCT_MAX_WORDS 16
 #define PRODUCT_WORD_MAX 64
 
-struct http_route;
-extern const struct http_route product__routes[];
 extern const struct service_db product__dbs[];
+/* Lifecycle (product.c); the service definition is in product_http.c, next to its routes. */
+int product__init(struct app *app);
+void product__deinit(struct app *app);
+
 
 /* ---- the service's context (app_service_ctx(app, "product")) -------------------------- */
 
@@ -176,6 +181,8 @@ int product__attr_cat(const struct product_attrs *a, const char *slug); /* -1: n
 /* ---- seed (product_seed.c) ------------------------------------------------------------- */
 
 int product__seed_command(struct app *app, int argc, char **argv);
+/* The command's flags, checked by main.c before the data dir is opened. */
+extern const struct cli_command product__seed_cli;
 int product__on_serve(struct app *app);
 /* Generates and inserts n products over m categories; progress on a TTY when show. */
 int product__seed(struct app *app, int n, int m, bool show_progress, uint32_t seed);

@@ -319,3 +319,14 @@ int product__on_serve(struct app *app)
              DEMO_PRODUCTS, DEMO_CATEGORIES, (long long)(mono_ms() - t0));
     return 0;
 }
+
+/* `emporium seed` flags, checked by main.c before the data dir is opened. */
+static const struct cli_flag seed_flags[] = {
+    {"--products", "N", "products to generate", 1, 10000000, true},
+    {"--categories", "M", "categories (default: products/25, at most 1000)", 1, 1000, false},
+    {"--seed", "S", "random seed (default 42)", 0, 0xffffffffL, false},
+    {NULL, NULL, NULL, 0, 0, false},
+};
+const struct cli_command product__seed_cli = {"seed", "generate a demo catalog",
+                                            "emporium seed --products 1000 --categories 40",
+                                            seed_flags, NULL};

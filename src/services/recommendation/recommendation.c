@@ -27,7 +27,6 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
-#include "emporium/service.h"
 #include "emporium/svc/product.h"
 #include "recommendation_internal.h"
 
@@ -154,14 +153,7 @@ int recommendation_list(struct app *app, int64_t id, int limit, struct recommend
     return 0;
 }
 
-static int rec_init(struct app *app)
+int recommendation__init(struct app *app)
 {
     return bus_subscribe(RECOMMENDATION_TOPIC, on_order_event, app);
 }
-
-const struct service service_recommendation = {
-    .name = "recommendation",
-    .routes = recommendation__routes,
-    .dbs = recommendation__dbs,
-    .init = rec_init,
-};

@@ -15,7 +15,6 @@
 #include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
-#include "emporium/service.h"
 #include "recommendation_internal.h"
 
 static const struct db_migration rec_migrations[] = {
