@@ -37,6 +37,9 @@ struct config {
     double rl_anon_rate, rl_anon_burst;       /* EMPORIUM_RL_ANON="rate:burst" per IP per service */
     double rl_user_rate, rl_user_burst;       /* EMPORIUM_RL_USER */
     double rl_premium_rate, rl_premium_burst; /* EMPORIUM_RL_PREMIUM */
+    double rl_strict_rate, rl_strict_burst; /* EMPORIUM_RL_AUTH; 0.2:10 per IP (register, login) */
+    int offload_threads;       /* EMPORIUM_OFFLOAD_THREADS; 16: slow-work threads (ROUTE_OFFLOAD) */
+    int offload_queue;         /* EMPORIUM_OFFLOAD_QUEUE; 64: slow requests waiting beyond those */
     /* logs */
     bool access_log;           /* EMPORIUM_ACCESS_LOG; on */
     enum log_level log_level;  /* EMPORIUM_LOG_LEVEL: debug|info|warn|error; info */
@@ -57,8 +60,8 @@ struct config {
 void config_defaults(struct config *cfg);
 /* config_defaults() and then every EMPORIUM_* variable. Returns 0, or ERR_INVALID after
  * printing one line per bad variable on stderr. Unknown EMPORIUM_* variables are warned
- * about (a typo should not pass silently); EMPORIUM_TEST_* and EMPORIUM_BIN are the test
- * tools' own and ignored. */
+ * about (a typo should not pass silently); EMPORIUM_TEST_*, EMPORIUM_BIN and EMPORIUM_CHROMIUM
+ * are the test tools' own and ignored. */
 int config_from_env(struct config *cfg);
 /* Sets one setting by its variable name from a string (how flags are applied: `source` is
  * the flag, e.g. "--threads", used in the message). 0, or ERR_INVALID with the message

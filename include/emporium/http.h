@@ -42,6 +42,19 @@ enum {
     ROUTE_ADMIN = 1u << 1, /* the admin role is required (implies ROUTE_AUTH; else 403) */
     ROUTE_NOLIMIT = 1u << 2, /* exempt from rate limiting (health, metrics) */
     ROUTE_NOLOG = 1u << 3,   /* not in the access log */
+    /* The handler does slow or blocking work (argon2id, a payment provider call, a wait for
+     * a concurrent duplicate): it runs on the bounded slow-work pool (EMPORIUM_OFFLOAD_THREADS
+     * threads, EMPORIUM_OFFLOAD_QUEUE more waiting) instead of a request thread, so other
+     * requests are never stuck behind it. Pool full: 503 `overloaded` with Retry-After.
+     * Nothing changes for the handler (it may run on any thread; the arena is its own). */
+    ROUTE_OFFLOAD = 1u << 4,
+    /* The response is user-specific: `Cache-Control: private, no-store`. Also applied to
+     * every response to a request carrying a bearer token or an X-Cart-Token, and to every
+     * response that sets X-Cart-Token, whatever the route's flags. */
+    ROUTE_PRIVATE = 1u << 5,
+    /* On top of the normal limits, a tight per-client-address limit shared by every route
+     * with this flag (EMPORIUM_RL_AUTH, default 0.2/s with a burst of 10): register, login. */
+    ROUTE_LIMIT_STRICT = 1u << 6,
 };
 
 struct http_route {
@@ -79,6 +92,9 @@ int http_reply_json(struct http_req *req, int status, json_t *body);
 /* Sends bytes; copy=true copies them, else they must outlive the response (static data). */
 int http_reply_raw(struct http_req *req, int status, const char *content_type,
                    const char *data, size_t len, bool copy);
+/* 201 Created with `Location: location` (a path such as /api/v1/orders/123, copied) and
+ * `body` as JSON (stolen, as with http_reply_json). */
+int http_reply_created(struct http_req *req, const char *location, json_t *body);
 /* Adds a response header (copied). */
 int http_add_header(struct http_req *req, const char *name, const char *value);
 /* Records the field at fault and a message for the error response, returns code (so

@@ -17,6 +17,7 @@
  * times in a statement, as on PostgreSQL; which SQLite index each $n has is worked out once
  * when the statement is prepared and kept with it, so binding is positional. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "adapters/db_internal.h"
 #include "emporium/err.h"
@@ -733,7 +735,9 @@ static const struct db__ops sq_ops = {
     .rollback = sq_rollback,
 };
 
-/* mkdir -p: the data directory of a fresh install does not exist yet. */
+/* mkdir -p: the data directory of a fresh install does not exist yet. What it creates is
+ * 0700 (whatever the umask): the files hold password hashes, addresses and secrets. An
+ * existing directory is left as the operator made it. */
 static int sq_mkdirs(const char *dir)
 {
     char *p = strdup(dir);
@@ -744,7 +748,10 @@ static int sq_mkdirs(const char *dir)
         if (*s == '/' || *s == '\0') {
             char saved = *s;
             *s = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            if (mkdir(p, 0700) == 0) {
+                if (chmod(p, 0700) != 0)
+                    log_warn("db: cannot set the mode of %s: %s", p, strerror(errno));
+            } else if (errno != EEXIST) {
                 log_error("db: cannot create directory %s: %s", p, strerror(errno));
                 rc = ERR_UNAVAILABLE;
                 break;
@@ -756,6 +763,31 @@ static int sq_mkdirs(const char *dir)
     }
     free(p);
     return rc;
+}
+
+/* The database file is created 0600 before SQLite opens it, and SQLite gives the -wal and
+ * -shm files it creates the database file's mode, so all three are the owner's only. Files
+ * of an older install that other users can read are narrowed to the owner (0600 at most). */
+static int sq_file_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("db: cannot open %s: %s", path, strerror(errno));
+        return ERR_UNAVAILABLE;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077) && fchmod(fd, st.st_mode & 0700) != 0)
+        log_warn("db: %s is readable by other users and its mode cannot be changed: %s", path,
+                 strerror(errno));
+    close(fd);
+    static const char *const side[] = {"-wal", "-shm"};
+    for (int i = 0; i < 2; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s%s", path, side[i]);
+        if (stat(p, &st) == 0 && (st.st_mode & 077))
+            chmod(p, st.st_mode & 0700);
+    }
+    return 0;
 }
 
 int db__sqlite_open(struct db **out, const char *name, const struct db_options *opt)
@@ -788,7 +820,9 @@ int db__sqlite_open(struct db **out, const char *name, const struct db_options *
 
     /* Open one connection now so a bad path fails here, at startup, not on a request. */
     struct db_conn *c;
-    rc = sq_take(&db->base, &c);
+    rc = sq_file_private(db->path);
+    if (rc == 0)
+        rc = sq_take(&db->base, &c);
     if (rc < 0) {
         sq_close(&db->base);
         return rc;

@@ -61,6 +61,12 @@ static const struct setting settings[] = {
      "signed-in limit per user per service, RATE:BURST"},
     {"EMPORIUM_RL_PREMIUM", K_RATE, F(rl_premium_rate), F(rl_premium_burst), 0, 0,
      "premium limit per user per service, RATE:BURST"},
+    {"EMPORIUM_RL_AUTH", K_RATE, F(rl_strict_rate), F(rl_strict_burst), 0, 0,
+     "register and login together, per address, RATE:BURST"},
+    {"EMPORIUM_OFFLOAD_THREADS", K_INT, F(offload_threads), 0, 1, 256,
+     "slow-work threads (password hashing, payment calls)"},
+    {"EMPORIUM_OFFLOAD_QUEUE", K_INT, F(offload_queue), 0, 0, 100000,
+     "slow requests waiting for a slow-work thread before 503"},
     {"EMPORIUM_ACCESS_LOG", K_BOOL, F(access_log), 0, 0, 0, "one log line per request"},
     {"EMPORIUM_LOG_LEVEL", K_LEVEL, F(log_level), 0, 0, 0, "lowest level logged"},
     {"EMPORIUM_LOG_FORMAT", K_FORMAT, F(log_format), 0, 0, 0,
@@ -105,6 +111,9 @@ void config_defaults(struct config *cfg)
         .rl_anon_rate = 100, .rl_anon_burst = 200,
         .rl_user_rate = 50, .rl_user_burst = 100,
         .rl_premium_rate = 200, .rl_premium_burst = 400,
+        .rl_strict_rate = 0.2, .rl_strict_burst = 10,
+        .offload_threads = 16,
+        .offload_queue = 64,
         .access_log = true,
         .log_level = LOG_INFO,
         .log_format = LOG_FORMAT_AUTO,
@@ -413,7 +422,7 @@ int config_from_env(struct config *cfg)
     /* A misspelt variable would otherwise be ignored without a word. */
     for (char **e = environ; e && *e; e++) {
         if (strncmp(*e, "EMPORIUM_", 9) != 0 || !strncmp(*e, "EMPORIUM_TEST_", 14) ||
-            !strncmp(*e, "EMPORIUM_BIN=", 13))
+            !strncmp(*e, "EMPORIUM_BIN=", 13) || !strncmp(*e, "EMPORIUM_CHROMIUM=", 18))
             continue;
         const char *eq = strchr(*e, '=');
         size_t n = eq ? (size_t)(eq - *e) : strlen(*e);

@@ -64,6 +64,11 @@ struct http_req {
     json_t *err_extra;
 
     int64_t start_us;
+
+    const char *allow;      /* arena: Allow value for 405 / OPTIONS */
+    bool token_given;       /* the request carried a bearer token or a cart token */
+    int offload;            /* 0, or 1 once handed to the slow-work pool */
+    _Atomic bool offload_done;
 };
 
 struct http_route_entry {
@@ -73,6 +78,11 @@ struct http_route_entry {
     const char *segs[12];
     size_t seg_lens[12];
     int index; /* into the metrics table */
+    /* Query parameters the OpenAPI document gives this operation; others are refused.
+     * query_documented false: the document does not describe the route, nothing is checked. */
+    bool query_documented;
+    int n_query;
+    char **query;
 };
 
 /* router.c */
@@ -82,6 +92,11 @@ void http__router_free(void);
  * differs. On success fills req->route and req->params. */
 int http__route(struct http_req *req, const char *path);
 int http__route_count(void);
+/* Writes the methods of every route whose pattern matches path as an Allow value ("GET,
+ * HEAD, POST, OPTIONS"); returns how many routes matched (0: no such path). */
+int http__route_allow(const char *path, char *out, size_t cap);
+/* Whether `name` is a documented query parameter of the request's route. */
+bool http__route_query_allowed(const struct http_route_entry *e, const char *name);
 const struct http_route_entry *http__route_at(int i);
 
 /* errmap.c: sets the JSON error response for code. */
@@ -95,9 +110,27 @@ void http__metrics_observe(int route_index, int status, int64_t dur_us);
 void http__metrics_inflight(int delta);
 void http__metrics_write(struct buf *out);
 
+/* offload.c: the slow-work pool for ROUTE_OFFLOAD handlers. */
+struct http_offload;
+int http__offload_new(struct http_offload **out, int threads, int queue_max,
+                      void (*run)(struct http_req *req));
+/* Queues req for run(); before_queue(req) is called under the pool's lock just before the
+ * job becomes visible to the workers (the server suspends the connection there). Returns 0,
+ * ERR_BUSY when the pool and its queue are full, ERR_UNAVAILABLE when stopping, ERR_NOMEM. */
+int http__offload_submit(struct http_offload *o, struct http_req *req,
+                         void (*before_queue)(struct http_req *req));
+void http__offload_stats(struct http_offload *o, int *running, int *waiting);
+/* Runs what is queued, joins the threads, frees. NULL is a no-op. */
+void http__offload_free(struct http_offload *o);
+
 /* ops.c: operational routes */
 extern const struct http_route http__ops_routes[];
 
 int64_t http__now_us(void);
+
+/* server.c: runs the chain and the error mapping (no response is queued). inject.c: the
+ * header (header != 0) or query value of an injected request (conn == NULL). */
+void http__dispatch(struct http_req *req);
+const char *http__inject_value(const struct http_req *req, int header, const char *name);
 
 #endif

@@ -63,6 +63,7 @@ static int h_metrics(struct http_req *req)
     metrics_write_process(&out);
     write_db_metrics(&out, http_app(req));
     metrics_write_all(&out);
+    metrics_write_counters(&out);
     size_t len;
     char *s = buf_steal(&out, &len);
     if (!s)

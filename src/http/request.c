@@ -29,11 +29,15 @@ const char *http_param(const struct http_req *req, const char *name)
 
 const char *http_query(const struct http_req *req, const char *name)
 {
+    if (!req->conn) /* injected (inject.c) */
+        return http__inject_value(req, 0, name);
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *http_header(const struct http_req *req, const char *name)
 {
+    if (!req->conn) /* injected (inject.c) */
+        return http__inject_value(req, 1, name);
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
@@ -84,6 +88,8 @@ json_t *http_json_body(struct http_req *req, int *err)
 
 int http_add_header(struct http_req *req, const char *name, const char *value)
 {
+    if (!name || !value) /* e.g. an arena_printf() that failed */
+        return ERR_NOMEM;
     if (req->n_headers == HTTP_MAX_RESP_HEADERS)
         return ERR_TOOBIG;
     char *n = arena_strdup(req->arena, name), *v = arena_strdup(req->arena, value);
@@ -144,6 +150,16 @@ int http_reply_json(struct http_req *req, int status, json_t *body)
     req->resp_len = strlen(s);
     req->resp_owned = true;
     return 0;
+}
+
+int http_reply_created(struct http_req *req, const char *location, json_t *body)
+{
+    int rc = http_add_header(req, "Location", location);
+    if (rc < 0) {
+        json_decref(body);
+        return rc;
+    }
+    return http_reply_json(req, 201, body);
 }
 
 static void set_message(struct http_req *req, const char *fmt, va_list ap)

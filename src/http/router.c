@@ -6,7 +6,13 @@
  * into segments; "{name}" matches any one non-empty segment. Literal routes are tried before
  * parameterised ones only by table order, so services list their literal paths first
  * (e.g. /products/search before /products/{id}). With a few dozen routes a linear scan is
- * cheaper than any index. */
+ * cheaper than any index.
+ *
+ * Each route also learns its query parameters from the OpenAPI document built from the
+ * *.openapi.json fragments (operation and path-level parameters, `in: query`, $refs into
+ * components/parameters resolved), so an unknown parameter can be refused with 400 like an
+ * unknown body field, and the document stays the one place that lists them. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +56,60 @@ static int router_add(const char *service, const struct http_route *r, int *cap)
     return 0;
 }
 
+/* Adds the query parameters in `params` (an OpenAPI parameters array) to e. */
+static int add_query_params(struct http_route_entry *e, json_t *params, json_t *components)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(params, i, p) {
+        const char *ref = json_string_value(json_object_get(p, "$ref"));
+        static const char prefix[] = "#/components/parameters/";
+        if (ref && !strncmp(ref, prefix, sizeof prefix - 1))
+            p = json_object_get(json_object_get(components, "parameters"),
+                                ref + sizeof prefix - 1);
+        const char *in = json_string_value(json_object_get(p, "in"));
+        const char *name = json_string_value(json_object_get(p, "name"));
+        if (!in || strcmp(in, "query") != 0 || !name)
+            continue;
+        char **q = realloc(e->query, (size_t)(e->n_query + 1) * sizeof *q);
+        if (!q)
+            return ERR_NOMEM;
+        e->query = q;
+        if (!(q[e->n_query] = strdup(name)))
+            return ERR_NOMEM;
+        e->n_query++;
+    }
+    return 0;
+}
+
+static int load_query_params(void)
+{
+    json_t *doc = http_openapi_document();
+    if (!doc)
+        return 0; /* the unit test checks the document; routes stay unchecked */
+    json_t *paths = json_object_get(doc, "paths");
+    json_t *components = json_object_get(doc, "components");
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n_routes; i++) {
+        struct http_route_entry *e = &routes[i];
+        json_t *item = json_object_get(paths, e->route.pattern);
+        char method[16];
+        size_t k = 0;
+        for (; e->route.method[k] && k < sizeof method - 1; k++)
+            method[k] = (char)(e->route.method[k] | 0x20);
+        method[k] = 0;
+        json_t *op = json_object_get(item, method);
+        if (!op)
+            continue;
+        e->query_documented = true;
+        rc = add_query_params(e, json_object_get(item, "parameters"), components);
+        if (rc == 0)
+            rc = add_query_params(e, json_object_get(op, "parameters"), components);
+    }
+    json_decref(doc);
+    return rc;
+}
+
 int http__router_build(struct app *app)
 {
     int cap = 0, rc = 0;
@@ -62,14 +122,31 @@ int http__router_build(struct app *app)
         for (const struct http_route *r = svc->routes; rc == 0 && r && r->method; r++)
             rc = router_add(svc->name, r, &cap);
     }
+    if (rc == 0)
+        rc = load_query_params();
     return rc;
 }
 
 void http__router_free(void)
 {
+    for (int i = 0; i < n_routes; i++) {
+        for (int k = 0; k < routes[i].n_query; k++)
+            free(routes[i].query[k]);
+        free(routes[i].query);
+    }
     free(routes);
     routes = NULL;
     n_routes = 0;
+}
+
+bool http__route_query_allowed(const struct http_route_entry *e, const char *name)
+{
+    if (!e->query_documented)
+        return true;
+    for (int i = 0; i < e->n_query; i++)
+        if (!strcmp(e->query[i], name))
+            return true;
+    return false;
 }
 
 int http__route_count(void) { return n_routes; }
@@ -131,6 +208,30 @@ int http__route(struct http_req *req, const char *path)
         return 0;
     }
     return path_seen ? ERR_METHOD : ERR_NOTFOUND;
+}
+
+int http__route_allow(const char *path, char *out, size_t cap)
+{
+    /* In a fixed order, whatever the route tables' order. */
+    static const char *const order[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+    bool have[6] = {false};
+    int matched = 0;
+    for (int i = 0; i < n_routes; i++) {
+        if (!route_match(&routes[i], path, NULL))
+            continue;
+        matched++;
+        for (int k = 0; k < 6; k++)
+            if (!strcmp(routes[i].route.method, order[k]))
+                have[k] = true;
+    }
+    have[1] = have[1] || have[0]; /* HEAD is served by every GET route */
+    size_t len = 0;
+    out[0] = 0;
+    for (int k = 0; k < 6; k++)
+        if (have[k])
+            len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s, ", order[k]);
+    snprintf(out + (len < cap ? len : cap - 1), len < cap ? cap - len : 1, "OPTIONS");
+    return matched;
 }
 
 void http_routes_foreach(void (*fn)(const char *service, const struct http_route *r, void *ctx),

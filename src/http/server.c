@@ -2,18 +2,31 @@
 /* server.c — libmicrohttpd glue and the middleware chain.
  *
  * Threading: MHD runs an epoll listener per worker in a pool sized from the CPU count; each
- * request lives on one worker thread from its first callback to its completion callback.
+ * request lives on one worker thread from its first callback to its completion callback,
+ * except the handler of a ROUTE_OFFLOAD route: the connection is suspended, the handler runs
+ * on the slow-work pool (offload.c), which resumes the connection when it is done, and the
+ * response is sent from the connection's thread again. Request threads never block on slow
+ * work, so /health and cached reads keep answering while registrations hash passwords and
+ * checkouts wait on the payment provider.
  *
  * Keep-alive trap (INFRA.md): a response queued on the *first* access callback makes MHD
  * close the connection, so we only queue on the final callback — except to refuse an
  * over-large declared body early, where closing is what we want.
  *
  * The chain, in order: request id and traceparent → header size limit → body limit →
- * routing (404/405) → authentication → role → rate limit → handler → one error mapping →
- * access log and metrics (in the completion callback, so they see the final status). */
+ * routing (404/405, OPTIONS and CORS preflight answered here) → authentication → role →
+ * rate limit (plus the strict per-address class) → unknown query parameters → handler (here
+ * or offloaded) → one error mapping → response headers that depend on the request
+ * (Cache-Control: private, WWW-Authenticate, CORS) → access log and metrics (in the
+ * completion callback, so they see the final status).
+ *
+ * The listening socket is made here, without SO_REUSEPORT unless EMPORIUM_REUSE_PORT=on:
+ * a second server on a port in use must fail, not share the port with the first. */
 #include "emporium/server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +50,9 @@ struct http_server {
     struct app *app;
     const struct config *cfg;
     int port;
+    int listen_fd;
+    struct http_offload *offload;
+    _Atomic long offload_rejected;
 };
 
 static _Atomic long inflight;
@@ -168,9 +184,20 @@ static int mw_ratelimit(struct http_req *req)
         burst = cfg->rl_anon_burst;
     }
     struct rl_result r;
-    int rc = ratelimit_take(app_ratelimit(req->app), key, rate, burst, now_ms(), &r);
+    int64_t now = now_ms();
+    int rc = ratelimit_take(app_ratelimit(req->app), key, rate, burst, now, &r);
     if (rc < 0)
         return 0; /* a limiter failure must not take the shop down */
+    /* The strict class: one bucket per address shared by its routes (register, login),
+     * whoever is logged in. The headers describe whichever limit binds. */
+    if (r.allowed && (req->route->route.flags & ROUTE_LIMIT_STRICT)) {
+        struct rl_result strict;
+        snprintf(key, sizeof key, "strict|ip:%s", req->client_ip);
+        if (ratelimit_take(app_ratelimit(req->app), key, cfg->rl_strict_rate,
+                           cfg->rl_strict_burst, now, &strict) == 0 &&
+            (!strict.allowed || strict.remaining < r.remaining))
+            r = strict;
+    }
     char v[32];
     snprintf(v, sizeof v, "%.0f", r.limit);
     http_add_header(req, "RateLimit-Limit", v);
@@ -185,8 +212,110 @@ static int mw_ratelimit(struct http_req *req)
     return http_fail(req, ERR_RATELIMITED, NULL, "rate limit exceeded, retry after %s s", v);
 }
 
-static int run_chain(struct http_req *req)
+/* Whether origin is in EMPORIUM_CORS_ORIGINS (a comma-separated list of exact origins, or *). */
+static bool origin_allowed(const struct config *cfg, const char *origin)
 {
+    const char *p = cfg->cors_origins;
+    if (!p || !origin || !*origin)
+        return false;
+    size_t olen = strlen(origin);
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        size_t n = (size_t)(t - p);
+        if ((n == 1 && *p == '*') || (n == olen && n && !memcmp(p, origin, n)))
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+/* Sets a response header, replacing one of the same name. */
+static void header_set(struct http_req *req, const char *name, const char *value)
+{
+    for (int i = 0; i < req->n_headers; i++)
+        if (!strcasecmp(req->headers[i].name, name)) {
+            const char *v = arena_strdup(req->arena, value);
+            if (v)
+                req->headers[i].value = v;
+            return;
+        }
+    http_add_header(req, name, value);
+}
+
+static bool header_has(const struct http_req *req, const char *name)
+{
+    for (int i = 0; i < req->n_headers; i++)
+        if (!strcasecmp(req->headers[i].name, name))
+            return true;
+    return false;
+}
+
+static const char cors_allow_headers[] =
+    "Authorization, Content-Type, Idempotency-Key, If-None-Match, X-Cart-Token, X-Request-Id, "
+    "traceparent";
+static const char cors_expose_headers[] =
+    "X-Request-Id, X-Cart-Token, Location, ETag, Retry-After, RateLimit-Limit, "
+    "RateLimit-Remaining, RateLimit-Reset, traceparent";
+
+/* OPTIONS on a known path: 204 with Allow; a CORS preflight from an allowed origin also
+ * gets the Access-Control-* answer (others get none, and the browser refuses). */
+static int answer_options(struct http_req *req)
+{
+    http_add_header(req, "Allow", req->allow);
+    const char *origin = http_header(req, "Origin");
+    const char *want = http_header(req, "Access-Control-Request-Method");
+    if (want && origin_allowed(app_config(req->app), origin)) {
+        http_add_header(req, "Access-Control-Allow-Origin", origin);
+        http_add_header(req, "Access-Control-Allow-Methods", req->allow);
+        http_add_header(req, "Access-Control-Allow-Headers", cors_allow_headers);
+        http_add_header(req, "Access-Control-Max-Age", "600");
+        http_add_header(req, "Vary", "Origin, Access-Control-Request-Method, "
+                                     "Access-Control-Request-Headers");
+    }
+    return http_reply_raw(req, 204, NULL, "", 0, false);
+}
+
+struct query_check {
+    const struct http_route_entry *route;
+    const char *unknown;
+};
+
+static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    struct query_check *q = cls;
+    if (http__route_query_allowed(q->route, key))
+        return MHD_YES;
+    q->unknown = key;
+    return MHD_NO;
+}
+
+static int mw_query(struct http_req *req)
+{
+    struct query_check q = {.route = req->route};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, &q);
+    if (!q.unknown)
+        return 0;
+    /* Name the parameter when it is plain text (the field goes into a JSON string). */
+    bool plain = strlen(q.unknown) < 60;
+    for (const char *c = q.unknown; plain && *c; c++)
+        plain = *c > 0x20 && *c < 0x7f;
+    return http_fail(req, ERR_INVALID, plain && *q.unknown ? q.unknown : "query",
+                     "unknown query parameter");
+}
+
+/* Everything before the handler. Returns < 0 (error set), 0 (run the handler) or 1 (the
+ * request was answered here: OPTIONS). */
+static int run_middleware(struct http_req *req)
+{
+    req->token_given = http_header(req, "Authorization") || http_header(req, "X-Cart-Token");
     if (req->body_too_big)
         return http_fail(req, ERR_TOOBIG, "body", "request body exceeds %zu bytes",
                          app_config(req->app)->max_body);
@@ -205,20 +334,73 @@ static int run_chain(struct http_req *req)
     int rc = http__route(req, path);
     if (rc == ERR_NOTFOUND)
         return http_fail(req, rc, NULL, "no such endpoint");
-    if (rc == ERR_METHOD)
+    bool options = !strcmp(req->method, "OPTIONS");
+    if (rc == ERR_METHOD || options) {
+        char allow[64];
+        http__route_allow(path, allow, sizeof allow);
+        req->allow = arena_strdup(req->arena, allow);
+        if (!req->allow)
+            return ERR_NOMEM;
+        if (options)
+            return answer_options(req) < 0 ? ERR_NOMEM : 1;
         return http_fail(req, rc, NULL, "method %s not allowed here", req->method);
+    }
     if ((rc = mw_authenticate(req)) < 0)
         return rc;
     if ((rc = mw_ratelimit(req)) < 0)
         return rc;
-    rc = req->route->route.fn(req);
+    if ((rc = mw_query(req)) < 0)
+        return rc;
+    return 0;
+}
+
+static void run_handler(struct http_req *req)
+{
+    int rc = req->route->route.fn(req);
     if (rc == 0 && req->status == 0)
         rc = ERR_INTERNAL;
-    return rc;
+    if (rc < 0)
+        http__error_respond(req, rc);
+}
+
+/* On a slow-work thread. The connection stays suspended (so MHD neither times it out nor
+ * completes it) until the resume, after which on_request() sends the response. */
+static void offload_run(struct http_req *req)
+{
+    run_handler(req);
+    atomic_store(&req->offload_done, true);
+    MHD_resume_connection(req->conn);
+}
+
+static void offload_suspend(struct http_req *req)
+{
+    req->offload = 1;
+    MHD_suspend_connection(req->conn);
+}
+
+/* Response headers that depend on the request rather than on the handler. */
+static void finish_headers(struct http_req *req)
+{
+    if (req->status == 401 && !header_has(req, "WWW-Authenticate"))
+        http_add_header(req, "WWW-Authenticate",
+                        http_header(req, "Authorization")
+                            ? "Bearer realm=\"emporium\", error=\"invalid_token\""
+                            : "Bearer realm=\"emporium\"");
+    if ((req->route && (req->route->route.flags & ROUTE_PRIVATE)) || req->token_given ||
+        header_has(req, "X-Cart-Token"))
+        header_set(req, "Cache-Control", "private, no-store");
+    const char *origin = http_header(req, "Origin");
+    if (origin && !header_has(req, "Access-Control-Allow-Origin") &&
+        origin_allowed(app_config(req->app), origin)) {
+        http_add_header(req, "Access-Control-Allow-Origin", origin);
+        http_add_header(req, "Access-Control-Expose-Headers", cors_expose_headers);
+        http_add_header(req, "Vary", "Origin");
+    }
 }
 
 static enum MHD_Result send_response(struct http_req *req)
 {
+    finish_headers(req);
     struct MHD_Response *resp;
     if (req->resp_owned) {
         resp = MHD_create_response_from_buffer(req->resp_len, req->resp_data,
@@ -226,7 +408,8 @@ static enum MHD_Result send_response(struct http_req *req)
         if (resp)
             req->resp_owned = false, req->resp_data = NULL;
     } else {
-        resp = MHD_create_response_from_buffer(req->resp_len, req->resp_data ? req->resp_data : (char *)"",
+        resp = MHD_create_response_from_buffer(req->resp_len,
+                                               req->resp_data ? req->resp_data : (char *)"",
                                                MHD_RESPMEM_PERSISTENT);
     }
     if (!resp)
@@ -242,11 +425,38 @@ static enum MHD_Result send_response(struct http_req *req)
     return r;
 }
 
-static void dispatch(struct http_req *req)
+/* Runs the chain and either answers now or hands the handler to the slow-work pool. */
+static enum MHD_Result dispatch(struct http_server *srv, struct http_req *req)
 {
-    int rc = run_chain(req);
+    int rc = run_middleware(req);
+    if (rc == 0 && (req->route->route.flags & ROUTE_OFFLOAD) && srv->offload) {
+        rc = http__offload_submit(srv->offload, req, offload_suspend);
+        if (rc == 0)
+            return MHD_YES; /* suspended: offload_run() resumes it */
+        if (rc == ERR_BUSY) {
+            srv->offload_rejected++;
+            http_add_header(req, "Retry-After", "2");
+            rc = http_fail_code(req, ERR_BUSY, "overloaded", NULL,
+                                "too many slow requests in progress, retry shortly");
+        }
+    } else if (rc == 0) {
+        run_handler(req);
+    }
     if (rc < 0)
         http__error_respond(req, rc);
+    return send_response(req);
+}
+
+/* The chain without a connection (http_inject, for fuzzers and fault tests): slow routes run
+ * right here, and the response stays on req for the caller to take. */
+void http__dispatch(struct http_req *req)
+{
+    int rc = run_middleware(req);
+    if (rc == 0)
+        run_handler(req);
+    else
+        http__error_respond(req, rc);
+    finish_headers(req);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -280,8 +490,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > srv->cfg->max_body) {
             req->body_too_big = true;
-            dispatch(req);
-            return send_response(req);
+            return dispatch(srv, req);
         }
         return MHD_YES;
     }
@@ -296,10 +505,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (req->offload) /* resumed by the slow-work pool: the handler has run */
+        return atomic_load(&req->offload_done) ? send_response(req) : MHD_YES;
     if (req->status) /* already answered (early 413) */
         return MHD_YES;
-    dispatch(req);
-    return send_response(req);
+    return dispatch(srv, req);
 }
 
 static void access_log(struct http_req *req, int status, int64_t dur_us)
@@ -393,7 +603,53 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn("http: %s", msg);
 }
 
-static void write_http_metrics(struct buf *out, void *ctx) { http__metrics_write(out); }
+static void write_http_metrics(struct buf *out, void *ctx)
+{
+    struct http_server *srv = ctx;
+    http__metrics_write(out);
+    int running = 0, waiting = 0;
+    http__offload_stats(srv->offload, &running, &waiting);
+    buf_printf(out,
+               "# HELP emporium_offload_running Handlers running on the slow-work pool.\n"
+               "# TYPE emporium_offload_running gauge\nemporium_offload_running %d\n"
+               "# HELP emporium_offload_waiting Slow requests waiting for a slow-work thread.\n"
+               "# TYPE emporium_offload_waiting gauge\nemporium_offload_waiting %d\n"
+               "# HELP emporium_offload_rejected_total Slow requests refused with 503 because "
+               "the pool and its queue were full.\n"
+               "# TYPE emporium_offload_rejected_total counter\n"
+               "emporium_offload_rejected_total %ld\n",
+               running, waiting, (long)srv->offload_rejected);
+}
+
+/* The listening socket. SO_REUSEADDR only lets a restarted server bind while old connections
+ * linger in TIME_WAIT; it does not let two servers share the port. SO_REUSEPORT would (the
+ * kernel then splits connections between them), so it is set only when the operator asks
+ * for it to hand a port over from an old process to a new one without downtime. */
+static int open_listener(const struct config *cfg, const struct sockaddr_in *sa, int *out)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        log_error("cannot listen on %s: %s", cfg->listen, strerror(errno));
+        return ERR_UNAVAILABLE;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (cfg->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        log_warn("EMPORIUM_REUSE_PORT: SO_REUSEPORT not available: %s", strerror(errno));
+    if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) != 0 || listen(fd, 1024) != 0) {
+        int e = errno;
+        if (e == EADDRINUSE)
+            log_error("cannot listen on %s: address already in use (another process serves "
+                      "this port; stop it or choose another with --listen)",
+                      cfg->listen);
+        else
+            log_error("cannot listen on %s: %s", cfg->listen, strerror(e));
+        close(fd);
+        return ERR_UNAVAILABLE;
+    }
+    *out = fd;
+    return 0;
+}
 
 int http_server_start(struct http_server **out, struct app *app)
 {
@@ -408,38 +664,50 @@ int http_server_start(struct http_server **out, struct app *app)
         return ERR_NOMEM;
     srv->app = app;
     srv->cfg = cfg;
-    int rc = http__router_build(app);
+    srv->listen_fd = -1;
+    int rc = open_listener(cfg, &sa, &srv->listen_fd);
+    if (rc == 0)
+        rc = http__router_build(app);
     if (rc == 0)
         rc = http__metrics_init(http__route_count());
+    if (rc == 0)
+        rc = http__offload_new(&srv->offload, cfg->offload_threads, cfg->offload_queue,
+                               offload_run);
     if (rc < 0) {
+        http__metrics_free();
         http__router_free();
+        if (srv->listen_fd >= 0)
+            close(srv->listen_fd);
         free(srv);
         return rc;
     }
-    metrics_add_writer(write_http_metrics, NULL);
+    metrics_add_writer(write_http_metrics, srv);
     unsigned threads = (unsigned)config_worker_threads(cfg);
     /* MHD clears a connection's memory pool between keep-alive requests, so the pool size
      * is paid on every request: 32 KiB holds our 16 KiB header limit with room to spare
      * (64 KiB cost ~12 % of the CPU of a cached product read in memset). */
     srv->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+            MHD_ALLOW_SUSPEND_RESUME,
+        0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         log_error("cannot listen on %s", cfg->listen);
         metrics_remove_all();
+        http__offload_free(srv->offload);
         http__metrics_free();
         http__router_free();
+        close(srv->listen_fd);
         free(srv);
         return ERR_UNAVAILABLE;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : ntohs(sa.sin_port);
-    log_info("listening on %s (port %d, %u worker threads)", cfg->listen, srv->port, threads);
+    log_info("listening on %s (port %d, %u worker threads, %d slow-work threads)", cfg->listen,
+             srv->port, threads, cfg->offload_threads);
     *out = srv;
     return 0;
 }
@@ -463,6 +731,9 @@ void http_server_stop(struct http_server *srv)
     if (inflight > 0)
         log_warn("shutdown: %ld requests still running after %d s", (long)inflight,
                  srv->cfg->drain_seconds);
+    /* Slow handlers still running finish and resume their connections before MHD stops
+     * (it must not be stopped with connections suspended). */
+    http__offload_free(srv->offload);
     MHD_stop_daemon(srv->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);

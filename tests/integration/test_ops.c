@@ -174,8 +174,14 @@ static void test_ready_reports_down_database(void **state)
     th_resp_free(&r);
 
     atomic_store(&relay.cut, true);
-    usleep(100000);
-    assert_int_equal(th_req(&s, "GET", "/ready", NULL, NULL, &r), 0);
+    /* The relay drops its connections on its next round: wait for /ready to notice. */
+    for (int i = 0; i < 3000; i++) {
+        assert_int_equal(th_req(&s, "GET", "/ready", NULL, NULL, &r), 0);
+        if (r.status == 503)
+            break;
+        th_resp_free(&r);
+        usleep(20000);
+    }
     assert_true(th_is_error(&r, 503, "not_ready", NULL));
     json_t *down = json_object_get(json_object_get(r.json, "error"), "down");
     assert_true(json_array_size(down) >= 1);
@@ -207,6 +213,32 @@ static void test_ready_reports_down_database(void **state)
     relay_stop(&relay);
 }
 
+
+/* The server's emporium_http_requests_in_flight (the /metrics request included); -1 when
+ * /metrics did not answer. */
+static long in_flight(struct th_server *s)
+{
+    struct th_resp r;
+    if (th_req(s, "GET", "/metrics", NULL, NULL, &r) != 0)
+        return -1;
+    long n = -1;
+    const char *p = r.status == 200 ? strstr(r.body, "\nemporium_http_requests_in_flight ") : NULL;
+    if (p)
+        n = strtol(p + 34, NULL, 10);
+    th_resp_free(&r);
+    return n;
+}
+
+/* Polls (60 s at most) until exactly `want` requests are in flight. */
+static bool wait_in_flight(struct th_server *s, long want)
+{
+    for (int i = 0; i < 30000; i++) {
+        if (in_flight(s) == want)
+            return true;
+        usleep(2000);
+    }
+    return false;
+}
 
 struct slow_order {
     struct th_server *s;
@@ -260,8 +292,10 @@ static void test_sigterm_drains_in_flight(void **state)
 
     struct slow_order o = {.s = &s, .token = tok};
     pthread_t t;
+    assert_true(wait_in_flight(&s, 1)); /* only the /metrics request itself */
     assert_int_equal(pthread_create(&t, NULL, place_slow_order, &o), 0);
-    usleep(300000); /* the order is now waiting on the (slow) payment provider */
+    /* SIGTERM once the server has the order (it then waits on the slow provider). */
+    assert_true(wait_in_flight(&s, 2));
     kill(s.pid, SIGTERM);
     pthread_join(t, NULL);
     assert_int_equal(o.rc, 0);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "emporium/config.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
+#include "emporium/metrics.h"
 #include "emporium/server.h"
 
 static void test_buf(void **state)
@@ -180,6 +182,53 @@ static void test_arena(void **state)
     assert_int_equal(cleanup_log[3], 1);
 }
 
+struct count_ctx {
+    int n;
+};
+
+static void *count_many(void *arg)
+{
+    struct count_ctx *c = arg;
+    for (int i = 0; i < c->n; i++) {
+        metrics_count("emporium_test_orders_total", i % 2 ? "paid" : "cancelled");
+        metrics_count("emporium_test_orders_total", "paid");
+    }
+    return NULL;
+}
+
+static void test_metrics_counters(void **state)
+{
+    assert_int_equal(metrics_counter_declare("emporium_test_orders_total", "status",
+                                             "Orders by status reached."),
+                     0);
+    assert_int_equal(metrics_counter_declare("bad name", "status", "x"), ERR_INVALID);
+    assert_int_equal(metrics_counter_declare("emporium_ok_total", "bad-label", "x"), ERR_INVALID);
+    /* Four threads count at once; nothing is lost. */
+    pthread_t t[4];
+    struct count_ctx c = {.n = 5000};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, count_many, &c), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(metrics_counter_value("emporium_test_orders_total", "paid"), 4 * 7500);
+    assert_int_equal(metrics_counter_value("emporium_test_orders_total", "cancelled"), 4 * 2500);
+    assert_int_equal(metrics_counter_value("emporium_test_orders_total", "refunded"), 0);
+    /* An undeclared family still counts, under a generic label; odd values are escaped. */
+    metrics_count_add("emporium_test_cart_adds_total", "gu\"est\\\n", 3);
+    struct buf out = BUF_INIT(0);
+    metrics_write_counters(&out);
+    metrics_write_process(&out);
+    assert_int_equal(out.err, 0);
+    assert_non_null(strstr(out.p, "# HELP emporium_test_orders_total Orders by status reached.\n"
+                                  "# TYPE emporium_test_orders_total counter\n"));
+    assert_non_null(strstr(out.p, "emporium_test_orders_total{status=\"paid\"} 30000\n"));
+    assert_non_null(strstr(out.p, "emporium_test_orders_total{status=\"cancelled\"} 10000\n"));
+    assert_non_null(strstr(out.p, "# TYPE emporium_test_cart_adds_total counter\n"));
+    assert_non_null(strstr(out.p, "emporium_test_cart_adds_total{kind=\"gu\\\"est\\\\\\n\"} 3\n"));
+    assert_non_null(strstr(out.p, "emporium_build_info{version=\"" EMPORIUM_VERSION "\"} 1\n"));
+    buf_free(&out);
+}
+
 static void test_ids(void **state)
 {
     int64_t prev = 0;
@@ -267,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_buf_fixed_and_escape_max),
         cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_metrics_counters),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_err_names),

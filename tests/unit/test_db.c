@@ -990,6 +990,54 @@ static void test_sqlite_file(void **state)
     assert_true(db_open(&db, "x", &o) < 0);
 }
 
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        fail_msg("%s: missing", path);
+    return st.st_mode & 07777;
+}
+
+/* Issue 9: the data dir and the database files are the owner's only, whatever the umask. */
+static void test_sqlite_file_modes(void **state)
+{
+    if (t_pg) {
+        skip();
+        return;
+    }
+    mode_t old = umask(022); /* the usual umask, which made them 0755 / 0644 */
+    char dir[300], path[400];
+    snprintf(dir, sizeof dir, "%s/private/data", t_dir);
+    struct db_options o = {.data_dir = dir};
+    struct db *db = NULL;
+    assert_int_equal(db_open(&db, "secrets", &o), 0);
+    assert_int_equal(db_query_once(db, "CREATE TABLE t (id BIGINT PRIMARY KEY)", 0, NULL, NULL), 0);
+    assert_int_equal(db_query_once(db, "INSERT INTO t (id) VALUES (1)", 0, NULL, NULL), 1);
+    assert_int_equal(mode_of(dir), 0700);
+    snprintf(path, sizeof path, "%s/private", t_dir);
+    assert_int_equal(mode_of(path), 0700); /* every directory it created */
+    snprintf(path, sizeof path, "%s/secrets.db", dir);
+    assert_int_equal(mode_of(path), 0600);
+    snprintf(path, sizeof path, "%s/secrets.db-wal", dir); /* WAL mode, written: both exist */
+    assert_int_equal(mode_of(path), 0600);
+    snprintf(path, sizeof path, "%s/secrets.db-shm", dir);
+    assert_int_equal(mode_of(path), 0600);
+    db_close(db);
+
+    /* Files of an older install, readable by everyone, are narrowed when opened. */
+    snprintf(path, sizeof path, "%s/secrets.db", dir);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(db_open(&db, "secrets", &o), 0);
+    assert_int_equal(mode_of(path), 0600);
+    db_close(db);
+    /* A directory that already existed is the operator's: left alone. */
+    assert_int_equal(chmod(dir, 0750), 0);
+    assert_int_equal(db_open(&db, "secrets", &o), 0);
+    assert_int_equal(mode_of(dir), 0750);
+    db_close(db);
+    umask(old);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1011,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_conn_take_in),
         cmocka_unit_test(test_pg_unreachable),
         cmocka_unit_test(test_sqlite_file),
+        cmocka_unit_test(test_sqlite_file_modes),
     };
     return cmocka_run_group_tests_name(getenv("EMPORIUM_TEST_BACKEND") ? getenv("EMPORIUM_TEST_BACKEND") : "sqlite",
                                        tests, group_setup, group_teardown);

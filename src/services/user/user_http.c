@@ -121,8 +121,8 @@ static int h_me(struct http_req *req)
 }
 
 static const struct http_route user_routes[] = {
-    {"POST", "/api/v1/auth/register", h_register, 0},
-    {"POST", "/api/v1/auth/login", h_login, 0},
+    {"POST", "/api/v1/auth/register", h_register, ROUTE_OFFLOAD | ROUTE_LIMIT_STRICT},
+    {"POST", "/api/v1/auth/login", h_login, ROUTE_OFFLOAD | ROUTE_LIMIT_STRICT},
     {"POST", "/api/v1/auth/logout", h_logout, ROUTE_AUTH},
     {"GET", "/api/v1/users/me", h_me, ROUTE_AUTH},
     {NULL, NULL, NULL, 0},
