@@ -219,6 +219,10 @@ async function viewProduct(id) {
       if (!fieldError(form, fieldName, r.error.message)) formError(form, r.error.message);
       return;
     }
+    if (isNew) {
+      // now that it has an id, its picture can be drawn from its name and category
+      await api('PATCH', '/products/' + r.data.id, { image_url: '/images/products/' + r.data.id + '.svg' }, { noCart: true });
+    }
     toast(isNew ? 'Product created.' : 'Saved.');
     go('/admin/products/' + r.data.id, true);
   });

@@ -174,11 +174,12 @@ async function render() {
   }
   router.notFound();
 }
-function go(url, replace) {
+async function go(url, replace) {
   if (replace) history.replaceState(null, '', url); else history.pushState(null, '', url);
   show.moved = true;
   window.scrollTo(0, 0);
-  return render();
+  if (router.onNav) router.onNav();
+  await render();
 }
 function startRouter(onNav) {
   document.addEventListener('click', (e) => {
@@ -190,8 +191,8 @@ function startRouter(onNav) {
     e.preventDefault();
     go(url.pathname + url.search);
   });
-  window.addEventListener('popstate', () => { show.moved = true; render(); });
-  if (onNav) window.addEventListener('popstate', onNav);
+  router.onNav = onNav;
+  window.addEventListener('popstate', () => { show.moved = true; if (onNav) onNav(); render(); });
   return render();
 }
 const params = () => new URLSearchParams(location.search);

@@ -443,7 +443,7 @@ async function viewOrder(id) {
   const placed = params().get('placed') === '1';
   show(placed ? 'Order confirmed' : 'Order ' + o.id,
     h('h1', {}, placed ? (o.status === 'on_hold' ? 'Thank you! Your order is being reviewed' : 'Thank you! Your order is confirmed') : 'Order ' + o.id),
-    placed ? h('p', { class: 'notice notice-ok', role: 'status' }, 'Order ' + o.id + ' is placed. We will email you when it ships.') : null,
+    placed ? h('p', { class: 'notice notice-ok', role: 'status' }, 'Order ' + o.id + ' is placed. Follow its shipment here or in your order history.') : null,
     placed ? null : h('p', { class: 'muted' }, 'Placed ' + when(o.created_at)),
     orderDetails(o),
     h('p', {}, h('a', { href: '/orders' }, 'All your orders')));

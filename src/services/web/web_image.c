@@ -1,26 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /* web_image.c — product pictures: a deterministic SVG drawn for each product.
  *
- * The demo catalog's image_url is /images/products/<SKU>.jpg; a product created through the
- * API may name /images/products/<id>.svg. Both are answered here with an SVG (the extension
- * is only a name: the Content-Type says what it is). With an id the picture is drawn from the
- * product's name and category (svc/product.h); the client interface has no lookup by SKU, so
- * a SKU's picture is drawn from the SKU alone. Same input, same bytes: the ETag is a hash of
- * them, and the image carries its own CSP so opening it directly can run nothing. */
+ * The palette follows the category (a category's products look related), the shapes follow
+ * the product's key (its id or SKU), the monogram is the name's initials (or the SKU's last
+ * characters when the name is not known). Same input, same bytes. Served by h_image()
+ * in web_http.c. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "emporium/app.h"
-#include "emporium/err.h"
-#include "emporium/id.h"
-#include "emporium/svc/product.h"
 #include "web_internal.h"
 
 #define IMG_W 400
 #define IMG_H 300
 
-static uint64_t fnv1a(const char *s)
+uint64_t web__hash(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
     for (; *s; s++)
@@ -114,8 +108,8 @@ size_t web__product_svg(char *out, size_t cap, const char *key, const char *name
 {
     /* The palette follows the category, so a category's products look related; the shapes
      * follow the product. */
-    uint64_t seed = fnv1a(key);
-    uint64_t pal = category[0] ? fnv1a(category) : seed;
+    uint64_t seed = web__hash(key);
+    uint64_t pal = category[0] ? web__hash(category) : seed;
     int hue = (int)(pal % 360);
     char c1[8], c2[8], ink[8];
     hsl_hex(hue, 55, 34, c1);
@@ -170,55 +164,4 @@ size_t web__product_svg(char *out, size_t cap, const char *key, const char *name
         ink, c2, esc_label, ink, caption);
 #undef PUT
     return len;
-}
-
-int web__image(struct http_req *req)
-{
-    const char *file = http_param(req, "file");
-    const char *dot = strrchr(file, '.');
-    if (!dot || (strcmp(dot, ".jpg") && strcmp(dot, ".svg") && strcmp(dot, ".png")))
-        return http_fail(req, ERR_NOTFOUND, NULL, "no such image");
-    char key[80];
-    size_t klen = (size_t)(dot - file);
-    if (klen == 0 || klen >= sizeof key)
-        return http_fail(req, ERR_NOTFOUND, NULL, "no such image");
-    for (size_t i = 0; i < klen; i++) {
-        char c = file[i];
-        if (!(isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.'))
-            return http_fail(req, ERR_NOTFOUND, NULL, "no such image");
-    }
-    memcpy(key, file, klen);
-    key[klen] = 0;
-
-    struct app *app = http_app(req);
-    struct product_info info;
-    const char *name = "", *category = "";
-    int64_t id;
-    bool all_digits = strspn(key, "0123456789") == klen;
-    if (all_digits) {
-        /* by id: the product must exist (hidden ones keep their picture for the back office) */
-        if (!app_has_service(app, "product") || id_parse(key, &id) < 0)
-            return http_fail(req, ERR_NOTFOUND, NULL, "no such image");
-        int rc = product_get_info(app, id, &info);
-        if (rc == ERR_NOTFOUND)
-            return http_fail(req, ERR_NOTFOUND, NULL, "no such product");
-        if (rc < 0)
-            return rc;
-        name = info.name;
-        category = info.category;
-    }
-    char svg[8192];
-    size_t len = web__product_svg(svg, sizeof svg, key, name, category);
-    if (len == 0)
-        return ERR_INTERNAL;
-    char etag[32];
-    snprintf(etag, sizeof etag, "\"i%016llx\"", (unsigned long long)fnv1a(svg));
-    /* Names can change (by id), so an hour, then revalidate with the ETag. */
-    http_add_header(req, "Cache-Control", "public, max-age=3600");
-    http_add_header(req, "ETag", etag);
-    http_add_header(req, "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
-    web__security_headers(req, false);
-    if (web__etag_matches(http_header(req, "If-None-Match"), etag))
-        return http_reply_raw(req, 304, NULL, "", 0, false);
-    return http_reply_raw(req, 200, "image/svg+xml", svg, len, true);
 }

@@ -3,14 +3,12 @@
  *
  * scripts/web-build.sh turns web/ into build/gen/web_assets.c: one entry per URL, each with
  * its bytes as is and, when smaller, gzip and brotli variants made at build time. Everything
- * is static data that lives as long as the program. */
+ * is static data that lives as long as the program. No HTTP here: web_http.c answers. */
 #ifndef EMPORIUM_WEB_INTERNAL_H
 #define EMPORIUM_WEB_INTERNAL_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "emporium/http.h"
 
 struct web_asset {
     const char *url;  /* "/", "/admin/", "/assets/shop.1a2b3c4d5e.css" */
@@ -42,9 +40,7 @@ bool web__etag_matches(const char *if_none_match, const char *etag);
 size_t web__product_svg(char *out, size_t cap, const char *key, const char *name,
                         const char *category);
 
-/* GET /images/products/{file} (web_image.c). */
-int web__image(struct http_req *req);
-/* Adds the headers every HTML page and generated image carries. */
-void web__security_headers(struct http_req *req, bool html);
+/* 64-bit FNV-1a of a string (picture seeds and ETags). */
+uint64_t web__hash(const char *s);
 
 #endif

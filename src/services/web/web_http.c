@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* web.c — the storefront (/) and the back office (/admin/): pages, assets, security headers.
+/* web_http.c — the storefront (/) and the back office (/admin/): pages, assets, security headers.
  *
  * Both are single pages that draw themselves with the public JSON API (/api/v1/…), so this
  * service owns no database and no business logic. Every page path (/, /search,
@@ -12,13 +12,25 @@
  *   - the brotli or gzip variant made at build time is chosen by Accept-Encoding, with
  *     `Vary: Accept-Encoding` so a CDN keeps them apart.
  * Pages carry a strict Content-Security-Policy (scripts and styles from this origin only, no
- * inline script, no other host) and the usual hardening headers. */
+ * inline script, no other host) and the usual hardening headers.
+ *
+ * Product pictures: the demo catalog's image_url is /images/products/<SKU>.jpg; a product
+ * created in the back office gets /images/products/<id>.svg. Both are answered with an SVG
+ * (the extension is only a name: the Content-Type says what it is). With an id the picture is
+ * drawn from the product's name and category (svc/product.h); that client interface has no
+ * lookup by SKU, so a SKU's picture is drawn from the SKU alone. The ETag is a hash of the
+ * bytes, and the image carries its own CSP so opening it directly can run nothing. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "emporium/app.h"
 #include "emporium/err.h"
+#include "emporium/http.h"
+#include "emporium/id.h"
 #include "emporium/service.h"
+#include "emporium/svc/product.h"
 #include "web_internal.h"
 
 #define WEB_CSP                                                                             \
@@ -26,7 +38,7 @@
     "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "       \
     "frame-ancestors 'none'"
 
-void web__security_headers(struct http_req *req, bool html)
+static void security_headers(struct http_req *req, bool html)
 {
     http_add_header(req, "X-Content-Type-Options", "nosniff");
     if (html) {
@@ -133,7 +145,7 @@ static int send_asset(struct http_req *req, const struct web_asset *a)
                     html ? "no-cache" : "public, max-age=31536000, immutable");
     http_add_header(req, "ETag", etag);
     http_add_header(req, "Vary", "Accept-Encoding");
-    web__security_headers(req, html);
+    security_headers(req, html);
     if (web__etag_matches(http_header(req, "If-None-Match"), etag))
         return http_reply_raw(req, 304, NULL, "", 0, false);
     const unsigned char *data = a->raw;
@@ -158,6 +170,58 @@ static int h_asset(struct http_req *req)
     return send_asset(req, a);
 }
 
+/* GET /images/products/{file} */
+static int h_image(struct http_req *req)
+{
+    const char *file = http_param(req, "file");
+    const char *dot = strrchr(file, '.');
+    if (!dot || (strcmp(dot, ".jpg") && strcmp(dot, ".svg") && strcmp(dot, ".png")))
+        return http_fail(req, ERR_NOTFOUND, NULL, "no such image");
+    char key[80];
+    size_t klen = (size_t)(dot - file);
+    if (klen == 0 || klen >= sizeof key)
+        return http_fail(req, ERR_NOTFOUND, NULL, "no such image");
+    for (size_t i = 0; i < klen; i++) {
+        char c = file[i];
+        if (!(isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.'))
+            return http_fail(req, ERR_NOTFOUND, NULL, "no such image");
+    }
+    memcpy(key, file, klen);
+    key[klen] = 0;
+
+    struct app *app = http_app(req);
+    struct product_info info;
+    const char *name = "", *category = "";
+    int64_t id;
+    bool all_digits = strspn(key, "0123456789") == klen;
+    if (all_digits) {
+        /* by id: the product must exist (hidden ones keep their picture for the back office) */
+        if (!app_has_service(app, "product") || id_parse(key, &id) < 0)
+            return http_fail(req, ERR_NOTFOUND, NULL, "no such image");
+        int rc = product_get_info(app, id, &info);
+        if (rc == ERR_NOTFOUND)
+            return http_fail(req, ERR_NOTFOUND, NULL, "no such product");
+        if (rc < 0)
+            return rc;
+        name = info.name;
+        category = info.category;
+    }
+    char svg[8192];
+    size_t len = web__product_svg(svg, sizeof svg, key, name, category);
+    if (len == 0)
+        return ERR_INTERNAL;
+    char etag[32];
+    snprintf(etag, sizeof etag, "\"i%016llx\"", (unsigned long long)web__hash(svg));
+    /* Names can change (by id), so an hour, then revalidate with the ETag. */
+    http_add_header(req, "Cache-Control", "public, max-age=3600");
+    http_add_header(req, "ETag", etag);
+    http_add_header(req, "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+    security_headers(req, false);
+    if (web__etag_matches(http_header(req, "If-None-Match"), etag))
+        return http_reply_raw(req, 304, NULL, "", 0, false);
+    return http_reply_raw(req, 200, "image/svg+xml", svg, len, true);
+}
+
 /* Page routes answer GET (and HEAD) with the side's document; the browser-side router
  * reads the path. No rate limit: these are static bytes, cheaper than the limiter. */
 #define PAGE(path, fn) {"GET", path, fn, ROUTE_NOLIMIT}
@@ -175,7 +239,7 @@ static const struct http_route web_routes[] = {
     PAGE("/admin/{page}", h_admin_page),
     PAGE("/admin/{page}/{id}", h_admin_page),
     {"GET", "/assets/{file}", h_asset, ROUTE_NOLIMIT},
-    {"GET", "/images/products/{file}", web__image, 0},
+    {"GET", "/images/products/{file}", h_image, 0},
     {NULL, NULL, NULL, 0},
 };
 
