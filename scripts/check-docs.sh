@@ -100,6 +100,10 @@ for my $file (@ARGV) {
         # 2. `some/path/file.ext` that looks like a repository path
         while ($l =~ /`([A-Za-z0-9_.][A-Za-z0-9_.\/-]*\/[A-Za-z0-9_.-]+\.(?:md|c|h|sh|json|lua|mjs|txt|cmake))`/g) {
             my $p = $1;
+            # Only paths that start at the repository root or beside the document: a path
+            # relative to an include directory (`emporium/http.h`) is not checked.
+            (my $first = $p) =~ s{/.*}{};
+            next unless -e $first || -e "$dir$first";
             my $rel = norm($dir . $p);
             next if -e $p || (defined $rel && -e $rel);
             print "$file:$n: `$p` does not exist in the repository\n";
