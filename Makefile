@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 BACKEND    ?= sqlite
 
-.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering
+.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering fuzz
 
 all: build
 
@@ -28,13 +28,17 @@ run: build
 test: deps-test
 	scripts/test.sh
 
+# libFuzzer targets (tests/fuzz), FUZZ_SECONDS each (default 60).
+fuzz: deps-test
+	scripts/fuzz.sh
+
 bench: deps-test build
 	BACKEND=$(BACKEND) bench/run.sh
 
 # Build output only. The shop's data (./data, the default EMPORIUM_DATA_DIR) is never
 # touched here: deleting it is `make clean-data`.
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
 
 # Deletes ./data: every account, order and product of the local shop. On purpose only.
 clean-data:

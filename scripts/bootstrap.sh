@@ -8,9 +8,10 @@ what=${1:-build}
 
 build_pkgs=(gcc make cmake pkg-config curl ca-certificates
   libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev sqlite3
-  libpq-dev libcurl4-openssl-dev libhiredis-dev librdkafka-dev libcmocka-dev)
+  libpq-dev libcurl4-openssl-dev libhiredis-dev librdkafka-dev libcmocka-dev
+  brotli)
 test_pkgs=(postgresql-15 postgresql-client-15 pgbouncer redis-server redis-tools
-  prometheus wrk kcat)
+  prometheus wrk kcat clang libclang-rt-14-dev chromium jq)
 
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")

@@ -9,7 +9,7 @@
 # 127.0.0.1:25433 (EMP_TEST_PG_PORT / EMP_TEST_BOUNCER_PORT override both, e.g. to run two
 # suites side by side); tests connect through PgBouncer so that anything that breaks under
 # transaction pooling (named prepares, SET, session state) breaks in the tests too.
-# The recipe follows /work/shared/INFRA.md: postgres and pgbouncer refuse to run as root, so
+# postgres and pgbouncer refuse to run as root, so
 # when started as root (the CI) they run as the "postgres" user via runuser, from /tmp, with
 # every file they write created and chowned before their first start.
 set -euo pipefail

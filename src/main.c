@@ -433,6 +433,12 @@ static int run_service_command(const struct service *svc, struct config *cfg, in
         c = sub;
         rest = 2;
     }
+    /* --help works whatever the environment holds. */
+    for (int i = rest; i < argc; i++)
+        if (is_help(argv[i])) {
+            command_help(stdout, what, c, true, NULL);
+            return 0;
+        }
     if (config_from_env(cfg) < 0)
         return 2;
     int rc = parse_flags(what, c, true, argc - rest, argv + rest, cfg, out, &n_out);
@@ -487,6 +493,12 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return rc;
     }
+    /* --help works whatever the environment holds. */
+    for (int i = 2; i < argc; i++)
+        if (is_help(argv[i])) {
+            command_help(stdout, cmd, b, false, NULL);
+            return 0;
+        }
     /* Built-in commands: environment first, then flags (which win). */
     bool needs_config = b == &cmd_serve_cli || b == &cmd_migrate_cli;
     if (needs_config && config_from_env(&cfg) < 0)

@@ -28,9 +28,10 @@ struct db *app_db_at(struct app *app, int i);
 struct ratelimit *app_ratelimit(struct app *app);
 /* Whether service `name` runs in this process (--services). */
 bool app_has_service(const struct app *app, const char *name);
-
 /* --- per-service state: init() stores the service's context, its functions fetch it, and
- * deinit() frees it (app_free() does not). At most 32 services. --- */
+ * deinit() frees it (app_free() does not), so that no service keeps module state in
+ * file-level globals. `service` must outlive the app (a string literal). Set from init()
+ * only; read from any thread after start-up. NULL when none was set. At most 32. --- */
 int app_set_service_ctx(struct app *app, const char *service, void *ctx);
 void *app_service_ctx(const struct app *app, const char *service);
 

@@ -60,8 +60,8 @@ struct config {
 void config_defaults(struct config *cfg);
 /* config_defaults() and then every EMPORIUM_* variable. Returns 0, or ERR_INVALID after
  * printing one line per bad variable on stderr. Unknown EMPORIUM_* variables are warned
- * about (a typo should not pass silently); EMPORIUM_TEST_* and EMPORIUM_BIN are the test
- * tools' own and ignored. */
+ * about (a typo should not pass silently); EMPORIUM_TEST_*, EMPORIUM_BIN and EMPORIUM_CHROMIUM
+ * are the test tools' own and ignored. */
 int config_from_env(struct config *cfg);
 /* Sets one setting by its variable name from a string (how flags are applied: `source` is
  * the flag, e.g. "--threads", used in the message). 0, or ERR_INVALID with the message

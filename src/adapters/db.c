@@ -171,9 +171,22 @@ int db_ping(struct db *db)
     return rc < 0 ? rc : 0;
 }
 
+/* Test-only fault injection (tests/integration/test_faults.c): armed with n > 0, the n-th
+ * of the next take/query/begin/commit calls made on the arming thread fails with
+ * ERR_UNAVAILABLE, as if the database went away. Inert unless a test arms it. */
+void db_fault_set(long n);
+long db_fault_pending(void);
+static _Thread_local long fault_countdown;
+void db_fault_set(long n) { fault_countdown = n; }
+long db_fault_pending(void) { return fault_countdown; }
+#define DB_FAULT() \
+    if (fault_countdown > 0 && --fault_countdown == 0) \
+        return ERR_UNAVAILABLE
+
 int db_conn_take(struct db *db, struct db_conn **out)
 {
     *out = NULL;
+    DB_FAULT();
     /* NULL: the database belongs to a service this process does not run (--services). */
     if (!db)
         return ERR_UNAVAILABLE;
@@ -222,12 +235,21 @@ int db_query(struct db_conn *c, const char *sql, int n, const struct db_val *arg
         *out = NULL;
     if (n < 0 || (n > 0 && !args))
         return ERR_INVALID;
+    DB_FAULT();
     return c->db->ops->query(c, sql, n, args, out);
 }
 
 int db_exec_script(struct db_conn *c, const char *sql) { return c->db->ops->exec_script(c, sql); }
-int db_begin(struct db_conn *c) { return c->db->ops->begin(c); }
-int db_commit(struct db_conn *c) { return c->db->ops->commit(c); }
+int db_begin(struct db_conn *c)
+{
+    DB_FAULT();
+    return c->db->ops->begin(c);
+}
+int db_commit(struct db_conn *c)
+{
+    DB_FAULT();
+    return c->db->ops->commit(c);
+}
 int db_rollback(struct db_conn *c) { return c->db->ops->rollback(c); }
 
 /* ---- migrations ---------------------------------------------------------------------- */

@@ -422,7 +422,7 @@ int config_from_env(struct config *cfg)
     /* A misspelt variable would otherwise be ignored without a word. */
     for (char **e = environ; e && *e; e++) {
         if (strncmp(*e, "EMPORIUM_", 9) != 0 || !strncmp(*e, "EMPORIUM_TEST_", 14) ||
-            !strncmp(*e, "EMPORIUM_BIN=", 13))
+            !strncmp(*e, "EMPORIUM_BIN=", 13) || !strncmp(*e, "EMPORIUM_CHROMIUM=", 18))
             continue;
         const char *eq = strchr(*e, '=');
         size_t n = eq ? (size_t)(eq - *e) : strlen(*e);

@@ -144,8 +144,9 @@ void log_fields(enum log_level lvl, const char *name, const struct log_field *fi
             } else if (text_format) {
                 text_value(&b, f->s);
             } else {
+                /* A field is cut at 1 KiB rather than losing the whole line. */
                 buf_append(&b, "\"", 1);
-                buf_json_escape(&b, f->s);
+                buf_json_escape_max(&b, f->s, 1024);
                 buf_append(&b, "\"", 1);
             }
             break;

@@ -31,6 +31,22 @@ int http__err_status(int code)
     }
 }
 
+/* The error's strings may quote a client's bytes (jansson's parse errors do) or be cut
+ * mid-character by their fixed buffers; json_string() refuses invalid UTF-8, which would
+ * drop the member. Such a string is sent with its non-ASCII bytes as '?'. */
+static json_t *err_text(const char *s)
+{
+    json_t *j = json_string(s);
+    char tmp[256];
+    size_t n = 0;
+    if (j)
+        return j;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 1 < sizeof tmp; p++)
+        tmp[n++] = *p < 0x80 ? (char)*p : '?';
+    tmp[n] = 0;
+    return json_string(tmp);
+}
+
 void http__error_respond(struct http_req *req, int code)
 {
     int status = http__err_status(code);
@@ -40,12 +56,12 @@ void http__error_respond(struct http_req *req, int code)
     }
     json_t *err = req->err_extra ? req->err_extra : json_object();
     req->err_extra = NULL;
-    json_object_set_new(err, "code", json_string(req->err_code_name[0] ? req->err_code_name
-                                                                          : err_name(code)));
+    json_object_set_new(err, "code", err_text(req->err_code_name[0] ? req->err_code_name
+                                                                       : err_name(code)));
     json_object_set_new(err, "message",
-                        json_string(req->err_message[0] ? req->err_message : err_str(code)));
+                        err_text(req->err_message[0] ? req->err_message : err_str(code)));
     if (req->err_field[0])
-        json_object_set_new(err, "field", json_string(req->err_field));
+        json_object_set_new(err, "field", err_text(req->err_field));
     if (status == 503 || status == 429) {
         bool have = false;
         for (int i = 0; i < req->n_headers; i++)

@@ -128,4 +128,9 @@ extern const struct http_route http__ops_routes[];
 
 int64_t http__now_us(void);
 
+/* server.c: runs the chain and the error mapping (no response is queued). inject.c: the
+ * header (header != 0) or query value of an injected request (conn == NULL). */
+void http__dispatch(struct http_req *req);
+const char *http__inject_value(const struct http_req *req, int header, const char *name);
+
 #endif

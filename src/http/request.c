@@ -29,11 +29,15 @@ const char *http_param(const struct http_req *req, const char *name)
 
 const char *http_query(const struct http_req *req, const char *name)
 {
+    if (!req->conn) /* injected (inject.c) */
+        return http__inject_value(req, 0, name);
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *http_header(const struct http_req *req, const char *name)
 {
+    if (!req->conn) /* injected (inject.c) */
+        return http__inject_value(req, 1, name);
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 

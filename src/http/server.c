@@ -447,6 +447,18 @@ static enum MHD_Result dispatch(struct http_server *srv, struct http_req *req)
     return send_response(req);
 }
 
+/* The chain without a connection (http_inject, for fuzzers and fault tests): slow routes run
+ * right here, and the response stays on req for the caller to take. */
+void http__dispatch(struct http_req *req)
+{
+    int rc = run_middleware(req);
+    if (rc == 0)
+        run_handler(req);
+    else
+        http__error_respond(req, rc);
+    finish_headers(req);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* test_analytics.c — GET /admin/analytics/sales counts paid orders by day and category. */
+/* test_analytics.c — GET /admin/analytics/sales counts paid orders by day and category, net
+ * of cancellations. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,7 +37,17 @@ static void product(const char *sku, const char *category, long price, char id[3
     th_resp_free(&r);
 }
 
+/* Places and pays an order of q x pid; the order id into oid (may be NULL) when 201. */
+static void order_id(const char *tok, const char *pid, int q, const char *card, long want,
+                     char oid[32]);
+
 static void order(const char *tok, const char *pid, int q, const char *card, long want)
+{
+    order_id(tok, pid, q, card, want, NULL);
+}
+
+static void order_id(const char *tok, const char *pid, int q, const char *card, long want,
+                     char oid[32])
 {
     struct th_resp r;
     assert_int_equal(th_call(&srv, "POST", "/api/v1/cart/items", tok, &r,
@@ -56,6 +67,8 @@ static void order(const char *tok, const char *pid, int q, const char *card, lon
              card);
     assert_int_equal(th_req(&srv, "POST", "/api/v1/orders", body, h, &r), 0);
     assert_int_equal(r.status, want);
+    if (oid)
+        snprintf(oid, 32, "%s", want == 201 ? th_jstr(r.json, "id") : "");
     th_resp_free(&r);
     if (want != 201) { /* leave the cart empty for the next order */
         char path[96];
@@ -117,6 +130,74 @@ static void test_sales_by_day_and_category(void **state)
     free(tok);
 }
 
+/* The figures of one category today: revenue, orders, units (0 when no row). */
+static void category_today(const char *category, long long *revenue, long long *orders,
+                           long long *units)
+{
+    char today[11], path[200];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(today, sizeof today, "%Y-%m-%d", &tm);
+    snprintf(path, sizeof path,
+             "/api/v1/admin/analytics/sales?from=%s&to=%s&group_by=category", today, today);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    *revenue = *orders = *units = 0;
+    json_t *items = json_object_get(r.json, "items");
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        if (strcmp(th_jstr(it, "category"), category) != 0)
+            continue;
+        *revenue = th_jint(it, "revenue.amount", -1);
+        *orders = th_jint(it, "orders", -1);
+        *units = th_jint(it, "units", -1);
+    }
+    th_resp_free(&r);
+}
+
+static void cancel(const char *tok, const char *oid)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/orders/%s/cancel", oid);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "POST", path, tok, &r, NULL), 0);
+    if (r.status != 200)
+        fail_msg("cancel %s: %ld %s", oid, r.status, r.body);
+    assert_string_equal(th_jstr(r.json, "status"), "cancelled");
+    th_resp_free(&r);
+}
+
+/* Sales are net of cancellations (refunded after capture): place, pay, cancel, and the
+ * order's revenue, units and count leave the figures, once. */
+static void test_sales_net_of_cancellations(void **state)
+{
+    char kettle[32], keep[32], drop[32];
+    product("AN-KETTLE", "cancel-test", 1500, kettle);
+    char *tok = th_register(&srv, "analyst-canceller@example.com", "buyer password");
+    assert_non_null(tok);
+    order_id(tok, kettle, 1, "4242424242424242", 201, keep);
+    order_id(tok, kettle, 3, "4242424242424242", 201, drop);
+    long long rev, ord, un;
+    category_today("cancel-test", &rev, &ord, &un);
+    assert_int_equal(rev, 6000);
+    assert_int_equal(ord, 2);
+    assert_int_equal(un, 4);
+
+    cancel(tok, drop);
+    category_today("cancel-test", &rev, &ord, &un);
+    assert_int_equal(rev, 1500);
+    assert_int_equal(ord, 1);
+    assert_int_equal(un, 1);
+    cancel(tok, drop); /* cancelling twice is one cancellation */
+    category_today("cancel-test", &rev, &ord, &un);
+    assert_int_equal(rev, 1500);
+    assert_int_equal(ord, 1);
+    assert_int_equal(un, 1);
+    free(tok);
+}
+
 static void test_bad_input(void **state)
 {
     static const struct {
@@ -145,6 +226,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sales_by_day_and_category),
+        cmocka_unit_test(test_sales_net_of_cancellations),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -37,8 +37,17 @@ static void product(const char *sku, const char *category, char id[32])
     th_resp_free(&r);
 }
 
-/* One user buys the given products (quantity each) with a good card. */
+/* One user buys the given products (quantity each) with a good card; returns the user's
+ * token (free it) and the order id in oid. */
+static char *buy_order(int n, const char *const *ids, int quantity, char oid[32]);
+
 static void buy(int n, const char *const *ids, int quantity)
+{
+    char oid[32];
+    free(buy_order(n, ids, quantity, oid));
+}
+
+static char *buy_order(int n, const char *const *ids, int quantity, char oid[32])
 {
     static int seq;
     char email[64];
@@ -63,8 +72,9 @@ static void buy(int n, const char *const *ids, int quantity)
                             h, &r), 0);
     if (r.status != 201)
         fail_msg("order: %ld %s", r.status, r.body);
+    snprintf(oid, 32, "%s", th_jstr(r.json, "id"));
     th_resp_free(&r);
-    free(tok);
+    return tok;
 }
 
 static void test_bought_together_then_top_sellers(void **state)
@@ -123,6 +133,56 @@ static void test_bought_together_then_top_sellers(void **state)
     th_resp_free(&r);
 }
 
+/* A cancelled order stops counting: what was bought together only in orders that were
+ * cancelled is no longer recommended, and its units leave the top sellers. */
+static void test_cancelled_orders_stop_counting(void **state)
+{
+    char p[32], q[32], x[32];
+    product("REC-CP", "rec-cancel", p);
+    product("REC-CQ", "rec-cancel", q);
+    product("REC-CX", "rec-cancel", x);
+    const char *pq[] = {p, q}, *px[] = {p, x};
+    char o1[32], o2[32], o3[32];
+    char *t1 = buy_order(2, pq, 1, o1), *t2 = buy_order(2, pq, 1, o2);
+    char *t3 = buy_order(2, px, 1, o3);
+    struct th_resp r;
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", p);
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    json_t *items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 2);
+    assert_string_equal(th_jstr(json_array_get(items, 0), "id"), q); /* 2 orders before 1 */
+    assert_string_equal(th_jstr(json_array_get(items, 1), "id"), x);
+    th_resp_free(&r);
+
+    /* both orders with q are cancelled (the second one twice) */
+    const char *const cancels[][2] = {{t1, o1}, {t2, o2}, {t2, o2}};
+    for (int i = 0; i < 3; i++) {
+        char cpath[96];
+        snprintf(cpath, sizeof cpath, "/api/v1/orders/%s/cancel", cancels[i][1]);
+        assert_int_equal(th_call(&srv, "POST", cpath, cancels[i][0], &r, NULL), 0);
+        if (r.status != 200)
+            fail_msg("cancel: %ld %s", r.status, r.body);
+        th_resp_free(&r);
+    }
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(th_jstr(json_array_get(items, 0), "id"), x);
+    assert_string_equal(th_jstr(json_array_get(items, 0), "reason"), "bought_together");
+    th_resp_free(&r);
+    /* from x's side: p still, bought together in the order that was kept; q nowhere */
+    snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", x);
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(th_jstr(json_array_get(items, 0), "id"), p);
+    th_resp_free(&r);
+    free(t1);
+    free(t2);
+    free(t3);
+}
+
 static void test_bad_input(void **state)
 {
     struct th_resp r;
@@ -144,6 +204,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bought_together_then_top_sellers),
+        cmocka_unit_test(test_cancelled_orders_stop_counting),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -24,8 +24,7 @@ struct product_info {
  * exist or was deleted. */
 int product_get_info(struct app *app, int64_t id, struct product_info *out);
 
-/* Called by the inventory service after a product's available stock changed, so the catalog
- * can refresh what it shows (stock.available, the in_stock filter) and drop cached copies. */
-void product_stock_changed(struct app *app, int64_t product_id, int64_t available);
+/* Stock: the catalog's stock.available follows the inventory's stock.changed events
+ * (svc/inventory.h, INVENTORY_TOPIC); the inventory never calls the catalog. */
 
 #endif

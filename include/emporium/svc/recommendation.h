@@ -51,6 +51,14 @@ struct order_event {
  * of another type (not for us); ERR_INVALID when it is not JSON or lacks event_id/order_id. */
 int order_event_decode(const char *payload, size_t len, struct order_event *out);
 
+/* What a consumer does with a decoded event: 0 or > 0 done, < 0 an ERR_*. */
+typedef int (*order_event_fn)(struct app *app, const struct order_event *ev);
+/* Consumes one payload of the order-events topic on behalf of service `who`: decodes it and
+ * calls paid() or cancelled() (either may be NULL); other event types are ignored; a failure
+ * is logged as "<who>: event <id> not applied: <reason>". Returns the failure or 0. */
+int order_event_consume(struct app *app, const char *who, const char *payload, size_t len,
+                        order_event_fn paid, order_event_fn cancelled);
+
 /* ---- recommendations ------------------------------------------------------------------ */
 
 #define RECOMMENDATION_MAX 20

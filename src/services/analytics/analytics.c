@@ -23,7 +23,6 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
-#include "emporium/service.h"
 #include "emporium/svc/product.h"
 #include "analytics_internal.h"
 
@@ -59,32 +58,21 @@ static int apply_paid(struct app *app, const struct order_event *ev)
     return analytics__store_paid(analytics_db(app), ev, day, lines, ev->n);
 }
 
+static int apply_cancelled(struct app *app, const struct order_event *ev)
+{
+    int rc = analytics__store_cancelled(analytics_db(app), ev);
+    if (rc > 0) {
+        char oid[21];
+        log_info("analytics: order %s cancelled (%s): taken out of the sales figures",
+                 id_format(ev->order_id, oid), ev->refunded ? "refunded" : "not refunded");
+    }
+    return rc;
+}
+
 static void on_order_event(void *ctx, const char *topic, const char *key, const char *payload,
                            size_t len)
 {
-    struct app *app = ctx;
-    struct order_event *ev = malloc(sizeof *ev);
-    if (!ev) {
-        log_warn("analytics: order event not applied: %s", err_str(ERR_NOMEM));
-        return;
-    }
-    int rc = order_event_decode(payload, len, ev);
-    if (rc == 0 && ev->type == ORDER_EVENT_PAID) {
-        rc = apply_paid(app, ev);
-    } else if (rc == 0 && ev->type == ORDER_EVENT_CANCELLED) {
-        rc = analytics__store_cancelled(analytics_db(app), ev);
-        if (rc > 0) {
-            char oid[21];
-            log_info("analytics: order %s cancelled (%s): taken out of the sales figures",
-                     id_format(ev->order_id, oid), ev->refunded ? "refunded" : "not refunded");
-        }
-    } else if (rc == ERR_NOTFOUND) {
-        rc = 0; /* another type of order event */
-    }
-    if (rc < 0)
-        log_warn("analytics: event %s not applied: %s", rc == ERR_INVALID ? "?" : ev->event_id,
-                 err_str(rc));
-    free(ev);
+    order_event_consume(ctx, "analytics", payload, len, apply_paid, apply_cancelled);
 }
 
 long analytics_parse_day(const char *s)
@@ -137,14 +125,7 @@ void analytics__default_range(char from[11], char to[11])
     day_of(now - 29LL * 86400 * 1000, from);
 }
 
-static int analytics_init(struct app *app)
+int analytics__init(struct app *app)
 {
     return bus_subscribe(RECOMMENDATION_TOPIC, on_order_event, app);
 }
-
-const struct service service_analytics = {
-    .name = "analytics",
-    .routes = analytics__routes,
-    .dbs = analytics__dbs,
-    .init = analytics_init,
-};

@@ -57,7 +57,14 @@ static int h_sales(struct http_req *req)
                                                "group_by", group, "items", items));
 }
 
-const struct http_route analytics__routes[] = {
+static const struct http_route routes[] = {
     {"GET", "/api/v1/admin/analytics/sales", h_sales, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
+};
+
+const struct service service_analytics = {
+    .name = "analytics",
+    .routes = routes,
+    .dbs = analytics__dbs,
+    .init = analytics__init,
 };

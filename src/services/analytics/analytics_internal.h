@@ -5,15 +5,19 @@
 #include <stdint.h>
 
 #include "emporium/db.h"
+#ifndef EMPORIUM_SERVICE_NO_HTTP
+#define EMPORIUM_SERVICE_NO_HTTP /* layered: only the *_http.c files see HTTP */
+#endif
 #include "emporium/service.h"
 #include "emporium/svc/analytics.h"
 #include "emporium/svc/recommendation.h"
 
-struct http_route;
 
-extern const struct http_route analytics__routes[];
 /* The databases the service declares (schema and migrations: analytics_store.c). */
 extern const struct service_db analytics__dbs[];
+/* Lifecycle (analytics.c); the service definition is in analytics_http.c, next to its routes. */
+int analytics__init(struct app *app);
+
 
 /* The default report range (analytics.c): the last 30 days up to today, UTC. */
 void analytics__default_range(char from[11], char to[11]);

@@ -16,7 +16,6 @@
 #include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
-#include "emporium/service.h"
 #include "analytics_internal.h"
 
 static const struct db_migration analytics_migrations[] = {
@@ -51,20 +50,6 @@ const struct service_db analytics__dbs[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Takes a connection, runs one statement, gives it back. TODO(runtime): db_query_once()
- * from db.h once it is on main. */
-static int query_once(struct db *db, const char *sql, int n, const struct db_val *args,
-                      struct db_rows **out)
-{
-    struct db_conn *c;
-    int rc = db_conn_take(db, &c);
-    if (rc < 0)
-        return rc;
-    rc = db_query(c, sql, n, args, out);
-    db_conn_give(c);
-    return rc;
-}
-
 /* Records the event id; 1 when it is new, 0 when it was applied before. */
 static int event_new(struct db_conn *c, const char *event_id)
 {
@@ -75,91 +60,80 @@ static int event_new(struct db_conn *c, const char *event_id)
                     2, e, NULL);
 }
 
-struct paid_tx {
+struct apply_tx {
     const struct order_event *ev;
-    const char *day;
-    const struct analytics__line *lines;
+    const char *day;                      /* order.paid */
+    const struct analytics__line *lines; /* order.paid */
     int n;
     int done;
 };
 
-static int paid_tx(struct db_conn *c, void *vctx)
+/* Moves the order's state: 1 when this event changes the figures, 0 when it does not (the
+ * order was counted or cancelled already; a cancellation of an order never counted is
+ * remembered, so its late order.paid is not counted either). */
+static int move_order(struct db_conn *c, const struct order_event *ev)
 {
-    struct paid_tx *p = vctx;
-    p->done = 0;
-    int rc = event_new(c, p->ev->event_id);
-    if (rc <= 0)
+    bool paid = ev->type == ORDER_EVENT_PAID;
+    struct db_val o[] = {DB_INT(ev->order_id), DB_INT(ev->refunded ? 1 : 0), DB_INT(now_ms())};
+    int rc = 0;
+    if (!paid)
+        rc = db_query(c,
+                      "UPDATE order_states SET status = 'cancelled', refunded = $2, "
+                      "updated_at = $3 WHERE order_id = $1 AND status = 'paid'",
+                      3, o, NULL);
+    if (rc != 0)
         return rc;
-    struct db_val o[] = {DB_INT(p->ev->order_id), DB_INT(now_ms())};
     rc = db_query(c,
-                  "INSERT INTO order_states (order_id, status, refunded, updated_at) "
-                  "VALUES ($1, 'paid', 0, $2) ON CONFLICT (order_id) DO NOTHING",
-                  2, o, NULL);
-    if (rc <= 0) /* counted already, or cancelled before this arrived */
+                  paid ? "INSERT INTO order_states (order_id, status, refunded, updated_at) "
+                         "VALUES ($1, 'paid', $2, $3) ON CONFLICT (order_id) DO NOTHING"
+                       : "INSERT INTO order_states (order_id, status, refunded, updated_at) "
+                         "VALUES ($1, 'cancelled', $2, $3) ON CONFLICT (order_id) DO NOTHING",
+                  3, o, NULL);
+    return rc < 0 ? rc : paid ? rc : 0;
+}
+
+static int apply_tx(struct db_conn *c, void *vctx)
+{
+    struct apply_tx *x = vctx;
+    const struct order_event *ev = x->ev;
+    x->done = 0;
+    int rc = event_new(c, ev->event_id);
+    if (rc > 0)
+        rc = move_order(c, ev);
+    if (rc <= 0) /* commits the event id, changes no figure */
         return rc;
-    for (int i = 0; i < p->n; i++) {
-        const struct analytics__line *l = &p->lines[i];
-        struct db_val f[] = {DB_INT(p->ev->order_id), DB_INT(i),        DB_TEXT(p->day),
-                             DB_TEXT(l->category),    DB_INT(l->product_id), DB_INT(l->units),
-                             DB_INT(l->revenue),      DB_TEXT(p->ev->currency)};
+    if (ev->type == ORDER_EVENT_CANCELLED) {
+        struct db_val f[] = {DB_INT(ev->order_id)};
+        rc = db_query(c, "UPDATE sales_facts SET cancelled = 1 WHERE order_id = $1", 1, f, NULL);
+    }
+    for (int i = 0; rc >= 0 && ev->type == ORDER_EVENT_PAID && i < x->n; i++) {
+        const struct analytics__line *l = &x->lines[i];
+        struct db_val f[] = {DB_INT(ev->order_id),  DB_INT(i),           DB_TEXT(x->day),
+                             DB_TEXT(l->category),  DB_INT(l->product_id), DB_INT(l->units),
+                             DB_INT(l->revenue),    DB_TEXT(ev->currency)};
         rc = db_query(c,
                       "INSERT INTO sales_facts (order_id, line, day, category, product_id, "
                       "units, revenue, currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                       8, f, NULL);
-        if (rc < 0)
-            return rc;
     }
-    p->done = 1;
-    return 0;
-}
-
-int analytics__store_paid(struct db *db, const struct order_event *ev, const char *day,
-                          const struct analytics__line *lines, int n)
-{
-    struct paid_tx p = {ev, day, lines, n, 0};
-    int rc = db_transact(db, paid_tx, NULL, &p);
-    return rc < 0 ? rc : p.done;
-}
-
-struct cancel_tx {
-    const struct order_event *ev;
-    int done;
-};
-
-static int cancel_tx(struct db_conn *c, void *vctx)
-{
-    struct cancel_tx *x = vctx;
-    x->done = 0;
-    int rc = event_new(c, x->ev->event_id);
-    if (rc <= 0)
-        return rc;
-    struct db_val o[] = {DB_INT(x->ev->order_id), DB_INT(x->ev->refunded ? 1 : 0),
-                         DB_INT(now_ms())};
-    rc = db_query(c,
-                  "UPDATE order_states SET status = 'cancelled', refunded = $2, updated_at = $3 "
-                  "WHERE order_id = $1 AND status = 'paid'",
-                  3, o, NULL);
-    if (rc < 0)
-        return rc;
-    if (rc == 0) { /* never counted (or cancelled already): remember, so a late paid is not */
-        rc = db_query(c,
-                      "INSERT INTO order_states (order_id, status, refunded, updated_at) "
-                      "VALUES ($1, 'cancelled', $2, $3) ON CONFLICT (order_id) DO NOTHING",
-                      3, o, NULL);
-        return rc < 0 ? rc : 0;
-    }
-    struct db_val f[] = {DB_INT(x->ev->order_id)};
-    rc = db_query(c, "UPDATE sales_facts SET cancelled = 1 WHERE order_id = $1", 1, f, NULL);
     if (rc < 0)
         return rc;
     x->done = 1;
     return 0;
 }
 
+int analytics__store_paid(struct db *db, const struct order_event *ev, const char *day,
+                          const struct analytics__line *lines, int n)
+{
+    struct apply_tx x = {ev, day, lines, n, 0};
+    int rc = db_transact(db, apply_tx, NULL, &x);
+    return rc < 0 ? rc : x.done;
+}
+
 int analytics__store_cancelled(struct db *db, const struct order_event *ev)
 {
-    struct cancel_tx x = {ev, 0};
-    int rc = db_transact(db, cancel_tx, NULL, &x);
+    struct apply_tx x = {ev, NULL, NULL, 0, 0};
+    int rc = db_transact(db, apply_tx, NULL, &x);
     return rc < 0 ? rc : x.done;
 }
 
@@ -179,7 +153,7 @@ int analytics__store_sales(struct db *db, const char *from, const char *to,
     };
     struct db_rows *rows = NULL;
     struct db_val a[] = {DB_TEXT(from), DB_TEXT(to)};
-    int rc = query_once(db, sql[g], 2, a, &rows);
+    int rc = db_query_once(db, sql[g], 2, a, &rows);
     if (rc < 0)
         return rc;
     int n = db_rows_count(rows);

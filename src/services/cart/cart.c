@@ -15,7 +15,6 @@
  * price read from the catalog at add time (checkout refuses when they changed since, and
  * sets the new ones: cart_set_prices). Guest carts idle for EMPORIUM_GUEST_CART_TTL_DAYS
  * (30) are swept. Domain only: SQL is in cart_store.c, HTTP in cart_http.c. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,20 +26,20 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
+#include "emporium/timer.h"
 #include "emporium/svc/cart.h"
 #include "emporium/svc/product.h"
 #include "emporium/svc/user.h"
 #include "cart_internal.h"
 
-extern const struct service_db cart__dbs[];   /* the schema, in cart_store.c */
-extern const struct http_route cart__routes[]; /* in cart_http.c */
 
 #define GUEST_SWEEP_BATCH 500
 #define GUEST_SWEEP_MAX_BATCHES 20 /* per run: a run stays short; the next one goes on */
 
 static unsigned char token_key[crypto_auth_hmacsha256_KEYBYTES];
-static int guest_ttl_days = 30; /* EMPORIUM_GUEST_CART_TTL_DAYS */
+static int guest_ttl_days = 30; /* EMPORIUM_GUEST_CART_TTL_DAYS (struct config) */
 
 /* ---------------------------------------------------------------- guest tokens */
 
@@ -317,8 +316,8 @@ static void merge_hook(struct app *app, int64_t user_id, const char *token)
         log_error("cart: merging a guest cart into user %lld failed: %s", (long long)user_id,
                   err_str(rc));
     else if (m.merged || m.dropped)
-        log_info("cart merged: user_id=%lld lines=%d dropped=%d (over %d lines or another "
-                 "currency)", (long long)user_id, m.merged, m.dropped, CART_MAX_LINES);
+        log_event("cart.merged", LOG_I("user_id", user_id), LOG_I("lines", m.merged),
+                  LOG_I("dropped", m.dropped));
     free(m.lines);
 }
 
@@ -344,31 +343,7 @@ static void sweep_guests(struct app *app, void *ctx)
     if (rc < 0)
         log_warn("cart: the guest cart sweep failed: %s", err_str(rc));
     if (total > 0)
-        log_info("cart: swept %d guest cart(s) idle for more than %d days", total, guest_ttl_days);
-}
-
-/* The sweep's thread until the timer facility (timer.h) runs it: once at start, then
- * hourly; stopped and joined in deinit. */
-static pthread_t sweeper;
-static bool sweeper_running, sweeper_stop;
-static pthread_mutex_t sweeper_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sweeper_cv = PTHREAD_COND_INITIALIZER;
-
-static void *sweeper_main(void *arg)
-{
-    pthread_mutex_lock(&sweeper_mu);
-    while (!sweeper_stop) {
-        pthread_mutex_unlock(&sweeper_mu);
-        sweep_guests(arg, NULL);
-        pthread_mutex_lock(&sweeper_mu);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 3600;
-        while (!sweeper_stop && pthread_cond_timedwait(&sweeper_cv, &sweeper_mu, &until) == 0)
-            ;
-    }
-    pthread_mutex_unlock(&sweeper_mu);
-    return NULL;
+        log_event("cart.guests_swept", LOG_I("carts", total), LOG_I("ttl_days", guest_ttl_days));
 }
 
 /* ---------------------------------------------------------------- client interface */
@@ -439,54 +414,20 @@ int cart_set_prices(struct app *app, int64_t user_id, const struct cart_line *li
 
 /* ---------------------------------------------------------------- the service */
 
-static int cart_init(struct app *app)
+int cart__init(struct app *app)
 {
-    const char *v = getenv("EMPORIUM_GUEST_CART_TTL_DAYS");
-    if (v && *v) {
-        char *end;
-        long d = strtol(v, &end, 10);
-        if (*end || d < 1 || d > 3650) {
-            log_error("EMPORIUM_GUEST_CART_TTL_DAYS=%s: must be a whole number of days from 1 "
-                      "to 3650", v);
-            return ERR_INVALID;
-        }
-        guest_ttl_days = (int)d;
-    }
+    guest_ttl_days = app_config(app)->guest_cart_ttl_days;
     int rc = secret_init(app);
     if (rc < 0)
         return rc;
-    return user_add_login_hook(merge_hook);
+    if ((rc = user_add_login_hook(merge_hook)) < 0)
+        return rc;
+    /* First right after `serve` starts, then hourly: a TTL in days needs no finer grain. */
+    return timer_add(app, "cart.guest_sweep", 3600 * 1000, sweep_guests, NULL);
 }
 
-static int cart_on_serve(struct app *app)
+void cart__deinit(struct app *app)
 {
-    if (sweeper_running)
-        return 0;
-    sweeper_stop = false;
-    if (pthread_create(&sweeper, NULL, sweeper_main, app) != 0)
-        return ERR_NOMEM;
-    sweeper_running = true;
-    return 0;
-}
-
-static void cart_deinit(struct app *app)
-{
-    if (sweeper_running) {
-        pthread_mutex_lock(&sweeper_mu);
-        sweeper_stop = true;
-        pthread_cond_broadcast(&sweeper_cv);
-        pthread_mutex_unlock(&sweeper_mu);
-        pthread_join(sweeper, NULL);
-        sweeper_running = false;
-    }
     sodium_memzero(token_key, sizeof token_key);
 }
 
-const struct service service_cart = {
-    .name = "cart",
-    .routes = cart__routes,
-    .dbs = cart__dbs,
-    .init = cart_init,
-    .on_serve = cart_on_serve,
-    .deinit = cart_deinit,
-};

@@ -15,6 +15,7 @@
 #include "emporium/app.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
+#include "emporium/service.h"
 #include "emporium/http.h"
 #include "cart_internal.h"
 
@@ -238,10 +239,22 @@ static int h_remove(struct http_req *req)
     return reply(req, &who, rc, v, &why, pid);
 }
 
-const struct http_route cart__routes[] = {
+static const struct http_route cart__routes[] = {
     {"GET", "/api/v1/cart", h_get, 0},
     {"POST", "/api/v1/cart/items", h_add, 0},
     {"PATCH", "/api/v1/cart/items/{product_id}", h_set, 0},
     {"DELETE", "/api/v1/cart/items/{product_id}", h_remove, 0},
     {NULL, NULL, NULL, 0},
+};
+
+/* The service as the binary sees it: routes here, the schema from cart_store.c, the
+ * lifecycle from cart.c. */
+extern const struct service_db cart__dbs[];
+
+const struct service service_cart = {
+    .name = "cart",
+    .routes = cart__routes,
+    .dbs = cart__dbs,
+    .init = cart__init,
+    .deinit = cart__deinit,
 };

@@ -114,4 +114,8 @@ int cart__store_secret(struct db_conn *c, const char *hex, char *out, size_t cap
  * transaction. Returns how many carts went, or an ERR_*. */
 int cart__store_sweep_guests(struct db_conn *c, int64_t cutoff, int batch);
 
+/* The service definition (in cart_http.c) needs these. */
+int cart__init(struct app *app);
+void cart__deinit(struct app *app);
+
 #endif

@@ -9,6 +9,7 @@
 #include "emporium/app.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "cart_internal.h"
 

@@ -1,119 +1,594 @@
 /* SPDX-License-Identifier: MIT */
-/* inventory.c — the inventory service: its database, its lifecycle and the reservation
- * sweeper.
+/* inventory.c — the inventory service: stock levels and reservations (svc/inventory.h),
+ * their rules, its events and its lifecycle.
  *
- * The logic lives in inventory_store.c (svc/inventory.h) and the admin routes in
- * inventory_http.c. Reservations expire on their own: a background thread started by init()
- * wakes every INVENTORY_SWEEP_MS and releases up to INVENTORY_SWEEP_BATCH expired active
- * reservations (more rounds follow at once while it finds full batches). Expired
- * reservations are also released lazily when touched (confirm, or a reserve that finds
+ * All items of a reservation are taken in one transaction, in product_id order (so two
+ * multi-item reservations never deadlock), or none is: each through the conditional
+ * decrement of inventory_store.c, which can never take more than is there. A reservation
+ * moves active → confirmed | released, and confirmed → released (cancel after payment);
+ * every transition is one conditional UPDATE on its row, so of two racing transitions
+ * exactly one applies and the other re-reads (ERR_BUSY makes db_transact() retry it):
+ * release, confirm and the sweeper never give the same stock back twice. Each transition
+ * writes its outbox event in the same transaction.
+ *
+ * After a commit that changed `available`, a stock.changed message per product goes out on
+ * the INVENTORY_TOPIC bus topic (the catalog listens); the inventory calls no other service.
+ * Reservations expire on their own: a timer job (timer.h, `emporium serve` only) releases up
+ * to INVENTORY_SWEEP_BATCH expired reservations every INVENTORY_SWEEP_MS (more rounds at once
+ * while it finds full batches, at most INVENTORY_SWEEP_ROUNDS);
+ * expired reservations are also released when touched (confirm, or a reserve that finds
  * stock short). Several processes may sweep one database: each release is a conditional
- * state transition, so a reservation is given back exactly once. */
-#include <errno.h>
-#include <pthread.h>
+ * transition, so a reservation is given back exactly once. */
 #include <stdbool.h>
-#include <time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
 
 #include "emporium/app.h"
+#include "emporium/bus.h"
 #include "emporium/err.h"
+#include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/outbox.h"
-#include "emporium/service.h"
+#include "emporium/timer.h"
 #include "inventory_internal.h"
 
-static pthread_t sweeper;
-static bool sweeper_running;
-static bool sweeper_stop;
-static pthread_mutex_t sweeper_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sweeper_cv;
+#define OUTBOX_TOPIC "inventory"
 
-static void *sweeper_main(void *arg)
+static struct inventory_ctx *ctx_of(struct app *app)
 {
-    struct app *app = arg;
-    pthread_mutex_lock(&sweeper_mu);
-    while (!sweeper_stop) {
-        pthread_mutex_unlock(&sweeper_mu);
-        int n;
-        do {
-            n = inventory__sweep(app, INVENTORY_SWEEP_BATCH);
-            if (n > 0)
-                log_info("inventory: released %d expired reservation(s)", n);
-        } while (n >= INVENTORY_SWEEP_BATCH && !__atomic_load_n(&sweeper_stop, __ATOMIC_RELAXED));
-        if (n < 0 && n != ERR_UNAVAILABLE)
-            log_warn("inventory: sweeping expired reservations failed: %s", err_str(n));
-        pthread_mutex_lock(&sweeper_mu);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (long)INVENTORY_SWEEP_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        while (!sweeper_stop && pthread_cond_timedwait(&sweeper_cv, &sweeper_mu, &until) != ETIMEDOUT)
-            ;
-    }
-    pthread_mutex_unlock(&sweeper_mu);
-    return NULL;
+    return app_service_ctx(app, "inventory");
 }
 
-static int inventory_init(struct app *app)
+static struct db *inv_db(struct app *app) { return app_db(app, "inventory"); }
+
+/* Product levels touched by a transaction, announced after the commit. */
+struct touched {
+    int n;
+    int64_t product_id[INVENTORY_MAX_ITEMS];
+    int64_t available[INVENTORY_MAX_ITEMS];
+};
+
+static void touched_add(struct touched *t, int64_t product_id, int64_t available)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&sweeper_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    sweeper_stop = false;
-    if (pthread_create(&sweeper, NULL, sweeper_main, app) != 0) {
-        pthread_cond_destroy(&sweeper_cv);
-        return ERR_NOMEM;
+    for (int i = 0; i < t->n; i++)
+        if (t->product_id[i] == product_id) {
+            t->available[i] = available;
+            return;
+        }
+    if (t->n < INVENTORY_MAX_ITEMS) {
+        t->product_id[t->n] = product_id;
+        t->available[t->n++] = available;
     }
-    sweeper_running = true;
+}
+
+/* stock.changed on the bus: the catalog's figure follows. Best effort, after the commit. */
+static void announce(int64_t product_id, int64_t available)
+{
+    char pid[21], payload[128];
+    id_format(product_id, pid);
+    int n = snprintf(payload, sizeof payload,
+                     "{\"type\":\"stock.changed\",\"product_id\":\"%s\",\"available\":%lld}", pid,
+                     (long long)available);
+    int rc = bus_publish(INVENTORY_TOPIC, pid, payload, (size_t)n);
+    if (rc < 0)
+        log_warn("inventory: stock.changed for %s not published: %s", pid, err_str(rc));
+}
+
+static void announce_all(const struct touched *t)
+{
+    for (int i = 0; i < t->n; i++)
+        announce(t->product_id[i], t->available[i]);
+}
+
+/* stock.low when a change took available from >= threshold to below it. */
+static int maybe_low(struct db_conn *c, int64_t product_id, int64_t before, int64_t after)
+{
+    if (!(after < INVENTORY_LOW_STOCK && before >= INVENTORY_LOW_STOCK))
+        return 0;
+    char pid[21];
+    json_t *p = json_pack("{s:s,s:I,s:i}", "product_id", id_format(product_id, pid),
+                          "available", (json_int_t)after, "threshold", INVENTORY_LOW_STOCK);
+    int rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "product", product_id, "stock.low", p) : ERR_NOMEM;
+    json_decref(p);
+    return rc;
+}
+
+static json_t *items_json(const struct inventory_item *items, int n)
+{
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < n; i++) {
+        char pid[21];
+        json_array_append_new(arr, json_pack("{s:s,s:i}", "product_id",
+                                             id_format(items[i].product_id, pid), "quantity",
+                                             items[i].quantity));
+    }
+    return arr;
+}
+
+/* ---------------------------------------------------------------- levels */
+
+int inventory_get(struct app *app, int64_t product_id, int64_t *available, int64_t *reserved)
+{
+    struct db_conn *c; /* ERR_UNAVAILABLE when this process does not run the service */
+    int rc = db_conn_take(inv_db(app), &c);
+    if (rc < 0)
+        return rc;
+    int64_t a = 0, r = 0;
+    rc = inventory__store_level(c, product_id, &a, &r);
+    db_conn_give(c);
+    if (rc < 0)
+        return rc;
+    if (available)
+        *available = a;
+    if (reserved)
+        *reserved = r;
     return 0;
 }
 
-static void inventory_deinit(struct app *app)
+struct set_ctx {
+    int64_t product_id, available, before;
+};
+
+static int set_tx(struct db_conn *c, void *vctx)
 {
-    if (!sweeper_running)
-        return;
-    pthread_mutex_lock(&sweeper_mu);
-    __atomic_store_n(&sweeper_stop, true, __ATOMIC_RELAXED);
-    pthread_cond_broadcast(&sweeper_cv);
-    pthread_mutex_unlock(&sweeper_mu);
-    pthread_join(sweeper, NULL);
-    pthread_cond_destroy(&sweeper_cv);
-    sweeper_running = false;
+    struct set_ctx *s = vctx;
+    int64_t before = 0;
+    int rc = inventory__store_level(c, s->product_id, &before, NULL);
+    if (rc < 0 && rc != ERR_NOTFOUND)
+        return rc;
+    bool existed = rc == 0;
+    if ((rc = inventory__store_put(c, s->product_id, s->available, now_ms())) < 0)
+        return rc;
+    s->before = before;
+    char pid[21];
+    json_t *p = json_pack("{s:s,s:I,s:I}", "product_id", id_format(s->product_id, pid),
+                          "available", (json_int_t)s->available, "previous",
+                          (json_int_t)before);
+    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "product", s->product_id, "stock.adjusted", p)
+           : ERR_NOMEM;
+    json_decref(p);
+    if (rc < 0)
+        return rc;
+    return maybe_low(c, s->product_id, existed ? before : INVENTORY_LOW_STOCK, s->available);
 }
 
-static const struct db_migration inventory_migrations[] = {
-    {.sql = "CREATE TABLE inventory ("
-            " product_id BIGINT PRIMARY KEY,"
-            " available BIGINT NOT NULL CHECK (available >= 0),"
-            " reserved BIGINT NOT NULL DEFAULT 0 CHECK (reserved >= 0),"
-            " updated_at BIGINT NOT NULL);"
-            "CREATE TABLE reservations ("
-            " id BIGINT PRIMARY KEY,"
-            " status TEXT NOT NULL CHECK (status IN ('active', 'confirmed', 'released')),"
-            " created_at BIGINT NOT NULL,"
-            " expires_at BIGINT NOT NULL,"
-            " updated_at BIGINT NOT NULL);"
-            "CREATE INDEX reservations_expiry ON reservations (status, expires_at);"
-            "CREATE TABLE reservation_items ("
-            " reservation_id BIGINT NOT NULL REFERENCES reservations(id) ON DELETE CASCADE,"
-            " product_id BIGINT NOT NULL,"
-            " quantity INTEGER NOT NULL CHECK (quantity > 0),"
-            " PRIMARY KEY (reservation_id, product_id));"},
-    {.sql = OUTBOX_MIGRATION},
+static int set_one(struct app *app, int64_t product_id, int64_t available, int64_t *before)
+{
+    if (product_id <= 0 || available < 0 || available > INVENTORY_MAX_STOCK)
+        return ERR_INVALID;
+    struct set_ctx s = {.product_id = product_id, .available = available};
+    int rc = db_transact(inv_db(app), set_tx, NULL, &s);
+    if (rc < 0)
+        return rc;
+    if (before)
+        *before = s.before;
+    announce(product_id, available);
+    return 0;
+}
+
+int inventory_set(struct app *app, int64_t product_id, int64_t available)
+{
+    return set_one(app, product_id, available, NULL);
+}
+
+struct set_many_ctx {
+    const int64_t *ids, *avail;
+    int n;
 };
 
-static const struct service_db inventory_dbs[] = {
-    {"inventory", 0, inventory_migrations,
-     sizeof inventory_migrations / sizeof inventory_migrations[0]},
-    {NULL, 0, NULL, 0},
+static int set_many_tx(struct db_conn *c, void *vctx)
+{
+    struct set_many_ctx *s = vctx;
+    return inventory__store_put_many(c, s->ids, s->avail, s->n, now_ms());
+}
+
+static int set_many(struct app *app, const int64_t *product_ids, const int64_t *available, int n,
+                    bool quiet)
+{
+    if (n < 0 || (n > 0 && (!product_ids || !available)))
+        return ERR_INVALID;
+    for (int i = 0; i < n; i++)
+        if (product_ids[i] <= 0 || available[i] < 0 || available[i] > INVENTORY_MAX_STOCK)
+            return ERR_INVALID;
+    if (n == 0)
+        return 0;
+    struct set_many_ctx s = {product_ids, available, n};
+    int rc = db_transact(inv_db(app), set_many_tx, NULL, &s);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; !quiet && i < n; i++)
+        announce(product_ids[i], available[i]);
+    return 0;
+}
+
+int inventory_set_many(struct app *app, const int64_t *product_ids, const int64_t *available,
+                       int n)
+{
+    return set_many(app, product_ids, available, n, false);
+}
+
+int inventory_set_many_quiet(struct app *app, const int64_t *product_ids,
+                             const int64_t *available, int n)
+{
+    return set_many(app, product_ids, available, n, true);
+}
+
+/* ---------------------------------------------------------------- administration */
+
+int inventory_set_product_check(struct app *app, inventory_product_known_fn fn)
+{
+    struct inventory_ctx *ctx = ctx_of(app);
+    if (!ctx)
+        return ERR_UNAVAILABLE;
+    ctx->product_known = fn;
+    return 0;
+}
+
+/* 1 known, 0 unknown, ERR_*; every id is known when no catalog registered a check. */
+static int product_known(struct app *app, int64_t product_id)
+{
+    struct inventory_ctx *ctx = ctx_of(app);
+    return ctx && ctx->product_known ? ctx->product_known(app, product_id) : 1;
+}
+
+int inventory_admin_get(struct app *app, int64_t product_id, struct inventory_level *out)
+{
+    out->product_id = product_id;
+    out->available = out->reserved = 0;
+    int rc = inventory_get(app, product_id, &out->available, &out->reserved);
+    if (rc != ERR_NOTFOUND)
+        return rc;
+    /* A product the catalog knows that never had stock set has none. */
+    struct inventory_ctx *ctx = ctx_of(app);
+    if (!ctx || !ctx->product_known)
+        return ERR_NOTFOUND;
+    rc = ctx->product_known(app, product_id);
+    return rc < 0 ? rc : rc ? 0 : ERR_NOTFOUND;
+}
+
+int inventory_admin_set(struct app *app, int64_t admin_user_id, int64_t product_id,
+                        int64_t available, struct inventory_level *out)
+{
+    if (product_id <= 0 || available < 0 || available > INVENTORY_MAX_STOCK)
+        return ERR_INVALID;
+    int rc = product_known(app, product_id);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return ERR_NOTFOUND;
+    int64_t before = 0;
+    if ((rc = set_one(app, product_id, available, &before)) < 0)
+        return rc;
+    char pid[21], uid[21];
+    log_info("inventory: stock of product %s set to %lld (was %lld) by admin %s",
+             id_format(product_id, pid), (long long)available, (long long)before,
+             id_format(admin_user_id, uid));
+    out->product_id = product_id;
+    return inventory_get(app, product_id, &out->available, &out->reserved);
+}
+
+/* ---------------------------------------------------------------- reservations */
+
+struct reserve_ctx {
+    int64_t id;
+    struct inventory_item *items; /* merged, sorted by product_id */
+    int n;
+    int ttl_seconds;
+    int64_t short_product;
+    struct touched t;
 };
 
-const struct service service_inventory = {
-    .name = "inventory",
-    .routes = inventory__routes,
-    .dbs = inventory_dbs,
-    .init = inventory_init,
-    .deinit = inventory_deinit,
+static void reserve_reset(void *vctx)
+{
+    struct reserve_ctx *r = vctx;
+    r->short_product = 0;
+    r->t.n = 0;
+}
+
+static int reserve_tx(struct db_conn *c, void *vctx)
+{
+    struct reserve_ctx *r = vctx;
+    int64_t now = now_ms(), expires = now + (int64_t)r->ttl_seconds * 1000;
+    int rc = inventory__store_resv_exists(c, r->id);
+    if (rc != 0)
+        return rc; /* 1: a retried call, nothing to do */
+    /* The reservation row first: a concurrent duplicate waits on its primary key and then
+     * sees ERR_CONFLICT, which is the idempotent "already reserved". */
+    rc = inventory__store_resv_insert(c, r->id, now, expires);
+    if (rc == ERR_CONFLICT)
+        return 1;
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < r->n; i++) {
+        const struct inventory_item *it = &r->items[i];
+        rc = inventory__store_take(c, it->product_id, it->quantity, now);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            r->short_product = it->product_id;
+            return ERR_CONFLICT;
+        }
+        if ((rc = inventory__store_resv_add_item(c, r->id, it->product_id, it->quantity)) < 0)
+            return rc;
+        int64_t after;
+        if ((rc = inventory__store_level(c, it->product_id, &after, NULL)) < 0)
+            return rc;
+        if ((rc = maybe_low(c, it->product_id, after + it->quantity, after)) < 0)
+            return rc;
+        touched_add(&r->t, it->product_id, after);
+    }
+    char rid[21], ts[32];
+    json_t *p = json_pack("{s:s,s:o,s:s}", "reservation_id", id_format(r->id, rid), "items",
+                          items_json(r->items, r->n), "expires_at", time_format(expires, ts));
+    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.reserved", p)
+           : ERR_NOMEM;
+    json_decref(p);
+    return rc;
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    int64_t x = ((const struct inventory_item *)a)->product_id;
+    int64_t y = ((const struct inventory_item *)b)->product_id;
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts by product id and merges duplicates into merged[]; returns the count or ERR_INVALID. */
+static int merge_items(const struct inventory_item *items, int n, struct inventory_item *merged)
+{
+    memcpy(merged, items, (size_t)n * sizeof *merged);
+    qsort(merged, (size_t)n, sizeof *merged, cmp_item);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (merged[i].product_id <= 0 || merged[i].quantity <= 0 ||
+            merged[i].quantity > INVENTORY_MAX_QTY)
+            return ERR_INVALID;
+        if (m > 0 && merged[m - 1].product_id == merged[i].product_id) {
+            if (merged[m - 1].quantity > INVENTORY_MAX_QTY - merged[i].quantity)
+                return ERR_INVALID;
+            merged[m - 1].quantity += merged[i].quantity;
+        } else {
+            merged[m++] = merged[i];
+        }
+    }
+    return m;
+}
+
+int inventory_reserve(struct app *app, int64_t reservation_id, const struct inventory_item *items,
+                      int n, int ttl_seconds, int64_t *short_product)
+{
+    if (short_product)
+        *short_product = 0;
+    if (reservation_id <= 0 || n <= 0 || n > INVENTORY_MAX_ITEMS || !items || ttl_seconds <= 0 ||
+        ttl_seconds > 7 * 24 * 3600)
+        return ERR_INVALID;
+    /* Not zeroed: the 16 KB of touched levels are only read up to t.n. */
+    struct reserve_ctx *r = malloc(sizeof *r);
+    struct inventory_item *merged = malloc((size_t)n * sizeof *merged);
+    int rc = !r || !merged ? ERR_NOMEM : merge_items(items, n, merged);
+    if (rc >= 0) {
+        r->id = reservation_id;
+        r->items = merged;
+        r->n = rc;
+        r->ttl_seconds = ttl_seconds;
+        r->short_product = 0;
+        r->t.n = 0;
+        rc = db_transact(inv_db(app), reserve_tx, reserve_reset, r);
+        /* Short: stock held by reservations that have expired but were not swept yet is
+         * really free, so sweep once and try again before saying no. */
+        if (rc == ERR_CONFLICT && inventory__sweep(app, INVENTORY_SWEEP_BATCH) > 0)
+            rc = db_transact(inv_db(app), reserve_tx, reserve_reset, r);
+        if (rc == ERR_CONFLICT && short_product)
+            *short_product = r->short_product;
+        if (rc >= 0)
+            announce_all(&r->t);
+    }
+    free(merged);
+    free(r);
+    return rc < 0 ? rc : 0;
+}
+
+enum release_mode { REL_ANY, REL_EXPIRED_ONLY };
+
+struct release_ctx {
+    int64_t id;
+    enum release_mode mode;
+    const char *reason;
+    struct inventory__resv rv;
+    struct touched t;
+    bool released; /* this call gave the stock back */
 };
+
+static void release_reset(void *vctx)
+{
+    struct release_ctx *r = vctx;
+    r->t.n = 0;
+    r->released = false;
+}
+
+/* Gives a reservation's stock back: from reserved when active, plain back to available when
+ * confirmed. Returns 0 (done, or nothing to do) or ERR_*; ERR_BUSY when it lost a race
+ * (the retry re-reads the new status). */
+static int release_tx(struct db_conn *c, void *vctx)
+{
+    struct release_ctx *r = vctx;
+    int rc = inventory__store_resv_load(c, r->id, &r->rv);
+    if (rc == ERR_NOTFOUND)
+        return 1; /* unknown: releasing nothing is idempotent */
+    if (rc < 0)
+        return rc;
+    bool active = !strcmp(r->rv.status, "active");
+    bool confirmed = !strcmp(r->rv.status, "confirmed");
+    if (!active && !confirmed)
+        return 1; /* released already */
+    if (r->mode == REL_EXPIRED_ONLY && (!active || r->rv.expires_at > now_ms()))
+        return 1;
+    int64_t now = now_ms();
+    rc = inventory__store_resv_move(c, r->id, r->rv.status, "released", now);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return ERR_BUSY; /* raced with another transition: retry, re-reading */
+    for (int i = 0; i < r->rv.n; i++) {
+        const struct inventory_item *it = &r->rv.items[i];
+        rc = inventory__store_give(c, it->product_id, it->quantity, active, now);
+        if (rc < 0)
+            return rc;
+        int64_t after;
+        if (rc == 1 && inventory__store_level(c, it->product_id, &after, NULL) == 0)
+            touched_add(&r->t, it->product_id, after);
+    }
+    char rid[21];
+    json_t *p = json_pack("{s:s,s:o,s:s,s:s}", "reservation_id", id_format(r->id, rid), "items",
+                          items_json(r->rv.items, r->rv.n), "reason", r->reason, "previous_status",
+                          r->rv.status);
+    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.released", p)
+           : ERR_NOMEM;
+    json_decref(p);
+    if (rc == 0)
+        r->released = true;
+    return rc;
+}
+
+static int release(struct app *app, int64_t id, enum release_mode mode, const char *reason,
+                   bool *released)
+{
+    struct release_ctx *r = calloc(1, sizeof *r);
+    if (!r)
+        return ERR_NOMEM;
+    r->id = id;
+    r->mode = mode;
+    r->reason = reason;
+    int rc = db_transact(inv_db(app), release_tx, release_reset, r);
+    if (rc >= 0)
+        announce_all(&r->t);
+    if (released)
+        *released = rc >= 0 && r->released;
+    free(r->rv.items);
+    free(r);
+    return rc < 0 ? rc : 0;
+}
+
+int inventory_release(struct app *app, int64_t reservation_id)
+{
+    if (reservation_id <= 0)
+        return ERR_INVALID;
+    return release(app, reservation_id, REL_ANY, "released", NULL);
+}
+
+struct confirm_ctx {
+    int64_t id;
+    struct inventory__resv rv;
+    bool expired; /* active but past its expiry: release it instead */
+};
+
+static int confirm_tx(struct db_conn *c, void *vctx)
+{
+    struct confirm_ctx *r = vctx;
+    r->expired = false;
+    int rc = inventory__store_resv_load(c, r->id, &r->rv);
+    if (rc < 0)
+        return rc;
+    if (!strcmp(r->rv.status, "confirmed"))
+        return 1;
+    if (strcmp(r->rv.status, "active") != 0)
+        return ERR_NOTFOUND;
+    int64_t now = now_ms();
+    if (r->rv.expires_at <= now) {
+        r->expired = true;
+        return ERR_NOTFOUND;
+    }
+    rc = inventory__store_resv_move(c, r->id, "active", "confirmed", now);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return ERR_BUSY;
+    for (int i = 0; i < r->rv.n; i++)
+        if ((rc = inventory__store_unreserve(c, r->rv.items[i].product_id,
+                                             r->rv.items[i].quantity, now)) < 0)
+            return rc;
+    char rid[21];
+    json_t *p = json_pack("{s:s,s:o}", "reservation_id", id_format(r->id, rid), "items",
+                          items_json(r->rv.items, r->rv.n));
+    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.confirmed", p)
+           : ERR_NOMEM;
+    json_decref(p);
+    return rc;
+}
+
+int inventory_confirm(struct app *app, int64_t reservation_id)
+{
+    if (reservation_id <= 0)
+        return ERR_INVALID;
+    struct confirm_ctx r = {.id = reservation_id};
+    int rc = db_transact(inv_db(app), confirm_tx, NULL, &r);
+    free(r.rv.items);
+    if (rc == ERR_NOTFOUND && r.expired) /* touched after its expiry: give it back now */
+        release(app, reservation_id, REL_EXPIRED_ONLY, "expired", NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int inventory__sweep(struct app *app, int max)
+{
+    int64_t *ids;
+    int n = inventory__store_expired(inv_db(app), now_ms(), max, &ids);
+    if (n < 0)
+        return n;
+    int done = 0;
+    for (int i = 0; i < n; i++) {
+        bool released = false;
+        int rc = release(app, ids[i], REL_EXPIRED_ONLY, "expired", &released);
+        if (rc < 0) {
+            char rid[21];
+            log_warn("inventory: releasing expired reservation %s failed: %s",
+                     id_format(ids[i], rid), err_str(rc));
+            continue;
+        }
+        done += released;
+    }
+    free(ids);
+    return done;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/* The sweep job (timer.h: `serve` only, on the monotonic clock): rounds of
+ * INVENTORY_SWEEP_BATCH while full batches come back, at most INVENTORY_SWEEP_ROUNDS a run so
+ * a run stays short. */
+static void sweep_job(struct app *app, void *vctx)
+{
+    int n, rounds = 0;
+    do {
+        n = inventory__sweep(app, INVENTORY_SWEEP_BATCH);
+        if (n > 0)
+            log_info("inventory: released %d expired reservation(s)", n);
+    } while (n >= INVENTORY_SWEEP_BATCH && ++rounds < INVENTORY_SWEEP_ROUNDS);
+    if (n < 0 && n != ERR_UNAVAILABLE)
+        log_warn("inventory: sweeping expired reservations failed: %s", err_str(n));
+}
+
+int inventory__init(struct app *app)
+{
+    struct inventory_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return ERR_NOMEM;
+    int rc = app_set_service_ctx(app, "inventory", ctx);
+    if (rc == 0)
+        rc = timer_add(app, "inventory.reservation_sweep", INVENTORY_SWEEP_MS, sweep_job, ctx);
+    if (rc < 0) {
+        app_set_service_ctx(app, "inventory", NULL);
+        free(ctx);
+    }
+    return rc;
+}
+
+void inventory__deinit(struct app *app)
+{
+    /* app_free() stopped the timer thread before any deinit: no sweep can be running */
+    struct inventory_ctx *ctx = ctx_of(app);
+    app_set_service_ctx(app, "inventory", NULL);
+    free(ctx);
+}

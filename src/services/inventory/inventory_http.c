@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* inventory_http.c — admin routes: read and set a product's stock level. */
+/* inventory_http.c — admin routes: read and set a product's stock level (parse, call
+ * inventory_admin_get/inventory_admin_set, render). */
 #include <jansson.h>
 
-#include "emporium/app.h"
 #include "emporium/err.h"
+#include "emporium/http.h"
 #include "emporium/id.h"
-#include "emporium/svc/inventory.h"
-#include "emporium/svc/product.h"
 #include "inventory_internal.h"
 
 static int path_product_id(struct http_req *req, int64_t *out)
@@ -17,36 +16,29 @@ static int path_product_id(struct http_req *req, int64_t *out)
     return 0;
 }
 
-static int reply_level(struct http_req *req, int64_t product_id, int64_t available,
-                       int64_t reserved)
+static int reply_level(struct http_req *req, const struct inventory_level *l)
 {
     char pid[21];
     http_add_header(req, "Cache-Control", "private, no-store");
     return http_reply_json(req, 200,
-                           json_pack("{s:s,s:I,s:I}", "product_id", id_format(product_id, pid),
-                                     "available", (json_int_t)available, "reserved",
-                                     (json_int_t)reserved));
+                           json_pack("{s:s,s:I,s:I}", "product_id", id_format(l->product_id, pid),
+                                     "available", (json_int_t)l->available, "reserved",
+                                     (json_int_t)l->reserved));
 }
 
 static int h_get(struct http_req *req)
 {
-    int64_t id, available = 0, reserved = 0;
+    int64_t id;
     int rc = path_product_id(req, &id);
     if (rc < 0)
         return rc;
-    rc = inventory_get(http_app(req), id, &available, &reserved);
-    if (rc == ERR_NOTFOUND && app_has_service(http_app(req), "product")) {
-        /* A product that never had stock set has none. */
-        struct product_info info;
-        rc = product_get_info(http_app(req), id, &info);
-        if (rc == ERR_NOTFOUND)
-            return http_fail(req, ERR_NOTFOUND, "product_id", "no such product");
-    }
+    struct inventory_level l;
+    rc = inventory_admin_get(http_app(req), id, &l);
     if (rc == ERR_NOTFOUND)
-        return http_fail(req, ERR_NOTFOUND, "product_id", "no stock recorded for this product");
+        return http_fail(req, ERR_NOTFOUND, "product_id", "no such product");
     if (rc < 0)
         return rc;
-    return reply_level(req, id, available, reserved);
+    return reply_level(req, &l);
 }
 
 static int h_put(struct http_req *req)
@@ -63,24 +55,25 @@ static int h_put(struct http_req *req)
         return rc;
     if ((rc = http_json_int(req, body, "available", true, 0, INVENTORY_MAX_STOCK, &available)) < 0)
         return rc;
-    /* Stock for a product the catalog does not know is refused (when the catalog runs in
-     * this process; split deployments trust the operator). */
-    struct product_info info;
-    rc = app_has_service(http_app(req), "product") ? product_get_info(http_app(req), id, &info) : 0;
+    struct inventory_level l;
+    rc = inventory_admin_set(http_app(req), http_auth(req)->user_id, id, available, &l);
     if (rc == ERR_NOTFOUND)
         return http_fail(req, ERR_NOTFOUND, "product_id", "no such product");
     if (rc < 0)
         return rc;
-    if ((rc = inventory_set(http_app(req), id, available)) < 0)
-        return rc;
-    int64_t reserved = 0;
-    if ((rc = inventory_get(http_app(req), id, &available, &reserved)) < 0)
-        return rc;
-    return reply_level(req, id, available, reserved);
+    return reply_level(req, &l);
 }
 
-const struct http_route inventory__routes[] = {
+static const struct http_route routes[] = {
     {"GET", "/api/v1/inventory/{product_id}", h_get, ROUTE_ADMIN},
     {"PUT", "/api/v1/inventory/{product_id}", h_put, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
+};
+
+const struct service service_inventory = {
+    .name = "inventory",
+    .routes = routes,
+    .dbs = inventory__dbs,
+    .init = inventory__init,
+    .deinit = inventory__deinit,
 };

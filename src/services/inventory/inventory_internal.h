@@ -1,28 +1,85 @@
 /* SPDX-License-Identifier: MIT */
-/* inventory_internal.h — shared between the inventory service's files only. */
+/* inventory_internal.h — shared between the inventory service's own files only. */
 #ifndef EMPORIUM_INVENTORY_INTERNAL_H
 #define EMPORIUM_INVENTORY_INTERNAL_H
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "emporium/db.h"
-#include "emporium/http.h"
+#ifndef EMPORIUM_SERVICE_NO_HTTP
+#define EMPORIUM_SERVICE_NO_HTTP /* layered: only the *_http.c files see HTTP */
+#endif
+#include "emporium/service.h"
+#include "emporium/svc/inventory.h"
 
 /* A stock level below this after a change writes a stock.low event (once per crossing). */
 #define INVENTORY_LOW_STOCK 5
 /* Largest stock level the API accepts for one product. */
 #define INVENTORY_MAX_STOCK 1000000000LL
 /* Largest quantity of one reservation line, and lines per reservation. */
-#define INVENTORY_MAX_QTY 1000000
 #define INVENTORY_MAX_ITEMS 1000
+#define INVENTORY_MAX_QTY 1000000
 /* Sweeper: how often it looks for expired reservations, and how many it releases a round. */
 #define INVENTORY_SWEEP_MS 1000
 #define INVENTORY_SWEEP_BATCH 200
+#define INVENTORY_SWEEP_ROUNDS 10
 
-extern const struct http_route inventory__routes[];
+/* The service's state, owned by the app (app_service_ctx(app, "inventory")): allocated by
+ * init(), freed by deinit(). */
+struct inventory_ctx {
+    inventory_product_known_fn product_known; /* registered by the catalog; may be NULL */
+};
+
+extern const struct service_db inventory__dbs[];
+/* Lifecycle (inventory.c); the service definition is in inventory_http.c, next to its routes. */
+int inventory__init(struct app *app);
+void inventory__deinit(struct app *app);
+
 
 /* Releases up to `max` active reservations whose expires_at has passed. Returns how many
  * were released (>= 0) or an ERR_*. Safe to run concurrently with anything (several
  * processes may sweep the same database). */
 int inventory__sweep(struct app *app, int max);
+
+/* ---- inventory_store.c: every statement on the `inventory` database. Functions taking a
+ * connection run inside the caller's transaction; the others take and give back their own. */
+
+/* A product's level; ERR_NOTFOUND when it has no row. reserved may be NULL. */
+int inventory__store_level(struct db_conn *c, int64_t product_id, int64_t *available,
+                           int64_t *reserved);
+/* Sets available (creating the row with reserved 0). */
+int inventory__store_put(struct db_conn *c, int64_t product_id, int64_t available, int64_t now);
+/* The same for n rows, in multi-row statements. */
+int inventory__store_put_many(struct db_conn *c, const int64_t *ids, const int64_t *available,
+                              int n, int64_t now);
+/* available -= q, reserved += q when at least q is available: 1 taken, 0 short. */
+int inventory__store_take(struct db_conn *c, int64_t product_id, int q, int64_t now);
+/* Gives q back to available; from_reserved: out of reserved (an active reservation), else
+ * plain back (a confirmed one). Returns the rows changed (0: no such product row). */
+int inventory__store_give(struct db_conn *c, int64_t product_id, int q, bool from_reserved,
+                          int64_t now);
+/* reserved -= q (a reservation confirmed: the stock has left for good). */
+int inventory__store_unreserve(struct db_conn *c, int64_t product_id, int q, int64_t now);
+
+/* Reservations. */
+struct inventory__resv {
+    char status[16]; /* active, confirmed, released */
+    int64_t expires_at;
+    int n;
+    struct inventory_item *items; /* malloc'd, sorted by product id; free() */
+};
+/* 1 when the reservation row exists. */
+int inventory__store_resv_exists(struct db_conn *c, int64_t id);
+/* Inserts an active reservation; ERR_CONFLICT when the id exists (a concurrent duplicate). */
+int inventory__store_resv_insert(struct db_conn *c, int64_t id, int64_t now, int64_t expires);
+int inventory__store_resv_add_item(struct db_conn *c, int64_t id, int64_t product_id, int q);
+/* Loads status, expiry and items (replacing out->items); ERR_NOTFOUND when unknown. */
+int inventory__store_resv_load(struct db_conn *c, int64_t id, struct inventory__resv *out);
+/* Moves the reservation from `from` to `to`: 1 moved, 0 someone else moved it first. */
+int inventory__store_resv_move(struct db_conn *c, int64_t id, const char *from, const char *to,
+                               int64_t now);
+/* Up to max ids of active reservations expired at `now`, oldest first (own connection).
+ * *ids is malloc'd (free()); returns how many. */
+int inventory__store_expired(struct db *db, int64_t now, int max, int64_t **ids);
 
 #endif

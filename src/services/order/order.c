@@ -12,6 +12,8 @@
  * or refund) recorded by `compensated = 0`; it runs right away and, should the process die
  * first, from the recovery sweep.
  *
+ * Settings come from struct config (app_config); the recovery sweep is a timer job.
+ *
  * Shipment progress arrives one way: shipping publishes on SHIPPING_TOPIC and this service
  * subscribes (and a full read of an order catches up from the shipment's state); shipping
  * never calls back into orders. */
@@ -27,7 +29,9 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
+#include "emporium/timer.h"
 #include "emporium/svc/inventory.h"
 #include "emporium/svc/order.h"
 #include "emporium/svc/payment.h"
@@ -37,8 +41,6 @@
 
 struct order_settings order__settings = {900, 600, 30};
 
-extern const struct service_db order__dbs[];    /* the schema, in order_store.c */
-extern const struct http_route order__routes[]; /* in order_http.c */
 
 static const char *const statuses[] = {"pending", "paid", "fulfilling", "shipped", "delivered",
                                        "failed", "cancelled", "on_hold", NULL};
@@ -178,11 +180,11 @@ int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
         bool refunded = payment_get(app, order_id, &pr) == 0 &&
                         (!strcmp(pr.status, "refunded") || !strcmp(pr.status, "captured") ||
                          !strcmp(pr.status, "capturing"));
-        log_info("order cancelled: order_id=%lld user_id=%lld by=%s", (long long)order_id,
-                 (long long)v.user_id, admin && v.user_id != user_id ? "operator" : "customer");
+        log_event("order.cancelled", LOG_I("order_id", order_id), LOG_I("user_id", v.user_id),
+                  LOG_S("by", admin && v.user_id != user_id ? "operator" : "customer"));
         if (refunded)
-            log_info("order refunded: order_id=%lld user_id=%lld total=%lld %s",
-                     (long long)order_id, (long long)v.user_id, (long long)v.total, v.currency);
+            log_event("order.refunded", LOG_I("order_id", order_id), LOG_I("user_id", v.user_id),
+                      LOG_I("amount", v.total), LOG_S("currency", v.currency));
         order__publish(app, &v, "order.cancelled", refunded);
         goto out;
     }
@@ -347,8 +349,7 @@ int order__follow_shipment(struct app *app, int64_t order_id, const char *shipme
         db_rollback(c);
     db_conn_give(c);
     if (rc == 1)
-        log_info("order %s: order_id=%lld", delivered ? "delivered" : "shipped",
-                 (long long)order_id);
+        log_event(delivered ? "order.delivered" : "order.shipped", LOG_I("order_id", order_id));
     return rc < 0 ? rc : 0;
 }
 
@@ -373,44 +374,17 @@ static void on_shipment(void *ctx, const char *topic, const char *key, const cha
 
 /* --- the service --- */
 
-static int env_int(const char *name, int def, int min, int max)
+int order__init(struct app *app)
 {
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return def;
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || n < min || n > max) {
-        log_warn("%s=%s is out of range, using %d", name, v, def);
-        return def;
-    }
-    return (int)n;
+    const struct config *cfg = app_config(app);
+    order__settings.reservation_ttl_s = cfg->reservation_ttl_seconds;
+    order__settings.pending_timeout_s = cfg->order_pending_timeout_seconds;
+    order__settings.sweep_interval_s = cfg->order_sweep_seconds;
+    int rc = bus_subscribe(SHIPPING_TOPIC, on_shipment, app);
+    if (rc < 0)
+        return rc;
+    /* The recovery sweep: first right after `serve` starts, then every sweep interval. */
+    return timer_add(app, "order.recovery", order__settings.sweep_interval_s * 1000,
+                     order__recovery_run, NULL);
 }
 
-static int order_init(struct app *app)
-{
-    order__settings.reservation_ttl_s = env_int("EMPORIUM_RESERVATION_TTL_SECONDS", 900, 1, 86400);
-    order__settings.pending_timeout_s =
-        env_int("EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS", 600, 1, 86400);
-    order__settings.sweep_interval_s = env_int("EMPORIUM_ORDER_SWEEP_SECONDS", 30, 1, 3600);
-    return bus_subscribe(SHIPPING_TOPIC, on_shipment, app);
-}
-
-static int order_on_serve(struct app *app)
-{
-    return order__recovery_start(app);
-}
-
-static void order_deinit(struct app *app)
-{
-    order__recovery_stop();
-}
-
-const struct service service_order = {
-    .name = "order",
-    .routes = order__routes,
-    .dbs = order__dbs,
-    .init = order_init,
-    .on_serve = order_on_serve,
-    .deinit = order_deinit,
-};

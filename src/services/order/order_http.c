@@ -14,6 +14,7 @@
 #include "emporium/err.h"
 #include "emporium/http.h"
 #include "emporium/id.h"
+#include "emporium/service.h"
 #include "emporium/svc/order.h"
 #include "order_internal.h"
 
@@ -389,7 +390,7 @@ static int h_admin_events(struct http_req *req)
     return http_reply_json(req, 200, json_pack("{s:o,s:n}", "items", items, "next_cursor"));
 }
 
-const struct http_route order__routes[] = {
+static const struct http_route order__routes[] = {
     {"POST", "/api/v1/orders", h_place, ROUTE_AUTH | ROUTE_OFFLOAD},
     {"GET", "/api/v1/orders", h_list, ROUTE_AUTH},
     {"GET", "/api/v1/orders/{id}", h_get, ROUTE_AUTH},
@@ -397,4 +398,15 @@ const struct http_route order__routes[] = {
     {"GET", "/api/v1/admin/orders", h_admin_list, ROUTE_ADMIN},
     {"GET", "/api/v1/admin/orders/{id}/events", h_admin_events, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
+};
+
+/* The service as the binary sees it: routes here, the schema from order_store.c, the
+ * lifecycle from order.c. */
+extern const struct service_db order__dbs[];
+
+const struct service service_order = {
+    .name = "order",
+    .routes = order__routes,
+    .dbs = order__dbs,
+    .init = order__init,
 };

@@ -16,7 +16,7 @@
 #define ORDER_SHARDS 6
 
 
-/* Tunables (environment, read once in init). */
+/* Tunables (struct config, copied in init). */
 struct order_settings {
     int reservation_ttl_s;  /* EMPORIUM_RESERVATION_TTL_SECONDS, 900 */
     int pending_timeout_s;  /* EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS, 600 */
@@ -43,10 +43,8 @@ void order__publish(struct app *app, const struct order_view *v, const char *typ
 int order__follow_shipment(struct app *app, int64_t order_id, const char *shipment_status,
                            int64_t at_ms);
 
-/* --- the recovery sweep (order_recovery.c) --- */
-void order__recovery_run(struct app *app);
-int order__recovery_start(struct app *app);
-void order__recovery_stop(void);
+/* --- the recovery sweep (order_recovery.c): one pass, a timer_fn (timer.h) --- */
+void order__recovery_run(struct app *app, void *ctx);
 
 /* --- store (order_store.c): SQL only, on a connection the caller holds --- */
 
@@ -117,5 +115,8 @@ struct order_unshipped {
 int order__store_unshipped(struct db_conn *c, int64_t updated_before, struct order_unshipped *out,
                            int cap);
 int order__store_drop_stale_claims(struct db_conn *c, int64_t created_before);
+
+/* The service definition (in order_http.c) needs these. */
+int order__init(struct app *app);
 
 #endif

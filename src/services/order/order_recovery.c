@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* order_recovery.c — the recovery sweep: nothing a crash interrupts stays stuck.
  *
- * Runs once when the server starts serving and then every sweep_interval_s on its own
- * thread. Per shard:
+ * A timer job (timer.h, "order.recovery"): once when the server starts serving, then every
+ * sweep_interval_s on the timer thread; never during migrate/seed/CLI commands. Per shard:
  *  1. pending orders older than pending_timeout_s are failed ("abandoned") — the saga that
  *     owned them is gone (a live saga finds its order failed at the PAID step and undoes
  *     its own work); their in-progress idempotency claims are dropped so a retry starts over;
@@ -11,7 +11,6 @@
  *  4. idempotency claims that never created an order are dropped after the timeout.
  * Every step is idempotent; a stock reservation not released here still expires by its TTL
  * in the inventory service. */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -24,12 +23,6 @@
 #include "order_internal.h"
 
 #define SWEEP_BATCH 200
-
-static pthread_t sweeper;
-static bool sweeper_running;
-static bool sweeper_stop;
-static pthread_mutex_t sweeper_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sweeper_cv = PTHREAD_COND_INITIALIZER;
 
 static void sweep_shard(struct app *app, int shard)
 {
@@ -44,7 +37,7 @@ static void sweep_shard(struct app *app, int shard)
     int n = order__store_abandoned(c, cutoff, ids, SWEEP_BATCH);
     for (int i = 0; i < n; i++)
         if (order__store_fail_abandoned(c, ids[i]) == 1)
-            log_info("order failed: order_id=%lld reason=abandoned (recovery)", (long long)ids[i]);
+            log_event("order.failed", LOG_I("order_id", ids[i]), LOG_S("reason", "abandoned"));
 
     /* 2. owed compensations (a little grace so the saga's own attempt goes first) */
     n = order__store_owing(c, now - 2000, ids, SWEEP_BATCH);
@@ -55,7 +48,7 @@ static void sweep_shard(struct app *app, int shard)
     /* 3. paid orders that lost their shipment to a crash */
     if (db_conn_take(db, &c) < 0)
         return;
-    static struct order_unshipped un[SWEEP_BATCH]; /* only the sweeper thread runs this */
+    static struct order_unshipped un[SWEEP_BATCH]; /* only the timer thread runs this */
     n = order__store_unshipped(c, now - 5000, un, SWEEP_BATCH);
     for (int i = 0; i < n; i++) {
         struct shipment_info s;
@@ -69,50 +62,9 @@ static void sweep_shard(struct app *app, int shard)
     db_conn_give(c);
 }
 
-void order__recovery_run(struct app *app)
+void order__recovery_run(struct app *app, void *ctx)
 {
+    (void)ctx;
     for (int s = 0; s < ORDER_SHARDS; s++)
         sweep_shard(app, s);
-}
-
-static void *sweeper_main(void *arg)
-{
-    struct app *app = arg;
-    pthread_mutex_lock(&sweeper_mu);
-    while (!sweeper_stop) {
-        pthread_mutex_unlock(&sweeper_mu);
-        order__recovery_run(app);
-        pthread_mutex_lock(&sweeper_mu);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += order__settings.sweep_interval_s;
-        while (!sweeper_stop &&
-               pthread_cond_timedwait(&sweeper_cv, &sweeper_mu, &until) == 0)
-            ;
-    }
-    pthread_mutex_unlock(&sweeper_mu);
-    return NULL;
-}
-
-int order__recovery_start(struct app *app)
-{
-    if (sweeper_running)
-        return 0;
-    sweeper_stop = false;
-    if (pthread_create(&sweeper, NULL, sweeper_main, app) != 0)
-        return ERR_NOMEM;
-    sweeper_running = true;
-    return 0;
-}
-
-void order__recovery_stop(void)
-{
-    if (!sweeper_running)
-        return;
-    pthread_mutex_lock(&sweeper_mu);
-    sweeper_stop = true;
-    pthread_cond_broadcast(&sweeper_cv);
-    pthread_mutex_unlock(&sweeper_mu);
-    pthread_join(sweeper, NULL);
-    sweeper_running = false;
 }

@@ -196,8 +196,8 @@ static int price_cart(struct saga *s)
         /* The customer agreed to the cart's prices, not to these: show them first. */
         if ((rc = cart_set_prices(s->app, s->rq->user_id, changed, out->n_changed)) < 0)
             return rc;
-        log_info("checkout refused, prices changed: user_id=%lld lines=%d",
-                 (long long)s->rq->user_id, out->n_changed);
+        log_event("checkout.price_changed", LOG_I("user_id", s->rq->user_id),
+                  LOG_I("lines", out->n_changed));
         return refuse(out, ERR_CONFLICT, "price_changed");
     }
     struct shipping_option opt;
@@ -309,9 +309,8 @@ static int saga_run(struct saga *s, struct db_conn *c)
     if (rc < 0)
         return rc;
     s->out->order_id = s->order_id;
-    log_info("order placed: order_id=%lld user_id=%lld total=%lld %s lines=%d",
-             (long long)s->order_id, (long long)rq->user_id, (long long)s->total, s->currency,
-             s->n);
+    log_event("order.placed", LOG_I("order_id", s->order_id), LOG_I("user_id", rq->user_id),
+              LOG_I("amount", s->total), LOG_S("currency", s->currency), LOG_I("lines", s->n));
 
     struct inventory_item items[CART_MAX_LINES];
     for (int i = 0; i < s->n; i++)
@@ -335,9 +334,9 @@ static int saga_run(struct saga *s, struct db_conn *c)
     if (rc == ERR_PAYMENT) {
         const char *reason = pr.failure_reason[0] ? pr.failure_reason : "card_declined";
         s->out->retryable = pr.retryable;
-        log_info("payment failed: order_id=%lld user_id=%lld reason=%s retryable=%s",
-                 (long long)s->order_id, (long long)rq->user_id, reason,
-                 pr.retryable ? "true" : "false");
+        log_event("order.payment_failed", LOG_I("order_id", s->order_id),
+                  LOG_I("user_id", rq->user_id), LOG_S("reason", reason),
+                  LOG_B("retryable", pr.retryable));
         return fail(s, reason, pr.retryable, ERR_PAYMENT, reason);
     }
     if (rc < 0 || (rc = payment_capture(s->app, s->order_id)) < 0) {
@@ -358,8 +357,8 @@ static int saga_run(struct saga *s, struct db_conn *c)
             fail(s, "internal_error", true, rc, NULL);
         return rc == ERR_CONFLICT ? ERR_UNAVAILABLE : rc;
     }
-    log_info("order paid: order_id=%lld user_id=%lld total=%lld %s", (long long)s->order_id,
-             (long long)rq->user_id, (long long)s->total, s->currency);
+    log_event("order.paid", LOG_I("order_id", s->order_id), LOG_I("user_id", rq->user_id),
+              LOG_I("amount", s->total), LOG_S("currency", s->currency));
     /* Only the ordered quantities leave the cart: items added while checkout ran stay. */
     if ((rc = cart_remove_lines(s->app, rq->user_id, s->lines, s->n)) < 0)
         log_warn("order %lld: emptying the cart failed: %s", (long long)s->order_id, err_str(rc));

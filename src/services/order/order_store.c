@@ -14,6 +14,7 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/outbox.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "order_internal.h"
 

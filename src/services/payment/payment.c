@@ -24,40 +24,18 @@
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/outbox.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "payment_internal.h"
 
 #define PAYMENT_WAIT_MS 8000 /* how long a duplicate waits for a processing attempt */
-#define PAYMENT_SELECT                                                                       \
-    "SELECT id, order_id, idempotency_key, status, amount, currency, brand, last4, "        \
-    "provider_ref, failure_reason, retryable FROM payments "
 
 static struct payment_provider provider;
 
-struct payrow {
-    int64_t id, order_id, amount;
-    char key[160], status[16], currency[4], brand[16], last4[5], ref[64], reason[32];
-    bool retryable;
-};
 
 static void copy(char *dst, size_t cap, const char *src)
 {
     snprintf(dst, cap, "%s", src ? src : "");
-}
-
-static void row_load(const struct db_rows *r, int i, struct payrow *p)
-{
-    p->id = db_get_i64(r, i, 0);
-    p->order_id = db_get_i64(r, i, 1);
-    copy(p->key, sizeof p->key, db_get(r, i, 2));
-    copy(p->status, sizeof p->status, db_get(r, i, 3));
-    p->amount = db_get_i64(r, i, 4);
-    copy(p->currency, sizeof p->currency, db_get(r, i, 5));
-    copy(p->brand, sizeof p->brand, db_get(r, i, 6));
-    copy(p->last4, sizeof p->last4, db_get(r, i, 7));
-    copy(p->ref, sizeof p->ref, db_get(r, i, 8));
-    copy(p->reason, sizeof p->reason, db_get(r, i, 9));
-    p->retryable = db_get_i64(r, i, 10) != 0;
 }
 
 static void result_fill(const struct payrow *p, struct payment_result *out)
@@ -71,27 +49,6 @@ static void result_fill(const struct payrow *p, struct payment_result *out)
     out->retryable = p->retryable;
     copy(out->brand, sizeof out->brand, p->brand);
     copy(out->last4, sizeof out->last4, p->last4);
-}
-
-/* Loads one payment by `where` (with one parameter). 1 found, 0 not, <0 error. */
-static int payrow_find(struct db_conn *c, const char *where, struct db_val arg, struct payrow *p)
-{
-    char sql[512];
-    snprintf(sql, sizeof sql, PAYMENT_SELECT "%s", where);
-    struct db_rows *r = NULL;
-    int rc = db_query(c, sql, 1, &arg, &r);
-    if (rc < 0)
-        return rc;
-    int found = db_rows_count(r) > 0;
-    if (found)
-        row_load(r, 0, p);
-    db_rows_free(r);
-    return found;
-}
-
-static int payrow_by_order(struct db_conn *c, int64_t order_id, struct payrow *p)
-{
-    return payrow_find(c, "WHERE order_id = $1 ORDER BY id DESC LIMIT 1", DB_INT(order_id), p);
 }
 
 static struct db *payments_db(struct app *app)
@@ -221,65 +178,6 @@ int payment_card_check(const struct payment_card *card, const char **field, cons
     return 0;
 }
 
-/* --- events --- */
-
-static int payment_event(struct db_conn *c, const struct payrow *p, const char *type,
-                         int64_t amount)
-{
-    char oid[21];
-    json_t *data = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "order_id", id_format(p->order_id, oid),
-                             "status", p->status, "amount", (json_int_t)amount, "currency",
-                             p->currency, "brand", p->brand, "last4", p->last4);
-    if (!data)
-        return ERR_NOMEM;
-    if (p->reason[0])
-        json_object_set_new(data, "failure_reason", json_string(p->reason));
-    int rc = outbox_add(c, id_shard(p->id), "payment-events", "payment", p->id, type, data);
-    json_decref(data);
-    return rc;
-}
-
-static int op_insert(struct db_conn *c, const struct payrow *p, const char *kind,
-                     const char *status, int64_t amount, const char *reason)
-{
-    char key[200];
-    snprintf(key, sizeof key, "%s:%s", p->key, kind);
-    struct db_val a[] = {DB_INT(id_new(id_shard(p->id))), DB_INT(p->id), DB_TEXT(kind),
-                         DB_TEXT(key), DB_TEXT(status), DB_INT(amount),
-                         reason && *reason ? DB_TEXT(reason) : DB_NULLV, DB_INT(now_ms())};
-    int rc = db_query(c,
-                      "INSERT INTO payment_operations (id, payment_id, kind, idempotency_key, "
-                      "status, amount, failure_reason, created_at) "
-                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                      8, a, NULL);
-    return rc < 0 ? rc : 0;
-}
-
-/* Moves p from `from` to `to` with its operation row and event, in one transaction.
- * Returns 1 when this call made the change, 0 when the row was no longer in `from`. */
-static int transition(struct db_conn *c, struct payrow *p, const char *from, const char *to,
-                      const char *kind, const char *event, int64_t amount)
-{
-    int rc = db_begin(c);
-    if (rc < 0)
-        return rc;
-    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
-    rc = db_query(c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-                  4, a, NULL);
-    if (rc == 1) {
-        copy(p->status, sizeof p->status, to);
-        rc = op_insert(c, p, kind, "succeeded", amount, NULL);
-        if (rc == 0)
-            rc = payment_event(c, p, event, amount);
-        if (rc == 0)
-            rc = db_commit(c);
-        if (rc == 0)
-            return 1;
-    }
-    db_rollback(c);
-    return rc < 0 ? rc : 0;
-}
-
 /* --- the client interface --- */
 
 int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_t amount,
@@ -305,20 +203,12 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     int rc = db_conn_take(payments_db(app), &c);
     if (rc < 0)
         return rc;
-    int64_t now = now_ms();
-    struct db_val a[] = {DB_INT(p.id),        DB_INT(order_id),    DB_TEXT(key),
-                         DB_INT(amount),      DB_TEXT(p.currency), DB_TEXT(p.brand),
-                         DB_TEXT(p.last4),    DB_TEXT(provider.name), DB_INT(now)};
-    rc = db_query(c,
-                  "INSERT INTO payments (id, order_id, idempotency_key, status, amount, currency, "
-                  "brand, last4, provider, retryable, created_at, updated_at) "
-                  "VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, 0, $9, $9)",
-                  9, a, NULL);
+    rc = payment__store_insert(c, &p, provider.name);
     if (rc == ERR_CONFLICT) {
         /* A retry or a concurrent duplicate: return what the first attempt got. */
         int64_t deadline = mono_ms() + PAYMENT_WAIT_MS;
         for (;;) {
-            rc = payrow_find(c, "WHERE idempotency_key = $1", DB_TEXT(key), &p);
+            rc = payment__store_find(c, "WHERE idempotency_key = $1", DB_TEXT(key), &p);
             if (rc <= 0) {
                 db_conn_give(c);
                 return rc < 0 ? rc : ERR_INTERNAL;
@@ -356,18 +246,12 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     copy(p.ref, sizeof p.ref, pr.ref);
     p.retryable = pr.retryable;
     rc = db_begin(c);
-    struct db_val u[] = {DB_TEXT(p.status), DB_TEXT(p.ref),
-                         p.reason[0] ? DB_TEXT(p.reason) : DB_NULLV, DB_INT(p.retryable),
-                         DB_INT(now_ms()), DB_INT(p.id)};
     if (rc == 0)
-        rc = db_query(c,
-                      "UPDATE payments SET status = $1, provider_ref = $2, failure_reason = $3, "
-                      "retryable = $4, updated_at = $5 WHERE id = $6 AND status = 'processing'",
-                      6, u, NULL);
+        rc = payment__store_record_authorize(c, &p);
     if (rc == 1) {
-        rc = op_insert(c, &p, "authorize", pr.ok ? "succeeded" : "failed", amount, p.reason);
+        rc = payment__store_op(c, &p, "authorize", pr.ok ? "succeeded" : "failed", amount, p.reason);
         if (rc == 0)
-            rc = payment_event(c, &p, pr.ok ? "payment.authorized" : "payment.failed", amount);
+            rc = payment__store_event(c, &p, pr.ok ? "payment.authorized" : "payment.failed", amount);
         if (rc == 0)
             rc = db_commit(c);
     } else if (rc == 0) {
@@ -377,7 +261,7 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
         char ref[sizeof p.ref];
         copy(ref, sizeof ref, pr.ref);
         db_rollback(c);
-        rc = payrow_find(c, "WHERE id = $1", DB_INT(p.id), &p);
+        rc = payment__store_find(c, "WHERE id = $1", DB_INT(p.id), &p);
         rc = rc < 0 ? rc : 0;
         pr.ok = !strcmp(p.status, "authorized") || !strcmp(p.status, "captured");
         if (granted && !pr.ok) {
@@ -397,17 +281,6 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     return pr.ok ? 0 : ERR_PAYMENT;
 }
 
-/* Moves p from `from` to `to` alone (no operation row, no event): the `capturing` mark. */
-static int mark(struct db_conn *c, struct payrow *p, const char *from, const char *to)
-{
-    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
-    int rc = db_query(c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-                      4, a, NULL);
-    if (rc == 1)
-        copy(p->status, sizeof p->status, to);
-    return rc;
-}
-
 int payment_capture(struct app *app, int64_t order_id)
 {
     struct db_conn *c;
@@ -416,7 +289,7 @@ int payment_capture(struct app *app, int64_t order_id)
         return rc;
     struct payrow p;
     for (int attempt = 0; attempt < 3; attempt++) {
-        rc = payrow_by_order(c, order_id, &p);
+        rc = payment__store_by_order(c, order_id, &p);
         if (rc <= 0) {
             rc = rc < 0 ? rc : ERR_NOTFOUND;
             break;
@@ -429,7 +302,7 @@ int payment_capture(struct app *app, int64_t order_id)
             /* `capturing` is committed before the provider is asked: should recording its
              * answer fail (or the process die), compensation knows the money may have been
              * taken and refunds instead of voiding. */
-            if ((rc = mark(c, &p, "authorized", "capturing")) < 0)
+            if ((rc = payment__store_mark(c, &p, "authorized", "capturing")) < 0)
                 break;
             if (rc == 0)
                 continue; /* moved meanwhile: look again */
@@ -451,10 +324,10 @@ int payment_capture(struct app *app, int64_t order_id)
         if (rc2 < 0)
             return rc2;
         if (refused) /* the provider took nothing: a void will do again */
-            mark(c, &p, "capturing", "authorized");
+            payment__store_mark(c, &p, "capturing", "authorized");
         if (rc < 0)
             break; /* unreachable: stays capturing, so compensation refunds */
-        rc = transition(c, &p, "capturing", "captured", "capture", "payment.captured", p.amount);
+        rc = payment__store_transition(c, &p, "capturing", "captured", "capture", "payment.captured", p.amount);
         if (rc != 0) {
             rc = rc < 0 ? rc : 0;
             break;
@@ -472,7 +345,7 @@ int payment_cancel(struct app *app, int64_t order_id)
         return rc;
     struct payrow p;
     for (int attempt = 0; attempt < 5; attempt++) {
-        rc = payrow_by_order(c, order_id, &p);
+        rc = payment__store_by_order(c, order_id, &p);
         if (rc <= 0)
             break; /* nothing to undo */
         if (!strcmp(p.status, "failed") || !strcmp(p.status, "voided") ||
@@ -483,7 +356,7 @@ int payment_cancel(struct app *app, int64_t order_id)
         if (!strcmp(p.status, "processing")) {
             /* An attempt abandoned by a crash (or still at the provider): void it, so a late
              * answer finds it no longer processing and leaves it alone. */
-            rc = transition(c, &p, "processing", "voided", "void", "payment.voided", p.amount);
+            rc = payment__store_transition(c, &p, "processing", "voided", "void", "payment.voided", p.amount);
             if (rc != 0) {
                 rc = rc < 0 ? rc : 0;
                 break;
@@ -507,9 +380,9 @@ int payment_cancel(struct app *app, int64_t order_id)
             return rc2;
         if (rc < 0)
             break;
-        rc = captured ? transition(c, &p, capturing ? "capturing" : "captured", "refunded",
+        rc = captured ? payment__store_transition(c, &p, capturing ? "capturing" : "captured", "refunded",
                                    "refund", "payment.refunded", p.amount)
-                      : transition(c, &p, "authorized", "voided", "void", "payment.voided",
+                      : payment__store_transition(c, &p, "authorized", "voided", "void", "payment.voided",
                                    p.amount);
         if (rc != 0) {
             rc = rc < 0 ? rc : 0;
@@ -528,7 +401,7 @@ int payment_get(struct app *app, int64_t order_id, struct payment_result *out)
     if (rc < 0)
         return rc;
     struct payrow p;
-    rc = payrow_by_order(c, order_id, &p);
+    rc = payment__store_by_order(c, order_id, &p);
     db_conn_give(c);
     if (rc < 0)
         return rc;
@@ -538,56 +411,22 @@ int payment_get(struct app *app, int64_t order_id, struct payment_result *out)
     return 0;
 }
 
+int payment__audit(struct app *app, int64_t order_id, struct payment_view **out, int *n)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(payments_db(app), &c);
+    if (rc < 0)
+        return rc;
+    rc = payment__store_audit(c, order_id, out, n);
+    db_conn_give(c);
+    return rc;
+}
+
 /* --- service --- */
 
-static int payment_init(struct app *app)
+int payment__init(struct app *app)
 {
-    const char *lat = getenv("EMPORIUM_PAYMENT_LATENCY_MS");
-    int ms = lat ? atoi(lat) : 0;
-    if (ms < 0 || ms > 60000)
-        ms = 0;
-    payment__sandbox_init(&provider, ms);
+    payment__sandbox_init(&provider, app_config(app)->payment_latency_ms);
     return 0;
 }
 
-static const struct db_migration payment_migrations[] = {
-    {.sql = "CREATE TABLE payments ("
-            " id BIGINT PRIMARY KEY,"
-            " order_id BIGINT NOT NULL,"
-            " idempotency_key TEXT NOT NULL UNIQUE,"
-            " status TEXT NOT NULL,"
-            " amount BIGINT NOT NULL,"
-            " currency TEXT NOT NULL,"
-            " brand TEXT NOT NULL,"
-            " last4 TEXT NOT NULL,"
-            " provider TEXT NOT NULL,"
-            " provider_ref TEXT,"
-            " failure_reason TEXT,"
-            " retryable INTEGER NOT NULL DEFAULT 0,"
-            " created_at BIGINT NOT NULL,"
-            " updated_at BIGINT NOT NULL);"
-            "CREATE INDEX payments_order ON payments (order_id, id);"
-            "CREATE TABLE payment_operations ("
-            " id BIGINT PRIMARY KEY,"
-            " payment_id BIGINT NOT NULL REFERENCES payments(id),"
-            " kind TEXT NOT NULL,"
-            " idempotency_key TEXT NOT NULL UNIQUE,"
-            " status TEXT NOT NULL,"
-            " amount BIGINT NOT NULL,"
-            " failure_reason TEXT,"
-            " created_at BIGINT NOT NULL);"
-            "CREATE INDEX payment_operations_payment ON payment_operations (payment_id, id);"},
-    {.sql = OUTBOX_MIGRATION},
-};
-
-static const struct service_db payment_dbs[] = {
-    {"payments", 0, payment_migrations, sizeof payment_migrations / sizeof payment_migrations[0]},
-    {NULL, 0, NULL, 0},
-};
-
-const struct service service_payment = {
-    .name = "payment",
-    .routes = payment__routes,
-    .dbs = payment_dbs,
-    .init = payment_init,
-};

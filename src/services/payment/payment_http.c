@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* payment_http.c — the payment service's operator route: an order's payments and their
- * operations (audit: how many authorizations, captures, voids and refunds). */
+ * operations (audit: how many authorizations, captures, voids and refunds). Parses and
+ * renders only; the rows come from payment__audit (SQL in payment_store.c). */
 #include <string.h>
 
 #include "emporium/app.h"
-#include "emporium/db.h"
 #include "emporium/err.h"
+#include "emporium/http.h"
 #include "emporium/id.h"
+#include "emporium/service.h"
 #include "payment_internal.h"
 
 static json_t *money(int64_t amount, const char *currency)
@@ -22,55 +24,46 @@ static int h_admin_payments(struct http_req *req)
         return http_fail(req, ERR_INVALID, "order_id", "is required");
     if (id_parse(q, &order_id) < 0)
         return http_fail(req, ERR_INVALID, "order_id", "must be an id");
-    struct db_conn *c;
-    int rc = db_conn_take(app_db(http_app(req), "payments"), &c);
+    struct payment_view *v;
+    int n;
+    int rc = payment__audit(http_app(req), order_id, &v, &n);
     if (rc < 0)
         return rc;
-    struct db_rows *pr = NULL, *ops = NULL;
-    struct db_val a[] = {DB_INT(order_id)};
-    rc = db_query(c,
-                  "SELECT id, status, amount, currency, brand, last4, failure_reason, created_at "
-                  "FROM payments WHERE order_id = $1 ORDER BY id",
-                  1, a, &pr);
-    if (rc >= 0)
-        rc = db_query(c,
-                      "SELECT o.payment_id, o.kind, o.status, o.amount, o.created_at "
-                      "FROM payment_operations o JOIN payments p ON p.id = o.payment_id "
-                      "WHERE p.order_id = $1 ORDER BY o.id",
-                      1, a, &ops);
-    db_conn_give(c);
-    if (rc < 0) {
-        db_rows_free(pr);
-        return rc;
-    }
     json_t *items = json_array();
-    char ts[32];
-    for (int i = 0; i < db_rows_count(pr); i++) {
-        const char *cur = db_get(pr, i, 3);
+    char ts[32], id[21];
+    for (int i = 0; i < n; i++) {
+        const char *cur = v[i].currency;
         json_t *list = json_array();
-        for (int j = 0; j < db_rows_count(ops); j++) {
-            if (strcmp(db_get(ops, j, 0), db_get(pr, i, 0)) != 0)
-                continue;
-            json_array_append_new(
-                list, json_pack("{s:s,s:s,s:o,s:s}", "kind", db_get(ops, j, 1), "status",
-                                db_get(ops, j, 2), "amount", money(db_get_i64(ops, j, 3), cur),
-                                "at", time_format(db_get_i64(ops, j, 4), ts)));
+        for (int j = 0; j < v[i].n_ops; j++) {
+            const struct payment_op_view *o = &v[i].ops[j];
+            json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:s}", "kind", o->kind, "status",
+                                                  o->status, "amount", money(o->amount, cur), "at",
+                                                  time_format(o->at, ts)));
         }
-        json_t *p = json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:o}", "id", db_get(pr, i, 0),
-                              "order_id", q, "status", db_get(pr, i, 1), "amount",
-                              money(db_get_i64(pr, i, 2), cur), "brand", db_get(pr, i, 4),
-                              "last4", db_get(pr, i, 5), "created_at",
-                              time_format(db_get_i64(pr, i, 7), ts), "operations", list);
-        if (!db_is_null(pr, i, 6))
-            json_object_set_new(p, "failure_reason", json_string(db_get(pr, i, 6)));
+        json_t *p = json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:o}", "id", id_format(v[i].id, id),
+                              "order_id", q, "status", v[i].status, "amount",
+                              money(v[i].amount, cur), "brand", v[i].brand, "last4", v[i].last4,
+                              "created_at", time_format(v[i].created_at, ts), "operations", list);
+        if (v[i].reason[0])
+            json_object_set_new(p, "failure_reason", json_string(v[i].reason));
         json_array_append_new(items, p);
     }
-    db_rows_free(pr);
-    db_rows_free(ops);
+    payment_views_free(v, n);
     return http_reply_json(req, 200, json_pack("{s:o,s:n}", "items", items, "next_cursor"));
 }
 
-const struct http_route payment__routes[] = {
+static const struct http_route payment__routes[] = {
     {"GET", "/api/v1/admin/payments", h_admin_payments, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
+};
+
+/* The service as the binary sees it: routes here, the schema from payment_store.c, the
+ * lifecycle from payment.c. */
+extern const struct service_db payment__dbs[];
+
+const struct service service_payment = {
+    .name = "payment",
+    .routes = payment__routes,
+    .dbs = payment__dbs,
+    .init = payment__init,
 };

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "emporium/http.h"
+#include "emporium/db.h"
 #include "emporium/svc/payment.h"
 
 struct payment_provider_result {
@@ -42,6 +42,52 @@ const char *payment__brand(const char *digits);
  * character is present or there are more than cap-1 digits. */
 int payment__digits(const char *number, char *out, size_t cap);
 
-extern const struct http_route payment__routes[];
+/* --- store (payment_store.c): SQL only --- */
+
+struct payrow {
+    int64_t id, order_id, amount;
+    char key[160], status[16], currency[4], brand[16], last4[5], ref[64], reason[32];
+    bool retryable;
+};
+
+/* Loads one payment by `where` (SQL after the SELECT, with one parameter): 1 found, 0 not. */
+int payment__store_find(struct db_conn *c, const char *where, struct db_val arg, struct payrow *p);
+/* The newest payment of an order: 1 found, 0 not. */
+int payment__store_by_order(struct db_conn *c, int64_t order_id, struct payrow *p);
+/* The new attempt, status processing (ERR_CONFLICT: the key exists). */
+int payment__store_insert(struct db_conn *c, const struct payrow *p, const char *provider);
+/* The provider's answer on a processing row (in the caller's transaction): rows changed. */
+int payment__store_record_authorize(struct db_conn *c, const struct payrow *p);
+/* An operation row (authorize, capture, void, refund) and the payment's outbox event. */
+int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kind,
+                      const char *status, int64_t amount, const char *reason);
+int payment__store_event(struct db_conn *c, const struct payrow *p, const char *type,
+                         int64_t amount);
+/* from -> to with its operation row and event, in its own transaction: 1 when this call made
+ * the change, 0 when the row was no longer in `from`. */
+int payment__store_transition(struct db_conn *c, struct payrow *p, const char *from,
+                              const char *to, const char *kind, const char *event,
+                              int64_t amount);
+/* from -> to alone (no operation, no event): rows changed. */
+int payment__store_mark(struct db_conn *c, struct payrow *p, const char *from, const char *to);
+
+/* The audit view of an order's payments (GET /api/v1/admin/payments). */
+struct payment_op_view {
+    char kind[16], status[16];
+    int64_t amount, at;
+};
+struct payment_view {
+    int64_t id, amount, created_at;
+    char status[16], currency[4], brand[16], last4[5], reason[32]; /* reason "" when none */
+    int n_ops;
+    struct payment_op_view *ops;
+};
+int payment__store_audit(struct db_conn *c, int64_t order_id, struct payment_view **out, int *n);
+void payment_views_free(struct payment_view *v, int n);
+/* The domain's read for the audit route. */
+int payment__audit(struct app *app, int64_t order_id, struct payment_view **out, int *n);
+
+/* The service definition (in payment_http.c) needs these. */
+int payment__init(struct app *app);
 
 #endif

@@ -1,25 +1,35 @@
 /* SPDX-License-Identifier: MIT */
-/* product.c — the catalog service: products, categories, the in-process client interface
- * (product_get_info, product_stock_changed) and the service definition.
+/* product.c — the catalog service: products and categories, their rules, the client
+ * interface (product_get_info), the service's context and definition.
  *
- * Storage: the `products` database. products.stock_available is a denormalised copy of the
- * inventory service's available stock, kept fresh by product_stock_changed(), so showing
- * stock and filtering in_stock never crosses a service boundary on the read path. Search
- * uses an FTS5 table kept in step by triggers (SQLite) or a generated tsvector column with a
- * GIN index (PostgreSQL). */
+ * Storage: the `products` database (product_store.c). products.stock_available is a
+ * denormalised copy of the inventory service's available stock, kept fresh by its
+ * stock.changed events on the inventory-events topic, so showing stock and filtering
+ * in_stock never crosses a service boundary on the read path, and the inventory never calls
+ * the catalog. Reads are served from the L1 (product_cache.c) as ready response bytes
+ * ("<etag>\n<json>"), which is why the product's public JSON is built here and not in
+ * product_http.c: the bytes are the cached value. Every admin write is logged at info with
+ * the product and admin ids (and the old and new price when the price changes). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "emporium/app.h"
+#include "emporium/bus.h"
 #include "emporium/cache.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
-#include "emporium/service.h"
+#include "emporium/svc/inventory.h"
 #include "product_internal.h"
 
-_Thread_local bool product__seeding;
+#define PRODUCT_TTL_MS (300 * 1000)
+#define INFO_TTL_MS (300 * 1000)
+#define CATEGORIES_TTL_MS (60 * 1000)
+
+struct product_ctx *product__ctx(struct app *app) { return app_service_ctx(app, "product"); }
 
 struct db *product__db(struct app *app) { return app_db(app, "products"); }
 
@@ -48,6 +58,8 @@ bool product__sku_ok(const char *s)
     return true;
 }
 
+/* ---- the public JSON of a product ------------------------------------------------------ */
+
 static void json_str_member(struct buf *b, const char *name, const char *v, bool comma)
 {
     if (comma)
@@ -61,7 +73,6 @@ static void json_str_member(struct buf *b, const char *name, const char *v, bool
     buf_json_escape(b, v);
     buf_puts(b, "\"");
 }
-
 void product__json_row(struct buf *b, const struct db_rows *r, int row)
 {
     char ts[32];
@@ -86,53 +97,41 @@ void product__json_row(struct buf *b, const struct db_rows *r, int row)
     buf_puts(b, "}");
 }
 
-static void copy_str(char *dst, size_t cap, const char *src)
+void product__etag(const char *data, size_t len, char out[24])
 {
-    snprintf(dst, cap, "%s", src ? src : "");
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)data[i]) * 1099511628211ull;
+    snprintf(out, 24, "\"%016llx\"", (unsigned long long)h);
 }
 
-static int load_info(struct app *app, int64_t id, struct product_info *out)
+int product__tagged(struct buf *json, struct buf *out)
 {
-    struct db_conn *c;
-    int rc = db_conn_take(product__db(app), &c);
-    if (rc < 0)
-        return rc;
-    struct db_rows *rows = NULL;
-    struct db_val args[] = {DB_INT(id)};
-    rc = db_query(c,
-                  "SELECT id, sku, name, category, price, currency, weight_grams, active "
-                  "FROM products WHERE id = $1",
-                  1, args, &rows);
-    db_conn_give(c);
-    if (rc < 0)
-        return rc;
-    if (db_rows_count(rows) != 1) {
-        db_rows_free(rows);
-        return ERR_NOTFOUND;
+    if (json->err) {
+        buf_free(json);
+        return ERR_NOMEM;
     }
-    memset(out, 0, sizeof *out);
-    out->id = db_get_i64(rows, 0, 0);
-    copy_str(out->sku, sizeof out->sku, db_get(rows, 0, 1));
-    copy_str(out->name, sizeof out->name, db_get(rows, 0, 2));
-    copy_str(out->category, sizeof out->category, db_get(rows, 0, 3));
-    out->price = db_get_i64(rows, 0, 4);
-    copy_str(out->currency, sizeof out->currency, db_get(rows, 0, 5));
-    out->weight_grams = (int)db_get_i64(rows, 0, 6);
-    out->active = db_get_i64(rows, 0, 7) != 0;
-    db_rows_free(rows);
-    return 0;
+    char etag[24];
+    product__etag(json->p, json->len, etag);
+    buf_puts(out, etag);
+    buf_puts(out, "\n");
+    buf_append(out, json->p, json->len);
+    buf_free(json);
+    return out->err;
 }
 
-struct info_load {
+/* ---- the client interface ------------------------------------------------------------- */
+
+struct one_load {
     struct app *app;
     int64_t id;
 };
 
-static int info_loader(void *ctx, const char *key, struct buf *out)
+static int info_loader(void *vctx, const char *key, struct buf *out)
 {
-    struct info_load *l = ctx;
+    struct one_load *l = vctx;
     struct product_info pi;
-    int rc = load_info(l->app, l->id, &pi);
+    int rc = product__store_info(product__db(l->app), l->id, &pi);
     if (rc < 0)
         return rc;
     buf_append(out, &pi, sizeof pi);
@@ -143,14 +142,14 @@ int product_get_info(struct app *app, int64_t id, struct product_info *out)
 {
     if (id <= 0)
         return ERR_NOTFOUND;
-    struct cache *cache = product__cache();
-    if (!cache)
-        return load_info(app, id, out);
+    struct product_ctx *ctx = product__ctx(app);
+    if (!ctx || !ctx->l1)
+        return product__store_info(product__db(app), id, out);
     char key[32];
     snprintf(key, sizeof key, "i:%lld", (long long)id);
-    struct info_load l = {app, id};
+    struct one_load l = {app, id};
     struct buf b = BUF_INIT(0);
-    int rc = cache_get_or_load(cache, key, info_loader, &l, 300 * 1000, &b);
+    int rc = cache_get_or_load(ctx->l1, key, info_loader, &l, INFO_TTL_MS, &b);
     if (rc == 0 && b.len == sizeof *out)
         memcpy(out, b.p, sizeof *out);
     else if (rc == 0)
@@ -159,133 +158,212 @@ int product_get_info(struct app *app, int64_t id, struct product_info *out)
     return rc;
 }
 
-void product_stock_changed(struct app *app, int64_t product_id, int64_t available)
+/* ---- reads ---------------------------------------------------------------------------- */
+
+/* Cached value: one byte 'A' (active) or 'H' (hidden), the ETag, '\n', the JSON. */
+static int load_product(void *vctx, const char *key, struct buf *out)
 {
-    if (product__seeding)
-        return; /* the seed wrote stock_available itself, in the same pass */
-    struct db_conn *c;
-    if (db_conn_take(product__db(app), &c) < 0) {
-        log_warn("product: stock of %lld not refreshed: products database unavailable",
-                 (long long)product_id);
-        product__invalidate(product_id, true);
-        return;
+    struct one_load *l = vctx;
+    struct db_rows *rows = NULL;
+    int rc = product__store_row(product__db(l->app), l->id, &rows);
+    if (rc < 0)
+        return rc;
+    struct buf json = BUF_INIT(0);
+    product__json_row(&json, rows, 0);
+    bool active = db_get_i64(rows, 0, PC_ACTIVE) != 0;
+    db_rows_free(rows);
+    buf_puts(out, active ? "A" : "H");
+    return product__tagged(&json, out);
+}
+
+int product__get_bytes(struct app *app, int64_t id, struct buf *out)
+{
+    struct one_load l = {app, id};
+    struct product_ctx *ctx = product__ctx(app);
+    if (!ctx->l1)
+        return load_product(&l, NULL, out);
+    char key[32];
+    snprintf(key, sizeof key, "p:%lld", (long long)id);
+    return cache_get_or_load(ctx->l1, key, load_product, &l, PRODUCT_TTL_MS, out);
+}
+
+static int load_categories(void *vctx, const char *key, struct buf *out)
+{
+    struct app *app = vctx;
+    struct db_rows *rows = NULL;
+    int rc = product__store_categories(product__db(app), &rows);
+    if (rc < 0)
+        return rc;
+    struct buf json = BUF_INIT(0);
+    buf_puts(&json, "{\"items\":[");
+    for (int i = 0; i < db_rows_count(rows); i++) {
+        buf_puts(&json, i ? ",{\"slug\":\"" : "{\"slug\":\"");
+        buf_json_escape(&json, db_get(rows, i, 0));
+        buf_puts(&json, "\",\"name\":\"");
+        buf_json_escape(&json, db_get(rows, i, 1));
+        buf_printf(&json, "\",\"product_count\":%lld}", (long long)db_get_i64(rows, i, 2));
     }
-    if (available < 0)
-        available = 0;
-    /* Lists and search pages show stock.available but are only regenerated (generation bump)
-     * when the product crosses zero, because that changes what in_stock=true returns; other
-     * changes reach lists when their entries expire (LIST_TTL_MS), while the product's own
-     * entry is dropped at once. The first statement only matches a crossing, atomically. */
-    struct db_val args[] = {DB_INT(product_id), DB_INT(available)};
-    int rc = db_query(c,
-                      "UPDATE products SET stock_available = $2 WHERE id = $1 "
-                      "AND (stock_available > 0) <> ($2 > 0)",
-                      2, args, NULL);
-    bool crossed = rc > 0;
+    buf_puts(&json, "]}");
+    db_rows_free(rows);
+    return product__tagged(&json, out);
+}
+
+int product__categories_bytes(struct app *app, struct buf *out)
+{
+    struct product_ctx *ctx = product__ctx(app);
+    if (!ctx->l1)
+        return load_categories(app, NULL, out);
+    char key[40];
+    snprintf(key, sizeof key, "c:%llu", (unsigned long long)product__generation(ctx));
+    return cache_get_or_load(ctx->l1, key, load_categories, app, CATEGORIES_TTL_MS, out);
+}
+
+/* ---- writes --------------------------------------------------------------------------- */
+
+void product__input_free(struct product_input *in) { free(in->attributes); }
+
+/* The row just written, as the write's response. */
+static int written_json(struct app *app, int64_t id, struct buf *json)
+{
+    struct db_rows *rows = NULL;
+    int rc = product__store_row(product__db(app), id, &rows);
+    if (rc < 0)
+        return rc;
+    product__json_row(json, rows, 0);
+    db_rows_free(rows);
+    return json->err;
+}
+
+int product__create(struct app *app, int64_t admin_id, const struct product_input *in,
+                    int64_t *id, struct buf *json)
+{
+    *id = id_new(0);
+    int rc = product__store_insert(product__db(app), *id, in, now_ms());
+    if (rc < 0)
+        return rc;
+    product__invalidate(product__ctx(app), *id, true);
+    char pid[21], uid[21];
+    log_info("product: %s created (sku %s, category %s, price %lld %s) by admin %s",
+             id_format(*id, pid), in->sku, in->category, (long long)in->price,
+             in->currency ? in->currency : "USD", id_format(admin_id, uid));
+    return written_json(app, *id, json);
+}
+
+/* After an update or delete: 0 rows is ERR_NOTFOUND; a change drops the cached copies. */
+static int written(struct app *app, int64_t id, int rc)
+{
     if (rc == 0)
-        rc = db_query(c,
-                      "UPDATE products SET stock_available = $2 WHERE id = $1 "
-                      "AND stock_available <> $2",
-                      2, args, NULL);
-    db_conn_give(c);
+        return ERR_NOTFOUND;
+    if (rc > 0)
+        product__invalidate(product__ctx(app), id, true);
+    return rc < 0 ? rc : 0;
+}
+
+int product__update(struct app *app, int64_t admin_id, int64_t id,
+                    const struct product_input *in, struct buf *json)
+{
+    struct product_info old = {0};
+    int rc = written(app, id, product__store_update(product__db(app), id, in, now_ms(), &old));
+    if (rc < 0)
+        return rc;
+    char pid[21], uid[21];
+    id_format(id, pid);
+    id_format(admin_id, uid);
+    const char *cur = in->currency ? in->currency : old.currency;
+    if (in->has_price && (in->price != old.price || strcmp(cur, old.currency) != 0))
+        log_info("product: %s price changed from %lld %s to %lld %s by admin %s", pid,
+                 (long long)old.price, old.currency, (long long)in->price, cur, uid);
+    else
+        log_info("product: %s updated by admin %s", pid, uid);
+    return written_json(app, id, json);
+}
+
+int product__delete(struct app *app, int64_t admin_id, int64_t id)
+{
+    int rc = written(app, id, product__store_delete(product__db(app), id));
+    if (rc == 0) {
+        char pid[21], uid[21];
+        log_info("product: %s deleted by admin %s", id_format(id, pid), id_format(admin_id, uid));
+    }
+    return rc;
+}
+
+/* ---- stock, from the inventory's events ----------------------------------------------- */
+
+/* Lists and search pages show stock.available but are only regenerated (generation bump)
+ * when the product crosses zero, because that changes what in_stock=true returns; other
+ * changes reach lists when their entries expire, while the product's own entry is dropped
+ * at once. */
+static void stock_changed(struct app *app, int64_t product_id, int64_t available)
+{
+    struct product_ctx *ctx = product__ctx(app);
+    bool crossed = false;
+    int rc = product__store_set_stock(product__db(app), product_id, available < 0 ? 0 : available,
+                                      &crossed);
     if (rc < 0) {
         log_warn("product: stock of %lld not refreshed: %s", (long long)product_id, err_str(rc));
-        product__invalidate(product_id, true);
+        product__invalidate(ctx, product_id, true);
         return;
     }
     if (rc > 0)
-        product__invalidate(product_id, crossed);
+        product__invalidate(ctx, product_id, crossed);
 }
 
-static int product_init(struct app *app)
+static void on_inventory_event(void *vctx, const char *topic, const char *key,
+                               const char *payload, size_t len)
 {
-    return product__cache_init();
+    json_t *ev = json_loadb(payload, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *avail = json_object_get(ev, "available");
+    int64_t id;
+    if (type && !strcmp(type, "stock.changed") &&
+        id_parse(json_string_value(json_object_get(ev, "product_id")), &id) == 0 &&
+        json_is_integer(avail))
+        stock_changed(vctx, id, json_integer_value(avail));
+    json_decref(ev);
 }
 
-static void product_deinit(struct app *app)
+/* For the inventory's admin routes: whether the catalog knows a product. */
+static int product_known(struct app *app, int64_t id)
 {
-    product__cache_deinit();
+    struct product_info info;
+    int rc = product_get_info(app, id, &info);
+    return rc == ERR_NOTFOUND ? 0 : rc < 0 ? rc : 1;
 }
 
-/* ---- schema -------------------------------------------------------------------------- */
+/* ---- lifecycle -------------------------------------------------------------------------- */
 
-/* ID_TYPE: on SQLite "INTEGER PRIMARY KEY" makes the id the rowid (still 64-bit), so an FTS
- * match (content_rowid = id) reaches its row in one b-tree seek instead of index + table. */
-#define PRODUCTS_TABLE(ID_TYPE)                                                             \
-    "CREATE TABLE categories ("                                                             \
-    " slug TEXT PRIMARY KEY,"                                                               \
-    " name TEXT NOT NULL,"                                                                  \
-    " created_at BIGINT NOT NULL);"                                                         \
-    "CREATE TABLE products ("                                                               \
-    " id " ID_TYPE " PRIMARY KEY,"                                                          \
-    " sku TEXT NOT NULL UNIQUE,"                                                            \
-    " name TEXT NOT NULL,"                                                                  \
-    " description TEXT NOT NULL DEFAULT '',"                                                \
-    " category TEXT NOT NULL REFERENCES categories(slug),"                                  \
-    " price BIGINT NOT NULL,"                                                               \
-    " currency TEXT NOT NULL DEFAULT 'USD',"                                                \
-    " image_url TEXT,"                                                                      \
-    " attributes TEXT NOT NULL DEFAULT '{}',"                                               \
-    " weight_grams INTEGER NOT NULL DEFAULT 0,"                                             \
-    " active INTEGER NOT NULL DEFAULT 1,"                                                   \
-    " stock_available BIGINT NOT NULL DEFAULT 0,"                                           \
-    " created_at BIGINT NOT NULL,"                                                          \
-    " updated_at BIGINT NOT NULL"
+void product__deinit(struct app *app)
+{
+    struct product_ctx *ctx = product__ctx(app);
+    if (!ctx)
+        return;
+    product__cache_deinit(ctx);
+    product__attrs_free(&ctx->attrs);
+    app_set_service_ctx(app, "product", NULL);
+    free(ctx);
+}
 
-#define PRODUCTS_INDEXES                                                                    \
-    "CREATE INDEX products_price ON products (price, id);"                                  \
-    "CREATE INDEX products_cat_id ON products (category, id);"                              \
-    "CREATE INDEX products_cat_price ON products (category, price, id);"
-
-static const struct db_migration product_migrations[] = {
-    {.sql = PRODUCTS_TABLE("INTEGER") ");" PRODUCTS_INDEXES
-            /* External-content FTS5 index over name and description; rowid = products.id.
-             * Porter stemming like PostgreSQL's english configuration. */
-            "CREATE VIRTUAL TABLE products_fts USING fts5(name, description,"
-            " content='products', content_rowid='id', tokenize='porter unicode61');"
-            "CREATE TRIGGER products_fts_ai AFTER INSERT ON products BEGIN"
-            " INSERT INTO products_fts(rowid, name, description)"
-            " VALUES (new.id, new.name, new.description); END;"
-            "CREATE TRIGGER products_fts_ad AFTER DELETE ON products BEGIN"
-            " INSERT INTO products_fts(products_fts, rowid, name, description)"
-            " VALUES ('delete', old.id, old.name, old.description); END;"
-            "CREATE TRIGGER products_fts_au AFTER UPDATE OF name, description ON products BEGIN"
-            " INSERT INTO products_fts(products_fts, rowid, name, description)"
-            " VALUES ('delete', old.id, old.name, old.description);"
-            " INSERT INTO products_fts(rowid, name, description)"
-            " VALUES (new.id, new.name, new.description); END;",
-     .pg = PRODUCTS_TABLE("BIGINT") ","
-           " search tsvector GENERATED ALWAYS AS ("
-           "setweight(to_tsvector('english', name), 'A') ||"
-           " setweight(to_tsvector('english', description), 'B')) STORED);" PRODUCTS_INDEXES
-           "CREATE INDEX products_search ON products USING GIN (search);"},
-};
-
-static const struct service_db product_dbs[] = {
-    {"products", 0, product_migrations, sizeof product_migrations / sizeof product_migrations[0]},
-    {NULL, 0, NULL, 0},
-};
-
-/* `emporium seed` flags, checked by main.c before the data dir is opened. */
-static const struct cli_flag seed_flags[] = {
-    {"--products", "N", "products to generate", 1, 10000000, true},
-    {"--categories", "M", "categories (default: products/25, at most 1000)", 1, 1000, false},
-    {"--seed", "S", "random seed (default 42)", 0, 0xffffffffL, false},
-    {NULL, NULL, NULL, 0, 0, false},
-};
-static const struct cli_command seed_cli = {"seed", "generate a demo catalog",
-                                            "emporium seed --products 1000 --categories 40",
-                                            seed_flags, NULL};
-
-const struct service service_product = {
-    .name = "product",
-    .routes = product__routes,
-    .dbs = product_dbs,
-    .init = product_init,
-    .deinit = product_deinit,
-    .command = "seed",
-    .run_command = product__seed_command,
-    .command_help = "generate a demo catalog: seed --products N [--categories M] [--seed S]",
-    .cli = &seed_cli,
-    .on_serve = product__on_serve,
-};
+int product__init(struct app *app)
+{
+    struct product_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return ERR_NOMEM;
+    ctx->app = app;
+    product__attrs_init(&ctx->attrs);
+    int rc = app_set_service_ctx(app, "product", ctx);
+    if (rc < 0) {
+        product__attrs_free(&ctx->attrs);
+        free(ctx);
+        return rc;
+    }
+    if ((rc = product__cache_init(ctx)) < 0 ||
+        (rc = bus_subscribe(INVENTORY_TOPIC, on_inventory_event, app)) < 0) {
+        product__deinit(app);
+        return rc;
+    }
+    /* the inventory's init ran first (the registry is in name order); without the inventory
+     * in this process there is nothing to register */
+    rc = inventory_set_product_check(app, product_known);
+    return rc == ERR_UNAVAILABLE ? 0 : rc;
+}

@@ -14,7 +14,8 @@
  * the copy are serialised by their own mutex (sync_mu), so an older read never overwrites a
  * newer one. A write is covered once a sync that started after it has *finished*: dirty_seq
  * counts product__attrs_dirty() calls, synced_seq is the dirty_seq a finished sync covered,
- * and a search whose write is not covered yet waits for (or runs) that sync. */
+ * and a search whose write is not covered yet waits for (or runs) that sync. All of it is
+ * the service context's struct product_attrs; the rows come from product_store.c. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,23 +26,18 @@
 #include "emporium/log.h"
 #include "product_internal.h"
 
-#define DIRTY_MAX 4096
 #define LOAD_CHUNK 20000
 
-static pthread_rwlock_t lk = PTHREAD_RWLOCK_INITIALIZER;
-static struct product_attr *tab; /* open addressing, id 0 = empty */
-static size_t cap, used;
-static char (*cats)[PRODUCT_SLUG_MAX + 1];
-static int ncats, capcats;
-static bool loaded;
-
-static pthread_mutex_t sync_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t dirty_mu = PTHREAD_MUTEX_INITIALIZER;
-static int64_t dirty[DIRTY_MAX];
-static int ndirty;
-static bool dirty_all = true;
-static _Atomic uint64_t dirty_seq = 1;  /* bumped by every product__attrs_dirty() */
-static _Atomic uint64_t synced_seq = 0; /* dirty_seq covered by the last finished sync */
+void product__attrs_init(struct product_attrs *a)
+{
+    memset(a, 0, sizeof *a);
+    pthread_rwlock_init(&a->lk, NULL);
+    pthread_mutex_init(&a->sync_mu, NULL);
+    pthread_mutex_init(&a->dirty_mu, NULL);
+    a->dirty_all = true;
+    atomic_store(&a->dirty_seq, 1);
+    atomic_store(&a->synced_seq, 0);
+}
 
 static inline size_t slot_of(int64_t id, size_t mask)
 {
@@ -49,92 +45,92 @@ static inline size_t slot_of(int64_t id, size_t mask)
     return (size_t)(h >> 17) & mask;
 }
 
-const struct product_attr *product__attr_find(int64_t id)
+const struct product_attr *product__attr_find(const struct product_attrs *a, int64_t id)
 {
-    if (!cap)
+    if (!a->cap)
         return NULL;
-    size_t mask = cap - 1;
+    size_t mask = a->cap - 1;
     for (size_t i = slot_of(id, mask);; i = (i + 1) & mask) {
-        if (tab[i].id == id)
-            return &tab[i];
-        if (tab[i].id == 0)
+        if (a->tab[i].id == id)
+            return &a->tab[i];
+        if (a->tab[i].id == 0)
             return NULL;
     }
 }
 
-int product__attr_cat(const char *slug)
+int product__attr_cat(const struct product_attrs *a, const char *slug)
 {
-    for (int i = 0; i < ncats; i++)
-        if (!strcmp(cats[i], slug))
+    for (int i = 0; i < a->ncats; i++)
+        if (!strcmp(a->cats[i], slug))
             return i;
     return -1;
 }
 
-void product__attrs_rdlock(void) { pthread_rwlock_rdlock(&lk); }
-void product__attrs_unlock(void) { pthread_rwlock_unlock(&lk); }
+void product__attrs_rdlock(struct product_attrs *a) { pthread_rwlock_rdlock(&a->lk); }
+void product__attrs_unlock(struct product_attrs *a) { pthread_rwlock_unlock(&a->lk); }
 
 /* ---- writers (lk held for writing) ---------------------------------------------------- */
 
-static int grow(void)
+static int grow(struct product_attrs *a)
 {
-    size_t ncap = cap ? cap * 2 : 1 << 17;
+    size_t ncap = a->cap ? a->cap * 2 : 1 << 17;
     struct product_attr *n = calloc(ncap, sizeof *n);
     if (!n)
         return ERR_NOMEM;
-    for (size_t i = 0; i < cap; i++) {
-        if (!tab[i].id)
+    for (size_t i = 0; i < a->cap; i++) {
+        if (!a->tab[i].id)
             continue;
-        size_t j = slot_of(tab[i].id, ncap - 1);
+        size_t j = slot_of(a->tab[i].id, ncap - 1);
         while (n[j].id)
             j = (j + 1) & (ncap - 1);
-        n[j] = tab[i];
+        n[j] = a->tab[i];
     }
-    free(tab);
-    tab = n;
-    cap = ncap;
+    free(a->tab);
+    a->tab = n;
+    a->cap = ncap;
     return 0;
 }
 
-static int intern_cat(const char *slug)
+static int intern_cat(struct product_attrs *a, const char *slug)
 {
-    int i = product__attr_cat(slug);
+    int i = product__attr_cat(a, slug);
     if (i >= 0)
         return i;
-    if (ncats == 65535)
+    if (a->ncats == 65535)
         return ERR_TOOBIG;
-    if (ncats == capcats) {
-        int nc = capcats ? capcats * 2 : 64;
-        void *p = realloc(cats, (size_t)nc * sizeof *cats);
+    if (a->ncats == a->capcats) {
+        int nc = a->capcats ? a->capcats * 2 : 64;
+        void *p = realloc(a->cats, (size_t)nc * sizeof *a->cats);
         if (!p)
             return ERR_NOMEM;
-        cats = p;
-        capcats = nc;
+        a->cats = p;
+        a->capcats = nc;
     }
-    snprintf(cats[ncats], sizeof cats[ncats], "%s", slug);
-    return ncats++;
+    snprintf(a->cats[a->ncats], sizeof a->cats[a->ncats], "%s", slug);
+    return a->ncats++;
 }
 
 /* Row: id, price, category, in stock (0/1), active (0/1), length(name). */
-static int put_row(const struct db_rows *r, int row)
+static int put_row(struct product_attrs *a, const struct db_rows *r, int row)
 {
-    if ((used + 1) * 2 > cap) {
-        int rc = grow();
+    if ((a->used + 1) * 2 > a->cap) {
+        int rc = grow(a);
         if (rc < 0)
             return rc;
     }
     int64_t id = db_get_i64(r, row, 0);
     if (id <= 0)
         return 0;
-    int cat = intern_cat(db_get(r, row, 2) ? db_get(r, row, 2) : "");
+    int cat = intern_cat(a, db_get(r, row, 2) ? db_get(r, row, 2) : "");
     if (cat < 0)
         return cat;
-    size_t mask = cap - 1, i = slot_of(id, mask);
-    while (tab[i].id && tab[i].id != id)
+    size_t mask = a->cap - 1, i = slot_of(id, mask);
+    while (a->tab[i].id && a->tab[i].id != id)
         i = (i + 1) & mask;
-    if (!tab[i].id)
-        used++;
+    if (!a->tab[i].id)
+        a->used++;
     int64_t nl = db_get_i64(r, row, 5);
-    tab[i] = (struct product_attr){
+    a->tab[i] = (struct product_attr){
         .id = id,
         .price = db_get_i64(r, row, 1),
         .cat = (uint16_t)cat,
@@ -145,167 +141,130 @@ static int put_row(const struct db_rows *r, int row)
     return 0;
 }
 
-#define ATTR_COLS                                                                           \
-    "SELECT id, price, category, CASE WHEN stock_available > 0 THEN 1 ELSE 0 END, active, " \
-    "length(name) FROM products "
-
-static int load_all(struct db_conn *c)
+static int load_all(struct product_attrs *a, struct db_conn *c)
 {
-    pthread_rwlock_wrlock(&lk);
-    if (tab)
-        memset(tab, 0, cap * sizeof *tab);
-    used = 0;
-    ncats = 0;
-    loaded = false;
+    pthread_rwlock_wrlock(&a->lk);
+    if (a->tab)
+        memset(a->tab, 0, a->cap * sizeof *a->tab);
+    a->used = 0;
+    a->ncats = 0;
+    a->loaded = false;
     int64_t after = 0;
     int rc = 0;
     for (;;) {
         struct db_rows *rows = NULL;
-        struct db_val args[] = {DB_INT(after), DB_INT(LOAD_CHUNK)};
-        rc = db_query(c, ATTR_COLS "WHERE id > $1 ORDER BY id LIMIT $2", 2, args, &rows);
+        rc = product__store_attr_chunk(c, after, LOAD_CHUNK, &rows);
         if (rc < 0)
             break;
         int n = db_rows_count(rows);
         for (int i = 0; i < n && rc >= 0; i++)
-            rc = put_row(rows, i);
+            rc = put_row(a, rows, i);
         if (n)
             after = db_get_i64(rows, n - 1, 0);
         db_rows_free(rows);
         if (rc < 0 || n < LOAD_CHUNK)
             break;
     }
-    loaded = rc >= 0;
-    pthread_rwlock_unlock(&lk);
+    a->loaded = rc >= 0;
+    pthread_rwlock_unlock(&a->lk);
     return rc < 0 ? rc : 0;
 }
 
-/* ids as one text parameter: "[1,2]" for json_each (SQLite), "1,2" for string_to_array. */
-void product__ids_param(struct buf *b, enum db_dialect d, const int64_t *ids, int n)
-{
-    if (d == DB_SQLITE)
-        buf_puts(b, "[");
-    for (int i = 0; i < n; i++)
-        buf_printf(b, i ? ",%lld" : "%lld", (long long)ids[i]);
-    if (d == DB_SQLITE)
-        buf_puts(b, "]");
-}
-
-const char *product__ids_in(enum db_dialect d)
-{
-    return d == DB_SQLITE ? "id IN (SELECT value FROM json_each($1))"
-                          : "id = ANY(string_to_array($1, ',')::bigint[])";
-}
-
 /* sync_mu held. */
-static int fetch_rows(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n)
+static int fetch_rows(struct product_attrs *a, struct db_conn *c, enum db_dialect d,
+                      const int64_t *ids, int n)
 {
     if (n <= 0)
         return 0;
-    struct buf p = BUF_INIT(0), sql = BUF_INIT(0);
-    product__ids_param(&p, d, ids, n);
-    buf_puts(&sql, ATTR_COLS "WHERE ");
-    buf_puts(&sql, product__ids_in(d));
-    if (p.err || sql.err) {
-        buf_free(&p);
-        buf_free(&sql);
-        return ERR_NOMEM;
-    }
     struct db_rows *rows = NULL;
-    struct db_val args[] = {DB_TEXT(p.p)};
-    int rc = db_query(c, sql.p, 1, args, &rows);
-    buf_free(&p);
-    buf_free(&sql);
+    int rc = product__store_attr_ids(c, d, ids, n, &rows);
     if (rc < 0)
         return rc;
-    pthread_rwlock_wrlock(&lk);
+    pthread_rwlock_wrlock(&a->lk);
     /* rows not returned are gone: forget what we knew (known, not active) */
     for (int i = 0; i < n; i++) {
-        struct product_attr *a = (struct product_attr *)product__attr_find(ids[i]);
-        if (a)
-            a->flags = PA_KNOWN;
+        struct product_attr *p = (struct product_attr *)product__attr_find(a, ids[i]);
+        if (p)
+            p->flags = PA_KNOWN;
     }
     int nr = db_rows_count(rows);
     for (int i = 0; i < nr && rc >= 0; i++)
-        rc = put_row(rows, i);
-    pthread_rwlock_unlock(&lk);
+        rc = put_row(a, rows, i);
+    pthread_rwlock_unlock(&a->lk);
     db_rows_free(rows);
     return rc < 0 ? rc : 0;
 }
 
 /* Ids the copy does not know (written by another process): read under sync_mu, so this
  * read cannot land after, and undo, a newer sync of the same rows. */
-int product__attrs_fetch(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n)
+int product__attrs_fetch(struct product_attrs *a, struct db_conn *c, enum db_dialect d,
+                         const int64_t *ids, int n)
 {
-    pthread_mutex_lock(&sync_mu);
-    int rc = fetch_rows(c, d, ids, n);
-    pthread_mutex_unlock(&sync_mu);
+    pthread_mutex_lock(&a->sync_mu);
+    int rc = fetch_rows(a, c, d, ids, n);
+    pthread_mutex_unlock(&a->sync_mu);
     return rc;
 }
 
-void product__attrs_dirty(int64_t id)
+void product__attrs_dirty(struct product_attrs *a, int64_t id)
 {
-    pthread_mutex_lock(&dirty_mu);
-    if (id <= 0 || ndirty == DIRTY_MAX)
-        dirty_all = true;
+    pthread_mutex_lock(&a->dirty_mu);
+    if (id <= 0 || a->ndirty == PRODUCT_DIRTY_MAX)
+        a->dirty_all = true;
     else
-        dirty[ndirty++] = id;
-    atomic_fetch_add(&dirty_seq, 1);
-    pthread_mutex_unlock(&dirty_mu);
+        a->dirty[a->ndirty++] = id;
+    atomic_fetch_add(&a->dirty_seq, 1);
+    pthread_mutex_unlock(&a->dirty_mu);
 }
 
-static bool covered(void)
+static bool covered(struct product_attrs *a)
 {
     /* synced_seq never passes dirty_seq: equal means the last dirtying is in the copy */
-    uint64_t done = atomic_load_explicit(&synced_seq, memory_order_acquire);
-    return done == atomic_load_explicit(&dirty_seq, memory_order_acquire);
+    uint64_t done = atomic_load_explicit(&a->synced_seq, memory_order_acquire);
+    return done == atomic_load_explicit(&a->dirty_seq, memory_order_acquire);
 }
 
-int product__attrs_sync(struct db_conn *c, enum db_dialect d)
+int product__attrs_sync(struct product_attrs *a, struct db_conn *c, enum db_dialect d)
 {
-    if (covered())
+    if (covered(a))
         return 0;
-    pthread_mutex_lock(&sync_mu);
-    if (covered()) { /* a sync that finished while we waited covered us */
-        pthread_mutex_unlock(&sync_mu);
+    pthread_mutex_lock(&a->sync_mu);
+    if (covered(a)) { /* a sync that finished while we waited covered us */
+        pthread_mutex_unlock(&a->sync_mu);
         return 0;
     }
-    static int64_t ids[DIRTY_MAX];
-    pthread_mutex_lock(&dirty_mu);
-    bool all = dirty_all;
-    int n = ndirty;
-    uint64_t seq = atomic_load(&dirty_seq);
-    memcpy(ids, dirty, (size_t)n * sizeof *ids);
-    ndirty = 0;
-    dirty_all = false;
-    pthread_mutex_unlock(&dirty_mu);
-    int rc = all || !loaded ? load_all(c) : fetch_rows(c, d, ids, n);
+    pthread_mutex_lock(&a->dirty_mu);
+    bool all = a->dirty_all;
+    int n = a->ndirty;
+    uint64_t seq = atomic_load(&a->dirty_seq);
+    memcpy(a->sync_ids, a->dirty, (size_t)n * sizeof *a->sync_ids);
+    a->ndirty = 0;
+    a->dirty_all = false;
+    pthread_mutex_unlock(&a->dirty_mu);
+    int rc = all || !a->loaded ? load_all(a, c) : fetch_rows(a, c, d, a->sync_ids, n);
     if (rc < 0) { /* try again next time: synced_seq stays behind */
-        pthread_mutex_lock(&dirty_mu);
-        dirty_all = true;
-        pthread_mutex_unlock(&dirty_mu);
+        pthread_mutex_lock(&a->dirty_mu);
+        a->dirty_all = true;
+        pthread_mutex_unlock(&a->dirty_mu);
         log_warn("product: search attributes not refreshed: %s", err_str(rc));
     } else {
         /* only now, with the rows in the copy, may readers skip the sync */
-        atomic_store_explicit(&synced_seq, seq, memory_order_release);
+        atomic_store_explicit(&a->synced_seq, seq, memory_order_release);
     }
-    pthread_mutex_unlock(&sync_mu);
+    pthread_mutex_unlock(&a->sync_mu);
     return rc;
 }
 
-void product__attrs_free(void)
+void product__attrs_free(struct product_attrs *a)
 {
-    pthread_rwlock_wrlock(&lk);
-    free(tab);
-    tab = NULL;
-    cap = used = 0;
-    free(cats);
-    cats = NULL;
-    ncats = capcats = 0;
-    loaded = false;
-    pthread_rwlock_unlock(&lk);
-    pthread_mutex_lock(&dirty_mu);
-    ndirty = 0;
-    dirty_all = true;
-    atomic_fetch_add(&dirty_seq, 1);
-    pthread_mutex_unlock(&dirty_mu);
+    free(a->tab);
+    a->tab = NULL;
+    a->cap = a->used = 0;
+    free(a->cats);
+    a->cats = NULL;
+    a->ncats = a->capcats = 0;
+    a->loaded = false;
+    pthread_rwlock_destroy(&a->lk);
+    pthread_mutex_destroy(&a->sync_mu);
+    pthread_mutex_destroy(&a->dirty_mu);
 }

@@ -1,33 +1,27 @@
 /* SPDX-License-Identifier: MIT */
-/* product_http.c — catalog routes: product read, admin create/update/delete, categories.
- * (The list/search handler is in product_search.c.) */
+/* product_http.c — the catalog's routes: parse, call product.c / product_search.c, render.
+ * The only file of the service that includes emporium/http.h; it holds no SQL. Reads are
+ * ready "<etag>\n<json>" bytes from the domain (the L1 caches them), replied with their ETag
+ * and 304 on If-None-Match. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "emporium/app.h"
-#include "emporium/cache.h"
+#include <jansson.h>
+
 #include "emporium/err.h"
+#include "emporium/http.h"
 #include "emporium/id.h"
-#include "emporium/log.h"
 #include "product_internal.h"
 
-#define PRODUCT_TTL_MS (300 * 1000)
-#define CATEGORIES_TTL_MS (60 * 1000)
 #define CC_PRODUCT "public, max-age=60"
 #define CC_CATEGORIES "public, max-age=60"
+#define CC_LIST "public, max-age=10"
 
-
-void product__etag(const char *data, size_t len, char out[24])
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)data[i]) * 1099511628211ull;
-    snprintf(out, 24, "\"%016llx\"", (unsigned long long)h);
-}
-
-bool product__etag_matches(const char *header, const char *etag)
+/* True when the If-None-Match header value lists etag (or is "*"). */
+static bool etag_matches(const char *header, const char *etag)
 {
     if (!header)
         return false;
@@ -47,7 +41,7 @@ bool product__etag_matches(const char *header, const char *etag)
     return false;
 }
 
-/* Replies with a cached/serialised body "<etag>\n<json>", honouring If-None-Match. */
+/* Replies with "<etag>\n<json>", honouring If-None-Match. */
 static int reply_tagged(struct http_req *req, const char *data, size_t len, const char *cc)
 {
     const char *nl = memchr(data, '\n', len);
@@ -58,64 +52,10 @@ static int reply_tagged(struct http_req *req, const char *data, size_t len, cons
     etag[nl - data] = 0;
     http_add_header(req, "ETag", etag);
     http_add_header(req, "Cache-Control", cc);
-    if (product__etag_matches(http_header(req, "If-None-Match"), etag))
+    if (etag_matches(http_header(req, "If-None-Match"), etag))
         return ERR_NOT_MODIFIED;
     size_t off = (size_t)(nl - data) + 1;
     return http_reply_raw(req, 200, "application/json", data + off, len - off, true);
-}
-
-/* ---- GET /products/{id} --------------------------------------------------------------- */
-
-struct one_load {
-    struct app *app;
-    int64_t id;
-};
-
-/* Cached value: one byte 'A' (active) or 'H' (hidden), the ETag, '\n', the JSON. */
-static int load_product(void *ctx, const char *key, struct buf *out)
-{
-    struct one_load *l = ctx;
-    struct db_conn *c;
-    int rc = db_conn_take(product__db(l->app), &c);
-    if (rc < 0)
-        return rc;
-    struct db_rows *rows = NULL;
-    struct db_val args[] = {DB_INT(l->id)};
-    rc = db_query(c, "SELECT " PRODUCT_COLS " FROM products p WHERE p.id = $1", 1, args, &rows);
-    db_conn_give(c);
-    if (rc < 0)
-        return rc;
-    if (db_rows_count(rows) != 1) {
-        db_rows_free(rows);
-        return ERR_NOTFOUND;
-    }
-    struct buf json = BUF_INIT(0);
-    product__json_row(&json, rows, 0);
-    bool active = db_get_i64(rows, 0, PC_ACTIVE) != 0;
-    db_rows_free(rows);
-    if (json.err) {
-        buf_free(&json);
-        return json.err;
-    }
-    char etag[24];
-    product__etag(json.p, json.len, etag);
-    buf_puts(out, active ? "A" : "H");
-    buf_puts(out, etag);
-    buf_puts(out, "\n");
-    buf_append(out, json.p, json.len);
-    buf_free(&json);
-    return out->err;
-}
-
-static int get_product_bytes(struct app *app, int64_t id, struct buf *out)
-{
-    struct one_load l = {app, id};
-    struct cache *cache = product__cache();
-    if (!cache)
-        return load_product(&l, NULL, out);
-    char key[32];
-    snprintf(key, sizeof key, "p:%lld", (long long)id);
-    return cache_get_or_load(cache, key, load_product, &l, PRODUCT_TTL_MS, out);
 }
 
 static int parse_id_param(struct http_req *req, int64_t *id)
@@ -125,6 +65,8 @@ static int parse_id_param(struct http_req *req, int64_t *id)
     return 0;
 }
 
+/* ---- GET /products/{id}, GET /categories ---------------------------------------------- */
+
 static int h_get(struct http_req *req)
 {
     int64_t id;
@@ -132,7 +74,7 @@ static int h_get(struct http_req *req)
     if (rc < 0)
         return rc;
     struct buf b = BUF_INIT(0);
-    rc = get_product_bytes(http_app(req), id, &b);
+    rc = product__get_bytes(http_app(req), id, &b);
     bool hidden = rc == 0 && b.len > 1 && b.p[0] != 'A';
     if (hidden && http_auth(req)->role != ROLE_ADMIN)
         rc = ERR_NOTFOUND; /* hidden products are visible to admins only */
@@ -146,34 +88,97 @@ static int h_get(struct http_req *req)
     return rc;
 }
 
-/* ---- writes --------------------------------------------------------------------------- */
-
-struct product_input {
-    const char *sku, *name, *description, *category, *category_name, *currency, *image_url;
-    char *attributes; /* serialised JSON object (malloc'd) */
-    int64_t price, weight;
-    int active; /* -1 unset */
-    bool has_price, has_weight;
-};
-
-static void input_free(struct product_input *in) { free(in->attributes); }
-
-static void default_category_name(const char *slug, char *out, size_t cap)
+static int h_categories(struct http_req *req)
 {
-    size_t j = 0;
-    bool start = true;
-    for (size_t i = 0; slug[i] && j + 1 < cap; i++) {
-        char ch = slug[i];
-        if (ch == '-') {
-            out[j++] = ' ';
-            start = true;
-            continue;
-        }
-        out[j++] = start ? (char)toupper((unsigned char)ch) : ch;
-        start = false;
-    }
-    out[j] = 0;
+    struct buf b = BUF_INIT(0);
+    int rc = product__categories_bytes(http_app(req), &b);
+    if (rc == 0)
+        rc = reply_tagged(req, b.p, b.len, CC_CATEGORIES);
+    buf_free(&b);
+    return rc;
 }
+
+/* ---- GET /products: list and search --------------------------------------------------- */
+
+static int parse_money_param(struct http_req *req, const char *name, int64_t *out)
+{
+    const char *v = http_query(req, name);
+    *out = -1;
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || errno || n < 0 || n > PRODUCT_PRICE_MAX || !isdigit((unsigned char)v[0]))
+        return http_fail(req, ERR_INVALID, name,
+                         "must be a whole number of minor units, 0 to %lld", PRODUCT_PRICE_MAX);
+    *out = n;
+    return 0;
+}
+
+static int parse_query(struct http_req *req, struct product_query *o)
+{
+    memset(o, 0, sizeof *o);
+    const char *q = http_query(req, "q");
+    if (q && strlen(q) > PRODUCT_Q_MAX)
+        return http_fail(req, ERR_INVALID, "q", "at most %d characters", PRODUCT_Q_MAX);
+    if (product__query_words(o, q) < 0)
+        return http_fail(req, ERR_INVALID, "q", "must be UTF-8 text");
+    const char *cat = http_query(req, "category");
+    if (cat && *cat) {
+        if (!product__slug_ok(cat))
+            return http_fail(req, ERR_INVALID, "category", "is not a category slug");
+        snprintf(o->category, sizeof o->category, "%s", cat);
+    }
+    int rc;
+    if ((rc = parse_money_param(req, "min_price", &o->min_price)) < 0)
+        return rc;
+    if ((rc = parse_money_param(req, "max_price", &o->max_price)) < 0)
+        return rc;
+    if (o->min_price >= 0 && o->max_price >= 0 && o->max_price < o->min_price)
+        return http_fail(req, ERR_INVALID, "max_price", "must not be below min_price");
+    const char *st = http_query(req, "in_stock");
+    if (st) {
+        if (!strcmp(st, "true") || !strcmp(st, "1"))
+            o->in_stock = true;
+        else if (strcmp(st, "false") && strcmp(st, "0"))
+            return http_fail(req, ERR_INVALID, "in_stock", "must be true or false");
+    }
+    const char *sort = http_query(req, "sort");
+    if (!sort || !*sort || !strcmp(sort, "relevance")) /* empty q: newest first */
+        o->sort = o->nwords ? PRODUCT_SORT_RELEVANCE : PRODUCT_SORT_NEWEST;
+    else if (!strcmp(sort, "newest"))
+        o->sort = PRODUCT_SORT_NEWEST;
+    else if (!strcmp(sort, "price_asc"))
+        o->sort = PRODUCT_SORT_PRICE_ASC;
+    else if (!strcmp(sort, "price_desc"))
+        o->sort = PRODUCT_SORT_PRICE_DESC;
+    else
+        return http_fail(req, ERR_INVALID, "sort",
+                         "must be relevance, price_asc, price_desc or newest");
+    if ((rc = http_query_limit(req, 20, 100, &o->limit)) < 0)
+        return rc;
+    const char *cur = http_query(req, "cursor");
+    if (cur && product__query_cursor(o, cur) < 0)
+        return http_fail(req, ERR_INVALID, "cursor", "is not a cursor from this listing");
+    return 0;
+}
+
+static int h_list(struct http_req *req)
+{
+    struct product_query q;
+    int rc = parse_query(req, &q);
+    if (rc < 0)
+        return rc;
+    struct buf b = BUF_INIT(0);
+    rc = product__search(http_app(req), &q, &b);
+    if (rc == 0)
+        rc = reply_tagged(req, b.p, b.len, CC_LIST);
+    buf_free(&b);
+    return rc;
+}
+
+/* ---- writes --------------------------------------------------------------------------- */
 
 static int read_input(struct http_req *req, json_t *body, bool create, struct product_input *in)
 {
@@ -267,47 +272,14 @@ static int read_input(struct http_req *req, json_t *body, bool create, struct pr
     return 0;
 }
 
-static int ensure_category(struct db_conn *c, const char *slug, const char *name, int64_t now)
+/* The written product, with its ETag; never cached by clients. */
+static int reply_written(struct http_req *req, int status, struct buf *json)
 {
-    char dflt[PRODUCT_SLUG_MAX + 1];
-    if (!name) {
-        default_category_name(slug, dflt, sizeof dflt);
-        name = dflt;
-    }
-    struct db_val args[] = {DB_TEXT(slug), DB_TEXT(name), DB_INT(now)};
-    int rc = db_query(c,
-                      "INSERT INTO categories (slug, name, created_at) VALUES ($1, $2, $3) "
-                      "ON CONFLICT (slug) DO NOTHING",
-                      3, args, NULL);
-    return rc < 0 ? rc : 0;
-}
-
-static int reply_product_row(struct http_req *req, struct db_conn *c, int64_t id, int status)
-{
-    struct db_rows *rows = NULL;
-    struct db_val args[] = {DB_INT(id)};
-    int rc = db_query(c, "SELECT " PRODUCT_COLS " FROM products p WHERE p.id = $1", 1, args,
-                      &rows);
-    if (rc < 0)
-        return rc;
-    if (db_rows_count(rows) != 1) {
-        db_rows_free(rows);
-        return http_fail(req, ERR_NOTFOUND, NULL, "no such product");
-    }
-    struct buf b = BUF_INIT(0);
-    product__json_row(&b, rows, 0);
-    db_rows_free(rows);
-    if (b.err) {
-        buf_free(&b);
-        return ERR_NOMEM;
-    }
     char etag[24];
-    product__etag(b.p, b.len, etag);
+    product__etag(json->p, json->len, etag);
     http_add_header(req, "ETag", etag);
     http_add_header(req, "Cache-Control", "no-store");
-    rc = http_reply_raw(req, status, "application/json", b.p, b.len, true);
-    buf_free(&b);
-    return rc;
+    return http_reply_raw(req, status, "application/json", json->p, json->len, true);
 }
 
 static int sku_conflict(struct http_req *req, const char *sku)
@@ -316,143 +288,42 @@ static int sku_conflict(struct http_req *req, const char *sku)
                           "a product with SKU %s already exists", sku);
 }
 
-static int h_create(struct http_req *req)
+/* POST /products (create) and PATCH /products/{id}. */
+static int write_product(struct http_req *req, bool create)
 {
-    int rc;
-    json_t *body = http_json_body(req, &rc);
-    if (!body)
-        return rc;
-    struct product_input in;
-    if ((rc = read_input(req, body, true, &in)) < 0) {
-        input_free(&in);
-        return rc;
-    }
-    struct db_conn *c;
-    if ((rc = db_conn_take(product__db(http_app(req)), &c)) < 0) {
-        input_free(&in);
-        return rc;
-    }
-    int64_t id = id_new(0), now = now_ms();
-    rc = db_begin(c);
-    if (rc == 0)
-        rc = ensure_category(c, in.category, in.category_name, now);
-    if (rc == 0) {
-        struct db_val args[] = {
-            DB_INT(id),
-            DB_TEXT(in.sku),
-            DB_TEXT(in.name),
-            DB_TEXT(in.description ? in.description : ""),
-            DB_TEXT(in.category),
-            DB_INT(in.price),
-            DB_TEXT(in.currency),
-            in.image_url && in.image_url[0] ? DB_TEXT(in.image_url) : DB_NULLV,
-            DB_TEXT(in.attributes ? in.attributes : "{}"),
-            DB_INT(in.weight),
-            DB_INT(in.active == 0 ? 0 : 1),
-            DB_INT(now),
-        };
-        rc = db_query(c,
-                      "INSERT INTO products (id, sku, name, description, category, price, "
-                      "currency, image_url, attributes, weight_grams, active, stock_available, "
-                      "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-                      "$11, 0, $12, $12)",
-                      12, args, NULL);
-    }
-    if (rc == ERR_CONFLICT) {
-        db_conn_give(c);
-        rc = sku_conflict(req, in.sku);
-        input_free(&in);
-        return rc;
-    }
-    if (rc >= 0)
-        rc = db_commit(c);
-    input_free(&in);
-    if (rc < 0) {
-        db_conn_give(c);
-        return rc;
-    }
-    product__invalidate(id, true);
-    char loc[64], ids[21];
-    snprintf(loc, sizeof loc, "/api/v1/products/%s", id_format(id, ids));
-    http_add_header(req, "Location", loc);
-    rc = reply_product_row(req, c, id, 201);
-    db_conn_give(c);
-    return rc;
-}
-
-static int h_update(struct http_req *req)
-{
-    int64_t id;
-    int rc = parse_id_param(req, &id);
+    int64_t id = 0;
+    int rc = create ? 0 : parse_id_param(req, &id);
     if (rc < 0)
         return rc;
     json_t *body = http_json_body(req, &rc);
     if (!body)
         return rc;
     struct product_input in;
-    if ((rc = read_input(req, body, false, &in)) < 0) {
-        input_free(&in);
-        return rc;
+    struct buf json = BUF_INIT(0);
+    int64_t admin = http_auth(req)->user_id;
+    if ((rc = read_input(req, body, create, &in)) == 0) {
+        rc = create ? product__create(http_app(req), admin, &in, &id, &json)
+                    : product__update(http_app(req), admin, id, &in, &json);
+        if (rc == ERR_CONFLICT)
+            rc = sku_conflict(req, in.sku ? in.sku : "");
+        else if (rc == ERR_NOTFOUND)
+            rc = http_fail(req, ERR_NOTFOUND, NULL, "no such product");
     }
-    struct db_conn *c;
-    if ((rc = db_conn_take(product__db(http_app(req)), &c)) < 0) {
-        input_free(&in);
-        return rc;
+    if (rc == 0 && create) {
+        char loc[64], ids[21];
+        snprintf(loc, sizeof loc, "/api/v1/products/%s", id_format(id, ids));
+        http_add_header(req, "Location", loc);
     }
-    int64_t now = now_ms();
-    rc = db_begin(c);
-    if (rc == 0 && in.category)
-        rc = ensure_category(c, in.category, in.category_name, now);
-    if (rc == 0) {
-        /* NULL parameters keep the column; image_url "" clears it. */
-        struct db_val args[] = {
-            DB_INT(id),
-            in.sku ? DB_TEXT(in.sku) : DB_NULLV,
-            in.name ? DB_TEXT(in.name) : DB_NULLV,
-            in.description ? DB_TEXT(in.description) : DB_NULLV,
-            in.category ? DB_TEXT(in.category) : DB_NULLV,
-            in.has_price ? DB_INT(in.price) : DB_NULLV,
-            in.currency ? DB_TEXT(in.currency) : DB_NULLV,
-            in.image_url ? DB_TEXT(in.image_url) : DB_NULLV,
-            in.attributes ? DB_TEXT(in.attributes) : DB_NULLV,
-            in.has_weight ? DB_INT(in.weight) : DB_NULLV,
-            in.active >= 0 ? DB_INT(in.active) : DB_NULLV,
-            DB_INT(now),
-        };
-        rc = db_query(c,
-                      "UPDATE products SET sku = COALESCE($2, sku), name = COALESCE($3, name), "
-                      "description = COALESCE($4, description), "
-                      "category = COALESCE($5, category), price = COALESCE($6, price), "
-                      "currency = COALESCE($7, currency), "
-                      "image_url = CASE WHEN CAST($8 AS TEXT) IS NULL THEN image_url "
-                      "WHEN CAST($8 AS TEXT) = '' THEN NULL ELSE CAST($8 AS TEXT) END, "
-                      "attributes = COALESCE($9, attributes), "
-                      "weight_grams = COALESCE($10, weight_grams), "
-                      "active = COALESCE($11, active), updated_at = $12 WHERE id = $1",
-                      12, args, NULL);
-    }
-    if (rc == ERR_CONFLICT) {
-        db_conn_give(c);
-        rc = sku_conflict(req, in.sku ? in.sku : "");
-        input_free(&in);
-        return rc;
-    }
-    input_free(&in);
-    if (rc == 0) {
-        db_conn_give(c);
-        return http_fail(req, ERR_NOTFOUND, NULL, "no such product");
-    }
-    if (rc > 0)
-        rc = db_commit(c);
-    if (rc < 0) {
-        db_conn_give(c);
-        return rc;
-    }
-    product__invalidate(id, true);
-    rc = reply_product_row(req, c, id, 200);
-    db_conn_give(c);
+    if (rc == 0)
+        rc = reply_written(req, create ? 201 : 200, &json);
+    product__input_free(&in);
+    buf_free(&json);
     return rc;
 }
+
+static int h_create(struct http_req *req) { return write_product(req, true); }
+
+static int h_update(struct http_req *req) { return write_product(req, false); }
 
 static int h_delete(struct http_req *req)
 {
@@ -460,86 +331,33 @@ static int h_delete(struct http_req *req)
     int rc = parse_id_param(req, &id);
     if (rc < 0)
         return rc;
-    struct db_conn *c;
-    if ((rc = db_conn_take(product__db(http_app(req)), &c)) < 0)
-        return rc;
-    struct db_val args[] = {DB_INT(id)};
-    rc = db_query(c, "DELETE FROM products WHERE id = $1", 1, args, NULL);
-    db_conn_give(c);
+    rc = product__delete(http_app(req), http_auth(req)->user_id, id);
+    if (rc == ERR_NOTFOUND)
+        return http_fail(req, ERR_NOTFOUND, NULL, "no such product");
     if (rc < 0)
         return rc;
-    if (rc == 0)
-        return http_fail(req, ERR_NOTFOUND, NULL, "no such product");
-    product__invalidate(id, true);
     return http_reply_raw(req, 204, NULL, "", 0, false);
 }
 
-/* ---- categories ----------------------------------------------------------------------- */
-
-static int load_categories(void *ctx, const char *key, struct buf *out)
-{
-    struct app *app = ctx;
-    struct db_conn *c;
-    int rc = db_conn_take(product__db(app), &c);
-    if (rc < 0)
-        return rc;
-    struct db_rows *rows = NULL;
-    rc = db_query(c,
-                  "SELECT c.slug, c.name, COUNT(p.id) FROM categories c "
-                  "LEFT JOIN products p ON p.category = c.slug AND p.active = 1 "
-                  "GROUP BY c.slug, c.name ORDER BY c.name, c.slug",
-                  0, NULL, &rows);
-    db_conn_give(c);
-    if (rc < 0)
-        return rc;
-    struct buf json = BUF_INIT(0);
-    buf_puts(&json, "{\"items\":[");
-    for (int i = 0; i < db_rows_count(rows); i++) {
-        buf_puts(&json, i ? ",{\"slug\":\"" : "{\"slug\":\"");
-        buf_json_escape(&json, db_get(rows, i, 0));
-        buf_puts(&json, "\",\"name\":\"");
-        buf_json_escape(&json, db_get(rows, i, 1));
-        buf_printf(&json, "\",\"product_count\":%lld}", (long long)db_get_i64(rows, i, 2));
-    }
-    buf_puts(&json, "]}");
-    db_rows_free(rows);
-    if (json.err) {
-        buf_free(&json);
-        return json.err;
-    }
-    char etag[24];
-    product__etag(json.p, json.len, etag);
-    buf_puts(out, etag);
-    buf_puts(out, "\n");
-    buf_append(out, json.p, json.len);
-    buf_free(&json);
-    return out->err;
-}
-
-static int h_categories(struct http_req *req)
-{
-    struct buf b = BUF_INIT(0);
-    struct cache *cache = product__cache();
-    int rc;
-    if (cache) {
-        char key[40];
-        snprintf(key, sizeof key, "c:%llu", (unsigned long long)product__generation());
-        rc = cache_get_or_load(cache, key, load_categories, http_app(req), CATEGORIES_TTL_MS, &b);
-    } else {
-        rc = load_categories(http_app(req), NULL, &b);
-    }
-    if (rc == 0)
-        rc = reply_tagged(req, b.p, b.len, CC_CATEGORIES);
-    buf_free(&b);
-    return rc;
-}
-
-const struct http_route product__routes[] = {
-    {"GET", "/api/v1/products", product__list, 0},
+static const struct http_route routes[] = {
+    {"GET", "/api/v1/products", h_list, 0},
     {"GET", "/api/v1/products/{id}", h_get, 0},
     {"POST", "/api/v1/products", h_create, ROUTE_ADMIN},
     {"PATCH", "/api/v1/products/{id}", h_update, ROUTE_ADMIN},
     {"DELETE", "/api/v1/products/{id}", h_delete, ROUTE_ADMIN},
     {"GET", "/api/v1/categories", h_categories, 0},
     {NULL, NULL, NULL, 0},
+};
+
+const struct service service_product = {
+    .name = "product",
+    .routes = routes,
+    .dbs = product__dbs,
+    .init = product__init,
+    .deinit = product__deinit,
+    .command = "seed",
+    .run_command = product__seed_command,
+    .command_help = "generate a demo catalog: seed --products N [--categories M] [--seed S]",
+    .cli = &product__seed_cli,
+    .on_serve = product__on_serve,
 };

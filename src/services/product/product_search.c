@@ -31,25 +31,15 @@
 #include "product_internal.h"
 
 #define LIST_TTL_MS (30 * 1000)
-#define CC_LIST "public, max-age=10"
-#define MAX_WORDS 16
-#define WORD_MAX 64
+#define MAX_WORDS PRODUCT_MAX_WORDS
+#define WORD_MAX PRODUCT_WORD_MAX
 
-
-enum sort { SORT_NEWEST = 'n', SORT_PRICE_ASC = 'a', SORT_PRICE_DESC = 'd', SORT_RELEVANCE = 'r' };
-
-struct query {
-    char words[MAX_WORDS][WORD_MAX + 1];
-    int nwords;
-    char category[PRODUCT_SLUG_MAX + 1];
-    int64_t min_price, max_price; /* -1: none */
-    bool in_stock;
-    enum sort sort;
-    int limit;
-    bool has_cursor;
-    int64_t cur_key, cur_id;
-    double cur_rank;
-};
+/* short names inside this file */
+#define SORT_NEWEST PRODUCT_SORT_NEWEST
+#define SORT_PRICE_ASC PRODUCT_SORT_PRICE_ASC
+#define SORT_PRICE_DESC PRODUCT_SORT_PRICE_DESC
+#define SORT_RELEVANCE PRODUCT_SORT_RELEVANCE
+typedef struct product_query query_t;
 
 /* ---- input --------------------------------------------------------------------------- */
 
@@ -104,7 +94,7 @@ static int word_char(const unsigned char *p, bool *is_word)
     return n;
 }
 
-static void tokenize(const char *q, struct query *o)
+static void tokenize(const char *q, query_t *o)
 {
     o->nwords = 0;
     const unsigned char *p = (const unsigned char *)q;
@@ -166,66 +156,58 @@ static bool utf8_ok(const unsigned char *p)
     return true;
 }
 
-static int parse_money_param(struct http_req *req, const char *name, int64_t *out)
+/* ---- the query ------------------------------------------------------------------------ */
+
+int product__query_words(query_t *q, const char *text)
 {
-    const char *v = http_query(req, name);
-    *out = -1;
-    if (!v)
+    q->nwords = 0;
+    if (!text)
         return 0;
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (!*v || *end || errno || n < 0 || n > PRODUCT_PRICE_MAX || !isdigit((unsigned char)v[0]))
-        return http_fail(req, ERR_INVALID, name,
-                         "must be a whole number of minor units, 0 to %lld", PRODUCT_PRICE_MAX);
-    *out = n;
+    if (strlen(text) > PRODUCT_Q_MAX || !utf8_ok((const unsigned char *)text))
+        return ERR_INVALID;
+    tokenize(text, q);
     return 0;
 }
 
-static int bad_cursor(struct http_req *req)
-{
-    return http_fail(req, ERR_INVALID, "cursor", "is not a cursor from this listing");
-}
-
-static int parse_cursor(struct http_req *req, const char *s, struct query *o)
+int product__query_cursor(query_t *o, const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 128)
-        return bad_cursor(req);
+        return ERR_INVALID;
     unsigned char raw[100];
     size_t len = 0;
     if (sodium_base642bin(raw, sizeof raw - 1, s, n, NULL, &len, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
-        return bad_cursor(req);
+        return ERR_INVALID;
     raw[len] = 0;
     const char *t = (const char *)raw;
     if (strlen(t) != len || len < 3 || t[0] != (char)o->sort || t[1] != ':')
-        return bad_cursor(req);
+        return ERR_INVALID;
     char *end;
     errno = 0;
     if (o->sort == SORT_NEWEST) {
         long long id = strtoll(t + 2, &end, 10);
         if (*end || errno || id <= 0 || !isdigit((unsigned char)t[2]))
-            return bad_cursor(req);
+            return ERR_INVALID;
         o->cur_id = id;
     } else if (o->sort == SORT_RELEVANCE) {
         double r = strtod(t + 2, &end);
         if (end == t + 2 || *end != ':' || errno || !isfinite(r))
-            return bad_cursor(req);
+            return ERR_INVALID;
         o->cur_rank = r;
         const char *ids = end + 1;
         long long id = strtoll(ids, &end, 10);
         if (*end || errno || id <= 0 || !isdigit((unsigned char)ids[0]))
-            return bad_cursor(req);
+            return ERR_INVALID;
         o->cur_id = id;
     } else {
         long long k = strtoll(t + 2, &end, 10);
         if (end == t + 2 || *end != ':' || errno || k < 0 || !isdigit((unsigned char)t[2]))
-            return bad_cursor(req);
+            return ERR_INVALID;
         const char *ids = end + 1;
         long long id = strtoll(ids, &end, 10);
         if (*end || errno || id <= 0 || !isdigit((unsigned char)ids[0]))
-            return bad_cursor(req);
+            return ERR_INVALID;
         o->cur_key = k;
         o->cur_id = id;
     }
@@ -233,62 +215,10 @@ static int parse_cursor(struct http_req *req, const char *s, struct query *o)
     return 0;
 }
 
-static int parse_query(struct http_req *req, struct query *o)
-{
-    memset(o, 0, sizeof *o);
-    const char *q = http_query(req, "q");
-    if (q && strlen(q) > PRODUCT_Q_MAX)
-        return http_fail(req, ERR_INVALID, "q", "at most %d characters", PRODUCT_Q_MAX);
-    if (q && !utf8_ok((const unsigned char *)q))
-        return http_fail(req, ERR_INVALID, "q", "must be UTF-8 text");
-    if (q)
-        tokenize(q, o);
-    const char *cat = http_query(req, "category");
-    if (cat && *cat) {
-        if (!product__slug_ok(cat))
-            return http_fail(req, ERR_INVALID, "category", "is not a category slug");
-        snprintf(o->category, sizeof o->category, "%s", cat);
-    }
-    int rc;
-    if ((rc = parse_money_param(req, "min_price", &o->min_price)) < 0)
-        return rc;
-    if ((rc = parse_money_param(req, "max_price", &o->max_price)) < 0)
-        return rc;
-    if (o->min_price >= 0 && o->max_price >= 0 && o->max_price < o->min_price)
-        return http_fail(req, ERR_INVALID, "max_price", "must not be below min_price");
-    const char *st = http_query(req, "in_stock");
-    if (st) {
-        if (!strcmp(st, "true") || !strcmp(st, "1"))
-            o->in_stock = true;
-        else if (strcmp(st, "false") && strcmp(st, "0"))
-            return http_fail(req, ERR_INVALID, "in_stock", "must be true or false");
-    }
-    const char *sort = http_query(req, "sort");
-    if (!sort || !*sort)
-        o->sort = o->nwords ? SORT_RELEVANCE : SORT_NEWEST;
-    else if (!strcmp(sort, "relevance"))
-        o->sort = o->nwords ? SORT_RELEVANCE : SORT_NEWEST; /* empty q: newest first */
-    else if (!strcmp(sort, "newest"))
-        o->sort = SORT_NEWEST;
-    else if (!strcmp(sort, "price_asc"))
-        o->sort = SORT_PRICE_ASC;
-    else if (!strcmp(sort, "price_desc"))
-        o->sort = SORT_PRICE_DESC;
-    else
-        return http_fail(req, ERR_INVALID, "sort",
-                         "must be relevance, price_asc, price_desc or newest");
-    if ((rc = http_query_limit(req, 20, 100, &o->limit)) < 0)
-        return rc;
-    const char *cur = http_query(req, "cursor");
-    if (cur && (rc = parse_cursor(req, cur, o)) < 0)
-        return rc;
-    return 0;
-}
-
 /* The cache key: every input that shapes the page, normalised. */
-static void query_key(const struct query *o, struct buf *b)
+static void query_key(struct product_ctx *ctx, const query_t *o, struct buf *b)
 {
-    buf_printf(b, "l:%llu:%c:%d:%s:%lld:%lld:%d:", (unsigned long long)product__generation(),
+    buf_printf(b, "l:%llu:%c:%d:%s:%lld:%lld:%d:", (unsigned long long)product__generation(ctx),
                (char)o->sort, o->limit, o->category, (long long)o->min_price,
                (long long)o->max_price, o->in_stock);
     if (o->has_cursor)
@@ -300,107 +230,20 @@ static void query_key(const struct query *o, struct buf *b)
     }
 }
 
-/* ---- SQL ----------------------------------------------------------------------------- */
-
-struct sql {
-    struct buf text;
-    struct db_val args[16];
-    int n;
-};
-
-static const char *arg(struct sql *s, struct db_val v)
-{
-    static const char *const names[] = {"$1", "$2",  "$3",  "$4",  "$5",  "$6",  "$7",  "$8",
-                                        "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16"};
-    s->args[s->n] = v;
-    return names[s->n++];
-}
-
-/* The text handed to the full-text engine, built only from our own word list. */
-static void match_text(const struct query *o, enum db_dialect d, struct buf *b)
-{
-    for (int i = 0; i < o->nwords; i++) {
-        bool last = i == o->nwords - 1;
-        if (d == DB_SQLITE) {
-            /* FTS5: "w" is a phrase of one token; the last word also as a prefix. */
-            if (i)
-                buf_puts(b, " AND ");
-            if (last) /* FTS5 stems a prefix term too: "lamps"* finds lamp, lamps */
-                buf_printf(b, "\"%s\"*", o->words[i]);
-            else
-                buf_printf(b, "\"%s\"", o->words[i]);
-        } else {
-            /* to_tsquery: 'w' is a quoted lexeme; words hold no quote or backslash. */
-            if (i)
-                buf_puts(b, " & ");
-            if (last) /* to_tsquery stems 'w':* as well */
-                buf_printf(b, "'%s':*", o->words[i]);
-            else
-                buf_printf(b, "'%s'", o->words[i]);
-        }
-    }
-}
-
-static void add_filters(struct sql *s, const struct query *o)
-{
-    buf_puts(&s->text, " AND p.active = 1");
-    if (o->category[0])
-        buf_printf(&s->text, " AND p.category = %s", arg(s, DB_TEXT(o->category)));
-    if (o->min_price >= 0)
-        buf_printf(&s->text, " AND p.price >= %s", arg(s, DB_INT(o->min_price)));
-    if (o->max_price >= 0)
-        buf_printf(&s->text, " AND p.price <= %s", arg(s, DB_INT(o->max_price)));
-    if (o->in_stock)
-        buf_puts(&s->text, " AND p.stock_available > 0");
-}
-
-/* Listing without words: an index-ordered keyset query. */
-static void build_sql(struct sql *s, const struct query *o)
-{
-    struct buf *t = &s->text;
-    buf_puts(t, "SELECT " PRODUCT_COLS " FROM products p WHERE 1 = 1");
-    add_filters(s, o);
-    switch (o->sort) {
-    case SORT_NEWEST:
-        if (o->has_cursor)
-            buf_printf(t, " AND p.id < %s", arg(s, DB_INT(o->cur_id)));
-        buf_puts(t, " ORDER BY p.id DESC");
-        break;
-    case SORT_PRICE_ASC:
-        if (o->has_cursor) {
-            const char *k = arg(s, DB_INT(o->cur_key));
-            buf_printf(t, " AND (p.price, p.id) > (%s, %s)", k, arg(s, DB_INT(o->cur_id)));
-        }
-        buf_puts(t, " ORDER BY p.price, p.id");
-        break;
-    case SORT_PRICE_DESC:
-        if (o->has_cursor) {
-            const char *k = arg(s, DB_INT(o->cur_key));
-            buf_printf(t, " AND (p.price, p.id) < (%s, %s)", k, arg(s, DB_INT(o->cur_id)));
-        }
-        buf_puts(t, " ORDER BY p.price DESC, p.id DESC");
-        break;
-    case SORT_RELEVANCE: /* only with words: search_page() */
-        break;
-    }
-    buf_printf(t, " LIMIT %d", o->limit + 1);
-}
-
-static void cursor_for(const struct query *o, const struct db_rows *r, int row, char *out,
+static void cursor_for(const query_t *o, const struct db_rows *r, int row, char *out,
                        size_t cap)
 {
     char raw[96];
     long long id = (long long)db_get_i64(r, row, PC_ID);
     switch (o->sort) {
-    case SORT_NEWEST:
-        snprintf(raw, sizeof raw, "n:%lld", id);
-        break;
     case SORT_PRICE_ASC:
     case SORT_PRICE_DESC:
         snprintf(raw, sizeof raw, "%c:%lld:%lld", (char)o->sort,
                  (long long)db_get_i64(r, row, PC_PRICE), id);
         break;
+    case SORT_NEWEST:
     case SORT_RELEVANCE: /* only with words: search_page() */
+    default:
         snprintf(raw, sizeof raw, "n:%lld", id);
         break;
     }
@@ -410,24 +253,9 @@ static void cursor_for(const struct query *o, const struct db_rows *r, int row, 
 
 struct list_load {
     struct app *app;
-    const struct query *q;
+    struct product_ctx *ctx;
+    const query_t *q;
 };
-
-/* The cached value of a page: ETag, '\n', the JSON. */
-static int finish_page(struct buf *json, struct buf *out)
-{
-    if (json->err) {
-        buf_free(json);
-        return ERR_NOMEM;
-    }
-    char etag[24];
-    product__etag(json->p, json->len, etag);
-    buf_puts(out, etag);
-    buf_puts(out, "\n");
-    buf_append(out, json->p, json->len);
-    buf_free(json);
-    return out->err;
-}
 
 static void put_cursor(struct buf *json, const char *raw)
 {
@@ -437,24 +265,11 @@ static void put_cursor(struct buf *json, const char *raw)
     buf_printf(json, "\"%s\"}", cur);
 }
 
-/* Listing without words. */
-static int load_listing(struct app *app, const struct query *o, struct buf *out)
+/* Listing without words: an index-ordered keyset query. */
+static int load_listing(struct app *app, const query_t *o, struct buf *out)
 {
-    struct db *db = product__db(app);
-    struct sql s = {.text = BUF_INIT(0)};
-    build_sql(&s, o);
-    if (s.text.err) {
-        buf_free(&s.text);
-        return ERR_NOMEM;
-    }
-    struct db_conn *c;
-    int rc = db_conn_take(db, &c);
     struct db_rows *rows = NULL;
-    if (rc == 0) {
-        rc = db_query(c, s.text.p, s.n, s.args, &rows);
-        db_conn_give(c);
-    }
-    buf_free(&s.text);
+    int rc = product__store_list(product__db(app), o, &rows);
     if (rc < 0)
         return rc;
     int n = db_rows_count(rows);
@@ -477,7 +292,7 @@ static int load_listing(struct app *app, const struct query *o, struct buf *out)
         buf_puts(&json, "null}");
     }
     db_rows_free(rows);
-    return finish_page(&json, out);
+    return product__tagged(&json, out);
 }
 
 /* ---- search: match sets ---------------------------------------------------------------
@@ -504,61 +319,25 @@ struct match {
     double rank;
 };
 
-static int query_ids(struct db_conn *c, const char *sql, const char *arg1, struct db_rows **out)
+static int load_matches(void *vctx, const char *key, struct buf *out)
 {
-    struct db_val args[] = {DB_TEXT(arg1)};
-    return db_query(c, sql, 1, args, out);
-}
-
-static int load_matches(void *ctx, const char *key, struct buf *out)
-{
-    struct list_load *l = ctx;
-    const struct query *o = l->q;
+    struct list_load *l = vctx;
+    struct product_attrs *pa = &l->ctx->attrs;
     struct db *db = product__db(l->app);
     enum db_dialect d = db_dialect(db);
-    struct buf mt = BUF_INIT(1024);
-    match_text(o, d, &mt);
-    if (mt.err)
-        return mt.err;
-    struct db_conn *c;
-    int rc = db_conn_take(db, &c);
-    if (rc < 0) {
-        buf_free(&mt);
-        return rc;
+    int rc = 0;
+    if (d == DB_SQLITE) { /* the ranks read name lengths from the copy */
+        struct db_conn *c;
+        if ((rc = db_conn_take(db, &c)) < 0)
+            return rc;
+        rc = product__attrs_sync(pa, c, d);
+        db_conn_give(c);
+        if (rc < 0)
+            return rc;
     }
     struct db_rows *all = NULL, *named = NULL;
-    if (d == DB_SQLITE) {
-        rc = product__attrs_sync(c, d);
-        if (rc == 0)
-            rc = query_ids(c,
-                           "SELECT rowid FROM products_fts WHERE products_fts MATCH $1 "
-                           "ORDER BY rowid",
-                           mt.p, &all);
-        if (rc >= 0) {
-            struct buf nm = BUF_INIT(1024);
-            buf_puts(&nm, "{name} : (");
-            buf_puts(&nm, mt.p);
-            buf_puts(&nm, ")");
-            rc = nm.err ? nm.err
-                        : query_ids(c,
-                                    "SELECT rowid FROM products_fts WHERE products_fts MATCH $1 "
-                                    "ORDER BY rowid",
-                                    nm.p, &named);
-            buf_free(&nm);
-        }
-    } else {
-        rc = query_ids(c,
-                       "SELECT id, -(ts_rank(search, to_tsquery('english', $1))::float8) "
-                       "FROM products WHERE search @@ to_tsquery('english', $1) ORDER BY id",
-                       mt.p, &all);
-    }
-    db_conn_give(c);
-    buf_free(&mt);
-    if (rc < 0) {
-        db_rows_free(all);
-        db_rows_free(named);
+    if ((rc = product__store_match(db, l->q, &all, &named)) < 0)
         return rc;
-    }
     int n = db_rows_count(all), nn = db_rows_count(named), k = 0;
     struct match *m = n ? malloc((size_t)n * sizeof *m) : NULL;
     if (n && !m)
@@ -570,20 +349,20 @@ static int load_matches(void *ctx, const char *key, struct buf *out)
         /* cells are text: parse each id once */
         for (int i = 0; i < nn; i++)
             nid[i] = db_get_i64(named, i, 0);
-        product__attrs_rdlock();
+        product__attrs_rdlock(pa);
         for (int i = 0; i < n; i++) {
             int64_t id = db_get_i64(all, i, 0);
             while (k < nn && nid[k] < id)
                 k++;
             m[i].id = id;
             if (k < nn && nid[k] == id) {
-                const struct product_attr *a = product__attr_find(id);
+                const struct product_attr *a = product__attr_find(pa, id);
                 m[i].rank = -2.0 + (a ? a->name_len : 255) / 1024.0;
             } else {
                 m[i].rank = -1.0;
             }
         }
-        product__attrs_unlock();
+        product__attrs_unlock(pa);
     } else if (rc >= 0) {
         for (int i = 0; i < n; i++) {
             m[i].id = db_get_i64(all, i, 0);
@@ -611,7 +390,7 @@ struct cand {
 };
 
 /* < 0 when a comes before b in the page order. */
-static int cand_cmp(enum sort s, const struct cand *a, const struct cand *b)
+static int cand_cmp(enum product_sort s, const struct cand *a, const struct cand *b)
 {
 #define CMP(x, y) ((x) < (y) ? -1 : (x) > (y) ? 1 : 0)
     int c;
@@ -630,7 +409,8 @@ static int cand_cmp(enum sort s, const struct cand *a, const struct cand *b)
 }
 
 /* Keeps the k first candidates in order: top[0..*n). */
-static void top_insert(enum sort s, struct cand *top, int *n, int k, const struct cand *c)
+static void top_insert(enum product_sort s, struct cand *top, int *n, int k,
+                       const struct cand *c)
 {
     if (*n == k && cand_cmp(s, c, &top[k - 1]) >= 0)
         return;
@@ -650,23 +430,48 @@ static void top_insert(enum sort s, struct cand *top, int *n, int k, const struc
         (*n)++;
 }
 
+/* Reads into the copy every match it does not know yet (written by another process): all
+ * of them, or the ones past the first few hundred would silently drop out of the result. */
+static int fetch_unknown(struct product_attrs *pa, struct db_conn *c, enum db_dialect d,
+                         const struct match *m, int nm)
+{
+    int64_t *unknown = NULL;
+    int nu = 0, rc = 0;
+    product__attrs_rdlock(pa);
+    for (int i = 0; i < nm; i++) {
+        if (product__attr_find(pa, m[i].id))
+            continue;
+        if (!unknown && !(unknown = malloc((size_t)nm * sizeof *unknown))) {
+            rc = ERR_NOMEM;
+            break;
+        }
+        unknown[nu++] = m[i].id;
+    }
+    product__attrs_unlock(pa);
+    for (int off = 0; rc == 0 && off < nu; off += UNKNOWN_CHUNK)
+        rc = product__attrs_fetch(pa, c, d, unknown + off,
+                                  nu - off < UNKNOWN_CHUNK ? nu - off : UNKNOWN_CHUNK);
+    free(unknown);
+    return rc;
+}
+
 static int search_page(struct list_load *l, struct buf *out)
 {
-    const struct query *o = l->q;
+    const query_t *o = l->q;
+    struct product_attrs *pa = &l->ctx->attrs;
     struct db *db = product__db(l->app);
     enum db_dialect d = db_dialect(db);
-    struct cache *cache = product__cache();
     struct buf ms = BUF_INIT(0);
     int rc;
-    if (cache) {
+    if (l->ctx->l1) {
         struct buf key = BUF_INIT(1200);
-        buf_printf(&key, "m:%llu:", (unsigned long long)product__generation());
+        buf_printf(&key, "m:%llu:", (unsigned long long)product__generation(l->ctx));
         for (int i = 0; i < o->nwords; i++) {
             buf_puts(&key, o->words[i]);
             buf_puts(&key, " ");
         }
         rc = key.err ? key.err
-                     : cache_get_or_load(cache, key.p, load_matches, l, MATCH_TTL_MS, &ms);
+                     : cache_get_or_load(l->ctx->l1, key.p, load_matches, l, MATCH_TTL_MS, &ms);
         buf_free(&key);
     } else {
         rc = load_matches(l, NULL, &ms);
@@ -688,36 +493,17 @@ static int search_page(struct list_load *l, struct buf *out)
         buf_free(&ms);
         return rc;
     }
-    rc = product__attrs_sync(c, d);
-    /* matches the copy does not know yet (written by another process): all of them, or
-     * the ones past the first few hundred would silently drop out of the result */
-    if (rc == 0) {
-        int64_t *unknown = NULL;
-        int nu = 0;
-        product__attrs_rdlock();
-        for (int i = 0; i < nm; i++) {
-            if (product__attr_find(m[i].id))
-                continue;
-            if (!unknown && !(unknown = malloc((size_t)nm * sizeof *unknown))) {
-                rc = ERR_NOMEM;
-                break;
-            }
-            unknown[nu++] = m[i].id;
-        }
-        product__attrs_unlock();
-        for (int off = 0; rc == 0 && off < nu; off += UNKNOWN_CHUNK)
-            rc = product__attrs_fetch(c, d, unknown + off,
-                                      nu - off < UNKNOWN_CHUNK ? nu - off : UNKNOWN_CHUNK);
-        free(unknown);
-    }
+    rc = product__attrs_sync(pa, c, d);
+    if (rc == 0)
+        rc = fetch_unknown(pa, c, d, m, nm);
     struct cand top[101], cur = {o->cur_id, o->cur_key, o->cur_rank};
     int k = o->limit + 1, nt = 0;
     if (rc == 0) {
-        product__attrs_rdlock();
-        int cat = o->category[0] ? product__attr_cat(o->category) : -1;
+        product__attrs_rdlock(pa);
+        int cat = o->category[0] ? product__attr_cat(pa, o->category) : -1;
         if (!o->category[0] || cat >= 0) {
             for (int i = 0; i < nm; i++) {
-                const struct product_attr *a = product__attr_find(m[i].id);
+                const struct product_attr *a = product__attr_find(pa, m[i].id);
                 if (!a || !(a->flags & PA_ACTIVE))
                     continue;
                 if ((cat >= 0 && a->cat != cat) || (o->min_price >= 0 && a->price < o->min_price) ||
@@ -730,7 +516,7 @@ static int search_page(struct list_load *l, struct buf *out)
                 top_insert(o->sort, top, &nt, k, &cd);
             }
         }
-        product__attrs_unlock();
+        product__attrs_unlock(pa);
     }
     buf_free(&ms);
     bool more = nt > o->limit;
@@ -740,14 +526,7 @@ static int search_page(struct list_load *l, struct buf *out)
         int64_t ids[100];
         for (int i = 0; i < n; i++)
             ids[i] = top[i].id;
-        struct buf p = BUF_INIT(0), sql = BUF_INIT(0);
-        product__ids_param(&p, d, ids, n);
-        buf_puts(&sql, "SELECT " PRODUCT_COLS " FROM products p WHERE p.");
-        buf_puts(&sql, product__ids_in(d));
-        struct db_val args[] = {DB_TEXT(p.p)};
-        rc = p.err || sql.err ? ERR_NOMEM : db_query(c, sql.p, 1, args, &rows);
-        buf_free(&p);
-        buf_free(&sql);
+        rc = product__store_rows_by_ids(c, d, ids, n, &rows);
     }
     db_conn_give(c);
     if (rc < 0)
@@ -785,50 +564,24 @@ static int search_page(struct list_load *l, struct buf *out)
     } else {
         buf_puts(&json, "null}");
     }
-    return finish_page(&json, out);
+    return product__tagged(&json, out);
 }
 
-static int load_list(void *ctx, const char *key, struct buf *out)
+static int load_list(void *vctx, const char *key, struct buf *out)
 {
-    struct list_load *l = ctx;
+    struct list_load *l = vctx;
     return l->q->nwords ? search_page(l, out) : load_listing(l->app, l->q, out);
 }
 
-int product__list(struct http_req *req)
+int product__search(struct app *app, const query_t *q, struct buf *out)
 {
-    struct query q;
-    int rc = parse_query(req, &q);
-    if (rc < 0)
-        return rc;
-    struct list_load l = {http_app(req), &q};
-    struct buf b = BUF_INIT(0);
-    struct cache *cache = product__cache();
-    if (cache) {
-        struct buf key = BUF_INIT(2048);
-        query_key(&q, &key);
-        rc = key.err ? key.err : cache_get_or_load(cache, key.p, load_list, &l, LIST_TTL_MS, &b);
-        buf_free(&key);
-    } else {
-        rc = load_list(&l, NULL, &b);
-    }
-    if (rc == 0) {
-        const char *nl = memchr(b.p, '\n', b.len);
-        if (!nl) {
-            rc = ERR_INTERNAL;
-        } else {
-            char etag[24];
-            size_t el = (size_t)(nl - b.p);
-            memcpy(etag, b.p, el < 23 ? el : 23);
-            etag[el < 23 ? el : 23] = 0;
-            http_add_header(req, "ETag", etag);
-            http_add_header(req, "Cache-Control", CC_LIST);
-            if (product__etag_matches(http_header(req, "If-None-Match"), etag))
-                rc = ERR_NOT_MODIFIED;
-            else
-                rc = http_reply_raw(req, 200, "application/json", nl + 1,
-                                    b.len - el - 1, true);
-        }
-    }
-    buf_free(&b);
+    struct product_ctx *ctx = product__ctx(app);
+    struct list_load l = {app, ctx, q};
+    if (!ctx->l1)
+        return load_list(&l, NULL, out);
+    struct buf key = BUF_INIT(2048);
+    query_key(ctx, q, &key);
+    int rc = key.err ? key.err : cache_get_or_load(ctx->l1, key.p, load_list, &l, LIST_TTL_MS, out);
+    buf_free(&key);
     return rc;
 }

@@ -13,8 +13,8 @@
  * statement on SQLite (the cached prepared statement is reused 100,000 times), 200 rows per
  * statement on PostgreSQL (few round trips). The
  * denormalised products.stock_available is written in the same pass; stock itself is then
- * handed to the inventory service with inventory_set_many(), while product__seeding tells
- * product_stock_changed() that there is nothing left to do. */
+ * handed to the inventory service with inventory_set_many_quiet(), which records it without
+ * announcing stock.changed events back to the catalog (there is nothing left to do). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@
 /* Rows per INSERT: PostgreSQL wants few round trips; SQLite binds $n parameters by name,
  * which costs O(parameters) per parameter, so there one reused single-row statement wins. */
 #define SEED_BATCH 200
-#define SEED_COLS 10
+#define SEED_COLS PRODUCT_SEED_COLS
 #define DEMO_PRODUCTS 300
 #define DEMO_CATEGORIES 12
 
@@ -169,63 +169,35 @@ static void progress(int done, int total, int64_t started)
     fflush(stdout);
 }
 
-static char *insert_sql(int rows)
-{
-    struct buf b = BUF_INIT(0);
-    buf_puts(&b, "INSERT INTO products (id, sku, name, description, category, price, currency, "
-                 "image_url, attributes, weight_grams, active, stock_available, created_at, "
-                 "updated_at) VALUES ");
-    for (int r = 0; r < rows; r++) {
-        int a = r * SEED_COLS;
-        buf_printf(&b, "%s($%d, $%d, $%d, $%d, $%d, $%d, 'USD', $%d, $%d, $%d, 1, $%d, $%d, $%d)",
-                   r ? "," : "", a + 1, a + 2, a + 3, a + 4, a + 5, a + 6, a + 7, a + 8, a + 9,
-                   a + 10, rows * SEED_COLS + 1, rows * SEED_COLS + 1);
-    }
-    buf_puts(&b, " ON CONFLICT (sku) DO NOTHING");
-    return buf_steal(&b, NULL);
-}
-
 int product__seed(struct app *app, int n, int m, bool show, uint32_t seed)
 {
     if (n < 0 || m < 1)
         return ERR_INVALID;
+    struct db *db = product__db(app);
     struct seed_cat *cats = calloc((size_t)m, sizeof *cats);
     int64_t *ids = calloc((size_t)n + 1, sizeof *ids), *stock = calloc((size_t)n + 1, sizeof *stock);
-    int batch = db_dialect(product__db(app)) == DB_SQLITE ? 1 : SEED_BATCH;
-    char *full = insert_sql(batch);
+    int batch = db_dialect(db) == DB_SQLITE ? 1 : SEED_BATCH;
     struct db_val *args = calloc(SEED_BATCH * SEED_COLS + 1, sizeof *args);
     struct gen *gens = calloc(SEED_BATCH, sizeof *gens);
     char (*imgs)[64] = calloc(SEED_BATCH, sizeof *imgs);
     int rc = 0;
-    if (!cats || !ids || !stock || !full || !args || !gens || !imgs)
+    if (!cats || !ids || !stock || !args || !gens || !imgs)
         rc = ERR_NOMEM;
     struct db_conn *c = NULL;
     if (rc == 0)
-        rc = db_conn_take(product__db(app), &c);
+        rc = db_conn_take(db, &c);
     int64_t started = mono_ms(), now = now_ms(), offset = 0;
-    if (rc == 0) {
-        struct db_rows *rows = NULL;
-        rc = db_query(c, "SELECT COUNT(*) FROM products", 0, NULL, &rows);
-        if (rc >= 0)
-            offset = db_get_i64(rows, 0, 0);
-        db_rows_free(rows);
-    }
-    /* A bigger page cache for this connection keeps the indexes being filled in memory
-     * instead of spilling pages to the WAL in the middle of the transaction. */
-    if (rc >= 0 && db_dialect(product__db(app)) == DB_SQLITE)
-        db_exec_script(c, "PRAGMA cache_size = -262144");
+    if (rc == 0)
+        rc = product__store_count(c, &offset);
+    if (rc >= 0)
+        product__store_bulk_mode(db, c, true);
     if (rc >= 0)
         rc = db_begin(c);
     for (int j = 0; rc >= 0 && j < m; j++) {
         make_category(j, &cats[j]);
-        struct db_val a[] = {DB_TEXT(cats[j].slug), DB_TEXT(cats[j].name), DB_INT(now)};
-        rc = db_query(c,
-                      "INSERT INTO categories (slug, name, created_at) VALUES ($1, $2, $3) "
-                      "ON CONFLICT (slug) DO NOTHING",
-                      3, a, NULL);
+        rc = product__store_category(c, cats[j].slug, cats[j].name, now);
     }
     int done = 0, last_pct = -1;
-    char *partial = NULL;
     while (rc >= 0 && done < n) {
         int rows = n - done < batch ? n - done : batch;
         for (int r = 0; r < rows; r++) {
@@ -254,17 +226,7 @@ int product__seed(struct app *app, int n, int m, bool show, uint32_t seed)
             a[9] = DB_INT(g->stock);
         }
         args[rows * SEED_COLS] = DB_INT(now);
-        const char *sql = full;
-        if (rows < batch) {
-            free(partial);
-            partial = insert_sql(rows);
-            sql = partial;
-            if (!sql) {
-                rc = ERR_NOMEM;
-                break;
-            }
-        }
-        rc = db_query(c, sql, rows * SEED_COLS + 1, args, NULL);
+        rc = product__store_seed_insert(c, rows, args);
         done += rows;
         int pct = (int)((int64_t)done * 100 / n);
         if (show && pct != last_pct) {
@@ -272,30 +234,28 @@ int product__seed(struct app *app, int n, int m, bool show, uint32_t seed)
             last_pct = pct;
         }
     }
-    free(partial);
     if (rc >= 0)
         rc = db_commit(c);
     bool committed = rc >= 0;
-    if (c && db_dialect(product__db(app)) == DB_SQLITE)
-        db_exec_script(c, "PRAGMA cache_size = -8000");
     if (c)
-        db_conn_give(c);
+        product__store_bulk_mode(db, c, false);
+    db_conn_give(c);
     if (show)
         printf("\n");
+    /* stock_available is written above; the inventory gets the same figures without
+     * announcing them back (nothing left for the catalog to do) */
     if (rc >= 0 && n > 0 && app_has_service(app, "inventory")) {
-        product__seeding = true;
         for (int off = 0; rc >= 0 && off < n; off += 10000)
-            rc = inventory_set_many(app, ids + off, stock + off, n - off < 10000 ? n - off : 10000);
-        product__seeding = false;
+            rc = inventory_set_many_quiet(app, ids + off, stock + off,
+                                          n - off < 10000 ? n - off : 10000);
     }
     /* the products are in even when handing their stock over failed: drop what the
      * caches and the search copy hold either way */
     if (committed)
-        product__invalidate(0, true);
+        product__invalidate(product__ctx(app), 0, true);
     free(cats);
     free(ids);
     free(stock);
-    free(full);
     free(args);
     free(gens);
     free(imgs);
@@ -346,19 +306,9 @@ int product__on_serve(struct app *app)
 {
     if (!app_config(app)->demo)
         return 0;
-    struct db_conn *c;
-    int rc = db_conn_take(product__db(app), &c);
-    if (rc < 0)
+    int rc = product__store_empty(product__db(app));
+    if (rc <= 0)
         return rc;
-    struct db_rows *rows = NULL;
-    rc = db_query(c, "SELECT 1 FROM products LIMIT 1", 0, NULL, &rows);
-    db_conn_give(c);
-    if (rc < 0)
-        return rc;
-    bool empty = db_rows_count(rows) == 0;
-    db_rows_free(rows);
-    if (!empty)
-        return 0;
     int64_t t0 = mono_ms();
     rc = product__seed(app, DEMO_PRODUCTS, DEMO_CATEGORIES, false, 42);
     if (rc < 0) {
@@ -369,3 +319,14 @@ int product__on_serve(struct app *app)
              DEMO_PRODUCTS, DEMO_CATEGORIES, (long long)(mono_ms() - t0));
     return 0;
 }
+
+/* `emporium seed` flags, checked by main.c before the data dir is opened. */
+static const struct cli_flag seed_flags[] = {
+    {"--products", "N", "products to generate", 1, 10000000, true},
+    {"--categories", "M", "categories (default: products/25, at most 1000)", 1, 1000, false},
+    {"--seed", "S", "random seed (default 42)", 0, 0xffffffffL, false},
+    {NULL, NULL, NULL, 0, 0, false},
+};
+const struct cli_command product__seed_cli = {"seed", "generate a demo catalog",
+                                            "emporium seed --products 1000 --categories 40",
+                                            seed_flags, NULL};

@@ -15,6 +15,7 @@
  * service uses it. Files: recommendation.c (this), recommendation_store.c (schema and SQL),
  * recommendation_http.c (the route). */
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,6 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
-#include "emporium/service.h"
 #include "emporium/svc/product.h"
 #include "recommendation_internal.h"
 
@@ -69,16 +69,35 @@ int order_event_decode(const char *payload, size_t len, struct order_event *out)
             break;
         struct order_event_item *o = &out->items[out->n];
         json_int_t q = json_integer_value(json_object_get(it, "quantity"));
+        json_int_t price = json_integer_value(json_object_get(it, "unit_price"));
+        /* bounded so that quantity * unit_price (a line's revenue) cannot overflow */
         if (id_parse(json_string_value(json_object_get(it, "product_id")), &o->product_id) < 0 ||
-            q <= 0 || q > 1000000)
+            q <= 0 || q > 1000000 || price < 0 || price > INT64_MAX / 1000000)
             continue;
         o->quantity = (int)q;
-        o->unit_price = json_integer_value(json_object_get(it, "unit_price"));
+        o->unit_price = price;
         out->n++;
     }
 out:
     json_decref(ev);
     return rc;
+}
+
+int order_event_consume(struct app *app, const char *who, const char *payload, size_t len,
+                        order_event_fn paid, order_event_fn cancelled)
+{
+    struct order_event *ev = malloc(sizeof *ev);
+    int rc = ev ? order_event_decode(payload, len, ev) : ERR_NOMEM;
+    order_event_fn fn = rc < 0 ? NULL : ev->type == ORDER_EVENT_PAID ? paid : cancelled;
+    if (fn)
+        rc = fn(app, ev);
+    if (rc == ERR_NOTFOUND && !fn)
+        rc = 0; /* another type of order event */
+    if (rc < 0)
+        log_warn("%s: event %s not applied: %s", who,
+                 ev && rc != ERR_INVALID && rc != ERR_NOMEM ? ev->event_id : "?", err_str(rc));
+    free(ev);
+    return rc < 0 ? rc : 0;
 }
 
 static int apply_paid(struct app *app, const struct order_event *ev)
@@ -94,26 +113,15 @@ static int apply_paid(struct app *app, const struct order_event *ev)
     return recommendation__store_paid(rec_db(app), ev, categories);
 }
 
+static int apply_cancelled(struct app *app, const struct order_event *ev)
+{
+    return recommendation__store_cancelled(rec_db(app), ev);
+}
+
 static void on_order_event(void *ctx, const char *topic, const char *key, const char *payload,
                            size_t len)
 {
-    struct app *app = ctx;
-    struct order_event *ev = malloc(sizeof *ev);
-    if (!ev) {
-        log_warn("recommendation: order event not applied: %s", err_str(ERR_NOMEM));
-        return;
-    }
-    int rc = order_event_decode(payload, len, ev);
-    if (rc == 0 && ev->type == ORDER_EVENT_PAID)
-        rc = apply_paid(app, ev);
-    else if (rc == 0 && ev->type == ORDER_EVENT_CANCELLED)
-        rc = recommendation__store_cancelled(rec_db(app), ev);
-    else if (rc == ERR_NOTFOUND)
-        rc = 0; /* another type of order event */
-    if (rc < 0)
-        log_warn("recommendation: event %s not applied: %s",
-                 rc == ERR_INVALID ? "?" : ev->event_id, err_str(rc));
-    free(ev);
+    order_event_consume(ctx, "recommendation", payload, len, apply_paid, apply_cancelled);
 }
 
 int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out,
@@ -145,14 +153,7 @@ int recommendation_list(struct app *app, int64_t id, int limit, struct recommend
     return 0;
 }
 
-static int rec_init(struct app *app)
+int recommendation__init(struct app *app)
 {
     return bus_subscribe(RECOMMENDATION_TOPIC, on_order_event, app);
 }
-
-const struct service service_recommendation = {
-    .name = "recommendation",
-    .routes = recommendation__routes,
-    .dbs = recommendation__dbs,
-    .init = rec_init,
-};

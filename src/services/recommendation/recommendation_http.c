@@ -38,7 +38,14 @@ static int h_recommendations(struct http_req *req)
     return http_reply_json(req, 200, json_pack("{s:o}", "items", items));
 }
 
-const struct http_route recommendation__routes[] = {
+static const struct http_route routes[] = {
     {"GET", "/api/v1/products/{id}/recommendations", h_recommendations, 0},
     {NULL, NULL, NULL, 0},
+};
+
+const struct service service_recommendation = {
+    .name = "recommendation",
+    .routes = routes,
+    .dbs = recommendation__dbs,
+    .init = recommendation__init,
 };

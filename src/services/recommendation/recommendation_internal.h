@@ -5,17 +5,21 @@
 #include <stdint.h>
 
 #include "emporium/db.h"
+#ifndef EMPORIUM_SERVICE_NO_HTTP
+#define EMPORIUM_SERVICE_NO_HTTP /* layered: only the *_http.c files see HTTP */
+#endif
 #include "emporium/service.h"
 #include "emporium/svc/recommendation.h"
 
-struct http_route;
 
 #define REC_MAX_ITEMS 50 /* lines of an order paired (pairs grow quadratically) */
 #define REC_DEFAULT_LIMIT 8
 
-extern const struct http_route recommendation__routes[];
 /* The databases the service declares (schema and migrations: recommendation_store.c). */
 extern const struct service_db recommendation__dbs[];
+/* Lifecycle (recommendation.c); the service definition is in recommendation_http.c, next to its routes. */
+int recommendation__init(struct app *app);
+
 
 /* ---- recommendation_store.c: the `recommendations` database ---- */
 

@@ -9,12 +9,12 @@
  * (a conditional UPDATE), so a cancellation takes the counts back once; one that arrives for
  * an order never counted leaves a 'cancelled' row, and a late order.paid is then ignored.
  * Counts that reach zero are deleted, so reads never see them. */
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
-#include "emporium/service.h"
 #include "recommendation_internal.h"
 
 static const struct db_migration rec_migrations[] = {
@@ -99,50 +99,45 @@ static int count_order(struct db_conn *c, const struct order_event *ev,
 
 struct apply_tx {
     const struct order_event *ev;
-    const char *const *categories;
+    const char *const *categories; /* order.paid */
     int done;
 };
 
-static int paid_tx(struct db_conn *c, void *vctx)
+/* Moves the order's state: 1 when this event changes the counts, 0 when it does not (the
+ * order was counted or cancelled already; a cancellation of an order never counted is
+ * remembered, so its late order.paid is not counted either). */
+static int move_order(struct db_conn *c, const struct order_event *ev)
 {
-    struct apply_tx *x = vctx;
-    x->done = 0;
-    int rc = event_new(c, x->ev->event_id);
-    if (rc <= 0)
+    bool paid = ev->type == ORDER_EVENT_PAID;
+    struct db_val o[] = {DB_INT(ev->order_id), DB_INT(now_ms())};
+    int rc = 0;
+    if (!paid)
+        rc = db_query(c,
+                      "UPDATE order_states SET status = 'cancelled', updated_at = $2 "
+                      "WHERE order_id = $1 AND status = 'paid'",
+                      2, o, NULL);
+    if (rc != 0)
         return rc;
-    struct db_val o[] = {DB_INT(x->ev->order_id), DB_INT(now_ms())};
     rc = db_query(c,
-                  "INSERT INTO order_states (order_id, status, updated_at) VALUES ($1, 'paid', $2) "
-                  "ON CONFLICT (order_id) DO NOTHING",
+                  paid ? "INSERT INTO order_states (order_id, status, updated_at) "
+                         "VALUES ($1, 'paid', $2) ON CONFLICT (order_id) DO NOTHING"
+                       : "INSERT INTO order_states (order_id, status, updated_at) "
+                         "VALUES ($1, 'cancelled', $2) ON CONFLICT (order_id) DO NOTHING",
                   2, o, NULL);
-    if (rc <= 0)
-        return rc;
-    if ((rc = count_order(c, x->ev, x->categories, 1)) < 0)
-        return rc;
-    x->done = 1;
-    return 0;
+    return rc < 0 ? rc : paid ? rc : 0;
 }
 
-static int cancel_tx(struct db_conn *c, void *vctx)
+static int apply_tx(struct db_conn *c, void *vctx)
 {
     struct apply_tx *x = vctx;
     x->done = 0;
     int rc = event_new(c, x->ev->event_id);
-    if (rc <= 0)
+    if (rc > 0)
+        rc = move_order(c, x->ev);
+    if (rc <= 0) /* commits the event id, changes no count */
         return rc;
-    struct db_val o[] = {DB_INT(x->ev->order_id), DB_INT(now_ms())};
-    rc = db_query(c,
-                  "UPDATE order_states SET status = 'cancelled', updated_at = $2 "
-                  "WHERE order_id = $1 AND status = 'paid'",
-                  2, o, NULL);
-    if (rc == 0) {
-        rc = db_query(c,
-                      "INSERT INTO order_states (order_id, status, updated_at) "
-                      "VALUES ($1, 'cancelled', $2) ON CONFLICT (order_id) DO NOTHING",
-                      2, o, NULL);
-        return rc < 0 ? rc : 0;
-    }
-    if (rc < 0 || (rc = count_order(c, x->ev, NULL, -1)) < 0)
+    rc = count_order(c, x->ev, x->categories, x->ev->type == ORDER_EVENT_PAID ? 1 : -1);
+    if (rc < 0)
         return rc;
     x->done = 1;
     return 0;
@@ -152,14 +147,14 @@ int recommendation__store_paid(struct db *db, const struct order_event *ev,
                                const char *const *categories)
 {
     struct apply_tx x = {ev, categories, 0};
-    int rc = db_transact(db, paid_tx, NULL, &x);
+    int rc = db_transact(db, apply_tx, NULL, &x);
     return rc < 0 ? rc : x.done;
 }
 
 int recommendation__store_cancelled(struct db *db, const struct order_event *ev)
 {
     struct apply_tx x = {ev, NULL, 0};
-    int rc = db_transact(db, cancel_tx, NULL, &x);
+    int rc = db_transact(db, apply_tx, NULL, &x);
     return rc < 0 ? rc : x.done;
 }
 

@@ -6,7 +6,8 @@
  * when unknown) plus a base, times the destination zone's factor (1: US, 2: Canada/Mexico,
  * 3: Europe, 4: the rest). Every shipment change writes its `shipping-events` outbox row in
  * the same transaction. Cancellation and the first carrier event race on the shipment row:
- * both are conditional updates, so exactly one of "cancelled" and "in_transit" wins. */
+ * both are conditional updates, so exactly one of "cancelled" and "in_transit" wins.
+ * Domain only: SQL is in shipping_store.c, HTTP in shipping_http.c. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,11 @@
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/outbox.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "emporium/svc/product.h"
 #include "shipping_internal.h"
+
 
 /* ISO 3166-1 alpha-2, officially assigned codes. */
 static const char iso_countries[] =
@@ -227,58 +230,6 @@ int shipping_price(struct app *app, const struct shipping_item *items, int n,
 
 /* --- shipments --- */
 
-static void info_load(const struct db_rows *r, struct shipment_info *out)
-{
-    memset(out, 0, sizeof *out);
-    out->id = db_get_i64(r, 0, 0);
-    snprintf(out->method, sizeof out->method, "%s", db_get(r, 0, 2));
-    snprintf(out->carrier, sizeof out->carrier, "%s", db_get(r, 0, 3));
-    snprintf(out->tracking_number, sizeof out->tracking_number, "%s", db_get(r, 0, 4));
-    snprintf(out->status, sizeof out->status, "%s", db_get(r, 0, 5));
-}
-
-static int shipment_find(struct db_conn *c, const char *where, int64_t v, struct shipment_info *out,
-                         int64_t *order_id)
-{
-    char sql[400];
-    snprintf(sql, sizeof sql, SHIPMENT_SELECT "%s", where);
-    struct db_rows *r = NULL;
-    struct db_val a[] = {DB_INT(v)};
-    int rc = db_query(c, sql, 1, a, &r);
-    if (rc < 0)
-        return rc;
-    if (db_rows_count(r) == 0) {
-        db_rows_free(r);
-        return ERR_NOTFOUND;
-    }
-    info_load(r, out);
-    if (order_id)
-        *order_id = db_get_i64(r, 0, 1);
-    db_rows_free(r);
-    return 0;
-}
-
-static int shipment_event(struct db_conn *c, int64_t id, int64_t order_id, const char *type,
-                          const char *status, int64_t at)
-{
-    char oid[21], ts[32];
-    json_t *data = json_pack("{s:s,s:s,s:s}", "order_id", id_format(order_id, oid), "status",
-                             status, "at", time_format(at, ts));
-    if (!data)
-        return ERR_NOMEM;
-    int rc = outbox_add(c, id_shard(id), "shipping-events", "shipment", id, type, data);
-    json_decref(data);
-    if (rc < 0)
-        return rc;
-    struct db_val a[] = {DB_INT(id_new(id_shard(id))), DB_INT(id), DB_TEXT(status), DB_INT(at),
-                         DB_INT(now_ms())};
-    rc = db_query(c,
-                  "INSERT INTO shipment_events (id, shipment_id, status, at, created_at) "
-                  "VALUES ($1, $2, $3, $4, $5)",
-                  5, a, NULL);
-    return rc < 0 ? rc : 0;
-}
-
 int shipping_create(struct app *app, int64_t order_id, const char *method,
                     const struct shipping_address *addr, struct shipment_info *out)
 {
@@ -303,24 +254,18 @@ int shipping_create(struct app *app, int64_t order_id, const char *method,
         db_conn_give(c);
         return ERR_NOMEM;
     }
-    struct db_val a[] = {DB_INT(id),          DB_INT(order_id), DB_TEXT(method),
-                         DB_TEXT(opt.carrier), DB_TEXT(tracking), DB_TEXT(atext), DB_INT(now)};
     rc = db_begin(c);
     if (rc == 0)
-        rc = db_query(c,
-                      "INSERT INTO shipments (id, order_id, method, carrier, tracking_number, "
-                      "status, address, created_at, updated_at) "
-                      "VALUES ($1, $2, $3, $4, $5, 'label_created', $6, $7, $7)",
-                      7, a, NULL);
+        rc = shipping__store_insert(c, id, order_id, method, opt.carrier, tracking, atext, now);
     if (rc >= 0)
-        rc = shipment_event(c, id, order_id, "shipment.created", "label_created", now);
+        rc = shipping__store_event(c, id, order_id, "shipment.created", "label_created", now);
     if (rc >= 0)
         rc = db_commit(c);
     free(atext);
     if (rc < 0)
         db_rollback(c);
     if (rc >= 0 || rc == ERR_CONFLICT) /* ERR_CONFLICT: it exists already (a retry) */
-        rc = shipment_find(c, "WHERE order_id = $1", order_id, out, NULL);
+        rc = shipping__store_find(c, "WHERE order_id = $1", order_id, out, NULL);
     db_conn_give(c);
     return rc;
 }
@@ -331,7 +276,7 @@ int shipping_get(struct app *app, int64_t order_id, struct shipment_info *out)
     int rc = db_conn_take(app_db(app, "shipping"), &c);
     if (rc < 0)
         return rc;
-    rc = shipment_find(c, "WHERE order_id = $1", order_id, out, NULL);
+    rc = shipping__store_find(c, "WHERE order_id = $1", order_id, out, NULL);
     db_conn_give(c);
     return rc;
 }
@@ -343,7 +288,7 @@ int shipping_cancel(struct app *app, int64_t order_id)
     if (rc < 0)
         return rc;
     struct shipment_info s;
-    rc = shipment_find(c, "WHERE order_id = $1", order_id, &s, NULL);
+    rc = shipping__store_find(c, "WHERE order_id = $1", order_id, &s, NULL);
     if (rc == ERR_NOTFOUND) {
         db_conn_give(c);
         return 0;
@@ -353,14 +298,10 @@ int shipping_cancel(struct app *app, int64_t order_id)
     if (rc == 0) {
         int64_t now = now_ms();
         rc = db_begin(c);
-        struct db_val a[] = {DB_INT(now), DB_INT(s.id)};
         if (rc == 0)
-            rc = db_query(c,
-                          "UPDATE shipments SET status = 'cancelled', updated_at = $1 "
-                          "WHERE id = $2 AND status = 'label_created'",
-                          2, a, NULL);
+            rc = shipping__store_move(c, s.id, "label_created", "cancelled", now);
         if (rc == 1)
-            rc = shipment_event(c, s.id, order_id, "shipment.cancelled", "cancelled", now);
+            rc = shipping__store_event(c, s.id, order_id, "shipment.cancelled", "cancelled", now);
         else if (rc == 0)
             rc = 2; /* another cancel or a carrier event won the race: see which below */
         if (rc >= 0 && rc != 2)
@@ -368,7 +309,7 @@ int shipping_cancel(struct app *app, int64_t order_id)
         if (rc < 0 || rc == 2)
             db_rollback(c);
         /* A concurrent cancel makes this one a no-op; only a carrier event is "too late". */
-        if (rc == 2 && (rc = shipment_find(c, "WHERE order_id = $1", order_id, &s, NULL)) == 0)
+        if (rc == 2 && (rc = shipping__store_find(c, "WHERE order_id = $1", order_id, &s, NULL)) == 0)
             rc = !strcmp(s.status, "cancelled") ? 0 : ERR_CONFLICT;
     }
     db_conn_give(c);
@@ -386,6 +327,22 @@ static void publish_progress(int64_t id, int64_t order_id, const char *status, i
         bus_publish(SHIPPING_TOPIC, oid, msg, (size_t)n);
 }
 
+int shipping__shipment(struct app *app, int64_t id, struct shipment_info *s, int64_t *order_id,
+                       struct shipment_event_view **events, int *n)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(app_db(app, "shipping"), &c);
+    if (rc < 0)
+        return rc;
+    *events = NULL;
+    *n = 0;
+    rc = shipping__store_find(c, "WHERE id = $1", id, s, order_id);
+    if (rc == 0)
+        rc = shipping__store_events(c, id, events, n);
+    db_conn_give(c);
+    return rc;
+}
+
 int shipping__apply_event(struct app *app, int64_t id, const char *status, int64_t at_ms,
                           int64_t *order_id)
 {
@@ -394,7 +351,7 @@ int shipping__apply_event(struct app *app, int64_t id, const char *status, int64
     if (rc < 0)
         return rc;
     struct shipment_info s;
-    rc = shipment_find(c, "WHERE id = $1", id, &s, order_id);
+    rc = shipping__store_find(c, "WHERE id = $1", id, &s, order_id);
     if (rc < 0)
         goto out;
     if (!strcmp(s.status, status))
@@ -407,13 +364,11 @@ int shipping__apply_event(struct app *app, int64_t id, const char *status, int64
     const char *from = s.status;
     if ((rc = db_begin(c)) < 0)
         goto out;
-    struct db_val a[] = {DB_TEXT(status), DB_INT(now_ms()), DB_INT(id), DB_TEXT(from)};
-    rc = db_query(c, "UPDATE shipments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-                  4, a, NULL);
+    rc = shipping__store_move(c, id, from, status, now_ms());
     if (rc == 1) {
         char type[40];
         snprintf(type, sizeof type, "shipment.%s", status);
-        rc = shipment_event(c, id, *order_id, type, status, at_ms);
+        rc = shipping__store_event(c, id, *order_id, type, status, at_ms);
     } else if (rc == 0) {
         rc = ERR_CONFLICT; /* cancelled or moved meanwhile */
     }
@@ -430,66 +385,3 @@ out:
     return rc < 0 ? rc : 0;
 }
 
-json_t *shipping__shipment_json(struct app *app, int64_t id, int *err)
-{
-    struct db_conn *c;
-    int rc = db_conn_take(app_db(app, "shipping"), &c);
-    if (rc < 0) {
-        *err = rc;
-        return NULL;
-    }
-    struct shipment_info s;
-    int64_t order_id = 0;
-    struct db_rows *ev = NULL;
-    rc = shipment_find(c, "WHERE id = $1", id, &s, &order_id);
-    struct db_val a[] = {DB_INT(id)};
-    if (rc == 0)
-        rc = db_query(c, "SELECT status, at FROM shipment_events WHERE shipment_id = $1 ORDER BY id",
-                      1, a, &ev);
-    db_conn_give(c);
-    if (rc < 0) {
-        *err = rc;
-        return NULL;
-    }
-    json_t *events = json_array();
-    char ts[32], idb[21], oid[21];
-    for (int i = 0; i < db_rows_count(ev); i++)
-        json_array_append_new(events, json_pack("{s:s,s:s}", "status", db_get(ev, i, 0), "at",
-                                                time_format(db_get_i64(ev, i, 1), ts)));
-    db_rows_free(ev);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "id", id_format(s.id, idb), "order_id",
-                     id_format(order_id, oid), "method", s.method, "carrier", s.carrier,
-                     "tracking_number", s.tracking_number, "status", s.status, "events", events);
-}
-
-static const struct db_migration shipping_migrations[] = {
-    {.sql = "CREATE TABLE shipments ("
-            " id BIGINT PRIMARY KEY,"
-            " order_id BIGINT NOT NULL UNIQUE,"
-            " method TEXT NOT NULL,"
-            " carrier TEXT NOT NULL,"
-            " tracking_number TEXT NOT NULL UNIQUE,"
-            " status TEXT NOT NULL,"
-            " address TEXT NOT NULL,"
-            " created_at BIGINT NOT NULL,"
-            " updated_at BIGINT NOT NULL);"
-            "CREATE TABLE shipment_events ("
-            " id BIGINT PRIMARY KEY,"
-            " shipment_id BIGINT NOT NULL REFERENCES shipments(id),"
-            " status TEXT NOT NULL,"
-            " at BIGINT NOT NULL,"
-            " created_at BIGINT NOT NULL);"
-            "CREATE INDEX shipment_events_shipment ON shipment_events (shipment_id, id);"},
-    {.sql = OUTBOX_MIGRATION},
-};
-
-static const struct service_db shipping_dbs[] = {
-    {"shipping", 0, shipping_migrations, sizeof shipping_migrations / sizeof shipping_migrations[0]},
-    {NULL, 0, NULL, 0},
-};
-
-const struct service service_shipping = {
-    .name = "shipping",
-    .routes = shipping__routes,
-    .dbs = shipping_dbs,
-};

@@ -2,12 +2,15 @@
 /* shipping_http.c — shipping routes: quotes (anyone) and carrier tracking events (admin). */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "emporium/app.h"
 #include "emporium/err.h"
+#include "emporium/http.h"
 #include "emporium/id.h"
+#include "emporium/service.h"
 #include "shipping_internal.h"
 
 static int h_quotes(struct http_req *req)
@@ -151,14 +154,36 @@ static int h_shipment_event(struct http_req *req)
                               "the shipment cannot move to %s", status);
     if (rc < 0)
         return rc;
-    json_t *out = shipping__shipment_json(http_app(req), id, &rc);
-    if (!out)
+    struct shipment_info s;
+    struct shipment_event_view *ev;
+    int n;
+    if ((rc = shipping__shipment(http_app(req), id, &s, &order_id, &ev, &n)) < 0)
         return rc;
-    return http_reply_json(req, 200, out);
+    json_t *events = json_array();
+    char ts[32], idb[21], oid[21];
+    for (int i = 0; i < n; i++)
+        json_array_append_new(events, json_pack("{s:s,s:s}", "status", ev[i].status, "at",
+                                                time_format(ev[i].at, ts)));
+    free(ev);
+    return http_reply_json(req, 200,
+                           json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "id", id_format(s.id, idb),
+                                     "order_id", id_format(order_id, oid), "method", s.method,
+                                     "carrier", s.carrier, "tracking_number", s.tracking_number,
+                                     "status", s.status, "events", events));
 }
 
-const struct http_route shipping__routes[] = {
+static const struct http_route shipping__routes[] = {
     {"POST", "/api/v1/shipping/quotes", h_quotes, 0},
     {"POST", "/api/v1/shipments/{id}/events", h_shipment_event, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
+};
+
+/* The service as the binary sees it: routes here, the schema from shipping_store.c, the
+ * lifecycle from shipping.c. */
+extern const struct service_db shipping__dbs[];
+
+const struct service service_shipping = {
+    .name = "shipping",
+    .routes = shipping__routes,
+    .dbs = shipping__dbs,
 };

@@ -6,22 +6,38 @@
 #include <stdint.h>
 
 #include "emporium/db.h"
-#include "emporium/http.h"
 #include "emporium/svc/shipping.h"
 
 #define SHIPPING_MAX_ITEMS 100
-#define SHIPMENT_SELECT                                                                      \
-    "SELECT id, order_id, method, carrier, tracking_number, status, created_at, updated_at " \
-    "FROM shipments "
-
-extern const struct http_route shipping__routes[];
 
 /* Applies a carrier event to shipment `id`: status "in_transit" or "delivered" at at_ms.
  * Returns 0 (also when the shipment already had that status), ERR_NOTFOUND, ERR_CONFLICT
  * (cancelled, or moving backwards); *order_id receives the shipment's order. */
 int shipping__apply_event(struct app *app, int64_t id, const char *status, int64_t at_ms,
                           int64_t *order_id);
-/* The shipment with its events as JSON; new reference, NULL when it does not exist. */
-json_t *shipping__shipment_json(struct app *app, int64_t id, int *err);
+struct shipment_event_view {
+    char status[16];
+    int64_t at;
+};
+/* The shipment with its tracking events (*events malloc'd, free()). ERR_NOTFOUND. */
+int shipping__shipment(struct app *app, int64_t id, struct shipment_info *s, int64_t *order_id,
+                       struct shipment_event_view **events, int *n);
+
+/* --- store (shipping_store.c): SQL only --- */
+
+/* One shipment by `where` (SQL after the SELECT, one parameter); ERR_NOTFOUND. */
+int shipping__store_find(struct db_conn *c, const char *where, int64_t v, struct shipment_info *out,
+                         int64_t *order_id);
+/* A tracking event row and its outbox event. */
+int shipping__store_event(struct db_conn *c, int64_t id, int64_t order_id, const char *type,
+                          const char *status, int64_t at);
+int shipping__store_insert(struct db_conn *c, int64_t id, int64_t order_id, const char *method,
+                           const char *carrier, const char *tracking, const char *address,
+                           int64_t now);
+/* from -> to: rows changed (0 when it was no longer in from). */
+int shipping__store_move(struct db_conn *c, int64_t id, const char *from, const char *to,
+                         int64_t now);
+int shipping__store_events(struct db_conn *c, int64_t id, struct shipment_event_view **out, int *n);
+
 
 #endif

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/* payment_store.c — every SQL statement of the payment service, and its schema.
+ *
+ * Functions run on a connection the caller holds; only payment__store_transition opens and
+ * commits its own transaction. Rows come back as struct payrow (payment_internal.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/outbox.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
+#include "emporium/service.h"
+#include "payment_internal.h"
+
+#define PAYMENT_SELECT                                                                       \
+    "SELECT id, order_id, idempotency_key, status, amount, currency, brand, last4, "        \
+    "provider_ref, failure_reason, retryable FROM payments "
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void row_load(const struct db_rows *r, int i, struct payrow *p)
+{
+    p->id = db_get_i64(r, i, 0);
+    p->order_id = db_get_i64(r, i, 1);
+    copy(p->key, sizeof p->key, db_get(r, i, 2));
+    copy(p->status, sizeof p->status, db_get(r, i, 3));
+    p->amount = db_get_i64(r, i, 4);
+    copy(p->currency, sizeof p->currency, db_get(r, i, 5));
+    copy(p->brand, sizeof p->brand, db_get(r, i, 6));
+    copy(p->last4, sizeof p->last4, db_get(r, i, 7));
+    copy(p->ref, sizeof p->ref, db_get(r, i, 8));
+    copy(p->reason, sizeof p->reason, db_get(r, i, 9));
+    p->retryable = db_get_i64(r, i, 10) != 0;
+}
+
+/* Loads one payment by `where` (with one parameter). 1 found, 0 not, <0 error. */
+int payment__store_find(struct db_conn *c, const char *where, struct db_val arg, struct payrow *p)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, PAYMENT_SELECT "%s", where);
+    struct db_rows *r = NULL;
+    int rc = db_query(c, sql, 1, &arg, &r);
+    if (rc < 0)
+        return rc;
+    int found = db_rows_count(r) > 0;
+    if (found)
+        row_load(r, 0, p);
+    db_rows_free(r);
+    return found;
+}
+
+int payment__store_by_order(struct db_conn *c, int64_t order_id, struct payrow *p)
+{
+    return payment__store_find(c, "WHERE order_id = $1 ORDER BY id DESC LIMIT 1", DB_INT(order_id), p);
+}
+
+int payment__store_insert(struct db_conn *c, const struct payrow *p, const char *provider)
+{
+    int64_t now = now_ms();
+    struct db_val a[] = {DB_INT(p->id),       DB_INT(p->order_id),  DB_TEXT(p->key),
+                         DB_INT(p->amount),   DB_TEXT(p->currency), DB_TEXT(p->brand),
+                         DB_TEXT(p->last4),   DB_TEXT(provider),    DB_INT(now)};
+    return db_query(c,
+                    "INSERT INTO payments (id, order_id, idempotency_key, status, amount, currency, "
+                    "brand, last4, provider, retryable, created_at, updated_at) "
+                    "VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, 0, $9, $9)",
+                    9, a, NULL);
+}
+
+int payment__store_record_authorize(struct db_conn *c, const struct payrow *p)
+{
+    struct db_val u[] = {DB_TEXT(p->status), DB_TEXT(p->ref),
+                         p->reason[0] ? DB_TEXT(p->reason) : DB_NULLV, DB_INT(p->retryable),
+                         DB_INT(now_ms()), DB_INT(p->id)};
+    return db_query(c,
+                    "UPDATE payments SET status = $1, provider_ref = $2, failure_reason = $3, "
+                    "retryable = $4, updated_at = $5 WHERE id = $6 AND status = 'processing'",
+                    6, u, NULL);
+}
+
+
+int payment__store_event(struct db_conn *c, const struct payrow *p, const char *type,
+                         int64_t amount)
+{
+    char oid[21];
+    json_t *data = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "order_id", id_format(p->order_id, oid),
+                             "status", p->status, "amount", (json_int_t)amount, "currency",
+                             p->currency, "brand", p->brand, "last4", p->last4);
+    if (!data)
+        return ERR_NOMEM;
+    if (p->reason[0])
+        json_object_set_new(data, "failure_reason", json_string(p->reason));
+    int rc = outbox_add(c, id_shard(p->id), "payment-events", "payment", p->id, type, data);
+    json_decref(data);
+    return rc;
+}
+
+int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kind,
+                     const char *status, int64_t amount, const char *reason)
+{
+    char key[200];
+    snprintf(key, sizeof key, "%s:%s", p->key, kind);
+    struct db_val a[] = {DB_INT(id_new(id_shard(p->id))), DB_INT(p->id), DB_TEXT(kind),
+                         DB_TEXT(key), DB_TEXT(status), DB_INT(amount),
+                         reason && *reason ? DB_TEXT(reason) : DB_NULLV, DB_INT(now_ms())};
+    int rc = db_query(c,
+                      "INSERT INTO payment_operations (id, payment_id, kind, idempotency_key, "
+                      "status, amount, failure_reason, created_at) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                      8, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+/* Moves p from `from` to `to` with its operation row and event, in one transaction.
+ * Returns 1 when this call made the change, 0 when the row was no longer in `from`. */
+int payment__store_transition(struct db_conn *c, struct payrow *p, const char *from, const char *to,
+                      const char *kind, const char *event, int64_t amount)
+{
+    int rc = db_begin(c);
+    if (rc < 0)
+        return rc;
+    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
+    rc = db_query(c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+                  4, a, NULL);
+    if (rc == 1) {
+        copy(p->status, sizeof p->status, to);
+        rc = payment__store_op(c, p, kind, "succeeded", amount, NULL);
+        if (rc == 0)
+            rc = payment__store_event(c, p, event, amount);
+        if (rc == 0)
+            rc = db_commit(c);
+        if (rc == 0)
+            return 1;
+    }
+    db_rollback(c);
+    return rc < 0 ? rc : 0;
+}
+
+/* Moves p from `from` to `to` alone (no operation row, no event): the `capturing` mark. */
+int payment__store_mark(struct db_conn *c, struct payrow *p, const char *from, const char *to)
+{
+    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
+    int rc = db_query(c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+                      4, a, NULL);
+    if (rc == 1)
+        copy(p->status, sizeof p->status, to);
+    return rc;
+}
+
+int payment__store_audit(struct db_conn *c, int64_t order_id, struct payment_view **out, int *n)
+{
+    struct db_rows *pr = NULL, *ops = NULL;
+    struct db_val a[] = {DB_INT(order_id)};
+    *out = NULL;
+    *n = 0;
+    int rc = db_query(c,
+                      "SELECT id, status, amount, currency, brand, last4, failure_reason, created_at "
+                      "FROM payments WHERE order_id = $1 ORDER BY id",
+                      1, a, &pr);
+    if (rc >= 0)
+        rc = db_query(c,
+                      "SELECT o.payment_id, o.kind, o.status, o.amount, o.created_at "
+                      "FROM payment_operations o JOIN payments p ON p.id = o.payment_id "
+                      "WHERE p.order_id = $1 ORDER BY o.id",
+                      1, a, &ops);
+    int np = rc >= 0 ? db_rows_count(pr) : 0, no = rc >= 0 ? db_rows_count(ops) : 0;
+    struct payment_view *v = rc >= 0 ? calloc((size_t)np + 1, sizeof *v) : NULL;
+    if (rc >= 0 && !v)
+        rc = ERR_NOMEM;
+    for (int i = 0; rc >= 0 && i < np; i++) {
+        v[i].id = db_get_i64(pr, i, 0);
+        copy(v[i].status, sizeof v[i].status, db_get(pr, i, 1));
+        v[i].amount = db_get_i64(pr, i, 2);
+        copy(v[i].currency, sizeof v[i].currency, db_get(pr, i, 3));
+        copy(v[i].brand, sizeof v[i].brand, db_get(pr, i, 4));
+        copy(v[i].last4, sizeof v[i].last4, db_get(pr, i, 5));
+        copy(v[i].reason, sizeof v[i].reason, db_get(pr, i, 6));
+        v[i].created_at = db_get_i64(pr, i, 7);
+        if (!(v[i].ops = calloc((size_t)no + 1, sizeof *v[i].ops))) {
+            rc = ERR_NOMEM;
+            break;
+        }
+        for (int j = 0; j < no; j++) {
+            if (db_get_i64(ops, j, 0) != v[i].id)
+                continue;
+            struct payment_op_view *o = &v[i].ops[v[i].n_ops++];
+            copy(o->kind, sizeof o->kind, db_get(ops, j, 1));
+            copy(o->status, sizeof o->status, db_get(ops, j, 2));
+            o->amount = db_get_i64(ops, j, 3);
+            o->at = db_get_i64(ops, j, 4);
+        }
+    }
+    db_rows_free(pr);
+    db_rows_free(ops);
+    if (rc < 0) {
+        payment_views_free(v, np);
+        return rc;
+    }
+    *out = v;
+    *n = np;
+    return 0;
+}
+
+void payment_views_free(struct payment_view *v, int n)
+{
+    for (int i = 0; v && i < n; i++)
+        free(v[i].ops);
+    free(v);
+}
+
+/* --- schema --- */
+
+static const struct db_migration payment_migrations[] = {
+    {.sql = "CREATE TABLE payments ("
+            " id BIGINT PRIMARY KEY,"
+            " order_id BIGINT NOT NULL,"
+            " idempotency_key TEXT NOT NULL UNIQUE,"
+            " status TEXT NOT NULL,"
+            " amount BIGINT NOT NULL,"
+            " currency TEXT NOT NULL,"
+            " brand TEXT NOT NULL,"
+            " last4 TEXT NOT NULL,"
+            " provider TEXT NOT NULL,"
+            " provider_ref TEXT,"
+            " failure_reason TEXT,"
+            " retryable INTEGER NOT NULL DEFAULT 0,"
+            " created_at BIGINT NOT NULL,"
+            " updated_at BIGINT NOT NULL);"
+            "CREATE INDEX payments_order ON payments (order_id, id);"
+            "CREATE TABLE payment_operations ("
+            " id BIGINT PRIMARY KEY,"
+            " payment_id BIGINT NOT NULL REFERENCES payments(id),"
+            " kind TEXT NOT NULL,"
+            " idempotency_key TEXT NOT NULL UNIQUE,"
+            " status TEXT NOT NULL,"
+            " amount BIGINT NOT NULL,"
+            " failure_reason TEXT,"
+            " created_at BIGINT NOT NULL);"
+            "CREATE INDEX payment_operations_payment ON payment_operations (payment_id, id);"},
+    {.sql = OUTBOX_MIGRATION},
+};
+
+const struct service_db payment__dbs[] = {
+    {"payments", 0, payment_migrations, sizeof payment_migrations / sizeof payment_migrations[0]},
+    {NULL, 0, NULL, 0},
+};
+
