@@ -39,7 +39,7 @@ struct config {
     double rl_premium_rate, rl_premium_burst; /* EMPORIUM_RL_PREMIUM */
     double rl_strict_rate, rl_strict_burst; /* EMPORIUM_RL_AUTH; 0.2:10 per IP (register, login) */
     int offload_threads;       /* EMPORIUM_OFFLOAD_THREADS; 16: slow-work threads (ROUTE_OFFLOAD) */
-    int offload_queue;         /* EMPORIUM_OFFLOAD_QUEUE; 64: slow requests waiting beyond those */
+    int offload_queue;         /* EMPORIUM_OFFLOAD_QUEUE; 1024: slow requests waiting beyond those */
     /* logs */
     bool access_log;           /* EMPORIUM_ACCESS_LOG; on */
     enum log_level log_level;  /* EMPORIUM_LOG_LEVEL: debug|info|warn|error; info */

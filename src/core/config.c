@@ -113,7 +113,7 @@ void config_defaults(struct config *cfg)
         .rl_premium_rate = 200, .rl_premium_burst = 400,
         .rl_strict_rate = 0.2, .rl_strict_burst = 10,
         .offload_threads = 16,
-        .offload_queue = 64,
+        .offload_queue = 1024,
         .access_log = true,
         .log_level = LOG_INFO,
         .log_format = LOG_FORMAT_AUTO,
