@@ -67,7 +67,7 @@ print "$k\n";
 # Default settings: the examples show default rate limits, the demo catalog and SQLite.
 clean_env=()
 while IFS= read -r v; do clean_env+=(-u "$v"); done < <(env | grep -oE '^EMPORIUM_[A-Z0-9_]+' || true)
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   port=$((20000 + RANDOM % 30000))
   rm -rf "$work/data"
   env "${clean_env[@]}" "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" \
