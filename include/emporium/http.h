@@ -55,6 +55,9 @@ enum {
     /* On top of the normal limits, a tight per-client-address limit shared by every route
      * with this flag (EMPORIUM_RL_AUTH, default 0.2/s with a burst of 10): register, login. */
     ROUTE_LIMIT_STRICT = 1u << 6,
+    /* A web page: query parameters it does not know (utm_source=…, the ones the page's own
+     * script reads) are ignored instead of refused with 400 like everywhere in the API. */
+    ROUTE_PAGE = 1u << 7,
 };
 
 struct http_route {

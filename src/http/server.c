@@ -201,7 +201,8 @@ static int mw_ratelimit(struct http_req *req)
     char v[32];
     snprintf(v, sizeof v, "%.0f", r.limit);
     http_add_header(req, "RateLimit-Limit", v);
-    snprintf(v, sizeof v, "%.0f", r.remaining < 0 ? 0 : r.remaining - 0.4999);
+    /* whole requests left, rounded down: 0.7 left is 0, never "-0" */
+    snprintf(v, sizeof v, "%ld", r.remaining < 1 ? 0L : (long)r.remaining);
     http_add_header(req, "RateLimit-Remaining", v);
     snprintf(v, sizeof v, "%.0f", r.reset_seconds + 0.4999);
     http_add_header(req, "RateLimit-Reset", v);
@@ -299,6 +300,10 @@ static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const
 
 static int mw_query(struct http_req *req)
 {
+    /* The API refuses parameters it does not know, like unknown body fields; a web page
+     * ignores them, as links with utm_source=… and the like expect. */
+    if (req->route->route.flags & ROUTE_PAGE)
+        return 0;
     struct query_check q = {.route = req->route};
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, &q);
     if (!q.unknown)

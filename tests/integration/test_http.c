@@ -536,6 +536,10 @@ static void test_unknown_query_parameters(void **state)
     assert_int_equal(th_req(&shared, "GET", "/health?verbose", NULL, NULL, &r), 0);
     assert_true(th_is_error(&r, 400, "validation_failed", "verbose"));
     th_resp_free(&r);
+    /* A web page ignores what it does not know: a shared link keeps working. */
+    assert_int_equal(th_req(&shared, "GET", "/?utm_source=newsletter&ref=x", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
     free(tok);
 }
 

@@ -223,8 +223,9 @@ static int h_image(struct http_req *req)
 }
 
 /* Page routes answer GET (and HEAD) with the side's document; the browser-side router
- * reads the path. No rate limit: these are static bytes, cheaper than the limiter. */
-#define PAGE(path, fn) {"GET", path, fn, ROUTE_NOLIMIT}
+ * reads the path (and its own query parameters; others are ignored). No rate limit: these
+ * are static bytes, cheaper than the limiter. */
+#define PAGE(path, fn) {"GET", path, fn, ROUTE_NOLIMIT | ROUTE_PAGE}
 static const struct http_route web_routes[] = {
     PAGE("/", h_shop_page),
     PAGE("/search", h_shop_page),
