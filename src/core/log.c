@@ -197,6 +197,9 @@ static bool render_text(const char *line, size_t len)
         buf_printf(&b, " %s=", key);
         if (json_is_string(v)) {
             text_value(&b, json_string_value(v));
+        } else if (json_is_real(v)) {
+            /* the JSON line said 85.666; jansson's double would print 85.665999999999997 */
+            buf_printf(&b, "%.6g", json_real_value(v));
         } else {
             char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
             buf_puts(&b, s ? s : "?");
