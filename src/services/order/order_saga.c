@@ -55,6 +55,7 @@ struct saga {
     int n;
     char currency[4];
     int64_t subtotal, shipping, total;
+    bool paid_committed; /* PAID is recorded: no failure may compensate from here on */
     struct cart_line lines[CART_MAX_LINES];
     struct order_item items[CART_MAX_LINES];
 };
@@ -269,6 +270,9 @@ static int paid(struct saga *s)
         db_conn_give(c);
         return rc;
     }
+    /* From here the order is PAID, with its outcome on the key: nothing below may fail or
+     * compensate it. A failure only costs this answer; the retry gets the order. */
+    s->paid_committed = true;
     struct shipment_info si;
     int src = shipping_create(s->app, s->order_id, s->rq->method, &s->rq->addr, &si);
     if (src == 0) {
@@ -279,7 +283,10 @@ static int paid(struct saga *s)
         log_warn("order %lld: creating the shipment failed (%s); the sweep retries",
                  (long long)s->order_id, err_str(src));
     }
-    rc = order__store_load(c, s->order_id, false, &s->out->order);
+    /* Reading the order back is retried: it is the 201's body and order.paid's payload. */
+    for (int i = 0; i < 3; i++)
+        if ((rc = order__store_load(c, s->order_id, false, &s->out->order)) >= 0)
+            break;
     db_conn_give(c);
     return rc;
 }
@@ -350,7 +357,14 @@ static int saga_run(struct saga *s, struct db_conn *c)
         fail(s, "inventory_unavailable", true, rc, NULL);
         return rc;
     }
-    if ((rc = paid(s)) < 0) {
+    if ((rc = paid(s)) < 0 && s->paid_committed) {
+        /* Paid, but the order could not be read back: answer 503; the client's retry with
+         * the same key finds the recorded outcome. The cart keeps its lines (best effort). */
+        log_warn("order %lld: paid, but reading it back failed: %s", (long long)s->order_id,
+                 err_str(rc));
+        return ERR_UNAVAILABLE;
+    }
+    if (rc < 0) {
         if (rc == ERR_CONFLICT) /* already failed by the sweep: make sure it is undone */
             order__compensate(s->app, s->order_id);
         else
