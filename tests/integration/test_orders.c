@@ -215,6 +215,16 @@ static void test_checkout_happy_path(void **state)
     /* Paid orders take their items out of available stock at once. */
     assert_int_equal(avail_of(pid), 8);
     assert_int_equal(avail_of(pid2), 2);
+    /* /metrics counts the business: orders by status, payments by outcome, cart adds. */
+    struct th_resp m;
+    assert_int_equal(th_req(&srv, "GET", "/metrics", NULL, NULL, &m), 0);
+    assert_int_equal(m.status, 200);
+    assert_non_null(strstr(m.body, "emporium_orders_total{status=\"placed\"} "));
+    assert_non_null(strstr(m.body, "emporium_orders_total{status=\"paid\"} "));
+    assert_non_null(strstr(m.body, "emporium_payments_total{outcome=\"authorized\"} "));
+    assert_non_null(strstr(m.body, "emporium_payments_total{outcome=\"captured\"} "));
+    assert_non_null(strstr(m.body, "emporium_cart_adds_total{cart=\"customer\"} "));
+    th_resp_free(&m);
     /* The cart is empty. */
     struct th_resp c;
     assert_int_equal(th_call(&srv, "GET", "/api/v1/cart", tok, &c, NULL), 0);

@@ -24,6 +24,7 @@
 
 #include "emporium/app.h"
 #include "emporium/err.h"
+#include "emporium/metrics.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
@@ -225,6 +226,8 @@ int cart__add(struct app *app, const struct cart_owner *o, int64_t product_id, i
     struct change ch = {.op = OP_ADD, .owner = o, .product_id = product_id,
                         .quantity = quantity, .info = &info, .v = out, .why = why};
     rc = cart__tx(app, change_tx, &ch);
+    if (rc >= 0 && why->why == CART_REFUSE_NONE)
+        metrics_count("emporium_cart_adds_total", o->user_id ? "customer" : "guest");
     return rc < 0 ? rc : 0;
 }
 
@@ -417,6 +420,8 @@ int cart_set_prices(struct app *app, int64_t user_id, const struct cart_line *li
 int cart__init(struct app *app)
 {
     guest_ttl_days = app_config(app)->guest_cart_ttl_days;
+    metrics_counter_declare("emporium_cart_adds_total", "cart",
+                            "Successful add-to-cart requests, by guest or customer cart.");
     int rc = secret_init(app);
     if (rc < 0)
         return rc;

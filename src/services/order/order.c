@@ -29,6 +29,7 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#include "emporium/metrics.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
 #include "emporium/service.h"
 #include "emporium/timer.h"
@@ -180,11 +181,14 @@ int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
         bool refunded = payment_get(app, order_id, &pr) == 0 &&
                         (!strcmp(pr.status, "refunded") || !strcmp(pr.status, "captured") ||
                          !strcmp(pr.status, "capturing"));
+        metrics_count("emporium_orders_total", "cancelled");
         log_event("order.cancelled", LOG_I("order_id", order_id), LOG_I("user_id", v.user_id),
                   LOG_S("by", admin && v.user_id != user_id ? "operator" : "customer"));
-        if (refunded)
+        if (refunded) {
+            metrics_count("emporium_orders_total", "refunded");
             log_event("order.refunded", LOG_I("order_id", order_id), LOG_I("user_id", v.user_id),
                       LOG_I("amount", v.total), LOG_S("currency", v.currency));
+        }
         order__publish(app, &v, "order.cancelled", refunded);
         goto out;
     }
@@ -383,6 +387,9 @@ int order__init(struct app *app)
     int rc = bus_subscribe(SHIPPING_TOPIC, on_shipment, app);
     if (rc < 0)
         return rc;
+    metrics_counter_declare("emporium_orders_total", "status",
+                            "Orders that reached a status (placed, paid, payment_failed, failed, "
+                            "cancelled, refunded).");
     /* The recovery sweep: first right after `serve` starts, then every sweep interval. */
     return timer_add(app, "order.recovery", order__settings.sweep_interval_s * 1000,
                      order__recovery_run, NULL);

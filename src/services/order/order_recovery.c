@@ -19,6 +19,7 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#include "emporium/metrics.h"
 #include "emporium/svc/shipping.h"
 #include "order_internal.h"
 
@@ -36,8 +37,10 @@ static void sweep_shard(struct app *app, int shard)
     /* 1. abandoned sagas */
     int n = order__store_abandoned(c, cutoff, ids, SWEEP_BATCH);
     for (int i = 0; i < n; i++)
-        if (order__store_fail_abandoned(c, ids[i]) == 1)
+        if (order__store_fail_abandoned(c, ids[i]) == 1) {
+            metrics_count("emporium_orders_total", "failed");
             log_event("order.failed", LOG_I("order_id", ids[i]), LOG_S("reason", "abandoned"));
+        }
 
     /* 2. owed compensations (a little grace so the saga's own attempt goes first) */
     n = order__store_owing(c, now - 2000, ids, SWEEP_BATCH);

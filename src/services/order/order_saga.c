@@ -34,6 +34,7 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#include "emporium/metrics.h"
 #include "emporium/svc/cart.h"
 #include "emporium/svc/inventory.h"
 #include "emporium/svc/order.h"
@@ -316,6 +317,7 @@ static int saga_run(struct saga *s, struct db_conn *c)
     if (rc < 0)
         return rc;
     s->out->order_id = s->order_id;
+    metrics_count("emporium_orders_total", "placed");
     log_event("order.placed", LOG_I("order_id", s->order_id), LOG_I("user_id", rq->user_id),
               LOG_I("amount", s->total), LOG_S("currency", s->currency), LOG_I("lines", s->n));
 
@@ -341,6 +343,7 @@ static int saga_run(struct saga *s, struct db_conn *c)
     if (rc == ERR_PAYMENT) {
         const char *reason = pr.failure_reason[0] ? pr.failure_reason : "card_declined";
         s->out->retryable = pr.retryable;
+        metrics_count("emporium_orders_total", "payment_failed");
         log_event("order.payment_failed", LOG_I("order_id", s->order_id),
                   LOG_I("user_id", rq->user_id), LOG_S("reason", reason),
                   LOG_B("retryable", pr.retryable));
@@ -371,6 +374,7 @@ static int saga_run(struct saga *s, struct db_conn *c)
             fail(s, "internal_error", true, rc, NULL);
         return rc == ERR_CONFLICT ? ERR_UNAVAILABLE : rc;
     }
+    metrics_count("emporium_orders_total", "paid");
     log_event("order.paid", LOG_I("order_id", s->order_id), LOG_I("user_id", rq->user_id),
               LOG_I("amount", s->total), LOG_S("currency", s->currency));
     /* Only the ordered quantities leave the cart: items added while checkout ran stay. */

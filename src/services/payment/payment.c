@@ -21,6 +21,7 @@
 #include "emporium/app.h"
 #include "emporium/db.h"
 #include "emporium/err.h"
+#include "emporium/metrics.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/outbox.h"
@@ -254,6 +255,8 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
             rc = payment__store_event(c, &p, pr.ok ? "payment.authorized" : "payment.failed", amount);
         if (rc == 0)
             rc = db_commit(c);
+        if (rc == 0)
+            metrics_count("emporium_payments_total", p.status);
     } else if (rc == 0) {
         /* Recovery voided the attempt meanwhile (the order was given up): report what is
          * stored, and release a hold the provider granted after all, so no card keeps one. */
@@ -427,6 +430,9 @@ int payment__audit(struct app *app, int64_t order_id, struct payment_view **out,
 int payment__init(struct app *app)
 {
     payment__sandbox_init(&provider, app_config(app)->payment_latency_ms);
+    metrics_counter_declare("emporium_payments_total", "outcome",
+                            "Payment operations by outcome (authorized, failed, captured, "
+                            "voided, refunded).");
     return 0;
 }
 

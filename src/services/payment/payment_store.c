@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "emporium/err.h"
+#include "emporium/metrics.h"
 #include "emporium/id.h"
 #include "emporium/outbox.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
@@ -136,8 +137,11 @@ int payment__store_transition(struct db_conn *c, struct payrow *p, const char *f
             rc = payment__store_event(c, p, event, amount);
         if (rc == 0)
             rc = db_commit(c);
-        if (rc == 0)
+        if (rc == 0) {
+            /* the outcome counter of /metrics, counted once the move is durable */
+            metrics_count("emporium_payments_total", to);
             return 1;
+        }
     }
     db_rollback(c);
     return rc < 0 ? rc : 0;
