@@ -459,8 +459,8 @@ void http__dispatch(struct http_req *req)
     int rc = run_middleware(req);
     if (rc == 0)
         run_handler(req);
-    else
-        http__error_respond(req, rc);
+    else if (rc < 0)
+        http__error_respond(req, rc); /* rc 1: answered by the chain itself (OPTIONS) */
     finish_headers(req);
 }
 
