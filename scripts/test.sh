@@ -37,6 +37,9 @@ for variant in build:OFF build-asan:ON; do
 done
 # Layering rules: only *_http.c files see HTTP, no service includes another's internals.
 echo "== layering check"; scripts/check-layering.sh || status=1
+# The tree stays as .clang-format says (a tool checks style, not reviewers).
+echo "== format check"
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror || status=1
 echo "== docs check"; scripts/check-docs.sh --run build/emporium || status=1   # links, settings, error codes, api.md examples
 # A third-party validator on the OpenAPI document (Redocly CLI, from the npm registry).
 echo "== OpenAPI lint"

@@ -30,24 +30,26 @@
 static const struct {
     const char *flag, *var;
 } config_flags[] = {
-    {"--listen", "EMPORIUM_LISTEN"},     {"--data-dir", "EMPORIUM_DATA_DIR"},
-    {"--services", "EMPORIUM_SERVICES"}, {"--threads", "EMPORIUM_THREADS"},
+    {"--listen", "EMPORIUM_LISTEN"},
+    {"--data-dir", "EMPORIUM_DATA_DIR"},
+    {"--services", "EMPORIUM_SERVICES"},
+    {"--threads", "EMPORIUM_THREADS"},
 };
 
 static const struct cli_flag serve_flags[] = {
     {"--listen", "ADDR:PORT", "address to listen on (EMPORIUM_LISTEN; default 0.0.0.0:8080)", 0, 0,
      false},
     {"--data-dir", "DIR", "SQLite files (EMPORIUM_DATA_DIR; default ./data)", 0, 0, false},
-    {"--services", "LIST", "services to run, e.g. product,inventory (EMPORIUM_SERVICES; default all)",
-     0, 0, false},
+    {"--services", "LIST",
+     "services to run, e.g. product,inventory (EMPORIUM_SERVICES; default all)", 0, 0, false},
     {"--threads", "N", "HTTP worker threads, 0 = automatic (EMPORIUM_THREADS)", 0, 256, false},
     {"--no-demo", NULL, "no demo catalog on an empty shop (EMPORIUM_DEMO=off)", 0, 0, false},
     {NULL, NULL, NULL, 0, 0, false},
 };
 static const struct cli_flag migrate_flags[] = {
     {"--data-dir", "DIR", "SQLite files (EMPORIUM_DATA_DIR; default ./data)", 0, 0, false},
-    {"--services", "LIST", "only these services' databases (EMPORIUM_SERVICES; default all)", 0,
-     0, false},
+    {"--services", "LIST", "only these services' databases (EMPORIUM_SERVICES; default all)", 0, 0,
+     false},
     {NULL, NULL, NULL, 0, 0, false},
 };
 /* Every service command also takes --data-dir. */
@@ -72,8 +74,9 @@ static const struct cli_command *const builtins[] = {&cmd_serve_cli, &cmd_migrat
 
 static void usage(FILE *f)
 {
-    fprintf(f, "emporium %s — an e-commerce platform in one binary\n\n"
-               "usage: emporium <command> [flags]\n\ncommands:\n",
+    fprintf(f,
+            "emporium %s — an e-commerce platform in one binary\n\n"
+            "usage: emporium <command> [flags]\n\ncommands:\n",
             EMPORIUM_VERSION);
     for (size_t i = 0; i < N_BUILTINS; i++)
         fprintf(f, "  %-9s %s\n", builtins[i]->name, builtins[i]->summary);
@@ -82,7 +85,9 @@ static void usage(FILE *f)
         if (!svc->command)
             continue;
         fprintf(f, "  %-9s %s\n", svc->command,
-                svc->cli ? svc->cli->summary : svc->command_help ? svc->command_help : "");
+                svc->cli            ? svc->cli->summary
+                : svc->command_help ? svc->command_help
+                                    : "");
     }
     fprintf(f, "\n  emporium <command> --help   flags and an example of one command\n"
                "  emporium serve --help       also every EMPORIUM_* setting\n"
@@ -140,8 +145,8 @@ static void command_help(FILE *f, const char *cmd, const struct cli_command *c, 
     }
 }
 
-static const struct cli_flag *find_flag(const struct cli_flag *flags, const char *name,
-                                        size_t len, bool service)
+static const struct cli_flag *find_flag(const struct cli_flag *flags, const char *name, size_t len,
+                                        bool service)
 {
     for (const struct cli_flag *fl = flags; fl && fl->name; fl++)
         if (strlen(fl->name) == len && !strncmp(fl->name, name, len))
@@ -196,7 +201,8 @@ static int parse_flags(const char *what, const struct cli_command *c, bool servi
             char *end;
             long n = strtol(value, &end, 10);
             if (end == value || *end || n < fl->min || n > fl->max) {
-                fprintf(stderr, "emporium %s: %s %s is not valid: expected an integer from %ld to %ld\n",
+                fprintf(stderr,
+                        "emporium %s: %s %s is not valid: expected an integer from %ld to %ld\n",
                         what, fl->name, value, fl->min, fl->max);
                 return 2;
             }
@@ -252,8 +258,8 @@ static void log_started(struct app *app, const struct config *cfg, int port)
     size_t len = 0;
     for (int s = 0; services_all[s]; s++)
         if (app_has_service(app, services_all[s]->name) && len + 32 < sizeof services)
-            len += (size_t)snprintf(services + len, sizeof services - len, "%s%s",
-                                    len ? "," : "", services_all[s]->name);
+            len += (size_t)snprintf(services + len, sizeof services - len, "%s%s", len ? "," : "",
+                                    services_all[s]->name);
     listen_address(cfg, port, listen, sizeof listen);
     bool pg = cfg->database_url != NULL;
     log_event("emporium.started", LOG_S("version", EMPORIUM_VERSION),
@@ -364,8 +370,7 @@ static int start_process(const struct config *cfg)
     return 0;
 }
 
-static int run_service_command(const struct service *svc, struct config *cfg, int argc,
-                               char **argv)
+static int run_service_command(const struct service *svc, struct config *cfg, int argc, char **argv)
 {
     const char *cmd = argv[0];
     const struct cli_command *c = svc->cli;
@@ -424,8 +429,8 @@ static int run_service_command(const struct service *svc, struct config *cfg, in
             if (!strcmp(s->name, argv[1]))
                 sub = s;
         if (!sub) {
-            fprintf(stderr, "emporium %s: unknown subcommand '%s' (see emporium %s --help)\n",
-                    cmd, argv[1], cmd);
+            fprintf(stderr, "emporium %s: unknown subcommand '%s' (see emporium %s --help)\n", cmd,
+                    argv[1], cmd);
             return 2;
         }
         out[n_out++] = argv[1];

@@ -21,7 +21,7 @@ struct buf {
 };
 
 #define BUF_INIT(maxbytes) ((struct buf){.max = (maxbytes)})
-#define BUF_FIXED(array)                                                                       \
+#define BUF_FIXED(array)                                                                           \
     ((struct buf){.p = (array), .cap = sizeof(array), .max = sizeof(array) - 1, .fixed = 1})
 void buf_append(struct buf *b, const void *data, size_t len);
 void buf_puts(struct buf *b, const char *s);

@@ -12,8 +12,8 @@
 #define EMPORIUM_BUS_H
 #include <stddef.h>
 
-typedef void (*bus_handler_fn)(void *ctx, const char *topic, const char *key,
-                               const char *payload, size_t len);
+typedef void (*bus_handler_fn)(void *ctx, const char *topic, const char *key, const char *payload,
+                               size_t len);
 
 /* Subscribes (at start-up, from a service's init()). At most 64 subscriptions. */
 int bus_subscribe(const char *topic, bus_handler_fn fn, void *ctx);

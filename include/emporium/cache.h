@@ -49,8 +49,8 @@ struct cache_stats {
 struct cache_ops {
     int (*get)(struct cache *c, const char *key, struct buf *out);
     int (*set)(struct cache *c, const char *key, const void *data, size_t len, int ttl_ms);
-    int (*get_or_load)(struct cache *c, const char *key, cache_load_fn load, void *ctx,
-                       int ttl_ms, struct buf *out);
+    int (*get_or_load)(struct cache *c, const char *key, cache_load_fn load, void *ctx, int ttl_ms,
+                       struct buf *out);
     void (*del)(struct cache *c, const char *key);
     void (*clear)(struct cache *c);
     void (*stats)(struct cache *c, struct cache_stats *out);
@@ -60,8 +60,8 @@ struct cache_ops {
 /* The common header of every implementation. */
 struct cache {
     const struct cache_ops *ops;
-    char name[32];  /* metrics label cache="…" */
-    char layer[8];  /* metrics label layer="l1" */
+    char name[32]; /* metrics label cache="…" */
+    char layer[8]; /* metrics label layer="l1" */
 };
 
 /* Appends the value to out and returns 0 on a hit; ERR_NOTFOUND on a miss. */
@@ -76,8 +76,8 @@ static inline int cache_set(struct cache *c, const char *key, const void *data, 
     return c->ops->set(c, key, data, len, ttl_ms);
 }
 /* Hit: appends the value. Miss: single-flight load, store (ttl_ms), append. */
-static inline int cache_get_or_load(struct cache *c, const char *key, cache_load_fn load,
-                                    void *ctx, int ttl_ms, struct buf *out)
+static inline int cache_get_or_load(struct cache *c, const char *key, cache_load_fn load, void *ctx,
+                                    int ttl_ms, struct buf *out)
 {
     return c->ops->get_or_load(c, key, load, ctx, ttl_ms, out);
 }

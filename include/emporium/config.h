@@ -20,40 +20,40 @@
 
 struct config {
     /* process */
-    const char *listen;        /* EMPORIUM_LISTEN, --listen; "0.0.0.0:8080" */
-    bool reuse_port;           /* EMPORIUM_REUSE_PORT; off (on: SO_REUSEPORT for a hand-over) */
-    const char *data_dir;      /* EMPORIUM_DATA_DIR, --data-dir; "./data" */
-    const char *database_url;  /* EMPORIUM_DATABASE_URL; NULL = embedded SQLite */
-    const char *services;      /* EMPORIUM_SERVICES, --services; NULL = all (validated list) */
-    int threads;               /* EMPORIUM_THREADS, --threads; 0 = automatic (1..256) */
-    int db_pool_size;          /* EMPORIUM_DB_POOL_SIZE; 8 */
-    int max_connections;       /* EMPORIUM_MAX_CONNECTIONS; 4096 */
-    size_t max_body;           /* EMPORIUM_MAX_BODY; 1 MiB */
-    size_t max_header_bytes;   /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */
-    int drain_seconds;         /* EMPORIUM_DRAIN_SECONDS; 10 */
-    const char *cors_origins;  /* EMPORIUM_CORS_ORIGINS; NULL = no CORS; "*" or a,b,c */
+    const char *listen;       /* EMPORIUM_LISTEN, --listen; "0.0.0.0:8080" */
+    bool reuse_port;          /* EMPORIUM_REUSE_PORT; off (on: SO_REUSEPORT for a hand-over) */
+    const char *data_dir;     /* EMPORIUM_DATA_DIR, --data-dir; "./data" */
+    const char *database_url; /* EMPORIUM_DATABASE_URL; NULL = embedded SQLite */
+    const char *services;     /* EMPORIUM_SERVICES, --services; NULL = all (validated list) */
+    int threads;              /* EMPORIUM_THREADS, --threads; 0 = automatic (1..256) */
+    int db_pool_size;         /* EMPORIUM_DB_POOL_SIZE; 8 */
+    int max_connections;      /* EMPORIUM_MAX_CONNECTIONS; 4096 */
+    size_t max_body;          /* EMPORIUM_MAX_BODY; 1 MiB */
+    size_t max_header_bytes;  /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */
+    int drain_seconds;        /* EMPORIUM_DRAIN_SECONDS; 10 */
+    const char *cors_origins; /* EMPORIUM_CORS_ORIGINS; NULL = no CORS; "*" or a,b,c */
     /* limits */
-    bool rate_limits;          /* EMPORIUM_RATE_LIMITS; on */
+    bool rate_limits;                         /* EMPORIUM_RATE_LIMITS; on */
     double rl_anon_rate, rl_anon_burst;       /* EMPORIUM_RL_ANON="rate:burst" per IP per service */
     double rl_user_rate, rl_user_burst;       /* EMPORIUM_RL_USER */
     double rl_premium_rate, rl_premium_burst; /* EMPORIUM_RL_PREMIUM */
     double rl_strict_rate, rl_strict_burst; /* EMPORIUM_RL_AUTH; 0.2:10 per IP (register, login) */
-    int offload_threads;       /* EMPORIUM_OFFLOAD_THREADS; 16: slow-work threads (ROUTE_OFFLOAD) */
-    int offload_queue;         /* EMPORIUM_OFFLOAD_QUEUE; 1024: slow requests waiting beyond those */
+    int offload_threads; /* EMPORIUM_OFFLOAD_THREADS; 16: slow-work threads (ROUTE_OFFLOAD) */
+    int offload_queue;   /* EMPORIUM_OFFLOAD_QUEUE; 1024: slow requests waiting beyond those */
     /* logs */
-    bool access_log;           /* EMPORIUM_ACCESS_LOG; on */
-    enum log_level log_level;  /* EMPORIUM_LOG_LEVEL: debug|info|warn|error; info */
+    bool access_log;            /* EMPORIUM_ACCESS_LOG; on */
+    enum log_level log_level;   /* EMPORIUM_LOG_LEVEL: debug|info|warn|error; info */
     enum log_format log_format; /* EMPORIUM_LOG_FORMAT: auto|text|json; auto */
     /* services */
-    bool demo;                 /* EMPORIUM_DEMO, --no-demo; on */
-    int session_ttl_hours;     /* EMPORIUM_SESSION_TTL_HOURS; 720 (30 days) */
-    int session_sweep_seconds; /* EMPORIUM_SESSION_SWEEP_SECONDS; 600 */
-    int guest_cart_ttl_days;   /* EMPORIUM_GUEST_CART_TTL_DAYS; 30 */
+    bool demo;                         /* EMPORIUM_DEMO, --no-demo; on */
+    int session_ttl_hours;             /* EMPORIUM_SESSION_TTL_HOURS; 720 (30 days) */
+    int session_sweep_seconds;         /* EMPORIUM_SESSION_SWEEP_SECONDS; 600 */
+    int guest_cart_ttl_days;           /* EMPORIUM_GUEST_CART_TTL_DAYS; 30 */
     int reservation_ttl_seconds;       /* EMPORIUM_RESERVATION_TTL_SECONDS; 900 */
     int order_pending_timeout_seconds; /* EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS; 600 */
     int order_sweep_seconds;           /* EMPORIUM_ORDER_SWEEP_SECONDS; 30 */
-    int payment_latency_ms;    /* EMPORIUM_PAYMENT_LATENCY_MS; 0 (sandbox provider delay) */
-    int product_cache_mb;      /* EMPORIUM_PRODUCT_CACHE_MB; 64, 0 = no cache */
+    int payment_latency_ms;            /* EMPORIUM_PAYMENT_LATENCY_MS; 0 (sandbox provider delay) */
+    int product_cache_mb;              /* EMPORIUM_PRODUCT_CACHE_MB; 64, 0 = no cache */
 };
 
 /* The defaults, without reading the environment. */

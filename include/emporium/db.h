@@ -43,9 +43,9 @@ struct db_val {
 #define DB_NULLV ((struct db_val){.t = DB_T_NULL})
 
 struct db_options {
-    const char *url;      /* NULL/"" or "sqlite": embedded; "postgres://…" or "postgresql://…" */
-    const char *data_dir; /* embedded: where <name>.db lives */
-    int pool_size;        /* postgres: max connections per logical db (default 8) */
+    const char *url; /* NULL/"" or "sqlite": embedded; "postgres://…" or "postgresql://…" */
+    const char *data_dir;   /* embedded: where <name>.db lives */
+    int pool_size;          /* postgres: max connections per logical db (default 8) */
     int acquire_timeout_ms; /* postgres: wait for a free connection (default 5000) */
 };
 
@@ -61,7 +61,7 @@ void db_pool_stats(const struct db *db, int *in_use, int *idle);
 int db_ping(struct db *db);
 
 int db_conn_take(struct db *db, struct db_conn **out); /* ERR_UNAVAILABLE on timeout/down */
-void db_conn_give(struct db_conn *c);                   /* NULL is a no-op; rolls back an open tx */
+void db_conn_give(struct db_conn *c);                  /* NULL is a no-op; rolls back an open tx */
 
 struct arena;
 /* Like db_conn_take(), but the connection is given back (an open transaction rolled back)

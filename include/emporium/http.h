@@ -38,8 +38,8 @@ typedef int (*http_handler_fn)(struct http_req *req);
 
 /* Route flags */
 enum {
-    ROUTE_AUTH = 1u << 0,  /* a valid bearer token is required (else 401) */
-    ROUTE_ADMIN = 1u << 1, /* the admin role is required (implies ROUTE_AUTH; else 403) */
+    ROUTE_AUTH = 1u << 0,    /* a valid bearer token is required (else 401) */
+    ROUTE_ADMIN = 1u << 1,   /* the admin role is required (implies ROUTE_AUTH; else 403) */
     ROUTE_NOLIMIT = 1u << 2, /* exempt from rate limiting (health, metrics) */
     ROUTE_NOLOG = 1u << 3,   /* not in the access log */
     /* The handler does slow or blocking work (argon2id, a payment provider call, a wait for
@@ -93,8 +93,8 @@ struct arena *http_arena(struct http_req *req);
 /* Sends `body` as JSON with `status`; steals the reference. Returns 0 (or ERR_NOMEM). */
 int http_reply_json(struct http_req *req, int status, json_t *body);
 /* Sends bytes; copy=true copies them, else they must outlive the response (static data). */
-int http_reply_raw(struct http_req *req, int status, const char *content_type,
-                   const char *data, size_t len, bool copy);
+int http_reply_raw(struct http_req *req, int status, const char *content_type, const char *data,
+                   size_t len, bool copy);
 /* 201 Created with `Location: location` (a path such as /api/v1/orders/123, copied) and
  * `body` as JSON (stolen, as with http_reply_json). */
 int http_reply_created(struct http_req *req, const char *location, json_t *body);
@@ -119,7 +119,7 @@ int http_json_only(struct http_req *req, json_t *obj, const char *const *allowed
  * when the member is absent or null. */
 int http_json_string(struct http_req *req, json_t *obj, const char *field, bool required,
                      size_t min_len, size_t max_len, const char **out);
-int http_json_int(struct http_req *req, json_t *obj, const char *field, bool required,
-                  int64_t min, int64_t max, int64_t *out);
+int http_json_int(struct http_req *req, json_t *obj, const char *field, bool required, int64_t min,
+                  int64_t max, int64_t *out);
 
 #endif

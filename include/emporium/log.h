@@ -49,10 +49,10 @@ struct log_field {
  * string field is logged as null. */
 void log_fields(enum log_level lvl, const char *name, const struct log_field *fields);
 /* log_event(name, LOG_I(…), LOG_S(…), …): at info, at least one field. */
-#define log_event(name, ...)                                                                 \
+#define log_event(name, ...)                                                                       \
     log_fields(LOG_INFO, (name), (const struct log_field[]){__VA_ARGS__, {.kind = LOG_FIELD_END}})
 /* The same at warn (e.g. a payment failed, a login throttled). */
-#define log_event_warn(name, ...)                                                            \
+#define log_event_warn(name, ...)                                                                  \
     log_fields(LOG_WARN, (name), (const struct log_field[]){__VA_ARGS__, {.kind = LOG_FIELD_END}})
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

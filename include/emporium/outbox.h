@@ -12,17 +12,17 @@
 
 #include "emporium/db.h"
 
-#define OUTBOX_MIGRATION                                                                    \
-    "CREATE TABLE outbox ("                                                                 \
-    " id BIGINT PRIMARY KEY,"                                                               \
-    " topic TEXT NOT NULL,"                                                                 \
-    " aggregate_type TEXT NOT NULL,"                                                        \
-    " aggregate_id TEXT NOT NULL,"                                                          \
-    " event_type TEXT NOT NULL,"                                                            \
-    " payload TEXT NOT NULL,"                                                               \
-    " created_at BIGINT NOT NULL,"                                                          \
-    " published_at BIGINT);"                                                                \
-    "CREATE INDEX outbox_unpublished ON outbox (published_at, id);"                         \
+#define OUTBOX_MIGRATION                                                                           \
+    "CREATE TABLE outbox ("                                                                        \
+    " id BIGINT PRIMARY KEY,"                                                                      \
+    " topic TEXT NOT NULL,"                                                                        \
+    " aggregate_type TEXT NOT NULL,"                                                               \
+    " aggregate_id TEXT NOT NULL,"                                                                 \
+    " event_type TEXT NOT NULL,"                                                                   \
+    " payload TEXT NOT NULL,"                                                                      \
+    " created_at BIGINT NOT NULL,"                                                                 \
+    " published_at BIGINT);"                                                                       \
+    "CREATE INDEX outbox_unpublished ON outbox (published_at, id);"                                \
     "CREATE INDEX outbox_aggregate ON outbox (aggregate_type, aggregate_id, id);"
 
 /* Appends one event on connection c (which should be inside db_begin()/db_commit()).

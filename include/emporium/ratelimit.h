@@ -11,10 +11,10 @@
 
 struct rl_result {
     bool allowed;
-    double limit;          /* the burst (RateLimit-Limit) */
-    double remaining;      /* tokens left after this take (RateLimit-Remaining) */
-    double reset_seconds;  /* until the bucket is full again (RateLimit-Reset) */
-    double retry_after;    /* when !allowed: seconds until one token is available */
+    double limit;         /* the burst (RateLimit-Limit) */
+    double remaining;     /* tokens left after this take (RateLimit-Remaining) */
+    double reset_seconds; /* until the bucket is full again (RateLimit-Reset) */
+    double retry_after;   /* when !allowed: seconds until one token is available */
 };
 
 struct ratelimit_ops {
@@ -34,13 +34,13 @@ struct ratelimit {
 /* In-process store: sharded hash of buckets, at most max_keys (old full buckets evicted). */
 struct ratelimit *ratelimit_mem_new(unsigned max_keys);
 void ratelimit_free(struct ratelimit *rl); /* NULL is a no-op */
-static inline int ratelimit_take(struct ratelimit *rl, const char *key, double rate,
-                                 double burst, int64_t now_ms, struct rl_result *out)
+static inline int ratelimit_take(struct ratelimit *rl, const char *key, double rate, double burst,
+                                 int64_t now_ms, struct rl_result *out)
 {
     return rl->ops->take(rl->self, key, rate, burst, now_ms, out);
 }
-static inline int ratelimit_peek(struct ratelimit *rl, const char *key, double rate,
-                                 double burst, int64_t now_ms, struct rl_result *out)
+static inline int ratelimit_peek(struct ratelimit *rl, const char *key, double rate, double burst,
+                                 int64_t now_ms, struct rl_result *out)
 {
     return rl->ops->peek(rl->self, key, rate, burst, now_ms, out);
 }

@@ -23,8 +23,8 @@ struct app;
 struct http_route;
 
 struct service_db {
-    const char *name;   /* logical database, e.g. "users"; "orders_%d" is sharded */
-    int shards;         /* 0 = not sharded; else name is a printf pattern with %d */
+    const char *name; /* logical database, e.g. "users"; "orders_%d" is sharded */
+    int shards;       /* 0 = not sharded; else name is a printf pattern with %d */
     const struct db_migration *migrations;
     int n_migrations;
 };
@@ -45,9 +45,9 @@ struct cli_flag {
  * value a separate argument, already range-checked. */
 struct cli_command {
     const char *name;
-    const char *summary;            /* one line for `emporium --help` */
-    const char *example;            /* a whole command line, e.g. "emporium seed --products 500" */
-    const struct cli_flag *flags;   /* terminated by {NULL}; may be NULL */
+    const char *summary;          /* one line for `emporium --help` */
+    const char *example;          /* a whole command line, e.g. "emporium seed --products 500" */
+    const struct cli_flag *flags; /* terminated by {NULL}; may be NULL */
     const struct cli_command *subcommands; /* terminated by {NULL}; NULL when none */
 };
 

@@ -179,9 +179,9 @@ long db_fault_pending(void);
 static _Thread_local long fault_countdown;
 void db_fault_set(long n) { fault_countdown = n; }
 long db_fault_pending(void) { return fault_countdown; }
-#define DB_FAULT() \
-    if (fault_countdown > 0 && --fault_countdown == 0) \
-        return ERR_UNAVAILABLE
+#define DB_FAULT()                                                                                 \
+    if (fault_countdown > 0 && --fault_countdown == 0)                                             \
+    return ERR_UNAVAILABLE
 
 int db_conn_take(struct db *db, struct db_conn **out)
 {
@@ -308,8 +308,7 @@ static int apply_step(struct db_conn *c, int v, const struct db_migration *m)
     if (rc < 0)
         return rc;
     if (pg) {
-        rc = db_query(c, "LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE", 0, NULL,
-                      NULL);
+        rc = db_query(c, "LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE", 0, NULL, NULL);
         if (rc < 0)
             goto fail;
     }
@@ -331,8 +330,8 @@ static int apply_step(struct db_conn *c, int v, const struct db_migration *m)
             goto fail;
         }
     }
-    rc = db_query(c, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", 2,
-                  args, NULL);
+    rc = db_query(c, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", 2, args,
+                  NULL);
     if (rc < 0)
         goto fail;
     rc = db_commit(c);

@@ -68,8 +68,8 @@ static int pg_msglen(const char *m)
  * defaults the URL may override; the second "dbname" overrides the URL's. */
 static PGconn *pg_connect_to(const char *url, const char *dbname)
 {
-    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname",
-                                "dbname", NULL};
+    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", "dbname",
+                                NULL};
     const char *const vals[] = {"5", "emporium", url, dbname, NULL};
     return PQconnectdbParams(keys, vals, 1);
 }
@@ -201,8 +201,8 @@ static int pg_run(struct pg_conn *c, const char *sql, int n, const Oid *types,
     for (int attempt = 0;; attempt++) {
         bool fresh = c->fresh;
         c->fresh = false;
-        PGresult *res = script ? PQexec(c->h, sql)
-                               : PQexecParams(c->h, sql, n, types, vals, NULL, NULL, 0);
+        PGresult *res =
+            script ? PQexec(c->h, sql) : PQexecParams(c->h, sql, n, types, vals, NULL, NULL, 0);
         if (fresh && attempt == 0 && PQstatus(c->h) == CONNECTION_BAD) {
             PQclear(res);
             PQreset(c->h);
@@ -370,8 +370,7 @@ static void pg_give(struct db_conn *base)
         break;
     case PQTRANS_INTRANS:
     case PQTRANS_INERROR:
-        log_warn("db %s: connection given back inside a transaction; rolling back",
-                 base->db->name);
+        log_warn("db %s: connection given back inside a transaction; rolling back", base->db->name);
         if (pg_simple(c, "ROLLBACK") < 0)
             keep = false;
         break;
@@ -498,8 +497,8 @@ static int pg_ensure_database(struct pg_db *db)
 static bool pg_ident_ok(const char *s)
 {
     for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-              (*s >= '0' && *s <= '9') || *s == '_'))
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
             return false;
     return true;
 }

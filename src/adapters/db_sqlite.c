@@ -53,10 +53,10 @@ struct sq_stmt {
     char *sql; /* NULL: free slot */
     uint64_t hash;
     sqlite3_stmt *st;
-    int nparams;   /* sqlite3_bind_parameter_count */
+    int nparams;    /* sqlite3_bind_parameter_count */
     bool params_ok; /* the parameters are exactly $1..$nparams */
-    bool identity; /* … and $k is SQLite's index k (the usual order of first appearance) */
-    int *map;      /* !identity: map[k] is the index of $(k+1); inline or malloc'ed */
+    bool identity;  /* … and $k is SQLite's index k (the usual order of first appearance) */
+    int *map;       /* !identity: map[k] is the index of $(k+1); inline or malloc'ed */
     int map_inline[SQ_PARAMS_INLINE];
 };
 
@@ -64,7 +64,7 @@ struct sq_conn {
     struct db_conn base;
     sqlite3 *h;
     atomic_bool leased;
-    struct sq_conn *next; /* on the db's list */
+    struct sq_conn *next;  /* on the db's list */
     struct sq_stmt *cache; /* SQ_CACHE_SLOTS entries */
     int ncached;
     bool holds_wlock; /* this connection holds its db's in-process writer lock */
@@ -90,7 +90,7 @@ struct sq_db {
     struct sq_conn *ckpt_conn; /* the checkpointer's own connection */
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
-    bool ckpt_stop;         /* under ckpt_mu */
+    bool ckpt_stop;          /* under ckpt_mu */
     atomic_bool ckpt_wanted; /* the WAL passed SQ_CKPT_PAGES */
     atomic_uint commits;     /* since the checkpointer last looked */
 };
@@ -290,9 +290,8 @@ static int sq_conn_open(struct sq_db *db, struct sq_conn **out)
         free(c);
         return ERR_NOMEM;
     }
-    int rc = sqlite3_open_v2(db->path, &c->h,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        db->path, &c->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         log_error("db %s: cannot open %s: %s", db->base.name, db->path,
                   c->h ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc));
@@ -382,8 +381,7 @@ static void *sq_ckpt_main(void *arg)
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += 1;
             if (sq_sem_timedwait(&db->wmu, &until) == 0) {
-                rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
-                                               &done);
+                rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
                 sem_post(&db->wmu);
             }
         }

@@ -110,7 +110,10 @@ struct db *app_db_shard(struct app *app, const char *base, int i)
 }
 
 int app_db_count(const struct app *app) { return app->n_dbs; }
-struct db *app_db_at(struct app *app, int i) { return i >= 0 && i < app->n_dbs ? app->dbs[i] : NULL; }
+struct db *app_db_at(struct app *app, int i)
+{
+    return i >= 0 && i < app->n_dbs ? app->dbs[i] : NULL;
+}
 const struct config *app_config(const struct app *app) { return app->cfg; }
 struct ratelimit *app_ratelimit(struct app *app) { return app->rl; }
 

@@ -155,8 +155,8 @@ static void maybe_grow(struct l1_shard *s)
 }
 
 /* Inserts or replaces; evicts from the LRU tail to stay within the budget. */
-static int shard_put(struct l1_shard *s, uint64_t h, const char *key, size_t klen,
-                     const void *val, size_t vlen, int ttl_ms, int64_t now)
+static int shard_put(struct l1_shard *s, uint64_t h, const char *key, size_t klen, const void *val,
+                     size_t vlen, int ttl_ms, int64_t now)
 {
     size_t cost = entry_cost(klen, vlen);
     struct l1_entry **pp = find_slot(s, h, key, klen);
@@ -193,8 +193,8 @@ static int shard_put(struct l1_shard *s, uint64_t h, const char *key, size_t kle
 }
 
 /* Hit: appends the value, moves the entry to the front. */
-static bool shard_lookup(struct l1_shard *s, uint64_t h, const char *key, size_t klen,
-                         int64_t now, struct buf *out)
+static bool shard_lookup(struct l1_shard *s, uint64_t h, const char *key, size_t klen, int64_t now,
+                         struct buf *out)
 {
     struct l1_entry **pp = find_slot(s, h, key, klen);
     struct l1_entry *e = *pp;

@@ -21,8 +21,19 @@
 
 extern char **environ;
 
-enum kind { K_STR, K_INT, K_SIZE, K_BOOL, K_RATE, K_LEVEL, K_FORMAT, K_LISTEN, K_SERVICES,
-            K_URL, K_ORIGINS };
+enum kind {
+    K_STR,
+    K_INT,
+    K_SIZE,
+    K_BOOL,
+    K_RATE,
+    K_LEVEL,
+    K_FORMAT,
+    K_LISTEN,
+    K_SERVICES,
+    K_URL,
+    K_ORIGINS
+};
 
 struct setting {
     const char *var;
@@ -46,8 +57,7 @@ static const struct setting settings[] = {
      "PostgreSQL connections per logical database"},
     {"EMPORIUM_MAX_CONNECTIONS", K_INT, F(max_connections), 0, 16, 100000,
      "open client connections"},
-    {"EMPORIUM_MAX_BODY", K_SIZE, F(max_body), 0, 1024, 64L * 1024 * 1024,
-     "request body bytes"},
+    {"EMPORIUM_MAX_BODY", K_SIZE, F(max_body), 0, 1024, 64L * 1024 * 1024, "request body bytes"},
     {"EMPORIUM_MAX_HEADER_BYTES", K_SIZE, F(max_header_bytes), 0, 1024, 48 * 1024,
      "request header bytes"},
     {"EMPORIUM_DRAIN_SECONDS", K_INT, F(drain_seconds), 0, 0, 600,
@@ -80,8 +90,8 @@ static const struct setting settings[] = {
      "idle guest carts are deleted after"},
     {"EMPORIUM_RESERVATION_TTL_SECONDS", K_INT, F(reservation_ttl_seconds), 0, 1, 86400,
      "stock reservation lifetime"},
-    {"EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS", K_INT, F(order_pending_timeout_seconds), 0, 1,
-     86400, "a pending order older than this is failed by the recovery sweep"},
+    {"EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS", K_INT, F(order_pending_timeout_seconds), 0, 1, 86400,
+     "a pending order older than this is failed by the recovery sweep"},
     {"EMPORIUM_ORDER_SWEEP_SECONDS", K_INT, F(order_sweep_seconds), 0, 1, 3600,
      "order recovery sweep period"},
     {"EMPORIUM_PAYMENT_LATENCY_MS", K_INT, F(payment_latency_ms), 0, 0, 60000,
@@ -108,10 +118,14 @@ void config_defaults(struct config *cfg)
         .max_header_bytes = 16 * 1024,
         .drain_seconds = 10,
         .rate_limits = true,
-        .rl_anon_rate = 100, .rl_anon_burst = 200,
-        .rl_user_rate = 50, .rl_user_burst = 100,
-        .rl_premium_rate = 200, .rl_premium_burst = 400,
-        .rl_strict_rate = 0.2, .rl_strict_burst = 10,
+        .rl_anon_rate = 100,
+        .rl_anon_burst = 200,
+        .rl_user_rate = 50,
+        .rl_user_burst = 100,
+        .rl_premium_rate = 200,
+        .rl_premium_burst = 400,
+        .rl_strict_rate = 0.2,
+        .rl_strict_burst = 10,
         .offload_threads = 16,
         .offload_queue = 1024,
         .access_log = true,
@@ -430,8 +444,10 @@ int config_from_env(struct config *cfg)
         for (size_t i = 0; i < N_SETTINGS && !known; i++)
             known = strlen(settings[i].var) == n && !strncmp(settings[i].var, *e, n);
         if (!known)
-            fprintf(stderr, "emporium: warning: unknown setting %.*s ignored "
-                            "(see `emporium serve --help`)\n", (int)n, *e);
+            fprintf(stderr,
+                    "emporium: warning: unknown setting %.*s ignored "
+                    "(see `emporium serve --help`)\n",
+                    (int)n, *e);
     }
     return rc;
 }

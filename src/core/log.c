@@ -190,8 +190,7 @@ static bool render_text(const char *line, size_t len)
     buf_printf(&b, "%s %s %s", ts ? ts : "-", level_text[li], msg ? msg : "-");
     const char *key;
     json_t *v;
-    json_object_foreach(o, key, v)
-    {
+    json_object_foreach (o, key, v) {
         if (!strcmp(key, "ts") || !strcmp(key, "level") || !strcmp(key, "msg"))
             continue;
         buf_printf(&b, " %s=", key);

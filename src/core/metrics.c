@@ -110,20 +110,21 @@ void metrics_write_process(struct buf *out)
     buf_puts(out, "# HELP emporium_build_info The running version (always 1).\n"
                   "# TYPE emporium_build_info gauge\n"
                   "emporium_build_info{version=\"" EMPORIUM_VERSION "\"} 1\n");
-    buf_printf(out,
-               "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
-               "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n"
-               "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-               "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n"
-               "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
-               "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %ld\n"
-               "# HELP process_open_fds Number of open file descriptors.\n"
-               "# TYPE process_open_fds gauge\nprocess_open_fds %d\n"
-               "# HELP process_max_fds Maximum number of open file descriptors.\n"
-               "# TYPE process_max_fds gauge\nprocess_max_fds %ld\n"
-               "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
-               "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n",
-               cpu, rss_pages * page, vsize, fds, max_fds, start);
+    buf_printf(
+        out,
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n"
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n"
+        "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+        "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %ld\n"
+        "# HELP process_open_fds Number of open file descriptors.\n"
+        "# TYPE process_open_fds gauge\nprocess_open_fds %d\n"
+        "# HELP process_max_fds Maximum number of open file descriptors.\n"
+        "# TYPE process_max_fds gauge\nprocess_max_fds %ld\n"
+        "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n",
+        cpu, rss_pages * page, vsize, fds, max_fds, start);
 }
 
 /* ---- business counters ----------------------------------------------------------------- */

@@ -51,7 +51,7 @@ static void jw_raw(struct jw *w, const char *s, size_t n)
 static void jw_str(struct jw *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF"; /* as jansson: \u001F */
-    if (!jw_reserve(w, n * 6 + 3)) /* worst case: every byte \u00XX */
+    if (!jw_reserve(w, n * 6 + 3))                /* worst case: every byte \u00XX */
         return;
     char *o = w->p + w->len;
     *o++ = '"';
@@ -63,13 +63,27 @@ static void jw_str(struct jw *w, const char *s, size_t n)
         }
         *o++ = '\\';
         switch (ch) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '\b': *o++ = 'b'; break;
-        case '\f': *o++ = 'f'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\r': *o++ = 'r'; break;
-        case '\t': *o++ = 't'; break;
+        case '"':
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
+        case '\b':
+            *o++ = 'b';
+            break;
+        case '\f':
+            *o++ = 'f';
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
         default:
             *o++ = 'u';
             *o++ = '0';
@@ -109,7 +123,7 @@ static void jw_value(struct jw *w, json_t *v)
         json_t *m;
         bool first = true;
         jw_raw(w, "{", 1);
-        json_object_foreach(v, k, m) {
+        json_object_foreach (v, k, m) {
             if (!first)
                 jw_raw(w, ",", 1);
             first = false;
@@ -186,8 +200,8 @@ int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char 
         return ERR_NOMEM;
     }
     w.p[w.len] = '\0'; /* every jw_* reserved one byte more */
-    struct db_val args[] = {DB_INT(id),        DB_TEXT(topic), DB_TEXT(aggregate_type),
-                            DB_TEXT(aggbuf),   DB_TEXT(event_type), DB_TEXT(w.p),
+    struct db_val args[] = {DB_INT(id),      DB_TEXT(topic),      DB_TEXT(aggregate_type),
+                            DB_TEXT(aggbuf), DB_TEXT(event_type), DB_TEXT(w.p),
                             DB_INT(now)};
     int rc = db_query(c,
                       "INSERT INTO outbox (id, topic, aggregate_type, aggregate_id, event_type, "

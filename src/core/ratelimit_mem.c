@@ -28,18 +28,18 @@
 #include "emporium/err.h"
 
 enum {
-    RL_SHARDS_MAX = 64,       /* power of two */
-    RL_SAMPLE = 8,            /* buckets looked at to choose an eviction victim */
-    RL_KEY_MAX = 128,         /* longer keys are folded to a prefix and a keyed hash */
-    RL_KEY_PREFIX = 96,       /* bytes of a long key kept verbatim (for readability) */
-    RL_DEFAULT_KEYS = 65536,  /* max_keys == 0 */
+    RL_SHARDS_MAX = 64,      /* power of two */
+    RL_SAMPLE = 8,           /* buckets looked at to choose an eviction victim */
+    RL_KEY_MAX = 128,        /* longer keys are folded to a prefix and a keyed hash */
+    RL_KEY_PREFIX = 96,      /* bytes of a long key kept verbatim (for readability) */
+    RL_DEFAULT_KEYS = 65536, /* max_keys == 0 */
 };
 
 struct rl_bucket {
-    char *key;          /* NULL: empty slot; else owned (malloc'd) */
+    char *key; /* NULL: empty slot; else owned (malloc'd) */
     uint64_t hash;
-    uint64_t used;      /* shard tick of the last take/peek: the LRU order */
-    int64_t last_ms;    /* when tokens was last brought up to date */
+    uint64_t used;   /* shard tick of the last take/peek: the LRU order */
+    int64_t last_ms; /* when tokens was last brought up to date */
     double tokens;
     double rate, burst; /* as last given: needed to tell whether it has refilled */
 };
@@ -48,11 +48,11 @@ struct rl_bucket {
 struct rl_shard {
     alignas(64) pthread_mutex_t mu;
     struct rl_bucket *slots;
-    uint32_t mask;      /* slot count - 1 (slot count is a power of two) */
-    uint32_t count;     /* occupied slots */
-    uint32_t cap;       /* this shard's share of max_keys; count <= cap <= (mask + 1) / 2 */
-    uint64_t tick;      /* LRU clock: counts uses, independent of now_ms */
-    uint64_t rng;       /* xorshift state for the eviction sample's start */
+    uint32_t mask;  /* slot count - 1 (slot count is a power of two) */
+    uint32_t count; /* occupied slots */
+    uint32_t cap;   /* this shard's share of max_keys; count <= cap <= (mask + 1) / 2 */
+    uint64_t tick;  /* LRU clock: counts uses, independent of now_ms */
+    uint64_t rng;   /* xorshift state for the eviction sample's start */
 };
 
 struct rl_mem {
@@ -166,8 +166,8 @@ static void rl_evict_one(struct rl_shard *sh, int64_t now_ms)
 }
 
 /* Returns the new bucket (fields other than key/hash left for the caller) or NULL (no memory). */
-static struct rl_bucket *rl_insert(struct rl_shard *sh, uint64_t h, const char *key,
-                                   size_t len, int64_t now_ms)
+static struct rl_bucket *rl_insert(struct rl_shard *sh, uint64_t h, const char *key, size_t len,
+                                   int64_t now_ms)
 {
     char *copy = malloc(len + 1);
     uint32_t i;
@@ -184,8 +184,7 @@ static struct rl_bucket *rl_insert(struct rl_shard *sh, uint64_t h, const char *
     return &sh->slots[i];
 }
 
-static void rl_fill(struct rl_result *out, bool allowed, double tokens, double rate,
-                    double burst)
+static void rl_fill(struct rl_result *out, bool allowed, double tokens, double rate, double burst)
 {
     double reset = (burst - tokens) / rate;
 

@@ -13,21 +13,36 @@
 int http__err_status(int code)
 {
     switch (code) {
-    case ERR_INVALID: return 400;
-    case ERR_UNAUTHORIZED: return 401;
-    case ERR_PAYMENT: return 402;
-    case ERR_FORBIDDEN: return 403;
-    case ERR_NOTFOUND: return 404;
-    case ERR_METHOD: return 405;
-    case ERR_CONFLICT: return 409;
-    case ERR_TOOBIG: return 413;
-    case ERR_UNSUPPORTED: return 415;
-    case ERR_RATELIMITED: return 429;
-    case ERR_HEADERS_TOOBIG: return 431;
-    case ERR_UNAVAILABLE: return 503;
-    case ERR_BUSY: return 503;
-    case ERR_NOT_MODIFIED: return 304;
-    default: return 500;
+    case ERR_INVALID:
+        return 400;
+    case ERR_UNAUTHORIZED:
+        return 401;
+    case ERR_PAYMENT:
+        return 402;
+    case ERR_FORBIDDEN:
+        return 403;
+    case ERR_NOTFOUND:
+        return 404;
+    case ERR_METHOD:
+        return 405;
+    case ERR_CONFLICT:
+        return 409;
+    case ERR_TOOBIG:
+        return 413;
+    case ERR_UNSUPPORTED:
+        return 415;
+    case ERR_RATELIMITED:
+        return 429;
+    case ERR_HEADERS_TOOBIG:
+        return 431;
+    case ERR_UNAVAILABLE:
+        return 503;
+    case ERR_BUSY:
+        return 503;
+    case ERR_NOT_MODIFIED:
+        return 304;
+    default:
+        return 500;
     }
 }
 
@@ -56,8 +71,8 @@ void http__error_respond(struct http_req *req, int code)
     }
     json_t *err = req->err_extra ? req->err_extra : json_object();
     req->err_extra = NULL;
-    json_object_set_new(err, "code", err_text(req->err_code_name[0] ? req->err_code_name
-                                                                       : err_name(code)));
+    json_object_set_new(err, "code",
+                        err_text(req->err_code_name[0] ? req->err_code_name : err_name(code)));
     json_object_set_new(err, "message",
                         err_text(req->err_message[0] ? req->err_message : err_str(code)));
     if (req->err_field[0])

@@ -53,7 +53,7 @@ struct http_req {
     bool resp_owned;
     int n_headers;
     struct {
-        const char *name; /* arena */
+        const char *name;  /* arena */
         const char *value; /* arena */
     } headers[HTTP_MAX_RESP_HEADERS];
 
@@ -65,9 +65,9 @@ struct http_req {
 
     int64_t start_us;
 
-    const char *allow;      /* arena: Allow value for 405 / OPTIONS */
-    bool token_given;       /* the request carried a bearer token or a cart token */
-    int offload;            /* 0, or 1 once handed to the slow-work pool */
+    const char *allow; /* arena: Allow value for 405 / OPTIONS */
+    bool token_given;  /* the request carried a bearer token or a cart token */
+    int offload;       /* 0, or 1 once handed to the slow-work pool */
     _Atomic bool offload_done;
 };
 

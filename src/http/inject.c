@@ -233,9 +233,8 @@ void http_inject_resp_free(struct http_inject_resp *r)
     r->len = 0;
 }
 
-int http_inject(struct app *app, const char *method, const char *url,
-                const char *const *headers, const char *body, size_t len, int *status,
-                char **resp_body)
+int http_inject(struct app *app, const char *method, const char *url, const char *const *headers,
+                const char *body, size_t len, int *status, char **resp_body)
 {
     struct http_inject_resp r;
     int rc = http_inject_req(app, method, url, headers, body, len, &r);

@@ -18,7 +18,7 @@ struct app;
 
 struct http_inject_resp {
     int status;
-    char *body;    /* NUL-terminated (may be empty); free() */
+    char *body; /* NUL-terminated (may be empty); free() */
     size_t len;
     char *headers; /* "Name: value\n" lines, Content-Type first; free() */
 };
@@ -36,8 +36,7 @@ int http_inject_req(struct app *app, const char *method, const char *url,
 void http_inject_resp_free(struct http_inject_resp *r);
 
 /* The short form: status and body only (*resp_body yours to free(); may be NULL). */
-int http_inject(struct app *app, const char *method, const char *url,
-                const char *const *headers, const char *body, size_t len, int *status,
-                char **resp_body);
+int http_inject(struct app *app, const char *method, const char *url, const char *const *headers,
+                const char *body, size_t len, int *status, char **resp_body);
 
 #endif

@@ -19,7 +19,6 @@ struct asset {
 };
 extern const struct asset assets_openapi[];
 
-
 static int h_health(struct http_req *req)
 {
     static const char body[] = "{\"status\":\"ok\"}";
@@ -52,8 +51,10 @@ static void write_db_metrics(struct buf *out, struct app *app)
         struct db *db = app_db_at(app, i);
         int in_use = 0, idle = 0;
         db_pool_stats(db, &in_use, &idle);
-        buf_printf(out, "emporium_db_connections{db=\"%s\",state=\"in_use\"} %d\n", db_name(db), in_use);
-        buf_printf(out, "emporium_db_connections{db=\"%s\",state=\"idle\"} %d\n", db_name(db), idle);
+        buf_printf(out, "emporium_db_connections{db=\"%s\",state=\"in_use\"} %d\n", db_name(db),
+                   in_use);
+        buf_printf(out, "emporium_db_connections{db=\"%s\",state=\"idle\"} %d\n", db_name(db),
+                   idle);
     }
 }
 
@@ -94,7 +95,7 @@ json_t *http_openapi_document(void)
         /* Merge each components section (schemas, parameters, responses, …). */
         const char *section;
         json_t *members;
-        json_object_foreach(json_object_get(frag, "components"), section, members) {
+        json_object_foreach (json_object_get(frag, "components"), section, members) {
             json_t *into = json_object_get(comps, section);
             if (!into)
                 json_object_set(comps, section, members);

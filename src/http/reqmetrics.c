@@ -11,8 +11,8 @@
 #include "emporium/err.h"
 #include "http_internal.h"
 
-static const int status_codes[] = {200, 201, 204, 304, 400, 401, 402, 403, 404, 405,
-                                   409, 413, 415, 429, 431, 499, 500, 503};
+static const int status_codes[] = {200, 201, 204, 304, 400, 401, 402, 403, 404,
+                                   405, 409, 413, 415, 429, 431, 499, 500, 503};
 #define N_STATUS (int)(sizeof status_codes / sizeof status_codes[0])
 static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
@@ -45,7 +45,10 @@ void http__metrics_free(void)
     n_stats = 0;
 }
 
-void http__metrics_inflight(int delta) { atomic_fetch_add_explicit(&inflight_gauge, delta, memory_order_relaxed); }
+void http__metrics_inflight(int delta)
+{
+    atomic_fetch_add_explicit(&inflight_gauge, delta, memory_order_relaxed);
+}
 
 void http__metrics_observe(int route_index, int status, int64_t dur_us)
 {
@@ -84,8 +87,10 @@ void http__metrics_write(struct buf *out)
 {
     if (!stats)
         return;
-    buf_puts(out, "# HELP emporium_http_requests_total HTTP requests answered, by route, method and status.\n"
-                  "# TYPE emporium_http_requests_total counter\n");
+    buf_puts(
+        out,
+        "# HELP emporium_http_requests_total HTTP requests answered, by route, method and status.\n"
+        "# TYPE emporium_http_requests_total counter\n");
     for (int i = 0; i < n_stats; i++) {
         const char *route, *method;
         route_labels(i, &route, &method);
@@ -94,14 +99,19 @@ void http__metrics_write(struct buf *out)
             if (!v)
                 continue;
             if (s < N_STATUS)
-                buf_printf(out, "emporium_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
-                           route, method, status_codes[s], (unsigned long long)v);
+                buf_printf(
+                    out,
+                    "emporium_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+                    route, method, status_codes[s], (unsigned long long)v);
             else
-                buf_printf(out, "emporium_http_requests_total{route=\"%s\",method=\"%s\",status=\"other\"} %llu\n",
+                buf_printf(out,
+                           "emporium_http_requests_total{route=\"%s\",method=\"%s\",status="
+                           "\"other\"} %llu\n",
                            route, method, (unsigned long long)v);
         }
     }
-    buf_puts(out, "# HELP emporium_http_request_duration_seconds Time from the first byte of a request to its completion.\n"
+    buf_puts(out, "# HELP emporium_http_request_duration_seconds Time from the first byte of a "
+                  "request to its completion.\n"
                   "# TYPE emporium_http_request_duration_seconds histogram\n");
     for (int i = 0; i < n_stats; i++) {
         uint64_t count = atomic_load_explicit(&stats[i].count, memory_order_relaxed);
@@ -112,19 +122,28 @@ void http__metrics_write(struct buf *out)
         uint64_t cum = 0;
         for (int b = 0; b < N_BOUNDS; b++) {
             cum += atomic_load_explicit(&stats[i].buckets[b], memory_order_relaxed);
-            buf_printf(out, "emporium_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"%g\"} %llu\n",
+            buf_printf(out,
+                       "emporium_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\","
+                       "le=\"%g\"} %llu\n",
                        route, method, bounds[b], (unsigned long long)cum);
         }
         cum += atomic_load_explicit(&stats[i].buckets[N_BOUNDS], memory_order_relaxed);
         /* +Inf must equal _count: both come from the same buckets. */
-        buf_printf(out, "emporium_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
+        buf_printf(out,
+                   "emporium_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+"
+                   "Inf\"} %llu\n",
                    route, method, (unsigned long long)cum);
-        buf_printf(out, "emporium_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n",
-                   route, method, (double)atomic_load_explicit(&stats[i].sum_us, memory_order_relaxed) / 1e6);
-        buf_printf(out, "emporium_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n",
-                   route, method, (unsigned long long)cum);
+        buf_printf(out,
+                   "emporium_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n",
+                   route, method,
+                   (double)atomic_load_explicit(&stats[i].sum_us, memory_order_relaxed) / 1e6);
+        buf_printf(
+            out, "emporium_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n",
+            route, method, (unsigned long long)cum);
     }
-    buf_printf(out, "# HELP emporium_http_requests_in_flight Requests being handled now.\n"
-                    "# TYPE emporium_http_requests_in_flight gauge\nemporium_http_requests_in_flight %ld\n",
-               atomic_load_explicit(&inflight_gauge, memory_order_relaxed));
+    buf_printf(
+        out,
+        "# HELP emporium_http_requests_in_flight Requests being handled now.\n"
+        "# TYPE emporium_http_requests_in_flight gauge\nemporium_http_requests_in_flight %ld\n",
+        atomic_load_explicit(&inflight_gauge, memory_order_relaxed));
 }

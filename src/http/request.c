@@ -67,10 +67,11 @@ json_t *http_json_body(struct http_req *req, int *err)
     /* jansson rejects invalid UTF-8 and NUL bytes in strings by default; duplicate keys are
      * refused too (which one would win is ambiguous). Any top-level value is decoded so a
      * non-object gets the clearer "must be a JSON object". */
-    json_t *j = json_loadb(req->body.p, req->body.len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    json_t *j =
+        json_loadb(req->body.p, req->body.len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!j) {
-        *err = http_fail_code(req, ERR_INVALID, "invalid_json", NULL, "malformed JSON: %s",
-                              je.text);
+        *err =
+            http_fail_code(req, ERR_INVALID, "invalid_json", NULL, "malformed JSON: %s", je.text);
         return NULL;
     }
     if (arena_defer(req->arena, json_decref_cb, j) < 0) {
@@ -214,7 +215,7 @@ int http_json_only(struct http_req *req, json_t *obj, const char *const *allowed
 {
     const char *key;
     json_t *val;
-    json_object_foreach(obj, key, val) {
+    json_object_foreach (obj, key, val) {
         bool ok = false;
         for (const char *const *a = allowed; *a; a++)
             if (!strcmp(*a, key)) {
@@ -250,16 +251,16 @@ int http_json_string(struct http_req *req, json_t *obj, const char *field, bool 
         return http_fail(req, ERR_INVALID, field, "must be a string");
     size_t len = utf8_len(json_string_value(v), json_string_length(v));
     if (len < min_len || len > max_len)
-        return http_fail(req, ERR_INVALID, field, "must be %zu to %zu characters long",
-                         min_len, max_len);
+        return http_fail(req, ERR_INVALID, field, "must be %zu to %zu characters long", min_len,
+                         max_len);
     if (strlen(json_string_value(v)) != json_string_length(v))
         return http_fail(req, ERR_INVALID, field, "must not contain NUL characters");
     *out = json_string_value(v);
     return 0;
 }
 
-int http_json_int(struct http_req *req, json_t *obj, const char *field, bool required,
-                  int64_t min, int64_t max, int64_t *out)
+int http_json_int(struct http_req *req, json_t *obj, const char *field, bool required, int64_t min,
+                  int64_t max, int64_t *out)
 {
     json_t *v = json_object_get(obj, field);
     if (!v || json_is_null(v)) {

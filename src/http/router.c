@@ -61,12 +61,11 @@ static int add_query_params(struct http_route_entry *e, json_t *params, json_t *
 {
     size_t i;
     json_t *p;
-    json_array_foreach(params, i, p) {
+    json_array_foreach (params, i, p) {
         const char *ref = json_string_value(json_object_get(p, "$ref"));
         static const char prefix[] = "#/components/parameters/";
         if (ref && !strncmp(ref, prefix, sizeof prefix - 1))
-            p = json_object_get(json_object_get(components, "parameters"),
-                                ref + sizeof prefix - 1);
+            p = json_object_get(json_object_get(components, "parameters"), ref + sizeof prefix - 1);
         const char *in = json_string_value(json_object_get(p, "in"));
         const char *name = json_string_value(json_object_get(p, "name"));
         if (!in || strcmp(in, "query") != 0 || !name)

@@ -101,8 +101,8 @@ static void set_ids(struct http_req *req)
     const char *tp = http_header(req, "traceparent");
     char trace[33];
     char flags[3] = "01";
-    if (tp && strlen(tp) == 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
-        is_hex(tp, 2) && is_hex(tp + 3, 32) && is_hex(tp + 36, 16) && is_hex(tp + 53, 2) &&
+    if (tp && strlen(tp) == 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' && is_hex(tp, 2) &&
+        is_hex(tp + 3, 32) && is_hex(tp + 36, 16) && is_hex(tp + 53, 2) &&
         strncmp(tp + 3, "00000000000000000000000000000000", 32) != 0) {
         memcpy(trace, tp + 3, 32);
         memcpy(flags, tp + 53, 2);
@@ -145,8 +145,7 @@ static int mw_authenticate(struct http_req *req)
     unsigned flags = req->route->route.flags;
     if (h) {
         if (strncasecmp(h, "Bearer ", 7) != 0 || !h[7])
-            return http_fail(req, ERR_UNAUTHORIZED, "Authorization",
-                             "expected a bearer token");
+            return http_fail(req, ERR_UNAUTHORIZED, "Authorization", "expected a bearer token");
         struct app_identity id;
         int rc = app_authenticate(req->app, h + 7, &id);
         if (rc == ERR_UNAUTHORIZED)
@@ -173,8 +172,7 @@ static int mw_ratelimit(struct http_req *req)
     char key[128];
     double rate, burst;
     if (req->auth.user_id) {
-        snprintf(key, sizeof key, "%s|u:%lld", req->route->service,
-                 (long long)req->auth.user_id);
+        snprintf(key, sizeof key, "%s|u:%lld", req->route->service, (long long)req->auth.user_id);
         bool premium = req->auth.tier == TIER_PREMIUM;
         rate = premium ? cfg->rl_premium_rate : cfg->rl_user_rate;
         burst = premium ? cfg->rl_premium_burst : cfg->rl_user_burst;
@@ -193,8 +191,8 @@ static int mw_ratelimit(struct http_req *req)
     if (r.allowed && (req->route->route.flags & ROUTE_LIMIT_STRICT)) {
         struct rl_result strict;
         snprintf(key, sizeof key, "strict|ip:%s", req->client_ip);
-        if (ratelimit_take(app_ratelimit(req->app), key, cfg->rl_strict_rate,
-                           cfg->rl_strict_burst, now, &strict) == 0 &&
+        if (ratelimit_take(app_ratelimit(req->app), key, cfg->rl_strict_rate, cfg->rl_strict_burst,
+                           now, &strict) == 0 &&
             (!strict.allowed || strict.remaining < r.remaining))
             r = strict;
     }
@@ -277,8 +275,9 @@ static int answer_options(struct http_req *req)
         http_add_header(req, "Access-Control-Allow-Methods", req->allow);
         http_add_header(req, "Access-Control-Allow-Headers", cors_allow_headers);
         http_add_header(req, "Access-Control-Max-Age", "600");
-        http_add_header(req, "Vary", "Origin, Access-Control-Request-Method, "
-                                     "Access-Control-Request-Headers");
+        http_add_header(req, "Vary",
+                        "Origin, Access-Control-Request-Method, "
+                        "Access-Control-Request-Headers");
     }
     return http_reply_raw(req, 204, NULL, "", 0, false);
 }
@@ -408,14 +407,13 @@ static enum MHD_Result send_response(struct http_req *req)
     finish_headers(req);
     struct MHD_Response *resp;
     if (req->resp_owned) {
-        resp = MHD_create_response_from_buffer(req->resp_len, req->resp_data,
-                                               MHD_RESPMEM_MUST_FREE);
+        resp =
+            MHD_create_response_from_buffer(req->resp_len, req->resp_data, MHD_RESPMEM_MUST_FREE);
         if (resp)
             req->resp_owned = false, req->resp_data = NULL;
     } else {
-        resp = MHD_create_response_from_buffer(req->resp_len,
-                                               req->resp_data ? req->resp_data : (char *)"",
-                                               MHD_RESPMEM_PERSISTENT);
+        resp = MHD_create_response_from_buffer(
+            req->resp_len, req->resp_data ? req->resp_data : (char *)"", MHD_RESPMEM_PERSISTENT);
     }
     if (!resp)
         return MHD_NO;
@@ -465,9 +463,8 @@ void http__dispatch(struct http_req *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct http_server *srv = cls;
     struct http_req *req = *con_cls;
@@ -676,8 +673,8 @@ int http_server_start(struct http_server **out, struct app *app)
     if (rc == 0)
         rc = http__metrics_init(http__route_count());
     if (rc == 0)
-        rc = http__offload_new(&srv->offload, cfg->offload_threads, cfg->offload_queue,
-                               offload_run);
+        rc =
+            http__offload_new(&srv->offload, cfg->offload_threads, cfg->offload_queue, offload_run);
     if (rc < 0) {
         http__metrics_free();
         http__router_free();
@@ -696,9 +693,9 @@ int http_server_start(struct http_server **out, struct app *app)
             MHD_ALLOW_SUSPEND_RESUME,
         0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         log_error("cannot listen on %s", cfg->listen);
         metrics_remove_all();

@@ -23,9 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fz_shop *s = fz_shop();
     if (size < 1 || size > 1024)
         return 0;
-    static const char *const sorts[] = {"", "&sort=newest", "&sort=price_asc",
-                                        "&sort=price_desc", "&sort=relevance&q=lamp",
-                                        "&q=fuzz"};
+    static const char *const sorts[] = {
+        "",       "&sort=newest", "&sort=price_asc", "&sort=price_desc", "&sort=relevance&q=lamp",
+        "&q=fuzz"};
     char b64[1500], cur[4200], url[4400];
     unsigned sel = data[0];
     const uint8_t *c = data + 1;

@@ -27,14 +27,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const struct {
         const char *path, *token;
     } ep[] = {
-        {"/api/v1/products", NULL},
-        {"/api/v1/orders", s->customer},
-        {"/api/v1/admin/orders", s->admin},
-        {"/api/v1/admin/analytics/sales", s->admin},
-        {"/api/v1/admin/payments", s->admin},
-        {rec, NULL},
-        {"/api/v1/categories", NULL},
-        {"/api/v1/cart", s->customer},
+        {"/api/v1/products", NULL},           {"/api/v1/orders", s->customer},
+        {"/api/v1/admin/orders", s->admin},   {"/api/v1/admin/analytics/sales", s->admin},
+        {"/api/v1/admin/payments", s->admin}, {rec, NULL},
+        {"/api/v1/categories", NULL},         {"/api/v1/cart", s->customer},
     };
     unsigned i = data[0] % (sizeof ep / sizeof ep[0]);
     snprintf(url, sizeof url, "%s?%s", ep[i].path, q);

@@ -22,8 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fz_shop *s = fz_shop();
     if (size < 1 || size > 4096)
         return 0;
-    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
-                                          "OPTIONS", "get"};
+    static const char *const methods[] = {"GET",    "POST", "PUT",     "PATCH",
+                                          "DELETE", "HEAD", "OPTIONS", "get"};
     char path[4100];
     fz_text(data + 1, size - 1, path + 1, sizeof path - 1);
     path[0] = '/';

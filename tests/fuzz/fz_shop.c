@@ -22,7 +22,8 @@ static char root[64];
 
 static void die(const char *what, const struct http_inject_resp *r)
 {
-    fprintf(stderr, "fuzz setup: %s: %d %s\n", what, r ? r->status : 0, r && r->body ? r->body : "");
+    fprintf(stderr, "fuzz setup: %s: %d %s\n", what, r ? r->status : 0,
+            r && r->body ? r->body : "");
     abort();
 }
 
@@ -131,8 +132,8 @@ void fz_urlencode(const uint8_t *data, size_t len, char *out, size_t cap)
 
 /* POSTs a JSON body (stolen) and returns the parsed answer (json_decref it); aborts unless
  * the status is `expect`. */
-static json_t *post_json(const char *url, const char *token, const char *const *extra,
-                         int expect, json_t *body)
+static json_t *post_json(const char *url, const char *token, const char *const *extra, int expect,
+                         json_t *body)
 {
     char *s = json_dumps(body, JSON_COMPACT);
     json_decref(body);
@@ -176,10 +177,10 @@ static void set_user(const char *email, const char *column, const char *value)
 
 static void user(const char *email, char *token, size_t cap)
 {
-    post_take("/api/v1/auth/register", NULL, 201,
-              json_pack("{s:s,s:s,s:s}", "email", email, "password", "fuzz-password-1",
-                        "name", "Fuzz"),
-              "token", token, cap);
+    post_take(
+        "/api/v1/auth/register", NULL, 201,
+        json_pack("{s:s,s:s,s:s}", "email", email, "password", "fuzz-password-1", "name", "Fuzz"),
+        "token", token, cap);
 }
 
 static void product(const char *sku, char *id, size_t cap)
@@ -205,7 +206,8 @@ struct fz_shop *fz_shop(void)
     log_set_level(LOG_ERROR); /* quiet: a fuzzer makes millions of requests */
     /* In memory when the machine has a tmpfs: SQLite's fsync per commit would otherwise set
      * the pace (about 10x fewer executions). */
-    snprintf(root, sizeof root, "%s/emp-fuzz-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    snprintf(root, sizeof root, "%s/emp-fuzz-XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     if (!mkdtemp(root))
         die("mkdtemp", NULL);
     if (config_from_env(&cfg) < 0)
@@ -240,10 +242,9 @@ struct fz_shop *fz_shop(void)
     copy_member(post_json("/api/v1/orders", shop.customer, idem, 201,
                           json_pack("{s:{s:s,s:s,s:s,s:s,s:s},s:{s:s,s:i,s:i,s:s},s:s}",
                                     "shipping_address", "name", "Fuzz", "line1", "1 Main St",
-                                    "city", "Springfield", "postal_code", "12345", "country",
-                                    "US", "payment", "card_number", "4242424242424242",
-                                    "exp_month", 12, "exp_year", 2035, "cvc", "123",
-                                    "shipping_method", "standard")),
+                                    "city", "Springfield", "postal_code", "12345", "country", "US",
+                                    "payment", "card_number", "4242424242424242", "exp_month", 12,
+                                    "exp_year", 2035, "cvc", "123", "shipping_method", "standard")),
                 "id", shop.order, sizeof shop.order);
     return &shop;
 }

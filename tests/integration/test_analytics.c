@@ -27,7 +27,8 @@ static void product(const char *sku, const char *category, long price, char id[3
     assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
                              "{\"sku\":\"%s\",\"name\":\"Item %s\",\"description\":\"d\","
                              "\"category\":\"%s\",\"price\":{\"amount\":%ld,\"currency\":\"USD\"}}",
-                             sku, sku, category, price), 0);
+                             sku, sku, category, price),
+                     0);
     assert_int_equal(r.status, 201);
     snprintf(id, 32, "%s", th_jstr(r.json, "id"));
     th_resp_free(&r);
@@ -51,7 +52,8 @@ static void order_id(const char *tok, const char *pid, int q, const char *card, 
 {
     struct th_resp r;
     assert_int_equal(th_call(&srv, "POST", "/api/v1/cart/items", tok, &r,
-                             "{\"product_id\":\"%s\",\"quantity\":%d}", pid, q), 0);
+                             "{\"product_id\":\"%s\",\"quantity\":%d}", pid, q),
+                     0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     static int key;
@@ -60,11 +62,12 @@ static void order_id(const char *tok, const char *pid, int q, const char *card, 
     snprintf(idem, sizeof idem, "Idempotency-Key: an-%d", ++key);
     const char *h[] = {auth, "Content-Type: application/json", idem, NULL};
     char body[512];
-    snprintf(body, sizeof body,
-             "{\"shipping_address\":{\"name\":\"A\",\"line1\":\"1 Road\",\"city\":\"Town\","
-             "\"postal_code\":\"12345\",\"country\":\"US\"},\"payment\":{\"card_number\":\"%s\","
-             "\"exp_month\":12,\"exp_year\":2040,\"cvc\":\"123\"},\"shipping_method\":\"standard\"}",
-             card);
+    snprintf(
+        body, sizeof body,
+        "{\"shipping_address\":{\"name\":\"A\",\"line1\":\"1 Road\",\"city\":\"Town\","
+        "\"postal_code\":\"12345\",\"country\":\"US\"},\"payment\":{\"card_number\":\"%s\","
+        "\"exp_month\":12,\"exp_year\":2040,\"cvc\":\"123\"},\"shipping_method\":\"standard\"}",
+        card);
     assert_int_equal(th_req(&srv, "POST", "/api/v1/orders", body, h, &r), 0);
     assert_int_equal(r.status, want);
     if (oid)
@@ -96,7 +99,8 @@ static void test_sales_by_day_and_category(void **state)
     strftime(today, sizeof today, "%Y-%m-%d", &tm);
     struct th_resp r;
     char path[160];
-    snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?from=%s&to=%s&group_by=category", today, today);
+    snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?from=%s&to=%s&group_by=category",
+             today, today);
     assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     json_t *items = json_object_get(r.json, "items");
@@ -139,8 +143,8 @@ static void category_today(const char *category, long long *revenue, long long *
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(today, sizeof today, "%Y-%m-%d", &tm);
-    snprintf(path, sizeof path,
-             "/api/v1/admin/analytics/sales?from=%s&to=%s&group_by=category", today, today);
+    snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?from=%s&to=%s&group_by=category",
+             today, today);
     struct th_resp r;
     assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
     assert_int_equal(r.status, 200);

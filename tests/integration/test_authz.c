@@ -57,45 +57,76 @@ static const struct authz_case cases[] = {
     {"GET", "/metrics", "/metrics", NULL, {200, 200, 200, 200, 200}},
     {"GET", "/openapi.json", "/openapi.json", NULL, {200, 200, 200, 200, 200}},
     /* identity */
-    {"POST", "/api/v1/auth/register", "/api/v1/auth/register",
+    {"POST",
+     "/api/v1/auth/register",
+     "/api/v1/auth/register",
      "{\"email\":\"authz-new-{n}@example.com\",\"password\":\"" PASSWORD "\",\"name\":\"N\"}",
      {201, 201, 201, 201, 201}},
-    {"POST", "/api/v1/auth/login", "/api/v1/auth/login",
+    {"POST",
+     "/api/v1/auth/login",
+     "/api/v1/auth/login",
      "{\"email\":\"" CUSTOMER_EMAIL "\",\"password\":\"" PASSWORD "\"}",
      {200, 200, 200, 200, 200}},
     {"POST", "/api/v1/auth/logout", "/api/v1/auth/logout", NULL, {401, 204, 204, 204, 204}},
     {"GET", "/api/v1/users/me", "/api/v1/users/me", NULL, {401, 200, 200, 200, 200}},
     /* catalog: reads for everyone, writes for admins */
     {"GET", "/api/v1/products", "/api/v1/products", NULL, {200, 200, 200, 200, 200}},
-    {"GET", "/api/v1/products/{id}", "/api/v1/products/{product}", NULL,
-     {200, 200, 200, 200, 200}},
-    {"POST", "/api/v1/products", "/api/v1/products",
+    {"GET", "/api/v1/products/{id}", "/api/v1/products/{product}", NULL, {200, 200, 200, 200, 200}},
+    {"POST",
+     "/api/v1/products",
+     "/api/v1/products",
      "{\"sku\":\"AUTHZ-{n}\",\"name\":\"Authz lamp\",\"category\":\"authz\","
      "\"price\":{\"amount\":100,\"currency\":\"USD\"}}",
      {401, 403, 403, 403, 201}},
-    {"PATCH", "/api/v1/products/{id}", "/api/v1/products/{product}", "{\"name\":\"Renamed\"}",
+    {"PATCH",
+     "/api/v1/products/{id}",
+     "/api/v1/products/{product}",
+     "{\"name\":\"Renamed\"}",
      {401, 403, 403, 403, 200}},
-    {"DELETE", "/api/v1/products/{id}", "/api/v1/products/{victim}", NULL,
+    {"DELETE",
+     "/api/v1/products/{id}",
+     "/api/v1/products/{victim}",
+     NULL,
      {401, 403, 403, 403, 204}},
     {"GET", "/api/v1/categories", "/api/v1/categories", NULL, {200, 200, 200, 200, 200}},
-    {"GET", "/api/v1/products/{id}/recommendations", "/api/v1/products/{product}/recommendations",
-     NULL, {200, 200, 200, 200, 200}},
+    {"GET",
+     "/api/v1/products/{id}/recommendations",
+     "/api/v1/products/{product}/recommendations",
+     NULL,
+     {200, 200, 200, 200, 200}},
     /* carts: everyone has their own (guests by cart token); no cart is addressed by id */
     {"GET", "/api/v1/cart", "/api/v1/cart", NULL, {200, 200, 200, 200, 200}},
-    {"POST", "/api/v1/cart/items", "/api/v1/cart/items",
-     "{\"product_id\":\"{product}\",\"quantity\":1}", {200, 200, 200, 200, 200}},
+    {"POST",
+     "/api/v1/cart/items",
+     "/api/v1/cart/items",
+     "{\"product_id\":\"{product}\",\"quantity\":1}",
+     {200, 200, 200, 200, 200}},
     /* a guest without a cart token starts with an empty cart: the line is not there */
-    {"PATCH", "/api/v1/cart/items/{product_id}", "/api/v1/cart/items/{product}",
-     "{\"quantity\":2}", {404, 200, 200, 200, 200}},
-    {"DELETE", "/api/v1/cart/items/{product_id}", "/api/v1/cart/items/{product}", NULL,
+    {"PATCH",
+     "/api/v1/cart/items/{product_id}",
+     "/api/v1/cart/items/{product}",
+     "{\"quantity\":2}",
+     {404, 200, 200, 200, 200}},
+    {"DELETE",
+     "/api/v1/cart/items/{product_id}",
+     "/api/v1/cart/items/{product}",
+     NULL,
      {200, 200, 200, 200, 200}},
     /* inventory: admins only */
-    {"GET", "/api/v1/inventory/{product_id}", "/api/v1/inventory/{product}", NULL,
+    {"GET",
+     "/api/v1/inventory/{product_id}",
+     "/api/v1/inventory/{product}",
+     NULL,
      {401, 403, 403, 403, 200}},
-    {"PUT", "/api/v1/inventory/{product_id}", "/api/v1/inventory/{product}",
-     "{\"available\":500}", {401, 403, 403, 403, 200}},
+    {"PUT",
+     "/api/v1/inventory/{product_id}",
+     "/api/v1/inventory/{product}",
+     "{\"available\":500}",
+     {401, 403, 403, 403, 200}},
     /* orders: a caller's own; another customer's order does not exist for them */
-    {"POST", "/api/v1/orders", "/api/v1/orders",
+    {"POST",
+     "/api/v1/orders",
+     "/api/v1/orders",
      "{\"shipping_address\":{\"name\":\"A\",\"line1\":\"1 Main St\",\"city\":\"Springfield\","
      "\"postal_code\":\"12345\",\"country\":\"US\"},\"payment\":{\"card_number\":"
      "\"4242424242424242\",\"exp_month\":12,\"exp_year\":2035,\"cvc\":\"123\"},"
@@ -103,23 +134,40 @@ static const struct authz_case cases[] = {
      {401, 201, 201, 201, 201}},
     {"GET", "/api/v1/orders", "/api/v1/orders", NULL, {401, 200, 200, 200, 200}},
     {"GET", "/api/v1/orders/{id}", "/api/v1/orders/{order}", NULL, {401, 200, 404, 404, 200}},
-    {"POST", "/api/v1/orders/{id}/cancel", "/api/v1/orders/{cancel}/cancel", NULL,
+    {"POST",
+     "/api/v1/orders/{id}/cancel",
+     "/api/v1/orders/{cancel}/cancel",
+     NULL,
      {401, 200, 404, 404, 200}},
     {"GET", "/api/v1/admin/orders", "/api/v1/admin/orders", NULL, {401, 403, 403, 403, 200}},
-    {"GET", "/api/v1/admin/orders/{id}/events", "/api/v1/admin/orders/{order}/events", NULL,
+    {"GET",
+     "/api/v1/admin/orders/{id}/events",
+     "/api/v1/admin/orders/{order}/events",
+     NULL,
      {401, 403, 403, 403, 200}},
-    {"GET", "/api/v1/admin/payments", "/api/v1/admin/payments?order_id={order}", NULL,
+    {"GET",
+     "/api/v1/admin/payments",
+     "/api/v1/admin/payments?order_id={order}",
+     NULL,
      {401, 403, 403, 403, 200}},
-    {"GET", "/api/v1/admin/analytics/sales", "/api/v1/admin/analytics/sales", NULL,
+    {"GET",
+     "/api/v1/admin/analytics/sales",
+     "/api/v1/admin/analytics/sales",
+     NULL,
      {401, 403, 403, 403, 200}},
     /* shipping: quotes for anyone, carrier events for admins */
-    {"POST", "/api/v1/shipping/quotes", "/api/v1/shipping/quotes",
+    {"POST",
+     "/api/v1/shipping/quotes",
+     "/api/v1/shipping/quotes",
      "{\"items\":[{\"product_id\":\"{product}\",\"quantity\":1}],\"address\":{\"name\":\"A\","
      "\"line1\":\"1 Main St\",\"city\":\"Springfield\",\"postal_code\":\"12345\","
      "\"country\":\"US\"}}",
      {200, 200, 200, 200, 200}},
-    {"POST", "/api/v1/shipments/{id}/events", "/api/v1/shipments/{shipment}/events",
-     "{\"status\":\"in_transit\"}", {401, 403, 403, 403, 200}},
+    {"POST",
+     "/api/v1/shipments/{id}/events",
+     "/api/v1/shipments/{shipment}/events",
+     "{\"status\":\"in_transit\"}",
+     {401, 403, 403, 403, 200}},
     /* the storefront and back-office pages: static documents for everyone (the pages call
      * the API, which is where the rules above apply) */
     {"GET", "/", "/", NULL, {200, 200, 200, 200, 200}},
@@ -135,7 +183,10 @@ static const struct authz_case cases[] = {
     {"GET", "/admin/{page}", "/admin/orders", NULL, {200, 200, 200, 200, 200}},
     {"GET", "/admin/{page}/{id}", "/admin/orders/{order}", NULL, {200, 200, 200, 200, 200}},
     {"GET", "/assets/{file}", "{asset}", NULL, {200, 200, 200, 200, 200}},
-    {"GET", "/images/products/{file}", "/images/products/{product}.svg", NULL,
+    {"GET",
+     "/images/products/{file}",
+     "/images/products/{product}.svg",
+     NULL,
      {200, 200, 200, 200, 200}},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
@@ -143,8 +194,8 @@ static const struct authz_case cases[] = {
 static struct th_server srv;
 static char *admin;
 static char *tokens[N_ROLES];
-static char product[32], victim[32], order[32], cancel_customer[32], cancel_admin[32],
-    shipment[32], asset[128];
+static char product[32], victim[32], order[32], cancel_customer[32], cancel_admin[32], shipment[32],
+    asset[128];
 static unsigned counter;
 
 /* ---- the route tables ------------------------------------------------------------------ */
@@ -187,16 +238,17 @@ static void test_table_covers_every_route(void **state)
         const struct http_route *r = &s.routes[i].r;
         const struct authz_case *c = find_case(r->method, r->pattern);
         if (!c) {
-            fprintf(stderr, "route %s %s (service %s) is not in the authorization matrix of "
-                            "tests/integration/test_authz.c: add who may call it\n",
+            fprintf(stderr,
+                    "route %s %s (service %s) is not in the authorization matrix of "
+                    "tests/integration/test_authz.c: add who may call it\n",
                     r->method, r->pattern, s.routes[i].service);
             missing++;
             continue;
         }
         bool auth = r->flags & (ROUTE_AUTH | ROUTE_ADMIN);
         if (auth != (c->expect[ANON] == 401)) {
-            fprintf(stderr, "%s %s: flags say %s, the matrix expects %d for anonymous\n",
-                    r->method, r->pattern, auth ? "ROUTE_AUTH" : "open", c->expect[ANON]);
+            fprintf(stderr, "%s %s: flags say %s, the matrix expects %d for anonymous\n", r->method,
+                    r->pattern, auth ? "ROUTE_AUTH" : "open", c->expect[ANON]);
             wrong++;
         }
         if (r->flags & ROUTE_ADMIN)
@@ -208,8 +260,8 @@ static void test_table_covers_every_route(void **state)
                 }
         for (int role = CUSTOMER; role < N_ROLES; role++)
             if (c->expect[role] == 401) {
-                fprintf(stderr, "%s %s: a valid token never gets 401 (%s)\n", r->method,
-                        r->pattern, role_names[role]);
+                fprintf(stderr, "%s %s: a valid token never gets 401 (%s)\n", r->method, r->pattern,
+                        role_names[role]);
                 wrong++;
             }
     }
@@ -219,8 +271,7 @@ static void test_table_covers_every_route(void **state)
             found = !strcmp(cases[i].method, s.routes[j].r.method) &&
                     !strcmp(cases[i].pattern, s.routes[j].r.pattern);
         if (!found) {
-            fprintf(stderr, "matrix row %s %s names no route\n", cases[i].method,
-                    cases[i].pattern);
+            fprintf(stderr, "matrix row %s %s names no route\n", cases[i].method, cases[i].pattern);
             wrong++;
         }
     }
@@ -240,25 +291,39 @@ static void expand(const char *tmpl, int role, char *out, size_t cap)
         char num[24];
         static const struct {
             const char *name;
-        } names[] = {{"{order}"}, {"{cancel}"}, {"{shipment}"}, {"{product}"}, {"{victim}"},
-                     {"{n}"}, {"{email}"}, {"{asset}"}};
+        } names[] = {{"{order}"},  {"{cancel}"}, {"{shipment}"}, {"{product}"},
+                     {"{victim}"}, {"{n}"},      {"{email}"},    {"{asset}"}};
         for (size_t i = 0; i < sizeof names / sizeof names[0] && !v; i++) {
             size_t n = strlen(names[i].name);
             if (strncmp(tmpl, names[i].name, n) != 0)
                 continue;
             skip = n;
             switch (i) {
-            case 0: v = order; break;
-            case 1: v = role == ADMIN ? cancel_admin : cancel_customer; break;
-            case 2: v = shipment; break;
-            case 3: v = product; break;
-            case 4: v = victim; break;
+            case 0:
+                v = order;
+                break;
+            case 1:
+                v = role == ADMIN ? cancel_admin : cancel_customer;
+                break;
+            case 2:
+                v = shipment;
+                break;
+            case 3:
+                v = product;
+                break;
+            case 4:
+                v = victim;
+                break;
             case 5:
                 snprintf(num, sizeof num, "%u", ++counter);
                 v = num;
                 break;
-            case 6: v = CUSTOMER_EMAIL; break;
-            default: v = asset; break;
+            case 6:
+                v = CUSTOMER_EMAIL;
+                break;
+            default:
+                v = asset;
+                break;
             }
         }
         if (!v) {
@@ -327,9 +392,8 @@ static char *make_premium(void)
     fputs(PASSWORD, f);
     assert_int_equal(fclose(f), 0);
     int rc = th_cli(&srv,
-                    (const char *const[]){"user", "create", "--email",
-                                          "authz-premium@example.com", "--password-file", pwfile,
-                                          "--tier", "premium", NULL},
+                    (const char *const[]){"user", "create", "--email", "authz-premium@example.com",
+                                          "--password-file", pwfile, "--tier", "premium", NULL},
                     &out);
     if (rc != 0)
         fail_msg("user create --tier premium exited %d: %s", rc, out ? out : "");
@@ -372,9 +436,10 @@ static void test_matrix(void **state)
         if (i != ANON)
             assert_non_null(tokens[i]);
 
-    /* the fixtures */
-#define MK "{\"sku\":\"AUTHZ-%s\",\"name\":\"Authz %s\",\"category\":\"authz\"," \
-           "\"price\":{\"amount\":1999,\"currency\":\"USD\"}}"
+            /* the fixtures */
+#define MK                                                                                         \
+    "{\"sku\":\"AUTHZ-%s\",\"name\":\"Authz %s\",\"category\":\"authz\","                          \
+    "\"price\":{\"amount\":1999,\"currency\":\"USD\"}}"
     assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r, MK, "P", "P"), 0);
     assert_int_equal(r.status, 201);
     copy_str(th_jstr(r.json, "id"), product, sizeof product);
@@ -423,11 +488,9 @@ static void test_matrix(void **state)
             if (c->body)
                 expand(c->body, role, body, sizeof body);
             /* POST /orders needs something in the caller's cart to get past it */
-            if (!strcmp(c->pattern, "/api/v1/orders") && !strcmp(c->method, "POST") &&
-                tokens[role])
+            if (!strcmp(c->pattern, "/api/v1/orders") && !strcmp(c->method, "POST") && tokens[role])
                 fill_cart(tokens[role]);
-            assert_int_equal(request(c->method, path, tokens[role], c->body ? body : NULL, &r),
-                             0);
+            assert_int_equal(request(c->method, path, tokens[role], c->body ? body : NULL, &r), 0);
             checked++;
             if (r.status != c->expect[role]) {
                 fprintf(stderr, "%s %s as %s: expected %d, got %ld: %s\n", c->method, path,

@@ -28,11 +28,13 @@ static void make_product(const char *sku, long price, const char *currency, bool
                          char out[32])
 {
     struct th_resp r;
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
-                             "{\"sku\":\"%s\",\"name\":\"Item %s\",\"description\":\"d\","
-                             "\"category\":\"stuff\",\"price\":{\"amount\":%ld,\"currency\":\"%s\"},"
-                             "\"active\":%s}",
-                             sku, sku, price, currency, active ? "true" : "false"), 0);
+    assert_int_equal(
+        th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                "{\"sku\":\"%s\",\"name\":\"Item %s\",\"description\":\"d\","
+                "\"category\":\"stuff\",\"price\":{\"amount\":%ld,\"currency\":\"%s\"},"
+                "\"active\":%s}",
+                sku, sku, price, currency, active ? "true" : "false"),
+        0);
     if (r.status != 201)
         fail_msg("create product %s: %ld %s", sku, r.status, r.body);
     snprintf(out, 32, "%s", th_jstr(r.json, "id"));
@@ -78,7 +80,7 @@ static json_t *line_of(json_t *cart, const char *product_id)
     json_t *items = json_object_get(cart, "items");
     size_t i;
     json_t *it;
-    json_array_foreach(items, i, it) {
+    json_array_foreach (items, i, it) {
         if (!strcmp(json_string_value(json_object_get(it, "product_id")), product_id))
             return it;
     }
@@ -180,7 +182,8 @@ static void test_user_cart_endpoints(void **state)
     char ppath[96];
     snprintf(ppath, sizeof ppath, "/api/v1/products/%s", pc);
     assert_int_equal(th_call(&srv, "PATCH", ppath, admin, &r,
-                             "{\"price\":{\"amount\":12000,\"currency\":\"USD\"}}"), 0);
+                             "{\"price\":{\"amount\":12000,\"currency\":\"USD\"}}"),
+                     0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     cart_req("GET", "/api/v1/cart", u, NULL, NULL, &r);
@@ -285,7 +288,8 @@ static void test_bad_input(void **state)
         {"{\"product_id\":\"abc\",\"quantity\":1}", 400, "validation_failed", "product_id"},
         {"{\"product_id\":\"-5\",\"quantity\":1}", 400, "validation_failed", "product_id"},
         {"{\"product_id\":\"0\",\"quantity\":1}", 400, "validation_failed", "product_id"},
-        {"{\"product_id\":\"99999999999999999999999\",\"quantity\":1}", 400, "validation_failed", "product_id"},
+        {"{\"product_id\":\"99999999999999999999999\",\"quantity\":1}", 400, "validation_failed",
+         "product_id"},
         {"{\"product_id\":[1],\"quantity\":1}", 400, "validation_failed", "product_id"},
         {"{\"product_id\":1.5,\"quantity\":1}", 400, "validation_failed", "product_id"},
         {"[1]", 400, "validation_failed", "body"},
@@ -300,8 +304,8 @@ static void test_bad_input(void **state)
         th_resp_free(&r);
     }
     /* Unknown names the product; inactive is unknown to buyers. */
-    cart_req("POST", "/api/v1/cart/items", u, NULL,
-             "{\"product_id\":\"123456789\",\"quantity\":1}", &r);
+    cart_req("POST", "/api/v1/cart/items", u, NULL, "{\"product_id\":\"123456789\",\"quantity\":1}",
+             &r);
     assert_string_equal(th_jstr(r.json, "error.product_id"), "123456789");
     th_resp_free(&r);
     snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":1}", p_hidden);
@@ -325,8 +329,10 @@ static void test_bad_input(void **state)
     char path[96];
     snprintf(path, sizeof path, "/api/v1/cart/items/%s", pa);
     static const char *const pbad[][2] = {
-        {"{\"quantity\":-1}", "quantity"}, {"{\"quantity\":100}", "quantity"},
-        {"{\"quantity\":2.5}", "quantity"}, {"{}", "quantity"},
+        {"{\"quantity\":-1}", "quantity"},
+        {"{\"quantity\":100}", "quantity"},
+        {"{\"quantity\":2.5}", "quantity"},
+        {"{}", "quantity"},
         {"{\"quantity\":1,\"product_id\":\"1\"}", "product_id"},
     };
     for (size_t i = 0; i < sizeof pbad / sizeof pbad[0]; i++) {
@@ -411,7 +417,9 @@ static void test_merge_on_login_and_register(void **state)
     snprintf(hdr, sizeof hdr, "X-Cart-Token: %s", tok);
     const char *h[] = {hdr, NULL};
     assert_int_equal(th_req(&srv, "POST", "/api/v1/auth/login",
-                            "{\"email\":\"dan@example.com\",\"password\":\"dans password\"}", h, &r), 0);
+                            "{\"email\":\"dan@example.com\",\"password\":\"dans password\"}", h,
+                            &r),
+                     0);
     assert_int_equal(r.status, 200);
     char *u2 = strdup(th_jstr(r.json, "token"));
     th_resp_free(&r);
@@ -426,7 +434,9 @@ static void test_merge_on_login_and_register(void **state)
     assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
     th_resp_free(&r);
     assert_int_equal(th_req(&srv, "POST", "/api/v1/auth/login",
-                            "{\"email\":\"dan@example.com\",\"password\":\"dans password\"}", h, &r), 0);
+                            "{\"email\":\"dan@example.com\",\"password\":\"dans password\"}", h,
+                            &r),
+                     0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     cart_req("GET", "/api/v1/cart", u, NULL, NULL, &r);
@@ -439,9 +449,11 @@ static void test_merge_on_login_and_register(void **state)
     assert_non_null(th_header(&r, "X-Cart-Token", tok2, sizeof tok2));
     th_resp_free(&r);
     snprintf(hdr, sizeof hdr, "X-Cart-Token: %s", tok2);
-    assert_int_equal(th_req(&srv, "POST", "/api/v1/auth/register",
-                            "{\"email\":\"eve@example.com\",\"password\":\"eves password\",\"name\":\"Eve\"}",
-                            h, &r), 0);
+    assert_int_equal(
+        th_req(&srv, "POST", "/api/v1/auth/register",
+               "{\"email\":\"eve@example.com\",\"password\":\"eves password\",\"name\":\"Eve\"}", h,
+               &r),
+        0);
     assert_int_equal(r.status, 201);
     char *u3 = strdup(th_jstr(r.json, "token"));
     th_resp_free(&r);
@@ -453,21 +465,23 @@ static void test_merge_on_login_and_register(void **state)
     char ppath[96];
     snprintf(ppath, sizeof ppath, "/api/v1/products/%s", pc);
     assert_int_equal(th_call(&srv, "GET", ppath, NULL, &pr, NULL), 0);
-    assert_int_equal(th_jint(r.json, "subtotal.amount", -1), 3 * th_jint(pr.json, "price.amount", -1));
+    assert_int_equal(th_jint(r.json, "subtotal.amount", -1),
+                     3 * th_jint(pr.json, "price.amount", -1));
     th_resp_free(&pr);
     th_resp_free(&r);
 
     /* A forged token at login is ignored; the login still succeeds. */
     const char *hf[] = {"X-Cart-Token: forged-token", NULL};
     assert_int_equal(th_req(&srv, "POST", "/api/v1/auth/login",
-                            "{\"email\":\"eve@example.com\",\"password\":\"eves password\"}", hf, &r), 0);
+                            "{\"email\":\"eve@example.com\",\"password\":\"eves password\"}", hf,
+                            &r),
+                     0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     free(u);
     free(u2);
     free(u3);
 }
-
 
 /* A guest line in another currency than the user's cart is dropped by the merge, so a cart
  * never mixes currencies. */
@@ -485,8 +499,10 @@ static void test_merge_keeps_one_currency(void **state)
     char hdr[256];
     snprintf(hdr, sizeof hdr, "X-Cart-Token: %s", tok);
     const char *h[] = {hdr, NULL};
-    assert_int_equal(th_req(&srv, "POST", "/api/v1/auth/login",
-                            "{\"email\":\"erin-merge@example.com\",\"password\":\"erins password\"}", h, &r), 0);
+    assert_int_equal(
+        th_req(&srv, "POST", "/api/v1/auth/login",
+               "{\"email\":\"erin-merge@example.com\",\"password\":\"erins password\"}", h, &r),
+        0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     cart_req("GET", "/api/v1/cart", u, NULL, NULL, &r);
@@ -628,8 +644,8 @@ static void age_carts(const char *token, int days)
         crypto_hash_sha256(h, (const unsigned char *)token, strlen(token));
         sodium_bin2hex(hex, sizeof hex, h, sizeof h);
         struct db_val a[] = {DB_INT(back), DB_TEXT(hex)};
-        rc = db_query(c, "UPDATE carts SET updated_at = updated_at - $1 WHERE token_hash = $2",
-                      2, a, NULL);
+        rc = db_query(c, "UPDATE carts SET updated_at = updated_at - $1 WHERE token_hash = $2", 2,
+                      a, NULL);
     } else {
         struct db_val a[] = {DB_INT(back)};
         rc = db_query(c, "UPDATE carts SET updated_at = updated_at - $1 WHERE user_id IS NOT NULL",

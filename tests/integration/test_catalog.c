@@ -81,7 +81,8 @@ static void get_ok(const char *path, struct th_resp *r)
 static void test_write_auth(void **state)
 {
     struct th_resp r;
-    const char *body = "{\"sku\":\"AUTH-1\",\"name\":\"x\",\"category\":\"misc\",\"price\":{\"amount\":1}}";
+    const char *body =
+        "{\"sku\":\"AUTH-1\",\"name\":\"x\",\"category\":\"misc\",\"price\":{\"amount\":1}}";
     assert_int_equal(th_call(&srv, "POST", "/api/v1/products", NULL, &r, "%s", body), 0);
     assert_true(th_is_error(&r, 401, "unauthorized", NULL));
     th_resp_free(&r);
@@ -112,7 +113,8 @@ static void test_write_auth(void **state)
 static void test_crud_etag_no_stale(void **state)
 {
     struct th_resp r;
-    const char *id = create("CRUD-1", "Walnut Serving Board", "Oiled walnut.", "kitchen-test", 3499);
+    const char *id =
+        create("CRUD-1", "Walnut Serving Board", "Oiled walnut.", "kitchen-test", 3499);
     char path[80], etag[64], etag2[64];
     snprintf(path, sizeof path, "/api/v1/products/%s", id);
     get_ok(path, &r);
@@ -145,8 +147,10 @@ static void test_crud_etag_no_stale(void **state)
         get_ok(path, &r);
         th_resp_free(&r);
     }
-    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r,
-                             "{\"price\":{\"amount\":2999,\"currency\":\"USD\"},\"name\":\"Walnut Board\"}"), 0);
+    assert_int_equal(
+        th_call(&srv, "PATCH", path, admin, &r,
+                "{\"price\":{\"amount\":2999,\"currency\":\"USD\"},\"name\":\"Walnut Board\"}"),
+        0);
     assert_int_equal(r.status, 200);
     assert_int_equal(th_jint(r.json, "price.amount", -1), 2999);
     th_resp_free(&r);
@@ -164,12 +168,14 @@ static void test_crud_etag_no_stale(void **state)
     /* lists see it at once too */
     get_ok("/api/v1/products?q=walnut%20board&category=kitchen-test", &r);
     assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
-    assert_int_equal(th_jint(json_array_get(json_object_get(r.json, "items"), 0), "price.amount", -1), 2999);
+    assert_int_equal(
+        th_jint(json_array_get(json_object_get(r.json, "items"), 0), "price.amount", -1), 2999);
     th_resp_free(&r);
     assert_int_equal(th_call(&srv, "PATCH", path, admin, &r, "{\"price\":{\"amount\":1999}}"), 0);
     th_resp_free(&r);
     get_ok("/api/v1/products?q=walnut%20board&category=kitchen-test", &r);
-    assert_int_equal(th_jint(json_array_get(json_object_get(r.json, "items"), 0), "price.amount", -1), 1999);
+    assert_int_equal(
+        th_jint(json_array_get(json_object_get(r.json, "items"), 0), "price.amount", -1), 1999);
     th_resp_free(&r);
 
     /* bad updates: a clear 400, nothing written */
@@ -198,7 +204,9 @@ static void test_crud_etag_no_stale(void **state)
 
     /* duplicate SKU: 409 on create and on update */
     assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
-                             "{\"sku\":\"CRUD-1\",\"name\":\"Dup\",\"category\":\"kitchen-test\",\"price\":{\"amount\":1}}"), 0);
+                             "{\"sku\":\"CRUD-1\",\"name\":\"Dup\",\"category\":\"kitchen-test\","
+                             "\"price\":{\"amount\":1}}"),
+                     0);
     assert_true(th_is_error(&r, 409, "sku_taken", NULL));
     th_resp_free(&r);
     const char *other = create("CRUD-2", "Other Board", "", "kitchen-test", 100);
@@ -211,10 +219,13 @@ static void test_crud_etag_no_stale(void **state)
     /* bad creates */
     static const char *const badc[][2] = {
         {"{\"sku\":\"C-3\",\"name\":\"x\",\"category\":\"a\"}", "price"},
-        {"{\"sku\":\"C-3\",\"name\":\"x\",\"category\":\"a\",\"price\":{\"amount\":-1}}", "price.amount"},
+        {"{\"sku\":\"C-3\",\"name\":\"x\",\"category\":\"a\",\"price\":{\"amount\":-1}}",
+         "price.amount"},
         {"{\"sku\":\"C 3\",\"name\":\"x\",\"category\":\"a\",\"price\":{\"amount\":1}}", "sku"},
         {"{\"sku\":\"C-3\",\"category\":\"a\",\"price\":{\"amount\":1}}", "name"},
-        {"{\"sku\":\"C-3\",\"name\":\"x\",\"category\":\"a\",\"price\":{\"amount\":1},\"id\":\"5\"}", "id"},
+        {"{\"sku\":\"C-3\",\"name\":\"x\",\"category\":\"a\",\"price\":{\"amount\":1},\"id\":"
+         "\"5\"}",
+         "id"},
     };
     for (size_t i = 0; i < sizeof badc / sizeof badc[0]; i++) {
         assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r, "%s", badc[i][0]), 0);
@@ -285,8 +296,10 @@ static void test_relevance(void **state)
     struct th_resp r;
     /* one matches in the description only, one in the name; created in that order so that
      * neither the id nor the insertion order explains the ranking */
-    const char *desc_id = create("REL-1", "Plain Lantern", "Pairs with any zorblax decor.", "rel-test", 1000);
-    const char *name_id = strdup(create("REL-2", "Zorblax Lantern", "A plain lantern.", "rel-test", 2000));
+    const char *desc_id =
+        create("REL-1", "Plain Lantern", "Pairs with any zorblax decor.", "rel-test", 1000);
+    const char *name_id =
+        strdup(create("REL-2", "Zorblax Lantern", "A plain lantern.", "rel-test", 2000));
     create("REL-3", "Unrelated Thing", "Nothing to see.", "rel-test", 3000);
     get_ok("/api/v1/products?q=zorblax", &r);
     json_t *items = json_object_get(r.json, "items");
@@ -297,7 +310,8 @@ static void test_relevance(void **state)
     /* prefix match on the last word, as the user types; case does not matter */
     get_ok("/api/v1/products?q=ZORBL", &r);
     assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
-    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"), name_id);
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"),
+                        name_id);
     th_resp_free(&r);
     /* every word must match */
     get_ok("/api/v1/products?q=zorblax%20lantern%20plain", &r);
@@ -308,20 +322,35 @@ static void test_relevance(void **state)
     th_resp_free(&r);
     /* relevance with a filter and a different sort */
     get_ok("/api/v1/products?q=zorblax&sort=price_desc", &r);
-    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"), name_id);
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"),
+                        name_id);
     th_resp_free(&r);
     get_ok("/api/v1/products?q=zorblax&sort=price_asc", &r);
-    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"), desc_id);
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id"),
+                        desc_id);
     th_resp_free(&r);
     get_ok("/api/v1/products?q=zorblax&max_price=1500", &r);
     assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
     th_resp_free(&r);
     /* FTS syntax in q is inert: no error, no injection */
-    static const char *const weird[] = {
-        "%22zorblax", "zorblax%22", "zorb*", "*", "zorblax%20NEAR(lantern", "(zorblax",
-        "zorblax)", "zorblax%20OR%20unrelated", "NOT%20zorblax", "%22%22%22", "-zorblax",
-        "zorblax%20AND", "col:zorblax", "%5E", "%27%3B%20DROP%20TABLE%20products%3B--",
-        "zorblax%20%26%20%7C%20!", "%E2%80%9Czorblax%E2%80%9D", NULL};
+    static const char *const weird[] = {"%22zorblax",
+                                        "zorblax%22",
+                                        "zorb*",
+                                        "*",
+                                        "zorblax%20NEAR(lantern",
+                                        "(zorblax",
+                                        "zorblax)",
+                                        "zorblax%20OR%20unrelated",
+                                        "NOT%20zorblax",
+                                        "%22%22%22",
+                                        "-zorblax",
+                                        "zorblax%20AND",
+                                        "col:zorblax",
+                                        "%5E",
+                                        "%27%3B%20DROP%20TABLE%20products%3B--",
+                                        "zorblax%20%26%20%7C%20!",
+                                        "%E2%80%9Czorblax%E2%80%9D",
+                                        NULL};
     for (int i = 0; weird[i]; i++) {
         char p[200];
         snprintf(p, sizeof p, "/api/v1/products?q=%s", weird[i]);
@@ -343,9 +372,11 @@ static void test_relevance(void **state)
 static void test_patch_keeps_currency(void **state)
 {
     struct th_resp r;
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
-                             "{\"sku\":\"CUR-1\",\"name\":\"Euro Kettle\",\"category\":\"cur-test\","
-                             "\"price\":{\"amount\":1000,\"currency\":\"EUR\"}}"), 0);
+    assert_int_equal(
+        th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                "{\"sku\":\"CUR-1\",\"name\":\"Euro Kettle\",\"category\":\"cur-test\","
+                "\"price\":{\"amount\":1000,\"currency\":\"EUR\"}}"),
+        0);
     assert_int_equal(r.status, 201);
     char id[32], path[80];
     snprintf(id, sizeof id, "%s", th_jstr(r.json, "id"));
@@ -365,7 +396,8 @@ static void test_patch_keeps_currency(void **state)
     assert_string_equal(th_jstr(r.json, "price.currency"), "EUR");
     th_resp_free(&r);
     assert_int_equal(th_call(&srv, "PATCH", path, admin, &r,
-                             "{\"price\":{\"amount\":1300,\"currency\":\"GBP\"}}"), 0);
+                             "{\"price\":{\"amount\":1300,\"currency\":\"GBP\"}}"),
+                     0);
     assert_int_equal(r.status, 200);
     assert_string_equal(th_jstr(r.json, "price.currency"), "GBP");
     th_resp_free(&r);
@@ -421,7 +453,10 @@ static void test_symbols_are_not_words(void **state)
     assert_int_equal(json_array_size(json_object_get(r.json, "items")), 3);
     th_resp_free(&r);
     /* letters outside ASCII still make words */
-    create("SYM-4", "Quixwood \xc3\xbc" "berlamp", "", "sym-test", 4000);
+    create("SYM-4",
+           "Quixwood \xc3\xbc"
+           "berlamp",
+           "", "sym-test", 4000);
     get_ok("/api/v1/products?q=quixwood%20%C3%BCberlamp", &r);
     assert_non_null(strstr(r.body, "SYM-4"));
     th_resp_free(&r);
@@ -521,8 +556,8 @@ static void test_bad_list_input(void **state)
         {"limit=-5", "limit"},
         {"limit=ten", "limit"},
         {"cursor=garbage!!", "cursor"},
-        {"cursor=bjox", "cursor"},           /* base64url of "n:1" is bjox; n:1 with price sort */
-        {"cursor=eno5OTk", "cursor"},        /* "z:999": unknown sort tag */
+        {"cursor=bjox", "cursor"},    /* base64url of "n:1" is bjox; n:1 with price sort */
+        {"cursor=eno5OTk", "cursor"}, /* "z:999": unknown sort tag */
         {"cursor=", "cursor"},
         {"in_stock=maybe", "in_stock"},
         {"category=Not%20A%20Slug", "category"},
@@ -539,7 +574,8 @@ static void test_bad_list_input(void **state)
         th_resp_free(&r);
     }
     /* a valid cursor of newest is fine for newest */
-    assert_int_equal(th_call(&srv, "GET", "/api/v1/products?cursor=bjox&sort=newest", NULL, &r, NULL), 0);
+    assert_int_equal(
+        th_call(&srv, "GET", "/api/v1/products?cursor=bjox&sort=newest", NULL, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     char q[300] = "/api/v1/products?q=";
@@ -564,7 +600,8 @@ static int walk(const char *query, char ids[][24], int cap, int *pages)
     *pages = 0;
     for (;;) {
         char p[600];
-        snprintf(p, sizeof p, "/api/v1/products?%s%s%s", query, cursor[0] ? "&cursor=" : "", cursor);
+        snprintf(p, sizeof p, "/api/v1/products?%s%s%s", query, cursor[0] ? "&cursor=" : "",
+                 cursor);
         struct th_resp r;
         get_ok(p, &r);
         (*pages)++;
@@ -601,8 +638,8 @@ static void test_pagination_1000(void **state)
     struct th_resp r;
     get_ok("/api/v1/categories", &r);
     json_t *cats = json_object_get(r.json, "items");
-    static const char *const seeded[] = {"lighting", "furniture", "kitchen", "outdoor",
-                                         "electronics", "apparel", "footwear", "bags"};
+    static const char *const seeded[] = {"lighting",    "furniture", "kitchen",  "outdoor",
+                                         "electronics", "apparel",   "footwear", "bags"};
     for (size_t i = 0; i < json_array_size(cats); i++)
         for (int k = 0; k < 8; k++)
             if (!strcmp(th_jstr(json_array_get(cats, i), "slug"), seeded[k]))
@@ -821,7 +858,8 @@ static void test_metrics(void **state)
     get_ok("/metrics", &r);
     assert_non_null(strstr(r.body, "emporium_cache_hits_total{cache=\"product\",layer=\"l1\"}"));
     assert_non_null(strstr(r.body, "emporium_cache_misses_total{cache=\"product\",layer=\"l1\"}"));
-    assert_non_null(strstr(r.body, "emporium_cache_evictions_total{cache=\"product\",layer=\"l1\"}"));
+    assert_non_null(
+        strstr(r.body, "emporium_cache_evictions_total{cache=\"product\",layer=\"l1\"}"));
     th_resp_free(&r);
 }
 

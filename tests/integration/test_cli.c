@@ -127,10 +127,10 @@ static void expect_usage_error(struct run *r, const char *needle1, const char *n
 {
     if (r->status != 2 || !strstr(r->err, needle1) || (needle2 && !strstr(r->err, needle2)) ||
         r->out[0])
-        fprintf(stderr, "expected exit 2 with '%s'%s%s on stderr and nothing on stdout; got %d\n"
-                        "stdout: %s\nstderr: %s\n",
-                needle1, needle2 ? " and " : "", needle2 ? needle2 : "", r->status, r->out,
-                r->err);
+        fprintf(stderr,
+                "expected exit 2 with '%s'%s%s on stderr and nothing on stdout; got %d\n"
+                "stdout: %s\nstderr: %s\n",
+                needle1, needle2 ? " and " : "", needle2 ? needle2 : "", r->status, r->out, r->err);
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->err, needle1));
     if (needle2)
@@ -264,8 +264,8 @@ static void test_bad_values_fail_before_opening(void **state)
     r = run_cmd(NULL, ARGS("seed", "--products=0", "--data-dir", dir));
     expect_usage_error(&r, "--products", "1 to 10000000");
     run_free(&r);
-    r = run_cmd(NULL, ARGS("user", "bulk-create", "--count=x", "--password-file", "-",
-                           "--data-dir", dir));
+    r = run_cmd(
+        NULL, ARGS("user", "bulk-create", "--count=x", "--password-file", "-", "--data-dir", dir));
     expect_usage_error(&r, "--count", NULL);
     run_free(&r);
     assert_false(exists(dir));
@@ -335,7 +335,8 @@ static void test_settings_validated(void **state)
     assert_non_null(strstr(h.out, "--email"));
     run_free(&h);
     /* The database URL is never echoed (it may carry a password). */
-    struct run r = run_cmd(ENV("EMPORIUM_DATABASE_URL=mysql://u:hunter2@db/x", dd), ARGS("migrate"));
+    struct run r =
+        run_cmd(ENV("EMPORIUM_DATABASE_URL=mysql://u:hunter2@db/x", dd), ARGS("migrate"));
     assert_int_equal(r.status, 2);
     assert_null(strstr(r.err, "hunter2"));
     run_free(&r);
@@ -428,12 +429,14 @@ static void test_startup_line_json(void **state)
     assert_string_equal(json_string_value(json_object_get(ev, "level")), "info");
     const char *backend = getenv("EMPORIUM_TEST_BACKEND");
     bool pg = backend && !strcmp(backend, "postgres");
-    assert_string_equal(json_string_value(json_object_get(ev, "backend")), pg ? "postgres" : "sqlite");
+    assert_string_equal(json_string_value(json_object_get(ev, "backend")),
+                        pg ? "postgres" : "sqlite");
     if (pg)
         assert_non_null(json_string_value(json_object_get(ev, "database")));
     else
         assert_string_equal(json_string_value(json_object_get(ev, "data_dir")), s.data_dir);
-    assert_string_equal(json_string_value(json_object_get(ev, "services")), "inventory,product,user");
+    assert_string_equal(json_string_value(json_object_get(ev, "services")),
+                        "inventory,product,user");
     assert_int_equal(json_integer_value(json_object_get(ev, "workers")), 3);
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s.port);
@@ -561,8 +564,9 @@ static void test_layering_check(void **state)
     char root[512], cmd[2048];
     repo_root(root, sizeof root);
     const char *copy = fresh_dir("layering");
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp -r '%s/src' '%s/' && '%s/scripts/check-layering.sh' '%s'",
-             copy, root, copy, root, copy);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s' && cp -r '%s/src' '%s/' && '%s/scripts/check-layering.sh' '%s'", copy,
+             root, copy, root, copy);
     struct run r = run_sh(cmd);
     /* Other services may still be in transition; the user service must not appear. */
     if (strstr(r.out, "src/services/user/"))

@@ -42,7 +42,7 @@
 
 /* ---- the fault switches ----------------------------------------------------------------- */
 
-void db_fault_set(long n);      /* src/adapters/db.c */
+void db_fault_set(long n); /* src/adapters/db.c */
 long db_fault_pending(void);
 
 static _Thread_local long alloc_countdown;
@@ -73,7 +73,10 @@ void *__wrap_malloc(size_t n) { return alloc_fails() ? NULL : __real_malloc(n); 
 void *__wrap_calloc(size_t n, size_t size) { return alloc_fails() ? NULL : __real_calloc(n, size); }
 void *__wrap_realloc(void *p, size_t n) { return alloc_fails() ? NULL : __real_realloc(p, n); }
 char *__wrap_strdup(const char *s) { return alloc_fails() ? NULL : __real_strdup(s); }
-char *__wrap_strndup(const char *s, size_t n) { return alloc_fails() ? NULL : __real_strndup(s, n); }
+char *__wrap_strndup(const char *s, size_t n)
+{
+    return alloc_fails() ? NULL : __real_strndup(s, n);
+}
 /* jansson's parser (2.14) drops the byte it was appending when an allocation fails and goes
  * on: json_loadb() then returns a document with a character missing ("example.com" became
  * "exmple.com" and an account was created under that address). No caller can detect that,
@@ -287,8 +290,8 @@ static long count_users(const char *email)
 {
     struct db_rows *rows = NULL;
     struct db_val a[] = {DB_TEXT(email)};
-    assert_int_equal(db_query_once(app_db(app, "users"), "SELECT count(*) FROM users WHERE email = $1",
-                                   1, a, &rows),
+    assert_int_equal(db_query_once(app_db(app, "users"),
+                                   "SELECT count(*) FROM users WHERE email = $1", 1, a, &rows),
                      0);
     long n = (long)db_get_i64(rows, 0, 0);
     db_rows_free(rows);
@@ -320,7 +323,8 @@ static void test_register(void **state)
             if (status == 201) {
                 if (users != 1) {
                     char *b = json_dumps(j, 0);
-                    fail_msg("%s, failure %ld: answered 201 but there is no account: %s", what, n, b);
+                    fail_msg("%s, failure %ld: answered 201 but there is no account: %s", what, n,
+                             b);
                 }
                 json_decref(must("GET", "/api/v1/users/me",
                                  json_string_value(json_object_get(j, "token")), NULL, 200));
@@ -331,8 +335,8 @@ static void test_register(void **state)
                     fail_msg("%s, failure %ld: answered %d but the account exists", what, n,
                              status);
                 char login[200];
-                snprintf(login, sizeof login,
-                         "{\"email\":\"%s\",\"password\":\"faults password\"}", email);
+                snprintf(login, sizeof login, "{\"email\":\"%s\",\"password\":\"faults password\"}",
+                         email);
                 json_decref(must("POST", "/api/v1/auth/login", NULL, login, 200));
                 late_failures++;
             }
@@ -354,7 +358,7 @@ static int cart_quantity(void)
     int q = 0;
     size_t i;
     json_t *it;
-    json_array_foreach(json_object_get(j, "items"), i, it)
+    json_array_foreach (json_object_get(j, "items"), i, it)
         if (!strcmp(json_string_value(json_object_get(it, "product_id")), product))
             q = (int)json_integer_value(json_object_get(it, "quantity"));
     json_decref(j);
@@ -444,7 +448,7 @@ static void new_orders(json_t *seen, int *paid, int *held, int *other)
     json_t *j = must("GET", "/api/v1/orders?limit=100", customer, NULL, 200);
     size_t i;
     json_t *o;
-    json_array_foreach(json_object_get(j, "items"), i, o) {
+    json_array_foreach (json_object_get(j, "items"), i, o) {
         const char *id = json_string_value(json_object_get(o, "id"));
         const char *st = json_string_value(json_object_get(o, "status"));
         if (!id || !st || json_object_get(seen, id))
@@ -515,8 +519,9 @@ static void test_checkout(void **state)
                 /* the known defect (see KNOWN_PAID_WITHOUT_STOCK): counted, reported, and
                  * the order is cancelled so the next round starts from a clean state */
                 json_t *l = must("GET", "/api/v1/orders?limit=1", customer, NULL, 200);
-                fprintf(stderr, "KNOWN DEFECT: %s, failure %ld: answered %d, order %s is paid "
-                                "but its stock was never taken\n",
+                fprintf(stderr,
+                        "KNOWN DEFECT: %s, failure %ld: answered %d, order %s is paid "
+                        "but its stock was never taken\n",
                         what, n, status, th_id(json_array_get(json_object_get(l, "items"), 0)));
                 json_decref(l);
                 known_defects++;
@@ -547,8 +552,8 @@ static void test_checkout(void **state)
                     /* the client retries with the same key: the same order, not a second */
                     late_failures++;
                     int st2;
-                    json_t *again = call("POST", "/api/v1/orders", customer, key, checkout_body,
-                                         &st2);
+                    json_t *again =
+                        call("POST", "/api/v1/orders", customer, key, checkout_body, &st2);
                     struct stock s2 = stock_now();
                     int p2, h2, o2;
                     new_orders(seen, &p2, &h2, &o2);
@@ -565,8 +570,8 @@ static void test_checkout(void **state)
                        after.reserved != before.reserved || in_cart != 1) {
                 fail_msg("%s, failure %ld: answered %d but paid orders %d, stock %lld/%lld -> "
                          "%lld/%lld, cart %d",
-                         what, n, status, paid, before.available, before.reserved,
-                         after.available, after.reserved, in_cart);
+                         what, n, status, paid, before.available, before.reserved, after.available,
+                         after.reserved, in_cart);
             }
             json_decref(j);
             if (!fired) {
@@ -590,7 +595,9 @@ int main(void)
         cmocka_unit_test(test_register),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
-    fprintf(stderr, "faults: %d failures injected in all; %d answered 5xx after the change had "
-                    "committed\n", injected, late_failures);
+    fprintf(stderr,
+            "faults: %d failures injected in all; %d answered 5xx after the change had "
+            "committed\n",
+            injected, late_failures);
     return rc;
 }

@@ -125,8 +125,7 @@ static void *slow_request(void *arg)
     } else {
         char body[200];
         snprintf(body, sizeof body,
-                 "{\"email\":\"%s\",\"password\":\"a long password\",\"name\":\"Slow\"}",
-                 w->email);
+                 "{\"email\":\"%s\",\"password\":\"a long password\",\"name\":\"Slow\"}", w->email);
         const char *h[] = {"Content-Type: application/json", NULL};
         w->rc = th_req(w->s, "POST", "/api/v1/auth/register", body, h, &r);
     }
@@ -336,8 +335,7 @@ static char *shared_admin;
 static int shared_start(void **state)
 {
     const char *env[] = {"EMPORIUM_RATE_LIMITS=off",
-                         "EMPORIUM_CORS_ORIGINS=https://shop.example,https://admin.example",
-                         NULL};
+                         "EMPORIUM_CORS_ORIGINS=https://shop.example,https://admin.example", NULL};
     if (th_start(&shared, env, NULL) != 0)
         return -1;
     shared_admin = th_admin_token(&shared);
@@ -515,9 +513,9 @@ static void test_unknown_query_parameters(void **state)
     char *tok = th_register(&shared, "query@example.com", "a long password");
     struct th_resp r;
     /* Documented parameters are accepted … */
-    assert_int_equal(th_req(&shared, "GET", "/api/v1/products?q=lamp&limit=5&sort=price_asc", NULL,
-                            NULL, &r),
-                     0);
+    assert_int_equal(
+        th_req(&shared, "GET", "/api/v1/products?q=lamp&limit=5&sort=price_asc", NULL, NULL, &r),
+        0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     assert_int_equal(th_call(&shared, "GET", "/api/v1/orders?limit=2", tok, &r, NULL), 0);

@@ -39,7 +39,9 @@ static void test_register_login_me_logout(void **state)
 {
     struct th_resp r;
     assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/register", NULL, &r,
-                             "{\"email\":\"  Alice@Example.COM \",\"password\":\"correct horse\",\"name\":\"Alice\"}"), 0);
+                             "{\"email\":\"  Alice@Example.COM \",\"password\":\"correct "
+                             "horse\",\"name\":\"Alice\"}"),
+                     0);
     assert_int_equal(r.status, 201);
     assert_string_equal(th_jstr(r.json, "user.email"), "alice@example.com");
     assert_string_equal(th_jstr(r.json, "user.role"), "customer");
@@ -52,13 +54,16 @@ static void test_register_login_me_logout(void **state)
     th_resp_free(&r);
 
     /* Same email in another case is the same account. */
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/register", NULL, &r,
-                             "{\"email\":\"ALICE@example.com\",\"password\":\"another pass\",\"name\":\"A2\"}"), 0);
+    assert_int_equal(
+        th_call(&srv, "POST", "/api/v1/auth/register", NULL, &r,
+                "{\"email\":\"ALICE@example.com\",\"password\":\"another pass\",\"name\":\"A2\"}"),
+        0);
     assert_true(th_is_error(&r, 409, "email_taken", NULL));
     th_resp_free(&r);
 
     assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/login", NULL, &r,
-                             "{\"email\":\"alice@example.com\",\"password\":\"correct horse\"}"), 0);
+                             "{\"email\":\"alice@example.com\",\"password\":\"correct horse\"}"),
+                     0);
     assert_int_equal(r.status, 200);
     char *token = strdup(th_jstr(r.json, "token"));
     th_resp_free(&r);
@@ -89,11 +94,13 @@ static void test_bad_credentials(void **state)
     free(t);
     struct th_resp r;
     assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/login", NULL, &r,
-                             "{\"email\":\"bob@example.com\",\"password\":\"wrong password\"}"), 0);
+                             "{\"email\":\"bob@example.com\",\"password\":\"wrong password\"}"),
+                     0);
     assert_true(th_is_error(&r, 401, "invalid_credentials", NULL));
     th_resp_free(&r);
     assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/login", NULL, &r,
-                             "{\"email\":\"nobody@example.com\",\"password\":\"whatever1\"}"), 0);
+                             "{\"email\":\"nobody@example.com\",\"password\":\"whatever1\"}"),
+                     0);
     assert_true(th_is_error(&r, 401, "invalid_credentials", NULL));
     th_resp_free(&r);
 }
@@ -104,7 +111,8 @@ static void test_tokens(void **state)
     assert_int_equal(th_call(&srv, "GET", "/api/v1/users/me", NULL, &r, NULL), 0);
     assert_true(th_is_error(&r, 401, "unauthorized", "Authorization"));
     th_resp_free(&r);
-    assert_int_equal(th_call(&srv, "GET", "/api/v1/users/me", "not-a-real-token-but-long-enough", &r, NULL), 0);
+    assert_int_equal(
+        th_call(&srv, "GET", "/api/v1/users/me", "not-a-real-token-but-long-enough", &r, NULL), 0);
     assert_true(th_is_error(&r, 401, "unauthorized", "Authorization"));
     th_resp_free(&r);
     const char *basic[] = {"Authorization: Basic Zm9vOmJhcg==", NULL};
@@ -129,16 +137,26 @@ static void test_bad_input(void **state)
         {"[1,2,3]", 400, "validation_failed", "body"},
         {"\"just a string\"", 400, "validation_failed", "body"},
         {"", 400, "validation_failed", "body"},
-        {"{\"email\":5,\"password\":\"carols password\",\"name\":\"C\"}", 400, "validation_failed", "email"},
-        {"{\"email\":\"carol@example.com\",\"password\":12345678,\"name\":\"C\"}", 400, "validation_failed", "password"},
+        {"{\"email\":5,\"password\":\"carols password\",\"name\":\"C\"}", 400, "validation_failed",
+         "email"},
+        {"{\"email\":\"carol@example.com\",\"password\":12345678,\"name\":\"C\"}", 400,
+         "validation_failed", "password"},
         {"{\"email\":\"carol@example.com\",\"name\":\"C\"}", 400, "validation_failed", "password"},
         {"{\"password\":\"carols password\",\"name\":\"C\"}", 400, "validation_failed", "email"},
-        {"{\"email\":\"carol@example.com\",\"password\":\"carols password\"}", 400, "validation_failed", "name"},
-        {"{\"email\":\"carol@example.com\",\"password\":\"carols password\",\"name\":\"C\",\"role\":\"admin\"}", 400, "validation_failed", "role"},
-        {"{\"email\":\"not-an-email\",\"password\":\"carols password\",\"name\":\"C\"}", 400, "validation_failed", "email"},
-        {"{\"email\":\"carol@example.com\",\"password\":\"short\",\"name\":\"C\"}", 400, "validation_failed", "password"},
-        {"{\"email\":\"carol@example.com\",\"password\":\"carols password\",\"name\":\"\"}", 400, "validation_failed", "name"},
-        {"{\"email\":\"carol@example.com\",\"email\":\"x@example.com\",\"password\":\"carols password\",\"name\":\"C\"}", 400, "invalid_json", NULL},
+        {"{\"email\":\"carol@example.com\",\"password\":\"carols password\"}", 400,
+         "validation_failed", "name"},
+        {"{\"email\":\"carol@example.com\",\"password\":\"carols "
+         "password\",\"name\":\"C\",\"role\":\"admin\"}",
+         400, "validation_failed", "role"},
+        {"{\"email\":\"not-an-email\",\"password\":\"carols password\",\"name\":\"C\"}", 400,
+         "validation_failed", "email"},
+        {"{\"email\":\"carol@example.com\",\"password\":\"short\",\"name\":\"C\"}", 400,
+         "validation_failed", "password"},
+        {"{\"email\":\"carol@example.com\",\"password\":\"carols password\",\"name\":\"\"}", 400,
+         "validation_failed", "name"},
+        {"{\"email\":\"carol@example.com\",\"email\":\"x@example.com\",\"password\":\"carols "
+         "password\",\"name\":\"C\"}",
+         400, "invalid_json", NULL},
     };
     struct th_resp r;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -151,24 +169,33 @@ static void test_bad_input(void **state)
     char big[1024];
     memset(big, 'a', 300);
     big[300] = 0;
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/register", NULL, &r,
-                             "{\"email\":\"%s@example.com\",\"password\":\"carols password\",\"name\":\"C\"}", big), 0);
+    assert_int_equal(
+        th_call(&srv, "POST", "/api/v1/auth/register", NULL, &r,
+                "{\"email\":\"%s@example.com\",\"password\":\"carols password\",\"name\":\"C\"}",
+                big),
+        0);
     assert_true(th_is_error(&r, 400, "validation_failed", "email"));
     th_resp_free(&r);
     big[200] = 0;
     assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/register", NULL, &r,
-                             "{\"email\":\"carol@example.com\",\"password\":\"%s\",\"name\":\"C\"}", big), 0);
+                             "{\"email\":\"carol@example.com\",\"password\":\"%s\",\"name\":\"C\"}",
+                             big),
+                     0);
     assert_true(th_is_error(&r, 400, "validation_failed", "password"));
     th_resp_free(&r);
     /* Invalid UTF-8 inside a JSON string. */
-    const char bad_utf8[] = "{\"email\":\"carol@example.com\",\"password\":\"carols \xff\xfe pass\",\"name\":\"C\"}";
+    const char bad_utf8[] =
+        "{\"email\":\"carol@example.com\",\"password\":\"carols \xff\xfe pass\",\"name\":\"C\"}";
     assert_int_equal(th_req(&srv, "POST", "/api/v1/auth/register", bad_utf8, NULL, &r), 0);
     assert_true(th_is_error(&r, 400, "invalid_json", NULL));
     th_resp_free(&r);
     /* Wrong content type. */
     const char *ct[] = {"Content-Type: text/plain", NULL};
-    assert_int_equal(th_req(&srv, "POST", "/api/v1/auth/register",
-                            "{\"email\":\"carol@example.com\",\"password\":\"carols password\",\"name\":\"C\"}", ct, &r), 0);
+    assert_int_equal(
+        th_req(&srv, "POST", "/api/v1/auth/register",
+               "{\"email\":\"carol@example.com\",\"password\":\"carols password\",\"name\":\"C\"}",
+               ct, &r),
+        0);
     assert_true(th_is_error(&r, 415, "unsupported_media_type", NULL));
     th_resp_free(&r);
     /* A body over 1 MiB. */
@@ -185,7 +212,8 @@ static void test_bad_input(void **state)
 
     /* Nothing was written: carol has no account, and can still register. */
     assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/login", NULL, &r,
-                             "{\"email\":\"carol@example.com\",\"password\":\"carols password\"}"), 0);
+                             "{\"email\":\"carol@example.com\",\"password\":\"carols password\"}"),
+                     0);
     assert_true(th_is_error(&r, 401, NULL, NULL));
     th_resp_free(&r);
     char *t = th_register(&srv, "carol@example.com", "carols password");
@@ -215,14 +243,17 @@ static void test_login_throttle(void **state)
     free(t);
     struct th_resp r;
     for (int i = 0; i < 5; i++) {
-        assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/login", NULL, &r,
-                                 "{\"email\":\"dave@example.com\",\"password\":\"wrong password\"}"), 0);
+        assert_int_equal(
+            th_call(&srv, "POST", "/api/v1/auth/login", NULL, &r,
+                    "{\"email\":\"dave@example.com\",\"password\":\"wrong password\"}"),
+            0);
         assert_int_equal(r.status, 401);
         th_resp_free(&r);
     }
     /* Even the right password is refused now (EMPORIUM_RATE_LIMITS=off does not lift it). */
     assert_int_equal(th_call(&srv, "POST", "/api/v1/auth/login", NULL, &r,
-                             "{\"email\":\"dave@example.com\",\"password\":\"daves password\"}"), 0);
+                             "{\"email\":\"dave@example.com\",\"password\":\"daves password\"}"),
+                     0);
     assert_true(th_is_error(&r, 429, "too_many_failures", NULL));
     char buf[32];
     assert_non_null(th_header(&r, "Retry-After", buf, sizeof buf));
@@ -319,9 +350,11 @@ static void test_throttle_policy_slow_guessing(void **state)
     struct rl_result r;
     int64_t now = 1000000;
     for (int i = 0; i < 24 * 120; i++, now += 30 * 1000) {
-        ratelimit_peek(rl, "acct", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST, now, &r);
+        ratelimit_peek(rl, "acct", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST, now,
+                       &r);
         assert_true(r.allowed);
-        ratelimit_take(rl, "acct", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST, now, &r);
+        ratelimit_take(rl, "acct", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST, now,
+                       &r);
     }
     /* And the owner's own try right after is allowed by the account bucket. */
     ratelimit_peek(rl, "acct", USER_THROTTLE_ACCOUNT_RATE, USER_THROTTLE_ACCOUNT_BURST, now, &r);
@@ -359,8 +392,8 @@ static void test_expired_sessions_swept(void **state)
     assert_non_null(t1);
     assert_non_null(t2);
     struct db *db;
-    struct db_options opt = {.url = s.db_url[0] ? s.db_url : NULL, .data_dir = s.data_dir,
-                             .pool_size = 2};
+    struct db_options opt = {
+        .url = s.db_url[0] ? s.db_url : NULL, .data_dir = s.data_dir, .pool_size = 2};
     assert_int_equal(db_open(&db, "users", &opt), 0);
     assert_int_equal(count_sessions(db), 2);
     /* Ivan's session expires (as if 30 days had passed). */
@@ -394,7 +427,8 @@ static void test_request_ids_and_errors(void **state)
 {
     struct th_resp r;
     const char *hdrs[] = {"X-Request-Id: my-request-42",
-                          "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", NULL};
+                          "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                          NULL};
     assert_int_equal(th_req(&srv, "GET", "/health", NULL, hdrs, &r), 0);
     assert_int_equal(r.status, 200);
     char buf[128];
@@ -439,8 +473,9 @@ static void test_admin_cli(void **state)
     th_resp_free(&r);
     free(admin);
     char *out = NULL;
-    const char *bad_role[] = {"user", "create", "--email", "x@example.com", "--password-file",
-                              "/nonexistent", "--role", "root", NULL};
+    const char *bad_role[] = {
+        "user",   "create", "--email", "x@example.com", "--password-file", "/nonexistent",
+        "--role", "root",   NULL};
     assert_int_equal(th_cli(&srv, bad_role, &out), 2);
     free(out);
     const char *help[] = {"--help", NULL};

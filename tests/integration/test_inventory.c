@@ -45,10 +45,12 @@ static const char *make_product(const char *sku)
 {
     static char id[32];
     struct th_resp r;
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
-                             "{\"sku\":\"%s\",\"name\":\"Thing %s\",\"description\":\"d\","
-                             "\"category\":\"things\",\"price\":{\"amount\":1250,\"currency\":\"USD\"}}",
-                             sku, sku), 0);
+    assert_int_equal(
+        th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                "{\"sku\":\"%s\",\"name\":\"Thing %s\",\"description\":\"d\","
+                "\"category\":\"things\",\"price\":{\"amount\":1250,\"currency\":\"USD\"}}",
+                sku, sku),
+        0);
     if (r.status != 201)
         fail_msg("create product: %ld %s", r.status, r.body);
     snprintf(id, sizeof id, "%s", th_jstr(r.json, "id"));
@@ -168,8 +170,8 @@ static void test_bad_input(void **state)
     assert_int_equal(th_call(&srv, "GET", "/api/v1/inventory/123456789", admin, &r, NULL), 0);
     assert_true(th_is_error(&r, 404, "not_found", "product_id"));
     th_resp_free(&r);
-    assert_int_equal(th_call(&srv, "PUT", "/api/v1/inventory/123456789", admin, &r,
-                             "{\"available\":3}"), 0);
+    assert_int_equal(
+        th_call(&srv, "PUT", "/api/v1/inventory/123456789", admin, &r, "{\"available\":3}"), 0);
     assert_true(th_is_error(&r, 404, "not_found", "product_id"));
     th_resp_free(&r);
     assert_int_equal(th_call(&srv, "POST", path, admin, &r, "{\"available\":3}"), 0);
@@ -248,10 +250,8 @@ static void test_survives_restart(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_set_get),
-        cmocka_unit_test(test_roles),
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_concurrent_writes),
+        cmocka_unit_test(test_set_get),          cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_bad_input),        cmocka_unit_test(test_concurrent_writes),
         cmocka_unit_test(test_survives_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

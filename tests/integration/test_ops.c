@@ -43,7 +43,6 @@ static void test_health_ready(void **state)
     th_cleanup(&s);
 }
 
-
 /* A TCP relay between the server and PostgreSQL that the test can cut, so /ready sees its
  * database go away and come back. One thread, poll over every pair. */
 struct relay {
@@ -86,7 +85,8 @@ static void *relay_main(void *arg)
             continue;
         if (p[0].revents & POLLIN) {
             int c = accept(r->listen_fd, NULL, NULL);
-            int u = c >= 0 && !atomic_load(&r->cut) && n < MAXP ? relay_connect(r->upstream_port) : -1;
+            int u =
+                c >= 0 && !atomic_load(&r->cut) && n < MAXP ? relay_connect(r->upstream_port) : -1;
             if (u >= 0) {
                 a[n] = c;
                 b[n] = u;
@@ -128,7 +128,8 @@ static int relay_start(struct relay *r, int upstream_port)
     struct sockaddr_in sa = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof sa;
-    if (bind(r->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(r->listen_fd, 64) != 0 ||
+    if (bind(r->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(r->listen_fd, 64) != 0 ||
         getsockname(r->listen_fd, (struct sockaddr *)&sa, &len) != 0)
         return -1;
     r->port = ntohs(sa.sin_port);
@@ -213,7 +214,6 @@ static void test_ready_reports_down_database(void **state)
     relay_stop(&relay);
 }
 
-
 /* The server's emporium_http_requests_in_flight (the /metrics request included); -1 when
  * /metrics did not answer. */
 static long in_flight(struct th_server *s)
@@ -272,9 +272,11 @@ static void test_sigterm_drains_in_flight(void **state)
     char *adm = th_admin_token(&s);
     assert_non_null(adm);
     struct th_resp r;
-    assert_int_equal(th_call(&s, "POST", "/api/v1/products", adm, &r,
-                             "{\"sku\":\"DRAIN-1\",\"name\":\"Drain Lamp\",\"description\":\"d\","
-                             "\"category\":\"lighting\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}"), 0);
+    assert_int_equal(
+        th_call(&s, "POST", "/api/v1/products", adm, &r,
+                "{\"sku\":\"DRAIN-1\",\"name\":\"Drain Lamp\",\"description\":\"d\","
+                "\"category\":\"lighting\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}"),
+        0);
     assert_int_equal(r.status, 201);
     char pid[32], path[64];
     snprintf(pid, sizeof pid, "%s", th_jstr(r.json, "id"));
@@ -286,7 +288,8 @@ static void test_sigterm_drains_in_flight(void **state)
     char *tok = th_register(&s, "drain@example.com", "drain password");
     assert_non_null(tok);
     assert_int_equal(th_call(&s, "POST", "/api/v1/cart/items", tok, &r,
-                             "{\"product_id\":\"%s\",\"quantity\":1}", pid), 0);
+                             "{\"product_id\":\"%s\",\"quantity\":1}", pid),
+                     0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
 
@@ -308,7 +311,6 @@ static void test_sigterm_drains_in_flight(void **state)
     th_cleanup(&s);
 }
 
-
 /* A process that runs only some services answers for the others with 503, never crashes. */
 static void test_partial_services(void **state)
 {
@@ -318,9 +320,11 @@ static void test_partial_services(void **state)
     char *adm = th_admin_token(&s);
     assert_non_null(adm);
     struct th_resp r;
-    assert_int_equal(th_call(&s, "POST", "/api/v1/products", adm, &r,
-                             "{\"sku\":\"PART-1\",\"name\":\"Part Lamp\",\"description\":\"d\","
-                             "\"category\":\"lighting\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}"), 0);
+    assert_int_equal(
+        th_call(&s, "POST", "/api/v1/products", adm, &r,
+                "{\"sku\":\"PART-1\",\"name\":\"Part Lamp\",\"description\":\"d\","
+                "\"category\":\"lighting\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}"),
+        0);
     assert_int_equal(r.status, 201);
     char pid[32], path[80];
     snprintf(pid, sizeof pid, "%s", th_jstr(r.json, "id"));
@@ -331,7 +335,8 @@ static void test_partial_services(void **state)
     char *tok = th_register(&s, "partial@example.com", "partial password");
     assert_non_null(tok);
     assert_int_equal(th_call(&s, "POST", "/api/v1/cart/items", tok, &r,
-                             "{\"product_id\":\"%s\",\"quantity\":1}", pid), 0);
+                             "{\"product_id\":\"%s\",\"quantity\":1}", pid),
+                     0);
     th_resp_free(&r);
     struct slow_order o = {.s = &s, .token = tok};
     place_slow_order(&o);
@@ -417,9 +422,12 @@ static void test_metrics_promtool(void **state)
     char ct[128];
     assert_non_null(th_header(&r, "Content-Type", ct, sizeof ct));
     assert_non_null(strstr(ct, "text/plain"));
-    assert_non_null(strstr(r.body, "emporium_http_requests_total{route=\"/api/v1/users/me\",method=\"GET\",status=\"401\"} 3\n"));
-    assert_non_null(strstr(r.body, "emporium_http_request_duration_seconds_bucket{route=\"/api/v1/users/me\",method=\"GET\",le=\"+Inf\"} 3\n"));
-    assert_non_null(strstr(r.body, "emporium_http_request_duration_seconds_count{route=\"/api/v1/users/me\",method=\"GET\"} 3\n"));
+    assert_non_null(strstr(r.body, "emporium_http_requests_total{route=\"/api/v1/users/"
+                                   "me\",method=\"GET\",status=\"401\"} 3\n"));
+    assert_non_null(strstr(r.body, "emporium_http_request_duration_seconds_bucket{route=\"/api/v1/"
+                                   "users/me\",method=\"GET\",le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(r.body, "emporium_http_request_duration_seconds_count{route=\"/api/v1/"
+                                   "users/me\",method=\"GET\"} 3\n"));
     assert_non_null(strstr(r.body, "emporium_http_requests_in_flight "));
     assert_non_null(strstr(r.body, "emporium_db_connections{db=\"users\",state=\"in_use\"}"));
     assert_non_null(strstr(r.body, "process_resident_memory_bytes "));
@@ -430,7 +438,8 @@ static void test_metrics_promtool(void **state)
      * nothing to complain about. Without promtool this test fails: a skipped lint is no lint. */
     int have = system("command -v promtool >/dev/null 2>&1");
     if (have != 0)
-        fail_msg("promtool is not installed (Debian package prometheus; scripts/bootstrap.sh test)");
+        fail_msg(
+            "promtool is not installed (Debian package prometheus; scripts/bootstrap.sh test)");
     char path[400];
     snprintf(path, sizeof path, "%s/metrics.txt", s.data_dir);
     FILE *f = fopen(path, "w");
@@ -512,8 +521,9 @@ static void test_rate_limits(void **state)
     assert_non_null(f);
     fputs("a long password\n", f);
     fclose(f);
-    const char *mk1[] = {"user", "create", "--email", "std@example.com", "--password-file", pw, NULL};
-    const char *mk2[] = {"user", "create", "--email", "vip@example.com", "--password-file", pw,
+    const char *mk1[] = {"user", "create", "--email", "std@example.com", "--password-file",
+                         pw,     NULL};
+    const char *mk2[] = {"user",   "create",  "--email", "vip@example.com", "--password-file", pw,
                          "--tier", "premium", NULL};
     assert_int_equal(th_cli(&s, mk1, NULL), 0);
     assert_int_equal(th_cli(&s, mk2, NULL), 0);
@@ -525,7 +535,8 @@ static void test_rate_limits(void **state)
     const char *emails[] = {"std@example.com", "vip@example.com"};
     for (int u = 0; u < 2; u++) {
         assert_int_equal(th_call(&s, "POST", "/api/v1/auth/login", NULL, &r,
-                                 "{\"email\":\"%s\",\"password\":\"a long password\"}", emails[u]), 0);
+                                 "{\"email\":\"%s\",\"password\":\"a long password\"}", emails[u]),
+                         0);
         assert_int_equal(r.status, 200);
         tok[u] = strdup(th_jstr(r.json, "token"));
         th_resp_free(&r);

@@ -24,7 +24,9 @@ static char *admin;
 static int seq;
 
 #define CARD_OK "4242424242424242"
-#define ADDR "{\"name\":\"Ada Lovelace\",\"line1\":\"1 Analytical St\",\"city\":\"London\",\"postal_code\":\"N1 9GU\",\"country\":\"GB\"}"
+#define ADDR                                                                                       \
+    "{\"name\":\"Ada Lovelace\",\"line1\":\"1 Analytical "                                         \
+    "St\",\"city\":\"London\",\"postal_code\":\"N1 9GU\",\"country\":\"GB\"}"
 
 static const char *const base_env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
 
@@ -45,11 +47,13 @@ static void make_product(struct th_server *s, const char *adm, long price, int w
     struct th_resp r;
     char sku[32];
     snprintf(sku, sizeof sku, "ORD-%d-%d", (int)getpid(), ++seq);
-    assert_int_equal(th_call(s, "POST", "/api/v1/products", adm, &r,
-                             "{\"sku\":\"%s\",\"name\":\"Thing %s\",\"description\":\"d\","
-                             "\"category\":\"things\",\"price\":{\"amount\":%ld,\"currency\":\"USD\"},"
-                             "\"weight_grams\":%d}",
-                             sku, sku, price, weight), 0);
+    assert_int_equal(
+        th_call(s, "POST", "/api/v1/products", adm, &r,
+                "{\"sku\":\"%s\",\"name\":\"Thing %s\",\"description\":\"d\","
+                "\"category\":\"things\",\"price\":{\"amount\":%ld,\"currency\":\"USD\"},"
+                "\"weight_grams\":%d}",
+                sku, sku, price, weight),
+        0);
     if (r.status != 201)
         fprintf(stderr, "create product: %ld %s\n", r.status, r.body);
     assert_int_equal(r.status, 201);
@@ -67,7 +71,8 @@ static void set_stock(struct th_server *s, const char *adm, const char *pid, lon
     th_resp_free(&r);
 }
 
-static void stock(struct th_server *s, const char *adm, const char *pid, long *avail, long *reserved)
+static void stock(struct th_server *s, const char *adm, const char *pid, long *avail,
+                  long *reserved)
 {
     char path[96];
     snprintf(path, sizeof path, "/api/v1/inventory/%s", pid);
@@ -91,7 +96,8 @@ static void add_cart(struct th_server *s, const char *tok, const char *pid, int 
 {
     struct th_resp r;
     assert_int_equal(th_call(s, "POST", "/api/v1/cart/items", tok, &r,
-                             "{\"product_id\":\"%s\",\"quantity\":%d}", pid, q), 0);
+                             "{\"product_id\":\"%s\",\"quantity\":%d}", pid, q),
+                     0);
     if (r.status != 200)
         fprintf(stderr, "add to cart: %ld %s\n", r.status, r.body);
     assert_int_equal(r.status, 200);
@@ -101,7 +107,8 @@ static void add_cart(struct th_server *s, const char *tok, const char *pid, int 
 static char *user(struct th_server *s)
 {
     char email[64];
-    snprintf(email, sizeof email, "buyer%d-%d@example.com", (int)getpid(), __atomic_add_fetch(&seq, 1, __ATOMIC_SEQ_CST));
+    snprintf(email, sizeof email, "buyer%d-%d@example.com", (int)getpid(),
+             __atomic_add_fetch(&seq, 1, __ATOMIC_SEQ_CST));
     char *t = th_register(s, email, "buyer password");
     assert_non_null(t);
     return t;
@@ -150,8 +157,8 @@ static int payment_ops(struct th_server *s, const char *adm, const char *order_i
     int n = 0;
     json_t *items = json_object_get(r.json, "items"), *p, *op;
     size_t i, j;
-    json_array_foreach(items, i, p) {
-        json_array_foreach(json_object_get(p, "operations"), j, op) {
+    json_array_foreach (items, i, p) {
+        json_array_foreach (json_object_get(p, "operations"), j, op) {
             if (!strcmp(json_string_value(json_object_get(op, "kind")), kind) &&
                 !strcmp(json_string_value(json_object_get(op, "status")), "succeeded"))
                 n++;
@@ -171,7 +178,7 @@ static bool has_event(struct th_server *s, const char *adm, const char *order_id
     bool found = false;
     json_t *e;
     size_t i;
-    json_array_foreach(json_object_get(r.json, "items"), i, e)
+    json_array_foreach (json_object_get(r.json, "items"), i, e)
         found = found || !strcmp(json_string_value(json_object_get(e, "type")), type);
     th_resp_free(&r);
     return found;
@@ -258,8 +265,10 @@ static void test_checkout_happy_path(void **state)
     assert_string_equal(th_jstr(r.json, "payment.status"), "captured");
     json_t *hist = json_object_get(r.json, "history");
     assert_int_equal(json_array_size(hist), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 0), "status")), "pending");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 1), "status")), "paid");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 0), "status")),
+                        "pending");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 1), "status")),
+                        "paid");
     th_resp_free(&r);
     /* An admin sees it; another customer gets 404. */
     assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
@@ -309,7 +318,8 @@ static void test_checkout_happy_path(void **state)
     assert_true(th_is_error(&r, 400, NULL, "limit"));
     th_resp_free(&r);
     /* Admin list across shards. */
-    assert_int_equal(th_call(&srv, "GET", "/api/v1/admin/orders?status=paid&limit=100", admin, &r, NULL), 0);
+    assert_int_equal(
+        th_call(&srv, "GET", "/api/v1/admin/orders?status=paid&limit=100", admin, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     assert_true(json_array_size(json_object_get(r.json, "items")) >= 2);
     th_resp_free(&r);
@@ -429,26 +439,38 @@ static void test_bad_input(void **state)
     static const struct {
         const char *body, *field;
     } bad[] = {
-        {"{\"shipping_address\":{\"name\":\"A\",\"line1\":\"l\",\"city\":\"c\",\"postal_code\":\"1\",\"country\":\"XX\"},"
-         "\"payment\":{\"card_number\":\"" CARD_OK "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
+        {"{\"shipping_address\":{\"name\":\"A\",\"line1\":\"l\",\"city\":\"c\",\"postal_code\":"
+         "\"1\",\"country\":\"XX\"},"
+         "\"payment\":{\"card_number\":\"" CARD_OK
+         "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "shipping_address.country"},
-        {"{\"shipping_address\":{\"name\":\"A\",\"line1\":\"l\",\"city\":\"c\",\"postal_code\":\"1\",\"country\":\"USA\"},"
-         "\"payment\":{\"card_number\":\"" CARD_OK "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
+        {"{\"shipping_address\":{\"name\":\"A\",\"line1\":\"l\",\"city\":\"c\",\"postal_code\":"
+         "\"1\",\"country\":\"USA\"},"
+         "\"payment\":{\"card_number\":\"" CARD_OK
+         "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "shipping_address.country"},
-        {"{\"shipping_address\":{\"line1\":\"l\",\"city\":\"c\",\"postal_code\":\"1\",\"country\":\"US\"},"
-         "\"payment\":{\"card_number\":\"" CARD_OK "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
+        {"{\"shipping_address\":{\"line1\":\"l\",\"city\":\"c\",\"postal_code\":\"1\",\"country\":"
+         "\"US\"},"
+         "\"payment\":{\"card_number\":\"" CARD_OK
+         "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "shipping_address.name"},
-        {"{\"payment\":{\"card_number\":\"" CARD_OK "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
+        {"{\"payment\":{\"card_number\":\"" CARD_OK
+         "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "shipping_address"},
-        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"4242424242424241\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
+        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"4242424242424241\",\"exp_"
+                                       "month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "payment.card_number"},
-        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"42\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
+        {"{\"shipping_address\":" ADDR
+         ",\"payment\":{\"card_number\":\"42\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "payment.card_number"},
-        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"" CARD_OK "\",\"exp_month\":13,\"exp_year\":2030,\"cvc\":\"123\"}}",
+        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"" CARD_OK
+         "\",\"exp_month\":13,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "payment.exp_month"},
-        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"" CARD_OK "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"12\"}}",
+        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"" CARD_OK
+         "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"12\"}}",
          "payment.cvc"},
-        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"" CARD_OK "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"},\"shipping_method\":\"teleport\"}",
+        {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"" CARD_OK
+         "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"},\"shipping_method\":\"teleport\"}",
          "shipping_method"},
         {"{\"shipping_address\":" ADDR "}", "payment"},
     };
@@ -461,8 +483,11 @@ static void test_bad_input(void **state)
     }
     /* An expired card. */
     assert_int_equal(place_raw(&srv, tok, "bad-1",
-                               "{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"" CARD_OK
-                               "\",\"exp_month\":1,\"exp_year\":2020,\"cvc\":\"123\"}}", &r), 0);
+                               "{\"shipping_address\":" ADDR
+                               ",\"payment\":{\"card_number\":\"" CARD_OK
+                               "\",\"exp_month\":1,\"exp_year\":2020,\"cvc\":\"123\"}}",
+                               &r),
+                     0);
     assert_int_equal(r.status, 400);
     assert_string_equal(th_jstr(r.json, "error.code"), "card_expired");
     th_resp_free(&r);
@@ -471,8 +496,11 @@ static void test_bad_input(void **state)
     memset(line, 'x', 300);
     line[300] = 0;
     snprintf(body, sizeof body,
-             "{\"shipping_address\":{\"name\":\"A\",\"line1\":\"%s\",\"city\":\"c\",\"postal_code\":\"1\",\"country\":\"US\"},"
-             "\"payment\":{\"card_number\":\"" CARD_OK "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}", line);
+             "{\"shipping_address\":{\"name\":\"A\",\"line1\":\"%s\",\"city\":\"c\",\"postal_"
+             "code\":\"1\",\"country\":\"US\"},"
+             "\"payment\":{\"card_number\":\"" CARD_OK
+             "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
+             line);
     assert_int_equal(place_raw(&srv, tok, "bad-1", body, &r), 0);
     assert_true(th_is_error(&r, 400, NULL, "shipping_address.line1"));
     th_resp_free(&r);
@@ -668,7 +696,7 @@ static void paid_units(struct th_server *s, const char *adm, long *paid, long *u
         assert_int_equal(r.status, 200);
         json_t *o;
         size_t i;
-        json_array_foreach(json_object_get(r.json, "items"), i, o) {
+        json_array_foreach (json_object_get(r.json, "items"), i, o) {
             (*paid)++;
             *units += th_jint(o, "subtotal.amount", 0) / 1000;
         }
@@ -749,7 +777,8 @@ static void test_sigkill_mid_load(void **state)
     }
     assert_int_equal(res, 0);
     struct th_resp r;
-    fprintf(stderr, "sigkill: %d acknowledged, %ld paid, %ld units sold\n", acknowledged, paid, units);
+    fprintf(stderr, "sigkill: %d acknowledged, %ld paid, %ld units sold\n", acknowledged, paid,
+            units);
     assert_int_equal(100000 - a, units);
     assert_true(paid >= acknowledged);
     assert_true(acknowledged > 0);
@@ -762,7 +791,6 @@ static void test_sigkill_mid_load(void **state)
     assert_int_equal(th_stop(&s2), 0);
     th_cleanup(&s2);
 }
-
 
 /* The catalog's price changed after the cart was filled: checkout refuses with 409
  * price_changed naming the line and its new price, nothing is reserved or charged, the cart
@@ -781,7 +809,8 @@ static void test_price_changed(void **state)
     snprintf(path, sizeof path, "/api/v1/products/%s", pid);
     struct th_resp r;
     assert_int_equal(th_call(&srv, "PATCH", path, admin, &r,
-                             "{\"price\":{\"amount\":500699,\"currency\":\"USD\"}}"), 0);
+                             "{\"price\":{\"amount\":500699,\"currency\":\"USD\"}}"),
+                     0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
 
@@ -874,10 +903,12 @@ static void test_cancel_leaves_revenue(void **state)
 static void test_currency_unsupported(void **state)
 {
     struct th_resp r;
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
-                             "{\"sku\":\"EUR-%d\",\"name\":\"Euro Thing\",\"description\":\"d\","
-                             "\"category\":\"things\",\"price\":{\"amount\":1000,\"currency\":\"EUR\"}}",
-                             (int)getpid()), 0);
+    assert_int_equal(
+        th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                "{\"sku\":\"EUR-%d\",\"name\":\"Euro Thing\",\"description\":\"d\","
+                "\"category\":\"things\",\"price\":{\"amount\":1000,\"currency\":\"EUR\"}}",
+                (int)getpid()),
+        0);
     assert_int_equal(r.status, 201);
     char pid[32];
     snprintf(pid, sizeof pid, "%s", th_jstr(r.json, "id"));
@@ -945,7 +976,8 @@ static void test_crash_while_capturing_refunds(void **state)
     for (int i = 0; i < 1200 && strcmp(st, "capturing") != 0; i++) {
         if (!id[0]) {
             struct th_resp r;
-            assert_int_equal(th_call(&s2, "GET", "/api/v1/admin/orders?status=pending", adm, &r, NULL), 0);
+            assert_int_equal(
+                th_call(&s2, "GET", "/api/v1/admin/orders?status=pending", adm, &r, NULL), 0);
             const char *o = th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "id");
             snprintf(id, sizeof id, "%s", o ? o : "");
             th_resp_free(&r);

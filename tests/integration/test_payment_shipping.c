@@ -21,7 +21,9 @@ static char *admin;
 static int seq;
 
 #define CARD "4242424242424242"
-#define ADDR "{\"name\":\"Grace Hopper\",\"line1\":\"1 Navy Way\",\"city\":\"Arlington\",\"postal_code\":\"22201\",\"country\":\"US\"}"
+#define ADDR                                                                                       \
+    "{\"name\":\"Grace Hopper\",\"line1\":\"1 Navy "                                               \
+    "Way\",\"city\":\"Arlington\",\"postal_code\":\"22201\",\"country\":\"US\"}"
 
 static int setup(void **state) { return th_suite_start(&srv, &admin); }
 
@@ -32,11 +34,13 @@ static void make_product(long price, int weight, char id[32])
     struct th_resp r;
     char sku[32];
     snprintf(sku, sizeof sku, "PS-%d-%d", (int)getpid(), ++seq);
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
-                             "{\"sku\":\"%s\",\"name\":\"Parcel %s\",\"description\":\"d\","
-                             "\"category\":\"parcels\",\"price\":{\"amount\":%ld,\"currency\":\"USD\"},"
-                             "\"weight_grams\":%d}",
-                             sku, sku, price, weight), 0);
+    assert_int_equal(
+        th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                "{\"sku\":\"%s\",\"name\":\"Parcel %s\",\"description\":\"d\","
+                "\"category\":\"parcels\",\"price\":{\"amount\":%ld,\"currency\":\"USD\"},"
+                "\"weight_grams\":%d}",
+                sku, sku, price, weight),
+        0);
     assert_int_equal(r.status, 201);
     snprintf(id, 32, "%s", th_jstr(r.json, "id"));
     th_resp_free(&r);
@@ -67,7 +71,8 @@ static void paid_order(const char *pid, int q, char id[32], char **token)
     assert_non_null(*token);
     struct th_resp r;
     assert_int_equal(th_call(&srv, "POST", "/api/v1/cart/items", *token, &r,
-                             "{\"product_id\":\"%s\",\"quantity\":%d}", pid, q), 0);
+                             "{\"product_id\":\"%s\",\"quantity\":%d}", pid, q),
+                     0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     char auth[256];
@@ -77,7 +82,8 @@ static void paid_order(const char *pid, int q, char id[32], char **token)
                             "{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"" CARD
                             "\",\"exp_month\":6,\"exp_year\":2031,\"cvc\":\"4321\"},"
                             "\"shipping_method\":\"express\"}",
-                            h, &r), 0);
+                            h, &r),
+                     0);
     assert_int_equal(r.status, 201);
     snprintf(id, 32, "%s", th_jstr(r.json, "id"));
     th_resp_free(&r);
@@ -104,9 +110,12 @@ static void test_quotes(void **state)
     make_product(1000, 200, light);
     make_product(1000, 4000, heavy);
     struct th_resp r;
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/shipping/quotes", NULL, &r,
-                             "{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{\"country\":\"us\"}}",
-                             light), 0);
+    assert_int_equal(
+        th_call(
+            &srv, "POST", "/api/v1/shipping/quotes", NULL, &r,
+            "{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{\"country\":\"us\"}}",
+            light),
+        0);
     assert_int_equal(r.status, 200);
     json_t *opts = json_object_get(r.json, "options");
     assert_int_equal(json_array_size(opts), 2);
@@ -122,31 +131,46 @@ static void test_quotes(void **state)
     th_resp_free(&r);
 
     /* Heavier costs more, farther costs more. */
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/shipping/quotes", NULL, &r,
-                             "{\"items\":[{\"product_id\":\"%s\",\"quantity\":2}],\"address\":{\"country\":\"US\"}}",
-                             heavy), 0);
+    assert_int_equal(
+        th_call(
+            &srv, "POST", "/api/v1/shipping/quotes", NULL, &r,
+            "{\"items\":[{\"product_id\":\"%s\",\"quantity\":2}],\"address\":{\"country\":\"US\"}}",
+            heavy),
+        0);
     assert_int_equal(r.status, 200);
-    assert_true(th_jint(json_array_get(json_object_get(r.json, "options"), 0), "price.amount", 0) > std_us);
+    assert_true(th_jint(json_array_get(json_object_get(r.json, "options"), 0), "price.amount", 0) >
+                std_us);
     th_resp_free(&r);
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/shipping/quotes", NULL, &r,
-                             "{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{\"country\":\"JP\"}}",
-                             light), 0);
+    assert_int_equal(
+        th_call(
+            &srv, "POST", "/api/v1/shipping/quotes", NULL, &r,
+            "{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{\"country\":\"JP\"}}",
+            light),
+        0);
     assert_int_equal(r.status, 200);
-    assert_true(th_jint(json_array_get(json_object_get(r.json, "options"), 0), "price.amount", 0) > std_us);
+    assert_true(th_jint(json_array_get(json_object_get(r.json, "options"), 0), "price.amount", 0) >
+                std_us);
     th_resp_free(&r);
 
     /* Bad input. */
     static const struct {
         const char *fmt, *field;
     } bad[] = {
-        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{\"country\":\"ZZ\"}}", "address.country"},
+        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{\"country\":\"ZZ\"}}",
+         "address.country"},
         {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{}}", "address.country"},
         {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}]}", "address"},
-        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":0}],\"address\":{\"country\":\"US\"}}", "items[0].quantity"},
-        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":100}],\"address\":{\"country\":\"US\"}}", "items[0].quantity"},
-        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":1},{\"product_id\":\"99999\",\"quantity\":1}],\"address\":{\"country\":\"US\"}}", "items[1].product_id"},
+        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":0}],\"address\":{\"country\":\"US\"}}",
+         "items[0].quantity"},
+        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":100}],\"address\":{\"country\":\"US\"}}",
+         "items[0].quantity"},
+        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":1},{\"product_id\":\"99999\","
+         "\"quantity\":1}],\"address\":{\"country\":\"US\"}}",
+         "items[1].product_id"},
         {"{\"items\":[],\"address\":{\"country\":\"US\"}}", "items"},
-        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{\"country\":\"US\",\"planet\":\"Mars\"}}", "address.planet"},
+        {"{\"items\":[{\"product_id\":\"%s\",\"quantity\":1}],\"address\":{\"country\":\"US\","
+         "\"planet\":\"Mars\"}}",
+         "address.planet"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char body[512];
@@ -188,14 +212,16 @@ static void test_shipment_moves_order(void **state)
     assert_true(th_is_error(&r, 400, NULL, "at"));
     th_resp_free(&r);
     /* a one-digit offset once made the parser step past the end of the string */
-    assert_int_equal(event(sid, admin, "{\"status\":\"in_transit\",\"at\":\"2026-05-01T10:00:00+5:3\"}", &r), 0);
+    assert_int_equal(
+        event(sid, admin, "{\"status\":\"in_transit\",\"at\":\"2026-05-01T10:00:00+5:3\"}", &r), 0);
     assert_true(th_is_error(&r, 400, NULL, "at"));
     th_resp_free(&r);
     assert_int_equal(event("123456", admin, "{\"status\":\"in_transit\"}", &r), 0);
     assert_int_equal(r.status, 404);
     th_resp_free(&r);
 
-    assert_int_equal(event(sid, admin, "{\"status\":\"in_transit\",\"at\":\"2026-11-28T10:00:00Z\"}", &r), 0);
+    assert_int_equal(
+        event(sid, admin, "{\"status\":\"in_transit\",\"at\":\"2026-11-28T10:00:00Z\"}", &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(th_jstr(r.json, "status"), "in_transit");
     assert_string_equal(th_jstr(r.json, "order_id"), id);
@@ -208,7 +234,8 @@ static void test_shipment_moves_order(void **state)
     assert_string_equal(th_jstr(r.json, "status"), "shipped");
     assert_string_equal(th_jstr(r.json, "shipment.status"), "in_transit");
     json_t *hist = json_object_get(r.json, "history");
-    assert_string_equal(th_jstr(json_array_get(hist, json_array_size(hist) - 1), "status"), "shipped");
+    assert_string_equal(th_jstr(json_array_get(hist, json_array_size(hist) - 1), "status"),
+                        "shipped");
     assert_string_equal(th_jstr(json_array_get(hist, json_array_size(hist) - 1), "at"),
                         "2026-11-28T10:00:00.000Z");
     th_resp_free(&r);
@@ -241,7 +268,8 @@ static void test_shipment_moves_order(void **state)
     snprintf(path, sizeof path, "/api/v1/admin/orders/%s/events", id);
     assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
     json_t *items = json_object_get(r.json, "items");
-    static const char *const want[] = {"order.placed", "order.paid", "order.shipped", "order.delivered"};
+    static const char *const want[] = {"order.placed", "order.paid", "order.shipped",
+                                       "order.delivered"};
     assert_int_equal(json_array_size(items), 4);
     for (int i = 0; i < 4; i++)
         assert_string_equal(th_jstr(json_array_get(items, (size_t)i), "type"), want[i]);
@@ -351,8 +379,8 @@ static int payment_ops(const char *order_id, const char *kind)
     int n = 0;
     json_t *p, *op;
     size_t i, j;
-    json_array_foreach(json_object_get(r.json, "items"), i, p) {
-        json_array_foreach(json_object_get(p, "operations"), j, op) {
+    json_array_foreach (json_object_get(r.json, "items"), i, p) {
+        json_array_foreach (json_object_get(p, "operations"), j, op) {
             if (!strcmp(json_string_value(json_object_get(op, "kind")), kind))
                 n++;
         }
@@ -400,22 +428,26 @@ static void test_card_brand_agrees(void **state)
     assert_non_null(tok);
     struct th_resp r;
     assert_int_equal(th_call(&srv, "POST", "/api/v1/cart/items", tok, &r,
-                             "{\"product_id\":\"%s\",\"quantity\":1}", pid), 0);
+                             "{\"product_id\":\"%s\",\"quantity\":1}", pid),
+                     0);
     th_resp_free(&r);
     char auth[256];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
     const char *h[] = {auth, "Idempotency-Key: jcb-1", NULL};
-    assert_int_equal(th_req(&srv, "POST", "/api/v1/orders",
-                            "{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":"
-                            "\"3566002020360505\",\"exp_month\":6,\"exp_year\":2031,\"cvc\":\"123\"}}",
-                            h, &r), 0);
+    assert_int_equal(
+        th_req(&srv, "POST", "/api/v1/orders",
+               "{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":"
+               "\"3566002020360505\",\"exp_month\":6,\"exp_year\":2031,\"cvc\":\"123\"}}",
+               h, &r),
+        0);
     assert_int_equal(r.status, 201);
     assert_string_equal(th_jstr(r.json, "payment.brand"), "jcb");
     char path[128];
     snprintf(path, sizeof path, "/api/v1/admin/payments?order_id=%s", th_jstr(r.json, "id"));
     th_resp_free(&r);
     assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
-    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "brand"), "jcb");
+    assert_string_equal(th_jstr(json_array_get(json_object_get(r.json, "items"), 0), "brand"),
+                        "jcb");
     th_resp_free(&r);
     free(tok);
 }

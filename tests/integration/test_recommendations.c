@@ -23,10 +23,12 @@ static int teardown(void **state) { return th_suite_stop(&srv, admin); }
 static void product(const char *sku, const char *category, char id[32])
 {
     struct th_resp r;
-    assert_int_equal(th_call(&srv, "POST", "/api/v1/products", admin, &r,
-                             "{\"sku\":\"%s\",\"name\":\"Item %s\",\"description\":\"d\","
-                             "\"category\":\"%s\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}",
-                             sku, sku, category), 0);
+    assert_int_equal(
+        th_call(&srv, "POST", "/api/v1/products", admin, &r,
+                "{\"sku\":\"%s\",\"name\":\"Item %s\",\"description\":\"d\","
+                "\"category\":\"%s\",\"price\":{\"amount\":1000,\"currency\":\"USD\"}}",
+                sku, sku, category),
+        0);
     assert_int_equal(r.status, 201);
     snprintf(id, 32, "%s", th_jstr(r.json, "id"));
     th_resp_free(&r);
@@ -57,19 +59,22 @@ static char *buy_order(int n, const char *const *ids, int quantity, char oid[32]
     struct th_resp r;
     for (int i = 0; i < n; i++) {
         assert_int_equal(th_call(&srv, "POST", "/api/v1/cart/items", tok, &r,
-                                 "{\"product_id\":\"%s\",\"quantity\":%d}", ids[i], quantity), 0);
+                                 "{\"product_id\":\"%s\",\"quantity\":%d}", ids[i], quantity),
+                         0);
         assert_int_equal(r.status, 200);
         th_resp_free(&r);
     }
     char auth[160];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
     const char *h[] = {auth, "Content-Type: application/json", "Idempotency-Key: rec-order", NULL};
-    assert_int_equal(th_req(&srv, "POST", "/api/v1/orders",
-                            "{\"shipping_address\":{\"name\":\"R\",\"line1\":\"1 Road\",\"city\":\"Town\","
-                            "\"postal_code\":\"12345\",\"country\":\"US\"},\"payment\":{\"card_number\":"
-                            "\"4242424242424242\",\"exp_month\":12,\"exp_year\":2040,\"cvc\":\"123\"},"
-                            "\"shipping_method\":\"standard\"}",
-                            h, &r), 0);
+    assert_int_equal(
+        th_req(&srv, "POST", "/api/v1/orders",
+               "{\"shipping_address\":{\"name\":\"R\",\"line1\":\"1 Road\",\"city\":\"Town\","
+               "\"postal_code\":\"12345\",\"country\":\"US\"},\"payment\":{\"card_number\":"
+               "\"4242424242424242\",\"exp_month\":12,\"exp_year\":2040,\"cvc\":\"123\"},"
+               "\"shipping_method\":\"standard\"}",
+               h, &r),
+        0);
     if (r.status != 201)
         fail_msg("order: %ld %s", r.status, r.body);
     snprintf(oid, 32, "%s", th_jstr(r.json, "id"));
@@ -101,8 +106,8 @@ static void test_bought_together_then_top_sellers(void **state)
     assert_int_equal(r.status, 200);
     json_t *items = json_object_get(r.json, "items");
     assert_int_equal(json_array_size(items), 4);
-    const char *want[][2] = {{b, "bought_together"}, {c, "bought_together"}, {d, "top_seller"},
-                             {e, "top_seller"}};
+    const char *want[][2] = {
+        {b, "bought_together"}, {c, "bought_together"}, {d, "top_seller"}, {e, "top_seller"}};
     for (int i = 0; i < 4; i++) {
         json_t *it = json_array_get(items, (size_t)i);
         assert_string_equal(json_string_value(json_object_get(it, "id")), want[i][0]);
@@ -186,10 +191,12 @@ static void test_cancelled_orders_stop_counting(void **state)
 static void test_bad_input(void **state)
 {
     struct th_resp r;
-    assert_int_equal(th_req(&srv, "GET", "/api/v1/products/abc/recommendations", NULL, NULL, &r), 0);
+    assert_int_equal(th_req(&srv, "GET", "/api/v1/products/abc/recommendations", NULL, NULL, &r),
+                     0);
     assert_true(th_is_error(&r, 400, "validation_failed", "id"));
     th_resp_free(&r);
-    assert_int_equal(th_req(&srv, "GET", "/api/v1/products/123456789/recommendations", NULL, NULL, &r), 0);
+    assert_int_equal(
+        th_req(&srv, "GET", "/api/v1/products/123456789/recommendations", NULL, NULL, &r), 0);
     assert_true(th_is_error(&r, 404, "not_found", NULL));
     th_resp_free(&r);
     char id[32], path[96];

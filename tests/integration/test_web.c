@@ -119,8 +119,8 @@ static void test_pages(void **state)
     th_resp_free(&r);
 
     /* every storefront path is the same document; the back office has its own */
-    static const char *const shop[] = {"/search?q=mug", "/products/123", "/cart", "/checkout",
-                                       "/orders", "/orders/42", "/signin", "/signup"};
+    static const char *const shop[] = {"/search?q=mug", "/products/123", "/cart",   "/checkout",
+                                       "/orders",       "/orders/42",    "/signin", "/signup"};
     for (size_t i = 0; i < sizeof shop / sizeof *shop; i++) {
         get(shop[i], NULL, NULL, &r);
         if (r.status != 200 || !strstr(r.body, "/assets/shop."))
@@ -321,7 +321,7 @@ static void test_demo_catalog_images(void **state)
     size_t i;
     json_t *p;
     int seen = 0;
-    json_array_foreach(items, i, p) {
+    json_array_foreach (items, i, p) {
         const char *url = json_string_value(json_object_get(p, "image_url"));
         if (!url || strncmp(url, "/images/products/EMP-", 21) != 0)
             continue;

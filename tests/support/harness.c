@@ -490,10 +490,7 @@ static bool th_healthy(CURL *c, const char *url)
     return status == 200;
 }
 
-static size_t th_curl_discard(char *data, size_t size, size_t n, void *ud)
-{
-    return size * n;
-}
+static size_t th_curl_discard(char *data, size_t size, size_t n, void *ud) { return size * n; }
 
 /* Does the log, from offset on, say that the port was taken? (then a retry is worth it) */
 static bool th_log_says_in_use(const char *path, long offset)
@@ -518,7 +515,7 @@ static enum th_launch th_launch_once(struct th_server *s, char **envp,
                                      const char *const *extra_args, char *why, size_t why_cap)
 {
     char listen[32], health[96], mark[128];
-    const char *fixed[] = {EMPORIUM_BIN, "serve", "--listen", listen,
+    const char *fixed[] = {EMPORIUM_BIN, "serve",     "--listen", listen,
                            "--data-dir", s->data_dir, "--no-demo"};
     size_t nfixed = sizeof fixed / sizeof fixed[0], nextra = 0;
     enum th_launch res = TH_FAILED;
@@ -594,8 +591,7 @@ static enum th_launch th_launch_once(struct th_server *s, char **envp,
             break;
         }
         if (th_now_ms() > deadline) {
-            snprintf(why, why_cap, "/health did not answer 200 within %d ms",
-                     TH_START_TIMEOUT_MS);
+            snprintf(why, why_cap, "/health did not answer 200 within %d ms", TH_START_TIMEOUT_MS);
             th_kill(s);
             break;
         }
@@ -759,8 +755,7 @@ void th_cleanup(struct th_server *s)
     th_kill(s);
     if (!th_root_of(s, root, sizeof root)) {
         if (s->data_dir[0])
-            fprintf(stderr, "th_cleanup: %s is not a harness dir; not removing it\n",
-                    s->data_dir);
+            fprintf(stderr, "th_cleanup: %s is not a harness dir; not removing it\n", s->data_dir);
         return;
     }
     /* EMPORIUM_TEST_LOG_DIR: the log outlives the server there (make test scans them all
@@ -886,10 +881,10 @@ static char *th_token_from(struct th_server *s, const char *path, json_t *obj, l
 
 char *th_register(struct th_server *s, const char *email, const char *password)
 {
-    return th_token_from(s, "/api/v1/auth/register",
-                         json_pack("{s:s, s:s, s:s}", "email", email, "password", password,
-                                   "name", "Test User"),
-                         201);
+    return th_token_from(
+        s, "/api/v1/auth/register",
+        json_pack("{s:s, s:s, s:s}", "email", email, "password", password, "name", "Test User"),
+        201);
 }
 
 char *th_admin_token(struct th_server *s)
@@ -912,8 +907,8 @@ char *th_admin_token(struct th_server *s)
         return NULL;
     }
     rc = th_cli(s,
-                (const char *const[]){"user", "create", "--email", email, "--password-file",
-                                      pwfile, "--role", "admin", NULL},
+                (const char *const[]){"user", "create", "--email", email, "--password-file", pwfile,
+                                      "--role", "admin", NULL},
                 &out);
     if (rc != 0) {
         fprintf(stderr, "th_admin_token: `user create` exited %d:\n%s\n", rc, out ? out : "");

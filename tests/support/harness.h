@@ -16,18 +16,18 @@
 struct th_server {
     pid_t pid;
     int port;
-    char base_url[64];     /* "http://127.0.0.1:PORT" */
-    char data_dir[256];    /* fresh temp dir, removed by th_stop() */
-    char db_url[512];      /* "" for sqlite, else the postgres URL given to the server */
-    char log_path[300];    /* server stdout+stderr */
+    char base_url[64];  /* "http://127.0.0.1:PORT" */
+    char data_dir[256]; /* fresh temp dir, removed by th_stop() */
+    char db_url[512];   /* "" for sqlite, else the postgres URL given to the server */
+    char log_path[300]; /* server stdout+stderr */
 };
 
 struct th_resp {
     long status;
-    char *body;        /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t len;
-    json_t *json;      /* parsed body when it is JSON, else NULL */
-    char *headers;     /* raw response header block */
+    json_t *json;  /* parsed body when it is JSON, else NULL */
+    char *headers; /* raw response header block */
 };
 
 /* Starts a server; extra_env is a NULL-terminated list of "NAME=value" (may be NULL);

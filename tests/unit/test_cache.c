@@ -107,7 +107,7 @@ static void test_bound_and_lru(void **state)
     assert_true(st.evictions >= 80);
     assert_true(st.entries >= 10 && st.entries <= 16);
     assert_int_equal(cache_get(c, "hot", &b), 0);
-    assert_int_equal(cache_get(c, "k99", &b), 0); /* the newest survives */
+    assert_int_equal(cache_get(c, "k99", &b), 0);           /* the newest survives */
     assert_int_equal(cache_get(c, "k0", &b), ERR_NOTFOUND); /* the oldest went first */
     buf_free(&b);
     /* an entry bigger than half the budget is refused, not stored */
@@ -315,8 +315,10 @@ static void test_metrics(void **state)
     assert_int_equal(b.err, 0);
     assert_non_null(strstr(b.p, "# TYPE emporium_cache_hits_total counter"));
     assert_non_null(strstr(b.p, "emporium_cache_misses_total{cache=\"t_metrics\",layer=\"l1\"} 1"));
-    assert_non_null(strstr(b.p, "emporium_cache_evictions_total{cache=\"t_metrics\",layer=\"l1\"} 0"));
-    assert_non_null(strstr(b.p, "emporium_cache_max_bytes{cache=\"t_metrics\",layer=\"l1\"} 1048576"));
+    assert_non_null(
+        strstr(b.p, "emporium_cache_evictions_total{cache=\"t_metrics\",layer=\"l1\"} 0"));
+    assert_non_null(
+        strstr(b.p, "emporium_cache_max_bytes{cache=\"t_metrics\",layer=\"l1\"} 1048576"));
     /* one HELP/TYPE per family however many caches exist */
     struct cache *d = cache_l1_new("t_metrics2", 1 << 20, 2);
     b.len = 0;

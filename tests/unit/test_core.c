@@ -132,7 +132,7 @@ static void test_arena(void **state)
     for (int i = 0; i < 500; i++)
         for (size_t k = 0; k < (size_t)(i % 37) + 1; k++)
             assert_int_equal(p[i][k], i & 0xff); /* nothing overlapped */
-    assert_true(arena_bytes(a) > start); /* it grew past the first region */
+    assert_true(arena_bytes(a) > start);         /* it grew past the first region */
 
     /* A large block gets its own chunk, zeroed. */
     size_t before = arena_bytes(a);
@@ -313,14 +313,10 @@ static void test_openapi_covers_routes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),
-        cmocka_unit_test(test_buf_fixed_and_escape_max),
-        cmocka_unit_test(test_arena),
-        cmocka_unit_test(test_metrics_counters),
-        cmocka_unit_test(test_ids),
-        cmocka_unit_test(test_config),
-        cmocka_unit_test(test_err_names),
-        cmocka_unit_test(test_openapi_covers_routes),
+        cmocka_unit_test(test_buf),       cmocka_unit_test(test_buf_fixed_and_escape_max),
+        cmocka_unit_test(test_arena),     cmocka_unit_test(test_metrics_counters),
+        cmocka_unit_test(test_ids),       cmocka_unit_test(test_config),
+        cmocka_unit_test(test_err_names), cmocka_unit_test(test_openapi_covers_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

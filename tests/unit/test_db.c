@@ -228,9 +228,10 @@ static void test_migrate(void **state)
     db_conn_give(c);
 
     /* A failing step leaves nothing behind and the version unchanged. */
-    struct db_migration broken[3] = {steps_v3[0], steps_v3[1],
-                                     {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)",
-                                      NULL}};
+    struct db_migration broken[3] = {
+        steps_v3[0],
+        steps_v3[1],
+        {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)", NULL}};
     assert_true(db_migrate(db, broken, 3) < 0);
     assert_int_equal(db_schema_version(db), 2);
     assert_int_equal(db_conn_take(db, &c), 0);
@@ -318,9 +319,9 @@ static void test_params_and_values(void **state)
 
     /* The same $n twice, and parameters in a different order than they appear. */
     struct db_val two[] = {DB_INT(3), DB_TEXT("x")};
-    assert_int_equal(db_query(c, "SELECT id FROM p WHERE c = $2 OR b = $1 OR id = $1 ORDER BY id",
-                              2, two, &r),
-                     0);
+    assert_int_equal(
+        db_query(c, "SELECT id FROM p WHERE c = $2 OR b = $1 OR id = $1 ORDER BY id", 2, two, &r),
+        0);
     assert_int_equal(db_rows_count(r), 3);
     assert_int_equal(db_get_i64(r, 0, 0), 2);
     assert_int_equal(db_get_i64(r, 1, 0), 3);
@@ -449,9 +450,8 @@ static void test_affected_rows(void **state)
     struct db_conn *c;
     assert_int_equal(db_conn_take(db, &c), 0);
     exec_ok(c, "CREATE TABLE a (id BIGINT PRIMARY KEY, n INTEGER NOT NULL)");
-    assert_int_equal(db_query(c, "INSERT INTO a (id, n) VALUES (1, 0), (2, 0), (3, 5)", 0, NULL,
-                              NULL),
-                     3);
+    assert_int_equal(
+        db_query(c, "INSERT INTO a (id, n) VALUES (1, 0), (2, 0), (3, 5)", 0, NULL, NULL), 3);
     assert_int_equal(db_query(c, "UPDATE a SET n = n + 1", 0, NULL, NULL), 3);
     struct db_val five[] = {DB_INT(5)};
     assert_int_equal(db_query(c, "UPDATE a SET n = 0 WHERE n > $1", 1, five, NULL), 1);
@@ -466,8 +466,9 @@ static void test_affected_rows(void **state)
     assert_int_equal(db_query(c, "DELETE FROM a WHERE id = 1", 0, NULL, NULL), 0);
     assert_int_equal(db_commit(c), 0);
     /* UPSERT counts as one affected row on both. */
-    assert_int_equal(db_query(c, "INSERT INTO a (id, n) VALUES (2, 7) ON CONFLICT (id) DO "
-                                 "UPDATE SET n = excluded.n",
+    assert_int_equal(db_query(c,
+                              "INSERT INTO a (id, n) VALUES (2, 7) ON CONFLICT (id) DO "
+                              "UPDATE SET n = excluded.n",
                               0, NULL, NULL),
                      1);
     assert_int_equal(scalar(c, "SELECT n FROM a WHERE id = 2", 0, NULL), 7);
@@ -484,8 +485,9 @@ static void test_returning(void **state)
     int64_t id = id_new(3);
     struct db_val args[] = {DB_INT(id), DB_TEXT("widget")};
     struct db_rows *r;
-    assert_int_equal(db_query(c, "INSERT INTO r (id, name, n) VALUES ($1, $2, 10) RETURNING id, "
-                                 "name, n",
+    assert_int_equal(db_query(c,
+                              "INSERT INTO r (id, name, n) VALUES ($1, $2, 10) RETURNING id, "
+                              "name, n",
                               2, args, &r),
                      1);
     assert_int_equal(db_rows_count(r), 1);
@@ -501,8 +503,7 @@ static void test_returning(void **state)
     db_rows_free(r);
     /* No row matched: an empty result with its columns. */
     struct db_val none[] = {DB_INT(-1), DB_INT(1)};
-    assert_int_equal(db_query(c, "UPDATE r SET n = n - $2 WHERE id = $1 RETURNING n", 2, none,
-                              &r),
+    assert_int_equal(db_query(c, "UPDATE r SET n = n - $2 WHERE id = $1 RETURNING n", 2, none, &r),
                      0);
     assert_int_equal(db_rows_count(r), 0);
     assert_int_equal(db_rows_cols(r), 1);
@@ -643,8 +644,7 @@ static void test_concurrent_counter(void **state)
     assert_int_equal(atomic_load(&errors), 0);
 
     assert_int_equal(db_conn_take(db, &c), 0);
-    assert_int_equal(scalar(c, "SELECT n FROM counter WHERE id = 1", 0, NULL),
-                     N_THREADS * N_INCR);
+    assert_int_equal(scalar(c, "SELECT n FROM counter WHERE id = 1", 0, NULL), N_THREADS * N_INCR);
     db_conn_give(c);
     int used, idle;
     db_pool_stats(db, &used, &idle);
@@ -669,8 +669,9 @@ static void *stock_worker(void *p)
                 if (tx)
                     rc = db_begin(c);
                 if (rc == 0)
-                    rc = db_query(c, "UPDATE stock SET avail = avail - 1 WHERE id = $1 AND "
-                                     "avail >= 1",
+                    rc = db_query(c,
+                                  "UPDATE stock SET avail = avail - 1 WHERE id = $1 AND "
+                                  "avail >= 1",
                                   1, (struct db_val[]){DB_INT(7)}, NULL);
                 if (rc >= 0) {
                     struct db_rows *r = NULL;
@@ -819,9 +820,8 @@ static void test_pool_limits(void **state)
 static void test_query_once(void **state)
 {
     struct db *db = open_fresh("once");
-    assert_int_equal(db_query_once(db, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)", 0,
-                                   NULL, NULL),
-                     0);
+    assert_int_equal(
+        db_query_once(db, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)", 0, NULL, NULL), 0);
     struct db_val args[2] = {DB_INT(7), DB_TEXT("seven")};
     assert_int_equal(db_query_once(db, "INSERT INTO t (id, name) VALUES ($1, $2)", 2, args, NULL),
                      1);
@@ -1061,6 +1061,7 @@ int main(void)
         cmocka_unit_test(test_sqlite_file),
         cmocka_unit_test(test_sqlite_file_modes),
     };
-    return cmocka_run_group_tests_name(getenv("EMPORIUM_TEST_BACKEND") ? getenv("EMPORIUM_TEST_BACKEND") : "sqlite",
-                                       tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name(
+        getenv("EMPORIUM_TEST_BACKEND") ? getenv("EMPORIUM_TEST_BACKEND") : "sqlite", tests,
+        group_setup, group_teardown);
 }

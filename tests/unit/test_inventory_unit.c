@@ -332,7 +332,8 @@ static void test_outbox_events(void **state)
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         struct db_rows *r = NULL;
         struct db_val a[] = {DB_TEXT(types[i])};
-        assert_int_equal(db_query(c, "SELECT count(*) FROM outbox WHERE event_type = $1", 1, a, &r), 0);
+        assert_int_equal(db_query(c, "SELECT count(*) FROM outbox WHERE event_type = $1", 1, a, &r),
+                         0);
         if (db_get_i64(r, 0, 0) < 1)
             fail_msg("no %s event in the outbox", types[i]);
         db_rows_free(r);
@@ -342,7 +343,8 @@ static void test_outbox_events(void **state)
     assert_int_equal(db_query(c,
                               "SELECT aggregate_id, event_type FROM outbox WHERE aggregate_type = "
                               "'reservation' ORDER BY aggregate_id, id",
-                              0, NULL, &r), 0);
+                              0, NULL, &r),
+                     0);
     const char *prev = "";
     for (int i = 0; i < db_rows_count(r); i++) {
         if (strcmp(db_get(r, i, 0), prev) != 0)
@@ -403,15 +405,18 @@ static void test_stock_events_and_admin(void **state)
     ev_count = 0;
     assert_int_equal(inventory_set(app, 5001, 12), 0);
     assert_int_equal(ev_count, 1);
-    assert_string_equal(ev_last, "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":12}");
+    assert_string_equal(ev_last,
+                        "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":12}");
     int64_t rid = id_new(0);
     struct inventory_item it = {5001, 5};
     assert_int_equal(inventory_reserve(app, rid, &it, 1, 60, NULL), 0);
     assert_int_equal(ev_count, 2);
-    assert_string_equal(ev_last, "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":7}");
+    assert_string_equal(ev_last,
+                        "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":7}");
     assert_int_equal(inventory_release(app, rid), 0);
     assert_int_equal(ev_count, 3);
-    assert_string_equal(ev_last, "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":12}");
+    assert_string_equal(ev_last,
+                        "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":12}");
     assert_int_equal(inventory_release(app, rid), 0); /* nothing changed: no event */
     assert_int_equal(ev_count, 3);
     int64_t ids[] = {5003, 5005}, av[] = {1, 2};

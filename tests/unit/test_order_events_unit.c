@@ -138,13 +138,13 @@ static void figures(const char *day, int64_t *revenue, int64_t *orders, int64_t 
     analytics_report_free(&rep);
 }
 
-#define ASSERT_FIGURES(day, rev, ord, un)                                                   \
-    do {                                                                                    \
-        int64_t r_, o_, u_;                                                                 \
-        figures(day, &r_, &o_, &u_);                                                        \
-        assert_int_equal(r_, rev);                                                          \
-        assert_int_equal(o_, ord);                                                          \
-        assert_int_equal(u_, un);                                                           \
+#define ASSERT_FIGURES(day, rev, ord, un)                                                          \
+    do {                                                                                           \
+        int64_t r_, o_, u_;                                                                        \
+        figures(day, &r_, &o_, &u_);                                                               \
+        assert_int_equal(r_, rev);                                                                 \
+        assert_int_equal(o_, ord);                                                                 \
+        assert_int_equal(u_, un);                                                                  \
     } while (0)
 
 static void test_sales_net_of_cancellations(void **state)
@@ -170,8 +170,7 @@ static void test_sales_net_of_cancellations(void **state)
     ASSERT_FIGURES(today, 700, 1, 1);
     /* the same cancellation again, and again under another event id: subtracted once */
     publish("order.cancelled", ca, a, now, "101:2:1000,102:1:500", 1);
-    publish("order.cancelled", "another-id-for-the-same-cancel", a, now, "101:2:1000,102:1:500",
-            1);
+    publish("order.cancelled", "another-id-for-the-same-cancel", a, now, "101:2:1000,102:1:500", 1);
     ASSERT_FIGURES(today, 700, 1, 1);
     /* a late redelivery of A's order.paid does not bring it back */
     publish("order.paid", ea, a, now, "101:2:1000,102:1:500", -1);

@@ -305,11 +305,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_keys, rl_setup, rl_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_args, rl_setup, rl_teardown),
         cmocka_unit_test_setup_teardown(test_eviction_bounds_memory, rl_setup, rl_teardown),
-        cmocka_unit_test_setup_teardown(test_eviction_prefers_full_buckets, rl_setup,
-                                        rl_teardown),
+        cmocka_unit_test_setup_teardown(test_eviction_prefers_full_buckets, rl_setup, rl_teardown),
         cmocka_unit_test(test_tiny_store),
-        cmocka_unit_test_setup_teardown(test_threads_take_exactly_burst, rl_setup,
-                                        rl_teardown),
+        cmocka_unit_test_setup_teardown(test_threads_take_exactly_burst, rl_setup, rl_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

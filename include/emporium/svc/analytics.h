@@ -15,7 +15,7 @@ struct app;
 enum analytics_group { ANALYTICS_BY_DAY, ANALYTICS_BY_CATEGORY };
 
 struct analytics_row {
-    char key[72];    /* the day (YYYY-MM-DD, UTC) or the category slug */
+    char key[72]; /* the day (YYYY-MM-DD, UTC) or the category slug */
     char currency[4];
     int64_t revenue; /* minor units of currency */
     int64_t orders, units;

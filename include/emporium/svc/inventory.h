@@ -41,8 +41,8 @@ int inventory_set_many(struct app *app, const int64_t *product_ids, const int64_
 /* Like inventory_set_many() without the stock.changed events: for the one caller that has
  * recorded these figures itself in the same pass (the catalog's seed), so that 100,000
  * products do not make 100,000 events nobody needs. */
-int inventory_set_many_quiet(struct app *app, const int64_t *product_ids,
-                             const int64_t *available, int n);
+int inventory_set_many_quiet(struct app *app, const int64_t *product_ids, const int64_t *available,
+                             int n);
 /* Reserves every item or none. ERR_CONFLICT when one is short: *short_product (may be NULL)
  * names it (the typed outcome "out of stock: product X"). Re-reserving an existing
  * reservation_id returns 0 without change. */

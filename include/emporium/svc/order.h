@@ -24,7 +24,7 @@
 /* A checkout. Everything is borrowed for the call; the card only lives in memory. */
 struct order_place_req {
     int64_t user_id;
-    const char *idem_key;     /* 1..ORDER_KEY_MAX printable ASCII characters */
+    const char *idem_key; /* 1..ORDER_KEY_MAX printable ASCII characters */
     struct shipping_address addr;
     const char *method;       /* "standard" or "express" */
     struct payment_card card; /* already checked with payment_card_check() */
@@ -65,7 +65,7 @@ struct order_view {
     struct order_item *items;
     int n_history;
     struct order_history_entry *history;
-    bool full;             /* shipment, payment status and history were read */
+    bool full; /* shipment, payment status and history were read */
     bool has_shipment;
     struct shipment_info shipment;
 };

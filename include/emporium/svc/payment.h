@@ -23,10 +23,10 @@ struct payment_card {
 
 struct payment_result {
     int64_t payment_id;
-    char status[16];          /* processing, authorized, capturing, captured, voided, refunded, failed */
-    char failure_reason[32];  /* card_declined, insufficient_funds, processing_error; "" */
+    char status[16]; /* processing, authorized, capturing, captured, voided, refunded, failed */
+    char failure_reason[32]; /* card_declined, insufficient_funds, processing_error; "" */
     bool retryable;
-    char brand[16];           /* see payment_card_brand() */
+    char brand[16]; /* see payment_card_brand() */
     char last4[5];
 };
 

@@ -13,11 +13,11 @@ struct product_info {
     int64_t id;
     char sku[65];
     char name[201];
-    char category[65];   /* slug */
-    int64_t price;       /* minor units */
-    char currency[4];    /* ISO 4217, e.g. "USD" */
-    int weight_grams;    /* for shipping quotes; 0 when unknown */
-    bool active;         /* false: deleted or hidden, cannot be bought */
+    char category[65]; /* slug */
+    int64_t price;     /* minor units */
+    char currency[4];  /* ISO 4217, e.g. "USD" */
+    int weight_grams;  /* for shipping quotes; 0 when unknown */
+    bool active;       /* false: deleted or hidden, cannot be bought */
 };
 
 /* Current data of one product (from the cache when warm). ERR_NOTFOUND when it does not

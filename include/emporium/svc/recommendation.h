@@ -72,7 +72,6 @@ struct recommendation {
  * (most often first), then the best sellers of its category; never the product itself nor a
  * hidden or deleted one. *n receives how many. ERR_NOTFOUND when `id` is not an active
  * product; ERR_INVALID for a bad limit. */
-int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out,
-                        int *n);
+int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out, int *n);
 
 #endif

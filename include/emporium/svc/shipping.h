@@ -22,11 +22,11 @@ struct app;
 struct shipping_address {
     char name[101];
     char line1[201];
-    char line2[201];       /* "" when absent */
+    char line2[201]; /* "" when absent */
     char city[101];
-    char region[101];      /* state/province, "" when absent */
+    char region[101]; /* state/province, "" when absent */
     char postal_code[21];
-    char country[3];       /* ISO 3166-1 alpha-2, upper case */
+    char country[3]; /* ISO 3166-1 alpha-2, upper case */
 };
 
 struct shipping_item {
@@ -37,9 +37,9 @@ struct shipping_item {
 };
 
 struct shipping_option {
-    char method[16];   /* standard, express */
+    char method[16]; /* standard, express */
     char carrier[32];
-    int64_t price;     /* minor units */
+    int64_t price; /* minor units */
     char currency[4];
     int estimated_days;
 };
@@ -49,7 +49,7 @@ struct shipment_info {
     char method[16];
     char carrier[32];
     char tracking_number[40];
-    char status[16];   /* label_created, in_transit, delivered, cancelled */
+    char status[16]; /* label_created, in_transit, delivered, cancelled */
 };
 
 /* Validates and normalises an address object. full=false (quotes) requires only the
@@ -60,9 +60,8 @@ int shipping_address_parse(json_t *obj, bool full, struct shipping_address *out,
 /* The price of one method ("standard"/"express") for these items to `country`. Items with
  * weight_grams -1 are looked up in the catalog: ERR_NOTFOUND with *bad_product set when a
  * product does not exist. ERR_INVALID for an unknown method. */
-int shipping_price(struct app *app, const struct shipping_item *items, int n,
-                   const char *country, const char *method, struct shipping_option *out,
-                   int64_t *bad_product);
+int shipping_price(struct app *app, const struct shipping_item *items, int n, const char *country,
+                   const char *method, struct shipping_option *out, int64_t *bad_product);
 /* Creates the order's shipment (idempotent: a second call returns the first shipment). */
 int shipping_create(struct app *app, int64_t order_id, const char *method,
                     const struct shipping_address *addr, struct shipment_info *out);

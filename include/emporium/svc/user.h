@@ -39,11 +39,11 @@ enum user_tier { USER_TIER_STANDARD = 0, USER_TIER_PREMIUM = 1 };
 
 struct user {
     int64_t id;
-    char email[USER_EMAIL_MAX + 1];      /* normalised: trimmed, lower case */
-    char name[USER_NAME_MAX * 4 + 1];    /* UTF-8 */
+    char email[USER_EMAIL_MAX + 1];   /* normalised: trimmed, lower case */
+    char name[USER_NAME_MAX * 4 + 1]; /* UTF-8 */
     enum user_role role;
     enum user_tier tier;
-    int64_t created_at;                  /* Unix ms */
+    int64_t created_at; /* Unix ms */
 };
 
 /* A new session: the token is a secret, shown once to its owner; wipe it after use
@@ -77,8 +77,8 @@ int user_create(struct app *app, const struct user_new *in, struct user *out,
 /* Signs in. `client_addr` is the caller's address, for throttling. ERR_UNAUTHORIZED
  * ("invalid_credentials") for an unknown email or a wrong password alike (same time);
  * ERR_RATELIMITED ("too_many_failures", retry_after) when a throttle bucket is empty. */
-int user_login(struct app *app, const char *email, const char *password,
-               const char *client_addr, struct user_session *out, struct user_problem *why);
+int user_login(struct app *app, const char *email, const char *password, const char *client_addr,
+               struct user_session *out, struct user_problem *why);
 /* Ends the session whose token has this SHA-256. */
 int user_logout(struct app *app, const unsigned char token_hash[32]);
 /* ERR_NOTFOUND when the account does not exist (any more). */

@@ -84,8 +84,8 @@ long analytics_parse_day(const char *s)
     for (int i = 0; i < 10; i++) /* digits and the two dashes only: sscanf takes signs */
         if (i == 4 || i == 7 ? s[i] != '-' : !isdigit((unsigned char)s[i]))
             return -1;
-    if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 || m < 1 || m > 12 || d < 1 ||
-        d > 31 || y < 1970 || y > 9999)
+    if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 || m < 1 || m > 12 || d < 1 || d > 31 ||
+        y < 1970 || y > 9999)
         return -1;
     struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d};
     time_t t = timegm(&tm);

@@ -45,16 +45,16 @@ static int h_sales(struct http_req *req)
     json_t *items = json_array();
     for (int r = 0; r < rep.n; r++) {
         const struct analytics_row *row = &rep.rows[r];
-        json_array_append_new(items, json_pack("{s:s,s:{s:I,s:s},s:I,s:I}", group, row->key,
-                                               "revenue", "amount", (json_int_t)row->revenue,
-                                               "currency", row->currency, "orders",
-                                               (json_int_t)row->orders, "units",
-                                               (json_int_t)row->units));
+        json_array_append_new(
+            items, json_pack("{s:s,s:{s:I,s:s},s:I,s:I}", group, row->key, "revenue", "amount",
+                             (json_int_t)row->revenue, "currency", row->currency, "orders",
+                             (json_int_t)row->orders, "units", (json_int_t)row->units));
     }
     analytics_report_free(&rep);
     http_add_header(req, "Cache-Control", "private, no-store");
-    return http_reply_json(req, 200, json_pack("{s:s,s:s,s:s,s:o}", "from", from, "to", to,
-                                               "group_by", group, "items", items));
+    return http_reply_json(
+        req, 200,
+        json_pack("{s:s,s:s,s:s,s:o}", "from", from, "to", to, "group_by", group, "items", items));
 }
 
 static const struct http_route routes[] = {

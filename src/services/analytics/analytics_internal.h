@@ -12,12 +12,10 @@
 #include "emporium/svc/analytics.h"
 #include "emporium/svc/recommendation.h"
 
-
 /* The databases the service declares (schema and migrations: analytics_store.c). */
 extern const struct service_db analytics__dbs[];
 /* Lifecycle (analytics.c); the service definition is in analytics_http.c, next to its routes. */
 int analytics__init(struct app *app);
-
 
 /* The default report range (analytics.c): the last 30 days up to today, UTC. */
 void analytics__default_range(char from[11], char to[11]);
@@ -38,7 +36,7 @@ int analytics__store_paid(struct db *db, const struct order_event *ev, const cha
  * (event seen, already cancelled, or never counted: then a later order.paid is ignored). */
 int analytics__store_cancelled(struct db *db, const struct order_event *ev);
 /* The report rows (see analytics_sales()). */
-int analytics__store_sales(struct db *db, const char *from, const char *to,
-                           enum analytics_group g, struct analytics_report *out);
+int analytics__store_sales(struct db *db, const char *from, const char *to, enum analytics_group g,
+                           struct analytics_report *out);
 
 #endif

@@ -62,7 +62,7 @@ static int event_new(struct db_conn *c, const char *event_id)
 
 struct apply_tx {
     const struct order_event *ev;
-    const char *day;                      /* order.paid */
+    const char *day;                     /* order.paid */
     const struct analytics__line *lines; /* order.paid */
     int n;
     int done;
@@ -108,9 +108,9 @@ static int apply_tx(struct db_conn *c, void *vctx)
     }
     for (int i = 0; rc >= 0 && ev->type == ORDER_EVENT_PAID && i < x->n; i++) {
         const struct analytics__line *l = &x->lines[i];
-        struct db_val f[] = {DB_INT(ev->order_id),  DB_INT(i),           DB_TEXT(x->day),
-                             DB_TEXT(l->category),  DB_INT(l->product_id), DB_INT(l->units),
-                             DB_INT(l->revenue),    DB_TEXT(ev->currency)};
+        struct db_val f[] = {
+            DB_INT(ev->order_id),  DB_INT(i),        DB_TEXT(x->day),    DB_TEXT(l->category),
+            DB_INT(l->product_id), DB_INT(l->units), DB_INT(l->revenue), DB_TEXT(ev->currency)};
         rc = db_query(c,
                       "INSERT INTO sales_facts (order_id, line, day, category, product_id, "
                       "units, revenue, currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -137,8 +137,8 @@ int analytics__store_cancelled(struct db *db, const struct order_event *ev)
     return rc < 0 ? rc : x.done;
 }
 
-int analytics__store_sales(struct db *db, const char *from, const char *to,
-                           enum analytics_group g, struct analytics_report *out)
+int analytics__store_sales(struct db *db, const char *from, const char *to, enum analytics_group g,
+                           struct analytics_report *out)
 {
     /* two fixed statements: the group column is never client text */
     static const char *const sql[] = {

@@ -35,7 +35,6 @@
 #include "emporium/svc/user.h"
 #include "cart_internal.h"
 
-
 #define GUEST_SWEEP_BATCH 500
 #define GUEST_SWEEP_MAX_BATCHES 20 /* per run: a run stays short; the next one goes on */
 
@@ -59,9 +58,9 @@ static int secret_init(struct app *app)
     sodium_memzero(fresh, sizeof fresh);
     sodium_memzero(hex, sizeof hex);
     size_t len = 0;
-    if (rc == 0 && (sodium_hex2bin(token_key, sizeof token_key, got, strlen(got), NULL, &len,
-                                   NULL) != 0 ||
-                    len != sizeof token_key))
+    if (rc == 0 &&
+        (sodium_hex2bin(token_key, sizeof token_key, got, strlen(got), NULL, &len, NULL) != 0 ||
+         len != sizeof token_key))
         rc = ERR_INTERNAL;
     sodium_memzero(got, sizeof got);
     return rc;
@@ -129,7 +128,7 @@ struct change {
     enum op op;
     const struct cart_owner *owner;
     int64_t product_id;
-    int quantity; /* ADD: to add; SET: the new quantity (0 removes) */
+    int quantity;                    /* ADD: to add; SET: the new quantity (0 removes) */
     const struct product_info *info; /* ADD */
     struct cart_view *v;             /* the cart after the change */
     struct cart_refusal_info *why;
@@ -156,7 +155,8 @@ static int add_line(struct db_conn *c, struct change *ch, int64_t cart_id)
         ch->why->why = CART_REFUSE_CURRENCY;
         return ERR_CONFLICT;
     }
-    struct cart_item it = {.product_id = ch->product_id, .quantity = have + ch->quantity,
+    struct cart_item it = {.product_id = ch->product_id,
+                           .quantity = have + ch->quantity,
                            .unit_price = ch->info->price};
     snprintf(it.name, sizeof it.name, "%s", ch->info->name);
     snprintf(it.currency, sizeof it.currency, "%s", ch->info->currency);
@@ -223,8 +223,13 @@ int cart__add(struct app *app, const struct cart_owner *o, int64_t product_id, i
     }
     if (rc < 0)
         return rc;
-    struct change ch = {.op = OP_ADD, .owner = o, .product_id = product_id,
-                        .quantity = quantity, .info = &info, .v = out, .why = why};
+    struct change ch = {.op = OP_ADD,
+                        .owner = o,
+                        .product_id = product_id,
+                        .quantity = quantity,
+                        .info = &info,
+                        .v = out,
+                        .why = why};
     rc = cart__tx(app, change_tx, &ch);
     if (rc >= 0 && why->why == CART_REFUSE_NONE)
         metrics_count("emporium_cart_adds_total", o->user_id ? "customer" : "guest");
@@ -234,8 +239,12 @@ int cart__add(struct app *app, const struct cart_owner *o, int64_t product_id, i
 int cart__set(struct app *app, const struct cart_owner *o, int64_t product_id, int quantity,
               struct cart_view *out, struct cart_refusal_info *why)
 {
-    struct change ch = {.op = OP_SET, .owner = o, .product_id = product_id,
-                        .quantity = quantity, .v = out, .why = why};
+    struct change ch = {.op = OP_SET,
+                        .owner = o,
+                        .product_id = product_id,
+                        .quantity = quantity,
+                        .v = out,
+                        .why = why};
     int rc = cart__tx(app, change_tx, &ch);
     return rc < 0 ? rc : 0;
 }
@@ -244,8 +253,8 @@ int cart__remove(struct app *app, const struct cart_owner *o, int64_t product_id
                  struct cart_view *out)
 {
     struct cart_refusal_info why;
-    struct change ch = {.op = OP_REMOVE, .owner = o, .product_id = product_id, .v = out,
-                        .why = &why};
+    struct change ch = {
+        .op = OP_REMOVE, .owner = o, .product_id = product_id, .v = out, .why = &why};
     int rc = cart__tx(app, change_tx, &ch);
     return rc < 0 ? rc : 0;
 }
@@ -431,8 +440,4 @@ int cart__init(struct app *app)
     return timer_add(app, "cart.guest_sweep", 3600 * 1000, sweep_guests, NULL);
 }
 
-void cart__deinit(struct app *app)
-{
-    sodium_memzero(token_key, sizeof token_key);
-}
-
+void cart__deinit(struct app *app) { sodium_memzero(token_key, sizeof token_key); }

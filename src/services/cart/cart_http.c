@@ -56,19 +56,18 @@ static json_t *cart_json(const struct cart_view *v)
         int64_t line = it->unit_price * it->quantity;
         subtotal += line;
         count += it->quantity;
-        json_array_append_new(
-            items, json_pack("{s:s,s:s,s:i,s:o,s:o}", "product_id", id_format(it->product_id, pid),
-                             "name", it->name, "quantity", it->quantity, "unit_price",
-                             money(it->unit_price, it->currency), "line_total",
-                             money(line, it->currency)));
+        json_array_append_new(items, json_pack("{s:s,s:s,s:i,s:o,s:o}", "product_id",
+                                               id_format(it->product_id, pid), "name", it->name,
+                                               "quantity", it->quantity, "unit_price",
+                                               money(it->unit_price, it->currency), "line_total",
+                                               money(line, it->currency)));
     }
     return json_pack("{s:o,s:o,s:I}", "items", items, "subtotal",
                      money(subtotal, v->n ? v->items[0].currency : "USD"), "item_count",
                      (json_int_t)count);
 }
 
-static int reply_cart(struct http_req *req, const struct caller *who,
-                      const struct cart_view *v)
+static int reply_cart(struct http_req *req, const struct caller *who, const struct cart_view *v)
 {
     json_t *body = cart_json(v);
     if (!body)
@@ -112,8 +111,8 @@ static int product_missing(struct http_req *req, int64_t id)
                           json_pack("{s:s}", "product_id", pid), "no such product: %s", pid);
 }
 
-static int reply(struct http_req *req, const struct caller *who, int rc,
-                 struct cart_view *v, const struct cart_refusal_info *why, int64_t product_id)
+static int reply(struct http_req *req, const struct caller *who, int rc, struct cart_view *v,
+                 const struct cart_refusal_info *why, int64_t product_id)
 {
     char pid[21];
     id_format(product_id, pid);
@@ -123,8 +122,8 @@ static int reply(struct http_req *req, const struct caller *who, int rc,
         break;
     case CART_REFUSE_LINE_MAX:
         rc = http_fail(req, ERR_INVALID, "quantity",
-                       "a cart line holds at most %d (the cart has %d of product %s)",
-                       CART_MAX_QTY, why->have, pid);
+                       "a cart line holds at most %d (the cart has %d of product %s)", CART_MAX_QTY,
+                       why->have, pid);
         break;
     case CART_REFUSE_CART_FULL:
         rc = http_fail_code(req, ERR_CONFLICT, "cart_full",
@@ -133,8 +132,7 @@ static int reply(struct http_req *req, const struct caller *who, int rc,
         break;
     case CART_REFUSE_NOT_IN_CART:
         http_fail(req, ERR_NOTFOUND, "product_id", "product %s is not in the cart", pid);
-        rc = http_fail_code(req, ERR_NOTFOUND, "not_in_cart",
-                            json_pack("{s:s}", "product_id", pid),
+        rc = http_fail_code(req, ERR_NOTFOUND, "not_in_cart", json_pack("{s:s}", "product_id", pid),
                             "product %s is not in the cart", pid);
         break;
     case CART_REFUSE_CURRENCY:

@@ -28,10 +28,7 @@ static struct db_val owner_val(const struct cart_owner *o)
     return o->user_id ? DB_INT(o->user_id) : DB_TEXT(o->token_hash);
 }
 
-static int changed(int rc)
-{
-    return rc < 0 ? rc : (rc > 0 ? 1 : 0);
-}
+static int changed(int rc) { return rc < 0 ? rc : (rc > 0 ? 1 : 0); }
 
 int cart__store_find(struct db_conn *c, const struct cart_owner *o, int64_t *cart_id)
 {
@@ -121,8 +118,8 @@ int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char c
 {
     struct db_rows *r = NULL;
     struct db_val a[] = {DB_INT(cart_id)};
-    int rc = db_query(c, "SELECT count(*), MIN(currency) FROM cart_items WHERE cart_id = $1", 1,
-                      a, &r);
+    int rc =
+        db_query(c, "SELECT count(*), MIN(currency) FROM cart_items WHERE cart_id = $1", 1, a, &r);
     if (rc < 0)
         return rc;
     *lines = db_get_i64(r, 0, 0);
@@ -134,8 +131,8 @@ int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char c
 int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,
                             int64_t added_at)
 {
-    struct db_val a[] = {DB_INT(cart_id),        DB_INT(it->product_id), DB_TEXT(it->name),
-                         DB_INT(it->quantity),   DB_INT(it->unit_price), DB_TEXT(it->currency),
+    struct db_val a[] = {DB_INT(cart_id),      DB_INT(it->product_id), DB_TEXT(it->name),
+                         DB_INT(it->quantity), DB_INT(it->unit_price), DB_TEXT(it->currency),
                          DB_INT(added_at)};
     int rc = db_query(c,
                       "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price, "
@@ -146,8 +143,8 @@ int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct car
 
 int cart__store_line_refresh(struct db_conn *c, int64_t cart_id, const struct cart_item *it)
 {
-    struct db_val a[] = {DB_INT(cart_id),      DB_INT(it->product_id),  DB_INT(it->quantity),
-                         DB_TEXT(it->name),    DB_INT(it->unit_price),  DB_INT(now_ms())};
+    struct db_val a[] = {DB_INT(cart_id),   DB_INT(it->product_id), DB_INT(it->quantity),
+                         DB_TEXT(it->name), DB_INT(it->unit_price), DB_INT(now_ms())};
     int rc = db_query(c,
                       "UPDATE cart_items SET quantity = $3, name = $4, unit_price = $5, "
                       "updated_at = $6 WHERE cart_id = $1 AND product_id = $2",
@@ -167,8 +164,8 @@ int cart__store_line_set_qty(struct db_conn *c, int64_t cart_id, int64_t product
 int cart__store_line_delete(struct db_conn *c, int64_t cart_id, int64_t product_id)
 {
     struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id)};
-    return changed(db_query(c, "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2", 2,
-                            a, NULL));
+    return changed(
+        db_query(c, "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2", 2, a, NULL));
 }
 
 int cart__store_line_subtract(struct db_conn *c, int64_t cart_id, int64_t product_id, int q)
@@ -198,8 +195,8 @@ int cart__store_line_merge(struct db_conn *c, int64_t cart_id, int64_t product_i
 int cart__store_line_price(struct db_conn *c, int64_t cart_id, int64_t product_id,
                            int64_t unit_price, const char *currency)
 {
-    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id), DB_INT(unit_price),
-                         DB_TEXT(currency), DB_INT(now_ms())};
+    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id), DB_INT(unit_price), DB_TEXT(currency),
+                         DB_INT(now_ms())};
     return changed(db_query(c,
                             "UPDATE cart_items SET unit_price = $3, currency = $4, updated_at = $5 "
                             "WHERE cart_id = $1 AND product_id = $2",
@@ -238,7 +235,8 @@ int cart__store_user_lines(struct db_conn *c, int64_t user_id, struct cart_line 
         out[i].product_id = db_get_i64(r, i, 0);
         out[i].quantity = (int)db_get_i64(r, i, 1);
         out[i].unit_price = db_get_i64(r, i, 2);
-        snprintf(out[i].currency, sizeof out[i].currency, "%s", db_get(r, i, 3) ? db_get(r, i, 3) : "");
+        snprintf(out[i].currency, sizeof out[i].currency, "%s",
+                 db_get(r, i, 3) ? db_get(r, i, 3) : "");
     }
     *n = db_rows_count(r);
     db_rows_free(r);
@@ -249,8 +247,9 @@ int cart__store_secret(struct db_conn *c, const char *hex, char *out, size_t cap
 {
     /* The first process to start picks the secret; everyone then reads the same one. */
     struct db_val a[] = {DB_TEXT(hex)};
-    int rc = db_query(c, "INSERT INTO cart_secret (id, secret) VALUES (1, $1) ON CONFLICT DO NOTHING",
-                      1, a, NULL);
+    int rc =
+        db_query(c, "INSERT INTO cart_secret (id, secret) VALUES (1, $1) ON CONFLICT DO NOTHING", 1,
+                 a, NULL);
     struct db_rows *r = NULL;
     if (rc >= 0)
         rc = db_query(c, "SELECT secret FROM cart_secret WHERE id = 1", 0, NULL, &r);

@@ -37,10 +37,7 @@
 
 #define OUTBOX_TOPIC "inventory"
 
-static struct inventory_ctx *ctx_of(struct app *app)
-{
-    return app_service_ctx(app, "inventory");
-}
+static struct inventory_ctx *ctx_of(struct app *app) { return app_service_ctx(app, "inventory"); }
 
 static struct db *inv_db(struct app *app) { return app_db(app, "inventory"); }
 
@@ -89,8 +86,8 @@ static int maybe_low(struct db_conn *c, int64_t product_id, int64_t before, int6
     if (!(after < INVENTORY_LOW_STOCK && before >= INVENTORY_LOW_STOCK))
         return 0;
     char pid[21];
-    json_t *p = json_pack("{s:s,s:I,s:i}", "product_id", id_format(product_id, pid),
-                          "available", (json_int_t)after, "threshold", INVENTORY_LOW_STOCK);
+    json_t *p = json_pack("{s:s,s:I,s:i}", "product_id", id_format(product_id, pid), "available",
+                          (json_int_t)after, "threshold", INVENTORY_LOW_STOCK);
     int rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "product", product_id, "stock.low", p) : ERR_NOMEM;
     json_decref(p);
     return rc;
@@ -144,9 +141,8 @@ static int set_tx(struct db_conn *c, void *vctx)
         return rc;
     s->before = before;
     char pid[21];
-    json_t *p = json_pack("{s:s,s:I,s:I}", "product_id", id_format(s->product_id, pid),
-                          "available", (json_int_t)s->available, "previous",
-                          (json_int_t)before);
+    json_t *p = json_pack("{s:s,s:I,s:I}", "product_id", id_format(s->product_id, pid), "available",
+                          (json_int_t)s->available, "previous", (json_int_t)before);
     rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "product", s->product_id, "stock.adjusted", p)
            : ERR_NOMEM;
     json_decref(p);
@@ -204,14 +200,13 @@ static int set_many(struct app *app, const int64_t *product_ids, const int64_t *
     return 0;
 }
 
-int inventory_set_many(struct app *app, const int64_t *product_ids, const int64_t *available,
-                       int n)
+int inventory_set_many(struct app *app, const int64_t *product_ids, const int64_t *available, int n)
 {
     return set_many(app, product_ids, available, n, false);
 }
 
-int inventory_set_many_quiet(struct app *app, const int64_t *product_ids,
-                             const int64_t *available, int n)
+int inventory_set_many_quiet(struct app *app, const int64_t *product_ids, const int64_t *available,
+                             int n)
 {
     return set_many(app, product_ids, available, n, true);
 }
@@ -323,8 +318,7 @@ static int reserve_tx(struct db_conn *c, void *vctx)
     char rid[21], ts[32];
     json_t *p = json_pack("{s:s,s:o,s:s}", "reservation_id", id_format(r->id, rid), "items",
                           items_json(r->items, r->n), "expires_at", time_format(expires, ts));
-    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.reserved", p)
-           : ERR_NOMEM;
+    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.reserved", p) : ERR_NOMEM;
     json_decref(p);
     return rc;
 }
@@ -445,8 +439,7 @@ static int release_tx(struct db_conn *c, void *vctx)
     json_t *p = json_pack("{s:s,s:o,s:s,s:s}", "reservation_id", id_format(r->id, rid), "items",
                           items_json(r->rv.items, r->rv.n), "reason", r->reason, "previous_status",
                           r->rv.status);
-    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.released", p)
-           : ERR_NOMEM;
+    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.released", p) : ERR_NOMEM;
     json_decref(p);
     if (rc == 0)
         r->released = true;
@@ -507,14 +500,13 @@ static int confirm_tx(struct db_conn *c, void *vctx)
     if (rc == 0)
         return ERR_BUSY;
     for (int i = 0; i < r->rv.n; i++)
-        if ((rc = inventory__store_unreserve(c, r->rv.items[i].product_id,
-                                             r->rv.items[i].quantity, now)) < 0)
+        if ((rc = inventory__store_unreserve(c, r->rv.items[i].product_id, r->rv.items[i].quantity,
+                                             now)) < 0)
             return rc;
     char rid[21];
     json_t *p = json_pack("{s:s,s:o}", "reservation_id", id_format(r->id, rid), "items",
                           items_json(r->rv.items, r->rv.n));
-    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.confirmed", p)
-           : ERR_NOMEM;
+    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.confirmed", p) : ERR_NOMEM;
     json_decref(p);
     return rc;
 }

@@ -35,7 +35,6 @@ extern const struct service_db inventory__dbs[];
 int inventory__init(struct app *app);
 void inventory__deinit(struct app *app);
 
-
 /* Releases up to `max` active reservations whose expires_at has passed. Returns how many
  * were released (>= 0) or an ERR_*. Safe to run concurrently with anything (several
  * processes may sweep the same database). */

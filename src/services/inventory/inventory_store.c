@@ -61,8 +61,8 @@ int inventory__store_level(struct db_conn *c, int64_t product_id, int64_t *avail
 {
     struct db_rows *r = NULL;
     struct db_val a[] = {DB_INT(product_id)};
-    int rc = db_query(c, "SELECT available, reserved FROM inventory WHERE product_id = $1", 1,
-                      a, &r);
+    int rc =
+        db_query(c, "SELECT available, reserved FROM inventory WHERE product_id = $1", 1, a, &r);
     if (rc < 0)
         return rc;
     if (db_rows_count(r) != 1) {

@@ -42,9 +42,8 @@
 
 struct order_settings order__settings = {900, 600, 30};
 
-
-static const char *const statuses[] = {"pending", "paid", "fulfilling", "shipped", "delivered",
-                                       "failed", "cancelled", "on_hold", NULL};
+static const char *const statuses[] = {"pending", "paid",      "fulfilling", "shipped", "delivered",
+                                       "failed",  "cancelled", "on_hold",    NULL};
 
 bool order_status_valid(const char *s)
 {
@@ -100,8 +99,9 @@ void order__publish(struct app *app, const struct order_view *v, const char *typ
     id_format(v->id, oid);
     /* The order.paid shape is what consumers parse (recommendation, analytics); an
      * order.cancelled message is the same with its own type and event id, plus "refunded". */
-    buf_printf(&b, "{\"event_id\":\"%s-%s\",\"type\":\"%s\",\"order_id\":\"%s\","
-                   "\"user_id\":\"%lld\",\"at\":%lld,\"currency\":\"%s\",\"items\":[",
+    buf_printf(&b,
+               "{\"event_id\":\"%s-%s\",\"type\":\"%s\",\"order_id\":\"%s\","
+               "\"user_id\":\"%lld\",\"at\":%lld,\"currency\":\"%s\",\"items\":[",
                !strcmp(type, "order.paid") ? "order-paid" : "order-cancelled", oid, type, oid,
                (long long)v->user_id, (long long)now_ms(), v->currency);
     for (int i = 0; i < v->n_items; i++)
@@ -146,7 +146,8 @@ int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
         ok = ok || !strcmp(*s, v.status);
     if (!ok) {
         bool gone = !strcmp(v.status, "shipped") || !strcmp(v.status, "delivered");
-        snprintf(out->code, sizeof out->code, "%s", gone ? "order_shipped" : "order_not_cancellable");
+        snprintf(out->code, sizeof out->code, "%s",
+                 gone ? "order_shipped" : "order_not_cancellable");
         rc = ERR_CONFLICT;
         goto out;
     }
@@ -163,7 +164,8 @@ int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
         goto out;
     if ((rc = db_begin(c)) == 0)
         rc = order__store_transition(c, order_id, "cancelled", cancellable,
-                                     admin ? "cancelled by an operator" : "cancelled by the customer",
+                                     admin ? "cancelled by an operator"
+                                           : "cancelled by the customer",
                                      false, true, now_ms());
     bool moved = rc == 1;
     if (rc >= 0)
@@ -370,8 +372,8 @@ static void on_shipment(void *ctx, const char *topic, const char *key, const cha
         int rc = order__follow_shipment(app, order_id, status,
                                         json_is_integer(at) ? json_integer_value(at) : now_ms());
         if (rc < 0) /* the next full read of the order catches up from the shipment */
-            log_warn("order %lld: following shipment %s failed: %s", (long long)order_id,
-                     status, err_str(rc));
+            log_warn("order %lld: following shipment %s failed: %s", (long long)order_id, status,
+                     err_str(rc));
     }
     json_decref(doc);
 }
@@ -394,4 +396,3 @@ int order__init(struct app *app)
     return timer_add(app, "order.recovery", order__settings.sweep_interval_s * 1000,
                      order__recovery_run, NULL);
 }
-

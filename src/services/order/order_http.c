@@ -40,15 +40,14 @@ static json_t *order_json(const struct order_view *v)
     }
     const struct shipping_address *a = &v->addr;
     json_t *addr = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "name", a->name, "line1", a->line1,
-                             "line2", a->line2, "city", a->city, "region", a->region,
-                             "postal_code", a->postal_code, "country", a->country);
-    json_t *out = json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:s,s:o,s:s,s:s}", "id", id_format(v->id, id),
-                            "status", v->status, "items", items, "subtotal",
-                            money(v->subtotal, cur), "shipping", money(v->shipping, cur), "total",
-                            money(v->total, cur), "shipping_method", v->shipping_method,
-                            "shipping_address", addr ? addr : json_object(), "created_at",
-                            time_format(v->created_at, ts), "updated_at",
-                            time_format(v->updated_at, ts2));
+                             "line2", a->line2, "city", a->city, "region", a->region, "postal_code",
+                             a->postal_code, "country", a->country);
+    json_t *out =
+        json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:s,s:o,s:s,s:s}", "id", id_format(v->id, id), "status",
+                  v->status, "items", items, "subtotal", money(v->subtotal, cur), "shipping",
+                  money(v->shipping, cur), "total", money(v->total, cur), "shipping_method",
+                  v->shipping_method, "shipping_address", addr ? addr : json_object(), "created_at",
+                  time_format(v->created_at, ts), "updated_at", time_format(v->updated_at, ts2));
     if (!out)
         return NULL;
     if (v->has_payment) {
@@ -65,12 +64,11 @@ static json_t *order_json(const struct order_view *v)
         const struct shipment_info *s = &v->shipment;
         char sid[21];
         json_object_set_new(out, "shipment",
-                            v->has_shipment
-                                ? json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", id_format(s->id, sid),
-                                            "method", s->method, "carrier", s->carrier,
-                                            "tracking_number", s->tracking_number, "status",
-                                            s->status)
-                                : json_null());
+                            v->has_shipment ? json_pack("{s:s,s:s,s:s,s:s,s:s}", "id",
+                                                        id_format(s->id, sid), "method", s->method,
+                                                        "carrier", s->carrier, "tracking_number",
+                                                        s->tracking_number, "status", s->status)
+                                            : json_null());
         json_t *hist = json_array();
         for (int i = 0; i < v->n_history; i++) {
             const struct order_history_entry *h = &v->history[i];
@@ -88,10 +86,10 @@ static json_t *summary_json(const struct order_view *v, bool with_user)
 {
     char ts[32], id[21], uid[21];
     const char *cur = v->currency;
-    json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:o,s:s}", "id", id_format(v->id, id), "status",
-                          v->status, "subtotal", money(v->subtotal, cur), "shipping",
-                          money(v->shipping, cur), "total", money(v->total, cur), "created_at",
-                          time_format(v->created_at, ts));
+    json_t *o =
+        json_pack("{s:s,s:s,s:o,s:o,s:o,s:s}", "id", id_format(v->id, id), "status", v->status,
+                  "subtotal", money(v->subtotal, cur), "shipping", money(v->shipping, cur), "total",
+                  money(v->total, cur), "created_at", time_format(v->created_at, ts));
     if (o && v->has_failure)
         json_object_set_new(o, "failure_reason", json_string(v->failure_reason));
     if (o && with_user)
@@ -124,7 +122,7 @@ static int card_read(struct http_req *req, json_t *p, struct payment_card *card)
         return http_fail(req, ERR_INVALID, "payment", p ? "must be an object" : "is required");
     const char *k;
     json_t *v;
-    json_object_foreach(p, k, v) {
+    json_object_foreach (p, k, v) {
         if (strcmp(k, "card_number") && strcmp(k, "exp_month") && strcmp(k, "exp_year") &&
             strcmp(k, "cvc")) {
             char f[80];
@@ -152,8 +150,8 @@ static int card_read(struct http_req *req, json_t *p, struct payment_card *card)
         char f[40];
         snprintf(f, sizeof f, "payment.%s", field);
         if (expired)
-            return http_fail_code(req, ERR_INVALID, "card_expired",
-                                  json_pack("{s:s}", "field", f), "%s", msg);
+            return http_fail_code(req, ERR_INVALID, "card_expired", json_pack("{s:s}", "field", f),
+                                  "%s", msg);
         return http_fail(req, ERR_INVALID, f, "%s", msg);
     }
     return 0;
@@ -174,19 +172,19 @@ static int place_refused(struct http_req *req, int rc, const struct order_outcom
     id_format(o->product_id, pid);
     if (rc == ERR_PAYMENT) {
         json_t *order = o->order.id ? order_json(&o->order) : json_null();
-        return http_fail_code(req, ERR_PAYMENT, code[0] ? code : "card_declined",
-                              json_pack("{s:b,s:o}", "retryable", o->retryable, "order",
-                                        order ? order : json_null()),
-                              "the payment was not accepted (%s)", code[0] ? code : "card_declined");
+        return http_fail_code(
+            req, ERR_PAYMENT, code[0] ? code : "card_declined",
+            json_pack("{s:b,s:o}", "retryable", o->retryable, "order", order ? order : json_null()),
+            "the payment was not accepted (%s)", code[0] ? code : "card_declined");
     }
     if (!strcmp(code, "price_changed")) {
         json_t *lines = json_array();
         for (int i = 0; i < o->n_changed; i++) {
             const struct order_price_change *c = &o->changed[i];
             json_array_append_new(lines, json_pack("{s:s,s:o,s:o}", "product_id",
-                                                   id_format(c->product_id, pid),
-                                                   "previous_price", money(c->old_price, c->currency),
-                                                   "unit_price", money(c->new_price, c->currency)));
+                                                   id_format(c->product_id, pid), "previous_price",
+                                                   money(c->old_price, c->currency), "unit_price",
+                                                   money(c->new_price, c->currency)));
         }
         return http_fail_code(req, rc, code, json_pack("{s:o}", "lines", lines),
                               "prices changed since the cart was filled; the cart now shows the "
@@ -211,8 +209,8 @@ static int place_refused(struct http_req *req, int rc, const struct order_outcom
         if (!strcmp(code, "request_in_progress"))
             http_add_header(req, "Retry-After", "1");
         return http_fail_code(req, rc, code,
-                              msgs[i].product ? json_pack("{s:s}", "product_id", pid) : NULL,
-                              "%s", msgs[i].message);
+                              msgs[i].product ? json_pack("{s:s}", "product_id", pid) : NULL, "%s",
+                              msgs[i].message);
     }
     return code[0] ? http_fail_code(req, rc, code, NULL, "%s", code) : rc;
 }
@@ -304,7 +302,8 @@ static int h_cancel(struct http_req *req)
     if (rc == ERR_NOTFOUND)
         rc = http_fail(req, ERR_NOTFOUND, NULL, "no such order");
     else if (rc == ERR_CONFLICT && !strcmp(o->code, "order_shipped"))
-        rc = http_fail_code(req, rc, o->code, NULL, "the order has shipped and cannot be cancelled");
+        rc =
+            http_fail_code(req, rc, o->code, NULL, "the order has shipped and cannot be cancelled");
     else if (rc == ERR_CONFLICT)
         rc = http_fail_code(req, rc, o->code[0] ? o->code : "order_not_cancellable", NULL,
                             "the order can no longer be cancelled");
@@ -352,15 +351,9 @@ static int list(struct http_req *req, int64_t user_id)
     return http_reply_json(req, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor", next));
 }
 
-static int h_list(struct http_req *req)
-{
-    return list(req, http_auth(req)->user_id);
-}
+static int h_list(struct http_req *req) { return list(req, http_auth(req)->user_id); }
 
-static int h_admin_list(struct http_req *req)
-{
-    return list(req, 0);
-}
+static int h_admin_list(struct http_req *req) { return list(req, 0); }
 
 static int h_admin_events(struct http_req *req)
 {
@@ -380,11 +373,10 @@ static int h_admin_events(struct http_req *req)
     for (int i = 0; i < n; i++) {
         json_error_t jerr;
         json_t *doc = json_loads(ev[i].payload, 0, &jerr);
-        json_array_append_new(items, json_pack("{s:s,s:s,s:o,s:s,s:b}", "event_id",
-                                               id_format(ev[i].id, eid), "type", ev[i].type,
-                                               "payload", doc ? doc : json_null(), "created_at",
-                                               time_format(ev[i].created_at, ts), "published",
-                                               ev[i].published));
+        json_array_append_new(
+            items, json_pack("{s:s,s:s,s:o,s:s,s:b}", "event_id", id_format(ev[i].id, eid), "type",
+                             ev[i].type, "payload", doc ? doc : json_null(), "created_at",
+                             time_format(ev[i].created_at, ts), "published", ev[i].published));
     }
     order_outbox_free(ev, n);
     return http_reply_json(req, 200, json_pack("{s:o,s:n}", "items", items, "next_cursor"));

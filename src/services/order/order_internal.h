@@ -12,15 +12,13 @@
 #include "emporium/db.h"
 #include "emporium/svc/order.h"
 
-
 #define ORDER_SHARDS 6
-
 
 /* Tunables (struct config, copied in init). */
 struct order_settings {
-    int reservation_ttl_s;  /* EMPORIUM_RESERVATION_TTL_SECONDS, 900 */
-    int pending_timeout_s;  /* EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS, 600 */
-    int sweep_interval_s;   /* EMPORIUM_ORDER_SWEEP_SECONDS, 30 */
+    int reservation_ttl_s; /* EMPORIUM_RESERVATION_TTL_SECONDS, 900 */
+    int pending_timeout_s; /* EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS, 600 */
+    int sweep_interval_s;  /* EMPORIUM_ORDER_SWEEP_SECONDS, 30 */
 };
 extern struct order_settings order__settings;
 
@@ -53,12 +51,13 @@ struct order_key {
     char hash[65];
     bool done;
     int64_t order_id;
-    int err;             /* done: the outcome's return code (0 placed) */
-    char code[32];       /* done: its machine code */
-    int64_t product_id;  /* done: out_of_stock and the like */
+    int err;            /* done: the outcome's return code (0 placed) */
+    char code[32];      /* done: its machine code */
+    int64_t product_id; /* done: out_of_stock and the like */
 };
 /* 1 and *out when the key has a record, 0 when none, or an ERR_*. */
-int order__store_key_get(struct db_conn *c, int64_t user_id, const char *key, struct order_key *out);
+int order__store_key_get(struct db_conn *c, int64_t user_id, const char *key,
+                         struct order_key *out);
 /* Records the outcome on the key (state done), inside the caller's transaction. */
 int order__store_key_done(struct db_conn *c, int64_t user_id, const char *key, int err,
                           const char *code, int64_t product_id);
@@ -85,9 +84,8 @@ int order__store_create(struct db_conn *c, const struct order_new *o);
  * history row and its order.<to> outbox event, on c inside the caller's transaction.
  * reason may be NULL. compensate=true marks compensation as owed (failed, cancelled).
  * Returns 1 when moved, 0 when the order was not in a `from` status, or an ERR_*. */
-int order__store_transition(struct db_conn *c, int64_t id, const char *to,
-                            const char *const *from, const char *reason, bool retryable,
-                            bool compensate, int64_t at);
+int order__store_transition(struct db_conn *c, int64_t id, const char *to, const char *const *from,
+                            const char *reason, bool retryable, bool compensate, int64_t at);
 /* The order (with items; with history when history is true). ERR_NOTFOUND. */
 int order__store_load(struct db_conn *c, int64_t id, bool history, struct order_view *out);
 /* Just the status ("" when there is no such order). */

@@ -86,8 +86,8 @@ static void request_hash(const struct order_place_req *rq, char out[65])
     crypto_hash_sha256_state st;
     crypto_hash_sha256_init(&st);
     /* Fields are NUL-separated, so no two requests hash alike by shifting text. */
-    const char *parts[] = {a->name, a->line1, a->line2, a->city, a->region, a->postal_code,
-                           a->country, rq->method, last4};
+    const char *parts[] = {a->name,        a->line1,   a->line2,   a->city, a->region,
+                           a->postal_code, a->country, rq->method, last4};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         crypto_hash_sha256_update(&st, (const unsigned char *)parts[i], strlen(parts[i]) + 1);
     char tail[48];
@@ -178,9 +178,8 @@ static int price_cart(struct saga *s)
         }
         if (pi.price != l->unit_price || strcmp(pi.currency, l->currency) != 0) {
             struct order_price_change *ch = &out->changed[out->n_changed];
-            *ch = (struct order_price_change){.product_id = l->product_id,
-                                              .old_price = l->unit_price,
-                                              .new_price = pi.price};
+            *ch = (struct order_price_change){
+                .product_id = l->product_id, .old_price = l->unit_price, .new_price = pi.price};
             snprintf(ch->currency, sizeof ch->currency, "%s", pi.currency);
             changed[out->n_changed] = *l;
             changed[out->n_changed].unit_price = pi.price;
@@ -188,8 +187,8 @@ static int price_cart(struct saga *s)
                      pi.currency);
             out->n_changed++;
         }
-        s->items[i] = (struct order_item){.product_id = l->product_id, .quantity = l->quantity,
-                                          .unit_price = pi.price};
+        s->items[i] = (struct order_item){
+            .product_id = l->product_id, .quantity = l->quantity, .unit_price = pi.price};
         snprintf(s->items[i].name, sizeof s->items[i].name, "%s", pi.name);
         s->subtotal += pi.price * l->quantity;
         si[i] = (struct shipping_item){l->product_id, l->quantity, pi.weight_grams};
@@ -305,11 +304,21 @@ static int saga_run(struct saga *s, struct db_conn *c)
     char brand[16], last4[5];
     snprintf(brand, sizeof brand, "%s", payment_card_brand(rq->card.number));
     payment_card_last4(rq->card.number, last4);
-    struct order_new o = {.id = s->order_id,     .user_id = rq->user_id, .shard = s->shard,
-                          .key = rq->idem_key,   .hash = s->hash,        .currency = s->currency,
-                          .subtotal = s->subtotal, .shipping = s->shipping, .total = s->total,
-                          .method = rq->method,  .addr = &rq->addr,      .brand = brand,
-                          .last4 = last4,        .n = s->n,              .items = s->items};
+    struct order_new o = {.id = s->order_id,
+                          .user_id = rq->user_id,
+                          .shard = s->shard,
+                          .key = rq->idem_key,
+                          .hash = s->hash,
+                          .currency = s->currency,
+                          .subtotal = s->subtotal,
+                          .shipping = s->shipping,
+                          .total = s->total,
+                          .method = rq->method,
+                          .addr = &rq->addr,
+                          .brand = brand,
+                          .last4 = last4,
+                          .n = s->n,
+                          .items = s->items};
     rc = order__store_create(c, &o);
     db_conn_give(c);
     if (rc == ERR_CONFLICT)

@@ -18,9 +18,9 @@
 #include "emporium/service.h"
 #include "order_internal.h"
 
-#define ORDER_SELECT                                                                         \
-    "SELECT id, user_id, status, currency, subtotal, shipping, total, shipping_method, "    \
-    "shipping_address, payment_brand, payment_last4, failure_reason, retryable, shipment_id, " \
+#define ORDER_SELECT                                                                               \
+    "SELECT id, user_id, status, currency, subtotal, shipping, total, shipping_method, "           \
+    "shipping_address, payment_brand, payment_last4, failure_reason, retryable, shipment_id, "     \
     "created_at, updated_at FROM orders "
 
 static void copy(char *dst, size_t cap, const char *src)
@@ -86,8 +86,8 @@ int order__store_key_done(struct db_conn *c, int64_t user_id, const char *key, i
 int order__store_key_drop(struct db_conn *c, int64_t user_id, const char *key)
 {
     struct db_val a[] = {DB_INT(user_id), DB_TEXT(key)};
-    int rc = db_query(c, "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2", 2,
-                      a, NULL);
+    int rc = db_query(c, "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2", 2, a,
+                      NULL);
     return rc < 0 ? rc : 0;
 }
 
@@ -96,8 +96,8 @@ int order__store_key_drop(struct db_conn *c, int64_t user_id, const char *key)
 static char *address_text(const struct shipping_address *a)
 {
     json_t *aj = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "name", a->name, "line1", a->line1,
-                           "line2", a->line2, "city", a->city, "region", a->region,
-                           "postal_code", a->postal_code, "country", a->country);
+                           "line2", a->line2, "city", a->city, "region", a->region, "postal_code",
+                           a->postal_code, "country", a->country);
     char *s = aj ? json_dumps(aj, JSON_COMPACT) : NULL;
     json_decref(aj);
     return s;
@@ -113,7 +113,8 @@ static void address_load(const char *text, struct shipping_address *a)
     copy(a->line2, sizeof a->line2, json_string_value(json_object_get(aj, "line2")));
     copy(a->city, sizeof a->city, json_string_value(json_object_get(aj, "city")));
     copy(a->region, sizeof a->region, json_string_value(json_object_get(aj, "region")));
-    copy(a->postal_code, sizeof a->postal_code, json_string_value(json_object_get(aj, "postal_code")));
+    copy(a->postal_code, sizeof a->postal_code,
+         json_string_value(json_object_get(aj, "postal_code")));
     copy(a->country, sizeof a->country, json_string_value(json_object_get(aj, "country")));
     json_decref(aj);
 }
@@ -130,10 +131,11 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
     struct db_val k[] = {DB_INT(o->user_id), DB_TEXT(o->key), DB_TEXT(o->hash), DB_INT(o->id),
                          DB_INT(now)};
     if (rc == 0)
-        rc = db_query(c,
-                      "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, order_id, "
-                      "state, created_at, updated_at) VALUES ($1, $2, $3, $4, 'in_progress', $5, $5)",
-                      5, k, NULL);
+        rc = db_query(
+            c,
+            "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, order_id, "
+            "state, created_at, updated_at) VALUES ($1, $2, $3, $4, 'in_progress', $5, $5)",
+            5, k, NULL);
     struct db_val a[] = {DB_INT(o->id),       DB_INT(o->user_id),  DB_TEXT(o->currency),
                          DB_INT(o->subtotal), DB_INT(o->shipping), DB_INT(o->total),
                          DB_TEXT(o->method),  DB_TEXT(addr),       DB_TEXT(o->brand),
@@ -156,26 +158,25 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
                       "unit_price) VALUES ($1, $2, $3, $4, $5, $6)",
                       6, li, NULL);
         char pid[21];
-        json_array_append_new(items, json_pack("{s:s,s:i,s:I}", "product_id",
-                                               id_format(it->product_id, pid), "quantity",
-                                               it->quantity, "unit_price",
-                                               (json_int_t)it->unit_price));
+        json_array_append_new(
+            items, json_pack("{s:s,s:i,s:I}", "product_id", id_format(it->product_id, pid),
+                             "quantity", it->quantity, "unit_price", (json_int_t)it->unit_price));
     }
     if (rc >= 0) {
         struct db_val h[] = {DB_INT(id_new(o->shard)), DB_INT(o->id), DB_INT(now)};
-        rc = db_query(c,
-                      "INSERT INTO order_history (id, order_id, status, at) VALUES ($1, $2, 'pending', $3)",
-                      3, h, NULL);
+        rc = db_query(
+            c,
+            "INSERT INTO order_history (id, order_id, status, at) VALUES ($1, $2, 'pending', $3)",
+            3, h, NULL);
     }
     if (rc >= 0) {
         char uid[21], oid[21];
-        json_t *data = json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s,s:s}", "order_id",
-                                 id_format(o->id, oid), "user_id", id_format(o->user_id, uid),
-                                 "status", "pending", "items", items, "subtotal",
-                                 money(o->subtotal, o->currency), "shipping",
-                                 money(o->shipping, o->currency), "total",
-                                 money(o->total, o->currency), "shipping_method", o->method,
-                                 "country", o->addr->country);
+        json_t *data =
+            json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s,s:s}", "order_id", id_format(o->id, oid),
+                      "user_id", id_format(o->user_id, uid), "status", "pending", "items", items,
+                      "subtotal", money(o->subtotal, o->currency), "shipping",
+                      money(o->shipping, o->currency), "total", money(o->total, o->currency),
+                      "shipping_method", o->method, "country", o->addr->country);
         rc = data ? outbox_add(c, o->shard, "order-events", "order", o->id, "order.placed", data)
                   : ERR_NOMEM;
         json_decref(data);
@@ -189,9 +190,8 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
     return rc < 0 ? rc : 0;
 }
 
-int order__store_transition(struct db_conn *c, int64_t id, const char *to,
-                            const char *const *from, const char *reason, bool retryable,
-                            bool compensate, int64_t at)
+int order__store_transition(struct db_conn *c, int64_t id, const char *to, const char *const *from,
+                            const char *reason, bool retryable, bool compensate, int64_t at)
 {
     char sql[512];
     int n = snprintf(sql, sizeof sql,
@@ -199,8 +199,9 @@ int order__store_transition(struct db_conn *c, int64_t id, const char *to,
                      "failure_reason = COALESCE($3, failure_reason), retryable = $4, "
                      "compensated = CASE WHEN $5 = 1 THEN 0 ELSE compensated END "
                      "WHERE id = $6 AND status IN (");
-    struct db_val a[16] = {DB_TEXT(to), DB_INT(now_ms()), reason ? DB_TEXT(reason) : DB_NULLV,
-                           DB_INT(retryable), DB_INT(compensate), DB_INT(id)};
+    struct db_val a[16] = {
+        DB_TEXT(to),       DB_INT(now_ms()),   reason ? DB_TEXT(reason) : DB_NULLV,
+        DB_INT(retryable), DB_INT(compensate), DB_INT(id)};
     int na = 6;
     for (int i = 0; from[i] && na < 16; i++) {
         a[na++] = DB_TEXT(from[i]);
@@ -212,8 +213,9 @@ int order__store_transition(struct db_conn *c, int64_t id, const char *to,
         return rc;
     struct db_val h[] = {DB_INT(id_new(id_shard(id))), DB_INT(id), DB_TEXT(to), DB_INT(at),
                          reason ? DB_TEXT(reason) : DB_NULLV};
-    rc = db_query(c, "INSERT INTO order_history (id, order_id, status, at, note) VALUES ($1, $2, $3, $4, $5)",
-                  5, h, NULL);
+    rc = db_query(
+        c, "INSERT INTO order_history (id, order_id, status, at, note) VALUES ($1, $2, $3, $4, $5)",
+        5, h, NULL);
     if (rc < 0)
         return rc;
     /* The event carries the order's new state; read back what the row now says. */
@@ -223,10 +225,10 @@ int order__store_transition(struct db_conn *c, int64_t id, const char *to,
     if (rc < 0)
         return rc;
     char oid[21], ts[32];
-    json_t *data = json_pack("{s:s,s:s,s:s,s:o,s:s}", "order_id", id_format(id, oid), "user_id",
-                             db_get(r, 0, 0), "status", to, "total",
-                             money(db_get_i64(r, 0, 2), db_get(r, 0, 1)), "at",
-                             time_format(at, ts));
+    json_t *data =
+        json_pack("{s:s,s:s,s:s,s:o,s:s}", "order_id", id_format(id, oid), "user_id",
+                  db_get(r, 0, 0), "status", to, "total",
+                  money(db_get_i64(r, 0, 2), db_get(r, 0, 1)), "at", time_format(at, ts));
     db_rows_free(r);
     if (!data)
         return ERR_NOMEM;
@@ -277,7 +279,8 @@ int order__store_load(struct db_conn *c, int64_t id, bool history, struct order_
                       "WHERE order_id = $1 ORDER BY line",
                       1, a, &it);
     if (rc >= 0 && history)
-        rc = db_query(c, "SELECT status, at, note FROM order_history WHERE order_id = $1 ORDER BY id",
+        rc = db_query(c,
+                      "SELECT status, at, note FROM order_history WHERE order_id = $1 ORDER BY id",
                       1, a, &h);
     if (rc >= 0) {
         row_load(o, 0, out);
@@ -444,7 +447,8 @@ int order__store_fail_abandoned(struct db_conn *c, int64_t id)
         rc = order__store_transition(c, id, "failed", from, "abandoned", true, true, now_ms());
     struct db_val k[] = {DB_INT(id)};
     if (rc == 1)
-        rc = db_query(c, "DELETE FROM idempotency_keys WHERE order_id = $1 AND state = 'in_progress'",
+        rc = db_query(c,
+                      "DELETE FROM idempotency_keys WHERE order_id = $1 AND state = 'in_progress'",
                       1, k, NULL);
     if (rc >= 0)
         rc = db_commit(c);
@@ -487,10 +491,11 @@ int order__store_unshipped(struct db_conn *c, int64_t updated_before, struct ord
 int order__store_drop_stale_claims(struct db_conn *c, int64_t created_before)
 {
     struct db_val a[] = {DB_INT(created_before)};
-    int rc = db_query(c,
-                      "DELETE FROM idempotency_keys WHERE state = 'in_progress' AND created_at < $1 "
-                      "AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = idempotency_keys.order_id)",
-                      1, a, NULL);
+    int rc =
+        db_query(c,
+                 "DELETE FROM idempotency_keys WHERE state = 'in_progress' AND created_at < $1 "
+                 "AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = idempotency_keys.order_id)",
+                 1, a, NULL);
     return rc < 0 ? rc : 0;
 }
 
@@ -555,6 +560,7 @@ static const struct db_migration order_migrations[] = {
 };
 
 const struct service_db order__dbs[] = {
-    {"orders", ORDER_SHARDS, order_migrations, sizeof order_migrations / sizeof order_migrations[0]},
+    {"orders", ORDER_SHARDS, order_migrations,
+     sizeof order_migrations / sizeof order_migrations[0]},
     {NULL, 0, NULL, 0},
 };

@@ -33,7 +33,6 @@
 
 static struct payment_provider provider;
 
-
 static void copy(char *dst, size_t cap, const char *src)
 {
     snprintf(dst, cap, "%s", src ? src : "");
@@ -52,10 +51,7 @@ static void result_fill(const struct payrow *p, struct payment_result *out)
     copy(out->last4, sizeof out->last4, p->last4);
 }
 
-static struct db *payments_db(struct app *app)
-{
-    return app_db(app, "payments");
-}
+static struct db *payments_db(struct app *app) { return app_db(app, "payments"); }
 
 /* --- cards --- */
 
@@ -99,7 +95,8 @@ const char *payment__brand(const char *d)
 const char *payment_card_brand(const char *number)
 {
     char d[24];
-    const char *b = number && payment__digits(number, d, sizeof d) >= 4 ? payment__brand(d) : "unknown";
+    const char *b =
+        number && payment__digits(number, d, sizeof d) >= 4 ? payment__brand(d) : "unknown";
     sodium_memzero(d, sizeof d);
     return b;
 }
@@ -250,9 +247,11 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     if (rc == 0)
         rc = payment__store_record_authorize(c, &p);
     if (rc == 1) {
-        rc = payment__store_op(c, &p, "authorize", pr.ok ? "succeeded" : "failed", amount, p.reason);
+        rc =
+            payment__store_op(c, &p, "authorize", pr.ok ? "succeeded" : "failed", amount, p.reason);
         if (rc == 0)
-            rc = payment__store_event(c, &p, pr.ok ? "payment.authorized" : "payment.failed", amount);
+            rc = payment__store_event(c, &p, pr.ok ? "payment.authorized" : "payment.failed",
+                                      amount);
         if (rc == 0)
             rc = db_commit(c);
         if (rc == 0)
@@ -330,7 +329,8 @@ int payment_capture(struct app *app, int64_t order_id)
             payment__store_mark(c, &p, "capturing", "authorized");
         if (rc < 0)
             break; /* unreachable: stays capturing, so compensation refunds */
-        rc = payment__store_transition(c, &p, "capturing", "captured", "capture", "payment.captured", p.amount);
+        rc = payment__store_transition(c, &p, "capturing", "captured", "capture",
+                                       "payment.captured", p.amount);
         if (rc != 0) {
             rc = rc < 0 ? rc : 0;
             break;
@@ -359,7 +359,8 @@ int payment_cancel(struct app *app, int64_t order_id)
         if (!strcmp(p.status, "processing")) {
             /* An attempt abandoned by a crash (or still at the provider): void it, so a late
              * answer finds it no longer processing and leaves it alone. */
-            rc = payment__store_transition(c, &p, "processing", "voided", "void", "payment.voided", p.amount);
+            rc = payment__store_transition(c, &p, "processing", "voided", "void", "payment.voided",
+                                           p.amount);
             if (rc != 0) {
                 rc = rc < 0 ? rc : 0;
                 break;
@@ -383,10 +384,11 @@ int payment_cancel(struct app *app, int64_t order_id)
             return rc2;
         if (rc < 0)
             break;
-        rc = captured ? payment__store_transition(c, &p, capturing ? "capturing" : "captured", "refunded",
-                                   "refund", "payment.refunded", p.amount)
-                      : payment__store_transition(c, &p, "authorized", "voided", "void", "payment.voided",
-                                   p.amount);
+        rc = captured
+                 ? payment__store_transition(c, &p, capturing ? "capturing" : "captured",
+                                             "refunded", "refund", "payment.refunded", p.amount)
+                 : payment__store_transition(c, &p, "authorized", "voided", "void",
+                                             "payment.voided", p.amount);
         if (rc != 0) {
             rc = rc < 0 ? rc : 0;
             break;
@@ -435,4 +437,3 @@ int payment__init(struct app *app)
                             "voided, refunded).");
     return 0;
 }
-

@@ -15,15 +15,15 @@
 
 struct payment_provider_result {
     bool ok;
-    char reason[32];  /* when !ok: card_declined, insufficient_funds, processing_error */
+    char reason[32]; /* when !ok: card_declined, insufficient_funds, processing_error */
     bool retryable;
-    char ref[64];     /* the provider's id for the authorization (authorize only) */
+    char ref[64]; /* the provider's id for the authorization (authorize only) */
 };
 
 struct payment_provider {
     const char *name;
-    int (*authorize)(void *self, const char *key, const struct payment_card *card,
-                     int64_t amount, const char *currency, struct payment_provider_result *out);
+    int (*authorize)(void *self, const char *key, const struct payment_card *card, int64_t amount,
+                     const char *currency, struct payment_provider_result *out);
     int (*capture)(void *self, const char *key, const char *ref, int64_t amount,
                    struct payment_provider_result *out);
     int (*void_auth)(void *self, const char *key, const char *ref,
@@ -65,9 +65,8 @@ int payment__store_event(struct db_conn *c, const struct payrow *p, const char *
                          int64_t amount);
 /* from -> to with its operation row and event, in its own transaction: 1 when this call made
  * the change, 0 when the row was no longer in `from`. */
-int payment__store_transition(struct db_conn *c, struct payrow *p, const char *from,
-                              const char *to, const char *kind, const char *event,
-                              int64_t amount);
+int payment__store_transition(struct db_conn *c, struct payrow *p, const char *from, const char *to,
+                              const char *kind, const char *event, int64_t amount);
 /* from -> to alone (no operation, no event): rows changed. */
 int payment__store_mark(struct db_conn *c, struct payrow *p, const char *from, const char *to);
 

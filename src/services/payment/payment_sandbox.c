@@ -71,7 +71,8 @@ static int sb_capture(void *self, const char *key, const char *ref, int64_t amou
     return 0;
 }
 
-static int sb_void(void *self, const char *key, const char *ref, struct payment_provider_result *out)
+static int sb_void(void *self, const char *key, const char *ref,
+                   struct payment_provider_result *out)
 {
     sandbox_sleep(self);
     approve(out);

@@ -17,8 +17,8 @@
 #include "emporium/service.h"
 #include "payment_internal.h"
 
-#define PAYMENT_SELECT                                                                       \
-    "SELECT id, order_id, idempotency_key, status, amount, currency, brand, last4, "        \
+#define PAYMENT_SELECT                                                                             \
+    "SELECT id, order_id, idempotency_key, status, amount, currency, brand, last4, "               \
     "provider_ref, failure_reason, retryable FROM payments "
 
 static void copy(char *dst, size_t cap, const char *src)
@@ -59,33 +59,34 @@ int payment__store_find(struct db_conn *c, const char *where, struct db_val arg,
 
 int payment__store_by_order(struct db_conn *c, int64_t order_id, struct payrow *p)
 {
-    return payment__store_find(c, "WHERE order_id = $1 ORDER BY id DESC LIMIT 1", DB_INT(order_id), p);
+    return payment__store_find(c, "WHERE order_id = $1 ORDER BY id DESC LIMIT 1", DB_INT(order_id),
+                               p);
 }
 
 int payment__store_insert(struct db_conn *c, const struct payrow *p, const char *provider)
 {
     int64_t now = now_ms();
-    struct db_val a[] = {DB_INT(p->id),       DB_INT(p->order_id),  DB_TEXT(p->key),
-                         DB_INT(p->amount),   DB_TEXT(p->currency), DB_TEXT(p->brand),
-                         DB_TEXT(p->last4),   DB_TEXT(provider),    DB_INT(now)};
-    return db_query(c,
-                    "INSERT INTO payments (id, order_id, idempotency_key, status, amount, currency, "
-                    "brand, last4, provider, retryable, created_at, updated_at) "
-                    "VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, 0, $9, $9)",
-                    9, a, NULL);
+    struct db_val a[] = {DB_INT(p->id),     DB_INT(p->order_id),  DB_TEXT(p->key),
+                         DB_INT(p->amount), DB_TEXT(p->currency), DB_TEXT(p->brand),
+                         DB_TEXT(p->last4), DB_TEXT(provider),    DB_INT(now)};
+    return db_query(
+        c,
+        "INSERT INTO payments (id, order_id, idempotency_key, status, amount, currency, "
+        "brand, last4, provider, retryable, created_at, updated_at) "
+        "VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, 0, $9, $9)",
+        9, a, NULL);
 }
 
 int payment__store_record_authorize(struct db_conn *c, const struct payrow *p)
 {
-    struct db_val u[] = {DB_TEXT(p->status), DB_TEXT(p->ref),
-                         p->reason[0] ? DB_TEXT(p->reason) : DB_NULLV, DB_INT(p->retryable),
-                         DB_INT(now_ms()), DB_INT(p->id)};
+    struct db_val u[] = {
+        DB_TEXT(p->status),   DB_TEXT(p->ref),  p->reason[0] ? DB_TEXT(p->reason) : DB_NULLV,
+        DB_INT(p->retryable), DB_INT(now_ms()), DB_INT(p->id)};
     return db_query(c,
                     "UPDATE payments SET status = $1, provider_ref = $2, failure_reason = $3, "
                     "retryable = $4, updated_at = $5 WHERE id = $6 AND status = 'processing'",
                     6, u, NULL);
 }
-
 
 int payment__store_event(struct db_conn *c, const struct payrow *p, const char *type,
                          int64_t amount)
@@ -104,13 +105,18 @@ int payment__store_event(struct db_conn *c, const struct payrow *p, const char *
 }
 
 int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kind,
-                     const char *status, int64_t amount, const char *reason)
+                      const char *status, int64_t amount, const char *reason)
 {
     char key[200];
     snprintf(key, sizeof key, "%s:%s", p->key, kind);
-    struct db_val a[] = {DB_INT(id_new(id_shard(p->id))), DB_INT(p->id), DB_TEXT(kind),
-                         DB_TEXT(key), DB_TEXT(status), DB_INT(amount),
-                         reason && *reason ? DB_TEXT(reason) : DB_NULLV, DB_INT(now_ms())};
+    struct db_val a[] = {DB_INT(id_new(id_shard(p->id))),
+                         DB_INT(p->id),
+                         DB_TEXT(kind),
+                         DB_TEXT(key),
+                         DB_TEXT(status),
+                         DB_INT(amount),
+                         reason && *reason ? DB_TEXT(reason) : DB_NULLV,
+                         DB_INT(now_ms())};
     int rc = db_query(c,
                       "INSERT INTO payment_operations (id, payment_id, kind, idempotency_key, "
                       "status, amount, failure_reason, created_at) "
@@ -122,13 +128,14 @@ int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kin
 /* Moves p from `from` to `to` with its operation row and event, in one transaction.
  * Returns 1 when this call made the change, 0 when the row was no longer in `from`. */
 int payment__store_transition(struct db_conn *c, struct payrow *p, const char *from, const char *to,
-                      const char *kind, const char *event, int64_t amount)
+                              const char *kind, const char *event, int64_t amount)
 {
     int rc = db_begin(c);
     if (rc < 0)
         return rc;
     struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
-    rc = db_query(c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+    rc = db_query(c,
+                  "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
                   4, a, NULL);
     if (rc == 1) {
         copy(p->status, sizeof p->status, to);
@@ -151,8 +158,9 @@ int payment__store_transition(struct db_conn *c, struct payrow *p, const char *f
 int payment__store_mark(struct db_conn *c, struct payrow *p, const char *from, const char *to)
 {
     struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
-    int rc = db_query(c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-                      4, a, NULL);
+    int rc = db_query(
+        c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4", 4, a,
+        NULL);
     if (rc == 1)
         copy(p->status, sizeof p->status, to);
     return rc;
@@ -164,10 +172,11 @@ int payment__store_audit(struct db_conn *c, int64_t order_id, struct payment_vie
     struct db_val a[] = {DB_INT(order_id)};
     *out = NULL;
     *n = 0;
-    int rc = db_query(c,
-                      "SELECT id, status, amount, currency, brand, last4, failure_reason, created_at "
-                      "FROM payments WHERE order_id = $1 ORDER BY id",
-                      1, a, &pr);
+    int rc =
+        db_query(c,
+                 "SELECT id, status, amount, currency, brand, last4, failure_reason, created_at "
+                 "FROM payments WHERE order_id = $1 ORDER BY id",
+                 1, a, &pr);
     if (rc >= 0)
         rc = db_query(c,
                       "SELECT o.payment_id, o.kind, o.status, o.amount, o.created_at "
@@ -255,4 +264,3 @@ const struct service_db payment__dbs[] = {
     {"payments", 0, payment_migrations, sizeof payment_migrations / sizeof payment_migrations[0]},
     {NULL, 0, NULL, 0},
 };
-

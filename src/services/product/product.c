@@ -234,8 +234,8 @@ static int written_json(struct app *app, int64_t id, struct buf *json)
     return json->err;
 }
 
-int product__create(struct app *app, int64_t admin_id, const struct product_input *in,
-                    int64_t *id, struct buf *json)
+int product__create(struct app *app, int64_t admin_id, const struct product_input *in, int64_t *id,
+                    struct buf *json)
 {
     *id = id_new(0);
     int rc = product__store_insert(product__db(app), *id, in, now_ms());
@@ -259,8 +259,8 @@ static int written(struct app *app, int64_t id, int rc)
     return rc < 0 ? rc : 0;
 }
 
-int product__update(struct app *app, int64_t admin_id, int64_t id,
-                    const struct product_input *in, struct buf *json)
+int product__update(struct app *app, int64_t admin_id, int64_t id, const struct product_input *in,
+                    struct buf *json)
 {
     struct product_info old = {0};
     int rc = written(app, id, product__store_update(product__db(app), id, in, now_ms(), &old));
@@ -309,8 +309,8 @@ static void stock_changed(struct app *app, int64_t product_id, int64_t available
         product__invalidate(ctx, product_id, crossed);
 }
 
-static void on_inventory_event(void *vctx, const char *topic, const char *key,
-                               const char *payload, size_t len)
+static void on_inventory_event(void *vctx, const char *topic, const char *key, const char *payload,
+                               size_t len)
 {
     json_t *ev = json_loadb(payload, len, 0, NULL);
     const char *type = json_string_value(json_object_get(ev, "type"));

@@ -136,7 +136,9 @@ static int put_row(struct product_attrs *a, const struct db_rows *r, int row)
         .cat = (uint16_t)cat,
         .flags = (uint8_t)(PA_KNOWN | (db_get_i64(r, row, 4) ? PA_ACTIVE : 0) |
                            (db_get_i64(r, row, 3) ? PA_IN_STOCK : 0)),
-        .name_len = (uint8_t)(nl > 255 ? 255 : nl < 0 ? 0 : nl),
+        .name_len = (uint8_t)(nl > 255 ? 255
+                              : nl < 0 ? 0
+                                       : nl),
     };
     return 0;
 }

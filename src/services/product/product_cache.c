@@ -60,8 +60,7 @@ static void on_invalidation(void *vctx, const char *topic, const char *key, cons
         drop_local(ctx, 0, true, true);
     size_t i;
     json_t *v;
-    json_array_foreach(ids, i, v)
-    {
+    json_array_foreach (ids, i, v) {
         int64_t id = 0;
         if (json_is_string(v))
             id = strtoll(json_string_value(v), NULL, 10);
@@ -77,8 +76,8 @@ void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists)
     int n;
     if (id > 0)
         n = snprintf(payload, sizeof payload,
-                     "{\"service\":\"product\",\"products\":[\"%lld\"],\"bump\":%s}",
-                     (long long)id, lists ? "true" : "false");
+                     "{\"service\":\"product\",\"products\":[\"%lld\"],\"bump\":%s}", (long long)id,
+                     lists ? "true" : "false");
     else
         n = snprintf(payload, sizeof payload,
                      "{\"service\":\"product\",\"products\":[],\"bump\":%s}",

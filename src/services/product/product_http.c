@@ -110,8 +110,8 @@ static int parse_money_param(struct http_req *req, const char *name, int64_t *ou
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (!*v || *end || errno || n < 0 || n > PRODUCT_PRICE_MAX || !isdigit((unsigned char)v[0]))
-        return http_fail(req, ERR_INVALID, name,
-                         "must be a whole number of minor units, 0 to %lld", PRODUCT_PRICE_MAX);
+        return http_fail(req, ERR_INVALID, name, "must be a whole number of minor units, 0 to %lld",
+                         PRODUCT_PRICE_MAX);
     *out = n;
     return 0;
 }
@@ -182,10 +182,9 @@ static int h_list(struct http_req *req)
 
 static int read_input(struct http_req *req, json_t *body, bool create, struct product_input *in)
 {
-    static const char *const allowed[] = {"sku",       "name",      "description",
-                                          "category",  "category_name", "price",
-                                          "image_url", "attributes", "weight_grams",
-                                          "active",    NULL};
+    static const char *const allowed[] = {"sku",           "name",   "description", "category",
+                                          "category_name", "price",  "image_url",   "attributes",
+                                          "weight_grams",  "active", NULL};
     memset(in, 0, sizeof *in);
     in->active = -1;
     int rc = http_json_only(req, body, allowed);
@@ -200,8 +199,8 @@ static int read_input(struct http_req *req, json_t *body, bool create, struct pr
     if ((rc = http_json_string(req, body, "description", false, 0, PRODUCT_DESC_MAX,
                                &in->description)) < 0)
         return rc;
-    if ((rc = http_json_string(req, body, "category", create, 1, PRODUCT_SLUG_MAX,
-                               &in->category)) < 0)
+    if ((rc = http_json_string(req, body, "category", create, 1, PRODUCT_SLUG_MAX, &in->category)) <
+        0)
         return rc;
     if (in->category && !product__slug_ok(in->category))
         return http_fail(req, ERR_INVALID, "category",
@@ -209,8 +208,8 @@ static int read_input(struct http_req *req, json_t *body, bool create, struct pr
     if ((rc = http_json_string(req, body, "category_name", false, 1, PRODUCT_CATNAME_MAX,
                                &in->category_name)) < 0)
         return rc;
-    if ((rc = http_json_string(req, body, "image_url", false, 0, PRODUCT_URL_MAX,
-                               &in->image_url)) < 0)
+    if ((rc = http_json_string(req, body, "image_url", false, 0, PRODUCT_URL_MAX, &in->image_url)) <
+        0)
         return rc;
     if (in->image_url && in->image_url[0] && strncmp(in->image_url, "https://", 8) &&
         strncmp(in->image_url, "http://", 7) && in->image_url[0] != '/')

@@ -37,7 +37,6 @@ extern const struct service_db product__dbs[];
 int product__init(struct app *app);
 void product__deinit(struct app *app);
 
-
 /* ---- the service's context (app_service_ctx(app, "product")) -------------------------- */
 
 /* Search attributes (product_attrs.c): an in-memory copy of what filters and sorts read. */
@@ -71,8 +70,8 @@ struct product_attrs {
 
 struct product_ctx {
     struct app *app;
-    struct cache *l1;              /* NULL when EMPORIUM_PRODUCT_CACHE_MB=0 */
-    _Atomic uint64_t generation;   /* bumped when lists may have changed */
+    struct cache *l1;            /* NULL when EMPORIUM_PRODUCT_CACHE_MB=0 */
+    _Atomic uint64_t generation; /* bumped when lists may have changed */
     struct product_attrs attrs;
 };
 
@@ -96,10 +95,10 @@ void product__input_free(struct product_input *in);
 
 /* Each returns the product's public JSON in *json (a write's response) and logs the domain
  * event with the ids. ERR_CONFLICT: the SKU is taken; ERR_NOTFOUND: no such product. */
-int product__create(struct app *app, int64_t admin_id, const struct product_input *in,
-                    int64_t *id, struct buf *json);
-int product__update(struct app *app, int64_t admin_id, int64_t id,
-                    const struct product_input *in, struct buf *json);
+int product__create(struct app *app, int64_t admin_id, const struct product_input *in, int64_t *id,
+                    struct buf *json);
+int product__update(struct app *app, int64_t admin_id, int64_t id, const struct product_input *in,
+                    struct buf *json);
 int product__delete(struct app *app, int64_t admin_id, int64_t id);
 
 /* ---- reads (product.c): cached values are "<etag>\n<json>" ----------------------------- */
@@ -191,20 +190,32 @@ int product__seed(struct app *app, int n, int m, bool show_progress, uint32_t se
 
 /* The column list every product read returns, in this order. */
 enum {
-    PC_ID, PC_SKU, PC_NAME, PC_DESC, PC_CATEGORY, PC_PRICE, PC_CURRENCY, PC_IMAGE, PC_ATTRS,
-    PC_ACTIVE, PC_STOCK, PC_CREATED, PC_UPDATED, PC_WEIGHT, PC_NCOLS
+    PC_ID,
+    PC_SKU,
+    PC_NAME,
+    PC_DESC,
+    PC_CATEGORY,
+    PC_PRICE,
+    PC_CURRENCY,
+    PC_IMAGE,
+    PC_ATTRS,
+    PC_ACTIVE,
+    PC_STOCK,
+    PC_CREATED,
+    PC_UPDATED,
+    PC_WEIGHT,
+    PC_NCOLS
 };
 
 int product__store_info(struct db *db, int64_t id, struct product_info *out);
 /* One product's row (PC_* columns); ERR_NOTFOUND when none. */
 int product__store_row(struct db *db, int64_t id, struct db_rows **out);
 /* Inserts (with its category, created when new) in one transaction. ERR_CONFLICT: SKU taken. */
-int product__store_insert(struct db *db, int64_t id, const struct product_input *in,
-                          int64_t now);
+int product__store_insert(struct db *db, int64_t id, const struct product_input *in, int64_t now);
 /* Updates the given fields; *old (may be NULL) receives the price before. Returns 1, or 0
  * when there is no such product; ERR_CONFLICT: SKU taken. */
-int product__store_update(struct db *db, int64_t id, const struct product_input *in,
-                          int64_t now, struct product_info *old);
+int product__store_update(struct db *db, int64_t id, const struct product_input *in, int64_t now,
+                          struct product_info *old);
 /* 1 deleted, 0 no such product. */
 int product__store_delete(struct db *db, int64_t id);
 /* slug, name, active product count; ordered by name. */

@@ -12,62 +12,65 @@
 #include "emporium/err.h"
 #include "product_internal.h"
 
-#define PRODUCT_COLS                                                                        \
-    "p.id, p.sku, p.name, p.description, p.category, p.price, p.currency, p.image_url, "    \
+#define PRODUCT_COLS                                                                               \
+    "p.id, p.sku, p.name, p.description, p.category, p.price, p.currency, p.image_url, "           \
     "p.attributes, p.active, p.stock_available, p.created_at, p.updated_at, p.weight_grams"
 
 /* ---- schema -------------------------------------------------------------------------- */
 
 /* ID_TYPE: on SQLite "INTEGER PRIMARY KEY" makes the id the rowid (still 64-bit), so an FTS
  * match (content_rowid = id) reaches its row in one b-tree seek instead of index + table. */
-#define PRODUCTS_TABLE(ID_TYPE)                                                             \
-    "CREATE TABLE categories ("                                                             \
-    " slug TEXT PRIMARY KEY,"                                                               \
-    " name TEXT NOT NULL,"                                                                  \
-    " created_at BIGINT NOT NULL);"                                                         \
-    "CREATE TABLE products ("                                                               \
-    " id " ID_TYPE " PRIMARY KEY,"                                                          \
-    " sku TEXT NOT NULL UNIQUE,"                                                            \
-    " name TEXT NOT NULL,"                                                                  \
-    " description TEXT NOT NULL DEFAULT '',"                                                \
-    " category TEXT NOT NULL REFERENCES categories(slug),"                                  \
-    " price BIGINT NOT NULL,"                                                               \
-    " currency TEXT NOT NULL DEFAULT 'USD',"                                                \
-    " image_url TEXT,"                                                                      \
-    " attributes TEXT NOT NULL DEFAULT '{}',"                                               \
-    " weight_grams INTEGER NOT NULL DEFAULT 0,"                                             \
-    " active INTEGER NOT NULL DEFAULT 1,"                                                   \
-    " stock_available BIGINT NOT NULL DEFAULT 0,"                                           \
-    " created_at BIGINT NOT NULL,"                                                          \
+#define PRODUCTS_TABLE(ID_TYPE)                                                                    \
+    "CREATE TABLE categories ("                                                                    \
+    " slug TEXT PRIMARY KEY,"                                                                      \
+    " name TEXT NOT NULL,"                                                                         \
+    " created_at BIGINT NOT NULL);"                                                                \
+    "CREATE TABLE products ("                                                                      \
+    " id " ID_TYPE " PRIMARY KEY,"                                                                 \
+    " sku TEXT NOT NULL UNIQUE,"                                                                   \
+    " name TEXT NOT NULL,"                                                                         \
+    " description TEXT NOT NULL DEFAULT '',"                                                       \
+    " category TEXT NOT NULL REFERENCES categories(slug),"                                         \
+    " price BIGINT NOT NULL,"                                                                      \
+    " currency TEXT NOT NULL DEFAULT 'USD',"                                                       \
+    " image_url TEXT,"                                                                             \
+    " attributes TEXT NOT NULL DEFAULT '{}',"                                                      \
+    " weight_grams INTEGER NOT NULL DEFAULT 0,"                                                    \
+    " active INTEGER NOT NULL DEFAULT 1,"                                                          \
+    " stock_available BIGINT NOT NULL DEFAULT 0,"                                                  \
+    " created_at BIGINT NOT NULL,"                                                                 \
     " updated_at BIGINT NOT NULL"
 
-#define PRODUCTS_INDEXES                                                                    \
-    "CREATE INDEX products_price ON products (price, id);"                                  \
-    "CREATE INDEX products_cat_id ON products (category, id);"                              \
+#define PRODUCTS_INDEXES                                                                           \
+    "CREATE INDEX products_price ON products (price, id);"                                         \
+    "CREATE INDEX products_cat_id ON products (category, id);"                                     \
     "CREATE INDEX products_cat_price ON products (category, price, id);"
 
 static const struct db_migration product_migrations[] = {
-    {.sql = PRODUCTS_TABLE("INTEGER") ");" PRODUCTS_INDEXES
-            /* External-content FTS5 index over name and description; rowid = products.id.
+    {.sql = PRODUCTS_TABLE(
+         "INTEGER") ");" PRODUCTS_INDEXES
+                    /* External-content FTS5 index over name and description; rowid = products.id.
              * Porter stemming like PostgreSQL's english configuration. */
-            "CREATE VIRTUAL TABLE products_fts USING fts5(name, description,"
-            " content='products', content_rowid='id', tokenize='porter unicode61');"
-            "CREATE TRIGGER products_fts_ai AFTER INSERT ON products BEGIN"
-            " INSERT INTO products_fts(rowid, name, description)"
-            " VALUES (new.id, new.name, new.description); END;"
-            "CREATE TRIGGER products_fts_ad AFTER DELETE ON products BEGIN"
-            " INSERT INTO products_fts(products_fts, rowid, name, description)"
-            " VALUES ('delete', old.id, old.name, old.description); END;"
-            "CREATE TRIGGER products_fts_au AFTER UPDATE OF name, description ON products BEGIN"
-            " INSERT INTO products_fts(products_fts, rowid, name, description)"
-            " VALUES ('delete', old.id, old.name, old.description);"
-            " INSERT INTO products_fts(rowid, name, description)"
-            " VALUES (new.id, new.name, new.description); END;",
-     .pg = PRODUCTS_TABLE("BIGINT") ","
-           " search tsvector GENERATED ALWAYS AS ("
-           "setweight(to_tsvector('english', name), 'A') ||"
-           " setweight(to_tsvector('english', description), 'B')) STORED);" PRODUCTS_INDEXES
-           "CREATE INDEX products_search ON products USING GIN (search);"},
+                    "CREATE VIRTUAL TABLE products_fts USING fts5(name, description,"
+                    " content='products', content_rowid='id', tokenize='porter unicode61');"
+                    "CREATE TRIGGER products_fts_ai AFTER INSERT ON products BEGIN"
+                    " INSERT INTO products_fts(rowid, name, description)"
+                    " VALUES (new.id, new.name, new.description); END;"
+                    "CREATE TRIGGER products_fts_ad AFTER DELETE ON products BEGIN"
+                    " INSERT INTO products_fts(products_fts, rowid, name, description)"
+                    " VALUES ('delete', old.id, old.name, old.description); END;"
+                    "CREATE TRIGGER products_fts_au AFTER UPDATE OF name, description ON products "
+                    "BEGIN"
+                    " INSERT INTO products_fts(products_fts, rowid, name, description)"
+                    " VALUES ('delete', old.id, old.name, old.description);"
+                    " INSERT INTO products_fts(rowid, name, description)"
+                    " VALUES (new.id, new.name, new.description); END;",
+     .pg = PRODUCTS_TABLE(
+         "BIGINT") ","
+                   " search tsvector GENERATED ALWAYS AS ("
+                   "setweight(to_tsvector('english', name), 'A') ||"
+                   " setweight(to_tsvector('english', description), 'B')) STORED);" PRODUCTS_INDEXES
+                   "CREATE INDEX products_search ON products USING GIN (search);"},
 };
 
 const struct service_db product__dbs[] = {
@@ -87,9 +90,9 @@ int product__store_info(struct db *db, int64_t id, struct product_info *out)
     struct db_rows *rows = NULL;
     struct db_val args[] = {DB_INT(id)};
     int rc = db_query_once(db,
-                        "SELECT id, sku, name, category, price, currency, weight_grams, active "
-                        "FROM products WHERE id = $1",
-                        1, args, &rows);
+                           "SELECT id, sku, name, category, price, currency, weight_grams, active "
+                           "FROM products WHERE id = $1",
+                           1, args, &rows);
     if (rc < 0)
         return rc;
     if (db_rows_count(rows) != 1) {
@@ -112,8 +115,8 @@ int product__store_info(struct db *db, int64_t id, struct product_info *out)
 int product__store_row(struct db *db, int64_t id, struct db_rows **out)
 {
     struct db_val args[] = {DB_INT(id)};
-    int rc = db_query_once(db, "SELECT " PRODUCT_COLS " FROM products p WHERE p.id = $1", 1, args,
-                        out);
+    int rc =
+        db_query_once(db, "SELECT " PRODUCT_COLS " FROM products p WHERE p.id = $1", 1, args, out);
     if (rc < 0)
         return rc;
     if (db_rows_count(*out) != 1) {
@@ -191,8 +194,7 @@ static int insert_tx(struct db_conn *c, void *vctx)
     return rc < 0 ? rc : 0;
 }
 
-int product__store_insert(struct db *db, int64_t id, const struct product_input *in,
-                          int64_t now)
+int product__store_insert(struct db *db, int64_t id, const struct product_input *in, int64_t now)
 {
     struct insert_tx x = {id, now, in};
     return db_transact(db, insert_tx, NULL, &x);
@@ -222,8 +224,8 @@ static int update_tx(struct db_conn *c, void *vctx)
         }
         db_rows_free(r);
     }
-    if (in->category && (rc = product__store_category(c, in->category, in->category_name,
-                                                      x->now)) < 0)
+    if (in->category &&
+        (rc = product__store_category(c, in->category, in->category_name, x->now)) < 0)
         return rc;
     /* NULL parameters keep the column; image_url "" clears it. */
     struct db_val args[] = {
@@ -257,8 +259,8 @@ static int update_tx(struct db_conn *c, void *vctx)
     return rc == 0 ? 1 : 0; /* nothing updated: nothing to commit (1 rolls back) */
 }
 
-int product__store_update(struct db *db, int64_t id, const struct product_input *in,
-                          int64_t now, struct product_info *old)
+int product__store_update(struct db *db, int64_t id, const struct product_input *in, int64_t now,
+                          struct product_info *old)
 {
     struct update_tx x = {id, now, in, old, 0};
     int rc = db_transact(db, update_tx, NULL, &x);
@@ -275,10 +277,10 @@ int product__store_delete(struct db *db, int64_t id)
 int product__store_categories(struct db *db, struct db_rows **out)
 {
     return db_query_once(db,
-                      "SELECT c.slug, c.name, COUNT(p.id) FROM categories c "
-                      "LEFT JOIN products p ON p.category = c.slug AND p.active = 1 "
-                      "GROUP BY c.slug, c.name ORDER BY c.name, c.slug",
-                      0, NULL, out);
+                         "SELECT c.slug, c.name, COUNT(p.id) FROM categories c "
+                         "LEFT JOIN products p ON p.category = c.slug AND p.active = 1 "
+                         "GROUP BY c.slug, c.name ORDER BY c.name, c.slug",
+                         0, NULL, out);
 }
 
 int product__store_set_stock(struct db *db, int64_t id, int64_t available, bool *crossed)
@@ -459,8 +461,8 @@ int product__store_rows_by_ids(struct db_conn *c, enum db_dialect d, const int64
     return by_ids(c, d, "SELECT " PRODUCT_COLS " FROM products p", ids, n, out);
 }
 
-#define ATTR_COLS                                                                           \
-    "SELECT id, price, category, CASE WHEN stock_available > 0 THEN 1 ELSE 0 END, active, " \
+#define ATTR_COLS                                                                                  \
+    "SELECT id, price, category, CASE WHEN stock_available > 0 THEN 1 ELSE 0 END, active, "        \
     "length(name) FROM products"
 
 int product__store_attr_chunk(struct db_conn *c, int64_t after, int limit, struct db_rows **out)

@@ -64,7 +64,7 @@ int order_event_decode(const char *payload, size_t len, struct order_event *out)
     out->refunded = json_is_true(json_object_get(ev, "refunded"));
     size_t i;
     json_t *it;
-    json_array_foreach(json_object_get(ev, "items"), i, it) {
+    json_array_foreach (json_object_get(ev, "items"), i, it) {
         if (out->n == ORDER_EVENT_MAX_ITEMS)
             break;
         struct order_event_item *o = &out->items[out->n];
@@ -124,8 +124,7 @@ static void on_order_event(void *ctx, const char *topic, const char *key, const 
     order_event_consume(ctx, "recommendation", payload, len, apply_paid, apply_cancelled);
 }
 
-int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out,
-                        int *n)
+int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out, int *n)
 {
     *n = 0;
     if (limit < 1 || limit > RECOMMENDATION_MAX)

@@ -30,9 +30,9 @@ static int h_recommendations(struct http_req *req)
         char idbuf[21];
         json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:s},s:s}", "id",
                                                id_format(p->id, idbuf), "sku", p->sku, "name",
-                                               p->name, "category", p->category, "price",
-                                               "amount", (json_int_t)p->price, "currency",
-                                               p->currency, "reason", recs[i].reason));
+                                               p->name, "category", p->category, "price", "amount",
+                                               (json_int_t)p->price, "currency", p->currency,
+                                               "reason", recs[i].reason));
     }
     http_add_header(req, "Cache-Control", "public, max-age=60");
     return http_reply_json(req, 200, json_pack("{s:o}", "items", items));

@@ -11,7 +11,6 @@
 #include "emporium/service.h"
 #include "emporium/svc/recommendation.h"
 
-
 #define REC_MAX_ITEMS 50 /* lines of an order paired (pairs grow quadratically) */
 #define REC_DEFAULT_LIMIT 8
 
@@ -19,7 +18,6 @@
 extern const struct service_db recommendation__dbs[];
 /* Lifecycle (recommendation.c); the service definition is in recommendation_http.c, next to its routes. */
 int recommendation__init(struct app *app);
-
 
 /* ---- recommendation_store.c: the `recommendations` database ---- */
 

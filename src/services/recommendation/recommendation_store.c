@@ -68,8 +68,7 @@ static int count_order(struct db_conn *c, const struct order_event *ev,
     static const char *const add_pair =
         "INSERT INTO pairs (product_id, other_id, orders) VALUES ($1, $2, 1) "
         "ON CONFLICT (product_id, other_id) DO UPDATE SET orders = pairs.orders + 1";
-    static const char *const sub_sale =
-        "UPDATE sales SET units = units - $2 WHERE product_id = $1";
+    static const char *const sub_sale = "UPDATE sales SET units = units - $2 WHERE product_id = $1";
     static const char *const sub_pair =
         "UPDATE pairs SET orders = orders - 1 WHERE product_id = $1 AND other_id = $2";
     int n = ev->n < REC_MAX_ITEMS ? ev->n : REC_MAX_ITEMS, rc = 0;

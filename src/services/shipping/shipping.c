@@ -24,7 +24,6 @@
 #include "emporium/svc/product.h"
 #include "shipping_internal.h"
 
-
 /* ISO 3166-1 alpha-2, officially assigned codes. */
 static const char iso_countries[] =
     "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO "
@@ -80,8 +79,8 @@ static size_t utf8_chars(const char *s)
 }
 
 /* Copies member `name` (1..max characters, trimmed) into out. */
-static int addr_str(json_t *obj, const char *name, bool required, size_t max, char *out,
-                    size_t cap, const char **member, const char **message)
+static int addr_str(json_t *obj, const char *name, bool required, size_t max, char *out, size_t cap,
+                    const char **member, const char **message)
 {
     json_t *v = json_object_get(obj, name);
     out[0] = 0;
@@ -124,8 +123,8 @@ static int addr_str(json_t *obj, const char *name, bool required, size_t max, ch
     return 0;
 }
 
-int shipping_address_parse(json_t *obj, bool full, struct shipping_address *a,
-                           const char **member, const char **message)
+int shipping_address_parse(json_t *obj, bool full, struct shipping_address *a, const char **member,
+                           const char **message)
 {
     memset(a, 0, sizeof *a);
     if (!json_is_object(obj)) {
@@ -133,11 +132,11 @@ int shipping_address_parse(json_t *obj, bool full, struct shipping_address *a,
         *message = "must be an object";
         return ERR_INVALID;
     }
-    static const char *const allowed[] = {"name", "line1", "line2", "city", "region", "state",
-                                          "postal_code", "country", "phone", NULL};
+    static const char *const allowed[] = {"name",  "line1",       "line2",   "city",  "region",
+                                          "state", "postal_code", "country", "phone", NULL};
     const char *k;
     json_t *v;
-    json_object_foreach(obj, k, v) {
+    json_object_foreach (obj, k, v) {
         bool ok = false;
         for (const char *const *p = allowed; *p && !ok; p++)
             ok = !strcmp(*p, k);
@@ -154,8 +153,8 @@ int shipping_address_parse(json_t *obj, bool full, struct shipping_address *a,
         (rc = addr_str(obj, "city", full, 100, a->city, sizeof a->city, member, message)) < 0 ||
         (rc = addr_str(obj, json_object_get(obj, "state") ? "state" : "region", false, 100,
                        a->region, sizeof a->region, member, message)) < 0 ||
-        (rc = addr_str(obj, "postal_code", full, 20, a->postal_code, sizeof a->postal_code,
-                       member, message)) < 0)
+        (rc = addr_str(obj, "postal_code", full, 20, a->postal_code, sizeof a->postal_code, member,
+                       message)) < 0)
         return rc;
     char phone[40];
     if ((rc = addr_str(obj, "phone", false, 32, phone, sizeof phone, member, message)) < 0)
@@ -187,9 +186,8 @@ int shipping_address_parse(json_t *obj, bool full, struct shipping_address *a,
 
 /* --- prices --- */
 
-int shipping_price(struct app *app, const struct shipping_item *items, int n,
-                   const char *country, const char *method, struct shipping_option *out,
-                   int64_t *bad_product)
+int shipping_price(struct app *app, const struct shipping_item *items, int n, const char *country,
+                   const char *method, struct shipping_option *out, int64_t *bad_product)
 {
     bool express = !strcmp(method, "express");
     if (!express && strcmp(method, "standard") != 0)
@@ -221,7 +219,8 @@ int shipping_price(struct app *app, const struct shipping_item *items, int n,
     memset(out, 0, sizeof *out);
     snprintf(out->method, sizeof out->method, "%s", method);
     snprintf(out->carrier, sizeof out->carrier, "%s",
-             express ? (zone == 1 ? "UPS" : "DHL Express") : (zone == 1 ? "USPS" : "DHL eCommerce"));
+             express ? (zone == 1 ? "UPS" : "DHL Express")
+                     : (zone == 1 ? "USPS" : "DHL eCommerce"));
     out->price = base * factor10[zone] / 10;
     snprintf(out->currency, sizeof out->currency, "USD");
     out->estimated_days = express ? exp_days[zone] : std_days[zone];
@@ -244,10 +243,10 @@ int shipping_create(struct app *app, int64_t order_id, const char *method,
     int64_t id = id_new(0), now = now_ms();
     char tracking[40], idbuf[21];
     snprintf(tracking, sizeof tracking, "EMP%sUS", id_format(id, idbuf));
-    json_t *aj = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "name", addr->name, "line1",
-                           addr->line1, "line2", addr->line2, "city", addr->city, "region",
-                           addr->region, "postal_code", addr->postal_code, "country",
-                           addr->country);
+    json_t *aj =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "name", addr->name, "line1", addr->line1,
+                  "line2", addr->line2, "city", addr->city, "region", addr->region, "postal_code",
+                  addr->postal_code, "country", addr->country);
     char *atext = aj ? json_dumps(aj, JSON_COMPACT) : NULL;
     json_decref(aj);
     if (!atext) {
@@ -309,7 +308,8 @@ int shipping_cancel(struct app *app, int64_t order_id)
         if (rc < 0 || rc == 2)
             db_rollback(c);
         /* A concurrent cancel makes this one a no-op; only a carrier event is "too late". */
-        if (rc == 2 && (rc = shipping__store_find(c, "WHERE order_id = $1", order_id, &s, NULL)) == 0)
+        if (rc == 2 &&
+            (rc = shipping__store_find(c, "WHERE order_id = $1", order_id, &s, NULL)) == 0)
             rc = !strcmp(s.status, "cancelled") ? 0 : ERR_CONFLICT;
     }
     db_conn_give(c);
@@ -319,10 +319,11 @@ int shipping_cancel(struct app *app, int64_t order_id)
 static void publish_progress(int64_t id, int64_t order_id, const char *status, int64_t at_ms)
 {
     char sid[21], oid[21], msg[256];
-    int n = snprintf(msg, sizeof msg,
-                     "{\"type\":\"shipment.%s\",\"shipment_id\":\"%s\",\"order_id\":\"%s\","
-                     "\"status\":\"%s\",\"at_ms\":%lld}",
-                     status, id_format(id, sid), id_format(order_id, oid), status, (long long)at_ms);
+    int n =
+        snprintf(msg, sizeof msg,
+                 "{\"type\":\"shipment.%s\",\"shipment_id\":\"%s\",\"order_id\":\"%s\","
+                 "\"status\":\"%s\",\"at_ms\":%lld}",
+                 status, id_format(id, sid), id_format(order_id, oid), status, (long long)at_ms);
     if (n > 0 && (size_t)n < sizeof msg)
         bus_publish(SHIPPING_TOPIC, oid, msg, (size_t)n);
 }
@@ -384,4 +385,3 @@ out:
         publish_progress(id, *order_id, status, at_ms);
     return rc < 0 ? rc : 0;
 }
-

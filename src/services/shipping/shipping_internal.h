@@ -39,5 +39,4 @@ int shipping__store_move(struct db_conn *c, int64_t id, const char *from, const 
                          int64_t now);
 int shipping__store_events(struct db_conn *c, int64_t id, struct shipment_event_view **out, int *n);
 
-
 #endif

@@ -14,8 +14,8 @@
 #include "emporium/service.h"
 #include "shipping_internal.h"
 
-#define SHIPMENT_SELECT                                                                      \
-    "SELECT id, order_id, method, carrier, tracking_number, status, created_at, updated_at " \
+#define SHIPMENT_SELECT                                                                            \
+    "SELECT id, order_id, method, carrier, tracking_number, status, created_at, updated_at "       \
     "FROM shipments "
 
 static void info_load(const struct db_rows *r, struct shipment_info *out)
@@ -74,7 +74,7 @@ int shipping__store_insert(struct db_conn *c, int64_t id, int64_t order_id, cons
                            const char *carrier, const char *tracking, const char *address,
                            int64_t now)
 {
-    struct db_val a[] = {DB_INT(id),       DB_INT(order_id), DB_TEXT(method), DB_TEXT(carrier),
+    struct db_val a[] = {DB_INT(id),        DB_INT(order_id), DB_TEXT(method), DB_TEXT(carrier),
                          DB_TEXT(tracking), DB_TEXT(address), DB_INT(now)};
     return db_query(c,
                     "INSERT INTO shipments (id, order_id, method, carrier, tracking_number, "
@@ -87,22 +87,23 @@ int shipping__store_move(struct db_conn *c, int64_t id, const char *from, const 
                          int64_t now)
 {
     struct db_val a[] = {DB_TEXT(to), DB_INT(now), DB_INT(id), DB_TEXT(from)};
-    return db_query(c, "UPDATE shipments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-                    4, a, NULL);
+    return db_query(
+        c, "UPDATE shipments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4", 4, a,
+        NULL);
 }
 
 int shipping__store_events(struct db_conn *c, int64_t id, struct shipment_event_view **out, int *n)
 {
     struct db_rows *ev = NULL;
     struct db_val a[] = {DB_INT(id)};
-    int rc = db_query(c, "SELECT status, at FROM shipment_events WHERE shipment_id = $1 ORDER BY id",
-                      1, a, &ev);
+    int rc = db_query(
+        c, "SELECT status, at FROM shipment_events WHERE shipment_id = $1 ORDER BY id", 1, a, &ev);
     if (rc < 0)
         return rc;
     *n = db_rows_count(ev);
     *out = calloc((size_t)*n + 1, sizeof **out);
     for (int i = 0; *out && i < *n; i++) {
-        snprintf((*out)[i].status, sizeof (*out)[i].status, "%s", db_get(ev, i, 0));
+        snprintf((*out)[i].status, sizeof(*out)[i].status, "%s", db_get(ev, i, 0));
         (*out)[i].at = db_get_i64(ev, i, 1);
     }
     db_rows_free(ev);
@@ -137,7 +138,7 @@ static const struct db_migration shipping_migrations[] = {
 };
 
 const struct service_db shipping__dbs[] = {
-    {"shipping", 0, shipping_migrations, sizeof shipping_migrations / sizeof shipping_migrations[0]},
+    {"shipping", 0, shipping_migrations,
+     sizeof shipping_migrations / sizeof shipping_migrations[0]},
     {NULL, 0, NULL, 0},
 };
-

@@ -95,7 +95,8 @@ static bool verify_password(const char *hash, const char *pw)
     if (!hash) {
         pthread_once(&dummy_once, dummy_init);
         /* The result is irrelevant; only the time it takes matters. */
-        volatile int sink = dummy_hash[0] ? crypto_pwhash_str_verify(dummy_hash, pw, strlen(pw)) : 0;
+        volatile int sink =
+            dummy_hash[0] ? crypto_pwhash_str_verify(dummy_hash, pw, strlen(pw)) : 0;
         (void)sink;
         return false;
     }
@@ -133,8 +134,8 @@ int user__normalize_email(const char *in, char out[USER_EMAIL_MAX + 1])
     const char *at = NULL;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)in[i];
-        if (c <= 0x20 || c == 0x7f || c == '<' || c == '>' || c == '"' || c == ',' ||
-            c == ';' || c == '(' || c == ')' || c == '\\')
+        if (c <= 0x20 || c == 0x7f || c == '<' || c == '>' || c == '"' || c == ',' || c == ';' ||
+            c == '(' || c == ')' || c == '\\')
             return ERR_INVALID;
         if (c == '@') {
             if (at)
@@ -164,8 +165,7 @@ static void token_hash_hex(const char *token, char hex[65], unsigned char raw[32
 }
 
 /* A new session for user_id on c; the token goes to *s. */
-static int session_open(struct app *app, struct db_conn *c, int64_t user_id,
-                        struct user_session *s)
+static int session_open(struct app *app, struct db_conn *c, int64_t user_id, struct user_session *s)
 {
     unsigned char raw[32];
     randombytes_buf(raw, sizeof raw);
@@ -316,8 +316,8 @@ int user_create(struct app *app, const struct user_new *in, struct user *out,
     return 0;
 }
 
-int user_login(struct app *app, const char *email, const char *password,
-               const char *client_addr, struct user_session *out, struct user_problem *why)
+int user_login(struct app *app, const char *email, const char *password, const char *client_addr,
+               struct user_session *out, struct user_problem *why)
 {
     struct user_ctx *ctx = ctx_of(app);
     char norm[USER_EMAIL_MAX + 1];

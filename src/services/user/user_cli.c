@@ -104,8 +104,8 @@ static const struct cli_flag bulk_flags[] = {
     {"--password-file", "FILE", "the password all of them share (- = stdin)", 0, 0, true},
     {"--email-format", "FMT", "email pattern with one %d (default user%d@bench.example)", 0, 0,
      false},
-    {"--tokens-out", "FILE", "open a session for each and write the tokens here (mode 0600)", 0,
-     0, false},
+    {"--tokens-out", "FILE", "open a session for each and write the tokens here (mode 0600)", 0, 0,
+     false},
     {NULL, NULL, NULL, 0, 0, false},
 };
 static const struct cli_command user_subcommands[] = {
@@ -130,8 +130,7 @@ int user__command(struct app *app, int argc, char **argv)
         fprintf(stderr, "usage: emporium user create|bulk-create … (see emporium user --help)\n");
         return 2;
     }
-    const char *email = NULL, *pwfile = NULL, *role = "customer", *tier = "standard",
-               *name = NULL;
+    const char *email = NULL, *pwfile = NULL, *role = "customer", *tier = "standard", *name = NULL;
     /* argv is checked and normalised by main.c: {user, create, --flag, value, …} */
     for (int i = 2; i + 1 < argc; i += 2) {
         const char **t = !strcmp(argv[i], "--email")           ? &email
@@ -148,8 +147,8 @@ int user__command(struct app *app, int argc, char **argv)
         return 2;
     }
     if (strcmp(role, "admin") && strcmp(role, "customer")) {
-        fprintf(stderr, "emporium user create: --role %s is not valid: expected admin or customer\n",
-                role);
+        fprintf(stderr,
+                "emporium user create: --role %s is not valid: expected admin or customer\n", role);
         return 2;
     }
     if (strcmp(tier, "standard") && strcmp(tier, "premium")) {
@@ -182,7 +181,8 @@ int user__command(struct app *app, int argc, char **argv)
         const char *flag = why.field && !strcmp(why.field, "password") ? "--password-file"
                            : why.field && !strcmp(why.field, "name")   ? "--name"
                                                                        : "--email";
-        fprintf(stderr, "emporium user create: %s: %s\n", flag, why.message ? why.message : "invalid");
+        fprintf(stderr, "emporium user create: %s: %s\n", flag,
+                why.message ? why.message : "invalid");
         return 2;
     }
     if (rc < 0) {

@@ -60,8 +60,8 @@ static int h_register(struct http_req *req)
     struct user_new in = {.role = USER_ROLE_CUSTOMER, .tier = USER_TIER_STANDARD};
     if ((rc = http_json_only(req, body, allowed)) < 0 ||
         (rc = http_json_string(req, body, "email", true, 1, USER_EMAIL_MAX, &in.email)) < 0 ||
-        (rc = http_json_string(req, body, "password", true, USER_PASSWORD_MIN,
-                               USER_PASSWORD_MAX, &in.password)) < 0 ||
+        (rc = http_json_string(req, body, "password", true, USER_PASSWORD_MIN, USER_PASSWORD_MAX,
+                               &in.password)) < 0 ||
         (rc = http_json_string(req, body, "name", true, 1, USER_NAME_MAX, &in.name)) < 0)
         return rc;
     struct user_session s;
@@ -85,8 +85,8 @@ static int h_login(struct http_req *req)
     const char *email, *password;
     if ((rc = http_json_only(req, body, allowed)) < 0 ||
         (rc = http_json_string(req, body, "email", true, 1, USER_EMAIL_MAX, &email)) < 0 ||
-        (rc = http_json_string(req, body, "password", true, USER_PASSWORD_MIN,
-                               USER_PASSWORD_MAX, &password)) < 0)
+        (rc = http_json_string(req, body, "password", true, USER_PASSWORD_MIN, USER_PASSWORD_MAX,
+                               &password)) < 0)
         return rc;
     struct user_session s;
     struct user_problem why = {0};

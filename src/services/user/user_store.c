@@ -39,7 +39,10 @@ const struct service_db user__dbs[] = {
 
 #define USER_COLUMNS "id, email, name, role, tier, created_at"
 
-static const char *role_str(enum user_role r) { return r == USER_ROLE_ADMIN ? "admin" : "customer"; }
+static const char *role_str(enum user_role r)
+{
+    return r == USER_ROLE_ADMIN ? "admin" : "customer";
+}
 static const char *tier_str(enum user_tier t)
 {
     return t == USER_TIER_PREMIUM ? "premium" : "standard";
@@ -59,10 +62,10 @@ static void read_user(const struct db_rows *rows, int row, struct user *out)
 
 int user_store_insert(struct db_conn *c, const struct user *u, const char *pw_hash)
 {
-    struct db_val args[] = {DB_INT(u->id),           DB_TEXT(u->email),
-                            DB_TEXT(u->name),        DB_TEXT(pw_hash),
-                            DB_TEXT(role_str(u->role)), DB_TEXT(tier_str(u->tier)),
-                            DB_INT(u->created_at)};
+    struct db_val args[] = {
+        DB_INT(u->id),        DB_TEXT(u->email),          DB_TEXT(u->name),
+        DB_TEXT(pw_hash),     DB_TEXT(role_str(u->role)), DB_TEXT(tier_str(u->tier)),
+        DB_INT(u->created_at)};
     int rc = db_query(c,
                       "INSERT INTO users (id, email, name, password_hash, role, tier, created_at, "
                       "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -70,13 +73,12 @@ int user_store_insert(struct db_conn *c, const struct user *u, const char *pw_ha
     return rc < 0 ? rc : 0;
 }
 
-int user_store_insert_or_get(struct db_conn *c, struct user *u, const char *pw_hash,
-                             bool *inserted)
+int user_store_insert_or_get(struct db_conn *c, struct user *u, const char *pw_hash, bool *inserted)
 {
-    struct db_val args[] = {DB_INT(u->id),           DB_TEXT(u->email),
-                            DB_TEXT(u->name),        DB_TEXT(pw_hash),
-                            DB_TEXT(role_str(u->role)), DB_TEXT(tier_str(u->tier)),
-                            DB_INT(u->created_at)};
+    struct db_val args[] = {
+        DB_INT(u->id),        DB_TEXT(u->email),          DB_TEXT(u->name),
+        DB_TEXT(pw_hash),     DB_TEXT(role_str(u->role)), DB_TEXT(tier_str(u->tier)),
+        DB_INT(u->created_at)};
     int rc = db_query(c,
                       "INSERT INTO users (id, email, name, password_hash, role, tier, created_at, "
                       "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) "
@@ -116,8 +118,8 @@ int user_store_by_email(struct db_conn *c, const char *email, struct user *out,
                         char pw_hash[USER_HASH_MAX])
 {
     struct db_val args[] = {DB_TEXT(email)};
-    return select_one(c, "SELECT " USER_COLUMNS ", password_hash FROM users WHERE email = $1",
-                      args, out, pw_hash);
+    return select_one(c, "SELECT " USER_COLUMNS ", password_hash FROM users WHERE email = $1", args,
+                      out, pw_hash);
 }
 
 int user_store_by_id(struct db_conn *c, int64_t id, struct user *out)
@@ -150,10 +152,11 @@ int user_store_session_user(struct db_conn *c, const char *token_hash_hex, int64
 {
     struct db_rows *rows = NULL;
     struct db_val args[] = {DB_TEXT(token_hash_hex), DB_INT(now)};
-    int rc = db_query(c,
-                      "SELECT u.id, u.role, u.tier FROM sessions s JOIN users u ON u.id = s.user_id "
-                      "WHERE s.token_hash = $1 AND s.expires_at > $2",
-                      2, args, &rows);
+    int rc =
+        db_query(c,
+                 "SELECT u.id, u.role, u.tier FROM sessions s JOIN users u ON u.id = s.user_id "
+                 "WHERE s.token_hash = $1 AND s.expires_at > $2",
+                 2, args, &rows);
     if (rc < 0)
         return rc;
     if (db_rows_count(rows) != 1) {

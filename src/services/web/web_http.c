@@ -33,9 +33,9 @@
 #include "emporium/svc/product.h"
 #include "web_internal.h"
 
-#define WEB_CSP                                                                             \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "            \
-    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "       \
+#define WEB_CSP                                                                                    \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                    \
+    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "               \
     "frame-ancestors 'none'"
 
 static void security_headers(struct http_req *req, bool html)
@@ -215,7 +215,8 @@ static int h_image(struct http_req *req)
     /* Names can change (by id), so an hour, then revalidate with the ETag. */
     http_add_header(req, "Cache-Control", "public, max-age=3600");
     http_add_header(req, "ETag", etag);
-    http_add_header(req, "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+    http_add_header(req, "Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'");
     security_headers(req, false);
     if (web__etag_matches(http_header(req, "If-None-Match"), etag))
         return http_reply_raw(req, 304, NULL, "", 0, false);
@@ -225,7 +226,10 @@ static int h_image(struct http_req *req)
 /* Page routes answer GET (and HEAD) with the side's document; the browser-side router
  * reads the path (and its own query parameters; others are ignored). No rate limit: these
  * are static bytes, cheaper than the limiter. */
-#define PAGE(path, fn) {"GET", path, fn, ROUTE_NOLIMIT | ROUTE_PAGE}
+#define PAGE(path, fn)                                                                             \
+    {                                                                                              \
+        "GET", path, fn, ROUTE_NOLIMIT | ROUTE_PAGE                                                \
+    }
 static const struct http_route web_routes[] = {
     PAGE("/", h_shop_page),
     PAGE("/search", h_shop_page),

@@ -40,12 +40,24 @@ static void hsl_hex(int h, int s, int l, char out[8])
     double x = c * (1 - (m2 - 1 < 0 ? -(m2 - 1) : m2 - 1));
     double r = 0, g = 0, b = 0;
     switch ((int)hp) {
-    case 0: r = c, g = x; break;
-    case 1: r = x, g = c; break;
-    case 2: g = c, b = x; break;
-    case 3: g = x, b = c; break;
-    case 4: r = x, b = c; break;
-    default: r = c, b = x; break;
+    case 0:
+        r = c, g = x;
+        break;
+    case 1:
+        r = x, g = c;
+        break;
+    case 2:
+        g = c, b = x;
+        break;
+    case 3:
+        g = x, b = c;
+        break;
+    case 4:
+        r = x, b = c;
+        break;
+    default:
+        r = c, b = x;
+        break;
     }
     double m = L - c / 2;
     snprintf(out, 8, "#%02x%02x%02x", (unsigned)((r + m) * 255 + 0.5) & 255u,
@@ -60,12 +72,23 @@ static void xml_text(char *out, size_t cap, const char *s, size_t max_chars)
     for (; s[i] && i < max_chars && o + 8 < cap; i++) {
         const char *rep = NULL;
         switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&#39;";
+            break;
+        default:
+            break;
         }
         if (rep) {
             size_t n = strlen(rep);
@@ -130,12 +153,12 @@ size_t web__product_svg(char *out, size_t cap, const char *key, const char *name
     xml_text(esc_label, sizeof esc_label, label, 4);
 
     size_t len = 0;
-#define PUT(...)                                                                            \
-    do {                                                                                    \
-        int w_ = snprintf(out + len, len < cap ? cap - len : 0, __VA_ARGS__);               \
-        if (w_ < 0 || (size_t)w_ >= (len < cap ? cap - len : 0))                           \
-            return 0;                                                                       \
-        len += (size_t)w_;                                                                  \
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        int w_ = snprintf(out + len, len < cap ? cap - len : 0, __VA_ARGS__);                      \
+        if (w_ < 0 || (size_t)w_ >= (len < cap ? cap - len : 0))                                   \
+            return 0;                                                                              \
+        len += (size_t)w_;                                                                         \
     } while (0)
     PUT("<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" width=\"%d\" "
         "height=\"%d\" role=\"img\" aria-label=\"%s\"><title>%s</title>"
@@ -149,8 +172,8 @@ size_t web__product_svg(char *out, size_t cap, const char *key, const char *name
         int r = 20 + (int)(next(&seed) % 90);
         int op = 8 + (int)(next(&seed) % 18);
         if (next(&seed) % 2)
-            PUT("<circle cx=\"%d\" cy=\"%d\" r=\"%d\" fill=\"%s\" fill-opacity=\"0.%02d\"/>", x,
-                y, r, ink, op);
+            PUT("<circle cx=\"%d\" cy=\"%d\" r=\"%d\" fill=\"%s\" fill-opacity=\"0.%02d\"/>", x, y,
+                r, ink, op);
         else
             PUT("<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" rx=\"12\" fill=\"%s\" "
                 "fill-opacity=\"0.%02d\" transform=\"rotate(%d %d %d)\"/>",
