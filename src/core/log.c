@@ -154,8 +154,10 @@ void log_fields(enum log_level lvl, const char *name, const struct log_field *fi
             buf_printf(&b, "%lld", f->i);
             break;
         case LOG_FIELD_NUM:
+            /* six significant digits: a log is read by people (and scanned for card-like
+             * digit runs: 6.4450000000000305 looked like a Visa number to log-hygiene) */
             if (isfinite(f->d))
-                buf_printf(&b, "%.17g", f->d);
+                buf_printf(&b, "%.6g", f->d);
             else
                 buf_puts(&b, "null");
             break;

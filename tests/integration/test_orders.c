@@ -458,7 +458,7 @@ static void test_bad_input(void **state)
          "\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "shipping_address"},
         {"{\"shipping_address\":" ADDR ",\"payment\":{\"card_number\":\"4242424242424241\",\"exp_"
-                                       "month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
+         "month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
          "payment.card_number"},
         {"{\"shipping_address\":" ADDR
          ",\"payment\":{\"card_number\":\"42\",\"exp_month\":1,\"exp_year\":2030,\"cvc\":\"123\"}}",
