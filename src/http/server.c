@@ -21,7 +21,15 @@
  * completion callback, so they see the final status).
  *
  * The listening socket is made here, without SO_REUSEPORT unless EMPORIUM_REUSE_PORT=on:
- * a second server on a port in use must fail, not share the port with the first. */
+ * a second server on a port in use must fail, not share the port with the first.
+ *
+ * Accepting is ours too: MHD runs without a listen socket and an acceptor thread hands it
+ * each accepted connection (MHD_add_connection). Stopping to accept is then a matter of
+ * stopping that thread. MHD_quiesce_daemon() cannot be used with epoll and worker threads in
+ * libmicrohttpd 0.9.75: it races a worker removing the same listen socket from its epoll set
+ * and whichever loses aborts the process ("Failed to remove listen FD from epoll set"). At
+ * the connection limit the acceptor stops accepting until a connection closes, so extra
+ * clients wait in the kernel's backlog instead of being refused. */
 #include "emporium/server.h"
 
 #include <arpa/inet.h>
@@ -32,6 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +62,12 @@ struct http_server {
     const struct config *cfg;
     int port;
     int listen_fd;
+    int wake_fd; /* eventfd: stop, or a connection closed while at the limit */
+    pthread_t acceptor;
+    bool acceptor_started;
+    _Atomic bool stopping;
+    _Atomic bool at_limit;
+    _Atomic long connections;
     struct http_offload *offload;
     _Atomic long offload_rejected;
 };
@@ -619,8 +636,12 @@ static void write_http_metrics(struct buf *out, void *ctx)
                "# HELP emporium_offload_rejected_total Slow requests refused with 503 because "
                "the pool and its queue were full.\n"
                "# TYPE emporium_offload_rejected_total counter\n"
-               "emporium_offload_rejected_total %ld\n",
-               running, waiting, (long)srv->offload_rejected);
+               "emporium_offload_rejected_total %ld\n"
+               "# HELP emporium_http_connections_open Client connections open (at most "
+               "EMPORIUM_MAX_CONNECTIONS).\n"
+               "# TYPE emporium_http_connections_open gauge\n"
+               "emporium_http_connections_open %ld\n",
+               running, waiting, (long)srv->offload_rejected, (long)srv->connections);
 }
 
 /* The listening socket. SO_REUSEADDR only lets a restarted server bind while old connections
@@ -653,6 +674,78 @@ static int open_listener(const struct config *cfg, const struct sockaddr_in *sa,
     return 0;
 }
 
+static void wake_acceptor(struct http_server *srv)
+{
+    uint64_t one = 1;
+    ssize_t n = write(srv->wake_fd, &one, sizeof one);
+    (void)n; /* an eventfd at its maximum already wakes the reader */
+}
+
+/* Open connections are counted by the acceptor when it hands one to MHD and uncounted here
+ * when MHD closes it, so connections queued for a worker but not yet started count too and a
+ * burst of accepts cannot overshoot the limit. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)conn;
+    (void)socket_ctx;
+    struct http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        srv->connections--;
+        if (srv->at_limit)
+            wake_acceptor(srv);
+    }
+}
+
+/* Accepts until told to stop; see the comment at the top. */
+static void *acceptor_main(void *arg)
+{
+    struct http_server *srv = arg;
+    long limit = srv->cfg->max_connections;
+    while (!srv->stopping) {
+        long open = srv->connections;
+        srv->at_limit = open >= limit;
+        struct pollfd p[2] = {{.fd = srv->wake_fd, .events = POLLIN},
+                              {.fd = srv->listen_fd, .events = POLLIN}};
+        /* At the limit only a close (or stop) can wake us; re-check at least every second. */
+        int n = poll(p, srv->at_limit ? 1 : 2, 1000);
+        if (n < 0 && errno != EINTR) {
+            log_error("http: poll in acceptor: %s", strerror(errno));
+            break;
+        }
+        if (n <= 0)
+            continue;
+        if (p[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t r = read(srv->wake_fd, &v, sizeof v);
+            (void)r;
+        }
+        if (srv->at_limit || !(p[1].revents & POLLIN))
+            continue;
+        for (long room = limit - open; room > 0 && !srv->stopping; room--) {
+            struct sockaddr_storage addr;
+            socklen_t len = sizeof addr;
+            int fd = accept4(srv->listen_fd, (struct sockaddr *)&addr, &len,
+                             SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd < 0) {
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                    log_warn("http: cannot accept: %s", strerror(errno));
+                    struct timespec ts = {0, 100 * 1000 * 1000};
+                    nanosleep(&ts, NULL);
+                }
+                break; /* EAGAIN: all taken; ECONNABORTED etc.: look again */
+            }
+            /* MHD owns (and closes) the socket from here, whatever it answers. */
+            srv->connections++;
+            if (MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&addr, len) != MHD_YES) {
+                srv->connections--;
+                log_warn("http: a connection could not be handed to a worker");
+            }
+        }
+    }
+    return NULL;
+}
+
 int http_server_start(struct http_server **out, struct app *app)
 {
     const struct config *cfg = app_config(app);
@@ -667,6 +760,12 @@ int http_server_start(struct http_server **out, struct app *app)
     srv->app = app;
     srv->cfg = cfg;
     srv->listen_fd = -1;
+    srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (srv->wake_fd < 0) {
+        log_error("http: eventfd: %s", strerror(errno));
+        free(srv);
+        return ERR_UNAVAILABLE;
+    }
     int rc = open_listener(cfg, &sa, &srv->listen_fd);
     if (rc == 0)
         rc = http__router_build(app);
@@ -680,6 +779,7 @@ int http_server_start(struct http_server **out, struct app *app)
         http__router_free();
         if (srv->listen_fd >= 0)
             close(srv->listen_fd);
+        close(srv->wake_fd);
         free(srv);
         return rc;
     }
@@ -690,12 +790,15 @@ int http_server_start(struct http_server **out, struct app *app)
      * (64 KiB cost ~12 % of the CPU of a cached product read in memset). */
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-            MHD_ALLOW_SUSPEND_RESUME,
+            MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET,
         0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        /* The acceptor enforces EMPORIUM_MAX_CONNECTIONS; MHD's own limit is only a backstop,
+         * with room for the moment between a close being reported to us and MHD counting it
+         * (at exactly our limit MHD would refuse — and close — a connection we just took). */
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections * 2 + 64,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         log_error("cannot listen on %s", cfg->listen);
         metrics_remove_all();
@@ -703,11 +806,29 @@ int http_server_start(struct http_server **out, struct app *app)
         http__metrics_free();
         http__router_free();
         close(srv->listen_fd);
+        close(srv->wake_fd);
         free(srv);
         return ERR_UNAVAILABLE;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : ntohs(sa.sin_port);
+    struct sockaddr_in bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(srv->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
+        srv->port = ntohs(bound.sin_port);
+    else
+        srv->port = ntohs(sa.sin_port);
+    if (pthread_create(&srv->acceptor, NULL, acceptor_main, srv) != 0) {
+        log_error("http: cannot start the acceptor thread");
+        MHD_stop_daemon(srv->daemon);
+        metrics_remove_all();
+        http__offload_free(srv->offload);
+        http__metrics_free();
+        http__router_free();
+        close(srv->listen_fd);
+        close(srv->wake_fd);
+        free(srv);
+        return ERR_UNAVAILABLE;
+    }
+    srv->acceptor_started = true;
     log_info("listening on %s (port %d, %u worker threads, %d slow-work threads)", cfg->listen,
              srv->port, threads, cfg->offload_threads);
     *out = srv;
@@ -720,11 +841,13 @@ void http_server_stop(struct http_server *srv)
 {
     if (!srv)
         return;
-    /* Stop accepting first; in-flight requests finish within the drain window. */
-    /* The listen socket is ours once quiesced, but the pool threads remove it from their
-     * epoll sets asynchronously: closing it before MHD_stop_daemon() makes that removal fail
-     * and MHD panic. So it is closed last. */
-    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    /* Stop accepting first (the acceptor is ours: see the top of the file); in-flight
+     * requests finish within the drain window. */
+    srv->stopping = true;
+    wake_acceptor(srv);
+    if (srv->acceptor_started)
+        pthread_join(srv->acceptor, NULL);
+    close(srv->listen_fd);
     int64_t deadline = mono_ms() + (int64_t)srv->cfg->drain_seconds * 1000;
     while (inflight > 0 && mono_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000 * 1000};
@@ -737,8 +860,7 @@ void http_server_stop(struct http_server *srv)
      * (it must not be stopped with connections suspended). */
     http__offload_free(srv->offload);
     MHD_stop_daemon(srv->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    close(srv->wake_fd);
     metrics_remove_all();
     http__metrics_free();
     http__router_free();

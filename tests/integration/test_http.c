@@ -47,6 +47,32 @@ static long in_flight(struct th_server *s)
     return n;
 }
 
+/* The value of the gauge `name` on /metrics, or -1. */
+static long gauge(struct th_server *s, const char *name)
+{
+    struct th_resp r;
+    if (th_req(s, "GET", "/metrics", NULL, NULL, &r) != 0)
+        return -1;
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = r.status == 200 ? strstr(r.body, pat) : NULL;
+    long n = p ? strtol(p + strlen(pat), NULL, 10) : -1;
+    th_resp_free(&r);
+    return n;
+}
+
+/* Polls until the gauge `name` reaches `want`; false after 60 s. */
+static bool wait_gauge(struct th_server *s, const char *name, long want)
+{
+    int64_t deadline = mono_us() + 60 * 1000000LL;
+    while (mono_us() < deadline) {
+        if (gauge(s, name) >= want)
+            return true;
+        usleep(2000);
+    }
+    return false;
+}
+
 /* Polls until at least `want` requests are in flight on the server; false after 60 s. */
 static bool wait_in_flight(struct th_server *s, long want)
 {
@@ -191,9 +217,12 @@ static void test_slow_work_does_not_stall(void **state)
     pthread_t t[2 * N];
     for (int i = 0; i < N; i++)
         assert_int_equal(pthread_create(&t[i], NULL, slow_request, &w[i]), 0);
-    assert_true(wait_in_flight(&s, base + N)); /* the checkouts hold the whole pool */
+    /* The checkouts hold the whole pool (in flight alone is not enough: a request is counted
+     * from its headers, before its handler reaches the pool). */
+    assert_true(wait_gauge(&s, "emporium_offload_running", N));
     for (int i = N; i < 2 * N; i++)
         assert_int_equal(pthread_create(&t[i], NULL, slow_request, &w[i]), 0);
+    assert_true(wait_gauge(&s, "emporium_offload_waiting", N));
     assert_true(wait_in_flight(&s, base + 2 * N));
     assert_int_equal(atomic_load(&completed), 0);
 
@@ -241,7 +270,7 @@ static void test_slow_work_does_not_stall(void **state)
 static void test_offload_queue_full(void **state)
 {
     struct th_server s;
-    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_PAYMENT_LATENCY_MS=3000",
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_PAYMENT_LATENCY_MS=6000",
                          "EMPORIUM_OFFLOAD_THREADS=1", "EMPORIUM_OFFLOAD_QUEUE=0", NULL};
     assert_int_equal(th_start(&s, env, NULL), 0);
     char *adm = th_admin_token(&s);
@@ -262,7 +291,9 @@ static void test_offload_queue_full(void **state)
     pthread_t t;
     assert_true(wait_idle(&s));
     assert_int_equal(pthread_create(&t, NULL, slow_request, &c), 0);
-    assert_true(wait_in_flight(&s, 2));
+    /* In flight is not enough: the checkout must hold the one slow-work thread (its body may
+     * still be on the way when it is first counted in flight). */
+    assert_true(wait_gauge(&s, "emporium_offload_running", 1));
     /* The one slow-work thread is busy and nothing may wait: a login is refused. */
     assert_int_equal(th_call(&s, "POST", "/api/v1/auth/login", NULL, &r,
                              "{\"email\":\"full@example.com\",\"password\":\"a long password\"}"),
