@@ -68,6 +68,8 @@ struct http_server {
     _Atomic bool stopping;
     _Atomic bool at_limit;
     _Atomic long connections;
+    struct config_cidr trusted[CONFIG_MAX_CIDRS]; /* EMPORIUM_TRUSTED_PROXIES */
+    int n_trusted;
     struct http_offload *offload;
     _Atomic long offload_rejected;
 };
@@ -132,7 +134,32 @@ static void set_ids(struct http_req *req)
              (unsigned long long)fast_random(), flags);
 }
 
-static void set_client_ip(struct http_req *req)
+/* The client's address: the peer's, or — when the peer is a trusted proxy
+ * (EMPORIUM_TRUSTED_PROXIES, i.e. the gateway) — the right-most address of X-Forwarded-For
+ * that is not itself a trusted proxy. Entries left of that one were written by the client
+ * and prove nothing, so they are never used; a malformed entry stops the walk at the last
+ * address we could trust. Rate limits, logs and the access log all see this address. */
+static bool parse_ip(const char *s, size_t len, int *family, unsigned char addr[16])
+{
+    char tmp[64];
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, len);
+    tmp[len] = 0;
+    if (inet_pton(AF_INET, tmp, addr) == 1)
+        *family = AF_INET;
+    else if (inet_pton(AF_INET6, tmp, addr) == 1)
+        *family = AF_INET6;
+    else
+        return false;
+    return true;
+}
+
+static void set_client_ip(const struct http_server *srv, struct http_req *req)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -140,12 +167,34 @@ static void set_client_ip(struct http_req *req)
     if (!ci || !ci->client_addr)
         return;
     const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-                  req->client_ip, sizeof req->client_ip);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                  req->client_ip, sizeof req->client_ip);
+    int family = sa->sa_family;
+    unsigned char addr[16] = {0};
+    if (family == AF_INET)
+        memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    else if (family == AF_INET6)
+        memcpy(addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+    else
+        return;
+    const char *xff;
+    if (srv->n_trusted > 0 && config_cidr_match(srv->trusted, srv->n_trusted, family, addr) &&
+        (xff = http_header(req, "X-Forwarded-For")) != NULL) {
+        size_t end = strlen(xff);
+        for (int hops = 0; hops < 32; hops++) {
+            size_t start = end;
+            while (start > 0 && xff[start - 1] != ',')
+                start--;
+            int f;
+            unsigned char a[16] = {0};
+            if (!parse_ip(xff + start, end - start, &f, a))
+                break;
+            family = f;
+            memcpy(addr, a, sizeof addr);
+            if (!config_cidr_match(srv->trusted, srv->n_trusted, f, a) || start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+    inet_ntop(family, addr, req->client_ip, sizeof req->client_ip);
 }
 
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -504,7 +553,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         inflight++;
         http__metrics_inflight(1);
         set_ids(req);
-        set_client_ip(req);
+        set_client_ip(srv, req);
         /* Refuse a declared over-large body before reading it; MHD then closes. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > srv->cfg->max_body) {
@@ -760,6 +809,10 @@ int http_server_start(struct http_server **out, struct app *app)
     srv->app = app;
     srv->cfg = cfg;
     srv->listen_fd = -1;
+    if (cfg->trusted_proxies) /* validated by config.c */
+        srv->n_trusted = config_parse_cidrs(cfg->trusted_proxies, srv->trusted, CONFIG_MAX_CIDRS);
+    if (srv->n_trusted < 0)
+        srv->n_trusted = 0;
     srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (srv->wake_fd < 0) {
         log_error("http: eventfd: %s", strerror(errno));

@@ -358,6 +358,48 @@ static void test_strict_limit_register_login(void **state)
     th_cleanup(&s);
 }
 
+/* A login from `xff` (NULL: no header); returns the status. */
+static long login_from(struct th_server *s, const char *xff)
+{
+    char h[128];
+    snprintf(h, sizeof h, "X-Forwarded-For: %s", xff ? xff : "");
+    const char *hs[] = {"Content-Type: application/json", xff ? h : NULL, NULL};
+    struct th_resp r;
+    assert_int_equal(th_req(s, "POST", "/api/v1/auth/login", "{}", hs, &r), 0);
+    long st = r.status;
+    th_resp_free(&r);
+    return st;
+}
+
+/* Behind the gateway (EMPORIUM_TRUSTED_PROXIES), per-address limits see the client that the
+ * gateway names in X-Forwarded-For; what a client writes into that header itself proves
+ * nothing, and without a trusted proxy the header is ignored. */
+static void test_trusted_proxies(void **state)
+{
+    struct th_server s;
+    const char *env[] = {"EMPORIUM_RL_AUTH=0.01:2", "EMPORIUM_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8",
+                         NULL};
+    assert_int_equal(th_start(&s, env, NULL), 0);
+    /* Client A, through two trusted hops (127.0.0.1 is the peer, 10.1.2.3 another proxy). */
+    assert_int_equal(login_from(&s, "198.51.100.1, 10.1.2.3"), 400);
+    assert_int_equal(login_from(&s, "198.51.100.1"), 400);
+    assert_int_equal(login_from(&s, "198.51.100.1"), 429);
+    /* A spoofed left part does not make a new client: the gateway appended the real one. */
+    assert_int_equal(login_from(&s, "203.0.113.77, 198.51.100.1"), 429);
+    /* Client B has its own budget. */
+    assert_int_equal(login_from(&s, "198.51.100.2"), 400);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+
+    const char *env2[] = {"EMPORIUM_RL_AUTH=0.01:2", NULL};
+    assert_int_equal(th_start(&s, env2, NULL), 0);
+    assert_int_equal(login_from(&s, "198.51.100.1"), 400);
+    assert_int_equal(login_from(&s, "198.51.100.2"), 400);
+    assert_int_equal(login_from(&s, "198.51.100.3"), 429); /* all one peer: 127.0.0.1 */
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+}
+
 /* ---- response headers (one server for the rest of the suite) ------------------------- */
 
 static struct th_server shared;
@@ -639,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_slow_work_does_not_stall),
         cmocka_unit_test(test_offload_queue_full),
         cmocka_unit_test(test_strict_limit_register_login),
+        cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_private_responses),
         cmocka_unit_test(test_allow_options_cors),
         cmocka_unit_test(test_www_authenticate),
