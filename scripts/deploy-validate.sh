@@ -8,6 +8,8 @@
 #     kubernetes-models, Istio and Prometheus Operator models, pinned in
 #     tests/deploy/package-lock.json), the references between objects, the seed's numbers,
 #     and that the dashboard's and alerts' metrics are served by a live `emporium serve`;
+#   - tests/deploy/fields.mjs + tsc: no field the models do not define (a misspelt optional
+#     field passes the schemas, which allow extra properties);
 #   - `promtool check rules` on the PrometheusRule; `nginx -t` on deploy/nginx/gateway.conf;
 #   - the deliberately broken inputs under tests/deploy/broken/ each fail the check that
 #     should catch them (a validation that cannot fail is no validation).
@@ -27,7 +29,25 @@ scripts/npm-tools.sh build/tools deploy || rc=$?
 [ $rc -eq 0 ] || { say "cannot install the npm validators"; exit $rc; }
 # The validator runs beside its node_modules (ES modules ignore NODE_PATH).
 tools=build/tools/deploy
-cp tests/deploy/validate.mjs "$tools/validate.mjs"
+cp tests/deploy/validate.mjs tests/deploy/fields.mjs "$tools/"
+# fields FILE... — TypeScript's excess-property check of the rendered objects; prints
+# "kind/name: message" per problem, fails on any.
+fields() {
+  node "$tools/fields.mjs" "$tools/checks.ts" "$@" >/dev/null || return 1
+  printf '{"compilerOptions":{"strict":true,"noEmit":true,"module":"nodenext","moduleResolution":"nodenext","target":"es2022","skipLibCheck":true,"types":[]},"files":["checks.ts"]}\n' >"$tools/tsconfig.json"
+  local errs rc=0
+  errs=$(node "$tools/node_modules/typescript/bin/tsc" -p "$tools" 2>&1) || rc=$?
+  [ $rc -eq 0 ] && return 0
+  # checks.ts(LINE,COL): error … -> the object named by the nearest "// OBJECT" line above.
+  awk -v errs="$errs" 'BEGIN { n = split(errs, e, "\n") }
+    /^\/\/ OBJECT / { name[NR] = substr($0, 11) }
+    END { for (i = 1; i <= n; i++) if (match(e[i], /^checks\.ts\(([0-9]+),/)) {
+            l = substr(e[i], 11, RLENGTH - 11) + 0; obj = "?";
+            for (k = l; k > 0; k--) if (k in name) { obj = name[k]; break }
+            msg = e[i]; sub(/^[^:]*: error TS[0-9]+: /, "", msg); print "FAIL " obj ": " msg
+          } else if (e[i] != "") print e[i] }' "$tools/checks.ts"
+  return 1
+}
 rm -rf "$out"
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/deploy-validate.XXXXXX")
@@ -84,6 +104,15 @@ grep -v '^note:' "$out/validate.txt" | grep -v 'passed, ' | head -40 >&2 || true
 grep '^note:' "$out/validate.txt" >&2 || true
 tail -1 "$out/validate.txt" >&2
 
+step "unknown fields and types (TypeScript's excess-property check against the models)"
+files=()
+for a in "${args[@]}"; do files+=("${a#*=}"); done
+if fields "${files[@]}" >"$out/fields.txt" 2>&1; then
+  say "ok: every field of every modelled object is one its type defines"
+else
+  head -20 "$out/fields.txt" >&2; fail=1
+fi
+
 step "promtool check rules (the PrometheusRule)"
 promtool check rules "$work/rules.json" >&2 || fail=1
 
@@ -98,7 +127,11 @@ for dir in tests/deploy/broken/*/; do
   [ -f "$dir/kustomization.yaml" ] || continue
   want=$(cat "$dir/expect")
   kubectl kustomize "$dir" >"$work/broken-$case.yaml" || { say "FAILED: broken/$case does not render"; fail=1; continue; }
-  if node "$tools/validate.mjs" "prod=$work/broken-$case.yaml" >"$work/broken-$case.txt" 2>&1; then
+  # validate.mjs first; the slower field check only when that one passed.
+  got=0
+  node "$tools/validate.mjs" "prod=$work/broken-$case.yaml" >"$work/broken-$case.txt" 2>&1 || got=1
+  if [ $got -eq 0 ]; then fields "$work/broken-$case.yaml" >>"$work/broken-$case.txt" 2>&1 || got=1; fi
+  if [ $got -eq 0 ]; then
     say "FAILED: broken/$case passed the validation"; fail=1
   elif grep -qF -- "$want" "$work/broken-$case.txt"; then
     say "ok: broken/$case refused ($want)"
