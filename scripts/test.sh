@@ -21,7 +21,8 @@ trap cleanup EXIT INT TERM
 
 echo "== starting test servers in $servers"
 scripts/test-servers.sh start "$servers"
-eval "export $(scripts/test-servers.sh env "$servers")"
+# one VAR=value per line (PostgreSQL, Redis)
+while read -r kv; do export "${kv?}"; done < <(scripts/test-servers.sh env "$servers")
 
 status=0
 for variant in build:OFF build-asan:ON; do
