@@ -61,6 +61,7 @@ struct config {
     int redis_pool_size;         /* EMPORIUM_REDIS_POOL_SIZE; 8 connections per node */
     int redis_timeout_ms;        /* EMPORIUM_REDIS_TIMEOUT_MS; 500 */
     int redis_cache_ttl_seconds; /* EMPORIUM_REDIS_CACHE_TTL_SECONDS; 300 */
+    const char *redis_prefix;    /* EMPORIUM_REDIS_PREFIX; "emp:" (at most 40 bytes) */
 };
 
 /* The defaults, without reading the environment. */

@@ -142,7 +142,9 @@ static int app_open_redis(struct app *app, const struct config *cfg)
     rc = metrics_add_writer(redis_metrics_write, app->redis);
     if (rc < 0)
         return rc;
-    app->rl = ratelimit_redis_new(app->redis, "emp:rl:", app->rl);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%srl:", cfg->redis_prefix);
+    app->rl = ratelimit_redis_new(app->redis, prefix, app->rl);
     if (!app->rl)
         return ERR_NOMEM;
     log_info("redis: %s (rate limits shared through it)",

@@ -112,6 +112,8 @@ static const struct setting settings[] = {
      "Redis connections per node"},
     {"EMPORIUM_REDIS_TIMEOUT_MS", K_INT, F(redis_timeout_ms), 0, 1, 60000,
      "Redis connect, command and pool-wait timeout"},
+    {"EMPORIUM_REDIS_PREFIX", K_STR, F(redis_prefix), 0, 0, 0,
+     "prefix of every Redis key (several shops or environments on one Redis)"},
     {"EMPORIUM_REDIS_CACHE_TTL_SECONDS", K_INT, F(redis_cache_ttl_seconds), 0, 1, 86400,
      "lifetime of a product entry in the Redis cache (L2)"},
 };
@@ -159,6 +161,7 @@ void config_defaults(struct config *cfg)
         .redis_pool_size = 8,
         .redis_timeout_ms = 500,
         .redis_cache_ttl_seconds = 300,
+        .redis_prefix = "emp:",
     };
 }
 
@@ -478,6 +481,10 @@ int config_from_env(struct config *cfg)
         const char *v = getenv(settings[i].var);
         if (v && *v && apply(cfg, &settings[i], v, settings[i].var) < 0)
             rc = ERR_INVALID;
+    }
+    if (strlen(cfg->redis_prefix) > 40) {
+        fprintf(stderr, "emporium: EMPORIUM_REDIS_PREFIX is not valid: at most 40 bytes\n");
+        rc = ERR_INVALID;
     }
     if (cfg->redis_url && cfg->redis_cluster) {
         fprintf(stderr, "emporium: EMPORIUM_REDIS_URL and EMPORIUM_REDIS_CLUSTER are both set: "

@@ -106,9 +106,12 @@ int product__cache_init(struct product_ctx *ctx)
     struct redis *redis = app_redis(ctx->app);
     if (ctx->l1 && redis) {
         static const char *const shared[] = {"p:", NULL};
-        int ttl = app_config(ctx->app)->redis_cache_ttl_seconds * 1000;
-        ctx->l1 = cache_tiered_new(ctx->l1, cache_redis_new(redis, "product", "emp:product:", ttl),
-                                   shared, 5000);
+        const struct config *cfg = app_config(ctx->app);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%sproduct:", cfg->redis_prefix);
+        ctx->l1 = cache_tiered_new(
+            ctx->l1, cache_redis_new(redis, "product", prefix, cfg->redis_cache_ttl_seconds * 1000),
+            shared, 5000);
         if (!ctx->l1)
             return ERR_NOMEM;
     }
