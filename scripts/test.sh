@@ -23,7 +23,8 @@ trap cleanup EXIT INT TERM
 
 echo "== starting test servers in $servers"
 scripts/test-servers.sh start "$servers"
-eval "export $(scripts/test-servers.sh env "$servers")"
+# one VAR=value per line (PostgreSQL, Redis)
+while read -r kv; do export "${kv?}"; done < <(scripts/test-servers.sh env "$servers")
 
 # The container image (deploy/Dockerfile, built and run with buildah; scripts/deploy-image.sh)
 # builds in the background while the suites run: mostly package downloads and copying, a

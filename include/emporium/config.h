@@ -55,6 +55,14 @@ struct config {
     int order_sweep_seconds;           /* EMPORIUM_ORDER_SWEEP_SECONDS; 30 */
     int payment_latency_ms;            /* EMPORIUM_PAYMENT_LATENCY_MS; 0 (sandbox provider delay) */
     int product_cache_mb;              /* EMPORIUM_PRODUCT_CACHE_MB; 64, 0 = no cache */
+    /* Redis (L2 cache, shared rate limits): off unless one of the first two is set */
+    const char *redis_url;       /* EMPORIUM_REDIS_URL; NULL (redis://[:pw@]host[:port][/db]) */
+    const char *redis_cluster;   /* EMPORIUM_REDIS_CLUSTER; NULL (seed nodes host:port,...) */
+    const char *redis_password;  /* EMPORIUM_REDIS_PASSWORD; NULL (cluster AUTH) */
+    int redis_pool_size;         /* EMPORIUM_REDIS_POOL_SIZE; 8 connections per node */
+    int redis_timeout_ms;        /* EMPORIUM_REDIS_TIMEOUT_MS; 500 */
+    int redis_cache_ttl_seconds; /* EMPORIUM_REDIS_CACHE_TTL_SECONDS; 300 */
+    const char *redis_prefix;    /* EMPORIUM_REDIS_PREFIX; "emp:" (at most 40 bytes) */
 };
 
 /* The defaults, without reading the environment. */

@@ -17,6 +17,7 @@
 
 #include "emporium/err.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
+#include "emporium/redis.h"
 #include "emporium/service.h"
 
 extern char **environ;
@@ -33,7 +34,10 @@ enum kind {
     K_SERVICES,
     K_URL,
     K_ORIGINS,
-    K_CIDRS
+    K_CIDRS,
+    K_REDIS_URL,
+    K_REDIS_NODES,
+    K_SECRET
 };
 
 struct setting {
@@ -101,6 +105,20 @@ static const struct setting settings[] = {
      "sandbox payment provider delay per call"},
     {"EMPORIUM_PRODUCT_CACHE_MB", K_INT, F(product_cache_mb), 0, 0, 65536,
      "product read cache, 0 = off"},
+    {"EMPORIUM_REDIS_URL", K_REDIS_URL, F(redis_url), 0, 0, 0,
+     "one Redis server (L2 cache, shared rate limits); none = no Redis"},
+    {"EMPORIUM_REDIS_CLUSTER", K_REDIS_NODES, F(redis_cluster), 0, 0, 0,
+     "Redis Cluster seed nodes instead of EMPORIUM_REDIS_URL"},
+    {"EMPORIUM_REDIS_PASSWORD", K_SECRET, F(redis_password), 0, 0, 0,
+     "Redis password (AUTH) for the cluster nodes"},
+    {"EMPORIUM_REDIS_POOL_SIZE", K_INT, F(redis_pool_size), 0, 1, 1024,
+     "Redis connections per node"},
+    {"EMPORIUM_REDIS_TIMEOUT_MS", K_INT, F(redis_timeout_ms), 0, 1, 60000,
+     "Redis connect, command and pool-wait timeout"},
+    {"EMPORIUM_REDIS_PREFIX", K_STR, F(redis_prefix), 0, 0, 0,
+     "prefix of every Redis key (several shops or environments on one Redis)"},
+    {"EMPORIUM_REDIS_CACHE_TTL_SECONDS", K_INT, F(redis_cache_ttl_seconds), 0, 1, 86400,
+     "lifetime of a product entry in the Redis cache (L2)"},
 };
 #undef F
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -143,6 +161,10 @@ void config_defaults(struct config *cfg)
         .order_sweep_seconds = 30,
         .payment_latency_ms = 0,
         .product_cache_mb = 64,
+        .redis_pool_size = 8,
+        .redis_timeout_ms = 500,
+        .redis_cache_ttl_seconds = 300,
+        .redis_prefix = "emp:",
     };
 }
 
@@ -349,6 +371,15 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_STR:
         fputs("a non-empty path", f);
         break;
+    case K_REDIS_URL:
+        fputs("redis://[:password@]host[:port][/db]", f);
+        break;
+    case K_REDIS_NODES:
+        fputs("host:port,host:port,...", f);
+        break;
+    case K_SECRET:
+        fputs("a non-empty string", f);
+        break;
     }
 }
 
@@ -478,7 +509,25 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
             return ERR_INVALID;
         }
         break;
+    case K_REDIS_URL:
+    case K_REDIS_NODES: {
+        /* The client's own parser decides; never echo the value (it may hold a password). */
+        struct redis_options o = {.url = s->kind == K_REDIS_URL ? v : NULL,
+                                  .cluster = s->kind == K_REDIS_NODES ? v : NULL};
+        struct redis *r = NULL;
+        char why[96] = "";
+        int rc = redis_open(&o, &r, why, sizeof why);
+        redis_close(r);
+        if (rc < 0) {
+            fprintf(stderr, "emporium: %s is not valid (%s): expected ", source, why);
+            print_accepted(stderr, s);
+            fputc('\n', stderr);
+            return ERR_INVALID;
+        }
+        break;
+    }
     case K_STR:
+    case K_SECRET:
         break;
     }
     *(const char **)(void *)(base + s->off) = v;
@@ -515,6 +564,15 @@ int config_from_env(struct config *cfg)
         const char *v = getenv(settings[i].var);
         if (v && *v && apply(cfg, &settings[i], v, settings[i].var) < 0)
             rc = ERR_INVALID;
+    }
+    if (strlen(cfg->redis_prefix) > 40) {
+        fprintf(stderr, "emporium: EMPORIUM_REDIS_PREFIX is not valid: at most 40 bytes\n");
+        rc = ERR_INVALID;
+    }
+    if (cfg->redis_url && cfg->redis_cluster) {
+        fprintf(stderr, "emporium: EMPORIUM_REDIS_URL and EMPORIUM_REDIS_CLUSTER are both set: "
+                        "set one (a single server or the cluster's seed nodes)\n");
+        rc = ERR_INVALID;
     }
     /* A misspelt variable would otherwise be ignored without a word. */
     for (char **e = environ; e && *e; e++) {
