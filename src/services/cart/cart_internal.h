@@ -12,6 +12,7 @@
 
 #include "emporium/db.h"
 #include "emporium/svc/cart.h"
+#include "emporium/svc/product.h"
 
 #define CART_MAX_QTY 99
 /* A guest cart token: base64url of 16 random bytes and a 16-byte HMAC of them. */
@@ -71,6 +72,35 @@ int cart__set(struct app *app, const struct cart_owner *o, int64_t product_id, i
               struct cart_view *out, struct cart_refusal_info *why);
 int cart__remove(struct app *app, const struct cart_owner *o, int64_t product_id,
                  struct cart_view *out);
+
+/* The same changes without waiting for their commit (the HTTP layer parks the request
+ * meanwhile). cart__change_prepare() checks what can be checked at once (the product, for an
+ * add) and fills op; 0, or the refusal as cart__add() returns it. cart__change_submit() then
+ * queues it on the carts database's writer: done(op, rc) is called exactly once, on the
+ * writer's thread, after the change is durable (rc 0) or failed (rc and *why as cart__add()
+ * would return them); 0, or ERR_UNAVAILABLE at once (done not called). op, *out and *why are
+ * the caller's until done. */
+enum cart_op_kind { CART_OP_ADD, CART_OP_SET, CART_OP_REMOVE };
+struct cart_op;
+typedef void (*cart_op_done_fn)(struct cart_op *op, int rc);
+struct cart_op {
+    struct db_write_req w;
+    enum cart_op_kind kind;
+    struct cart_owner owner;
+    int64_t product_id;
+    int quantity;
+    struct product_info info; /* ADD */
+    struct cart_view *v;
+    struct cart_refusal_info *why;
+    cart_op_done_fn done;
+    void *arg; /* the caller's */
+};
+int cart__change_prepare(struct app *app, struct cart_op *op, enum cart_op_kind kind,
+                         const struct cart_owner *o, int64_t product_id, int quantity,
+                         struct cart_view *out, struct cart_refusal_info *why);
+int cart__change_submit(struct app *app, struct cart_op *op, cart_op_done_fn done, void *arg);
+/* Or: runs the prepared change and waits for its commit; returns what cart__add() does. */
+int cart__change_wait(struct app *app, struct cart_op *op);
 
 /* --- store (cart_store.c): SQL only --- */
 

@@ -15,7 +15,9 @@
 
 int cart__tx(struct app *app, cart_tx_fn fn, void *ctx)
 {
-    return db_transact(app_db(app, "carts"), fn, NULL, ctx);
+    /* Group commit: the change runs as one intent of the carts database's writer, which
+     * commits it with the other carts' changes of the moment (db_write, emporium/db.h). */
+    return db_write(app_db(app, "carts"), fn, NULL, ctx);
 }
 
 static const char *owner_col(const struct cart_owner *o)
