@@ -125,48 +125,70 @@ int cart__get(struct app *app, const struct cart_owner *o, struct cart_view *out
 /* A change is one write intent (struct cart_op, cart_internal.h): change_tx runs it inside
  * the carts writer's batch, possibly more than once (a retried batch), so it starts from
  * scratch every time. */
+/* Adds to the cart in ch->v (loaded by the caller, in the same transaction); the view is
+ * then brought up to date in memory rather than read again. */
 static int add_line(struct db_conn *c, struct cart_op *ch, int64_t cart_id)
 {
-    int have = 0;
-    int rc = cart__store_line_qty(c, cart_id, ch->product_id, &have);
-    if (rc < 0 && rc != ERR_NOTFOUND)
-        return rc;
-    bool exists = rc == 0;
-    if (exists && have + ch->quantity > CART_MAX_QTY) {
+    struct cart_view *v = ch->v;
+    struct cart_item *line = NULL;
+    for (int i = 0; i < v->n && !line; i++)
+        if (v->items[i].product_id == ch->product_id)
+            line = &v->items[i];
+    int have = line ? line->quantity : 0;
+    if (line && have + ch->quantity > CART_MAX_QTY) {
         ch->why->why = CART_REFUSE_LINE_MAX;
         ch->why->have = have;
         return ERR_INVALID;
     }
     /* One currency per cart: its subtotal is one Money. */
-    int64_t lines;
-    char cur[4];
-    if ((rc = cart__store_shape(c, cart_id, &lines, cur)) < 0)
-        return rc;
-    if (cur[0] && strcmp(cur, ch->info.currency) != 0) {
-        ch->why->why = CART_REFUSE_CURRENCY;
-        return ERR_CONFLICT;
+    for (int i = 0; i < v->n; i++) {
+        if (strcmp(v->items[i].currency, ch->info.currency) != 0) {
+            ch->why->why = CART_REFUSE_CURRENCY;
+            return ERR_CONFLICT;
+        }
     }
     struct cart_item it = {.product_id = ch->product_id,
                            .quantity = have + ch->quantity,
                            .unit_price = ch->info.price};
     snprintf(it.name, sizeof it.name, "%s", ch->info.name);
     snprintf(it.currency, sizeof it.currency, "%s", ch->info.currency);
+    int rc;
     /* The price and name are refreshed to what the catalog says now. */
-    if (exists)
-        return cart__store_line_refresh(c, cart_id, &it);
-    if (lines >= CART_MAX_LINES) {
+    if (line) {
+        if ((rc = cart__store_line_refresh(c, cart_id, &it)) < 0)
+            return rc;
+        it.added_at = line->added_at;
+        snprintf(it.currency, sizeof it.currency, "%s", line->currency); /* kept by refresh */
+        *line = it;
+        return 0;
+    }
+    if (v->n >= CART_MAX_LINES) {
         ch->why->why = CART_REFUSE_CART_FULL;
         return ERR_CONFLICT;
     }
-    it.quantity = ch->quantity;
-    return cart__store_line_insert(c, cart_id, &it, now_ms());
+    it.added_at = now_ms();
+    if ((rc = cart__store_line_insert(c, cart_id, &it, it.added_at)) < 0)
+        return rc;
+    struct cart_item *items = realloc(v->items, (size_t)(v->n + 1) * sizeof *items);
+    if (!items)
+        return ERR_NOMEM;
+    v->items = items;
+    int at = v->n; /* the lines' order: (added_at, product_id) */
+    while (at > 0 &&
+           (items[at - 1].added_at > it.added_at ||
+            (items[at - 1].added_at == it.added_at && items[at - 1].product_id > it.product_id)))
+        at--;
+    memmove(&items[at + 1], &items[at], (size_t)(v->n - at) * sizeof *items);
+    items[at] = it;
+    v->n++;
+    return 0;
 }
 
 static int change_tx(struct db_conn *c, void *vctx)
 {
     struct cart_op *ch = vctx;
     ch->why->why = CART_REFUSE_NONE;
-    ch->v->n = 0;
+    cart__view_clear(ch->v);
     int64_t cart_id;
     int rc = cart__store_lock(c, &ch->owner, ch->kind == CART_OP_ADD, &cart_id);
     if (rc == ERR_NOTFOUND) {
@@ -180,8 +202,9 @@ static int change_tx(struct db_conn *c, void *vctx)
         return rc;
     switch (ch->kind) {
     case CART_OP_ADD:
-        rc = add_line(c, ch, cart_id);
-        break;
+        if ((rc = cart__store_load(c, cart_id, ch->v)) < 0 || (rc = add_line(c, ch, cart_id)) < 0)
+            return rc;
+        return 0;
     case CART_OP_SET:
         rc = ch->quantity == 0 ? cart__store_line_delete(c, cart_id, ch->product_id)
                                : cart__store_line_set_qty(c, cart_id, ch->product_id, ch->quantity);
@@ -338,7 +361,7 @@ static void merge_hook(struct app *app, int64_t user_id, const char *token)
         return;
     struct merge_ctx m = {.user_id = user_id};
     cart__token_hash(token, m.guest.token_hash);
-    m.lines = malloc(sizeof *m.lines);
+    m.lines = calloc(1, sizeof *m.lines);
     if (!m.lines) {
         log_error("cart: merging a guest cart into user %lld failed: out of memory",
                   (long long)user_id);
@@ -351,6 +374,7 @@ static void merge_hook(struct app *app, int64_t user_id, const char *token)
     else if (m.merged || m.dropped)
         log_event("cart.merged", LOG_I("user_id", user_id), LOG_I("lines", m.merged),
                   LOG_I("dropped", m.dropped));
+    cart__view_clear(m.lines);
     free(m.lines);
 }
 

@@ -150,18 +150,12 @@ static int reply(struct http_req *req, const struct caller *who, int rc, struct 
     }
     if (rc == 0)
         rc = reply_cart(req, who, v);
+    cart__view_clear(v);
     free(v);
     return rc;
 }
 
-/* ~25 KB: only the first n items are ever read, so it need not be zeroed. */
-static struct cart_view *view_new(void)
-{
-    struct cart_view *v = malloc(sizeof *v);
-    if (v)
-        v->n = 0;
-    return v;
-}
+static struct cart_view *view_new(void) { return calloc(1, sizeof(struct cart_view)); }
 
 static int h_get(struct http_req *req)
 {

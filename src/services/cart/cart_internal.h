@@ -31,12 +31,17 @@ struct cart_item {
     int quantity;
     int64_t unit_price;
     char currency[4];
+    int64_t added_at; /* the lines' order: (added_at, product_id) */
 };
 
+/* A cart as read: n lines in items (malloc'd by cart__store_load, sized to the cart: a
+ * request holds a few hundred bytes, not CART_MAX_LINES lines). Start from {0}; release the
+ * lines with cart__view_clear(). */
 struct cart_view {
     int n;
-    struct cart_item items[CART_MAX_LINES];
+    struct cart_item *items;
 };
+void cart__view_clear(struct cart_view *v);
 
 /* --- domain (cart.c), for the HTTP layer --- */
 
@@ -116,8 +121,6 @@ int cart__store_find(struct db_conn *c, const struct cart_owner *o, int64_t *car
 int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create, int64_t *cart_id);
 /* The lines of a cart, oldest first. */
 int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out);
-/* A line's quantity; ERR_NOTFOUND when the cart has no such line. */
-int cart__store_line_qty(struct db_conn *c, int64_t cart_id, int64_t product_id, int *q);
 /* How many lines the cart has, and a currency it holds ("" when empty; at most 3 bytes). */
 int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char currency[4]);
 int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,
