@@ -157,6 +157,20 @@ int64_t db_get_i64(const struct db_rows *r, int row, int col); /* 0 for NULL */
 bool db_is_null(const struct db_rows *r, int row, int col);
 void db_rows_free(struct db_rows *r); /* NULL is a no-op */
 
+/* The full-text tokenizer of the embedded backend (FTS5's own, e.g. "porter unicode61"), so
+ * that an in-memory index cuts and stems text exactly as an FTS5 table with that tokenize=
+ * option does. ERR_UNSUPPORTED on PostgreSQL. *out is yours to db_tokenizer_free(); one
+ * tokenizer is used by one thread at a time. */
+struct db_tokenizer;
+int db_tokenizer_new(struct db *db, const char *spec, struct db_tokenizer **out);
+void db_tokenizer_free(struct db_tokenizer *t); /* NULL is a no-op */
+/* Calls fn(ctx, token, len) for every token of text[0..len) in order; query: cut as a MATCH
+ * term (prefix: a prefix term) rather than as a document. Stops with fn's value when it
+ * returns non-zero. Tokens are borrowed for the call. */
+typedef int (*db_token_fn)(void *ctx, const char *token, int len);
+int db_tokenize(struct db_tokenizer *t, const char *text, int len, bool query, bool prefix,
+                db_token_fn fn, void *ctx);
+
 /* Versioned migrations: migration i (1-based) is steps[i-1]; applied in order inside a
  * transaction each, recorded in table schema_migrations(version, applied_at). A step may
  * hold several statements. dialect-specific text: pg != NULL overrides sql on PostgreSQL. */
