@@ -448,6 +448,42 @@ static void offload_suspend(struct http_req *req)
     MHD_suspend_connection(req->conn);
 }
 
+/* Requests parked by http_suspend() and not resumed yet: the server must not stop (MHD
+ * panics on a suspended connection) before their resumes came. */
+static _Atomic long parked;
+
+int http_suspend(struct http_req *req, http_then_fn then, void *arg)
+{
+    if (!req->conn || req->offload || !then)
+        return ERR_UNSUPPORTED;
+    req->offload = 1;
+    req->then = then;
+    req->then_arg = arg;
+    parked++;
+    MHD_suspend_connection(req->conn);
+    return 0;
+}
+
+void http_resume(struct http_req *req)
+{
+    struct MHD_Connection *conn = req->conn;
+    atomic_store(&req->offload_done, true); /* req may be answered and gone after this */
+    MHD_resume_connection(conn);
+    parked--;
+}
+
+/* On the connection's thread once a parked request was resumed: its answer. */
+static void run_then(struct http_req *req)
+{
+    http_then_fn then = req->then;
+    req->then = NULL;
+    int rc = then(req, req->then_arg);
+    if (rc == 0 && req->status == 0)
+        rc = ERR_INTERNAL;
+    if (rc < 0)
+        http__error_respond(req, rc);
+}
+
 /* Response headers that depend on the request rather than on the handler. */
 static void finish_headers(struct http_req *req)
 {
@@ -510,6 +546,8 @@ static enum MHD_Result dispatch(struct http_server *srv, struct http_req *req)
         }
     } else if (rc == 0) {
         run_handler(req);
+        if (req->then) /* http_suspend(): answered by run_then() once resumed */
+            return MHD_YES;
     }
     if (rc < 0)
         http__error_respond(req, rc);
@@ -573,8 +611,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (req->offload) /* resumed by the slow-work pool: the handler has run */
-        return atomic_load(&req->offload_done) ? send_response(req) : MHD_YES;
+    if (req->offload) { /* resumed by the slow-work pool (the handler has run) or parked */
+        if (!atomic_load(&req->offload_done))
+            return MHD_YES;
+        if (req->then)
+            run_then(req);
+        return send_response(req);
+    }
     if (req->status) /* already answered (early 413) */
         return MHD_YES;
     return dispatch(srv, req);
@@ -912,6 +955,12 @@ void http_server_stop(struct http_server *srv)
     /* Slow handlers still running finish and resume their connections before MHD stops
      * (it must not be stopped with connections suspended). */
     http__offload_free(srv->offload);
+    /* Parked requests wait for work that is still running (a group commit): their resumes
+     * come without anything new arriving. */
+    while (parked > 0) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(srv->daemon);
     close(srv->wake_fd);
     metrics_remove_all();
