@@ -54,6 +54,10 @@ struct config {
     int order_sweep_seconds;           /* EMPORIUM_ORDER_SWEEP_SECONDS; 30 */
     int payment_latency_ms;            /* EMPORIUM_PAYMENT_LATENCY_MS; 0 (sandbox provider delay) */
     int product_cache_mb;              /* EMPORIUM_PRODUCT_CACHE_MB; 64, 0 = no cache */
+    const char *kafka_brokers;         /* EMPORIUM_KAFKA_BROKERS; NULL = the embedded log */
+    int kafka_partitions;              /* EMPORIUM_KAFKA_PARTITIONS; 24 */
+    int event_retention_hours;         /* EMPORIUM_EVENT_RETENTION_HOURS; 720 (30 days) */
+    const char *consumers;             /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
 };
 
 /* The defaults, without reading the environment. */

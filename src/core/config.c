@@ -32,7 +32,9 @@ enum kind {
     K_LISTEN,
     K_SERVICES,
     K_URL,
-    K_ORIGINS
+    K_ORIGINS,
+    K_CONSUMERS,
+    K_HOSTS
 };
 
 struct setting {
@@ -98,6 +100,14 @@ static const struct setting settings[] = {
      "sandbox payment provider delay per call"},
     {"EMPORIUM_PRODUCT_CACHE_MB", K_INT, F(product_cache_mb), 0, 0, 65536,
      "product read cache, 0 = off"},
+    {"EMPORIUM_KAFKA_BROKERS", K_HOSTS, F(kafka_brokers), 0, 0, 0,
+     "Kafka bootstrap servers; unset = the embedded event log"},
+    {"EMPORIUM_KAFKA_PARTITIONS", K_INT, F(kafka_partitions), 0, 1, 1024,
+     "partitions per topic (Kafka topics created here, and the embedded log)"},
+    {"EMPORIUM_EVENT_RETENTION_HOURS", K_INT, F(event_retention_hours), 0, 1, 24 * 3650,
+     "the embedded event log keeps messages this long"},
+    {"EMPORIUM_CONSUMERS", K_CONSUMERS, F(consumers), 0, 0, 0,
+     "event consumers `serve` runs in-process (the rest run in `emporium worker`)"},
 };
 #undef F
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -140,6 +150,8 @@ void config_defaults(struct config *cfg)
         .order_sweep_seconds = 30,
         .payment_latency_ms = 0,
         .product_cache_mb = 64,
+        .kafka_partitions = 24,
+        .event_retention_hours = 720,
     };
 }
 
@@ -188,6 +200,40 @@ static int parse_listen(const char *v)
         return 0;
     struct in_addr a;
     return inet_pton(AF_INET, host, &a) == 1 ? 0 : ERR_INVALID;
+}
+
+/* host:port[,host:port…]: a host of letters, digits, '.', '-', a port 1-65535. */
+static int parse_hosts(const char *v)
+{
+    if (!*v || strlen(v) > 1024)
+        return ERR_INVALID;
+    for (const char *p = v; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *colon = memchr(p, ':', l);
+        if (!colon || colon == p)
+            return ERR_INVALID;
+        for (const char *q = p; q < colon; q++)
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                  (*q >= '0' && *q <= '9') || *q == '.' || *q == '-'))
+                return ERR_INVALID;
+        long port = 0;
+        if (colon + 1 == p + l)
+            return ERR_INVALID;
+        for (const char *q = colon + 1; q < p + l; q++) {
+            if (*q < '0' || *q > '9' || port > 65535)
+                return ERR_INVALID;
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535)
+            return ERR_INVALID;
+        if (!e)
+            break;
+        p = e + 1;
+        if (!*p)
+            return ERR_INVALID;
+    }
+    return 0;
 }
 
 static bool is_service(const char *name, size_t len)
@@ -272,6 +318,14 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_STR:
         fputs("a non-empty path", f);
         break;
+    case K_CONSUMERS:
+        fputs("all, none or a comma list of:", f);
+        for (int i = 0; services_all[i]; i++)
+            fprintf(f, "%s%s", i ? ", " : " ", services_all[i]->name);
+        break;
+    case K_HOSTS:
+        fputs("a comma list of host:port", f);
+        break;
     }
 }
 
@@ -300,7 +354,11 @@ static void print_default(FILE *f, const struct setting *s, const struct config 
         break;
     default: {
         const char *v = *(const char *const *)(const void *)(base + s->off);
-        fputs(v ? v : s->kind == K_SERVICES ? "all" : s->kind == K_URL ? "sqlite" : "none", f);
+        fputs(v                                                 ? v
+              : s->kind == K_SERVICES || s->kind == K_CONSUMERS ? "all"
+              : s->kind == K_URL                                ? "sqlite"
+                                                                : "none",
+              f);
     }
     }
 }
@@ -396,6 +454,25 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
         }
         break;
     case K_STR:
+        break;
+    case K_CONSUMERS:
+        if (!strcmp(v, "none"))
+            break;
+        if (parse_services(v, bad, sizeof bad) < 0) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "%s '%s'", *bad ? "unknown consumer" : "empty entry",
+                     bad);
+            complain(s, source, v, detail);
+            return ERR_INVALID;
+        }
+        if (!strcmp(v, "all"))
+            v = NULL;
+        break;
+    case K_HOSTS:
+        if (parse_hosts(v) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
         break;
     }
     *(const char **)(void *)(base + s->off) = v;
