@@ -58,6 +58,8 @@ struct config {
     int kafka_partitions;              /* EMPORIUM_KAFKA_PARTITIONS; 24 */
     int event_retention_hours;         /* EMPORIUM_EVENT_RETENTION_HOURS; 720 (30 days) */
     const char *consumers;             /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
+    const char *mail_dir;              /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
+    const char *smtp_url;              /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
 };
 
 /* The defaults, without reading the environment. */

@@ -34,7 +34,8 @@ enum kind {
     K_URL,
     K_ORIGINS,
     K_CONSUMERS,
-    K_HOSTS
+    K_HOSTS,
+    K_SMTP
 };
 
 struct setting {
@@ -106,6 +107,10 @@ static const struct setting settings[] = {
      "partitions per topic (Kafka topics created here, and the embedded log)"},
     {"EMPORIUM_EVENT_RETENTION_HOURS", K_INT, F(event_retention_hours), 0, 1, 24 * 3650,
      "the embedded event log keeps messages this long"},
+    {"EMPORIUM_MAIL_DIR", K_STR, F(mail_dir), 0, 0, 0,
+     "Maildir of the customer e-mails (default <data-dir>/mail)"},
+    {"EMPORIUM_SMTP_URL", K_SMTP, F(smtp_url), 0, 0, 0,
+     "send the customer e-mails over SMTP instead of the Maildir"},
     {"EMPORIUM_CONSUMERS", K_CONSUMERS, F(consumers), 0, 0, 0,
      "event consumers `serve` runs in-process (the rest run in `emporium worker`)"},
 };
@@ -326,6 +331,9 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_HOSTS:
         fputs("a comma list of host:port", f);
         break;
+    case K_SMTP:
+        fputs("smtp://host[:port] or smtps://host[:port]", f);
+        break;
     }
 }
 
@@ -471,6 +479,16 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
     case K_HOSTS:
         if (parse_hosts(v) < 0) {
             complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    case K_SMTP:
+        if ((strncmp(v, "smtp://", 7) && strncmp(v, "smtps://", 8)) || strlen(v) > 512 ||
+            strlen(v) < 9) {
+            /* Never echo the value: a URL may carry a password. */
+            fprintf(stderr, "emporium: %s is not valid: expected ", source);
+            print_accepted(stderr, s);
+            fputc('\n', stderr);
             return ERR_INVALID;
         }
         break;
