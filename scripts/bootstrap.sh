@@ -11,7 +11,7 @@ build_pkgs=(gcc make cmake pkg-config curl ca-certificates
   libpq-dev libcurl4-openssl-dev libhiredis-dev librdkafka-dev libcmocka-dev
   brotli)
 test_pkgs=(postgresql-15 postgresql-client-15 pgbouncer redis-server redis-tools
-  prometheus wrk kcat clang libclang-rt-14-dev clang-format chromium jq
+  prometheus wrk kcat python3-aiosmtpd clang libclang-rt-14-dev clang-format chromium jq
   nginx buildah debootstrap yamllint)
 
 pkgs=("${build_pkgs[@]}")

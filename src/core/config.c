@@ -37,7 +37,10 @@ enum kind {
     K_CIDRS,
     K_REDIS_URL,
     K_REDIS_NODES,
-    K_SECRET
+    K_SECRET,
+    K_CONSUMERS,
+    K_HOSTS,
+    K_SMTP
 };
 
 struct setting {
@@ -119,6 +122,18 @@ static const struct setting settings[] = {
      "prefix of every Redis key (several shops or environments on one Redis)"},
     {"EMPORIUM_REDIS_CACHE_TTL_SECONDS", K_INT, F(redis_cache_ttl_seconds), 0, 1, 86400,
      "lifetime of a product entry in the Redis cache (L2)"},
+    {"EMPORIUM_KAFKA_BROKERS", K_HOSTS, F(kafka_brokers), 0, 0, 0,
+     "Kafka bootstrap servers; unset = the embedded event log"},
+    {"EMPORIUM_KAFKA_PARTITIONS", K_INT, F(kafka_partitions), 0, 1, 1024,
+     "partitions per topic (Kafka topics created here, and the embedded log)"},
+    {"EMPORIUM_EVENT_RETENTION_HOURS", K_INT, F(event_retention_hours), 0, 1, 24 * 3650,
+     "the embedded event log keeps messages this long"},
+    {"EMPORIUM_MAIL_DIR", K_STR, F(mail_dir), 0, 0, 0,
+     "Maildir of the customer e-mails (default <data-dir>/mail)"},
+    {"EMPORIUM_SMTP_URL", K_SMTP, F(smtp_url), 0, 0, 0,
+     "send the customer e-mails over SMTP instead of the Maildir"},
+    {"EMPORIUM_CONSUMERS", K_CONSUMERS, F(consumers), 0, 0, 0,
+     "event consumers `serve` runs in-process (the rest run in `emporium worker`)"},
 };
 #undef F
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -165,6 +180,8 @@ void config_defaults(struct config *cfg)
         .redis_timeout_ms = 500,
         .redis_cache_ttl_seconds = 300,
         .redis_prefix = "emp:",
+        .kafka_partitions = 24,
+        .event_retention_hours = 720,
     };
 }
 
@@ -213,6 +230,40 @@ static int parse_listen(const char *v)
         return 0;
     struct in_addr a;
     return inet_pton(AF_INET, host, &a) == 1 ? 0 : ERR_INVALID;
+}
+
+/* host:port[,host:port…]: a host of letters, digits, '.', '-', a port 1-65535. */
+static int parse_hosts(const char *v)
+{
+    if (!*v || strlen(v) > 1024)
+        return ERR_INVALID;
+    for (const char *p = v; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *colon = memchr(p, ':', l);
+        if (!colon || colon == p)
+            return ERR_INVALID;
+        for (const char *q = p; q < colon; q++)
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                  (*q >= '0' && *q <= '9') || *q == '.' || *q == '-'))
+                return ERR_INVALID;
+        long port = 0;
+        if (colon + 1 == p + l)
+            return ERR_INVALID;
+        for (const char *q = colon + 1; q < p + l; q++) {
+            if (*q < '0' || *q > '9' || port > 65535)
+                return ERR_INVALID;
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535)
+            return ERR_INVALID;
+        if (!e)
+            break;
+        p = e + 1;
+        if (!*p)
+            return ERR_INVALID;
+    }
+    return 0;
 }
 
 static bool is_service(const char *name, size_t len)
@@ -380,6 +431,17 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_SECRET:
         fputs("a non-empty string", f);
         break;
+    case K_CONSUMERS:
+        fputs("all, none or a comma list of:", f);
+        for (int i = 0; services_all[i]; i++)
+            fprintf(f, "%s%s", i ? ", " : " ", services_all[i]->name);
+        break;
+    case K_HOSTS:
+        fputs("a comma list of host:port", f);
+        break;
+    case K_SMTP:
+        fputs("smtp://host[:port] or smtps://host[:port]", f);
+        break;
     }
 }
 
@@ -408,7 +470,11 @@ static void print_default(FILE *f, const struct setting *s, const struct config 
         break;
     default: {
         const char *v = *(const char *const *)(const void *)(base + s->off);
-        fputs(v ? v : s->kind == K_SERVICES ? "all" : s->kind == K_URL ? "sqlite" : "none", f);
+        fputs(v                                                 ? v
+              : s->kind == K_SERVICES || s->kind == K_CONSUMERS ? "all"
+              : s->kind == K_URL                                ? "sqlite"
+                                                                : "none",
+              f);
     }
     }
 }
@@ -528,6 +594,35 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
     }
     case K_STR:
     case K_SECRET:
+        break;
+    case K_CONSUMERS:
+        if (!strcmp(v, "none"))
+            break;
+        if (parse_services(v, bad, sizeof bad) < 0) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "%s '%s'", *bad ? "unknown consumer" : "empty entry",
+                     bad);
+            complain(s, source, v, detail);
+            return ERR_INVALID;
+        }
+        if (!strcmp(v, "all"))
+            v = NULL;
+        break;
+    case K_HOSTS:
+        if (parse_hosts(v) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    case K_SMTP:
+        if ((strncmp(v, "smtp://", 7) && strncmp(v, "smtps://", 8)) || strlen(v) > 512 ||
+            strlen(v) < 9) {
+            /* Never echo the value: a URL may carry a password. */
+            fprintf(stderr, "emporium: %s is not valid: expected ", source);
+            print_accepted(stderr, s);
+            fputc('\n', stderr);
+            return ERR_INVALID;
+        }
         break;
     }
     *(const char **)(void *)(base + s->off) = v;

@@ -84,7 +84,7 @@ void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists)
                      lists ? "true" : "false");
     char key[24];
     snprintf(key, sizeof key, "%lld", (long long)id);
-    int rc = bus_publish(CACHE_TOPIC, key, payload, (size_t)n);
+    int rc = bus_broadcast(CACHE_TOPIC, key, payload, (size_t)n);
     if (rc < 0)
         log_warn("product: cache-invalidation for %lld not published: %s", (long long)id,
                  err_str(rc));
@@ -118,7 +118,7 @@ int product__cache_init(struct product_ctx *ctx)
     int rc = metrics_add_writer(cache_metrics_write, NULL);
     if (rc < 0)
         return rc;
-    return bus_subscribe(CACHE_TOPIC, on_invalidation, ctx);
+    return bus_listen(CACHE_TOPIC, on_invalidation, ctx);
 }
 
 void product__cache_deinit(struct product_ctx *ctx)
