@@ -63,12 +63,12 @@ struct config {
     int redis_timeout_ms;        /* EMPORIUM_REDIS_TIMEOUT_MS; 500 */
     int redis_cache_ttl_seconds; /* EMPORIUM_REDIS_CACHE_TTL_SECONDS; 300 */
     const char *redis_prefix;    /* EMPORIUM_REDIS_PREFIX; "emp:" (at most 40 bytes) */
-    const char *kafka_brokers;         /* EMPORIUM_KAFKA_BROKERS; NULL = the embedded log */
-    int kafka_partitions;              /* EMPORIUM_KAFKA_PARTITIONS; 24 */
-    int event_retention_hours;         /* EMPORIUM_EVENT_RETENTION_HOURS; 720 (30 days) */
-    const char *consumers;             /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
-    const char *mail_dir;              /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
-    const char *smtp_url;              /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
+    const char *kafka_brokers;   /* EMPORIUM_KAFKA_BROKERS; NULL = the embedded log */
+    int kafka_partitions;        /* EMPORIUM_KAFKA_PARTITIONS; 24 */
+    int event_retention_hours;   /* EMPORIUM_EVENT_RETENTION_HOURS; 720 (30 days) */
+    const char *consumers;       /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
+    const char *mail_dir;        /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
+    const char *smtp_url;        /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
 };
 
 /* The defaults, without reading the environment. */
