@@ -34,6 +34,7 @@ enum kind {
     K_SERVICES,
     K_URL,
     K_ORIGINS,
+    K_CIDRS,
     K_REDIS_URL,
     K_REDIS_NODES,
     K_SECRET
@@ -68,6 +69,8 @@ static const struct setting settings[] = {
      "wait for in-flight requests at shutdown"},
     {"EMPORIUM_CORS_ORIGINS", K_ORIGINS, F(cors_origins), 0, 0, 0,
      "origins allowed by CORS: * or a comma list of http(s)://host[:port]"},
+    {"EMPORIUM_TRUSTED_PROXIES", K_CIDRS, F(trusted_proxies), 0, 0, 0,
+     "proxies (the gateway) whose X-Forwarded-For names the real client"},
     {"EMPORIUM_RATE_LIMITS", K_BOOL, F(rate_limits), 0, 0, 0, "per-client rate limits"},
     {"EMPORIUM_RL_ANON", K_RATE, F(rl_anon_rate), F(rl_anon_burst), 0, 0,
      "anonymous limit per address per service, RATE:BURST"},
@@ -258,6 +261,74 @@ static int parse_origins(const char *v)
     }
 }
 
+int config_parse_cidr(const char *s, size_t len, struct config_cidr *out)
+{
+    char tmp[64];
+    if (len == 0 || len >= sizeof tmp)
+        return ERR_INVALID;
+    memcpy(tmp, s, len);
+    tmp[len] = 0;
+    char *slash = strchr(tmp, '/');
+    if (slash)
+        *slash = 0;
+    struct config_cidr c = {0};
+    if (inet_pton(AF_INET, tmp, c.addr) == 1) {
+        c.family = AF_INET;
+        c.bits = 32;
+    } else if (inet_pton(AF_INET6, tmp, c.addr) == 1) {
+        c.family = AF_INET6;
+        c.bits = 128;
+    } else {
+        return ERR_INVALID;
+    }
+    if (slash) {
+        char *end;
+        errno = 0;
+        long b = strtol(slash + 1, &end, 10);
+        if (errno || end == slash + 1 || *end || b < 0 || b > c.bits)
+            return ERR_INVALID;
+        c.bits = (int)b;
+    }
+    if (out)
+        *out = c;
+    return 0;
+}
+
+int config_parse_cidrs(const char *v, struct config_cidr *out, int cap)
+{
+    int n = 0;
+    for (const char *p = v;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && *p == ' ')
+            p++, len--;
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (n >= cap || config_parse_cidr(p, len, out ? &out[n] : NULL) < 0)
+            return ERR_INVALID;
+        n++;
+        if (!end)
+            return n;
+        p = end + 1;
+    }
+}
+
+bool config_cidr_match(const struct config_cidr *c, int n, int family, const unsigned char *addr)
+{
+    for (int i = 0; i < n; i++) {
+        if (c[i].family != family)
+            continue;
+        int full = c[i].bits / 8, rest = c[i].bits % 8;
+        if (memcmp(c[i].addr, addr, (size_t)full) != 0)
+            continue;
+        unsigned char mask = (unsigned char)(0xff << (8 - rest));
+        if (rest && (c[i].addr[full] & mask) != (addr[full] & mask))
+            continue;
+        return true;
+    }
+    return false;
+}
+
 static void print_accepted(FILE *f, const struct setting *s)
 {
     switch (s->kind) {
@@ -290,6 +361,12 @@ static void print_accepted(FILE *f, const struct setting *s)
         break;
     case K_ORIGINS:
         fputs("* or a comma list of http(s)://host[:port]", f);
+        break;
+    case K_CIDRS:
+        fprintf(f,
+                "a comma list of at most %d IPv4/IPv6 addresses or CIDR blocks, e.g. "
+                "10.0.0.0/8,::1",
+                CONFIG_MAX_CIDRS);
         break;
     case K_STR:
         fputs("a non-empty path", f);
@@ -422,6 +499,12 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
         break;
     case K_ORIGINS:
         if (parse_origins(v) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    case K_CIDRS:
+        if (config_parse_cidrs(v, NULL, CONFIG_MAX_CIDRS) < 0) {
             complain(s, source, v, NULL);
             return ERR_INVALID;
         }
