@@ -63,6 +63,7 @@ struct config {
     int redis_timeout_ms;        /* EMPORIUM_REDIS_TIMEOUT_MS; 500 */
     int redis_cache_ttl_seconds; /* EMPORIUM_REDIS_CACHE_TTL_SECONDS; 300 */
     const char *redis_prefix;    /* EMPORIUM_REDIS_PREFIX; "emp:" (at most 40 bytes) */
+    bool redis_rate_limits;      /* EMPORIUM_REDIS_RATE_LIMITS; on: buckets in Redis */
     const char *kafka_brokers;   /* EMPORIUM_KAFKA_BROKERS; NULL = the embedded log */
     int kafka_partitions;        /* EMPORIUM_KAFKA_PARTITIONS; 24 */
     int event_retention_hours;   /* EMPORIUM_EVENT_RETENTION_HOURS; 720 (30 days) */

@@ -5,8 +5,9 @@
  * a bounded pool of blocking hiredis connections (at most pool_size open per node; a caller
  * waits up to timeout_ms for one), each with a connect and a command timeout. A connection
  * that fails is closed and a new one is opened on the next use; a node that refuses
- * connections is skipped for a short, growing back-off (100 ms to 2 s) so that a Redis that
- * is down costs each request one fast ERR_UNAVAILABLE, not a connect timeout.
+ * connections or lets a command time out is skipped for a short, growing back-off (100 ms to
+ * 2 s) so that a Redis that is down or hung costs each request one fast ERR_UNAVAILABLE, not
+ * a timeout.
  *
  * Cluster mode (hiredis 0.14 has none, so it is here): the key's hash slot (CRC16-XMODEM of
  * the key, or of its first non-empty {tag}, mod 16384) picks the master from a slot map

@@ -207,22 +207,33 @@ fail:
     return NULL;
 }
 
+/* Starts or extends the node's back-off (called with n->mu held). */
+static void node_backoff_locked(struct rnode *n)
+{
+    n->backoff_ms = n->backoff_ms ? n->backoff_ms * 2 : REDIS_BACKOFF_MIN_MS;
+    if (n->backoff_ms > REDIS_BACKOFF_MAX_MS)
+        n->backoff_ms = REDIS_BACKOFF_MAX_MS;
+    n->down_until = mono_ms() + n->backoff_ms;
+}
+
 /* A connection of node n in *out (reused: it sat idle), or ERR_UNAVAILABLE: the node is in
- * its back-off, refused us just now, or every connection stayed busy for timeout_ms. */
+ * its back-off (it refused a connection or let a command time out), refused us just now, or
+ * every connection stayed busy for timeout_ms. The back-off comes first, idle connections
+ * or not: a server that hangs must cost callers nothing until it is tried again. */
 static int node_take(struct redis *r, struct rnode *n, redisContext **out, bool *reused)
 {
     int64_t deadline = mono_ms() + r->timeout_ms;
     pthread_mutex_lock(&n->mu);
     for (;;) {
+        int64_t now = mono_ms();
+        if (now < n->down_until)
+            break;
         if (n->n_idle > 0) {
             *out = n->idle[--n->n_idle];
             *reused = true;
             pthread_mutex_unlock(&n->mu);
             return 0;
         }
-        int64_t now = mono_ms();
-        if (now < n->down_until)
-            break;
         if (n->n_open < r->pool_size) {
             n->n_open++;
             pthread_mutex_unlock(&n->mu);
@@ -230,10 +241,7 @@ static int node_take(struct redis *r, struct rnode *n, redisContext **out, bool 
             pthread_mutex_lock(&n->mu);
             if (!c) {
                 n->n_open--;
-                n->backoff_ms = n->backoff_ms ? n->backoff_ms * 2 : REDIS_BACKOFF_MIN_MS;
-                if (n->backoff_ms > REDIS_BACKOFF_MAX_MS)
-                    n->backoff_ms = REDIS_BACKOFF_MAX_MS;
-                n->down_until = mono_ms() + n->backoff_ms;
+                node_backoff_locked(n);
                 pthread_cond_broadcast(&n->cv);
                 break;
             }
@@ -253,18 +261,22 @@ static int node_take(struct redis *r, struct rnode *n, redisContext **out, bool 
     return ERR_UNAVAILABLE;
 }
 
-/* Gives c back (ok) or closes it; drop_idle also closes every idle connection (stale). */
-static void node_give(struct rnode *n, redisContext *c, bool ok, bool drop_idle)
+/* Gives c back (ok) or closes it; drop_idle also closes every idle connection (stale);
+ * failed (a command timed out or the connection broke) starts the node's back-off. */
+static void node_give(struct rnode *n, redisContext *c, bool ok, bool drop_idle, bool failed)
 {
     redisContext *close_list[REDIS_POOL_MAX];
     int nclose = 0;
     pthread_mutex_lock(&n->mu);
     if (ok && !c->err) {
         n->idle[n->n_idle++] = c;
+        n->backoff_ms = 0;
     } else {
         n->n_open--;
         close_list[nclose++] = c;
     }
+    if (failed)
+        node_backoff_locked(n);
     if (drop_idle) {
         while (n->n_idle > 0 && nclose < REDIS_POOL_MAX) {
             close_list[nclose++] = n->idle[--n->n_idle];
@@ -335,7 +347,7 @@ static void map_reload(struct redis *r, bool force)
         if (node_take(r, node, &c, &reused) < 0)
             continue;
         redisReply *rep = redisCommand(c, "CLUSTER SLOTS");
-        node_give(node, c, rep != NULL, false);
+        node_give(node, c, rep != NULL, false, rep == NULL);
         bool ok = rep && map_apply(r, rep, node);
         freeReplyObject(rep);
         if (ok) {
@@ -446,7 +458,7 @@ int redis_command(struct redis *r, const char *key, size_t keylen, int argc, con
             bool stale = reused && !retried_stale &&
                          (c->err == REDIS_ERR_EOF ||
                           (c->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE)));
-            node_give(n, c, false, stale);
+            node_give(n, c, false, stale, !stale);
             if (stale) {
                 retried_stale = true;
                 attempt--;
@@ -456,7 +468,7 @@ int redis_command(struct redis *r, const char *key, size_t keylen, int argc, con
                 map_reload(r, false);
             break;
         }
-        node_give(n, c, true, false);
+        node_give(n, c, true, false, false);
         if (starts(rep, "MOVED ") || starts(rep, "ASK ")) {
             unsigned s;
             struct rnode *to;
@@ -591,13 +603,13 @@ int redis_ping(struct redis *r)
         if (node_take(r, node, &c, &reused) < 0)
             return ERR_UNAVAILABLE;
         redisReply *rep = redisCommand(c, "PING");
-        bool stale = !rep && reused;
-        node_give(node, c, rep != NULL, stale);
+        bool stale = !rep && reused && c->err == REDIS_ERR_EOF;
+        node_give(node, c, rep != NULL, stale, !rep && !stale);
         if (stale) { /* an idle connection to a restarted server: once more */
             if (node_take(r, node, &c, &reused) < 0)
                 return ERR_UNAVAILABLE;
             rep = redisCommand(c, "PING");
-            node_give(node, c, rep != NULL, false);
+            node_give(node, c, rep != NULL, false, rep == NULL);
         }
         bool ok = rep && rep->type != REDIS_REPLY_ERROR;
         freeReplyObject(rep);

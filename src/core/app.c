@@ -142,13 +142,15 @@ static int app_open_redis(struct app *app, const struct config *cfg)
     rc = metrics_add_writer(redis_metrics_write, app->redis);
     if (rc < 0)
         return rc;
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "%srl:", cfg->redis_prefix);
-    app->rl = ratelimit_redis_new(app->redis, prefix, app->rl);
-    if (!app->rl)
-        return ERR_NOMEM;
-    log_info("redis: %s (rate limits shared through it)",
-             redis_is_cluster(app->redis) ? "cluster" : "one server");
+    if (cfg->redis_rate_limits) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%srl:", cfg->redis_prefix);
+        app->rl = ratelimit_redis_new(app->redis, prefix, app->rl);
+        if (!app->rl)
+            return ERR_NOMEM;
+    }
+    log_info("redis: %s (rate limits %s)", redis_is_cluster(app->redis) ? "cluster" : "one server",
+             cfg->redis_rate_limits ? "shared through it" : "per process");
     return 0;
 }
 

@@ -118,6 +118,8 @@ static const struct setting settings[] = {
      "Redis connections per node"},
     {"EMPORIUM_REDIS_TIMEOUT_MS", K_INT, F(redis_timeout_ms), 0, 1, 60000,
      "Redis connect, command and pool-wait timeout"},
+    {"EMPORIUM_REDIS_RATE_LIMITS", K_BOOL, F(redis_rate_limits), 0, 0, 0,
+     "rate-limit buckets in Redis, shared by every process (off: per process)"},
     {"EMPORIUM_REDIS_PREFIX", K_STR, F(redis_prefix), 0, 0, 0,
      "prefix of every Redis key (several shops or environments on one Redis)"},
     {"EMPORIUM_REDIS_CACHE_TTL_SECONDS", K_INT, F(redis_cache_ttl_seconds), 0, 1, 86400,
@@ -180,6 +182,7 @@ void config_defaults(struct config *cfg)
         .redis_timeout_ms = 500,
         .redis_cache_ttl_seconds = 300,
         .redis_prefix = "emp:",
+        .redis_rate_limits = true,
         .kafka_partitions = 24,
         .event_retention_hours = 720,
     };

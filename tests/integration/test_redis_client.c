@@ -8,7 +8,8 @@
  *
  * - keyslot: the documented values (foo = 12182, {tag} hashing).
  * - standalone: binary-safe round trips, error replies, the pool bound under 16 threads,
- *   reconnect after the server killed every connection (CLIENT KILL), command timeout.
+ *   reconnect after the server killed every connection (CLIENT KILL), command timeout (and
+ *   the back-off after it: the next call fails at once, a later one works).
  * - down: a server that is not there fails fast; started, it answers; killed, calls fail;
  *   restarted, the same client reconnects (waits are polls with a 60 s deadline).
  * - cluster: keys spread over the three masters; a slot migrated during the test with
@@ -278,8 +279,14 @@ static void test_command_timeout(void **state)
     assert_int_equal(redis_command(r, k, strlen(k), 3, argv, NULL, &rep), ERR_UNAVAILABLE);
     assert_null(rep);
     assert_true(mono_ms() - t0 < 3000);
-    /* The timed-out connection was dropped; the next command works on a fresh one. */
-    assert_int_equal(redis_ping(r), 0);
+    /* The node is in its back-off: the next call fails at once instead of waiting. */
+    t0 = mono_ms();
+    assert_int_equal(redis_ping(r), ERR_UNAVAILABLE);
+    assert_true(mono_ms() - t0 < 100);
+    /* Then it is tried again, on a fresh connection (the timed-out one was dropped). */
+    int64_t deadline = mono_ms() + 60000;
+    while (redis_ping(r) != 0)
+        assert_true(mono_ms() < deadline);
     redis_close(r);
 }
 

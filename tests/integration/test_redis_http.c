@@ -6,6 +6,7 @@
  *
  * - Two servers on the Redis Cluster share one anonymous rate-limit budget: 3 requests on
  *   one and 3 on the other spend a burst of 6, the next gets 429 with Retry-After.
+ * - EMPORIUM_REDIS_RATE_LIMITS=off keeps the buckets per process (Redis for the cache only).
  * - With PostgreSQL (EMPORIUM_TEST_PG_URL; skipped otherwise) two servers share one set of
  *   databases: a product page read through one is an L2 hit on the other (its
  *   emporium_cache_hits_total{layer="l2"} grows, the database is not asked), and a price
@@ -109,6 +110,33 @@ static void test_shared_rate_limit(void **state)
     assert_int_equal(r.status, 200);
     assert_null(json_object_get(r.json, "degraded"));
     th_resp_free(&r);
+    assert_int_equal(th_stop(&a), 0);
+    assert_int_equal(th_stop(&b), 0);
+    th_cleanup(&a);
+    th_cleanup(&b);
+}
+
+static void test_rate_limits_kept_local(void **state)
+{
+    /* EMPORIUM_REDIS_RATE_LIMITS=off: Redis for the cache only, each process its own budget. */
+    char prefix[64], cluster[256];
+    snprintf(prefix, sizeof prefix, "EMPORIUM_REDIS_PREFIX=t%s:local:", run_id);
+    snprintf(cluster, sizeof cluster, "EMPORIUM_REDIS_CLUSTER=%s", cluster_seeds);
+    const char *env[] = {cluster, prefix, "EMPORIUM_RL_ANON=0.001:6",
+                         "EMPORIUM_REDIS_RATE_LIMITS=off", NULL};
+    struct th_server a, b;
+    assert_int_equal(th_start(&a, env, NULL), 0);
+    assert_int_equal(th_start(&b, env, NULL), 0);
+    struct th_resp r;
+    char v[32];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(th_call(i ? &b : &a, "GET", "/api/v1/categories", NULL, &r, NULL), 0);
+        assert_int_equal(r.status, 200);
+        assert_non_null(th_header(&r, "RateLimit-Remaining", v, sizeof v));
+        assert_int_equal(atoi(v), 5); /* a fresh bucket in each process */
+        th_resp_free(&r);
+    }
+    assert_int_equal(metric(&a, "emporium_ratelimit_decisions_total{store=\"redis\"}"), -1);
     assert_int_equal(th_stop(&a), 0);
     assert_int_equal(th_stop(&b), 0);
     th_cleanup(&a);
@@ -221,6 +249,7 @@ int main(void)
     snprintf(run_id, sizeof run_id, "%d_%ld", (int)getpid(), (long)time(NULL));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_rate_limit),
+        cmocka_unit_test(test_rate_limits_kept_local),
         cmocka_unit_test(test_cache_shared_by_two_processes),
         cmocka_unit_test(test_redis_down),
     };
