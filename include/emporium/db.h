@@ -44,9 +44,11 @@ struct db_val {
 
 struct db_options {
     const char *url; /* NULL/"" or "sqlite": embedded; "postgres://…" or "postgresql://…" */
-    const char *data_dir;   /* embedded: where <name>.db lives */
-    int pool_size;          /* postgres: max connections per logical db (default 8) */
-    int acquire_timeout_ms; /* postgres: wait for a free connection (default 5000) */
+    const char *data_dir;    /* embedded: where <name>.db lives */
+    int pool_size;           /* postgres: max connections per logical db (default 8) */
+    int acquire_timeout_ms;  /* postgres: wait for a free connection (default 5000) */
+    int write_batch_max;     /* sqlite: intents per group commit (default 64) */
+    int write_batch_wait_us; /* sqlite: wait for more intents under load (default 0) */
 };
 
 /* Opens (lazily connects) logical database `name`. For PostgreSQL, creates the database
@@ -98,6 +100,55 @@ int db_rollback(struct db_conn *c); /* safe when no transaction is open */
 typedef int (*db_tx_fn)(struct db_conn *c, void *ctx);
 int db_transact(struct db *db, db_tx_fn fn, void (*reset)(void *ctx), void *ctx);
 
+/* Group commit: write intents of many concurrent callers committed together.
+ *
+ * On SQLite each database has one writer thread (started on first use). It takes the queued
+ * intents (at most db_options.write_batch_max, default 64, at a time), runs them in one
+ * write transaction, each inside its own SAVEPOINT, and commits once. An intent's outcome is its own: fn returning
+ * < 0 rolls back only that intent's savepoint (its neighbours still commit), > 0 means
+ * "nothing to change" (success, 0 reported), 0 keeps its writes. An intent failing with
+ * ERR_BUSY is run again in a later batch (at most 6 attempts in all). Its completion is
+ * reported only once the batch that holds it has committed, i.e. it is exactly as durable
+ * as a db_transact() commit (WAL, synchronous=NORMAL: survives a kill -9 of the process).
+ * If the batch's transaction itself fails (the commit, or an error that aborts the whole
+ * transaction), the intents that wanted to commit get that error, or are run again when it
+ * is ERR_BUSY; nothing of theirs is kept.
+ *
+ * fn may run more than once (a retried batch): reset (may be NULL) runs before every run,
+ * as with db_transact(). fn must not call db_write() itself, and should be short: every
+ * other intent of the database waits behind it. Writes outside db_write() (db_transact,
+ * db_query) still work and are serialised with the batches by the database's write lock.
+ *
+ * On PostgreSQL (row locks, many connections) db_write() is db_transact() on the calling
+ * thread and db_write_submit() runs the intent at once too, before returning. */
+struct db_write_req;
+typedef void (*db_write_done_fn)(struct db_write_req *w, int rc);
+/* An intent for db_write_submit(): caller-owned, untouched by the caller from the submit
+ * until its done callback has been called (exactly once, on the writer thread, or on the
+ * caller's when the submit fails). Fill fn/reset/ctx/done; the rest is the writer's. */
+struct db_write_req {
+    db_tx_fn fn;
+    void (*reset)(void *ctx);
+    void *ctx;
+    db_write_done_fn done; /* rc: 0, or the intent's or the batch's error; keep it short */
+    /* private to the writer */
+    struct db_write_req *next_;
+    int attempts_;
+    int rc_;
+    long fault_;
+};
+/* Queues w; its done callback reports the outcome. Returns 0 (done will be called) or
+ * ERR_UNAVAILABLE when db is NULL or closing (done is not called). */
+int db_write_submit(struct db *db, struct db_write_req *w);
+/* Queues one intent and waits for its outcome (the blocking form of db_write_submit()). */
+int db_write(struct db *db, db_tx_fn fn, void (*reset)(void *ctx), void *ctx);
+/* Batches committed and intents run by the writer since the database was opened, and the
+ * largest batch (all 0 on PostgreSQL). */
+struct db_write_stats {
+    uint64_t batches, intents, max_batch;
+};
+void db_write_stats(struct db *db, struct db_write_stats *out);
+
 int db_rows_count(const struct db_rows *r);
 int db_rows_cols(const struct db_rows *r);
 /* Text of a cell; NULL for SQL NULL. Borrowed until db_rows_free(). */
@@ -105,6 +156,20 @@ const char *db_get(const struct db_rows *r, int row, int col);
 int64_t db_get_i64(const struct db_rows *r, int row, int col); /* 0 for NULL */
 bool db_is_null(const struct db_rows *r, int row, int col);
 void db_rows_free(struct db_rows *r); /* NULL is a no-op */
+
+/* The full-text tokenizer of the embedded backend (FTS5's own, e.g. "porter unicode61"), so
+ * that an in-memory index cuts and stems text exactly as an FTS5 table with that tokenize=
+ * option does. ERR_UNSUPPORTED on PostgreSQL. *out is yours to db_tokenizer_free(); one
+ * tokenizer is used by one thread at a time. */
+struct db_tokenizer;
+int db_tokenizer_new(struct db *db, const char *spec, struct db_tokenizer **out);
+void db_tokenizer_free(struct db_tokenizer *t); /* NULL is a no-op */
+/* Calls fn(ctx, token, len) for every token of text[0..len) in order; query: cut as a MATCH
+ * term (prefix: a prefix term) rather than as a document. Stops with fn's value when it
+ * returns non-zero. Tokens are borrowed for the call. */
+typedef int (*db_token_fn)(void *ctx, const char *token, int len);
+int db_tokenize(struct db_tokenizer *t, const char *text, int len, bool query, bool prefix,
+                db_token_fn fn, void *ctx);
 
 /* Versioned migrations: migration i (1-based) is steps[i-1]; applied in order inside a
  * transaction each, recorded in table schema_migrations(version, applied_at). A step may

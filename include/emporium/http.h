@@ -110,6 +110,19 @@ int http_fail(struct http_req *req, int code, const char *field, const char *fmt
 int http_fail_code(struct http_req *req, int code, const char *machine_code, json_t *extra,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* --- answering later --- */
+/* A handler that waits for something done elsewhere (a group commit: db_write_submit) need
+ * not hold a request thread meanwhile: http_suspend() parks the request and the handler
+ * returns HTTP_SUSPENDED at once; later, any thread calls http_resume() exactly once, and
+ * then(req, arg) runs on a request thread and answers as a handler does (http_reply_*() and
+ * 0, or a negative ERR_*). The request, its arena and everything borrowed from it stay valid
+ * until then() has answered. Returns ERR_UNSUPPORTED when the request cannot be parked (an
+ * injected request, or one already on the slow-work pool): answer synchronously then. */
+#define HTTP_SUSPENDED 1
+typedef int (*http_then_fn)(struct http_req *req, void *arg);
+int http_suspend(struct http_req *req, http_then_fn then, void *arg);
+void http_resume(struct http_req *req);
+
 /* --- small helpers for handlers --- */
 /* Reads the `limit` query parameter: default `def`, must be 1..max, else ERR_INVALID set. */
 int http_query_limit(struct http_req *req, int def, int max, int *out);

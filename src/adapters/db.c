@@ -137,18 +137,28 @@ int db_open(struct db **out, const char *name, const struct db_options *opt)
         return ERR_INVALID;
     }
     const char *url = opt->url;
-    if (!url || !*url || strcmp(url, "sqlite") == 0 || strncmp(url, "sqlite:", 7) == 0)
-        return db__sqlite_open(out, name, opt);
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return db__pg_open(out, name, opt);
-    log_error("db: unsupported database URL scheme (want postgres:// or sqlite)");
-    return ERR_INVALID;
+    int rc;
+    if (!url || !*url || strcmp(url, "sqlite") == 0 || strncmp(url, "sqlite:", 7) == 0) {
+        rc = db__sqlite_open(out, name, opt);
+    } else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        rc = db__pg_open(out, name, opt);
+    } else {
+        log_error("db: unsupported database URL scheme (want postgres:// or sqlite)");
+        return ERR_INVALID;
+    }
+    if (rc == 0) {
+        (*out)->write_batch_max = opt->write_batch_max > 0 ? opt->write_batch_max : 64;
+        (*out)->write_batch_wait_us = opt->write_batch_wait_us > 0 ? opt->write_batch_wait_us : 0;
+    }
+    return rc;
 }
 
 void db_close(struct db *db)
 {
-    if (db)
-        db->ops->close(db);
+    if (!db)
+        return;
+    db__writer_stop(db);
+    db->ops->close(db);
 }
 
 enum db_dialect db_dialect(const struct db *db) { return db->dialect; }
@@ -178,6 +188,12 @@ void db_fault_set(long n);
 long db_fault_pending(void);
 static _Thread_local long fault_countdown;
 void db_fault_set(long n) { fault_countdown = n; }
+long db__fault_exchange(long n)
+{
+    long old = fault_countdown;
+    fault_countdown = n;
+    return old;
+}
 long db_fault_pending(void) { return fault_countdown; }
 #define DB_FAULT()                                                                                 \
     if (fault_countdown > 0 && --fault_countdown == 0)                                             \

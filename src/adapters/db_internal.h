@@ -28,15 +28,26 @@ struct db__ops {
 /* Logical names become file names and PostgreSQL database names: keep them boring. */
 #define DB__NAME_MAX 48
 
+struct db__writer; /* db_write.c */
+
 struct db {
     const struct db__ops *ops;
     enum db_dialect dialect;
     char name[DB__NAME_MAX + 1];
+    /* Group commit (db_write.c): the writer, started on the first db_write_submit(). */
+    struct db__writer *_Atomic writer;
+    int write_batch_max, write_batch_wait_us;
 };
 
 struct db_conn {
     struct db *db;
 };
+
+/* db_write.c: stops the writer (the queued intents are run first) before the backend closes. */
+void db__writer_stop(struct db *db);
+/* db.c: swaps the calling thread's test fault countdown (db_fault_set) for n, returns the
+ * old one: the writer runs each intent with its submitter's countdown. */
+long db__fault_exchange(long n);
 
 /* True when name is 1..DB__NAME_MAX characters of [A-Za-z0-9_]. */
 bool db__name_ok(const char *name);

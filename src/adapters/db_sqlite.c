@@ -842,3 +842,99 @@ int db__sqlite_open(struct db **out, const char *name, const struct db_options *
     *out = &db->base;
     return 0;
 }
+
+/* ---- the FTS5 tokenizer -------------------------------------------------------------- */
+
+struct db_tokenizer {
+    struct sq_conn *conn; /* owns the fts5_api the tokenizer belongs to */
+    fts5_tokenizer api;
+    Fts5Tokenizer *tok;
+};
+
+static fts5_api *sq_fts5_api(sqlite3 *h)
+{
+    fts5_api *api = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(h, "SELECT fts5(?1)", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_pointer(st, 1, (void *)&api, "fts5_api_ptr", NULL);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    return api;
+}
+
+void db_tokenizer_free(struct db_tokenizer *t)
+{
+    if (!t)
+        return;
+    if (t->tok)
+        t->api.xDelete(t->tok);
+    sq_conn_free(t->conn);
+    free(t);
+}
+
+int db_tokenizer_new(struct db *base, const char *spec, struct db_tokenizer **out)
+{
+    *out = NULL;
+    if (!base || base->dialect != DB_SQLITE)
+        return ERR_UNSUPPORTED;
+    /* "porter unicode61": the first word names the tokenizer, the rest are its arguments */
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", spec);
+    const char *argv[8];
+    int argc = 0;
+    for (char *p = strtok(buf, " "); p && argc < 8; p = strtok(NULL, " "))
+        argv[argc++] = p;
+    if (argc == 0)
+        return ERR_INVALID;
+    struct db_tokenizer *t = calloc(1, sizeof *t);
+    if (!t)
+        return ERR_NOMEM;
+    int rc = sq_conn_open(sq_db_of(base), &t->conn);
+    fts5_api *api = rc == 0 ? sq_fts5_api(t->conn->h) : NULL;
+    void *ud = NULL;
+    if (rc == 0 && (!api || api->xFindTokenizer(api, argv[0], &ud, &t->api) != SQLITE_OK ||
+                    t->api.xCreate(ud, argv + 1, argc - 1, &t->tok) != SQLITE_OK)) {
+        log_error("db %s: no FTS5 tokenizer \"%s\"", base->name, spec);
+        t->tok = NULL;
+        rc = ERR_UNSUPPORTED;
+    }
+    if (rc < 0) {
+        db_tokenizer_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+struct sq_tok_call {
+    db_token_fn fn;
+    void *ctx;
+    int stopped;
+};
+
+static int sq_tok_cb(void *p, int flags, const char *tok, int len, int start, int end)
+{
+    (void)flags;
+    (void)start;
+    (void)end;
+    struct sq_tok_call *c = p;
+    int rc = c->fn(c->ctx, tok, len);
+    if (rc) {
+        c->stopped = rc;
+        return SQLITE_DONE; /* any non-OK code ends the tokenization */
+    }
+    return SQLITE_OK;
+}
+
+int db_tokenize(struct db_tokenizer *t, const char *text, int len, bool query, bool prefix,
+                db_token_fn fn, void *ctx)
+{
+    struct sq_tok_call c = {fn, ctx, 0};
+    int flags =
+        query ? FTS5_TOKENIZE_QUERY | (prefix ? FTS5_TOKENIZE_PREFIX : 0) : FTS5_TOKENIZE_DOCUMENT;
+    int rc = t->api.xTokenize(t->tok, &c, flags, text, len, sq_tok_cb);
+    if (c.stopped)
+        return c.stopped;
+    return rc == SQLITE_OK ? 0 : sq_map(rc);
+}

@@ -67,7 +67,9 @@ struct http_req {
 
     const char *allow; /* arena: Allow value for 405 / OPTIONS */
     bool token_given;  /* the request carried a bearer token or a cart token */
-    int offload;       /* 0, or 1 once handed to the slow-work pool */
+    int offload;       /* 0, or 1 once handed to the slow-work pool (or http_suspend()ed) */
+    http_then_fn then; /* http_suspend(): answers once resumed */
+    void *then_arg;
     _Atomic bool offload_done;
 };
 

@@ -122,64 +122,77 @@ int cart__get(struct app *app, const struct cart_owner *o, struct cart_view *out
     return rc;
 }
 
-enum op { OP_ADD, OP_SET, OP_REMOVE };
-
-struct change {
-    enum op op;
-    const struct cart_owner *owner;
-    int64_t product_id;
-    int quantity;                    /* ADD: to add; SET: the new quantity (0 removes) */
-    const struct product_info *info; /* ADD */
-    struct cart_view *v;             /* the cart after the change */
-    struct cart_refusal_info *why;
-};
-
-static int add_line(struct db_conn *c, struct change *ch, int64_t cart_id)
+/* A change is one write intent (struct cart_op, cart_internal.h): change_tx runs it inside
+ * the carts writer's batch, possibly more than once (a retried batch), so it starts from
+ * scratch every time. */
+/* Adds to the cart in ch->v (loaded by the caller, in the same transaction); the view is
+ * then brought up to date in memory rather than read again. */
+static int add_line(struct db_conn *c, struct cart_op *ch, int64_t cart_id)
 {
-    int have = 0;
-    int rc = cart__store_line_qty(c, cart_id, ch->product_id, &have);
-    if (rc < 0 && rc != ERR_NOTFOUND)
-        return rc;
-    bool exists = rc == 0;
-    if (exists && have + ch->quantity > CART_MAX_QTY) {
+    struct cart_view *v = ch->v;
+    struct cart_item *line = NULL;
+    for (int i = 0; i < v->n && !line; i++)
+        if (v->items[i].product_id == ch->product_id)
+            line = &v->items[i];
+    int have = line ? line->quantity : 0;
+    if (line && have + ch->quantity > CART_MAX_QTY) {
         ch->why->why = CART_REFUSE_LINE_MAX;
         ch->why->have = have;
         return ERR_INVALID;
     }
     /* One currency per cart: its subtotal is one Money. */
-    int64_t lines;
-    char cur[4];
-    if ((rc = cart__store_shape(c, cart_id, &lines, cur)) < 0)
-        return rc;
-    if (cur[0] && strcmp(cur, ch->info->currency) != 0) {
-        ch->why->why = CART_REFUSE_CURRENCY;
-        return ERR_CONFLICT;
+    for (int i = 0; i < v->n; i++) {
+        if (strcmp(v->items[i].currency, ch->info.currency) != 0) {
+            ch->why->why = CART_REFUSE_CURRENCY;
+            return ERR_CONFLICT;
+        }
     }
     struct cart_item it = {.product_id = ch->product_id,
                            .quantity = have + ch->quantity,
-                           .unit_price = ch->info->price};
-    snprintf(it.name, sizeof it.name, "%s", ch->info->name);
-    snprintf(it.currency, sizeof it.currency, "%s", ch->info->currency);
+                           .unit_price = ch->info.price};
+    snprintf(it.name, sizeof it.name, "%s", ch->info.name);
+    snprintf(it.currency, sizeof it.currency, "%s", ch->info.currency);
+    int rc;
     /* The price and name are refreshed to what the catalog says now. */
-    if (exists)
-        return cart__store_line_refresh(c, cart_id, &it);
-    if (lines >= CART_MAX_LINES) {
+    if (line) {
+        if ((rc = cart__store_line_refresh(c, cart_id, &it)) < 0)
+            return rc;
+        it.added_at = line->added_at;
+        snprintf(it.currency, sizeof it.currency, "%s", line->currency); /* kept by refresh */
+        *line = it;
+        return 0;
+    }
+    if (v->n >= CART_MAX_LINES) {
         ch->why->why = CART_REFUSE_CART_FULL;
         return ERR_CONFLICT;
     }
-    it.quantity = ch->quantity;
-    return cart__store_line_insert(c, cart_id, &it, now_ms());
+    it.added_at = now_ms();
+    if ((rc = cart__store_line_insert(c, cart_id, &it, it.added_at)) < 0)
+        return rc;
+    struct cart_item *items = realloc(v->items, (size_t)(v->n + 1) * sizeof *items);
+    if (!items)
+        return ERR_NOMEM;
+    v->items = items;
+    int at = v->n; /* the lines' order: (added_at, product_id) */
+    while (at > 0 &&
+           (items[at - 1].added_at > it.added_at ||
+            (items[at - 1].added_at == it.added_at && items[at - 1].product_id > it.product_id)))
+        at--;
+    memmove(&items[at + 1], &items[at], (size_t)(v->n - at) * sizeof *items);
+    items[at] = it;
+    v->n++;
+    return 0;
 }
 
 static int change_tx(struct db_conn *c, void *vctx)
 {
-    struct change *ch = vctx;
+    struct cart_op *ch = vctx;
     ch->why->why = CART_REFUSE_NONE;
-    ch->v->n = 0;
+    cart__view_clear(ch->v);
     int64_t cart_id;
-    int rc = cart__store_lock(c, ch->owner, ch->op == OP_ADD, &cart_id);
+    int rc = cart__store_lock(c, &ch->owner, ch->kind == CART_OP_ADD, &cart_id);
     if (rc == ERR_NOTFOUND) {
-        if (ch->op == OP_SET) {
+        if (ch->kind == CART_OP_SET) {
             ch->why->why = CART_REFUSE_NOT_IN_CART;
             return ERR_NOTFOUND;
         }
@@ -187,11 +200,12 @@ static int change_tx(struct db_conn *c, void *vctx)
     }
     if (rc < 0)
         return rc;
-    switch (ch->op) {
-    case OP_ADD:
-        rc = add_line(c, ch, cart_id);
-        break;
-    case OP_SET:
+    switch (ch->kind) {
+    case CART_OP_ADD:
+        if ((rc = cart__store_load(c, cart_id, ch->v)) < 0 || (rc = add_line(c, ch, cart_id)) < 0)
+            return rc;
+        return 0;
+    case CART_OP_SET:
         rc = ch->quantity == 0 ? cart__store_line_delete(c, cart_id, ch->product_id)
                                : cart__store_line_set_qty(c, cart_id, ch->product_id, ch->quantity);
         if (rc == 0) {
@@ -199,7 +213,7 @@ static int change_tx(struct db_conn *c, void *vctx)
             rc = ERR_NOTFOUND;
         }
         break;
-    case OP_REMOVE:
+    case CART_OP_REMOVE:
         rc = cart__store_line_delete(c, cart_id, ch->product_id);
         break;
     }
@@ -209,54 +223,84 @@ static int change_tx(struct db_conn *c, void *vctx)
     return rc < 0 ? rc : 0;
 }
 
-int cart__add(struct app *app, const struct cart_owner *o, int64_t product_id, int quantity,
-              struct cart_view *out, struct cart_refusal_info *why)
+int cart__change_prepare(struct app *app, struct cart_op *op, enum cart_op_kind kind,
+                         const struct cart_owner *o, int64_t product_id, int quantity,
+                         struct cart_view *out, struct cart_refusal_info *why)
 {
     why->why = CART_REFUSE_NONE;
     out->n = 0;
-    struct product_info info;
+    *op = (struct cart_op){.kind = kind,
+                           .owner = *o,
+                           .product_id = product_id,
+                           .quantity = quantity,
+                           .v = out,
+                           .why = why};
+    if (kind != CART_OP_ADD)
+        return 0;
     /* ERR_UNAVAILABLE when the catalog does not answer (or does not run here). */
-    int rc = product_get_info(app, product_id, &info);
-    if (rc == ERR_NOTFOUND || (rc == 0 && !info.active)) {
+    int rc = product_get_info(app, product_id, &op->info);
+    if (rc == ERR_NOTFOUND || (rc == 0 && !op->info.active)) {
         why->why = CART_REFUSE_NO_PRODUCT;
         return ERR_NOTFOUND;
     }
-    if (rc < 0)
-        return rc;
-    struct change ch = {.op = OP_ADD,
-                        .owner = o,
-                        .product_id = product_id,
-                        .quantity = quantity,
-                        .info = &info,
-                        .v = out,
-                        .why = why};
-    rc = cart__tx(app, change_tx, &ch);
-    if (rc >= 0 && why->why == CART_REFUSE_NONE)
-        metrics_count("emporium_cart_adds_total", o->user_id ? "customer" : "guest");
     return rc < 0 ? rc : 0;
+}
+
+static void change_counted(const struct cart_op *op, int rc)
+{
+    if (op->kind == CART_OP_ADD && rc >= 0 && op->why->why == CART_REFUSE_NONE)
+        metrics_count("emporium_cart_adds_total", op->owner.user_id ? "customer" : "guest");
+}
+
+static void change_done(struct db_write_req *w, int rc)
+{
+    struct cart_op *op = (struct cart_op *)w;
+    change_counted(op, rc);
+    op->done(op, rc < 0 ? rc : 0);
+}
+
+int cart__change_submit(struct app *app, struct cart_op *op, cart_op_done_fn done, void *arg)
+{
+    op->done = done;
+    op->arg = arg;
+    op->w = (struct db_write_req){.fn = change_tx, .ctx = op, .done = change_done};
+    return db_write_submit(app_db(app, "carts"), &op->w);
+}
+
+int cart__change_wait(struct app *app, struct cart_op *op)
+{
+    int rc = cart__tx(app, change_tx, op);
+    change_counted(op, rc);
+    return rc < 0 ? rc : 0;
+}
+
+/* The blocking form: prepare, then one intent waited for. */
+static int change_run(struct app *app, enum cart_op_kind kind, const struct cart_owner *o,
+                      int64_t product_id, int quantity, struct cart_view *out,
+                      struct cart_refusal_info *why)
+{
+    struct cart_op op;
+    int rc = cart__change_prepare(app, &op, kind, o, product_id, quantity, out, why);
+    return rc < 0 ? rc : cart__change_wait(app, &op);
+}
+
+int cart__add(struct app *app, const struct cart_owner *o, int64_t product_id, int quantity,
+              struct cart_view *out, struct cart_refusal_info *why)
+{
+    return change_run(app, CART_OP_ADD, o, product_id, quantity, out, why);
 }
 
 int cart__set(struct app *app, const struct cart_owner *o, int64_t product_id, int quantity,
               struct cart_view *out, struct cart_refusal_info *why)
 {
-    struct change ch = {.op = OP_SET,
-                        .owner = o,
-                        .product_id = product_id,
-                        .quantity = quantity,
-                        .v = out,
-                        .why = why};
-    int rc = cart__tx(app, change_tx, &ch);
-    return rc < 0 ? rc : 0;
+    return change_run(app, CART_OP_SET, o, product_id, quantity, out, why);
 }
 
 int cart__remove(struct app *app, const struct cart_owner *o, int64_t product_id,
                  struct cart_view *out)
 {
     struct cart_refusal_info why;
-    struct change ch = {
-        .op = OP_REMOVE, .owner = o, .product_id = product_id, .v = out, .why = &why};
-    int rc = cart__tx(app, change_tx, &ch);
-    return rc < 0 ? rc : 0;
+    return change_run(app, CART_OP_REMOVE, o, product_id, 0, out, &why);
 }
 
 /* ---------------------------------------------------------------- merge on login */
@@ -317,7 +361,7 @@ static void merge_hook(struct app *app, int64_t user_id, const char *token)
         return;
     struct merge_ctx m = {.user_id = user_id};
     cart__token_hash(token, m.guest.token_hash);
-    m.lines = malloc(sizeof *m.lines);
+    m.lines = calloc(1, sizeof *m.lines);
     if (!m.lines) {
         log_error("cart: merging a guest cart into user %lld failed: out of memory",
                   (long long)user_id);
@@ -330,6 +374,7 @@ static void merge_hook(struct app *app, int64_t user_id, const char *token)
     else if (m.merged || m.dropped)
         log_event("cart.merged", LOG_I("user_id", user_id), LOG_I("lines", m.merged),
                   LOG_I("dropped", m.dropped));
+    cart__view_clear(m.lines);
     free(m.lines);
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "emporium/app.h"
+#include "emporium/arena.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/service.h"
@@ -149,18 +150,12 @@ static int reply(struct http_req *req, const struct caller *who, int rc, struct 
     }
     if (rc == 0)
         rc = reply_cart(req, who, v);
+    cart__view_clear(v);
     free(v);
     return rc;
 }
 
-/* ~25 KB: only the first n items are ever read, so it need not be zeroed. */
-static struct cart_view *view_new(void)
-{
-    struct cart_view *v = malloc(sizeof *v);
-    if (v)
-        v->n = 0;
-    return v;
-}
+static struct cart_view *view_new(void) { return calloc(1, sizeof(struct cart_view)); }
 
 static int h_get(struct http_req *req)
 {
@@ -171,6 +166,61 @@ static int h_get(struct http_req *req)
         return ERR_NOMEM;
     struct cart_refusal_info why = {CART_REFUSE_NONE, 0};
     return reply(req, &who, cart__get(http_app(req), &who.owner, v), v, &why, 0);
+}
+
+/* A change in flight: the request is parked (http_suspend) while its intent waits for the
+ * carts database's group commit, so a request thread serves other clients meanwhile. Lives
+ * in the request's arena. */
+struct pending {
+    struct cart_op op;
+    struct caller who;
+    struct cart_view *v;
+    struct cart_refusal_info why;
+    int64_t product_id;
+    int rc;
+    struct http_req *req;
+};
+
+static int change_then(struct http_req *req, void *arg)
+{
+    struct pending *p = arg;
+    return reply(req, &p->who, p->rc, p->v, &p->why, p->product_id);
+}
+
+/* On the writer's thread, once the change is durable (or failed). */
+static void change_done(struct cart_op *op, int rc)
+{
+    struct pending *p = op->arg;
+    p->rc = rc;
+    http_resume(p->req);
+}
+
+/* Runs a change: parked until its commit when the request can be, else waited for here. */
+static int change(struct http_req *req, enum cart_op_kind kind, int64_t pid, int qty)
+{
+    struct pending *p = arena_alloc(http_arena(req), sizeof *p);
+    if (!p)
+        return ERR_NOMEM;
+    identify(req, &p->who);
+    p->req = req;
+    p->product_id = pid;
+    p->v = view_new();
+    if (!p->v)
+        return ERR_NOMEM;
+    int rc =
+        cart__change_prepare(http_app(req), &p->op, kind, &p->who.owner, pid, qty, p->v, &p->why);
+    if (rc < 0)
+        return reply(req, &p->who, rc, p->v, &p->why, pid);
+    if (http_suspend(req, change_then, p) == 0) {
+        if ((rc = cart__change_submit(http_app(req), &p->op, change_done, p)) < 0) {
+            p->rc = rc;
+            http_resume(req);
+        }
+        return HTTP_SUSPENDED;
+    }
+    /* An injected request: the same intent, waited for on this thread. */
+    rc = cart__change_wait(http_app(req), &p->op);
+    return reply(req, &p->who, rc, p->v, &p->why, pid);
 }
 
 static int h_add(struct http_req *req)
@@ -187,14 +237,7 @@ static int h_add(struct http_req *req)
         return rc;
     if ((rc = http_json_int(req, body, "quantity", true, 1, CART_MAX_QTY, &qty)) < 0)
         return rc;
-    struct caller who;
-    identify(req, &who);
-    struct cart_view *v = view_new();
-    if (!v)
-        return ERR_NOMEM;
-    struct cart_refusal_info why;
-    rc = cart__add(http_app(req), &who.owner, pid, (int)qty, v, &why);
-    return reply(req, &who, rc, v, &why, pid);
+    return change(req, CART_OP_ADD, pid, (int)qty);
 }
 
 static int h_set(struct http_req *req)
@@ -211,14 +254,7 @@ static int h_set(struct http_req *req)
         return rc;
     if ((rc = http_json_int(req, body, "quantity", true, 0, CART_MAX_QTY, &qty)) < 0)
         return rc;
-    struct caller who;
-    identify(req, &who);
-    struct cart_view *v = view_new();
-    if (!v)
-        return ERR_NOMEM;
-    struct cart_refusal_info why;
-    rc = cart__set(http_app(req), &who.owner, pid, (int)qty, v, &why);
-    return reply(req, &who, rc, v, &why, pid);
+    return change(req, CART_OP_SET, pid, (int)qty);
 }
 
 static int h_remove(struct http_req *req)
@@ -227,14 +263,7 @@ static int h_remove(struct http_req *req)
     int rc = path_product_id(req, &pid);
     if (rc < 0)
         return rc;
-    struct caller who;
-    identify(req, &who);
-    struct cart_view *v = view_new();
-    if (!v)
-        return ERR_NOMEM;
-    struct cart_refusal_info why = {CART_REFUSE_NONE, 0};
-    rc = cart__remove(http_app(req), &who.owner, pid, v);
-    return reply(req, &who, rc, v, &why, pid);
+    return change(req, CART_OP_REMOVE, pid, 0);
 }
 
 static const struct http_route cart__routes[] = {

@@ -12,6 +12,7 @@
 
 #include "emporium/db.h"
 #include "emporium/svc/cart.h"
+#include "emporium/svc/product.h"
 
 #define CART_MAX_QTY 99
 /* A guest cart token: base64url of 16 random bytes and a 16-byte HMAC of them. */
@@ -30,12 +31,17 @@ struct cart_item {
     int quantity;
     int64_t unit_price;
     char currency[4];
+    int64_t added_at; /* the lines' order: (added_at, product_id) */
 };
 
+/* A cart as read: n lines in items (malloc'd by cart__store_load, sized to the cart: a
+ * request holds a few hundred bytes, not CART_MAX_LINES lines). Start from {0}; release the
+ * lines with cart__view_clear(). */
 struct cart_view {
     int n;
-    struct cart_item items[CART_MAX_LINES];
+    struct cart_item *items;
 };
+void cart__view_clear(struct cart_view *v);
 
 /* --- domain (cart.c), for the HTTP layer --- */
 
@@ -72,6 +78,35 @@ int cart__set(struct app *app, const struct cart_owner *o, int64_t product_id, i
 int cart__remove(struct app *app, const struct cart_owner *o, int64_t product_id,
                  struct cart_view *out);
 
+/* The same changes without waiting for their commit (the HTTP layer parks the request
+ * meanwhile). cart__change_prepare() checks what can be checked at once (the product, for an
+ * add) and fills op; 0, or the refusal as cart__add() returns it. cart__change_submit() then
+ * queues it on the carts database's writer: done(op, rc) is called exactly once, on the
+ * writer's thread, after the change is durable (rc 0) or failed (rc and *why as cart__add()
+ * would return them); 0, or ERR_UNAVAILABLE at once (done not called). op, *out and *why are
+ * the caller's until done. */
+enum cart_op_kind { CART_OP_ADD, CART_OP_SET, CART_OP_REMOVE };
+struct cart_op;
+typedef void (*cart_op_done_fn)(struct cart_op *op, int rc);
+struct cart_op {
+    struct db_write_req w;
+    enum cart_op_kind kind;
+    struct cart_owner owner;
+    int64_t product_id;
+    int quantity;
+    struct product_info info; /* ADD */
+    struct cart_view *v;
+    struct cart_refusal_info *why;
+    cart_op_done_fn done;
+    void *arg; /* the caller's */
+};
+int cart__change_prepare(struct app *app, struct cart_op *op, enum cart_op_kind kind,
+                         const struct cart_owner *o, int64_t product_id, int quantity,
+                         struct cart_view *out, struct cart_refusal_info *why);
+int cart__change_submit(struct app *app, struct cart_op *op, cart_op_done_fn done, void *arg);
+/* Or: runs the prepared change and waits for its commit; returns what cart__add() does. */
+int cart__change_wait(struct app *app, struct cart_op *op);
+
 /* --- store (cart_store.c): SQL only --- */
 
 /* Runs fn in a transaction on the carts database (commit on 0, rollback on > 0 = success
@@ -86,8 +121,6 @@ int cart__store_find(struct db_conn *c, const struct cart_owner *o, int64_t *car
 int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create, int64_t *cart_id);
 /* The lines of a cart, oldest first. */
 int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out);
-/* A line's quantity; ERR_NOTFOUND when the cart has no such line. */
-int cart__store_line_qty(struct db_conn *c, int64_t cart_id, int64_t product_id, int *q);
 /* How many lines the cart has, and a currency it holds ("" when empty; at most 3 bytes). */
 int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char currency[4]);
 int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,

@@ -4,6 +4,7 @@
  * Functions run on a connection the caller holds, inside the caller's transaction (cart__tx)
  * unless their comment says otherwise. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "emporium/app.h"
@@ -15,7 +16,16 @@
 
 int cart__tx(struct app *app, cart_tx_fn fn, void *ctx)
 {
-    return db_transact(app_db(app, "carts"), fn, NULL, ctx);
+    /* Group commit: the change runs as one intent of the carts database's writer, which
+     * commits it with the other carts' changes of the moment (db_write, emporium/db.h). */
+    return db_write(app_db(app, "carts"), fn, NULL, ctx);
+}
+
+void cart__view_clear(struct cart_view *v)
+{
+    free(v->items);
+    v->items = NULL;
+    v->n = 0;
 }
 
 static const char *owner_col(const struct cart_owner *o)
@@ -46,13 +56,28 @@ int cart__store_find(struct db_conn *c, const struct cart_owner *o, int64_t *car
     return rc;
 }
 
+/* The UPDATE both locks the row and names the cart (RETURNING): one statement. */
+static int lock_row(struct db_conn *c, const char *sql, const struct db_val *a, int64_t *cart_id)
+{
+    struct db_rows *r = NULL;
+    int rc = db_query(c, sql, 2, a, &r);
+    if (rc >= 0) {
+        rc = db_rows_count(r) == 1 ? 1 : 0;
+        if (rc)
+            *cart_id = db_get_i64(r, 0, 0);
+    }
+    db_rows_free(r);
+    return rc;
+}
+
 int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create, int64_t *cart_id)
 {
     int64_t now = now_ms();
     char sql[128];
-    snprintf(sql, sizeof sql, "UPDATE carts SET updated_at = $2 WHERE %s = $1", owner_col(o));
+    snprintf(sql, sizeof sql, "UPDATE carts SET updated_at = $2 WHERE %s = $1 RETURNING id",
+             owner_col(o));
     struct db_val a[] = {owner_val(o), DB_INT(now)};
-    int rc = db_query(c, sql, 2, a, NULL);
+    int rc = lock_row(c, sql, a, cart_id);
     if (rc < 0)
         return rc;
     if (rc == 0) {
@@ -68,12 +93,12 @@ int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create,
                       4, ia, NULL);
         if (rc < 0)
             return rc;
-        if ((rc = db_query(c, sql, 2, a, NULL)) < 0)
+        if ((rc = lock_row(c, sql, a, cart_id)) < 0)
             return rc;
         if (rc != 1)
             return ERR_BUSY;
     }
-    return cart__store_find(c, o, cart_id);
+    return 0;
 }
 
 int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out)
@@ -81,12 +106,19 @@ int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out)
     struct db_val a[] = {DB_INT(cart_id), DB_INT(CART_MAX_LINES)};
     struct db_rows *r = NULL;
     int rc = db_query(c,
-                      "SELECT product_id, name, quantity, unit_price, currency FROM cart_items "
+                      "SELECT product_id, name, quantity, unit_price, currency, added_at "
+                      "FROM cart_items "
                       "WHERE cart_id = $1 ORDER BY added_at, product_id LIMIT $2",
                       2, a, &r);
     if (rc < 0)
         return rc;
-    out->n = db_rows_count(r);
+    cart__view_clear(out);
+    int n = db_rows_count(r);
+    if (n > 0 && !(out->items = malloc((size_t)n * sizeof *out->items))) {
+        db_rows_free(r);
+        return ERR_NOMEM;
+    }
+    out->n = n;
     for (int i = 0; i < out->n; i++) {
         struct cart_item *it = &out->items[i];
         it->product_id = db_get_i64(r, i, 0);
@@ -94,24 +126,10 @@ int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out)
         it->quantity = (int)db_get_i64(r, i, 2);
         it->unit_price = db_get_i64(r, i, 3);
         snprintf(it->currency, sizeof it->currency, "%s", db_get(r, i, 4) ? db_get(r, i, 4) : "");
+        it->added_at = db_get_i64(r, i, 5);
     }
     db_rows_free(r);
     return 0;
-}
-
-int cart__store_line_qty(struct db_conn *c, int64_t cart_id, int64_t product_id, int *q)
-{
-    struct db_val a[] = {DB_INT(cart_id), DB_INT(product_id)};
-    struct db_rows *r = NULL;
-    int rc = db_query(c, "SELECT quantity FROM cart_items WHERE cart_id = $1 AND product_id = $2",
-                      2, a, &r);
-    if (rc < 0)
-        return rc;
-    rc = db_rows_count(r) == 1 ? 0 : ERR_NOTFOUND;
-    if (rc == 0)
-        *q = (int)db_get_i64(r, 0, 0);
-    db_rows_free(r);
-    return rc;
 }
 
 int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char currency[4])

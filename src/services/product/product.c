@@ -340,6 +340,7 @@ void product__deinit(struct app *app)
         return;
     product__cache_deinit(ctx);
     product__attrs_free(&ctx->attrs);
+    product__index_free(ctx->index);
     app_set_service_ctx(app, "product", NULL);
     free(ctx);
 }

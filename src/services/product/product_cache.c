@@ -100,6 +100,21 @@ int product__cache_init(struct product_ctx *ctx)
         if (!ctx->l1)
             return ERR_NOMEM;
     }
+    /* With Redis, product pages ("p:") also go through the shared L2, and live at most 5 s in
+     * L1, so another process sees a change within 5 s even without the event bus. Keys of a
+     * generation (lists, searches) and the binary "i:" records stay in L1 alone. */
+    struct redis *redis = app_redis(ctx->app);
+    if (ctx->l1 && redis) {
+        static const char *const shared[] = {"p:", NULL};
+        const struct config *cfg = app_config(ctx->app);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%sproduct:", cfg->redis_prefix);
+        ctx->l1 = cache_tiered_new(
+            ctx->l1, cache_redis_new(redis, "product", prefix, cfg->redis_cache_ttl_seconds * 1000),
+            shared, 5000);
+        if (!ctx->l1)
+            return ERR_NOMEM;
+    }
     int rc = metrics_add_writer(cache_metrics_write, NULL);
     if (rc < 0)
         return rc;

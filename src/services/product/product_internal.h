@@ -68,11 +68,14 @@ struct product_attrs {
     _Atomic uint64_t synced_seq; /* dirty_seq covered by the last finished sync */
 };
 
+struct product_index; /* product_index.c */
+
 struct product_ctx {
     struct app *app;
     struct cache *l1;            /* NULL when EMPORIUM_PRODUCT_CACHE_MB=0 */
     _Atomic uint64_t generation; /* bumped when lists may have changed */
     struct product_attrs attrs;
+    struct product_index *_Atomic index; /* made on the first search; product__index_free */
 };
 
 /* The context; never NULL while the service runs (init() succeeded). */
@@ -159,6 +162,15 @@ uint64_t product__generation(struct product_ctx *ctx);
  * lists may have changed, and publishes on cache-invalidation for the other processes. */
 void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists);
 
+/* ---- the in-memory full-text index (product_index.c) ---------------------------------- */
+
+/* The match set of q's words, as search_page() caches it ({count, 0}, then (id, rank) pairs),
+ * from the in-memory index. ERR_UNSUPPORTED when the index cannot answer exactly now (not
+ * built yet, busy syncing, PostgreSQL, a word FTS5 cuts in several tokens): ask FTS5. */
+int product__index_match(struct product_ctx *ctx, struct db *db, const struct product_query *q,
+                         struct buf *out);
+void product__index_free(struct product_index *x); /* NULL is a no-op */
+
 /* ---- search attributes (product_attrs.c) --------------------------------------------- */
 
 void product__attrs_init(struct product_attrs *a);
@@ -231,6 +243,10 @@ int product__store_match(struct db *db, const struct product_query *q, struct db
 /* Rows (PC_* columns) of these ids, any order. */
 int product__store_rows_by_ids(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n,
                                struct db_rows **out);
+/* Text rows (id, name, description, updated_at) for the in-memory index: ids > after in id
+ * order (at most limit), or every row updated at or after since. */
+int product__store_text_chunk(struct db *db, int64_t after, int limit, struct db_rows **out);
+int product__store_text_since(struct db *db, int64_t since, struct db_rows **out);
 /* Search attribute rows (id, price, category, in stock, active, name length): ids > after in
  * id order (at most limit), or these ids. */
 int product__store_attr_chunk(struct db_conn *c, int64_t after, int limit, struct db_rows **out);

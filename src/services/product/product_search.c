@@ -323,7 +323,12 @@ static int load_matches(void *vctx, const char *key, struct buf *out)
     struct product_attrs *pa = &l->ctx->attrs;
     struct db *db = product__db(l->app);
     enum db_dialect d = db_dialect(db);
-    int rc = 0;
+    /* The in-memory index answers exactly what the FTS5 queries below would (embedded mode);
+     * when it cannot right now, FTS5 does. */
+    int rc = product__index_match(l->ctx, db, l->q, out);
+    if (rc != ERR_UNSUPPORTED)
+        return rc;
+    rc = 0;
     if (d == DB_SQLITE) { /* the ranks read name lengths from the copy */
         struct db_conn *c;
         if ((rc = db_conn_take(db, &c)) < 0)

@@ -71,6 +71,9 @@ static const struct db_migration product_migrations[] = {
                    "setweight(to_tsvector('english', name), 'A') ||"
                    " setweight(to_tsvector('english', description), 'B')) STORED);" PRODUCTS_INDEXES
                    "CREATE INDEX products_search ON products USING GIN (search);"},
+    /* The in-memory search index (product_index.c) re-reads the rows changed since it last
+     * looked. */
+    {.sql = "CREATE INDEX products_updated ON products (updated_at);"},
 };
 
 const struct service_db product__dbs[] = {
@@ -464,6 +467,24 @@ int product__store_rows_by_ids(struct db_conn *c, enum db_dialect d, const int64
 #define ATTR_COLS                                                                                  \
     "SELECT id, price, category, CASE WHEN stock_available > 0 THEN 1 ELSE 0 END, active, "        \
     "length(name) FROM products"
+
+int product__store_text_chunk(struct db *db, int64_t after, int limit, struct db_rows **out)
+{
+    struct db_val args[] = {DB_INT(after), DB_INT(limit)};
+    return db_query_once(db,
+                         "SELECT id, name, description, updated_at FROM products WHERE id > $1 "
+                         "ORDER BY id LIMIT $2",
+                         2, args, out);
+}
+
+int product__store_text_since(struct db *db, int64_t since, struct db_rows **out)
+{
+    struct db_val args[] = {DB_INT(since)};
+    return db_query_once(db,
+                         "SELECT id, name, description, updated_at FROM products "
+                         "WHERE updated_at >= $1 ORDER BY updated_at, id",
+                         1, args, out);
+}
 
 int product__store_attr_chunk(struct db_conn *c, int64_t after, int limit, struct db_rows **out)
 {

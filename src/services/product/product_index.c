@@ -1,0 +1,650 @@
+/* SPDX-License-Identifier: MIT */
+/* product_index.c — the catalog's full-text index in memory (embedded mode): the match set
+ * of a search's words without an FTS5 query.
+ *
+ * Terms are the FTS5 table's own: every name and description is cut by FTS5's tokenizer
+ * ("porter unicode61", through db_tokenize()), so a term here is exactly a term of
+ * products_fts, and a query word is cut the way FTS5 cuts a MATCH term. Each term keeps two
+ * posting lists of document numbers, ascending: the documents holding it anywhere, and those
+ * holding it in the name. A document is one version of one product: a changed product gets
+ * a new number and its old one is marked dead, so lists only ever grow at their end.
+ *
+ * A query ("w1" AND "w2" AND "w3"*, as product_store.c writes it for FTS5) walks the
+ * shortest exact list and checks each document against the other exact lists (cursors, the
+ * lists are sorted) and against a bitmap of the prefix's terms (the terms are kept sorted,
+ * so a prefix is a range). The rank is the one load_matches() gives: names holding every
+ * word first, shorter names before longer ones, then the rest. Anything it cannot answer
+ * exactly (a word FTS5 would cut into several tokens, an index not built yet, PostgreSQL)
+ * returns ERR_UNSUPPORTED and the search asks FTS5 as before, so results never differ.
+ *
+ * Freshness: built on the first search (the whole table, 20,000 rows a query), then brought
+ * up to date before a search whenever the catalog's generation moved (every catalog write of
+ * this process bumps it before it returns) or a second has passed (writes of another
+ * process): the rows whose updated_at is at most SYNC_MARGIN_MS older than the newest one
+ * applied are read again (an index on updated_at), and only those whose text changed are
+ * re-indexed. Deleted products leave dead postings behind; the search drops them like any
+ * product its attribute copy does not know as active. A search that cannot take the sync
+ * lock at once asks FTS5 instead of waiting. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+#include "product_internal.h"
+
+#define BUILD_CHUNK 20000
+#define SYNC_MARGIN_MS 5000
+#define POLL_MS 1000
+#define DOC_TOKENS_MAX 4096
+
+struct pix_list {
+    uint32_t *v;
+    uint32_t n, cap;
+};
+
+struct pix_term {
+    char *text;
+    uint32_t len;
+    struct pix_list all, named;
+};
+
+struct product_index {
+    pthread_rwlock_t lk;     /* queries read; applying rows writes */
+    pthread_mutex_t sync_mu; /* one build or sync at a time; owns tok */
+    pthread_mutex_t qtok_mu; /* the query tokenizer */
+    _Atomic bool ready;
+    bool failed; /* the build failed: FTS5 answers (sync_mu) */
+    struct db_tokenizer *tok, *qtok;
+    /* documents */
+    int64_t *doc_id;
+    uint64_t *doc_hash; /* of the indexed text */
+    uint8_t *doc_nlen;  /* characters of the name, at most 255 (length(name)) */
+    uint8_t *doc_dead;
+    uint32_t ndocs, capdocs;
+    /* product id -> its live document: open addressing, id 0 = empty */
+    struct pix_slot {
+        int64_t id;
+        uint32_t doc;
+    } * ids;
+    size_t idcap, idused;
+    /* terms: hash of term numbers + 1 (0 = empty), and the numbers in byte order */
+    struct pix_term *terms;
+    uint32_t nterms, capterms;
+    uint32_t *thash;
+    size_t thcap;
+    uint32_t *sorted;
+    uint32_t nsorted; /* sorted is stale when != nterms */
+    _Atomic uint64_t synced_gen;
+    _Atomic int64_t checked_ms;
+    int64_t synced_upd; /* sync_mu */
+};
+
+static pthread_mutex_t pix_new_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t hash_bytes(const char *s, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+void product__index_free(struct product_index *x)
+{
+    if (!x)
+        return;
+    for (uint32_t i = 0; i < x->nterms; i++) {
+        free(x->terms[i].text);
+        free(x->terms[i].all.v);
+        free(x->terms[i].named.v);
+    }
+    free(x->terms);
+    free(x->thash);
+    free(x->sorted);
+    free(x->ids);
+    free(x->doc_id);
+    free(x->doc_hash);
+    free(x->doc_nlen);
+    free(x->doc_dead);
+    db_tokenizer_free(x->tok);
+    db_tokenizer_free(x->qtok);
+    pthread_rwlock_destroy(&x->lk);
+    pthread_mutex_destroy(&x->sync_mu);
+    pthread_mutex_destroy(&x->qtok_mu);
+    free(x);
+}
+
+static struct product_index *pix_get(struct product_ctx *ctx)
+{
+    struct product_index *x = atomic_load(&ctx->index);
+    if (x)
+        return x;
+    pthread_mutex_lock(&pix_new_mu);
+    x = atomic_load(&ctx->index);
+    if (!x && (x = calloc(1, sizeof *x)) != NULL) {
+        pthread_rwlock_init(&x->lk, NULL);
+        pthread_mutex_init(&x->sync_mu, NULL);
+        pthread_mutex_init(&x->qtok_mu, NULL);
+        atomic_store(&ctx->index, x);
+    }
+    pthread_mutex_unlock(&pix_new_mu);
+    return x;
+}
+
+/* ---- building blocks (lk held for writing, or no reader yet) ------------------------- */
+
+static int list_push(struct pix_list *l, uint32_t doc)
+{
+    if (l->n && l->v[l->n - 1] == doc)
+        return 0;
+    if (l->n == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 4;
+        uint32_t *v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return ERR_NOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = doc;
+    return 0;
+}
+
+static uint32_t term_slot(const struct product_index *x, const char *t, uint32_t len)
+{
+    size_t mask = x->thcap - 1;
+    size_t i = (size_t)hash_bytes(t, len, 1469598103934665603ull) & mask;
+    for (;; i = (i + 1) & mask) {
+        uint32_t k = x->thash[i];
+        if (!k)
+            return (uint32_t)i;
+        const struct pix_term *e = &x->terms[k - 1];
+        if (e->len == len && memcmp(e->text, t, len) == 0)
+            return (uint32_t)i;
+    }
+}
+
+/* The term's number, or -1 when unknown. */
+static int64_t term_find(const struct product_index *x, const char *t, uint32_t len)
+{
+    if (!x->thcap)
+        return -1;
+    uint32_t k = x->thash[term_slot(x, t, len)];
+    return k ? (int64_t)k - 1 : -1;
+}
+
+static int64_t term_add(struct product_index *x, const char *t, uint32_t len)
+{
+    if ((x->nterms + 1) * 2 > x->thcap) {
+        size_t cap = x->thcap ? x->thcap * 2 : 1024;
+        uint32_t *h = calloc(cap, sizeof *h);
+        if (!h)
+            return ERR_NOMEM;
+        uint32_t *old = x->thash;
+        x->thash = h;
+        x->thcap = cap;
+        for (uint32_t i = 0; i < x->nterms; i++)
+            h[term_slot(x, x->terms[i].text, x->terms[i].len)] = i + 1;
+        free(old);
+    }
+    uint32_t slot = term_slot(x, t, len);
+    if (x->thash[slot])
+        return x->thash[slot] - 1;
+    if (x->nterms == x->capterms) {
+        uint32_t cap = x->capterms ? x->capterms * 2 : 1024;
+        struct pix_term *v = realloc(x->terms, cap * sizeof *v);
+        if (!v)
+            return ERR_NOMEM;
+        x->terms = v;
+        x->capterms = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return ERR_NOMEM;
+    memcpy(copy, t, len);
+    copy[len] = 0;
+    x->terms[x->nterms] = (struct pix_term){.text = copy, .len = len};
+    x->thash[slot] = x->nterms + 1;
+    return x->nterms++;
+}
+
+static size_t id_slot(const struct product_index *x, int64_t id)
+{
+    size_t mask = x->idcap - 1;
+    size_t i = (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 17) & mask;
+    while (x->ids[i].id && x->ids[i].id != id)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static int id_put(struct product_index *x, int64_t id, uint32_t doc)
+{
+    if ((x->idused + 1) * 2 > x->idcap) {
+        size_t cap = x->idcap ? x->idcap * 2 : 4096;
+        struct pix_slot *n = calloc(cap, sizeof *n), *old = x->ids;
+        if (!n)
+            return ERR_NOMEM;
+        size_t oldcap = x->idcap;
+        x->ids = n;
+        x->idcap = cap;
+        for (size_t i = 0; i < oldcap; i++)
+            if (old[i].id)
+                x->ids[id_slot(x, old[i].id)] = old[i];
+        free(old);
+    }
+    size_t i = id_slot(x, id);
+    if (!x->ids[i].id)
+        x->idused++;
+    x->ids[i] = (struct pix_slot){id, doc};
+    return 0;
+}
+
+/* ---- documents ------------------------------------------------------------------------ */
+
+/* A document's tokens, cut outside the lock: offsets into one buffer, name tokens first. */
+struct doc_tokens {
+    char buf[32768]; /* a name (200) and a description (5,000 characters) always fit */
+    size_t used;
+    uint32_t off[DOC_TOKENS_MAX], len[DOC_TOKENS_MAX];
+    int n, nname;
+};
+
+static int collect(void *ctx, const char *t, int len)
+{
+    struct doc_tokens *d = ctx;
+    if (d->n == DOC_TOKENS_MAX || len <= 0 || d->used + (size_t)len > sizeof d->buf)
+        return ERR_TOOBIG; /* cannot happen with the catalog's length limits */
+    memcpy(d->buf + d->used, t, (size_t)len);
+    d->off[d->n] = (uint32_t)d->used;
+    d->len[d->n] = (uint32_t)len;
+    d->used += (size_t)len;
+    d->n++;
+    return 0;
+}
+
+static uint8_t name_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            n++;
+    return n > 255 ? 255 : (uint8_t)n;
+}
+
+/* Applies one product row (id, name, description) under the write lock. */
+static int doc_apply(struct product_index *x, int64_t id, const char *name, uint64_t h,
+                     const struct doc_tokens *d)
+{
+    size_t slot = x->idcap ? id_slot(x, id) : 0;
+    if (x->idcap && x->ids[slot].id == id) {
+        uint32_t old = x->ids[slot].doc;
+        if (x->doc_hash[old] == h)
+            return 0; /* the same text: nothing to do */
+        x->doc_dead[old] = 1;
+    }
+    if (x->ndocs == x->capdocs) {
+        uint32_t cap = x->capdocs ? x->capdocs * 2 : 4096;
+        int64_t *di = realloc(x->doc_id, cap * sizeof *di);
+        if (di)
+            x->doc_id = di;
+        uint64_t *dh = realloc(x->doc_hash, cap * sizeof *dh);
+        if (dh)
+            x->doc_hash = dh;
+        uint8_t *dn = realloc(x->doc_nlen, cap);
+        if (dn)
+            x->doc_nlen = dn;
+        uint8_t *dd = realloc(x->doc_dead, cap);
+        if (dd)
+            x->doc_dead = dd;
+        if (!di || !dh || !dn || !dd)
+            return ERR_NOMEM;
+        x->capdocs = cap;
+    }
+    uint32_t doc = x->ndocs;
+    for (int i = 0; i < d->n; i++) {
+        int64_t t = term_add(x, d->buf + d->off[i], d->len[i]);
+        if (t < 0)
+            return (int)t;
+        if (list_push(&x->terms[t].all, doc) < 0 ||
+            (i < d->nname && list_push(&x->terms[t].named, doc) < 0))
+            return ERR_NOMEM;
+    }
+    x->doc_id[doc] = id;
+    x->doc_hash[doc] = h;
+    x->doc_nlen[doc] = name_chars(name);
+    x->doc_dead[doc] = 0;
+    x->ndocs++;
+    return id_put(x, id, doc);
+}
+
+/* Cuts and applies rows (id, name, description, updated_at); sync_mu held. */
+static int apply_rows(struct product_index *x, const struct db_rows *r, struct doc_tokens *d)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < db_rows_count(r); i++) {
+        const char *name = db_get(r, i, 1) ? db_get(r, i, 1) : "";
+        const char *desc = db_get(r, i, 2) ? db_get(r, i, 2) : "";
+        size_t nl = strlen(name), dl = strlen(desc);
+        uint64_t h = hash_bytes(desc, dl, hash_bytes(name, nl + 1, 1469598103934665603ull));
+        d->used = 0;
+        d->n = 0;
+        if ((rc = db_tokenize(x->tok, name, (int)nl, false, false, collect, d)) < 0)
+            break;
+        d->nname = d->n;
+        if ((rc = db_tokenize(x->tok, desc, (int)dl, false, false, collect, d)) < 0)
+            break;
+        pthread_rwlock_wrlock(&x->lk);
+        rc = doc_apply(x, db_get_i64(r, i, 0), name, h, d);
+        pthread_rwlock_unlock(&x->lk);
+        int64_t upd = db_get_i64(r, i, 3);
+        if (upd > x->synced_upd)
+            x->synced_upd = upd;
+    }
+    return rc;
+}
+
+static int build(struct product_index *x, struct db *db, struct doc_tokens *d)
+{
+    int rc = db_tokenizer_new(db, "porter unicode61", &x->tok);
+    if (rc == 0)
+        rc = db_tokenizer_new(db, "porter unicode61", &x->qtok);
+    int64_t after = 0;
+    while (rc == 0) {
+        struct db_rows *r = NULL;
+        if ((rc = product__store_text_chunk(db, after, BUILD_CHUNK, &r)) < 0)
+            break;
+        int n = db_rows_count(r);
+        rc = apply_rows(x, r, d);
+        if (n)
+            after = db_get_i64(r, n - 1, 0);
+        db_rows_free(r);
+        if (n < BUILD_CHUNK)
+            break;
+    }
+    return rc;
+}
+
+static int sync_since(struct product_index *x, struct db *db, struct doc_tokens *d)
+{
+    struct db_rows *r = NULL;
+    int rc = product__store_text_since(db, x->synced_upd - SYNC_MARGIN_MS, &r);
+    if (rc == 0)
+        rc = apply_rows(x, r, d);
+    db_rows_free(r);
+    return rc;
+}
+
+/* Makes the index current for a search starting now; ERR_UNSUPPORTED: ask FTS5. */
+static int make_current(struct product_ctx *ctx, struct product_index *x, struct db *db)
+{
+    uint64_t gen = product__generation(ctx);
+    bool ready = atomic_load(&x->ready);
+    if (ready && gen == x->synced_gen && mono_ms() - x->checked_ms < POLL_MS)
+        return 0; /* racy reads of a hint: the locked check below decides */
+    if (pthread_mutex_trylock(&x->sync_mu) != 0)
+        return ERR_UNSUPPORTED;
+    int rc = 0;
+    struct doc_tokens *d = NULL;
+    if (x->failed) {
+        rc = ERR_UNSUPPORTED;
+    } else if (!(d = malloc(sizeof *d))) {
+        rc = ERR_NOMEM;
+    } else if (!atomic_load(&x->ready)) {
+        int64_t t0 = mono_ms();
+        x->synced_gen = gen;
+        x->checked_ms = mono_ms();
+        rc = build(x, db, d);
+        if (rc == 0) {
+            atomic_store(&x->ready, true);
+            log_info("product: search index built: %u products, %u terms in %lld ms", x->ndocs,
+                     x->nterms, (long long)(mono_ms() - t0));
+        } else {
+            x->failed = true;
+            log_warn("product: no in-memory search index (%s); FTS5 answers", err_str(rc));
+        }
+    } else if (gen != x->synced_gen || mono_ms() - x->checked_ms >= POLL_MS) {
+        x->synced_gen = gen; /* read before the rows: a later write moves it again */
+        x->checked_ms = mono_ms();
+        rc = sync_since(x, db, d);
+    }
+    free(d);
+    pthread_mutex_unlock(&x->sync_mu);
+    return rc < 0 ? ERR_UNSUPPORTED : 0;
+}
+
+/* ---- queries -------------------------------------------------------------------------- */
+
+struct one_token {
+    char t[PRODUCT_WORD_MAX * 4 + 1];
+    int len, n;
+};
+
+static int one_token(void *ctx, const char *t, int len)
+{
+    struct one_token *o = ctx;
+    if (++o->n == 1 && len > 0 && (size_t)len < sizeof o->t) {
+        memcpy(o->t, t, (size_t)len);
+        o->t[len] = 0;
+        o->len = len;
+    }
+    return 0;
+}
+
+static const struct product_index *sort_ix;
+static int term_cmp(const void *a, const void *b)
+{
+    const struct pix_term *x = &sort_ix->terms[*(const uint32_t *)a];
+    const struct pix_term *y = &sort_ix->terms[*(const uint32_t *)b];
+    uint32_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->text, y->text, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* The sorted term list is rebuilt (sync_mu and the write lock held) when terms were added. */
+static int sort_terms(struct product_index *x)
+{
+    if (x->nsorted == x->nterms)
+        return 0;
+    uint32_t *s = realloc(x->sorted, (x->nterms ? x->nterms : 1) * sizeof *s);
+    if (!s)
+        return ERR_NOMEM;
+    for (uint32_t i = 0; i < x->nterms; i++)
+        s[i] = i;
+    static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER; /* qsort has no context */
+    pthread_mutex_lock(&sort_mu);
+    sort_ix = x;
+    qsort(s, x->nterms, sizeof *s, term_cmp);
+    pthread_mutex_unlock(&sort_mu);
+    x->sorted = s;
+    x->nsorted = x->nterms;
+    return 0;
+}
+
+/* First position in sorted whose term is >= p. */
+static uint32_t lower_bound(const struct product_index *x, const char *p, uint32_t plen)
+{
+    uint32_t lo = 0, hi = x->nsorted;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        const struct pix_term *t = &x->terms[x->sorted[mid]];
+        uint32_t n = t->len < plen ? t->len : plen;
+        int c = memcmp(t->text, p, n);
+        if (c < 0 || (c == 0 && t->len < plen))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Whether sorted list l holds doc, moving cursor *i forward (docs are asked in order). */
+static bool list_has(const struct pix_list *l, uint32_t *i, uint32_t doc)
+{
+    uint32_t k = *i;
+    if (k < l->n && l->v[k] < doc) {
+        /* gallop, then binary search */
+        uint32_t step = 1, hi = k + 1;
+        while (hi < l->n && l->v[hi] < doc) {
+            k = hi;
+            step *= 2;
+            hi = k + step;
+        }
+        if (hi > l->n)
+            hi = l->n;
+        while (k < hi) {
+            uint32_t mid = (k + hi) / 2;
+            if (l->v[mid] < doc)
+                k = mid + 1;
+            else
+                hi = mid;
+        }
+    }
+    *i = k;
+    return k < l->n && l->v[k] == doc;
+}
+
+struct match_out {
+    int64_t id;
+    double rank;
+};
+
+int product__index_match(struct product_ctx *ctx, struct db *db, const struct product_query *q,
+                         struct buf *out)
+{
+    if (db_dialect(db) != DB_SQLITE || q->nwords < 1)
+        return ERR_UNSUPPORTED;
+    struct product_index *x = pix_get(ctx);
+    if (!x)
+        return ERR_UNSUPPORTED;
+    int rc = make_current(ctx, x, db);
+    if (rc < 0)
+        return rc;
+    /* The words as FTS5 would cut them: each must be exactly one token. */
+    struct one_token tok[PRODUCT_MAX_WORDS];
+    pthread_mutex_lock(&x->qtok_mu);
+    for (int i = 0; rc == 0 && i < q->nwords; i++) {
+        bool last = i == q->nwords - 1;
+        tok[i] = (struct one_token){0};
+        rc = db_tokenize(x->qtok, q->words[i], (int)strlen(q->words[i]), true, last, one_token,
+                         &tok[i]);
+        if (rc == 0 && (tok[i].n != 1 || tok[i].len == 0))
+            rc = ERR_UNSUPPORTED;
+    }
+    pthread_mutex_unlock(&x->qtok_mu);
+    if (rc < 0)
+        return ERR_UNSUPPORTED;
+
+    int nexact = q->nwords - 1;
+    const struct pix_list *all[PRODUCT_MAX_WORDS], *named[PRODUCT_MAX_WORDS];
+    uint32_t cur_a[PRODUCT_MAX_WORDS] = {0}, cur_n[PRODUCT_MAX_WORDS] = {0};
+    uint64_t *pbits = NULL, *pnamed = NULL;
+    struct buf res = BUF_INIT(0);
+    struct match_out head = {0, 0};
+    buf_append(&res, &head, sizeof head);
+
+    pthread_rwlock_rdlock(&x->lk);
+    if (x->nsorted != x->nterms) { /* new terms since the last sort: take the write lock */
+        pthread_rwlock_unlock(&x->lk);
+        pthread_rwlock_wrlock(&x->lk);
+        rc = sort_terms(x);
+        pthread_rwlock_unlock(&x->lk);
+        pthread_rwlock_rdlock(&x->lk);
+        if (rc == 0 && x->nsorted != x->nterms)
+            rc = ERR_UNSUPPORTED;
+    }
+    bool empty = false;
+    for (int i = 0; rc == 0 && i < nexact; i++) {
+        int64_t t = term_find(x, tok[i].t, (uint32_t)tok[i].len);
+        if (t < 0) {
+            empty = true;
+            break;
+        }
+        all[i] = &x->terms[t].all;
+        named[i] = &x->terms[t].named;
+    }
+    /* The prefix: a range of the sorted terms, as bitmaps of all and name documents. */
+    const struct one_token *p = &tok[q->nwords - 1];
+    uint32_t from = 0, to = 0;
+    if (rc == 0 && !empty) {
+        from = lower_bound(x, p->t, (uint32_t)p->len);
+        to = from;
+        while (to < x->nsorted) {
+            const struct pix_term *t = &x->terms[x->sorted[to]];
+            if (t->len < (uint32_t)p->len || memcmp(t->text, p->t, (size_t)p->len) != 0)
+                break;
+            to++;
+        }
+        empty = from == to;
+    }
+    size_t words = ((size_t)x->ndocs + 63) / 64;
+    if (rc == 0 && !empty) {
+        pbits = calloc(words ? words : 1, sizeof *pbits);
+        pnamed = calloc(words ? words : 1, sizeof *pnamed);
+        if (!pbits || !pnamed)
+            rc = ERR_NOMEM;
+        for (uint32_t k = from; rc == 0 && k < to; k++) {
+            const struct pix_term *t = &x->terms[x->sorted[k]];
+            for (uint32_t j = 0; j < t->all.n; j++)
+                pbits[t->all.v[j] >> 6] |= 1ull << (t->all.v[j] & 63);
+            for (uint32_t j = 0; j < t->named.n; j++)
+                pnamed[t->named.v[j] >> 6] |= 1ull << (t->named.v[j] & 63);
+        }
+    }
+    int n = 0;
+    if (rc == 0 && !empty) {
+        /* The driver: the shortest exact list, or every document of the prefix. */
+        int drv = -1;
+        for (int i = 0; i < nexact; i++)
+            if (drv < 0 || all[i]->n < all[drv]->n)
+                drv = i;
+        uint32_t pos = 0, w = 0;
+        uint64_t bits = 0;
+        for (;;) {
+            uint32_t doc;
+            if (drv >= 0) {
+                if (pos >= all[drv]->n)
+                    break;
+                doc = all[drv]->v[pos++];
+                if (!(pbits[doc >> 6] >> (doc & 63) & 1))
+                    continue;
+            } else {
+                while (!bits && w < words)
+                    bits = pbits[w++];
+                if (!bits)
+                    break;
+                doc = (w - 1) * 64 + (uint32_t)__builtin_ctzll(bits);
+                bits &= bits - 1;
+            }
+            if (x->doc_dead[doc])
+                continue;
+            bool ok = true;
+            for (int i = 0; ok && i < nexact; i++)
+                if (i != drv)
+                    ok = list_has(all[i], &cur_a[i], doc);
+            if (!ok)
+                continue;
+            bool in_name = pnamed[doc >> 6] >> (doc & 63) & 1;
+            for (int i = 0; in_name && i < nexact; i++)
+                in_name = list_has(named[i], &cur_n[i], doc);
+            struct match_out m = {x->doc_id[doc],
+                                  in_name ? -2.0 + x->doc_nlen[doc] / 1024.0 : -1.0};
+            buf_append(&res, &m, sizeof m);
+            n++;
+        }
+    }
+    pthread_rwlock_unlock(&x->lk);
+    free(pbits);
+    free(pnamed);
+    if (rc == 0 && res.err)
+        rc = ERR_NOMEM;
+    if (rc < 0) {
+        buf_free(&res);
+        return rc == ERR_NOMEM ? rc : ERR_UNSUPPORTED;
+    }
+    ((struct match_out *)res.p)->id = n;
+    buf_append(out, res.p, res.len);
+    buf_free(&res);
+    return out->err ? ERR_NOMEM : 0;
+}
