@@ -11,11 +11,12 @@
  * The service is named "worker" so that it comes last in the registry: its on_serve() runs
  * after every other service's init() registered its consumers, and its deinit() runs first,
  * so no consumer thread is left calling into a service that is being torn down. */
-#include <pthread.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "emporium/app.h"
 #include "emporium/buf.h"
@@ -117,6 +118,15 @@ static void worker_deinit(struct app *app)
     free(w);
 }
 
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    ssize_t n = write(stop_pipe[1], &b, 1);
+    (void)n;
+}
+
 static int worker_command(struct app *app, int argc, char **argv)
 {
     struct worker_ctx *w = ctx_of(app);
@@ -148,12 +158,14 @@ static int worker_command(struct app *app, int argc, char **argv)
         fprintf(stderr, "emporium worker: the worker service is not selected (--services)\n");
         return 2;
     }
-    /* The threads inherit the mask: only this thread takes SIGTERM/SIGINT. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* Threads started before this point (by services' init) may take the signal: a handler
+     * that writes to a pipe works whichever thread runs it. */
+    if (pipe(stop_pipe) < 0)
+        return 1;
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     int rc = start(w, relay, list);
     if (rc < 0) {
         fprintf(stderr, "emporium worker: cannot start: %s\n", err_str(rc));
@@ -162,9 +174,10 @@ static int worker_command(struct app *app, int argc, char **argv)
     char names[256];
     bus_consumer_names(names, sizeof names);
     log_info("worker: running (consumers %s%s)", list ? list : names, relay ? ", relay" : "");
-    int sig = 0;
-    sigwait(&set, &sig);
-    log_info("worker: stopping (signal %d)", sig);
+    unsigned char sig = 0;
+    while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR)
+        ;
+    log_info("worker: stopping (signal %d)", (int)sig);
     bus_runner_stop(w->runner);
     w->runner = NULL;
     outbox_relay_stop(w->relay);
