@@ -34,6 +34,7 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#include "emporium/metrics.h"
 #include "product_internal.h"
 
 #define BUILD_CHUNK 20000
@@ -683,6 +684,9 @@ static void *warm_main(void *arg)
 
 void product__index_warm(struct product_ctx *ctx, struct db *db)
 {
+    metrics_counter_declare("emporium_search_matches_total", "engine",
+                            "Search match sets computed, by the in-memory index (memory) or "
+                            "full-text queries (fts).");
     if (!db || db_dialect(db) != DB_SQLITE)
         return;
     struct product_index *x = pix_get(ctx);
