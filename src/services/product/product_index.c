@@ -17,14 +17,15 @@
  * exactly (a word FTS5 would cut into several tokens, an index not built yet, PostgreSQL)
  * returns ERR_UNSUPPORTED and the search asks FTS5 as before, so results never differ.
  *
- * Freshness: built on the first search (the whole table, 20,000 rows a query), then brought
- * up to date before a search whenever the catalog's generation moved (every catalog write of
- * this process bumps it before it returns) or a second has passed (writes of another
- * process): the rows whose updated_at is at most SYNC_MARGIN_MS older than the newest one
- * applied are read again (an index on updated_at), and only those whose text changed are
- * re-indexed. Deleted products leave dead postings behind; the search drops them like any
- * product its attribute copy does not know as active. A search that cannot take the sync
- * lock at once asks FTS5 instead of waiting. */
+ * Freshness: built on a background thread at service start (the whole table, 20,000 rows a
+ * query; FTS5 answers meanwhile), then brought up to date before a search whenever the
+ * catalog's generation moved (every catalog write of this process bumps it before it
+ * returns) or, when MAX(updated_at) passed the newest row applied, once a second (writes of
+ * another process): the rows whose updated_at is at most SYNC_MARGIN_MS older than the
+ * newest one applied are read again (index products_updated), and only those whose text
+ * changed are cut again. Deleted products leave dead postings behind; the search drops them
+ * like any product its attribute copy does not know as active. A search that cannot take the
+ * sync lock at once asks FTS5 instead of waiting. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
