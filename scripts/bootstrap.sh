@@ -11,7 +11,8 @@ build_pkgs=(gcc make cmake pkg-config curl ca-certificates
   libpq-dev libcurl4-openssl-dev libhiredis-dev librdkafka-dev libcmocka-dev
   brotli)
 test_pkgs=(postgresql-15 postgresql-client-15 pgbouncer redis-server redis-tools
-  prometheus wrk kcat clang libclang-rt-14-dev clang-format chromium jq)
+  prometheus wrk kcat python3-aiosmtpd clang libclang-rt-14-dev clang-format chromium jq
+  nginx buildah debootstrap yamllint)
 
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
@@ -24,6 +25,11 @@ done
 # Debian unless some Node.js with npm is already installed.
 if [ "$what" = test ] && ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
+fi
+# deploy/ is rendered with `kubectl kustomize`: the image's kubectl, else Debian's
+# kubernetes-client (scripts/deploy-validate.sh needs kustomize v5; an older one says so).
+if [ "$what" = test ] && ! command -v kubectl >/dev/null; then
+  missing+=(kubernetes-client)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# test-servers.sh — throwaway PostgreSQL 15 + PgBouncer for the test suite.
+# test-servers.sh — throwaway PostgreSQL 15 + PgBouncer + Redis for the test suite.
 #   scripts/test-servers.sh start DIR   start (or keep running) the servers whose state lives in DIR
-#   scripts/test-servers.sh stop DIR    stop both and remove DIR
-#   scripts/test-servers.sh env DIR     print EMPORIUM_TEST_PG_URL=… (through PgBouncer)
+#   scripts/test-servers.sh stop DIR    stop them all and remove DIR
+#   scripts/test-servers.sh env DIR     print EMPORIUM_TEST_PG_URL=… (through PgBouncer) and the
+#                                       EMPORIUM_TEST_REDIS_* lines, one VAR=value per line
 #
 # PostgreSQL listens on 127.0.0.1:25432, PgBouncer (transaction pooling, like production) on
 # 127.0.0.1:25433 (EMP_TEST_PG_PORT / EMP_TEST_BOUNCER_PORT override both, e.g. to run two
 # suites side by side); tests connect through PgBouncer so that anything that breaks under
 # transaction pooling (named prepares, SET, session state) breaks in the tests too.
+# Redis 7: one standalone server on EMP_TEST_REDIS_PORT (25379) and a Redis Cluster of 3 masters
+# with 1 replica each on the next six ports (cluster bus ports 10 above those); the env
+# command also names a spare port (+20) that a test may start and kill its own server on.
+# EMP_TEST_REDIS=0 leaves Redis out (the benchmark's PostgreSQL runs).
 # postgres and pgbouncer refuse to run as root, so
 # when started as root (the CI) they run as the "postgres" user via runuser, from /tmp, with
 # every file they write created and chowned before their first start.
@@ -16,6 +21,8 @@ set -euo pipefail
 
 PG_PORT=${EMP_TEST_PG_PORT:-25432}
 BOUNCER_PORT=${EMP_TEST_BOUNCER_PORT:-25433}
+REDIS_PORT=${EMP_TEST_REDIS_PORT:-25379}
+WITH_REDIS=${EMP_TEST_REDIS:-1}
 PGBIN=/usr/lib/postgresql/15/bin
 
 usage() {
@@ -159,18 +166,93 @@ EOF
     ) || { tail -n 20 "$BDIR/pgbouncer.log" >&2; return 1; }
 }
 
+# ---- Redis: a standalone server and a 3 x (master + replica) cluster, all as ourselves.
+RDIR="$DIR/redis"
+
+redis_up() { # port: answers PING
+    [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]
+}
+
+redis_start_one() { # port extra-args...
+    local port=$1 d="$RDIR/$1"
+    shift
+    redis_up "$port" && [ -f "$d/redis.pid" ] && return 0
+    if port_busy "$port"; then
+        echo "test-servers: port $port is taken by another server (stop it, or set EMP_TEST_REDIS_PORT)" >&2
+        return 1
+    fi
+    mkdir -p "$d"
+    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+        --dir "$d" --pidfile "$d/redis.pid" --logfile "$d/redis.log" "$@" >/dev/null
+    for _ in $(seq 1 100); do
+        redis_up "$port" && return 0
+        sleep 0.1
+    done
+    echo "test-servers: redis on port $port did not start" >&2
+    tail -n 20 "$d/redis.log" >&2
+    return 1
+}
+
+# Waits until every cluster node says cluster_state:ok and sees 3 masters with a replica each.
+redis_cluster_wait() {
+    local p i ok
+    for i in $(seq 1 300); do
+        ok=1
+        for p in $(seq $((REDIS_PORT + 1)) $((REDIS_PORT + 6))); do
+            redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
+            [ "$(redis-cli -p "$p" cluster nodes 2>/dev/null | grep -v fail | grep -c slave)" = 3 ] || ok=0
+        done
+        [ $ok -eq 1 ] && return 0
+        sleep 0.1
+    done
+    echo "test-servers: the redis cluster did not reach cluster_state:ok" >&2
+    return 1
+}
+
+start_redis() {
+    redis_start_one "$REDIS_PORT"
+    local p nodes=()
+    for p in $(seq $((REDIS_PORT + 1)) $((REDIS_PORT + 6))); do
+        redis_start_one "$p" --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-node-timeout 2000 --cluster-port $((p + 10))
+        nodes+=("127.0.0.1:$p")
+    done
+    if ! redis-cli -p $((REDIS_PORT + 1)) cluster info | grep -q '^cluster_state:ok'; then
+        redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+            >"$RDIR/cluster-create.log" 2>&1 || { cat "$RDIR/cluster-create.log" >&2; return 1; }
+    fi
+    redis_cluster_wait
+}
+
+stop_redis() {
+    local f pid
+    [ -d "$RDIR" ] || return 0
+    for f in "$RDIR"/*/redis.pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        kill "$pid" 2>/dev/null || continue
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
+}
+
 # The ports a DIR was started with win over the environment, so `env DIR` is always right.
 if [ -f "$DIR/ports" ]; then
-    read -r PG_PORT BOUNCER_PORT <"$DIR/ports"
+    read -r PG_PORT BOUNCER_PORT rport rwith <"$DIR/ports"
+    REDIS_PORT=${rport:-$REDIS_PORT}
+    WITH_REDIS=${rwith:-$WITH_REDIS}
 fi
 
 case "$cmd" in
 start)
     mkdir -p "$DIR"
-    echo "$PG_PORT $BOUNCER_PORT" >"$DIR/ports"
+    echo "$PG_PORT $BOUNCER_PORT $REDIS_PORT $WITH_REDIS" >"$DIR/ports"
     own "$DIR"
     start_pg
     start_bouncer
+    [ "$WITH_REDIS" = 0 ] || start_redis
     wait_port "$PG_PORT"
     wait_port "$BOUNCER_PORT" || { tail -n 20 "$BDIR/pgbouncer.log" >&2; exit 1; }
     ;;
@@ -186,10 +268,16 @@ stop)
     if pg_running; then
         as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null || true
     fi
+    stop_redis
     rm -rf "$DIR"
     ;;
 env)
     echo "EMPORIUM_TEST_PG_URL=postgresql://postgres@127.0.0.1:$BOUNCER_PORT/emp"
+    if [ "$WITH_REDIS" != 0 ]; then
+        echo "EMPORIUM_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+        echo "EMPORIUM_TEST_REDIS_CLUSTER=127.0.0.1:$((REDIS_PORT + 1)),127.0.0.1:$((REDIS_PORT + 2)),127.0.0.1:$((REDIS_PORT + 3))"
+        echo "EMPORIUM_TEST_REDIS_SPARE_PORT=$((REDIS_PORT + 20))"
+    fi
     ;;
 *)
     usage

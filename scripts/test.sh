@@ -13,7 +13,9 @@ servers=$(mktemp -d /tmp/emporium-test-servers.XXXXXX)
 logs=$(mktemp -d /tmp/emporium-test-logs.XXXXXX)
 export EMPORIUM_TEST_LOG_DIR=$logs
 keep_logs=0
+image_pid=
 cleanup() {
+  if [ -n "$image_pid" ]; then kill -TERM "$image_pid" 2>/dev/null || true; fi
   scripts/test-servers.sh stop "$servers" >/dev/null 2>&1 || true
   [ $keep_logs -eq 1 ] || rm -rf "$logs"
 }
@@ -21,7 +23,18 @@ trap cleanup EXIT INT TERM
 
 echo "== starting test servers in $servers"
 scripts/test-servers.sh start "$servers"
-eval "export $(scripts/test-servers.sh env "$servers")"
+# one VAR=value per line (PostgreSQL, Redis)
+while read -r kv; do export "${kv?}"; done < <(scripts/test-servers.sh env "$servers")
+
+# The container image (deploy/Dockerfile, built and run with buildah; scripts/deploy-image.sh)
+# builds in the background while the suites run: mostly package downloads and copying, a
+# few minutes on a fresh machine, less once its cache (/var/cache/emporium/image) is warm.
+# EMPORIUM_TEST_IMAGE=off leaves it out (say so when you report a run).
+image_log=$(mktemp /tmp/emporium-test-image.XXXXXX)
+if [ "${EMPORIUM_TEST_IMAGE:-on}" != off ]; then
+  scripts/deploy-image.sh >"$image_log" 2>&1 &
+  image_pid=$!
+fi
 
 status=0
 for variant in build:OFF build-asan:ON; do
@@ -70,6 +83,25 @@ BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1
 # past findings); `make fuzz` runs them longer.
 echo "== fuzz smoke run"
 FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-5} scripts/fuzz.sh || status=1
+# Every file under deploy/: kustomize renders, schemas, the seed's numbers, yamllint,
+# promtool, nginx -t, and broken inputs refused (scripts/deploy-validate.sh).
+echo "== deploy/ validation"
+scripts/deploy-validate.sh build/emporium || status=1
+echo "== container image (buildah)"
+if [ -z "$image_pid" ]; then
+  echo "SKIPPED: EMPORIUM_TEST_IMAGE=off"
+else
+  rc=0
+  wait "$image_pid" || rc=$?
+  image_pid=
+  cat "$image_log"
+  case $rc in
+    0) ;;
+    3) echo "SKIPPED: buildah cannot run here (the reason is above)" ;;
+    *) status=1 ;;
+  esac
+fi
+rm -f "$image_log"
 echo "== log hygiene (server logs of the whole run)"
 if ! scripts/log-hygiene.sh "$logs"; then
   keep_logs=1

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "emporium/app.h"
+#include "emporium/backup.h"
 #include "emporium/config.h"
 #include "emporium/err.h"
 #include "emporium/log.h"
@@ -485,6 +486,8 @@ int main(int argc, char **argv)
         printf("emporium %s\n", EMPORIUM_VERSION);
         return 0;
     }
+    if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore"))
+        return backup_command(argc - 1, argv + 1);
     struct config cfg;
     config_defaults(&cfg);
     const struct cli_command *b = find_builtin(cmd);

@@ -13,6 +13,7 @@
 
 struct app;
 struct ratelimit;
+struct redis;
 struct timers;
 
 /* Opens every database the selected services declare and applies migrations. */
@@ -26,6 +27,9 @@ struct db *app_db_shard(struct app *app, const char *base, int i);
 int app_db_count(const struct app *app);
 struct db *app_db_at(struct app *app, int i);
 struct ratelimit *app_ratelimit(struct app *app);
+/* The Redis client (EMPORIUM_REDIS_URL / EMPORIUM_REDIS_CLUSTER), or NULL when none is set.
+ * Lives as long as the app. */
+struct redis *app_redis(struct app *app);
 /* Whether service `name` runs in this process (--services). */
 bool app_has_service(const struct app *app, const char *name);
 /* --- per-service state: init() stores the service's context, its functions fetch it, and

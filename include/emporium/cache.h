@@ -17,9 +17,10 @@
  * and later callers start a fresh load. That is what keeps a writer's invalidation from
  * being undone by a reader that loaded the old row just before the write committed.
  *
- * Later layers (Redis L2) implement the same operations behind `struct cache_ops`; a tiered
- * cache is then one more implementation that asks L1, then L2, then the loader. Every
- * function is thread-safe. */
+ * The Redis L2 (cache_redis_new, src/adapters/cache_redis.c) implements the same operations
+ * behind `struct cache_ops`, shared by every process on that Redis; the tiered cache
+ * (cache_tiered_new) asks L1, then L2, then the loader, filling both. Every function is
+ * thread-safe. */
 #ifndef EMPORIUM_CACHE_H
 #define EMPORIUM_CACHE_H
 #include <stdbool.h>
@@ -42,6 +43,7 @@ struct cache_stats {
     uint64_t loads;          /* loader runs */
     uint64_t load_errors;    /* loader runs that failed */
     uint64_t coalesced;      /* callers that waited for another caller's load */
+    uint64_t errors;         /* store calls that failed (L2: Redis down), served as misses */
     uint64_t entries, bytes; /* current */
     uint64_t max_bytes;
 };
@@ -60,8 +62,9 @@ struct cache_ops {
 /* The common header of every implementation. */
 struct cache {
     const struct cache_ops *ops;
-    char name[32]; /* metrics label cache="…" */
-    char layer[8]; /* metrics label layer="l1" */
+    char name[32];          /* metrics label cache="…" */
+    char layer[8];          /* metrics label layer="l1" */
+    struct cache *reg_next; /* the metrics registry's list (cache__register) */
 };
 
 /* Appends the value to out and returns 0 on a hit; ERR_NOTFOUND on a miss. */
@@ -94,9 +97,34 @@ void cache_free(struct cache *c);
  * are at most 1 KiB. Registers itself for cache_metrics_write(); NULL on allocation failure. */
 struct cache *cache_l1_new(const char *name, size_t max_bytes, unsigned shards);
 
+struct redis;
+/* The Redis L2: values under prefix + key with a TTL of ttl_ms (the per-call TTLs are for
+ * L1s; an L2 entry lives ttl_ms whatever the caller asks). A get or set that fails (Redis
+ * down) counts an error and is a miss / a no-op. cache_del writes a short-lived tombstone
+ * (5 s) instead of deleting, and a load stores its result only where nothing is (SET NX), so
+ * a reader that loaded the old row just before a writer's invalidation cannot put it back.
+ * An invalidation that fails is kept (up to 64 keys) and retried before the next use; those
+ * keys read as misses meanwhile, and past 64 the whole L2 is bypassed for ttl_ms (every
+ * entry written before the outage has expired by then). cache_clear forgets the pending
+ * invalidations only: entries of a shared Redis age out by their TTL. get_or_load is not
+ * single-flight across threads (the tiered cache's L1 is). `r` is borrowed and must outlive
+ * the cache. Registers for metrics (layer "l2"); NULL on allocation failure. */
+struct cache *cache_redis_new(struct redis *r, const char *name, const char *prefix, int ttl_ms);
+/* L1 in front of L2 (both owned: freed with it). Keys starting with one of `shared`
+ * (NULL-terminated; NULL = every key) go through both layers, others through L1 alone; an L1
+ * entry of a shared key lives at most l1_ttl_cap_ms (0 = no cap), which bounds how long
+ * another process may serve a value that an invalidation elsewhere removed from L2. Not
+ * registered itself (its layers are). NULL on failure (both layers are freed then). */
+struct cache *cache_tiered_new(struct cache *l1, struct cache *l2, const char *const *shared,
+                               int l1_ttl_cap_ms);
+
+/* For implementations: join/leave the list cache_metrics_write() reports. */
+void cache__register(struct cache *c);
+void cache__unregister(struct cache *c);
+
 /* A metrics writer (metrics_add_writer(cache_metrics_write, NULL)) for every live cache:
  * emporium_cache_{hits,misses,evictions,expirations,invalidations,loads,load_errors,
- * coalesced}_total and emporium_cache_{entries,bytes,max_bytes}, labelled
+ * coalesced,errors}_total and emporium_cache_{entries,bytes,max_bytes}, labelled
  * {cache="…",layer="…"}. */
 void cache_metrics_write(struct buf *out, void *ctx);
 

@@ -20,18 +20,19 @@
 
 struct config {
     /* process */
-    const char *listen;       /* EMPORIUM_LISTEN, --listen; "0.0.0.0:8080" */
-    bool reuse_port;          /* EMPORIUM_REUSE_PORT; off (on: SO_REUSEPORT for a hand-over) */
-    const char *data_dir;     /* EMPORIUM_DATA_DIR, --data-dir; "./data" */
-    const char *database_url; /* EMPORIUM_DATABASE_URL; NULL = embedded SQLite */
-    const char *services;     /* EMPORIUM_SERVICES, --services; NULL = all (validated list) */
-    int threads;              /* EMPORIUM_THREADS, --threads; 0 = automatic (1..256) */
-    int db_pool_size;         /* EMPORIUM_DB_POOL_SIZE; 8 */
-    int max_connections;      /* EMPORIUM_MAX_CONNECTIONS; 4096 */
-    size_t max_body;          /* EMPORIUM_MAX_BODY; 1 MiB */
-    size_t max_header_bytes;  /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */
-    int drain_seconds;        /* EMPORIUM_DRAIN_SECONDS; 10 */
-    const char *cors_origins; /* EMPORIUM_CORS_ORIGINS; NULL = no CORS; "*" or a,b,c */
+    const char *listen;          /* EMPORIUM_LISTEN, --listen; "0.0.0.0:8080" */
+    bool reuse_port;             /* EMPORIUM_REUSE_PORT; off (on: SO_REUSEPORT for a hand-over) */
+    const char *data_dir;        /* EMPORIUM_DATA_DIR, --data-dir; "./data" */
+    const char *database_url;    /* EMPORIUM_DATABASE_URL; NULL = embedded SQLite */
+    const char *services;        /* EMPORIUM_SERVICES, --services; NULL = all (validated list) */
+    int threads;                 /* EMPORIUM_THREADS, --threads; 0 = automatic (1..256) */
+    int db_pool_size;            /* EMPORIUM_DB_POOL_SIZE; 8 */
+    int max_connections;         /* EMPORIUM_MAX_CONNECTIONS; 4096 */
+    size_t max_body;             /* EMPORIUM_MAX_BODY; 1 MiB */
+    size_t max_header_bytes;     /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */
+    int drain_seconds;           /* EMPORIUM_DRAIN_SECONDS; 10 */
+    const char *cors_origins;    /* EMPORIUM_CORS_ORIGINS; NULL = no CORS; "*" or a,b,c */
+    const char *trusted_proxies; /* EMPORIUM_TRUSTED_PROXIES; NULL = none (CIDR list) */
     /* limits */
     bool rate_limits;                         /* EMPORIUM_RATE_LIMITS; on */
     double rl_anon_rate, rl_anon_burst;       /* EMPORIUM_RL_ANON="rate:burst" per IP per service */
@@ -54,6 +55,20 @@ struct config {
     int order_sweep_seconds;           /* EMPORIUM_ORDER_SWEEP_SECONDS; 30 */
     int payment_latency_ms;            /* EMPORIUM_PAYMENT_LATENCY_MS; 0 (sandbox provider delay) */
     int product_cache_mb;              /* EMPORIUM_PRODUCT_CACHE_MB; 64, 0 = no cache */
+    /* Redis (L2 cache, shared rate limits): off unless one of the first two is set */
+    const char *redis_url;       /* EMPORIUM_REDIS_URL; NULL (redis://[:pw@]host[:port][/db]) */
+    const char *redis_cluster;   /* EMPORIUM_REDIS_CLUSTER; NULL (seed nodes host:port,...) */
+    const char *redis_password;  /* EMPORIUM_REDIS_PASSWORD; NULL (cluster AUTH) */
+    int redis_pool_size;         /* EMPORIUM_REDIS_POOL_SIZE; 8 connections per node */
+    int redis_timeout_ms;        /* EMPORIUM_REDIS_TIMEOUT_MS; 500 */
+    int redis_cache_ttl_seconds; /* EMPORIUM_REDIS_CACHE_TTL_SECONDS; 300 */
+    const char *redis_prefix;    /* EMPORIUM_REDIS_PREFIX; "emp:" (at most 40 bytes) */
+    const char *kafka_brokers;   /* EMPORIUM_KAFKA_BROKERS; NULL = the embedded log */
+    int kafka_partitions;        /* EMPORIUM_KAFKA_PARTITIONS; 24 */
+    int event_retention_hours;   /* EMPORIUM_EVENT_RETENTION_HOURS; 720 (30 days) */
+    const char *consumers;       /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
+    const char *mail_dir;        /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
+    const char *smtp_url;        /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
 };
 
 /* The defaults, without reading the environment. */
@@ -76,6 +91,19 @@ int config_worker_threads(const struct config *cfg);
 const char *config_backend(const struct config *cfg);
 /* The database URL with any password replaced by "***" (for logs), into buf. */
 const char *config_redacted_url(const struct config *cfg, char *buf, size_t cap);
+/* One entry of EMPORIUM_TRUSTED_PROXIES: an address and how many leading bits must match. */
+#define CONFIG_MAX_CIDRS 64
+struct config_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int bits;
+};
+/* "10.0.0.0/8" or "::1" (len bytes of s) -> *out (may be NULL: validation only). */
+int config_parse_cidr(const char *s, size_t len, struct config_cidr *out);
+/* A comma list of those into out[cap] (out may be NULL); the count, or ERR_INVALID. */
+int config_parse_cidrs(const char *v, struct config_cidr *out, int cap);
+/* Whether addr (4 or 16 bytes of the family) is inside one of the n blocks. */
+bool config_cidr_match(const struct config_cidr *c, int n, int family, const unsigned char *addr);
 /* Prints the settings table (variable, accepted values, default) for --help. */
 void config_print_settings(FILE *f);
 

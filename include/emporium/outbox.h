@@ -26,10 +26,32 @@
     "CREATE INDEX outbox_aggregate ON outbox (aggregate_type, aggregate_id, id);"
 
 /* Appends one event on connection c (which should be inside db_begin()/db_commit()).
- * payload is borrowed; the stored document is {"event_id","type","aggregate_id","at",
- * "data": payload}. shard: the id's shard bits (use the aggregate's shard). Returns 0 or an
- * ERR_* from the database. */
+ * payload is borrowed; the stored document is the CloudEvents 1.0 envelope the relay ships
+ * as is: {"specversion":"1.0","id","source":"/emporium/<service>","type","subject": the
+ * aggregate id,"time","datacontenttype","traceparent","aggregatetype","dataschemaversion",
+ * "data": payload} (docs/events.md). shard: the id's shard bits (use the aggregate's shard).
+ * Returns 0 or an ERR_* from the database. */
 int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char *aggregate_type,
                int64_t aggregate_id, const char *event_type, json_t *payload);
+
+/* Sets this thread's current W3C traceparent (a request's), which the events it then writes
+ * carry (with their own span ids); NULL or a malformed value clears it (new traces). */
+void outbox_trace_set(const char *traceparent);
+
+/* --- the relay (relay.c): outbox rows onto the bus --- */
+struct app;
+struct bus;
+struct outbox_relay;
+/* Starts the relay thread over every outbox database of the services running in app.
+ * *out is yours to outbox_relay_stop(). */
+int outbox_relay_start(struct app *app, struct bus *b, struct outbox_relay **out);
+void outbox_relay_stop(struct outbox_relay *r); /* NULL is a no-op */
+struct outbox_relay_stats {
+    int64_t pending;       /* unsent rows, all outboxes (at the last pass) */
+    int64_t oldest_age_ms; /* age of the oldest unsent row, 0 when none */
+    int64_t published;     /* rows published since the start */
+    int64_t failures;      /* produce attempts that failed (broker unreachable…) */
+};
+void outbox_relay_stats(struct outbox_relay *r, struct outbox_relay_stats *out);
 
 #endif

@@ -13,7 +13,9 @@
 #include "emporium/bus.h"
 #include "emporium/err.h"
 #include "emporium/log.h"
+#include "emporium/metrics.h"
 #include "emporium/ratelimit.h"
+#include "emporium/redis.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
 #include "emporium/service.h"
 #include "emporium/timer.h"
@@ -26,7 +28,8 @@ struct app {
     struct db *dbs[APP_MAX_DBS];
     int n_dbs;
     struct ratelimit *rl;
-    int n_inited; /* services whose init() ran (index into services_all) */
+    struct redis *redis; /* NULL: no Redis configured */
+    int n_inited;        /* services whose init() ran (index into services_all) */
     struct timers *timers;
     app_authenticate_fn authenticate; /* set by the user service's init() */
     struct {
@@ -116,6 +119,38 @@ struct db *app_db_at(struct app *app, int i)
 }
 const struct config *app_config(const struct app *app) { return app->cfg; }
 struct ratelimit *app_ratelimit(struct app *app) { return app->rl; }
+struct redis *app_redis(struct app *app) { return app->redis; }
+
+/* The Redis client when EMPORIUM_REDIS_URL / _CLUSTER is set, and the rate limits on it
+ * (local limits while it is down). Connecting happens on first use: a Redis that is down at
+ * start is a degraded shop (/ready says so), not a failed start. */
+static int app_open_redis(struct app *app, const struct config *cfg)
+{
+    if (!cfg->redis_url && !cfg->redis_cluster)
+        return 0;
+    struct redis_options o = {.url = cfg->redis_url,
+                              .cluster = cfg->redis_cluster,
+                              .password = cfg->redis_password,
+                              .pool_size = cfg->redis_pool_size,
+                              .timeout_ms = cfg->redis_timeout_ms};
+    char why[96] = "";
+    int rc = redis_open(&o, &app->redis, why, sizeof why);
+    if (rc < 0) {
+        log_error("redis: %s", why);
+        return rc;
+    }
+    rc = metrics_add_writer(redis_metrics_write, app->redis);
+    if (rc < 0)
+        return rc;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%srl:", cfg->redis_prefix);
+    app->rl = ratelimit_redis_new(app->redis, prefix, app->rl);
+    if (!app->rl)
+        return ERR_NOMEM;
+    log_info("redis: %s (rate limits shared through it)",
+             redis_is_cluster(app->redis) ? "cluster" : "one server");
+    return 0;
+}
 
 static int app_open_db(struct app *app, const char *name, const struct service_db *sd)
 {
@@ -154,6 +189,8 @@ int app_new(struct app **out, const struct config *cfg)
     app->rl = ratelimit_mem_new(200000);
     app->timers = timers_new();
     int rc = app->rl && app->timers ? 0 : ERR_NOMEM;
+    if (rc == 0)
+        rc = app_open_redis(app, cfg);
     for (int s = 0; rc == 0 && services_all[s]; s++) {
         const struct service *svc = services_all[s];
         if (!app_has_service(app, svc->name) || !svc->dbs)
@@ -204,6 +241,7 @@ void app_free(struct app *app)
     for (int i = app->n_dbs - 1; i >= 0; i--)
         db_close(app->dbs[i]);
     ratelimit_free(app->rl);
+    redis_close(app->redis); /* after every user of it */
     timers_free(app->timers);
     free(app);
 }

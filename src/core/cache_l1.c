@@ -59,11 +59,30 @@ struct l1 {
     unsigned nshards, shift;
     size_t max_bytes;
     struct l1_shard *shards;
-    struct l1 *reg_next; /* live caches, for metrics */
 };
 
+/* Live caches of every layer, for cache_metrics_write (cache__register). */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct l1 *reg_head;
+static struct cache *reg_head;
+
+void cache__register(struct cache *c)
+{
+    pthread_mutex_lock(&reg_mu);
+    c->reg_next = reg_head;
+    reg_head = c;
+    pthread_mutex_unlock(&reg_mu);
+}
+
+void cache__unregister(struct cache *c)
+{
+    pthread_mutex_lock(&reg_mu);
+    for (struct cache **pp = &reg_head; *pp; pp = &(*pp)->reg_next)
+        if (*pp == c) {
+            *pp = c->reg_next;
+            break;
+        }
+    pthread_mutex_unlock(&reg_mu);
+}
 
 static uint64_t key_hash(const char *k, size_t n)
 {
@@ -418,13 +437,7 @@ static void l1_stats(struct cache *c, struct cache_stats *o)
 static void l1_free(struct cache *c)
 {
     struct l1 *l = l1_of(c);
-    pthread_mutex_lock(&reg_mu);
-    for (struct l1 **pp = &reg_head; *pp; pp = &(*pp)->reg_next)
-        if (*pp == l) {
-            *pp = l->reg_next;
-            break;
-        }
-    pthread_mutex_unlock(&reg_mu);
+    cache__unregister(c);
     for (unsigned i = 0; i < l->nshards; i++) {
         struct l1_shard *s = &l->shards[i];
         shard_clear(s);
@@ -482,10 +495,7 @@ struct cache *cache_l1_new(const char *name, size_t max_bytes, unsigned shards)
             return NULL;
         }
     }
-    pthread_mutex_lock(&reg_mu);
-    l->reg_next = reg_head;
-    reg_head = l;
-    pthread_mutex_unlock(&reg_mu);
+    cache__register(&l->base);
     return &l->base;
 }
 
@@ -510,6 +520,7 @@ void cache_metrics_write(struct buf *out, void *ctx)
         F(loads, "counter", "Loader runs on a miss (single-flight: one per cold key)."),
         F(load_errors, "counter", "Loader runs that failed."),
         F(coalesced, "counter", "Misses that waited for another caller's load."),
+        F(errors, "counter", "Store calls that failed (a remote layer down: served as misses)."),
         F(entries, "gauge", "Entries held."),
         F(bytes, "gauge", "Bytes held, keys and overhead included."),
         F(max_bytes, "gauge", "The byte bound."),
@@ -518,7 +529,7 @@ void cache_metrics_write(struct buf *out, void *ctx)
     enum { NF = sizeof fam / sizeof fam[0] };
     pthread_mutex_lock(&reg_mu);
     int n = 0;
-    for (struct l1 *l = reg_head; l; l = l->reg_next)
+    for (struct cache *l = reg_head; l; l = l->reg_next)
         n++;
     struct cache_stats *st = n ? calloc((size_t)n, sizeof *st) : NULL;
     const struct cache **who = n ? calloc((size_t)n, sizeof *who) : NULL;
@@ -529,9 +540,9 @@ void cache_metrics_write(struct buf *out, void *ctx)
         return;
     }
     int i = 0;
-    for (struct l1 *l = reg_head; l; l = l->reg_next, i++) {
-        l1_stats(&l->base, &st[i]);
-        who[i] = &l->base;
+    for (struct cache *l = reg_head; l; l = l->reg_next, i++) {
+        l->ops->stats(l, &st[i]);
+        who[i] = l;
     }
     for (size_t f = 0; f < NF && n; f++) {
         const char *suffix = !strcmp(fam[f].type, "counter") ? "_total" : "";

@@ -17,6 +17,7 @@
 
 #include "emporium/err.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
+#include "emporium/redis.h"
 #include "emporium/service.h"
 
 extern char **environ;
@@ -32,7 +33,14 @@ enum kind {
     K_LISTEN,
     K_SERVICES,
     K_URL,
-    K_ORIGINS
+    K_ORIGINS,
+    K_CIDRS,
+    K_REDIS_URL,
+    K_REDIS_NODES,
+    K_SECRET,
+    K_CONSUMERS,
+    K_HOSTS,
+    K_SMTP
 };
 
 struct setting {
@@ -64,6 +72,8 @@ static const struct setting settings[] = {
      "wait for in-flight requests at shutdown"},
     {"EMPORIUM_CORS_ORIGINS", K_ORIGINS, F(cors_origins), 0, 0, 0,
      "origins allowed by CORS: * or a comma list of http(s)://host[:port]"},
+    {"EMPORIUM_TRUSTED_PROXIES", K_CIDRS, F(trusted_proxies), 0, 0, 0,
+     "proxies (the gateway) whose X-Forwarded-For names the real client"},
     {"EMPORIUM_RATE_LIMITS", K_BOOL, F(rate_limits), 0, 0, 0, "per-client rate limits"},
     {"EMPORIUM_RL_ANON", K_RATE, F(rl_anon_rate), F(rl_anon_burst), 0, 0,
      "anonymous limit per address per service, RATE:BURST"},
@@ -98,6 +108,32 @@ static const struct setting settings[] = {
      "sandbox payment provider delay per call"},
     {"EMPORIUM_PRODUCT_CACHE_MB", K_INT, F(product_cache_mb), 0, 0, 65536,
      "product read cache, 0 = off"},
+    {"EMPORIUM_REDIS_URL", K_REDIS_URL, F(redis_url), 0, 0, 0,
+     "one Redis server (L2 cache, shared rate limits); none = no Redis"},
+    {"EMPORIUM_REDIS_CLUSTER", K_REDIS_NODES, F(redis_cluster), 0, 0, 0,
+     "Redis Cluster seed nodes instead of EMPORIUM_REDIS_URL"},
+    {"EMPORIUM_REDIS_PASSWORD", K_SECRET, F(redis_password), 0, 0, 0,
+     "Redis password (AUTH) for the cluster nodes"},
+    {"EMPORIUM_REDIS_POOL_SIZE", K_INT, F(redis_pool_size), 0, 1, 1024,
+     "Redis connections per node"},
+    {"EMPORIUM_REDIS_TIMEOUT_MS", K_INT, F(redis_timeout_ms), 0, 1, 60000,
+     "Redis connect, command and pool-wait timeout"},
+    {"EMPORIUM_REDIS_PREFIX", K_STR, F(redis_prefix), 0, 0, 0,
+     "prefix of every Redis key (several shops or environments on one Redis)"},
+    {"EMPORIUM_REDIS_CACHE_TTL_SECONDS", K_INT, F(redis_cache_ttl_seconds), 0, 1, 86400,
+     "lifetime of a product entry in the Redis cache (L2)"},
+    {"EMPORIUM_KAFKA_BROKERS", K_HOSTS, F(kafka_brokers), 0, 0, 0,
+     "Kafka bootstrap servers; unset = the embedded event log"},
+    {"EMPORIUM_KAFKA_PARTITIONS", K_INT, F(kafka_partitions), 0, 1, 1024,
+     "partitions per topic (Kafka topics created here, and the embedded log)"},
+    {"EMPORIUM_EVENT_RETENTION_HOURS", K_INT, F(event_retention_hours), 0, 1, 24 * 3650,
+     "the embedded event log keeps messages this long"},
+    {"EMPORIUM_MAIL_DIR", K_STR, F(mail_dir), 0, 0, 0,
+     "Maildir of the customer e-mails (default <data-dir>/mail)"},
+    {"EMPORIUM_SMTP_URL", K_SMTP, F(smtp_url), 0, 0, 0,
+     "send the customer e-mails over SMTP instead of the Maildir"},
+    {"EMPORIUM_CONSUMERS", K_CONSUMERS, F(consumers), 0, 0, 0,
+     "event consumers `serve` runs in-process (the rest run in `emporium worker`)"},
 };
 #undef F
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -140,6 +176,12 @@ void config_defaults(struct config *cfg)
         .order_sweep_seconds = 30,
         .payment_latency_ms = 0,
         .product_cache_mb = 64,
+        .redis_pool_size = 8,
+        .redis_timeout_ms = 500,
+        .redis_cache_ttl_seconds = 300,
+        .redis_prefix = "emp:",
+        .kafka_partitions = 24,
+        .event_retention_hours = 720,
     };
 }
 
@@ -190,6 +232,40 @@ static int parse_listen(const char *v)
     return inet_pton(AF_INET, host, &a) == 1 ? 0 : ERR_INVALID;
 }
 
+/* host:port[,host:port…]: a host of letters, digits, '.', '-', a port 1-65535. */
+static int parse_hosts(const char *v)
+{
+    if (!*v || strlen(v) > 1024)
+        return ERR_INVALID;
+    for (const char *p = v; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *colon = memchr(p, ':', l);
+        if (!colon || colon == p)
+            return ERR_INVALID;
+        for (const char *q = p; q < colon; q++)
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                  (*q >= '0' && *q <= '9') || *q == '.' || *q == '-'))
+                return ERR_INVALID;
+        long port = 0;
+        if (colon + 1 == p + l)
+            return ERR_INVALID;
+        for (const char *q = colon + 1; q < p + l; q++) {
+            if (*q < '0' || *q > '9' || port > 65535)
+                return ERR_INVALID;
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535)
+            return ERR_INVALID;
+        if (!e)
+            break;
+        p = e + 1;
+        if (!*p)
+            return ERR_INVALID;
+    }
+    return 0;
+}
+
 static bool is_service(const char *name, size_t len)
 {
     for (int s = 0; services_all[s]; s++)
@@ -236,6 +312,74 @@ static int parse_origins(const char *v)
     }
 }
 
+int config_parse_cidr(const char *s, size_t len, struct config_cidr *out)
+{
+    char tmp[64];
+    if (len == 0 || len >= sizeof tmp)
+        return ERR_INVALID;
+    memcpy(tmp, s, len);
+    tmp[len] = 0;
+    char *slash = strchr(tmp, '/');
+    if (slash)
+        *slash = 0;
+    struct config_cidr c = {0};
+    if (inet_pton(AF_INET, tmp, c.addr) == 1) {
+        c.family = AF_INET;
+        c.bits = 32;
+    } else if (inet_pton(AF_INET6, tmp, c.addr) == 1) {
+        c.family = AF_INET6;
+        c.bits = 128;
+    } else {
+        return ERR_INVALID;
+    }
+    if (slash) {
+        char *end;
+        errno = 0;
+        long b = strtol(slash + 1, &end, 10);
+        if (errno || end == slash + 1 || *end || b < 0 || b > c.bits)
+            return ERR_INVALID;
+        c.bits = (int)b;
+    }
+    if (out)
+        *out = c;
+    return 0;
+}
+
+int config_parse_cidrs(const char *v, struct config_cidr *out, int cap)
+{
+    int n = 0;
+    for (const char *p = v;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && *p == ' ')
+            p++, len--;
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (n >= cap || config_parse_cidr(p, len, out ? &out[n] : NULL) < 0)
+            return ERR_INVALID;
+        n++;
+        if (!end)
+            return n;
+        p = end + 1;
+    }
+}
+
+bool config_cidr_match(const struct config_cidr *c, int n, int family, const unsigned char *addr)
+{
+    for (int i = 0; i < n; i++) {
+        if (c[i].family != family)
+            continue;
+        int full = c[i].bits / 8, rest = c[i].bits % 8;
+        if (memcmp(c[i].addr, addr, (size_t)full) != 0)
+            continue;
+        unsigned char mask = (unsigned char)(0xff << (8 - rest));
+        if (rest && (c[i].addr[full] & mask) != (addr[full] & mask))
+            continue;
+        return true;
+    }
+    return false;
+}
+
 static void print_accepted(FILE *f, const struct setting *s)
 {
     switch (s->kind) {
@@ -269,8 +413,34 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_ORIGINS:
         fputs("* or a comma list of http(s)://host[:port]", f);
         break;
+    case K_CIDRS:
+        fprintf(f,
+                "a comma list of at most %d IPv4/IPv6 addresses or CIDR blocks, e.g. "
+                "10.0.0.0/8,::1",
+                CONFIG_MAX_CIDRS);
+        break;
     case K_STR:
         fputs("a non-empty path", f);
+        break;
+    case K_REDIS_URL:
+        fputs("redis://[:password@]host[:port][/db]", f);
+        break;
+    case K_REDIS_NODES:
+        fputs("host:port,host:port,...", f);
+        break;
+    case K_SECRET:
+        fputs("a non-empty string", f);
+        break;
+    case K_CONSUMERS:
+        fputs("all, none or a comma list of:", f);
+        for (int i = 0; services_all[i]; i++)
+            fprintf(f, "%s%s", i ? ", " : " ", services_all[i]->name);
+        break;
+    case K_HOSTS:
+        fputs("a comma list of host:port", f);
+        break;
+    case K_SMTP:
+        fputs("smtp://host[:port] or smtps://host[:port]", f);
         break;
     }
 }
@@ -300,7 +470,11 @@ static void print_default(FILE *f, const struct setting *s, const struct config 
         break;
     default: {
         const char *v = *(const char *const *)(const void *)(base + s->off);
-        fputs(v ? v : s->kind == K_SERVICES ? "all" : s->kind == K_URL ? "sqlite" : "none", f);
+        fputs(v                                                 ? v
+              : s->kind == K_SERVICES || s->kind == K_CONSUMERS ? "all"
+              : s->kind == K_URL                                ? "sqlite"
+                                                                : "none",
+              f);
     }
     }
 }
@@ -395,7 +569,60 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
             return ERR_INVALID;
         }
         break;
+    case K_CIDRS:
+        if (config_parse_cidrs(v, NULL, CONFIG_MAX_CIDRS) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    case K_REDIS_URL:
+    case K_REDIS_NODES: {
+        /* The client's own parser decides; never echo the value (it may hold a password). */
+        struct redis_options o = {.url = s->kind == K_REDIS_URL ? v : NULL,
+                                  .cluster = s->kind == K_REDIS_NODES ? v : NULL};
+        struct redis *r = NULL;
+        char why[96] = "";
+        int rc = redis_open(&o, &r, why, sizeof why);
+        redis_close(r);
+        if (rc < 0) {
+            fprintf(stderr, "emporium: %s is not valid (%s): expected ", source, why);
+            print_accepted(stderr, s);
+            fputc('\n', stderr);
+            return ERR_INVALID;
+        }
+        break;
+    }
     case K_STR:
+    case K_SECRET:
+        break;
+    case K_CONSUMERS:
+        if (!strcmp(v, "none"))
+            break;
+        if (parse_services(v, bad, sizeof bad) < 0) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "%s '%s'", *bad ? "unknown consumer" : "empty entry",
+                     bad);
+            complain(s, source, v, detail);
+            return ERR_INVALID;
+        }
+        if (!strcmp(v, "all"))
+            v = NULL;
+        break;
+    case K_HOSTS:
+        if (parse_hosts(v) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    case K_SMTP:
+        if ((strncmp(v, "smtp://", 7) && strncmp(v, "smtps://", 8)) || strlen(v) > 512 ||
+            strlen(v) < 9) {
+            /* Never echo the value: a URL may carry a password. */
+            fprintf(stderr, "emporium: %s is not valid: expected ", source);
+            print_accepted(stderr, s);
+            fputc('\n', stderr);
+            return ERR_INVALID;
+        }
         break;
     }
     *(const char **)(void *)(base + s->off) = v;
@@ -432,6 +659,15 @@ int config_from_env(struct config *cfg)
         const char *v = getenv(settings[i].var);
         if (v && *v && apply(cfg, &settings[i], v, settings[i].var) < 0)
             rc = ERR_INVALID;
+    }
+    if (strlen(cfg->redis_prefix) > 40) {
+        fprintf(stderr, "emporium: EMPORIUM_REDIS_PREFIX is not valid: at most 40 bytes\n");
+        rc = ERR_INVALID;
+    }
+    if (cfg->redis_url && cfg->redis_cluster) {
+        fprintf(stderr, "emporium: EMPORIUM_REDIS_URL and EMPORIUM_REDIS_CLUSTER are both set: "
+                        "set one (a single server or the cluster's seed nodes)\n");
+        rc = ERR_INVALID;
     }
     /* A misspelt variable would otherwise be ignored without a word. */
     for (char **e = environ; e && *e; e++) {

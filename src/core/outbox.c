@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "emporium/err.h"
 #include "emporium/id.h"
 
@@ -170,26 +172,72 @@ static void jw_value(struct jw *w, json_t *v)
     }
 }
 
+static _Thread_local char trace_cur[56];
+
+void outbox_trace_set(const char *traceparent)
+{
+    if (traceparent && strlen(traceparent) == 55 && traceparent[2] == '-' &&
+        traceparent[35] == '-' && traceparent[52] == '-')
+        memcpy(trace_cur, traceparent, 56);
+    else
+        trace_cur[0] = 0;
+}
+
+/* The event's traceparent: the current trace (outbox_trace_set) with a new span id, or a new
+ * trace. */
+static void trace_make(char out[56])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char rnd[24];
+    randombytes_buf(rnd, sizeof rnd);
+    char trace[33], span[17];
+    for (int i = 0; i < 16; i++) {
+        trace[2 * i] = hex[rnd[i] >> 4];
+        trace[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    trace[32] = 0;
+    for (int i = 0; i < 8; i++) {
+        span[2 * i] = hex[rnd[16 + i] >> 4];
+        span[2 * i + 1] = hex[rnd[16 + i] & 15];
+    }
+    span[16] = 0;
+    if (trace_cur[0]) {
+        memcpy(trace, trace_cur + 3, 32);
+        trace[32] = 0;
+    }
+    snprintf(out, 56, "00-%s-%s-01", trace, span);
+}
+
 int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char *aggregate_type,
                int64_t aggregate_id, const char *event_type, json_t *payload)
 {
     int64_t id = id_new(shard), now = now_ms();
-    char idbuf[21], aggbuf[21], ts[32];
+    char idbuf[21], aggbuf[21], ts[32], tp[56], source[64];
     id_format(id, idbuf);
     id_format(aggregate_id, aggbuf);
-    /* {"event_id","type","aggregate_type","aggregate_id","at","data"}, in that order. */
+    trace_make(tp);
+    /* source: "/emporium/<service>", the service being the topic without "-events". */
+    size_t tl = strlen(topic);
+    if (tl > 7 && !strcmp(topic + tl - 7, "-events"))
+        tl -= 7;
+    snprintf(source, sizeof source, "/emporium/%.*s", (int)(tl < 40 ? tl : 40), topic);
+    /* CloudEvents 1.0, structured JSON, in this member order (docs/events.md). */
     struct jw w = {0};
-    jw_raw(&w, "{\"event_id\":", 12);
+    jw_raw(&w, "{\"specversion\":\"1.0\",\"id\":", 26);
     jw_cstr(&w, idbuf);
+    jw_raw(&w, ",\"source\":", 10);
+    jw_cstr(&w, source);
     jw_raw(&w, ",\"type\":", 8);
     jw_cstr(&w, event_type);
-    jw_raw(&w, ",\"aggregate_type\":", 18);
-    jw_cstr(&w, aggregate_type);
-    jw_raw(&w, ",\"aggregate_id\":", 16);
+    jw_raw(&w, ",\"subject\":", 11);
     jw_cstr(&w, aggbuf);
-    jw_raw(&w, ",\"at\":", 6);
+    jw_raw(&w, ",\"time\":", 8);
     jw_cstr(&w, time_format(now, ts));
-    jw_raw(&w, ",\"data\":", 8);
+    jw_raw(&w, ",\"datacontenttype\":\"application/json\",\"traceparent\":", 52);
+    jw_cstr(&w, tp);
+    jw_raw(&w, ",\"aggregatetype\":", 17);
+    jw_cstr(&w, aggregate_type);
+    jw_raw(&w, ",\"dataschemaversion\":\"1\",\"data\":", 32);
     if (payload)
         jw_value(&w, payload);
     else

@@ -10,6 +10,7 @@
 #include "emporium/app.h"
 #include "emporium/err.h"
 #include "emporium/metrics.h"
+#include "emporium/redis.h"
 #include "emporium/server.h"
 #include "http_internal.h"
 
@@ -36,6 +37,12 @@ static int h_ready(struct http_req *req)
     }
     if (json_array_size(down) == 0) {
         json_decref(down);
+        /* Redis is a shared speed-up, not a dependency: without it reads go to the databases
+         * and rate limits are per process. Ready, but say so. */
+        struct redis *redis = app_redis(app);
+        if (redis && redis_ping(redis) < 0)
+            return http_reply_json(
+                req, 200, json_pack("{s:s,s:[s]}", "status", "ready", "degraded", "redis"));
         return http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
     }
     http_add_header(req, "Retry-After", "5");

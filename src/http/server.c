@@ -21,7 +21,15 @@
  * completion callback, so they see the final status).
  *
  * The listening socket is made here, without SO_REUSEPORT unless EMPORIUM_REUSE_PORT=on:
- * a second server on a port in use must fail, not share the port with the first. */
+ * a second server on a port in use must fail, not share the port with the first.
+ *
+ * Accepting is ours too: MHD runs without a listen socket and an acceptor thread hands it
+ * each accepted connection (MHD_add_connection). Stopping to accept is then a matter of
+ * stopping that thread. MHD_quiesce_daemon() cannot be used with epoll and worker threads in
+ * libmicrohttpd 0.9.75: it races a worker removing the same listen socket from its epoll set
+ * and whichever loses aborts the process ("Failed to remove listen FD from epoll set"). At
+ * the connection limit the acceptor stops accepting until a connection closes, so extra
+ * clients wait in the kernel's backlog instead of being refused. */
 #include "emporium/server.h"
 
 #include <arpa/inet.h>
@@ -32,6 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +62,14 @@ struct http_server {
     const struct config *cfg;
     int port;
     int listen_fd;
+    int wake_fd; /* eventfd: stop, or a connection closed while at the limit */
+    pthread_t acceptor;
+    bool acceptor_started;
+    _Atomic bool stopping;
+    _Atomic bool at_limit;
+    _Atomic long connections;
+    struct config_cidr trusted[CONFIG_MAX_CIDRS]; /* EMPORIUM_TRUSTED_PROXIES */
+    int n_trusted;
     struct http_offload *offload;
     _Atomic long offload_rejected;
 };
@@ -115,7 +134,32 @@ static void set_ids(struct http_req *req)
              (unsigned long long)fast_random(), flags);
 }
 
-static void set_client_ip(struct http_req *req)
+/* The client's address: the peer's, or — when the peer is a trusted proxy
+ * (EMPORIUM_TRUSTED_PROXIES, i.e. the gateway) — the right-most address of X-Forwarded-For
+ * that is not itself a trusted proxy. Entries left of that one were written by the client
+ * and prove nothing, so they are never used; a malformed entry stops the walk at the last
+ * address we could trust. Rate limits, logs and the access log all see this address. */
+static bool parse_ip(const char *s, size_t len, int *family, unsigned char addr[16])
+{
+    char tmp[64];
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, len);
+    tmp[len] = 0;
+    if (inet_pton(AF_INET, tmp, addr) == 1)
+        *family = AF_INET;
+    else if (inet_pton(AF_INET6, tmp, addr) == 1)
+        *family = AF_INET6;
+    else
+        return false;
+    return true;
+}
+
+static void set_client_ip(const struct http_server *srv, struct http_req *req)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -123,12 +167,34 @@ static void set_client_ip(struct http_req *req)
     if (!ci || !ci->client_addr)
         return;
     const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-                  req->client_ip, sizeof req->client_ip);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                  req->client_ip, sizeof req->client_ip);
+    int family = sa->sa_family;
+    unsigned char addr[16] = {0};
+    if (family == AF_INET)
+        memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    else if (family == AF_INET6)
+        memcpy(addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+    else
+        return;
+    const char *xff;
+    if (srv->n_trusted > 0 && config_cidr_match(srv->trusted, srv->n_trusted, family, addr) &&
+        (xff = http_header(req, "X-Forwarded-For")) != NULL) {
+        size_t end = strlen(xff);
+        for (int hops = 0; hops < 32; hops++) {
+            size_t start = end;
+            while (start > 0 && xff[start - 1] != ',')
+                start--;
+            int f;
+            unsigned char a[16] = {0};
+            if (!parse_ip(xff + start, end - start, &f, a))
+                break;
+            family = f;
+            memcpy(addr, a, sizeof addr);
+            if (!config_cidr_match(srv->trusted, srv->n_trusted, f, a) || start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+    inet_ntop(family, addr, req->client_ip, sizeof req->client_ip);
 }
 
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -525,7 +591,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         inflight++;
         http__metrics_inflight(1);
         set_ids(req);
-        set_client_ip(req);
+        set_client_ip(srv, req);
         /* Refuse a declared over-large body before reading it; MHD then closes. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > srv->cfg->max_body) {
@@ -662,8 +728,12 @@ static void write_http_metrics(struct buf *out, void *ctx)
                "# HELP emporium_offload_rejected_total Slow requests refused with 503 because "
                "the pool and its queue were full.\n"
                "# TYPE emporium_offload_rejected_total counter\n"
-               "emporium_offload_rejected_total %ld\n",
-               running, waiting, (long)srv->offload_rejected);
+               "emporium_offload_rejected_total %ld\n"
+               "# HELP emporium_http_connections_open Client connections open (at most "
+               "EMPORIUM_MAX_CONNECTIONS).\n"
+               "# TYPE emporium_http_connections_open gauge\n"
+               "emporium_http_connections_open %ld\n",
+               running, waiting, (long)srv->offload_rejected, (long)srv->connections);
 }
 
 /* The listening socket. SO_REUSEADDR only lets a restarted server bind while old connections
@@ -696,6 +766,78 @@ static int open_listener(const struct config *cfg, const struct sockaddr_in *sa,
     return 0;
 }
 
+static void wake_acceptor(struct http_server *srv)
+{
+    uint64_t one = 1;
+    ssize_t n = write(srv->wake_fd, &one, sizeof one);
+    (void)n; /* an eventfd at its maximum already wakes the reader */
+}
+
+/* Open connections are counted by the acceptor when it hands one to MHD and uncounted here
+ * when MHD closes it, so connections queued for a worker but not yet started count too and a
+ * burst of accepts cannot overshoot the limit. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)conn;
+    (void)socket_ctx;
+    struct http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        srv->connections--;
+        if (srv->at_limit)
+            wake_acceptor(srv);
+    }
+}
+
+/* Accepts until told to stop; see the comment at the top. */
+static void *acceptor_main(void *arg)
+{
+    struct http_server *srv = arg;
+    long limit = srv->cfg->max_connections;
+    while (!srv->stopping) {
+        long open = srv->connections;
+        srv->at_limit = open >= limit;
+        struct pollfd p[2] = {{.fd = srv->wake_fd, .events = POLLIN},
+                              {.fd = srv->listen_fd, .events = POLLIN}};
+        /* At the limit only a close (or stop) can wake us; re-check at least every second. */
+        int n = poll(p, srv->at_limit ? 1 : 2, 1000);
+        if (n < 0 && errno != EINTR) {
+            log_error("http: poll in acceptor: %s", strerror(errno));
+            break;
+        }
+        if (n <= 0)
+            continue;
+        if (p[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t r = read(srv->wake_fd, &v, sizeof v);
+            (void)r;
+        }
+        if (srv->at_limit || !(p[1].revents & POLLIN))
+            continue;
+        for (long room = limit - open; room > 0 && !srv->stopping; room--) {
+            struct sockaddr_storage addr;
+            socklen_t len = sizeof addr;
+            int fd = accept4(srv->listen_fd, (struct sockaddr *)&addr, &len,
+                             SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd < 0) {
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                    log_warn("http: cannot accept: %s", strerror(errno));
+                    struct timespec ts = {0, 100 * 1000 * 1000};
+                    nanosleep(&ts, NULL);
+                }
+                break; /* EAGAIN: all taken; ECONNABORTED etc.: look again */
+            }
+            /* MHD owns (and closes) the socket from here, whatever it answers. */
+            srv->connections++;
+            if (MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&addr, len) != MHD_YES) {
+                srv->connections--;
+                log_warn("http: a connection could not be handed to a worker");
+            }
+        }
+    }
+    return NULL;
+}
+
 int http_server_start(struct http_server **out, struct app *app)
 {
     const struct config *cfg = app_config(app);
@@ -710,6 +852,16 @@ int http_server_start(struct http_server **out, struct app *app)
     srv->app = app;
     srv->cfg = cfg;
     srv->listen_fd = -1;
+    if (cfg->trusted_proxies) /* validated by config.c */
+        srv->n_trusted = config_parse_cidrs(cfg->trusted_proxies, srv->trusted, CONFIG_MAX_CIDRS);
+    if (srv->n_trusted < 0)
+        srv->n_trusted = 0;
+    srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (srv->wake_fd < 0) {
+        log_error("http: eventfd: %s", strerror(errno));
+        free(srv);
+        return ERR_UNAVAILABLE;
+    }
     int rc = open_listener(cfg, &sa, &srv->listen_fd);
     if (rc == 0)
         rc = http__router_build(app);
@@ -723,6 +875,7 @@ int http_server_start(struct http_server **out, struct app *app)
         http__router_free();
         if (srv->listen_fd >= 0)
             close(srv->listen_fd);
+        close(srv->wake_fd);
         free(srv);
         return rc;
     }
@@ -733,12 +886,15 @@ int http_server_start(struct http_server **out, struct app *app)
      * (64 KiB cost ~12 % of the CPU of a cached product read in memset). */
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-            MHD_ALLOW_SUSPEND_RESUME,
+            MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET,
         0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        /* The acceptor enforces EMPORIUM_MAX_CONNECTIONS; MHD's own limit is only a backstop,
+         * with room for the moment between a close being reported to us and MHD counting it
+         * (at exactly our limit MHD would refuse — and close — a connection we just took). */
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections * 2 + 64,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         log_error("cannot listen on %s", cfg->listen);
         metrics_remove_all();
@@ -746,11 +902,29 @@ int http_server_start(struct http_server **out, struct app *app)
         http__metrics_free();
         http__router_free();
         close(srv->listen_fd);
+        close(srv->wake_fd);
         free(srv);
         return ERR_UNAVAILABLE;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : ntohs(sa.sin_port);
+    struct sockaddr_in bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(srv->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
+        srv->port = ntohs(bound.sin_port);
+    else
+        srv->port = ntohs(sa.sin_port);
+    if (pthread_create(&srv->acceptor, NULL, acceptor_main, srv) != 0) {
+        log_error("http: cannot start the acceptor thread");
+        MHD_stop_daemon(srv->daemon);
+        metrics_remove_all();
+        http__offload_free(srv->offload);
+        http__metrics_free();
+        http__router_free();
+        close(srv->listen_fd);
+        close(srv->wake_fd);
+        free(srv);
+        return ERR_UNAVAILABLE;
+    }
+    srv->acceptor_started = true;
     log_info("listening on %s (port %d, %u worker threads, %d slow-work threads)", cfg->listen,
              srv->port, threads, cfg->offload_threads);
     *out = srv;
@@ -763,11 +937,13 @@ void http_server_stop(struct http_server *srv)
 {
     if (!srv)
         return;
-    /* Stop accepting first; in-flight requests finish within the drain window. */
-    /* The listen socket is ours once quiesced, but the pool threads remove it from their
-     * epoll sets asynchronously: closing it before MHD_stop_daemon() makes that removal fail
-     * and MHD panic. So it is closed last. */
-    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    /* Stop accepting first (the acceptor is ours: see the top of the file); in-flight
+     * requests finish within the drain window. */
+    srv->stopping = true;
+    wake_acceptor(srv);
+    if (srv->acceptor_started)
+        pthread_join(srv->acceptor, NULL);
+    close(srv->listen_fd);
     int64_t deadline = mono_ms() + (int64_t)srv->cfg->drain_seconds * 1000;
     while (inflight > 0 && mono_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000 * 1000};
@@ -786,8 +962,7 @@ void http_server_stop(struct http_server *srv)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(srv->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    close(srv->wake_fd);
     metrics_remove_all();
     http__metrics_free();
     http__router_free();

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "events_wait.h"
 #include "harness.h"
 
 static struct th_server srv;
@@ -101,6 +102,7 @@ static void test_sales_by_day_and_category(void **state)
     char path[160];
     snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?from=%s&to=%s&group_by=category",
              today, today);
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     json_t *items = json_object_get(r.json, "items");
@@ -146,6 +148,7 @@ static void category_today(const char *category, long long *revenue, long long *
     snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?from=%s&to=%s&group_by=category",
              today, today);
     struct th_resp r;
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     *revenue = *orders = *units = 0;
@@ -219,6 +222,7 @@ static void test_bad_input(void **state)
         char path[160];
         snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?%s", cases[i].query);
         struct th_resp r;
+        assert_true(th_events_settled(&srv, 60));
         assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
         if (!th_is_error(&r, 400, "validation_failed", cases[i].field))
             fail_msg("case %s", cases[i].query);

@@ -303,6 +303,8 @@ static void test_settings_validated(void **state)
         {"EMPORIUM_DATABASE_URL=mysql://secret@db/x", NULL, NULL, "EMPORIUM_DATABASE_URL",
          "postgresql://"},
         {"EMPORIUM_CORS_ORIGINS=example.com", NULL, NULL, "EMPORIUM_CORS_ORIGINS", "http(s)://"},
+        {"EMPORIUM_TRUSTED_PROXIES=10.0.0.0/33", NULL, NULL, "EMPORIUM_TRUSTED_PROXIES", "CIDR"},
+        {"EMPORIUM_TRUSTED_PROXIES=gateway", NULL, NULL, "EMPORIUM_TRUSTED_PROXIES", "CIDR"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct run r = run_cmd(ENV(cases[i].env, dd), ARGS("serve"));

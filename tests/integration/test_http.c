@@ -47,6 +47,32 @@ static long in_flight(struct th_server *s)
     return n;
 }
 
+/* The value of the gauge `name` on /metrics, or -1. */
+static long gauge(struct th_server *s, const char *name)
+{
+    struct th_resp r;
+    if (th_req(s, "GET", "/metrics", NULL, NULL, &r) != 0)
+        return -1;
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = r.status == 200 ? strstr(r.body, pat) : NULL;
+    long n = p ? strtol(p + strlen(pat), NULL, 10) : -1;
+    th_resp_free(&r);
+    return n;
+}
+
+/* Polls until the gauge `name` reaches `want`; false after 60 s. */
+static bool wait_gauge(struct th_server *s, const char *name, long want)
+{
+    int64_t deadline = mono_us() + 60 * 1000000LL;
+    while (mono_us() < deadline) {
+        if (gauge(s, name) >= want)
+            return true;
+        usleep(2000);
+    }
+    return false;
+}
+
 /* Polls until at least `want` requests are in flight on the server; false after 60 s. */
 static bool wait_in_flight(struct th_server *s, long want)
 {
@@ -191,9 +217,12 @@ static void test_slow_work_does_not_stall(void **state)
     pthread_t t[2 * N];
     for (int i = 0; i < N; i++)
         assert_int_equal(pthread_create(&t[i], NULL, slow_request, &w[i]), 0);
-    assert_true(wait_in_flight(&s, base + N)); /* the checkouts hold the whole pool */
+    /* The checkouts hold the whole pool (in flight alone is not enough: a request is counted
+     * from its headers, before its handler reaches the pool). */
+    assert_true(wait_gauge(&s, "emporium_offload_running", N));
     for (int i = N; i < 2 * N; i++)
         assert_int_equal(pthread_create(&t[i], NULL, slow_request, &w[i]), 0);
+    assert_true(wait_gauge(&s, "emporium_offload_waiting", N));
     assert_true(wait_in_flight(&s, base + 2 * N));
     assert_int_equal(atomic_load(&completed), 0);
 
@@ -241,7 +270,7 @@ static void test_slow_work_does_not_stall(void **state)
 static void test_offload_queue_full(void **state)
 {
     struct th_server s;
-    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_PAYMENT_LATENCY_MS=3000",
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_PAYMENT_LATENCY_MS=6000",
                          "EMPORIUM_OFFLOAD_THREADS=1", "EMPORIUM_OFFLOAD_QUEUE=0", NULL};
     assert_int_equal(th_start(&s, env, NULL), 0);
     char *adm = th_admin_token(&s);
@@ -262,7 +291,9 @@ static void test_offload_queue_full(void **state)
     pthread_t t;
     assert_true(wait_idle(&s));
     assert_int_equal(pthread_create(&t, NULL, slow_request, &c), 0);
-    assert_true(wait_in_flight(&s, 2));
+    /* In flight is not enough: the checkout must hold the one slow-work thread (its body may
+     * still be on the way when it is first counted in flight). */
+    assert_true(wait_gauge(&s, "emporium_offload_running", 1));
     /* The one slow-work thread is busy and nothing may wait: a login is refused. */
     assert_int_equal(th_call(&s, "POST", "/api/v1/auth/login", NULL, &r,
                              "{\"email\":\"full@example.com\",\"password\":\"a long password\"}"),
@@ -323,6 +354,48 @@ static void test_strict_limit_register_login(void **state)
     assert_int_equal(th_req(&s, "GET", "/api/v1/products", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+}
+
+/* A login from `xff` (NULL: no header); returns the status. */
+static long login_from(struct th_server *s, const char *xff)
+{
+    char h[128];
+    snprintf(h, sizeof h, "X-Forwarded-For: %s", xff ? xff : "");
+    const char *hs[] = {"Content-Type: application/json", xff ? h : NULL, NULL};
+    struct th_resp r;
+    assert_int_equal(th_req(s, "POST", "/api/v1/auth/login", "{}", hs, &r), 0);
+    long st = r.status;
+    th_resp_free(&r);
+    return st;
+}
+
+/* Behind the gateway (EMPORIUM_TRUSTED_PROXIES), per-address limits see the client that the
+ * gateway names in X-Forwarded-For; what a client writes into that header itself proves
+ * nothing, and without a trusted proxy the header is ignored. */
+static void test_trusted_proxies(void **state)
+{
+    struct th_server s;
+    const char *env[] = {"EMPORIUM_RL_AUTH=0.01:2", "EMPORIUM_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8",
+                         NULL};
+    assert_int_equal(th_start(&s, env, NULL), 0);
+    /* Client A, through two trusted hops (127.0.0.1 is the peer, 10.1.2.3 another proxy). */
+    assert_int_equal(login_from(&s, "198.51.100.1, 10.1.2.3"), 400);
+    assert_int_equal(login_from(&s, "198.51.100.1"), 400);
+    assert_int_equal(login_from(&s, "198.51.100.1"), 429);
+    /* A spoofed left part does not make a new client: the gateway appended the real one. */
+    assert_int_equal(login_from(&s, "203.0.113.77, 198.51.100.1"), 429);
+    /* Client B has its own budget. */
+    assert_int_equal(login_from(&s, "198.51.100.2"), 400);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+
+    const char *env2[] = {"EMPORIUM_RL_AUTH=0.01:2", NULL};
+    assert_int_equal(th_start(&s, env2, NULL), 0);
+    assert_int_equal(login_from(&s, "198.51.100.1"), 400);
+    assert_int_equal(login_from(&s, "198.51.100.2"), 400);
+    assert_int_equal(login_from(&s, "198.51.100.3"), 429); /* all one peer: 127.0.0.1 */
     assert_int_equal(th_stop(&s), 0);
     th_cleanup(&s);
 }
@@ -608,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_slow_work_does_not_stall),
         cmocka_unit_test(test_offload_queue_full),
         cmocka_unit_test(test_strict_limit_register_login),
+        cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_private_responses),
         cmocka_unit_test(test_allow_options_cors),
         cmocka_unit_test(test_www_authenticate),

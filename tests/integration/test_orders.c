@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "events_wait.h"
 #include "harness.h"
 
 static struct th_server srv;
@@ -854,6 +855,7 @@ static void sales_today(long *revenue, long *orders)
     strftime(today, sizeof today, "%Y-%m-%d", &tm);
     snprintf(path, sizeof path, "/api/v1/admin/analytics/sales?from=%s&to=%s", today, today);
     struct th_resp r;
+    assert_true(th_events_settled(&srv, 60)); /* consumers run off the request threads */
     assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
     assert_int_equal(r.status, 200);
     json_t *day = json_array_get(json_object_get(r.json, "items"), 0);

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "events_wait.h"
 #include "harness.h"
 
 static struct th_server srv;
@@ -230,6 +231,8 @@ static void test_shipment_moves_order(void **state)
     assert_int_equal(event(sid, admin, "{\"status\":\"in_transit\"}", &r), 0);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
+    /* the order follows the shipment's event (consumer group "order", off the request) */
+    assert_true(th_events_settled(&srv, 60));
     get_order(id, tok, &r);
     assert_string_equal(th_jstr(r.json, "status"), "shipped");
     assert_string_equal(th_jstr(r.json, "shipment.status"), "in_transit");
@@ -273,7 +276,16 @@ static void test_shipment_moves_order(void **state)
     assert_int_equal(json_array_size(items), 4);
     for (int i = 0; i < 4; i++)
         assert_string_equal(th_jstr(json_array_get(items, (size_t)i), "type"), want[i]);
-    assert_string_equal(th_jstr(json_array_get(items, 0), "payload.aggregate_id"), id);
+    /* each a CloudEvents envelope: subject = the order, id = the event id */
+    for (int i = 0; i < 4; i++) {
+        json_t *e = json_array_get(items, (size_t)i);
+        assert_string_equal(th_jstr(e, "payload.specversion"), "1.0");
+        assert_string_equal(th_jstr(e, "payload.subject"), id);
+        assert_string_equal(th_jstr(e, "payload.id"), th_jstr(e, "event_id"));
+        assert_string_equal(th_jstr(e, "payload.type"), want[i]);
+        assert_string_equal(th_jstr(e, "payload.source"), "/emporium/order");
+        assert_string_equal(th_jstr(e, "payload.data.order_id"), id);
+    }
     th_resp_free(&r);
     free(tok);
 }

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "events_wait.h"
 #include "harness.h"
 
 static struct th_server srv;
@@ -102,6 +103,7 @@ static void test_bought_together_then_top_sellers(void **state)
     struct th_resp r;
     char path[96];
     snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", a);
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     json_t *items = json_object_get(r.json, "items");
@@ -118,6 +120,7 @@ static void test_bought_together_then_top_sellers(void **state)
 
     /* limit, and a product nobody bought with anything: only top sellers, never itself. */
     snprintf(path, sizeof path, "/api/v1/products/%s/recommendations?limit=1", d);
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     items = json_object_get(r.json, "items");
@@ -131,6 +134,7 @@ static void test_bought_together_then_top_sellers(void **state)
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
     snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", a);
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
     items = json_object_get(r.json, "items");
     for (size_t i = 0; i < json_array_size(items); i++)
@@ -153,6 +157,7 @@ static void test_cancelled_orders_stop_counting(void **state)
     struct th_resp r;
     char path[96];
     snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", p);
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
     json_t *items = json_object_get(r.json, "items");
     assert_int_equal(json_array_size(items), 2);
@@ -170,6 +175,7 @@ static void test_cancelled_orders_stop_counting(void **state)
             fail_msg("cancel: %ld %s", r.status, r.body);
         th_resp_free(&r);
     }
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
     items = json_object_get(r.json, "items");
     assert_int_equal(json_array_size(items), 1);
@@ -178,6 +184,7 @@ static void test_cancelled_orders_stop_counting(void **state)
     th_resp_free(&r);
     /* from x's side: p still, bought together in the order that was kept; q nowhere */
     snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", x);
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
     items = json_object_get(r.json, "items");
     assert_int_equal(json_array_size(items), 1);
@@ -202,6 +209,7 @@ static void test_bad_input(void **state)
     char id[32], path[96];
     product("REC-L", "kitchen", id);
     snprintf(path, sizeof path, "/api/v1/products/%s/recommendations?limit=21", id);
+    assert_true(th_events_settled(&srv, 60));
     assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
     assert_true(th_is_error(&r, 400, "validation_failed", "limit"));
     th_resp_free(&r);

@@ -91,16 +91,27 @@ static void day_of(int64_t ms, char out[11])
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
-/* Publishes an order event as the order service does. lines: "product:qty:price,…". */
+/* Delivers a raw message of the order-events topic to every consumer, as the runner does. */
+static void deliver(const char *key, const char *value, size_t len)
+{
+    struct bus_msg m = {
+        .topic = BUS_TOPIC_ORDER, .key = key, .key_len = strlen(key), .value = value, .len = len};
+    assert_int_equal(bus_dispatch(NULL, &m), 0);
+}
+
+/* Delivers an order event (a CloudEvents envelope) as the order service's outbox writes it.
+ * lines: "product:qty:price,…". */
 static void publish(const char *type, const char *event_id, int64_t order_id, int64_t at,
                     const char *lines, int refunded)
 {
-    char body[2048], oid[21];
+    char body[2048], oid[21], ts[32];
     id_format(order_id, oid);
     int n = snprintf(body, sizeof body,
-                     "{\"event_id\":\"%s\",\"type\":\"%s\",\"order_id\":\"%s\",\"user_id\":\"7\","
-                     "\"at\":%lld,\"currency\":\"USD\",\"items\":[",
-                     event_id, type, oid, (long long)at);
+                     "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/emporium/order\","
+                     "\"type\":\"%s\",\"subject\":\"%s\",\"time\":\"%s\","
+                     "\"datacontenttype\":\"application/json\",\"data\":{\"order_id\":\"%s\","
+                     "\"user_id\":\"7\",\"total\":{\"amount\":0,\"currency\":\"USD\"},\"items\":[",
+                     event_id, type, oid, time_format(at, ts), oid);
     const char *p = lines;
     for (int i = 0; p && *p; i++) {
         long long pid, price;
@@ -117,8 +128,8 @@ static void publish(const char *type, const char *event_id, int64_t order_id, in
     if (refunded >= 0)
         n += snprintf(body + n, sizeof body - (size_t)n, ",\"refunded\":%s",
                       refunded ? "true" : "false");
-    n += snprintf(body + n, sizeof body - (size_t)n, "}");
-    assert_int_equal(bus_publish(RECOMMENDATION_TOPIC, oid, body, (size_t)n), 0);
+    n += snprintf(body + n, sizeof body - (size_t)n, "}}");
+    deliver(oid, body, (size_t)n);
 }
 
 /* The figures of one day (group by day): revenue, orders, units; zeros when no row. */
@@ -233,17 +244,21 @@ static void test_bad_events_change_nothing(void **state)
     day_of(now, today);
     int64_t r, o, u;
     figures(today, &r, &o, &u);
+#define CE "{\"specversion\":\"1.0\",\"source\":\"/emporium/order\","
     static const char *const bad[] = {
         "not json",
-        "{\"type\":\"order.paid\"}",
-        "{\"type\":\"order.cancelled\",\"event_id\":\"x1\",\"order_id\":\"abc\"}",
-        "{\"type\":\"order.shipped\",\"event_id\":\"x2\",\"order_id\":\"5\",\"items\":[]}",
-        "{\"type\":\"order.paid\",\"event_id\":\"x3\",\"order_id\":\"6\",\"currency\":\"USD\","
-        "\"at\":0,\"items\":[{\"product_id\":\"x\",\"quantity\":1,\"unit_price\":5},"
-        "{\"product_id\":\"9\",\"quantity\":-1,\"unit_price\":5}]}",
+        "{\"type\":\"order.paid\"}",                 /* not an envelope */
+        CE "\"id\":\"x0\",\"type\":\"order.paid\"}", /* no data */
+        CE "\"id\":\"x1\",\"type\":\"order.cancelled\",\"data\":{\"order_id\":\"abc\"}}",
+        CE "\"id\":\"x2\",\"type\":\"order.shipped\",\"data\":{\"order_id\":\"5\",\"items\":[]}}",
+        CE "\"id\":\"x3\",\"type\":\"order.paid\",\"time\":\"1970-01-01T00:00:00Z\","
+           "\"data\":{\"order_id\":\"6\",\"total\":{\"amount\":5,\"currency\":\"USD\"},"
+           "\"items\":[{\"product_id\":\"x\",\"quantity\":1,\"unit_price\":5},"
+           "{\"product_id\":\"9\",\"quantity\":-1,\"unit_price\":5}]}}",
         NULL};
+#undef CE
     for (int i = 0; bad[i]; i++)
-        assert_int_equal(bus_publish(RECOMMENDATION_TOPIC, "k", bad[i], strlen(bad[i])), 0);
+        deliver("k", bad[i], strlen(bad[i]));
     ASSERT_FIGURES(today, r, o, u);
     /* the client interface refuses bad ranges */
     struct analytics_report rep;

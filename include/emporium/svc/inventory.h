@@ -6,18 +6,20 @@
  * (reserved goes down, available stays down), release() or expiry gives it back. All calls
  * are idempotent on reservation_id, so a retried saga step is harmless.
  *
- * Stock changes leave the service as events, never as calls: after every commit that
- * changed a product's `available`, the inventory publishes on the INVENTORY_TOPIC bus topic
+ * Stock changes leave the service as events, never as calls: every change writes its
+ * stock.* event to the outbox (`inventory-events`, docs/events.md), and after every commit
+ * that changed a product's `available` the inventory broadcasts in-process (bus_broadcast,
+ * topic INVENTORY_TOPIC)
  *   {"type": "stock.changed", "product_id": "<id>", "available": <n>}
- * (in embedded mode delivered in-process before the call returns). The catalog keeps its
- * stock figure from these; the inventory includes no other service's header. */
+ * delivered before the call returns. The catalog keeps its stock figure from these; the
+ * inventory includes no other service's header. */
 #ifndef EMPORIUM_SVC_INVENTORY_H
 #define EMPORIUM_SVC_INVENTORY_H
 #include <stdint.h>
 
 struct app;
 
-#define INVENTORY_TOPIC "inventory-events"
+#define INVENTORY_TOPIC "stock-levels" /* in-process broadcast (bus_listen) */
 
 struct inventory_item {
     int64_t product_id;

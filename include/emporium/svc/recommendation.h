@@ -2,14 +2,12 @@
 /* svc/recommendation.h — the recommendation service's client interface, and the order events
  * the recommendation and analytics services consume.
  *
- * They listen on the `order-events` topic of the bus for "order.paid" and "order.cancelled"
- * events whose payload is
- *   {"event_id": "<id>", "type": "order.paid" | "order.cancelled", "order_id": "<id>",
- *    "user_id": "<id>", "at": <unix ms>, "currency": "USD",
- *    "items": [{"product_id": "<id>", "quantity": <n>, "unit_price": <minor units>}, …],
- *    "refunded": true | false}                               (order.cancelled only)
- * The order service publishes order.cancelled after a cancel committed, with the order's
- * items. Recommendations learn which products are bought together and which sell best per
+ * They consume the `order-events` topic (bus.h; their own consumer groups, off the request
+ * threads) for the CloudEvents "order.paid" and "order.cancelled" (docs/events.md), whose
+ * data is
+ *   {"order_id": "<id>", "user_id": "<id>", "status", "total": {"amount", "currency"},
+ *    "items": [{"product_id": "<id>", "quantity": <n>, "unit_price": <minor units>}, …], …}
+ * The envelope's id is the event id and its time the moment of the change. Recommendations learn which products are bought together and which sell best per
  * category; analytics records revenue, orders and units. A cancellation takes back what the
  * order's order.paid added (and nothing when the order was never counted as paid).
  * Consumers are idempotent per order: applying an event twice changes nothing. */
@@ -47,16 +45,18 @@ struct order_event {
     struct order_event_item items[ORDER_EVENT_MAX_ITEMS]; /* lines with a valid id and q > 0 */
 };
 
-/* Decodes a payload of the order-events topic. 0 and *out filled; ERR_NOTFOUND for an event
- * of another type (not for us); ERR_INVALID when it is not JSON or lacks event_id/order_id. */
-int order_event_decode(const char *payload, size_t len, struct order_event *out);
+struct bus_event;
+/* Decodes an event of the order-events topic. 0 and *out filled; ERR_NOTFOUND for an event
+ * of another type (not for us); ERR_INVALID when its data lacks order_id. */
+int order_event_decode(const struct bus_event *ev, struct order_event *out);
 
 /* What a consumer does with a decoded event: 0 or > 0 done, < 0 an ERR_*. */
 typedef int (*order_event_fn)(struct app *app, const struct order_event *ev);
-/* Consumes one payload of the order-events topic on behalf of service `who`: decodes it and
+/* Consumes one event of the order-events topic on behalf of service `who`: decodes it and
  * calls paid() or cancelled() (either may be NULL); other event types are ignored; a failure
- * is logged as "<who>: event <id> not applied: <reason>". Returns the failure or 0. */
-int order_event_consume(struct app *app, const char *who, const char *payload, size_t len,
+ * is logged as "<who>: event <id> not applied: <reason>". Returns the failure (the consumer
+ * retries the event later) or 0; a malformed event is logged and answers 0 (never applies). */
+int order_event_consume(struct app *app, const char *who, const struct bus_event *ev,
                         order_event_fn paid, order_event_fn cancelled);
 
 /* ---- recommendations ------------------------------------------------------------------ */

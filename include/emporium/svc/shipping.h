@@ -4,9 +4,9 @@
  * Quotes are priced by weight (the catalog's weight_grams, 500 g when unknown) and by the
  * destination's zone. One shipment per order, created when the order is paid; the carrier's
  * tracking events move it label_created → in_transit → delivered. Shipping knows nothing of
- * orders: after each accepted tracking event it publishes on SHIPPING_TOPIC (in-process bus)
- * {"type":"shipment.<status>","shipment_id","order_id","status","at_ms"}, and whoever cares
- * (the order service) subscribes or reads shipping_get(). A shipment can be cancelled only
+ * orders: each accepted tracking event writes a "shipment.<status>" event to its outbox
+ * (topic SHIPPING_TOPIC, data {"order_id","status","at"}, docs/events.md), and whoever cares
+ * (the order service) consumes it or reads shipping_get(). A shipment can be cancelled only
  * before it is in transit — the shipping database is the one place that decides "too late
  * to cancel". */
 #ifndef EMPORIUM_SVC_SHIPPING_H

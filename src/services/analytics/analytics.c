@@ -69,10 +69,9 @@ static int apply_cancelled(struct app *app, const struct order_event *ev)
     return rc;
 }
 
-static void on_order_event(void *ctx, const char *topic, const char *key, const char *payload,
-                           size_t len)
+static int on_order_event(void *ctx, const struct bus_event *ev)
 {
-    order_event_consume(ctx, "analytics", payload, len, apply_paid, apply_cancelled);
+    return order_event_consume(ctx, "analytics", ev, apply_paid, apply_cancelled);
 }
 
 long analytics_parse_day(const char *s)
@@ -127,5 +126,5 @@ void analytics__default_range(char from[11], char to[11])
 
 int analytics__init(struct app *app)
 {
-    return bus_subscribe(RECOMMENDATION_TOPIC, on_order_event, app);
+    return bus_subscribe("analytics", BUS_TOPIC_ORDER, on_order_event, app);
 }

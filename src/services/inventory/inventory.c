@@ -35,7 +35,7 @@
 #include "emporium/timer.h"
 #include "inventory_internal.h"
 
-#define OUTBOX_TOPIC "inventory"
+#define OUTBOX_TOPIC BUS_TOPIC_INVENTORY
 
 static struct inventory_ctx *ctx_of(struct app *app) { return app_service_ctx(app, "inventory"); }
 
@@ -61,7 +61,8 @@ static void touched_add(struct touched *t, int64_t product_id, int64_t available
     }
 }
 
-/* stock.changed on the bus: the catalog's figure follows. Best effort, after the commit. */
+/* stock.changed to this process's catalog (an in-process broadcast, bus.h): its figure
+ * follows. Best effort, after the commit; the durable events are the outbox rows. */
 static void announce(int64_t product_id, int64_t available)
 {
     char pid[21], payload[128];
@@ -69,7 +70,7 @@ static void announce(int64_t product_id, int64_t available)
     int n = snprintf(payload, sizeof payload,
                      "{\"type\":\"stock.changed\",\"product_id\":\"%s\",\"available\":%lld}", pid,
                      (long long)available);
-    int rc = bus_publish(INVENTORY_TOPIC, pid, payload, (size_t)n);
+    int rc = bus_broadcast(INVENTORY_TOPIC, pid, payload, (size_t)n);
     if (rc < 0)
         log_warn("inventory: stock.changed for %s not published: %s", pid, err_str(rc));
 }

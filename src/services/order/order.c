@@ -14,9 +14,11 @@
  *
  * Settings come from struct config (app_config); the recovery sweep is a timer job.
  *
- * Shipment progress arrives one way: shipping publishes on SHIPPING_TOPIC and this service
- * subscribes (and a full read of an order catches up from the shipment's state); shipping
- * never calls back into orders. */
+ * Shipment progress arrives one way: shipping writes shipment.* events to its outbox
+ * (`shipping-events`) and this service consumes them (consumer group "order", off the
+ * request threads; a full read of an order also catches up from the shipment's state);
+ * shipping never calls back into orders. Every event leaves through the outbox: the
+ * transition that moves an order writes its order.<status> event in its transaction. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +38,6 @@
 #include "emporium/svc/inventory.h"
 #include "emporium/svc/order.h"
 #include "emporium/svc/payment.h"
-#include "emporium/svc/recommendation.h"
 #include "emporium/svc/shipping.h"
 #include "order_internal.h"
 
@@ -89,32 +90,6 @@ int order__compensate(struct app *app, int64_t order_id)
     rc = order__store_set_compensated(c, order_id);
     db_conn_give(c);
     return rc;
-}
-
-void order__publish(struct app *app, const struct order_view *v, const char *type, bool refunded)
-{
-    (void)app;
-    struct buf b = BUF_INIT(0);
-    char oid[21], pid[21];
-    id_format(v->id, oid);
-    /* The order.paid shape is what consumers parse (recommendation, analytics); an
-     * order.cancelled message is the same with its own type and event id, plus "refunded". */
-    buf_printf(&b,
-               "{\"event_id\":\"%s-%s\",\"type\":\"%s\",\"order_id\":\"%s\","
-               "\"user_id\":\"%lld\",\"at\":%lld,\"currency\":\"%s\",\"items\":[",
-               !strcmp(type, "order.paid") ? "order-paid" : "order-cancelled", oid, type, oid,
-               (long long)v->user_id, (long long)now_ms(), v->currency);
-    for (int i = 0; i < v->n_items; i++)
-        buf_printf(&b, "%s{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":%lld}",
-                   i ? "," : "", id_format(v->items[i].product_id, pid), v->items[i].quantity,
-                   (long long)v->items[i].unit_price);
-    buf_puts(&b, "]");
-    if (strcmp(type, "order.paid") != 0)
-        buf_printf(&b, ",\"refunded\":%s", refunded ? "true" : "false");
-    buf_puts(&b, "}");
-    if (!b.err)
-        bus_publish(RECOMMENDATION_TOPIC, oid, b.p, b.len);
-    buf_free(&b);
 }
 
 /* --- cancel --- */
@@ -191,7 +166,6 @@ int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
             log_event("order.refunded", LOG_I("order_id", order_id), LOG_I("user_id", v.user_id),
                       LOG_I("amount", v.total), LOG_S("currency", v.currency));
         }
-        order__publish(app, &v, "order.cancelled", refunded);
         goto out;
     }
     /* Not moved: cancelled meanwhile by a concurrent request, or moved on by a carrier. */
@@ -359,23 +333,19 @@ int order__follow_shipment(struct app *app, int64_t order_id, const char *shipme
     return rc < 0 ? rc : 0;
 }
 
-static void on_shipment(void *ctx, const char *topic, const char *key, const char *payload,
-                        size_t len)
+/* shipping-events (its outbox, through the bus): the order follows its shipment. */
+static int on_shipment(void *ctx, const struct bus_event *ev)
 {
     struct app *app = ctx;
-    json_error_t jerr;
-    json_t *doc = json_loadb(payload, len, 0, &jerr);
     int64_t order_id = 0;
-    const char *status = json_string_value(json_object_get(doc, "status"));
-    json_t *at = json_object_get(doc, "at_ms");
-    if (status && id_parse(json_string_value(json_object_get(doc, "order_id")), &order_id) == 0) {
-        int rc = order__follow_shipment(app, order_id, status,
-                                        json_is_integer(at) ? json_integer_value(at) : now_ms());
-        if (rc < 0) /* the next full read of the order catches up from the shipment */
-            log_warn("order %lld: following shipment %s failed: %s", (long long)order_id, status,
-                     err_str(rc));
-    }
-    json_decref(doc);
+    const char *status = json_string_value(json_object_get(ev->data, "status"));
+    if (!status || id_parse(json_string_value(json_object_get(ev->data, "order_id")), &order_id))
+        return 0; /* not a shipment progress event */
+    int64_t at = bus_time_parse(json_string_value(json_object_get(ev->data, "at")));
+    int rc = order__follow_shipment(app, order_id, status, at ? at : ev->at_ms);
+    if (rc == ERR_NOTFOUND)
+        return 0; /* an order of a shard this process does not serve, or gone */
+    return rc < 0 ? rc : 0;
 }
 
 /* --- the service --- */
@@ -386,7 +356,7 @@ int order__init(struct app *app)
     order__settings.reservation_ttl_s = cfg->reservation_ttl_seconds;
     order__settings.pending_timeout_s = cfg->order_pending_timeout_seconds;
     order__settings.sweep_interval_s = cfg->order_sweep_seconds;
-    int rc = bus_subscribe(SHIPPING_TOPIC, on_shipment, app);
+    int rc = bus_subscribe("order", BUS_TOPIC_SHIPPING, on_shipment, app);
     if (rc < 0)
         return rc;
     metrics_counter_declare("emporium_orders_total", "status",

@@ -32,10 +32,6 @@ struct db *order__db_of(struct app *app, int64_t order_id);
 /* Gives back what a failed or cancelled order holds: releases the stock, voids or refunds
  * the payment, then clears the compensation flag. Idempotent. */
 int order__compensate(struct app *app, int64_t order_id);
-/* Tells in-process consumers (recommendations, analytics) that the order was paid or
- * cancelled: type "order.paid" or "order.cancelled" (which adds "refunded"). Best effort,
- * after the commit; the durable copy is the outbox row of the transition. */
-void order__publish(struct app *app, const struct order_view *v, const char *type, bool refunded);
 /* Brings the order up to its shipment (in_transit -> shipped, delivered -> delivered);
  * idempotent, only forward. */
 int order__follow_shipment(struct app *app, int64_t order_id, const char *shipment_status,

@@ -389,7 +389,6 @@ static int saga_run(struct saga *s, struct db_conn *c)
     /* Only the ordered quantities leave the cart: items added while checkout ran stay. */
     if ((rc = cart_remove_lines(s->app, rq->user_id, s->lines, s->n)) < 0)
         log_warn("order %lld: emptying the cart failed: %s", (long long)s->order_id, err_str(rc));
-    order__publish(s->app, &s->out->order, "order.paid", false);
     return 0;
 }
 

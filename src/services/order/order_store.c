@@ -234,6 +234,25 @@ int order__store_transition(struct db_conn *c, int64_t id, const char *to, const
         return ERR_NOMEM;
     if (reason)
         json_object_set_new(data, "reason", json_string(reason));
+    /* Paid and cancelled carry the lines: analytics and recommendations count them. */
+    if (!strcmp(to, "paid") || !strcmp(to, "cancelled")) {
+        rc =
+            db_query(c,
+                     "SELECT product_id, quantity, unit_price FROM order_items WHERE order_id = $1 "
+                     "ORDER BY line",
+                     1, q, &r);
+        if (rc < 0) {
+            json_decref(data);
+            return rc;
+        }
+        json_t *items = json_array();
+        for (int i = 0; i < db_rows_count(r); i++)
+            json_array_append_new(items, json_pack("{s:s,s:I,s:I}", "product_id", db_get(r, i, 0),
+                                                   "quantity", (json_int_t)db_get_i64(r, i, 1),
+                                                   "unit_price", (json_int_t)db_get_i64(r, i, 2)));
+        db_rows_free(r);
+        json_object_set_new(data, "items", items);
+    }
     char type[32];
     snprintf(type, sizeof type, "order.%s", to);
     rc = outbox_add(c, id_shard(id), "order-events", "order", id, type, data);

@@ -359,7 +359,7 @@ int product__init(struct app *app)
         return rc;
     }
     if ((rc = product__cache_init(ctx)) < 0 ||
-        (rc = bus_subscribe(INVENTORY_TOPIC, on_inventory_event, app)) < 0) {
+        (rc = bus_listen(INVENTORY_TOPIC, on_inventory_event, app)) < 0) {
         product__deinit(app);
         return rc;
     }

@@ -84,7 +84,7 @@ void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists)
                      lists ? "true" : "false");
     char key[24];
     snprintf(key, sizeof key, "%lld", (long long)id);
-    int rc = bus_publish(CACHE_TOPIC, key, payload, (size_t)n);
+    int rc = bus_broadcast(CACHE_TOPIC, key, payload, (size_t)n);
     if (rc < 0)
         log_warn("product: cache-invalidation for %lld not published: %s", (long long)id,
                  err_str(rc));
@@ -100,10 +100,25 @@ int product__cache_init(struct product_ctx *ctx)
         if (!ctx->l1)
             return ERR_NOMEM;
     }
+    /* With Redis, product pages ("p:") also go through the shared L2, and live at most 5 s in
+     * L1, so another process sees a change within 5 s even without the event bus. Keys of a
+     * generation (lists, searches) and the binary "i:" records stay in L1 alone. */
+    struct redis *redis = app_redis(ctx->app);
+    if (ctx->l1 && redis) {
+        static const char *const shared[] = {"p:", NULL};
+        const struct config *cfg = app_config(ctx->app);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%sproduct:", cfg->redis_prefix);
+        ctx->l1 = cache_tiered_new(
+            ctx->l1, cache_redis_new(redis, "product", prefix, cfg->redis_cache_ttl_seconds * 1000),
+            shared, 5000);
+        if (!ctx->l1)
+            return ERR_NOMEM;
+    }
     int rc = metrics_add_writer(cache_metrics_write, NULL);
     if (rc < 0)
         return rc;
-    return bus_subscribe(CACHE_TOPIC, on_invalidation, ctx);
+    return bus_listen(CACHE_TOPIC, on_invalidation, ctx);
 }
 
 void product__cache_deinit(struct product_ctx *ctx)

@@ -32,33 +32,25 @@
 
 static struct db *rec_db(struct app *app) { return app_db(app, "recommendations"); }
 
-int order_event_decode(const char *payload, size_t len, struct order_event *out)
+int order_event_decode(const struct bus_event *bev, struct order_event *out)
 {
     memset(out, 0, offsetof(struct order_event, items));
-    json_t *ev = json_loadb(payload, len, 0, NULL);
-    if (!ev)
-        return ERR_INVALID;
-    int rc = 0;
-    const char *type = json_string_value(json_object_get(ev, "type"));
-    const char *event_id = json_string_value(json_object_get(ev, "event_id"));
-    if (!type || !event_id || strlen(event_id) >= sizeof out->event_id ||
-        id_parse(json_string_value(json_object_get(ev, "order_id")), &out->order_id) < 0) {
-        rc = ERR_INVALID;
-        goto out;
-    }
+    json_t *ev = bev->data;
+    const char *type = bev->type;
     if (!strcmp(type, "order.paid"))
         out->type = ORDER_EVENT_PAID;
     else if (!strcmp(type, "order.cancelled"))
         out->type = ORDER_EVENT_CANCELLED;
-    else {
-        rc = ERR_NOTFOUND;
-        goto out;
-    }
-    snprintf(out->event_id, sizeof out->event_id, "%s", event_id);
+    else
+        return ERR_NOTFOUND;
+    if (!json_is_object(ev) || strlen(bev->id) >= sizeof out->event_id ||
+        id_parse(json_string_value(json_object_get(ev, "order_id")), &out->order_id) < 0)
+        return ERR_INVALID;
+    snprintf(out->event_id, sizeof out->event_id, "%s", bev->id);
     if (id_parse(json_string_value(json_object_get(ev, "user_id")), &out->user_id) < 0)
         out->user_id = 0;
-    out->at = json_integer_value(json_object_get(ev, "at"));
-    const char *cur = json_string_value(json_object_get(ev, "currency"));
+    out->at = bev->at_ms;
+    const char *cur = json_string_value(json_object_get(json_object_get(ev, "total"), "currency"));
     if (cur && strlen(cur) == 3)
         memcpy(out->currency, cur, 4);
     out->refunded = json_is_true(json_object_get(ev, "refunded"));
@@ -78,25 +70,24 @@ int order_event_decode(const char *payload, size_t len, struct order_event *out)
         o->unit_price = price;
         out->n++;
     }
-out:
-    json_decref(ev);
-    return rc;
+    return 0;
 }
 
-int order_event_consume(struct app *app, const char *who, const char *payload, size_t len,
+int order_event_consume(struct app *app, const char *who, const struct bus_event *bev,
                         order_event_fn paid, order_event_fn cancelled)
 {
     struct order_event *ev = malloc(sizeof *ev);
-    int rc = ev ? order_event_decode(payload, len, ev) : ERR_NOMEM;
+    int rc = ev ? order_event_decode(bev, ev) : ERR_NOMEM;
     order_event_fn fn = rc < 0 ? NULL : ev->type == ORDER_EVENT_PAID ? paid : cancelled;
     if (fn)
         rc = fn(app, ev);
     if (rc == ERR_NOTFOUND && !fn)
         rc = 0; /* another type of order event */
     if (rc < 0)
-        log_warn("%s: event %s not applied: %s", who,
-                 ev && rc != ERR_INVALID && rc != ERR_NOMEM ? ev->event_id : "?", err_str(rc));
+        log_warn("%s: event %s not applied: %s", who, bev->id, err_str(rc));
     free(ev);
+    if (rc == ERR_INVALID) /* it never will be: not worth a retry */
+        return 0;
     return rc < 0 ? rc : 0;
 }
 
@@ -118,10 +109,9 @@ static int apply_cancelled(struct app *app, const struct order_event *ev)
     return recommendation__store_cancelled(rec_db(app), ev);
 }
 
-static void on_order_event(void *ctx, const char *topic, const char *key, const char *payload,
-                           size_t len)
+static int on_order_event(void *ctx, const struct bus_event *ev)
 {
-    order_event_consume(ctx, "recommendation", payload, len, apply_paid, apply_cancelled);
+    return order_event_consume(ctx, "recommendation", ev, apply_paid, apply_cancelled);
 }
 
 int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out, int *n)
@@ -154,5 +144,5 @@ int recommendation_list(struct app *app, int64_t id, int limit, struct recommend
 
 int recommendation__init(struct app *app)
 {
-    return bus_subscribe(RECOMMENDATION_TOPIC, on_order_event, app);
+    return bus_subscribe("recommendation", BUS_TOPIC_ORDER, on_order_event, app);
 }

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "emporium/app.h"
-#include "emporium/bus.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
@@ -316,18 +315,6 @@ int shipping_cancel(struct app *app, int64_t order_id)
     return rc < 0 ? rc : 0;
 }
 
-static void publish_progress(int64_t id, int64_t order_id, const char *status, int64_t at_ms)
-{
-    char sid[21], oid[21], msg[256];
-    int n =
-        snprintf(msg, sizeof msg,
-                 "{\"type\":\"shipment.%s\",\"shipment_id\":\"%s\",\"order_id\":\"%s\","
-                 "\"status\":\"%s\",\"at_ms\":%lld}",
-                 status, id_format(id, sid), id_format(order_id, oid), status, (long long)at_ms);
-    if (n > 0 && (size_t)n < sizeof msg)
-        bus_publish(SHIPPING_TOPIC, oid, msg, (size_t)n);
-}
-
 int shipping__shipment(struct app *app, int64_t id, struct shipment_info *s, int64_t *order_id,
                        struct shipment_event_view **events, int *n)
 {
@@ -379,9 +366,7 @@ int shipping__apply_event(struct app *app, int64_t id, const char *status, int64
         db_rollback(c);
 out:
     db_conn_give(c);
-    /* Whoever follows shipments (the order service) hears it after the commit — on a
-     * repeated event too, so a carrier's retry brings along a follower that missed it. */
-    if (rc >= 0)
-        publish_progress(id, *order_id, status, at_ms);
+    /* Whoever follows shipments (the order service) consumes the shipment.<status> outbox
+     * event written with the move (shipping-events). */
     return rc < 0 ? rc : 0;
 }

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/* bus_log.c — the embedded bus adapter: a durable log in a logical database (see bus.h).
+ *
+ * Tables (BUS_LOG_MIGRATION, in the "events" database; SQLite by default, PostgreSQL when the
+ * shop runs there): bus_log holds every message at (topic, partition, offset), the partition
+ * being the key's hash; bus_heads the next offset of each partition; bus_offsets the next
+ * offset each consumer group has to process in each partition. A produce batch is one
+ * transaction: its commit is the acknowledgement. A message whose event id is already in the
+ * topic is skipped, so a relay that re-sends a batch after a crash (published, not yet marked)
+ * does not write it twice. Offsets are allocated under the head row's lock (the UPDATE), so
+ * concurrent producers in several processes stay consistent.
+ *
+ * A consumer reads from its group's committed offsets: a fetch returns up to FETCH messages
+ * past them, in offset order per partition, and each commit moves one partition's offset.
+ * Rewinding drops the fetched buffer, so the next fetch starts again at the committed offsets.
+ * Consumers in this process are woken when a produce commits; others (`emporium worker`)
+ * poll. Retention deletes messages older than the configured age, whatever the groups. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "emporium/bus.h"
+#include "emporium/db.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+
+#define FETCH 256
+#define MAX_TOPICS 8
+
+struct log_bus {
+    struct bus base;
+    struct db *db;
+    int parts;
+    int retention_h;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t gen; /* bumped at every produce commit */
+};
+
+struct bus_consumer {
+    struct log_bus *b;
+    char group[64];
+    char *topics[MAX_TOPICS];
+    int n_topics;
+    struct db_rows *rows;
+    int pos, n;
+    uint64_t seen_gen;
+};
+
+struct produce_ctx {
+    struct log_bus *b;
+    const struct bus_msg *msgs;
+    int n;
+};
+
+static int produce_tx(struct db_conn *c, void *vctx)
+{
+    struct produce_ctx *p = vctx;
+    int64_t now = now_ms();
+    for (int i = 0; i < p->n; i++) {
+        const struct bus_msg *m = &p->msgs[i];
+        char key[128], eid[64];
+        snprintf(key, sizeof key, "%.*s", (int)(m->key_len < 127 ? m->key_len : 127),
+                 m->key ? m->key : "");
+        if (m->id)
+            snprintf(eid, sizeof eid, "%s", m->id);
+        else /* no event id: the topic and the position make it unique */
+            snprintf(eid, sizeof eid, "anon-%lld-%d", (long long)now, i);
+        int part = bus_partition_of(key, strlen(key), p->b->parts);
+        struct db_rows *r = NULL;
+        struct db_val dup[] = {DB_TEXT(m->topic), DB_TEXT(eid)};
+        int rc =
+            db_query(c, "SELECT 1 FROM bus_log WHERE topic = $1 AND event_id = $2", 2, dup, &r);
+        bool seen = rc >= 0 && db_rows_count(r) > 0;
+        db_rows_free(r);
+        if (rc < 0)
+            return rc;
+        if (seen)
+            continue;
+        struct db_val h[] = {DB_TEXT(m->topic), DB_INT(part)};
+        rc = db_query(c,
+                      "UPDATE bus_heads SET next_off = next_off + 1 WHERE topic = $1 AND part = $2",
+                      2, h, NULL);
+        if (rc == 0)
+            rc = db_query(c, "INSERT INTO bus_heads (topic, part, next_off) VALUES ($1, $2, 1)", 2,
+                          h, NULL);
+        if (rc < 0)
+            return rc;
+        rc = db_query(c, "SELECT next_off FROM bus_heads WHERE topic = $1 AND part = $2", 2, h, &r);
+        if (rc < 0)
+            return rc;
+        int64_t off = db_get_i64(r, 0, 0) - 1;
+        db_rows_free(r);
+        /* value as text: envelopes are JSON (UTF-8) */
+        char *value = strndup(m->value, m->len);
+        if (!value)
+            return ERR_NOMEM;
+        struct db_val a[] = {DB_TEXT(m->topic), DB_INT(part),   DB_INT(off), DB_TEXT(eid),
+                             DB_TEXT(key),      DB_TEXT(value), DB_INT(now)};
+        rc = db_query(c,
+                      "INSERT INTO bus_log (topic, part, off, event_id, msg_key, value, "
+                      "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      7, a, NULL);
+        free(value);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int log_produce(struct bus *base, const struct bus_msg *msgs, int n, int timeout_ms)
+{
+    struct log_bus *b = (struct log_bus *)base;
+    struct produce_ctx p = {b, msgs, n};
+    int rc = db_transact(b->db, produce_tx, NULL, &p);
+    if (rc == 0) {
+        pthread_mutex_lock(&b->mu);
+        b->gen++;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+    }
+    return rc;
+}
+
+static void consumer_free(struct bus_consumer *c)
+{
+    if (!c)
+        return;
+    db_rows_free(c->rows);
+    for (int i = 0; i < c->n_topics; i++)
+        free(c->topics[i]);
+    free(c);
+}
+
+static int log_consumer_open(struct bus *base, const char *group, const char *const *topics, int n,
+                             struct bus_consumer **out)
+{
+    *out = NULL;
+    if (n < 1 || n > MAX_TOPICS || strlen(group) >= 64)
+        return ERR_INVALID;
+    struct bus_consumer *c = calloc(1, sizeof *c);
+    if (!c)
+        return ERR_NOMEM;
+    c->b = (struct log_bus *)base;
+    snprintf(c->group, sizeof c->group, "%s", group);
+    for (int i = 0; i < n; i++) {
+        if (!(c->topics[c->n_topics] = strdup(topics[i]))) {
+            consumer_free(c);
+            return ERR_NOMEM;
+        }
+        c->n_topics++;
+    }
+    *out = c;
+    return 0;
+}
+
+static int fetch(struct bus_consumer *c)
+{
+    char sql[1024];
+    int len = snprintf(sql, sizeof sql,
+                       "SELECT l.topic, l.part, l.off, l.msg_key, l.value FROM bus_log l "
+                       "LEFT JOIN bus_offsets o ON o.grp = $1 AND o.topic = l.topic AND "
+                       "o.part = l.part WHERE l.off >= COALESCE(o.next_off, 0) AND l.topic IN (");
+    struct db_val a[MAX_TOPICS + 1] = {DB_TEXT(c->group)};
+    for (int i = 0; i < c->n_topics; i++) {
+        a[i + 1] = DB_TEXT(c->topics[i]);
+        len += snprintf(sql + len, sizeof sql - (size_t)len, "%s$%d", i ? ", " : "", i + 2);
+    }
+    snprintf(sql + len, sizeof sql - (size_t)len, ") ORDER BY l.topic, l.part, l.off LIMIT %d",
+             FETCH);
+    db_rows_free(c->rows);
+    c->rows = NULL;
+    c->pos = c->n = 0;
+    int rc = db_query_once(c->b->db, sql, c->n_topics + 1, a, &c->rows);
+    if (rc < 0)
+        return rc;
+    c->n = db_rows_count(c->rows);
+    return 0;
+}
+
+static int log_poll(struct bus_consumer *c, int timeout_ms, struct bus_msg *out)
+{
+    struct log_bus *b = c->b;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        if (c->pos < c->n) {
+            int i = c->pos++;
+            out->topic = db_get(c->rows, i, 0);
+            out->partition = (int)db_get_i64(c->rows, i, 1);
+            out->offset = db_get_i64(c->rows, i, 2);
+            out->key = db_get(c->rows, i, 3);
+            out->key_len = strlen(out->key);
+            out->value = db_get(c->rows, i, 4);
+            out->len = strlen(out->value);
+            out->id = NULL;
+            return 1;
+        }
+        pthread_mutex_lock(&b->mu);
+        uint64_t gen = b->gen;
+        pthread_mutex_unlock(&b->mu);
+        int rc = fetch(c);
+        if (rc < 0)
+            return rc;
+        c->seen_gen = gen;
+        if (c->n > 0)
+            continue;
+        /* Nothing: wait for a produce in this process, or poll another's every 100 ms. */
+        struct timespec now, step;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > until.tv_sec ||
+            (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
+            return 0;
+        step = now;
+        step.tv_nsec += 100 * 1000000L;
+        if (step.tv_nsec >= 1000000000L) {
+            step.tv_sec++;
+            step.tv_nsec -= 1000000000L;
+        }
+        if (step.tv_sec > until.tv_sec ||
+            (step.tv_sec == until.tv_sec && step.tv_nsec > until.tv_nsec))
+            step = until;
+        pthread_mutex_lock(&b->mu);
+        while (b->gen == c->seen_gen && pthread_cond_timedwait(&b->cv, &b->mu, &step) == 0)
+            ;
+        pthread_mutex_unlock(&b->mu);
+    }
+}
+
+static int log_commit(struct bus_consumer *c, const struct bus_msg *m)
+{
+    struct db_val a[] = {DB_TEXT(c->group), DB_TEXT(m->topic), DB_INT(m->partition),
+                         DB_INT(m->offset + 1), DB_INT(now_ms())};
+    int rc = db_query_once(c->b->db,
+                           "INSERT INTO bus_offsets (grp, topic, part, next_off, updated_at) "
+                           "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grp, topic, part) DO UPDATE "
+                           "SET next_off = excluded.next_off, updated_at = excluded.updated_at",
+                           5, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+static int log_rewind(struct bus_consumer *c, const struct bus_msg *m)
+{
+    /* The next fetch starts at the committed offsets again: m was not committed. */
+    c->pos = c->n;
+    return 0;
+}
+
+static void log_consumer_close(struct bus_consumer *c) { consumer_free(c); }
+
+static int64_t log_lag(struct bus *base, const char *group, const char *topic)
+{
+    struct log_bus *b = (struct log_bus *)base;
+    struct db_rows *r = NULL;
+    struct db_val a[] = {DB_TEXT(group), DB_TEXT(topic)};
+    int rc = db_query_once(b->db,
+                           "SELECT h.next_off - COALESCE(o.next_off, 0) FROM bus_heads h "
+                           "LEFT JOIN bus_offsets o ON o.grp = $1 AND o.topic = h.topic AND "
+                           "o.part = h.part WHERE h.topic = $2",
+                           2, a, &r);
+    int64_t lag = 0;
+    for (int i = 0; rc >= 0 && i < db_rows_count(r); i++)
+        lag += db_get_i64(r, i, 0);
+    db_rows_free(r);
+    return rc < 0 ? -1 : lag;
+}
+
+static void log_maintain(struct bus *base)
+{
+    struct log_bus *b = (struct log_bus *)base;
+    struct db_val a[] = {DB_INT(now_ms() - (int64_t)b->retention_h * 3600 * 1000)};
+    int rc = db_query_once(b->db, "DELETE FROM bus_log WHERE created_at < $1", 1, a, NULL);
+    if (rc > 0)
+        log_info("bus: %d messages past the retention deleted", rc);
+}
+
+static void log_free(struct bus *base)
+{
+    struct log_bus *b = (struct log_bus *)base;
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    free(b);
+}
+
+static const struct bus_ops log_ops = {
+    .name = "log",
+    .produce = log_produce,
+    .consumer_open = log_consumer_open,
+    .poll = log_poll,
+    .commit = log_commit,
+    .rewind = log_rewind,
+    .consumer_close = log_consumer_close,
+    .lag = log_lag,
+    .maintain = log_maintain,
+    .free = log_free,
+};
+
+int bus_log_new(struct db *db, int partitions, int retention_hours, struct bus **out)
+{
+    *out = NULL;
+    if (!db || partitions < 1 || partitions > 256 || retention_hours < 1)
+        return ERR_INVALID;
+    struct log_bus *b = calloc(1, sizeof *b);
+    if (!b)
+        return ERR_NOMEM;
+    b->base.ops = &log_ops;
+    b->db = db;
+    b->parts = partitions;
+    b->retention_h = retention_hours;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    *out = &b->base;
+    return 0;
+}

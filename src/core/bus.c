@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/* bus.c — the bus port's front: the consumer registry, in-process broadcasts, the partition
+ * of a key and the CloudEvents envelope parser (see emporium/bus.h).
+ *
+ * Subscriptions and listeners are made at start-up (from services' init()) and then only
+ * read, so reading them takes no lock: each count is published with release semantics after
+ * its entry is written. */
+#include "emporium/bus.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "emporium/err.h"
+#include "bus_internal.h"
+
+static struct bus__sub subs[BUS_MAX_SUBS];
+static _Atomic int n_subs;
+
+static struct {
+    char topic[48];
+    bus_local_fn fn;
+    void *ctx;
+} listeners[BUS_MAX_SUBS];
+static _Atomic int n_listeners;
+
+static bool name_ok(const char *s, size_t cap)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n >= cap)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+              s[i] == '_' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+int bus_subscribe(const char *consumer, const char *topic, bus_handler_fn fn, void *ctx)
+{
+    int n = atomic_load(&n_subs);
+    if (!name_ok(consumer, sizeof subs[0].consumer) || !name_ok(topic, sizeof subs[0].topic) || !fn)
+        return ERR_INVALID;
+    if (n == BUS_MAX_SUBS)
+        return ERR_NOMEM;
+    strcpy(subs[n].consumer, consumer);
+    strcpy(subs[n].topic, topic);
+    subs[n].fn = fn;
+    subs[n].ctx = ctx;
+    atomic_store_explicit(&n_subs, n + 1, memory_order_release);
+    return 0;
+}
+
+int bus__subs(const struct bus__sub **out)
+{
+    *out = subs;
+    return atomic_load_explicit(&n_subs, memory_order_acquire);
+}
+
+bool bus_consumer_known(const char *consumer)
+{
+    int n = atomic_load_explicit(&n_subs, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(subs[i].consumer, consumer))
+            return true;
+    return false;
+}
+
+void bus_consumer_names(char *buf, size_t cap)
+{
+    int n = atomic_load_explicit(&n_subs, memory_order_acquire);
+    size_t len = 0;
+    if (cap)
+        buf[0] = 0;
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++)
+            seen = !strcmp(subs[i].consumer, subs[j].consumer);
+        if (seen)
+            continue;
+        int w = snprintf(buf + len, cap - len, "%s%s", len ? "," : "", subs[i].consumer);
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+    }
+}
+
+int bus_listen(const char *topic, bus_local_fn fn, void *ctx)
+{
+    int n = atomic_load(&n_listeners);
+    if (n == BUS_MAX_SUBS || strlen(topic) >= sizeof listeners[0].topic)
+        return ERR_NOMEM;
+    strcpy(listeners[n].topic, topic);
+    listeners[n].fn = fn;
+    listeners[n].ctx = ctx;
+    atomic_store_explicit(&n_listeners, n + 1, memory_order_release);
+    return 0;
+}
+
+int bus_broadcast(const char *topic, const char *key, const char *payload, size_t len)
+{
+    int n = atomic_load_explicit(&n_listeners, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(listeners[i].topic, topic))
+            listeners[i].fn(listeners[i].ctx, topic, key, payload, len);
+    return 0;
+}
+
+void bus_reset(void)
+{
+    atomic_store(&n_subs, 0);
+    atomic_store(&n_listeners, 0);
+}
+
+int bus_partition_of(const char *key, size_t len, int partitions)
+{
+    /* FNV-1a: stable across processes and versions (the log stores the partition). */
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 16777619u;
+    }
+    return partitions > 0 ? (int)(h % (uint32_t)partitions) : 0;
+}
+
+/* "2026-12-06T05:01:02.345Z" (or without the fraction) to Unix ms; 0 when unparsable. */
+int64_t bus_time_parse(const char *s)
+{
+    struct tm tm = {0};
+    unsigned ms = 0;
+    int y, mo, d, h, mi, sec, n = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+        return 0;
+    if (s[n] == '.') {
+        int digits = 0;
+        for (const char *p = s + n + 1; *p >= '0' && *p <= '9'; p++)
+            if (digits++ < 3)
+                ms = ms * 10 + (unsigned)(*p - '0');
+        while (digits > 0 && digits < 3) {
+            ms *= 10;
+            digits++;
+        }
+    }
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+int bus_event_parse(const struct bus_msg *m, struct bus_event *out)
+{
+    memset(out, 0, sizeof *out);
+    out->msg = m;
+    json_t *doc = json_loadb(m->value, m->len, 0, NULL);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return ERR_INVALID;
+    }
+    out->doc = doc;
+    const char *spec = json_string_value(json_object_get(doc, "specversion"));
+    out->id = json_string_value(json_object_get(doc, "id"));
+    out->type = json_string_value(json_object_get(doc, "type"));
+    out->source = json_string_value(json_object_get(doc, "source"));
+    out->subject = json_string_value(json_object_get(doc, "subject"));
+    out->time = json_string_value(json_object_get(doc, "time"));
+    out->traceparent = json_string_value(json_object_get(doc, "traceparent"));
+    out->data = json_object_get(doc, "data");
+    out->at_ms = bus_time_parse(out->time);
+    if (!spec || strcmp(spec, "1.0") != 0 || !out->id || !out->type || !out->source) {
+        json_decref(doc);
+        out->doc = NULL;
+        return ERR_INVALID;
+    }
+    return 0;
+}

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/* relay.c — the outbox relay: moves every service's outbox rows onto the bus (outbox.h).
+ *
+ * One thread visits every outbox database of the services running in this process (those
+ * whose migrations create the outbox table: each orders shard, payments, inventory,
+ * shipping). In each it reads the oldest unsent rows in id order (ids are time-ordered and an
+ * aggregate's events are written by successive transactions, so id order is the aggregate's
+ * order), produces them as one batch keyed by the aggregate id, and marks exactly those rows
+ * sent, by id, only after the bus acknowledged the whole batch. A failed produce marks
+ * nothing: the same rows go again after a backoff (200 ms doubling to 10 s), so nothing is
+ * lost and an aggregate never overtakes itself; a crash between the acknowledgement and the
+ * marking sends the batch again (the log adapter drops the duplicates by event id; consumers
+ * are idempotent either way). Checkouts never wait for the relay: they only insert rows.
+ *
+ * The unsent rows and the age of the oldest one are counted at every /metrics scrape
+ * (emporium_outbox_pending, emporium_outbox_oldest_age_seconds), before the consumer lag, so
+ * "pending 0 and every lag 0" in one scrape means every event committed before it has been
+ * applied by every consumer. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "emporium/app.h"
+#include "emporium/bus.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+#include "emporium/outbox.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
+#include "emporium/service.h"
+
+#define RELAY_BATCH 500
+#define RELAY_MAX_DBS 32
+#define MARK_CHUNK 100
+
+struct outbox_relay {
+    struct app *app;
+    struct bus *bus;
+    struct db *dbs[RELAY_MAX_DBS];
+    int n_dbs;
+    pthread_t th;
+    bool started;
+    atomic_bool stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic int64_t pending, oldest_age_ms, published, failures;
+};
+
+static void pause_ms(struct outbox_relay *r, int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&r->mu);
+    while (!atomic_load(&r->stop) && pthread_cond_timedwait(&r->cv, &r->mu, &t) == 0)
+        ;
+    pthread_mutex_unlock(&r->mu);
+}
+
+struct mark_ctx {
+    const int64_t *ids;
+    int n;
+};
+
+static int mark_tx(struct db_conn *c, void *vctx)
+{
+    struct mark_ctx *m = vctx;
+    int64_t now = now_ms();
+    for (int at = 0; at < m->n; at += MARK_CHUNK) {
+        int k = m->n - at < MARK_CHUNK ? m->n - at : MARK_CHUNK;
+        char sql[64 + MARK_CHUNK * 6];
+        struct db_val a[MARK_CHUNK + 1];
+        a[0] = DB_INT(now);
+        int len = snprintf(sql, sizeof sql, "UPDATE outbox SET published_at = $1 WHERE id IN (");
+        for (int i = 0; i < k; i++) {
+            a[i + 1] = DB_INT(m->ids[at + i]);
+            len += snprintf(sql + len, sizeof sql - (size_t)len, "%s$%d", i ? "," : "", i + 2);
+        }
+        snprintf(sql + len, sizeof sql - (size_t)len, ")");
+        int rc = db_query(c, sql, k + 1, a, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* One batch of db's outbox: >0 rows sent, 0 none waiting, <0 the produce or the db failed. */
+static int relay_db(struct outbox_relay *r, struct db *db)
+{
+    struct db_rows *rows = NULL;
+    struct db_val lim[] = {DB_INT(RELAY_BATCH)};
+    int rc = db_query_once(db,
+                           "SELECT id, topic, aggregate_id, payload FROM outbox WHERE "
+                           "published_at IS NULL ORDER BY id LIMIT $1",
+                           1, lim, &rows);
+    if (rc < 0)
+        return rc;
+    int n = db_rows_count(rows);
+    if (n == 0) {
+        db_rows_free(rows);
+        return 0;
+    }
+    struct bus_msg *msgs = calloc((size_t)n, sizeof *msgs);
+    int64_t *ids = calloc((size_t)n, sizeof *ids);
+    char(*eids)[21] = calloc((size_t)n, sizeof *eids);
+    if (!msgs || !ids || !eids) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        ids[i] = db_get_i64(rows, i, 0);
+        id_format(ids[i], eids[i]);
+        msgs[i] = (struct bus_msg){
+            .topic = db_get(rows, i, 1),
+            .id = eids[i],
+            .key = db_get(rows, i, 2),
+            .key_len = strlen(db_get(rows, i, 2)),
+            .value = db_get(rows, i, 3),
+            .len = strlen(db_get(rows, i, 3)),
+        };
+    }
+    if ((rc = bus_produce(r->bus, msgs, n, 10000)) < 0)
+        goto out;
+    struct mark_ctx mc = {ids, n};
+    /* Acknowledged: marking may be retried (the rows are re-sent only if it never lands). */
+    for (int attempt = 0; attempt < 5 && (rc = db_transact(db, mark_tx, NULL, &mc)) < 0; attempt++)
+        pause_ms(r, 100 << attempt);
+    if (rc >= 0) {
+        atomic_fetch_add(&r->published, n);
+        rc = n;
+    }
+out:
+    free(msgs);
+    free(ids);
+    free(eids);
+    db_rows_free(rows);
+    return rc;
+}
+
+static void count_pending(struct outbox_relay *r)
+{
+    int64_t pending = 0, oldest = 0, now = now_ms();
+    for (int i = 0; i < r->n_dbs; i++) {
+        struct db_rows *rows = NULL;
+        if (db_query_once(r->dbs[i],
+                          "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL",
+                          0, NULL, &rows) >= 0 &&
+            db_rows_count(rows) == 1) {
+            pending += db_get_i64(rows, 0, 0);
+            if (!db_is_null(rows, 0, 1) && (oldest == 0 || db_get_i64(rows, 0, 1) < oldest))
+                oldest = db_get_i64(rows, 0, 1);
+        }
+        db_rows_free(rows);
+    }
+    atomic_store(&r->pending, pending);
+    atomic_store(&r->oldest_age_ms, oldest ? now - oldest : 0);
+}
+
+static void *relay_main(void *arg)
+{
+    struct outbox_relay *r = arg;
+    int backoff = 200;
+    int64_t last_maintain = mono_ms();
+    bool warned = false;
+    while (!atomic_load(&r->stop)) {
+        bool busy = false, failed = false;
+        for (int i = 0; i < r->n_dbs && !failed && !atomic_load(&r->stop); i++) {
+            int rc = relay_db(r, r->dbs[i]);
+            if (rc > 0)
+                busy = true;
+            if (rc < 0) {
+                failed = true;
+                atomic_fetch_add(&r->failures, 1);
+                if (!warned)
+                    log_warn("outbox relay: publishing failed, retrying with backoff: %s",
+                             err_str(rc));
+                warned = true;
+            }
+        }
+        int64_t now = mono_ms();
+        if (r->bus->ops->maintain && now - last_maintain >= 3600 * 1000) {
+            r->bus->ops->maintain(r->bus);
+            last_maintain = now;
+        }
+        if (failed) {
+            pause_ms(r, backoff);
+            backoff = backoff < 10000 ? backoff * 2 : 10000;
+            continue;
+        }
+        if (warned)
+            log_info("outbox relay: publishing again");
+        warned = false;
+        backoff = 200;
+        if (!busy)
+            pause_ms(r, 20);
+    }
+    count_pending(r);
+    return NULL;
+}
+
+static void add_db(struct outbox_relay *r, struct db *db)
+{
+    if (!db || r->n_dbs == RELAY_MAX_DBS)
+        return;
+    for (int i = 0; i < r->n_dbs; i++)
+        if (r->dbs[i] == db)
+            return;
+    r->dbs[r->n_dbs++] = db;
+}
+
+int outbox_relay_start(struct app *app, struct bus *b, struct outbox_relay **out)
+{
+    *out = NULL;
+    struct outbox_relay *r = calloc(1, sizeof *r);
+    if (!r)
+        return ERR_NOMEM;
+    r->app = app;
+    r->bus = b;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    /* The outbox databases: those of the running services whose migrations create it. */
+    for (int s = 0; services_all[s]; s++) {
+        const struct service *svc = services_all[s];
+        if (!app_has_service(app, svc->name) || !svc->dbs)
+            continue;
+        for (const struct service_db *d = svc->dbs; d->name; d++) {
+            bool has = false;
+            for (int m = 0; m < d->n_migrations && !has; m++)
+                has = d->migrations[m].sql && strstr(d->migrations[m].sql, "CREATE TABLE outbox");
+            if (!has)
+                continue;
+            if (!d->shards) {
+                add_db(r, app_db(app, d->name));
+                continue;
+            }
+            for (int i = 0; i < d->shards; i++) {
+                add_db(r, app_db_shard(app, d->name, i));
+            }
+        }
+    }
+    if (pthread_create(&r->th, NULL, relay_main, r) != 0) {
+        outbox_relay_stop(r);
+        return ERR_NOMEM;
+    }
+    r->started = true;
+    *out = r;
+    return 0;
+}
+
+void outbox_relay_stop(struct outbox_relay *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    atomic_store(&r->stop, true);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (r->started)
+        pthread_join(r->th, NULL);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+void outbox_relay_stats(struct outbox_relay *r, struct outbox_relay_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!r)
+        return;
+    count_pending(r); /* live: a scrape sees every row committed before it */
+    out->pending = atomic_load(&r->pending);
+    out->oldest_age_ms = atomic_load(&r->oldest_age_ms);
+    out->published = atomic_load(&r->published);
+    out->failures = atomic_load(&r->failures);
+}

@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+/* notification.c — e-mails to customers about their orders, from the events (docs/events.md).
+ *
+ * Consumer group "notification" on order-events (order.placed, order.paid, order.shipped,
+ * order.delivered, order.cancelled) and payment-events (payment.failed): one message per event,
+ * from a template with a text and an HTML part, to the order's customer (the order service
+ * names the user, the user service the address). Delivery: a Maildir (EMPORIUM_MAIL_DIR,
+ * default <data-dir>/mail: written to tmp/, renamed into new/), or SMTP through libcurl when
+ * EMPORIUM_SMTP_URL is set.
+ *
+ * Exactly one message per event: the event id is recorded (notifications_sent) after the
+ * delivery, and checked before it. In a Maildir the file name is derived from the event
+ * (time and id), so a redelivery after a crash between the rename and the record finds the
+ * file and writes nothing. Over SMTP that window cannot be closed (no transaction spans a mail
+ * server): a crash right after the server accepted a message and before the record sends it
+ * again once. A customer-facing text never includes anything but the order's own figures and
+ * the name the customer chose (escaped in HTML; never in a header). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "emporium/app.h"
+#include "emporium/buf.h"
+#include "emporium/bus.h"
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/log.h"
+#include "emporium/metrics.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* no routes */
+#include "emporium/service.h"
+#include "emporium/svc/order.h"
+#include "emporium/svc/user.h"
+
+#define MAIL_FROM "orders@emporium.invalid"
+
+struct notification_ctx {
+    char maildir[512];
+    const char *smtp_url; /* config-owned; NULL = Maildir */
+};
+
+struct template
+{
+    const char *type;
+    const char *subject; /* after "Order <id>: " */
+    const char *text;    /* one paragraph */
+};
+
+static const struct template templates[] = {
+    {"order.placed", "received", "We have received your order and are taking payment."},
+    {"order.paid", "confirmed", "Your payment went through: your order is confirmed."},
+    {"order.shipped", "shipped", "Your order is on its way."},
+    {"order.delivered", "delivered", "Your order has been delivered. Enjoy!"},
+    {"order.cancelled", "cancelled", "Your order was cancelled. Any payment taken is refunded."},
+    {"payment.failed", "payment failed",
+     "Your payment did not go through, so the order was not placed. Nothing was charged."},
+};
+
+static const struct template *template_of(const char *type)
+{
+    for (size_t i = 0; i < sizeof templates / sizeof templates[0]; i++)
+        if (!strcmp(templates[i].type, type))
+            return &templates[i];
+    return NULL;
+}
+
+static struct db *notif_db(struct app *app) { return app_db(app, "notifications"); }
+
+static void html_escape(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<':
+            buf_puts(b, "&lt;");
+            break;
+        case '>':
+            buf_puts(b, "&gt;");
+            break;
+        case '&':
+            buf_puts(b, "&amp;");
+            break;
+        case '"':
+            buf_puts(b, "&quot;");
+            break;
+        default:
+            buf_printf(b, "%c", *s);
+        }
+    }
+}
+
+/* The RFC 5322 message, lines ended by eol ("\r\n" for SMTP, "\n" in a Maildir). */
+static void compose(struct buf *b, const char *eol, const struct template *t,
+                    const struct bus_event *ev, const char *order_id, const struct user *u,
+                    const char *amount)
+{
+    char subject[128], date[64];
+    snprintf(subject, sizeof subject, "Order %s: %s", order_id, t->subject);
+    time_t secs = (time_t)((ev->at_ms ? ev->at_ms : now_ms()) / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    buf_printf(b, "From: Emporium <%s>%s", MAIL_FROM, eol);
+    buf_printf(b, "To: <%s>%s", u->email, eol);
+    buf_printf(b, "Subject: %s%s", subject, eol);
+    buf_printf(b, "Date: %s%s", date, eol);
+    buf_printf(b, "Message-ID: <%s.%s@emporium.invalid>%s", ev->id, t->type, eol);
+    buf_printf(b, "X-Emporium-Event-Id: %s%s", ev->id, eol);
+    buf_printf(b, "X-Emporium-Event-Type: %s%s", ev->type, eol);
+    buf_printf(b, "MIME-Version: 1.0%s", eol);
+    buf_printf(b, "Content-Type: multipart/alternative; boundary=\"emp-%s\"%s%s", ev->id, eol, eol);
+    buf_printf(b, "--emp-%s%s", ev->id, eol);
+    buf_printf(b, "Content-Type: text/plain; charset=utf-8%sContent-Transfer-Encoding: 8bit%s%s",
+               eol, eol, eol);
+    buf_printf(b, "Hello %s,%s%s%s%s%sOrder %s, total %s.%s%s— Emporium%s", u->name, eol, eol,
+               t->text, eol, eol, order_id, amount, eol, eol, eol);
+    buf_printf(b, "--emp-%s%s", ev->id, eol);
+    buf_printf(b, "Content-Type: text/html; charset=utf-8%sContent-Transfer-Encoding: 8bit%s%s",
+               eol, eol, eol);
+    buf_puts(b, "<!doctype html><html><body><p>Hello ");
+    html_escape(b, u->name);
+    buf_printf(b,
+               ",</p><p>%s</p><p>Order <b>%s</b>, total <b>%s</b>.</p><p>— Emporium</p>"
+               "</body></html>%s",
+               t->text, order_id, amount, eol);
+    buf_printf(b, "--emp-%s--%s", ev->id, eol);
+}
+
+static int mkdirs(const char *dir)
+{
+    char p[600];
+    const char *sub[] = {"", "/tmp", "/new", "/cur"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", dir, sub[i]);
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            return ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
+/* Writes the message into the Maildir under a name derived from the event; 0 also when it
+ * is there already (a redelivery). */
+static int maildir_put(const char *dir, const struct bus_event *ev, const struct buf *msg)
+{
+    if (mkdirs(dir) < 0) {
+        log_warn("notification: cannot create the Maildir %s", dir);
+        return ERR_UNAVAILABLE;
+    }
+    char name[160], tmp[800], dst[800];
+    snprintf(name, sizeof name, "%lld.%s.emporium", (long long)(ev->at_ms / 1000), ev->id);
+    snprintf(dst, sizeof dst, "%s/new/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s", dir, name);
+    struct stat st;
+    if (stat(dst, &st) == 0)
+        return 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return ERR_UNAVAILABLE;
+    size_t off = 0;
+    while (off < msg->len) {
+        ssize_t w = write(fd, msg->p + off, msg->len - off);
+        if (w <= 0) {
+            close(fd);
+            unlink(tmp);
+            return ERR_UNAVAILABLE;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, dst) < 0) {
+        unlink(tmp);
+        return ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
+struct reader {
+    const char *p;
+    size_t left;
+};
+
+static size_t read_cb(char *out, size_t size, size_t n, void *vr)
+{
+    struct reader *r = vr;
+    size_t k = size * n < r->left ? size * n : r->left;
+    memcpy(out, r->p, k);
+    r->p += k;
+    r->left -= k;
+    return k;
+}
+
+static int smtp_send(const char *url, const char *to, const struct buf *msg)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        return ERR_NOMEM;
+    char rcpt[300];
+    snprintf(rcpt, sizeof rcpt, "<%s>", to);
+    struct curl_slist *rcpts = curl_slist_append(NULL, rcpt);
+    struct reader r = {msg->p, msg->len};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, "<" MAIL_FROM ">");
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpts);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &r);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(rcpts);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK) {
+        log_warn("notification: SMTP: %s", curl_easy_strerror(rc));
+        return ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
+/* 1 when the event was notified before. */
+static int already_sent(struct app *app, const char *event_id)
+{
+    struct db_rows *r = NULL;
+    struct db_val a[] = {DB_TEXT(event_id)};
+    int rc = db_query_once(notif_db(app), "SELECT 1 FROM notifications_sent WHERE event_id = $1", 1,
+                           a, &r);
+    int n = rc < 0 ? rc : db_rows_count(r) > 0;
+    db_rows_free(r);
+    return n;
+}
+
+static int on_event(void *vctx, const struct bus_event *ev)
+{
+    struct app *app = vctx;
+    struct notification_ctx *ctx = app_service_ctx(app, "notification");
+    const struct template *t = template_of(ev->type);
+    if (!t || !ctx)
+        return 0;
+    int64_t order_id = 0;
+    const char *oid = json_string_value(json_object_get(ev->data, "order_id"));
+    if (!oid || id_parse(oid, &order_id) < 0)
+        return 0; /* malformed: never deliverable */
+    int rc = already_sent(app, ev->id);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    struct order_view o;
+    rc = order_get(app, order_id, 0, true, false, &o);
+    if (rc == ERR_NOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    int64_t user_id = o.user_id, total = o.total;
+    char currency[4];
+    memcpy(currency, o.currency, sizeof currency);
+    order_view_free(&o);
+    struct user u;
+    if ((rc = user_get(app, user_id, &u)) == ERR_NOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    char amount[48];
+    snprintf(amount, sizeof amount, "%lld.%02lld %s", (long long)(total / 100),
+             (long long)(total % 100), currency);
+    struct buf msg = BUF_INIT(0);
+    compose(&msg, ctx->smtp_url ? "\r\n" : "\n", t, ev, oid, &u, amount);
+    if (msg.err) {
+        buf_free(&msg);
+        return ERR_NOMEM;
+    }
+    rc = ctx->smtp_url ? smtp_send(ctx->smtp_url, u.email, &msg)
+                       : maildir_put(ctx->maildir, ev, &msg);
+    buf_free(&msg);
+    if (rc < 0)
+        return rc;
+    char subject[128];
+    snprintf(subject, sizeof subject, "Order %s: %s", oid, t->subject);
+    struct db_val a[] = {DB_TEXT(ev->id), DB_TEXT(ev->type), DB_INT(order_id), DB_TEXT(subject),
+                         DB_INT(now_ms())};
+    rc = db_query_once(notif_db(app),
+                       "INSERT INTO notifications_sent (event_id, event_type, order_id, subject, "
+                       "sent_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+                       5, a, NULL);
+    if (rc < 0)
+        return rc;
+    metrics_count("emporium_notifications_total", ctx->smtp_url ? "smtp" : "maildir");
+    log_event("notification.sent", LOG_I("order_id", order_id), LOG_S("type", ev->type));
+    return 0;
+}
+
+static int notification_init(struct app *app)
+{
+    const struct config *cfg = app_config(app);
+    struct notification_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return ERR_NOMEM;
+    if (cfg->mail_dir)
+        snprintf(ctx->maildir, sizeof ctx->maildir, "%s", cfg->mail_dir);
+    else
+        snprintf(ctx->maildir, sizeof ctx->maildir, "%s/mail", cfg->data_dir);
+    ctx->smtp_url = cfg->smtp_url;
+    int rc = app_set_service_ctx(app, "notification", ctx);
+    if (rc == 0)
+        rc = bus_subscribe("notification", BUS_TOPIC_ORDER, on_event, app);
+    if (rc == 0)
+        rc = bus_subscribe("notification", BUS_TOPIC_PAYMENT, on_event, app);
+    if (rc == 0)
+        rc = metrics_counter_declare("emporium_notifications_total", "via",
+                                     "Customer e-mails delivered (maildir or smtp).");
+    if (rc < 0) {
+        app_set_service_ctx(app, "notification", NULL);
+        free(ctx);
+    }
+    return rc;
+}
+
+static void notification_deinit(struct app *app)
+{
+    free(app_service_ctx(app, "notification"));
+    app_set_service_ctx(app, "notification", NULL);
+}
+
+static const struct db_migration notification_migrations[] = {
+    {.sql = "CREATE TABLE notifications_sent ("
+            " event_id TEXT PRIMARY KEY,"
+            " event_type TEXT NOT NULL,"
+            " order_id BIGINT NOT NULL,"
+            " subject TEXT NOT NULL,"
+            " sent_at BIGINT NOT NULL);"},
+};
+
+static const struct service_db notification_dbs[] = {
+    {"notifications", 0, notification_migrations, 1},
+    {NULL, 0, NULL, 0},
+};
+
+const struct service service_notification = {
+    .name = "notification",
+    .routes = NULL,
+    .dbs = notification_dbs,
+    .init = notification_init,
+    .deinit = notification_deinit,
+};

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/* events_wait.c — see events_wait.h. */
+#include "events_wait.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void nap(void)
+{
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* One scrape: 1 settled, 0 not yet, -1 no answer. */
+static int scrape(struct th_server *s)
+{
+    struct th_resp r;
+    if (th_req(s, "GET", "/metrics", NULL, NULL, &r) != 0)
+        return -1;
+    int rc = r.status == 200 ? 1 : -1;
+    bool seen_pending = false;
+    for (char *line = r.body; rc == 1 && line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        if (!strncmp(line, "emporium_outbox_pending ", 24)) {
+            seen_pending = true;
+            if (strtod(line + 24, NULL) != 0)
+                rc = 0;
+        } else if (!strncmp(line, "emporium_consumer_lag{", 22)) {
+            const char *sp = strrchr(line, ' ');
+            if (!sp || strtod(sp + 1, NULL) != 0)
+                rc = 0;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    th_resp_free(&r);
+    return rc == 1 && !seen_pending ? 0 : rc;
+}
+
+bool th_events_settled(struct th_server *s, int timeout_s)
+{
+    time_t end = time(NULL) + timeout_s;
+    while (time(NULL) < end) {
+        if (scrape(s) == 1)
+            return true;
+        nap();
+    }
+    return false;
+}
+
+double th_metric(struct th_server *s, const char *prefix)
+{
+    struct th_resp r;
+    if (th_req(s, "GET", "/metrics", NULL, NULL, &r) != 0)
+        return -1;
+    double v = -1;
+    size_t pl = strlen(prefix);
+    for (char *line = r.body; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (!strncmp(line, prefix, pl) && line[pl] == ' ') {
+            v = strtod(line + pl + 1, NULL);
+            break;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    th_resp_free(&r);
+    return v;
+}
+
+pid_t th_worker_start(struct th_server *s, const char *consumers, bool relay,
+                      const char *const *extra_env)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0)
+        return pid;
+    int fd = open(s->log_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    setenv("EMPORIUM_DATA_DIR", s->data_dir, 1);
+    if (s->db_url[0])
+        setenv("EMPORIUM_DATABASE_URL", s->db_url, 1);
+    setenv("EMPORIUM_LOG_FORMAT", "json", 1);
+    for (int i = 0; extra_env && extra_env[i]; i++)
+        putenv((char *)extra_env[i]);
+    const char *argv[8];
+    int n = 0;
+    argv[n++] = EMPORIUM_BIN;
+    argv[n++] = "worker";
+    if (consumers) {
+        argv[n++] = "--consumers";
+        argv[n++] = consumers;
+    }
+    if (relay)
+        argv[n++] = "--relay";
+    argv[n] = NULL;
+    execv(EMPORIUM_BIN, (char *const *)argv);
+    _exit(127);
+}
+
+int th_worker_stop(pid_t pid)
+{
+    if (pid <= 0)
+        return -1;
+    kill(pid, SIGTERM);
+    time_t end = time(NULL) + 60;
+    int st;
+    while (time(NULL) < end) {
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        nap();
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+void th_worker_kill(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+}
