@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -863,6 +864,69 @@ static void test_metrics(void **state)
     th_resp_free(&r);
 }
 
+/* The search index follows writes: a renamed product is found by its new name only, a
+ * deleted one not at all, from the first search after each write. On SQLite the in-memory
+ * index answers these (it is built at start; /metrics counts which engine answered). */
+static long memory_matches(void)
+{
+    struct th_resp r;
+    get_ok("/metrics", &r);
+    const char *m = strstr(r.body, "emporium_search_matches_total{engine=\"memory\"} ");
+    long n =
+        m ? strtol(m + strlen("emporium_search_matches_total{engine=\"memory\"} "), NULL, 10) : 0;
+    th_resp_free(&r);
+    return n;
+}
+
+static size_t hits(const char *q)
+{
+    struct th_resp r;
+    char p[200];
+    snprintf(p, sizeof p, "/api/v1/products?q=%s&category=idx-test", q);
+    get_ok(p, &r);
+    size_t n = json_array_size(json_object_get(r.json, "items"));
+    th_resp_free(&r);
+    return n;
+}
+
+static void test_search_index_follows_writes(void **state)
+{
+    const char *be = getenv("EMPORIUM_TEST_BACKEND");
+    bool sqlite = !be || strcmp(be, "postgres") != 0;
+    const char *id = create("IDX-1", "Flumbrix Kettle", "Boils quietly.", "idx-test", 1500);
+    char path[80];
+    snprintf(path, sizeof path, "/api/v1/products/%s", id);
+    /* wait (generously) until the index built at start answers */
+    long before = 0;
+    for (int i = 0; sqlite && i < 600 && (before = memory_matches()) == 0; i++) {
+        assert_int_equal(hits("flumbrix"), 1);
+        if (memory_matches() == 0)
+            usleep(50 * 1000);
+    }
+    if (sqlite)
+        assert_true(before > 0);
+    assert_int_equal(hits("flumbrix"), 1);
+    assert_int_equal(hits("flumbr"), 1);
+    assert_int_equal(hits("kettle%20quiet"), 1); /* stemmed: quietly */
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r, "{\"name\":\"Gravlox Kettle\"}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(hits("flumbrix"), 0);
+    assert_int_equal(hits("gravlox"), 1);
+    assert_int_equal(hits("gravlox%20ket"), 1);
+    assert_int_equal(th_call(&srv, "PATCH", path, admin, &r, "{\"description\":\"Whistles.\"}"), 0);
+    th_resp_free(&r);
+    assert_int_equal(hits("quietly"), 0);
+    assert_int_equal(hits("whistl"), 1);
+    assert_int_equal(th_call(&srv, "DELETE", path, admin, &r, NULL), 0);
+    assert_int_equal(r.status, 204);
+    th_resp_free(&r);
+    assert_int_equal(hits("gravlox"), 0);
+    if (sqlite)
+        assert_true(memory_matches() >= before + 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -879,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_q_utf8),
         cmocka_unit_test(test_search_sees_write_under_load),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_search_index_follows_writes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -363,6 +363,7 @@ int product__init(struct app *app)
         product__deinit(app);
         return rc;
     }
+    product__index_warm(ctx, product__db(app)); /* the in-memory search index (SQLite) */
     /* the inventory's init ran first (the registry is in name order); without the inventory
      * in this process there is nothing to register */
     rc = inventory_set_product_check(app, product_known);

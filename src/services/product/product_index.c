@@ -17,14 +17,15 @@
  * exactly (a word FTS5 would cut into several tokens, an index not built yet, PostgreSQL)
  * returns ERR_UNSUPPORTED and the search asks FTS5 as before, so results never differ.
  *
- * Freshness: built on the first search (the whole table, 20,000 rows a query), then brought
- * up to date before a search whenever the catalog's generation moved (every catalog write of
- * this process bumps it before it returns) or a second has passed (writes of another
- * process): the rows whose updated_at is at most SYNC_MARGIN_MS older than the newest one
- * applied are read again (an index on updated_at), and only those whose text changed are
- * re-indexed. Deleted products leave dead postings behind; the search drops them like any
- * product its attribute copy does not know as active. A search that cannot take the sync
- * lock at once asks FTS5 instead of waiting. */
+ * Freshness: built on a background thread at service start (the whole table, 20,000 rows a
+ * query; FTS5 answers meanwhile), then brought up to date before a search whenever the
+ * catalog's generation moved (every catalog write of this process bumps it before it
+ * returns) or, when MAX(updated_at) passed the newest row applied, once a second (writes of
+ * another process): the rows whose updated_at is at most SYNC_MARGIN_MS older than the
+ * newest one applied are read again (index products_updated), and only those whose text
+ * changed are cut again. Deleted products leave dead postings behind; the search drops them
+ * like any product its attribute copy does not know as active. A search that cannot take the
+ * sync lock at once asks FTS5 instead of waiting. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
+#include "emporium/metrics.h"
 #include "product_internal.h"
 
 #define BUILD_CHUNK 20000
@@ -77,7 +79,12 @@ struct product_index {
     uint32_t *thash;
     size_t thcap;
     uint32_t *sorted;
-    uint32_t nsorted; /* sorted is stale when != nterms */
+    uint32_t nsorted;      /* sorted is stale when != nterms */
+    pthread_t warm;        /* the startup build (product__index_warm) */
+    bool warm_running;     /* joined by product__index_free */
+    _Atomic bool stopping; /* product__index_free: a build in progress gives up */
+    struct db *db;         /* the catalog's, for the startup build */
+    struct product_ctx *ctx;
     _Atomic uint64_t synced_gen;
     _Atomic int64_t checked_ms;
     int64_t synced_upd; /* sync_mu */
@@ -96,6 +103,9 @@ void product__index_free(struct product_index *x)
 {
     if (!x)
         return;
+    atomic_store(&x->stopping, true);
+    if (x->warm_running)
+        pthread_join(x->warm, NULL);
     for (uint32_t i = 0; i < x->nterms; i++) {
         free(x->terms[i].text);
         free(x->terms[i].all.v);
@@ -328,6 +338,15 @@ static int apply_rows(struct product_index *x, const struct db_rows *r, struct d
         const char *desc = db_get(r, i, 2) ? db_get(r, i, 2) : "";
         size_t nl = strlen(name), dl = strlen(desc);
         uint64_t h = hash_bytes(desc, dl, hash_bytes(name, nl + 1, 1469598103934665603ull));
+        int64_t id = db_get_i64(r, i, 0), upd = db_get_i64(r, i, 3);
+        if (upd > x->synced_upd)
+            x->synced_upd = upd;
+        pthread_rwlock_rdlock(&x->lk);
+        size_t slot = x->idcap ? id_slot(x, id) : 0;
+        bool same = x->idcap && x->ids[slot].id == id && x->doc_hash[x->ids[slot].doc] == h;
+        pthread_rwlock_unlock(&x->lk);
+        if (same) /* read again but unchanged (the sync window): nothing to cut */
+            continue;
         d->used = 0;
         d->n = 0;
         if ((rc = db_tokenize(x->tok, name, (int)nl, false, false, collect, d)) < 0)
@@ -336,11 +355,8 @@ static int apply_rows(struct product_index *x, const struct db_rows *r, struct d
         if ((rc = db_tokenize(x->tok, desc, (int)dl, false, false, collect, d)) < 0)
             break;
         pthread_rwlock_wrlock(&x->lk);
-        rc = doc_apply(x, db_get_i64(r, i, 0), name, h, d);
+        rc = doc_apply(x, id, name, h, d);
         pthread_rwlock_unlock(&x->lk);
-        int64_t upd = db_get_i64(r, i, 3);
-        if (upd > x->synced_upd)
-            x->synced_upd = upd;
     }
     return rc;
 }
@@ -356,7 +372,7 @@ static int build(struct product_index *x, struct db *db, struct doc_tokens *d)
         if ((rc = product__store_text_chunk(db, after, BUILD_CHUNK, &r)) < 0)
             break;
         int n = db_rows_count(r);
-        rc = apply_rows(x, r, d);
+        rc = atomic_load(&x->stopping) ? ERR_UNAVAILABLE : apply_rows(x, r, d);
         if (n)
             after = db_get_i64(r, n - 1, 0);
         db_rows_free(r);
@@ -366,8 +382,16 @@ static int build(struct product_index *x, struct db *db, struct doc_tokens *d)
     return rc;
 }
 
-static int sync_since(struct product_index *x, struct db *db, struct doc_tokens *d)
+/* moved: whether the catalog's generation moved (a write of this process): then the rows of
+ * the margin are read again whatever the newest updated_at says. */
+static int sync_since(struct product_index *x, struct db *db, struct doc_tokens *d, bool moved)
 {
+    if (!moved) { /* a poll for other processes' writes: one index lookup when none */
+        int64_t newest = 0;
+        int rc = product__store_text_newest(db, &newest);
+        if (rc < 0 || newest <= x->synced_upd)
+            return rc;
+    }
     struct db_rows *r = NULL;
     int rc = product__store_text_since(db, x->synced_upd - SYNC_MARGIN_MS, &r);
     if (rc == 0)
@@ -405,9 +429,10 @@ static int make_current(struct product_ctx *ctx, struct product_index *x, struct
             log_warn("product: no in-memory search index (%s); FTS5 answers", err_str(rc));
         }
     } else if (gen != x->synced_gen || mono_ms() - x->checked_ms >= POLL_MS) {
+        bool moved = gen != x->synced_gen;
         x->synced_gen = gen; /* read before the rows: a later write moves it again */
         x->checked_ms = mono_ms();
-        rc = sync_since(x, db, d);
+        rc = sync_since(x, db, d, moved);
     }
     free(d);
     pthread_mutex_unlock(&x->sync_mu);
@@ -647,4 +672,29 @@ int product__index_match(struct product_ctx *ctx, struct db *db, const struct pr
     buf_append(out, res.p, res.len);
     buf_free(&res);
     return out->err ? ERR_NOMEM : 0;
+}
+
+/* ---- the startup build ------------------------------------------------------------------ */
+
+static void *warm_main(void *arg)
+{
+    struct product_index *x = arg;
+    make_current(x->ctx, x, x->db);
+    return NULL;
+}
+
+void product__index_warm(struct product_ctx *ctx, struct db *db)
+{
+    metrics_counter_declare("emporium_search_matches_total", "engine",
+                            "Search match sets computed, by the in-memory index (memory) or "
+                            "full-text queries (fts).");
+    if (!db || db_dialect(db) != DB_SQLITE)
+        return;
+    struct product_index *x = pix_get(ctx);
+    if (!x || x->warm_running)
+        return;
+    x->ctx = ctx;
+    x->db = db;
+    /* Searches meanwhile are answered by FTS5, as before there was an index. */
+    x->warm_running = pthread_create(&x->warm, NULL, warm_main, x) == 0;
 }

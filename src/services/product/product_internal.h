@@ -170,6 +170,8 @@ void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists);
 int product__index_match(struct product_ctx *ctx, struct db *db, const struct product_query *q,
                          struct buf *out);
 void product__index_free(struct product_index *x); /* NULL is a no-op */
+/* Starts building the index on a background thread (service start, embedded mode only). */
+void product__index_warm(struct product_ctx *ctx, struct db *db);
 
 /* ---- search attributes (product_attrs.c) --------------------------------------------- */
 
@@ -247,6 +249,7 @@ int product__store_rows_by_ids(struct db_conn *c, enum db_dialect d, const int64
  * order (at most limit), or every row updated at or after since. */
 int product__store_text_chunk(struct db *db, int64_t after, int limit, struct db_rows **out);
 int product__store_text_since(struct db *db, int64_t since, struct db_rows **out);
+int product__store_text_newest(struct db *db, int64_t *newest); /* MAX(updated_at), 0: none */
 /* Search attribute rows (id, price, category, in stock, active, name length): ids > after in
  * id order (at most limit), or these ids. */
 int product__store_attr_chunk(struct db_conn *c, int64_t after, int limit, struct db_rows **out);

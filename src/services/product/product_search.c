@@ -28,6 +28,7 @@
 #include "emporium/app.h"
 #include "emporium/cache.h"
 #include "emporium/err.h"
+#include "emporium/metrics.h"
 #include "product_internal.h"
 
 #define LIST_TTL_MS (30 * 1000)
@@ -326,8 +327,12 @@ static int load_matches(void *vctx, const char *key, struct buf *out)
     /* The in-memory index answers exactly what the FTS5 queries below would (embedded mode);
      * when it cannot right now, FTS5 does. */
     int rc = product__index_match(l->ctx, db, l->q, out);
-    if (rc != ERR_UNSUPPORTED)
+    if (rc != ERR_UNSUPPORTED) {
+        if (rc == 0)
+            metrics_count("emporium_search_matches_total", "memory");
         return rc;
+    }
+    metrics_count("emporium_search_matches_total", "fts");
     rc = 0;
     if (d == DB_SQLITE) { /* the ranks read name lengths from the copy */
         struct db_conn *c;

@@ -477,6 +477,16 @@ int product__store_text_chunk(struct db *db, int64_t after, int limit, struct db
                          2, args, out);
 }
 
+int product__store_text_newest(struct db *db, int64_t *newest)
+{
+    struct db_rows *r = NULL;
+    int rc = db_query_once(db, "SELECT MAX(updated_at) FROM products", 0, NULL, &r);
+    if (rc >= 0)
+        *newest = db_get_i64(r, 0, 0);
+    db_rows_free(r);
+    return rc < 0 ? rc : 0;
+}
+
 int product__store_text_since(struct db *db, int64_t since, struct db_rows **out)
 {
     struct db_val args[] = {DB_INT(since)};
