@@ -90,6 +90,8 @@ static void usage(FILE *f)
                 : svc->command_help ? svc->command_help
                                     : "");
     }
+    fprintf(f, "  %-9s %s\n  %-9s %s\n", "backup", "consistent online copy of every database",
+            "restore", "install a backup into a new data dir");
     fprintf(f, "\n  emporium <command> --help   flags and an example of one command\n"
                "  emporium serve --help       also every EMPORIUM_* setting\n"
                "  emporium --version\n\n"
