@@ -54,7 +54,8 @@ struct config {
     int order_pending_timeout_seconds; /* EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS; 600 */
     int order_sweep_seconds;           /* EMPORIUM_ORDER_SWEEP_SECONDS; 30 */
     int payment_latency_ms;            /* EMPORIUM_PAYMENT_LATENCY_MS; 0 (sandbox provider delay) */
-    int product_cache_mb;              /* EMPORIUM_PRODUCT_CACHE_MB; 64, 0 = no cache */
+    const char *feature_flags; /* EMPORIUM_FEATURE_FLAGS; NULL = every flag at its default */
+    int product_cache_mb;      /* EMPORIUM_PRODUCT_CACHE_MB; 64, 0 = no cache */
     /* Redis (L2 cache, shared rate limits): off unless one of the first two is set */
     const char *redis_url;       /* EMPORIUM_REDIS_URL; NULL (redis://[:pw@]host[:port][/db]) */
     const char *redis_cluster;   /* EMPORIUM_REDIS_CLUSTER; NULL (seed nodes host:port,...) */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "emporium/err.h"
+#include "emporium/flags.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
 #include "emporium/redis.h"
 #include "emporium/service.h"
@@ -40,7 +41,8 @@ enum kind {
     K_SECRET,
     K_CONSUMERS,
     K_HOSTS,
-    K_SMTP
+    K_SMTP,
+    K_FLAGS
 };
 
 struct setting {
@@ -106,6 +108,8 @@ static const struct setting settings[] = {
      "order recovery sweep period"},
     {"EMPORIUM_PAYMENT_LATENCY_MS", K_INT, F(payment_latency_ms), 0, 0, 60000,
      "sandbox payment provider delay per call"},
+    {"EMPORIUM_FEATURE_FLAGS", K_FLAGS, F(feature_flags), 0, 0, 0,
+     "feature flags rolled out to a percentage of users, name=percent,…"},
     {"EMPORIUM_PRODUCT_CACHE_MB", K_INT, F(product_cache_mb), 0, 0, 65536,
      "product read cache, 0 = off"},
     {"EMPORIUM_REDIS_URL", K_REDIS_URL, F(redis_url), 0, 0, 0,
@@ -445,6 +449,14 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_SMTP:
         fputs("smtp://host[:port] or smtps://host[:port]", f);
         break;
+    case K_FLAGS:
+        fputs("a comma list of flag=percent (0 to 100); flags:", f);
+        for (int i = 0; i < flags_count(); i++) {
+            struct flag_info fi;
+            flags_get(NULL, i, &fi);
+            fprintf(f, "%s%s", i ? ", " : " ", fi.name);
+        }
+        break;
     }
 }
 
@@ -613,6 +625,12 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
         break;
     case K_HOSTS:
         if (parse_hosts(v) < 0) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    case K_FLAGS:
+        if (flags_validate(v, NULL) < 0) {
             complain(s, source, v, NULL);
             return ERR_INVALID;
         }

@@ -9,6 +9,7 @@
 
 #include "emporium/app.h"
 #include "emporium/err.h"
+#include "emporium/flags.h"
 #include "emporium/metrics.h"
 #include "emporium/redis.h"
 #include "emporium/server.h"
@@ -139,10 +140,27 @@ static int h_openapi(struct http_req *req)
     return http_reply_raw(req, 200, "application/json", openapi_text, openapi_len, false);
 }
 
+/* The feature flags, their rollout, and whether each is on for the calling admin. */
+static int h_flags(struct http_req *req)
+{
+    const struct config *cfg = app_config(http_app(req));
+    int64_t me = http_auth(req)->user_id;
+    json_t *list = json_array();
+    for (int i = 0; i < flags_count(); i++) {
+        struct flag_info fi;
+        flags_get(cfg, i, &fi);
+        json_array_append_new(list, json_pack("{s:s,s:s,s:i,s:b}", "name", fi.name, "description",
+                                              fi.description, "percent", fi.percent,
+                                              "enabled_for_you", flag_on(cfg, fi.name, me)));
+    }
+    return http_reply_json(req, 200, json_pack("{s:o}", "flags", list));
+}
+
 const struct http_route http__ops_routes[] = {
     {"GET", "/health", h_health, ROUTE_NOLIMIT | ROUTE_NOLOG},
     {"GET", "/ready", h_ready, ROUTE_NOLIMIT | ROUTE_NOLOG},
     {"GET", "/metrics", h_metrics, ROUTE_NOLIMIT | ROUTE_NOLOG},
     {"GET", "/openapi.json", h_openapi, ROUTE_NOLIMIT},
+    {"GET", "/api/v1/admin/flags", h_flags, ROUTE_ADMIN},
     {NULL, NULL, NULL, 0},
 };

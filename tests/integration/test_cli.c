@@ -305,6 +305,9 @@ static void test_settings_validated(void **state)
         {"EMPORIUM_CORS_ORIGINS=example.com", NULL, NULL, "EMPORIUM_CORS_ORIGINS", "http(s)://"},
         {"EMPORIUM_TRUSTED_PROXIES=10.0.0.0/33", NULL, NULL, "EMPORIUM_TRUSTED_PROXIES", "CIDR"},
         {"EMPORIUM_TRUSTED_PROXIES=gateway", NULL, NULL, "EMPORIUM_TRUSTED_PROXIES", "CIDR"},
+        {"EMPORIUM_FEATURE_FLAGS=recommendations=101", NULL, NULL, "EMPORIUM_FEATURE_FLAGS",
+         "flag=percent"},
+        {"EMPORIUM_FEATURE_FLAGS=warp=50", NULL, NULL, "EMPORIUM_FEATURE_FLAGS", "recommendations"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct run r = run_cmd(ENV(cases[i].env, dd), ARGS("serve"));

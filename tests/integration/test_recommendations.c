@@ -142,6 +142,57 @@ static void test_bought_together_then_top_sellers(void **state)
     th_resp_free(&r);
 }
 
+/* The "recommendations" feature flag (EMPORIUM_FEATURE_FLAGS): at 0 % the block is empty
+ * for everyone and an admin sees the rollout at /api/v1/admin/flags; a customer may not. */
+static void test_feature_flag_off(void **state)
+{
+    char f[32], g[32];
+    product("REC-F", "toys", f);
+    product("REC-G", "toys", g);
+    const char *fg[] = {f, g};
+    buy(2, fg, 1);
+    assert_true(th_events_settled(&srv, 60));
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/products/%s/recommendations", f);
+    struct th_resp r;
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(json_array_size(json_object_get(r.json, "items")) >= 1); /* on by default */
+    th_resp_free(&r);
+
+    assert_int_equal(th_stop(&srv), 0);
+    const char *env[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_FEATURE_FLAGS=recommendations=0",
+                         NULL};
+    assert_int_equal(th_restart(&srv, env, NULL), 0);
+    assert_int_equal(th_req(&srv, "GET", path, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    th_resp_free(&r);
+    /* Still a 404 for a product that does not exist. */
+    assert_int_equal(
+        th_req(&srv, "GET", "/api/v1/products/123456789/recommendations", NULL, NULL, &r), 0);
+    assert_true(th_is_error(&r, 404, "not_found", NULL));
+    th_resp_free(&r);
+    assert_int_equal(th_call(&srv, "GET", "/api/v1/admin/flags", admin, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    json_t *fl = json_array_get(json_object_get(r.json, "flags"), 0);
+    assert_string_equal(th_jstr(fl, "name"), "recommendations");
+    assert_int_equal(th_jint(fl, "percent", -1), 0);
+    assert_true(json_is_false(json_object_get(fl, "enabled_for_you")));
+    th_resp_free(&r);
+    char *tok = th_register(&srv, "flags@example.com", "buyer password");
+    assert_non_null(tok);
+    assert_int_equal(th_call(&srv, "GET", "/api/v1/admin/flags", tok, &r, NULL), 0);
+    assert_true(th_is_error(&r, 403, NULL, NULL));
+    th_resp_free(&r);
+    free(tok);
+
+    /* Back to the defaults for the tests that follow. */
+    assert_int_equal(th_stop(&srv), 0);
+    const char *defaults[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
+    assert_int_equal(th_restart(&srv, defaults, NULL), 0);
+}
+
 /* A cancelled order stops counting: what was bought together only in orders that were
  * cancelled is no longer recommended, and its units leave the top sellers. */
 static void test_cancelled_orders_stop_counting(void **state)
@@ -219,6 +270,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bought_together_then_top_sellers),
+        cmocka_unit_test(test_feature_flag_off),
         cmocka_unit_test(test_cancelled_orders_stop_counting),
         cmocka_unit_test(test_bad_input),
     };

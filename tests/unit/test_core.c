@@ -16,6 +16,7 @@
 #include "emporium/buf.h"
 #include "emporium/config.h"
 #include "emporium/err.h"
+#include "emporium/flags.h"
 #include "emporium/id.h"
 #include "emporium/metrics.h"
 #include "emporium/server.h"
@@ -310,13 +311,54 @@ static void test_openapi_covers_routes(void **state)
     json_decref(doc);
 }
 
+/* A flag at p % is on for about p % of users, for the same users every time, and raising p
+ * only adds users. */
+static void test_feature_flags(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    assert_int_equal(flag_percent(&c, "recommendations"), 100);
+    assert_true(flag_on(&c, "recommendations", 42));
+    assert_false(flag_on(&c, "no-such-flag", 42));
+    const char *bad = NULL;
+    assert_int_equal(flags_validate("recommendations=30,nope=1", &bad), ERR_INVALID);
+    assert_string_equal(bad, "nope=1");
+    assert_int_equal(flags_validate("recommendations=", NULL), ERR_INVALID);
+    assert_int_equal(flags_validate("recommendations=-1", NULL), ERR_INVALID);
+    c.feature_flags = "recommendations=0";
+    assert_false(flag_on(&c, "recommendations", 42));
+    int on30 = 0, on60 = 0;
+    for (int64_t u = 1; u <= 20000; u++) {
+        c.feature_flags = "recommendations=30";
+        bool a = flag_on(&c, "recommendations", u);
+        assert_true(a == flag_on(&c, "recommendations", u)); /* stable */
+        c.feature_flags = "recommendations=60";
+        bool b = flag_on(&c, "recommendations", u);
+        assert_true(!a || b); /* never flips off when raised */
+        on30 += a;
+        on60 += b;
+    }
+    assert_in_range(on30, 5400, 6600); /* 30 % of 20,000 ± 10 % */
+    assert_in_range(on60, 11400, 12600);
+    struct flag_info fi;
+    flags_get(&c, 0, &fi);
+    assert_string_equal(fi.name, "recommendations");
+    assert_int_equal(fi.percent, 60);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),       cmocka_unit_test(test_buf_fixed_and_escape_max),
-        cmocka_unit_test(test_arena),     cmocka_unit_test(test_metrics_counters),
-        cmocka_unit_test(test_ids),       cmocka_unit_test(test_config),
-        cmocka_unit_test(test_err_names), cmocka_unit_test(test_openapi_covers_routes),
+        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_buf_fixed_and_escape_max),
+        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_metrics_counters),
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_feature_flags),
+        cmocka_unit_test(test_err_names),
+        cmocka_unit_test(test_openapi_covers_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

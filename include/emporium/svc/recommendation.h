@@ -68,7 +68,7 @@ struct recommendation {
     const char *reason; /* "bought_together" or "top_seller" (static strings) */
 };
 
-/* Up to `limit` (1..RECOMMENDATION_MAX) products for product `id`: bought together with it
+/* Up to `limit` (0..RECOMMENDATION_MAX; 0 only checks the product) products for product `id`: bought together with it
  * (most often first), then the best sellers of its category; never the product itself nor a
  * hidden or deleted one. *n receives how many. ERR_NOTFOUND when `id` is not an active
  * product; ERR_INVALID for a bad limit. */

@@ -117,11 +117,13 @@ static int on_order_event(void *ctx, const struct bus_event *ev)
 int recommendation_list(struct app *app, int64_t id, int limit, struct recommendation *out, int *n)
 {
     *n = 0;
-    if (limit < 1 || limit > RECOMMENDATION_MAX)
+    if (limit < 0 || limit > RECOMMENDATION_MAX)
         return ERR_INVALID;
     struct product_info self;
     if (id <= 0 || product_get_info(app, id, &self) < 0 || !self.active)
         return ERR_NOTFOUND;
+    if (limit == 0) /* only the product check (the feature flag is off for the caller) */
+        return 0;
     /* Over-fetch: some candidates may be hidden or deleted products. */
     int cap = limit * 2 + 5, n_pairs, n_top;
     int64_t ids[2 * (RECOMMENDATION_MAX * 2 + 5)];

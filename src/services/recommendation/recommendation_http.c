@@ -2,8 +2,12 @@
 /* recommendation_http.c — GET /api/v1/products/{id}/recommendations: parse, call
  * recommendation_list(), render. */
 #include <jansson.h>
+#include <stdbool.h>
 
+#include "emporium/app.h"
+#include "emporium/config.h"
 #include "emporium/err.h"
+#include "emporium/flags.h"
 #include "emporium/http.h"
 #include "emporium/id.h"
 #include "recommendation_internal.h"
@@ -18,8 +22,12 @@ static int h_recommendations(struct http_req *req)
     if (rc < 0)
         return rc;
     struct recommendation recs[RECOMMENDATION_MAX];
-    int n;
-    rc = recommendation_list(http_app(req), id, limit, recs, &n);
+    int n = 0;
+    /* Behind the "recommendations" feature flag: off for this caller, the block is empty
+     * (the product is still checked, so an unknown id stays a 404). */
+    const struct config *cfg = app_config(http_app(req));
+    bool on = flag_on(cfg, "recommendations", http_auth(req)->user_id);
+    rc = recommendation_list(http_app(req), id, on ? limit : 0, recs, &n);
     if (rc == ERR_NOTFOUND)
         return http_fail(req, ERR_NOTFOUND, "id", "no such product");
     if (rc < 0)
@@ -34,7 +42,10 @@ static int h_recommendations(struct http_req *req)
                                                (json_int_t)p->price, "currency", p->currency,
                                                "reason", recs[i].reason));
     }
-    http_add_header(req, "Cache-Control", "public, max-age=60");
+    /* A partial rollout makes the answer depend on the caller: no shared caching then. */
+    int pct = flag_percent(cfg, "recommendations");
+    http_add_header(req, "Cache-Control",
+                    pct == 0 || pct == 100 ? "public, max-age=60" : "private, max-age=60");
     return http_reply_json(req, 200, json_pack("{s:o}", "items", items));
 }
 
