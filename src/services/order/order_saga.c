@@ -298,6 +298,16 @@ static int saga_run(struct saga *s, struct db_conn *c)
     const struct order_place_req *rq = s->rq;
     int rc = price_cart(s);
     if (rc < 0) {
+        /* A duplicate that looked the key up just before the first request claimed it can
+         * find the cart already emptied by that request's success: if the key exists now,
+         * answer with its outcome (look it up again), not with this refusal. */
+        struct order_key k;
+        if (order__store_key_get(c, rq->user_id, rq->idem_key, &k) > 0) {
+            db_conn_give(c);
+            memset(s->out, 0, offsetof(struct order_outcome, changed));
+            s->out->n_changed = 0;
+            return 1;
+        }
         db_conn_give(c);
         return rc;
     }
