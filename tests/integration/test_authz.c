@@ -155,6 +155,7 @@ static const struct authz_case cases[] = {
      "/api/v1/admin/analytics/sales",
      NULL,
      {401, 403, 403, 403, 200}},
+    {"GET", "/api/v1/admin/flags", "/api/v1/admin/flags", NULL, {401, 403, 403, 403, 200}},
     /* shipping: quotes for anyone, carrier events for admins */
     {"POST",
      "/api/v1/shipping/quotes",
