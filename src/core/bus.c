@@ -177,3 +177,19 @@ int bus_event_parse(const struct bus_msg *m, struct bus_event *out)
     }
     return 0;
 }
+
+void bus__pause_ms(pthread_mutex_t *mu, pthread_cond_t *cv, atomic_bool *stop, int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(mu);
+    while (!atomic_load(stop) && pthread_cond_timedwait(cv, mu, &t) == 0)
+        ;
+    pthread_mutex_unlock(mu);
+}

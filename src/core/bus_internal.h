@@ -2,6 +2,9 @@
 /* bus_internal.h — shared by bus.c, consumers.c and relay.c only. */
 #ifndef EMPORIUM_BUS_INTERNAL_H
 #define EMPORIUM_BUS_INTERNAL_H
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "emporium/bus.h"
 
 #define BUS_MAX_SUBS 64
@@ -15,5 +18,9 @@ struct bus__sub {
 
 /* The registered subscriptions (borrowed, stable after start-up); returns how many. */
 int bus__subs(const struct bus__sub **out);
+
+/* Sleeps ms, or less when *stop is set and cv signalled (how the relay and the consumer
+ * threads back off and still stop at once). */
+void bus__pause_ms(pthread_mutex_t *mu, pthread_cond_t *cv, atomic_bool *stop, int ms);
 
 #endif

@@ -42,21 +42,7 @@ struct bus_runner {
 };
 
 /* Sleeps ms unless the runner is stopping. */
-static void pause_ms(struct bus_runner *r, int ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&r->mu);
-    while (!atomic_load(&r->stop) && pthread_cond_timedwait(&r->cv, &r->mu, &t) == 0)
-        ;
-    pthread_mutex_unlock(&r->mu);
-}
+static void pause_ms(struct bus_runner *r, int ms) { bus__pause_ms(&r->mu, &r->cv, &r->stop, ms); }
 
 int bus_dispatch(const char *consumer, const struct bus_msg *m)
 {

@@ -29,6 +29,7 @@
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/outbox.h"
+#include "bus_internal.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
 #include "emporium/service.h"
 
@@ -51,18 +52,7 @@ struct outbox_relay {
 
 static void pause_ms(struct outbox_relay *r, int ms)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&r->mu);
-    while (!atomic_load(&r->stop) && pthread_cond_timedwait(&r->cv, &r->mu, &t) == 0)
-        ;
-    pthread_mutex_unlock(&r->mu);
+    bus__pause_ms(&r->mu, &r->cv, &r->stop, ms);
 }
 
 struct mark_ctx {
