@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* fuzz_events.c — the event envelope decoders: whatever arrives on a topic that consumers
  * subscribe to (order-events: analytics and recommendations parse "order.paid";
- * cache-invalidation: the product cache) is published through the bus port, as the
- * outbox relay or a Kafka consumer would deliver it. Input: a selector byte (topic, key),
- * then the payload. */
+ * cache-invalidation: the product cache) is handed to every registered consumer with
+ * bus_dispatch(), as the consumer runner would deliver it from the log or from Kafka.
+ * Input: a selector byte (topic, key), then the payload. */
+#include <string.h>
 #include <stdio.h>
 
 #include "emporium/bus.h"
@@ -25,7 +26,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     static const char *const topics[] = {"order-events", "cache-invalidation"};
     const char *keys[] = {s->order, s->product, "", "x"};
-    bus_publish(topics[data[0] % 2], keys[(data[0] / 2) % 4], (const char *)data + 1, size - 1);
+    const char *key = keys[(data[0] / 2) % 4];
+    struct bus_msg m = {.topic = topics[data[0] % 2],
+                        .key = key,
+                        .key_len = strlen(key),
+                        .value = (const char *)data + 1,
+                        .len = size - 1};
+    (void)bus_dispatch(NULL, &m); /* a handler may refuse a bad envelope; it must not crash */
     /* the shop still answers after whatever the consumers did with it */
     char url[96];
     snprintf(url, sizeof url, "/api/v1/products/%s/recommendations", s->product);
