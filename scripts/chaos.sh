@@ -24,6 +24,8 @@ san=OFF
 [ "$dir" = build-asan ] && san=ON
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMP_SANITIZE="$san" >/dev/null
 cmake --build "$dir" -j "$(nproc 2>/dev/null || echo 2)"
+if prev_bin=$(scripts/ops-prev.sh); then export EMP_UPGRADE_PREV_BIN=$prev_bin
+else echo "upgrade drill: no previous build (the reason is above); test_upgrade skips"; fi
 export EMP_CHAOS_ROUNDS=${CHAOS_ROUNDS:-20}
 export EMP_CHAOS_FULL=1
 echo "== operations drills, full (crash rounds $EMP_CHAOS_ROUNDS)"

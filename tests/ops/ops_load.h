@@ -41,6 +41,7 @@ struct ops_load {
     const char *key_prefix;       /* unique per load, so keys never repeat */
     int threads;
     int generation; /* loads started so far: part of every key */
+    int pace_ms;    /* pause of each shopper between rounds (100): a steady, modest load */
     pthread_t tid[OPS_MAX_BUYERS];
     atomic_bool stop;
     atomic_long total[OPS_N_OPS];
@@ -74,10 +75,10 @@ long ops_load_failed(struct ops_load *l);
 /* Prints one line per operation: total, failed, availability vs 99.95 %. */
 void ops_load_budget(struct ops_load *l, const char *drill);
 
-/* Every acknowledged order readable by its owner through srv, paid (or further on); the ones
- * not checked yet also have order.placed / order.paid events and one captured payment.
+/* Every acknowledged order readable by its owner through srv, paid (or further on); with deep,
+ * the ones not checked yet also have order.placed / order.paid events and one captured payment.
  * Returns the number of orders found missing or wrong (0 expected); why gets the first. */
-int ops_check_acks(struct ops_load *l, struct th_server *srv, char *why, size_t cap);
+int ops_check_acks(struct ops_load *l, struct th_server *srv, bool deep, char *why, size_t cap);
 /* Stock adds up: for every product, OPS_STOCK = available + units in paid orders, and
  * nothing reserved, within timeout_s (abandoned checkouts are compensated by the sweep).
  * true when it holds; sold gets the units sold. */
