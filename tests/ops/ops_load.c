@@ -130,15 +130,17 @@ static void *shopper_main(void *arg)
     struct ops_shop *shop = l->shop;
     char auth[600];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", shop->token[sh->buyer]);
-    const char *h_auth[] = {auth, NULL};
+    const char *tier = sh->buyer < l->premium ? "user-type: premium" : NULL;
+    const char *h_auth[] = {auth, tier, NULL};
+    const char *h_anon[] = {tier, NULL};
     for (unsigned i = 0; !atomic_load(&l->stop); i++) {
         const char *pid = shop->product[(sh->buyer + i) % OPS_PRODUCTS];
         char path[160], body[128], key[160], hkey[200];
         struct th_resp r;
-        if (!step(l, OPS_BROWSE, "GET", "/api/v1/products?limit=5", NULL, NULL, 200, NULL))
+        if (!step(l, OPS_BROWSE, "GET", "/api/v1/products?limit=5", NULL, h_anon, 200, NULL))
             break;
         snprintf(path, sizeof path, "/api/v1/products/%s", pid);
-        if (!step(l, OPS_BROWSE, "GET", path, NULL, NULL, 200, NULL))
+        if (!step(l, OPS_BROWSE, "GET", path, NULL, h_anon, 200, NULL))
             break;
         snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":%u}", pid, 1 + i % 2);
         if (!step(l, OPS_CART, "POST", "/api/v1/cart/items", body, h_auth, 200, NULL))
@@ -147,7 +149,7 @@ static void *shopper_main(void *arg)
             break;
         snprintf(key, sizeof key, "%s-%d-%d-%u", l->key_prefix, l->generation, sh->buyer, i);
         snprintf(hkey, sizeof hkey, "Idempotency-Key: %s", key);
-        const char *h_place[] = {auth, hkey, NULL};
+        const char *h_place[] = {auth, hkey, tier, NULL};
         if (!step(l, OPS_CHECKOUT, "POST", "/api/v1/orders", OPS_CHECKOUT_BODY, h_place, 201, &r))
             break;
         if (r.status == 201 && th_jstr(r.json, "id")) {

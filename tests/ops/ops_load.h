@@ -41,6 +41,7 @@ struct ops_load {
     const char *key_prefix;       /* unique per load, so keys never repeat */
     int threads;
     int generation; /* loads started so far: part of every key */
+    int premium;    /* shoppers 0..premium-1 send `user-type: premium` (the gateway pins them) */
     int pace_ms;    /* pause of each shopper between rounds (100): a steady, modest load */
     pthread_t tid[OPS_MAX_BUYERS];
     atomic_bool stop;

@@ -4,7 +4,7 @@
  * Runs Debian's nginx unprivileged-style from a temp prefix (`daemon off`, dies with the test
  * process) on a free port of 27500-27599, in front of the shop instances given as upstream
  * groups. The generated config is the one documented in docs/operations.md (zero-downtime
- * section) and shipped in deploy/nginx/rolling.conf: keep-alive upstreams, passive health
+ * section) and shipped in deploy/nginx/canary.conf: keep-alive upstreams, passive health
  * (max_fails / fail_timeout), idempotent requests retried on the next instance on a
  * connection error, and a POST retried only when it carries an Idempotency-Key. Every config
  * carries a generation number served at /__generation, so a reload is known to be in effect
