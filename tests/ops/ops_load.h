@@ -47,6 +47,7 @@ struct ops_load {
     atomic_bool stop;
     atomic_long total[OPS_N_OPS];
     atomic_long failed[OPS_N_OPS];
+    atomic_long cut[OPS_N_OPS]; /* crash drills: cut off by the kill (no answer) */
     atomic_long acked;
     atomic_long worst_ms;
     pthread_mutex_t mu;

@@ -52,6 +52,13 @@ static int plan(struct th_server *s, char **out)
     return th_cli(s, args, out);
 }
 
+/* One service's databases only (a fresh PostgreSQL database costs a second or two). */
+static int plan_users(struct th_server *s, char **out)
+{
+    const char *args[] = {"migrate", "--plan", "--services", "user", NULL};
+    return th_cli(s, args, out);
+}
+
 static void test_plan_and_newer_schema(void **state)
 {
     (void)state;
@@ -133,8 +140,9 @@ static void test_plan_applies_nothing(void **state)
         memcpy(q + 1 + strlen(base), "fresh", 6);
     }
     for (int round = 0; round < 2; round++) { /* twice: the first applied nothing */
-        assert_int_equal(plan(&fresh, &out), 0);
-        assert_non_null(strstr(out, "orders_0       migration 1   expand"));
+        assert_int_equal(plan_users(&fresh, &out), 0);
+        assert_non_null(strstr(out, "users          migration 1   expand"));
+        assert_null(strstr(out, "orders_0"));
         assert_non_null(strstr(out, "to apply"));
         free(out);
     }
