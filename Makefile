@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 BACKEND    ?= sqlite
 
-.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering fuzz
+.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering fuzz chaos
 
 all: build
 
@@ -27,6 +27,11 @@ run: build
 
 test: deps-test
 	scripts/test.sh
+
+# The full operations drills (tests/ops): 20 crash rounds, rolling restart, upgrade/rollback,
+# blue-green and canary under load (`make test` runs short versions). CHAOS_ROUNDS=N for more.
+chaos: deps-test
+	scripts/chaos.sh
 
 # libFuzzer targets (tests/fuzz), FUZZ_SECONDS each (default 60).
 fuzz: deps-test

@@ -31,6 +31,7 @@ struct config {
     size_t max_body;             /* EMPORIUM_MAX_BODY; 1 MiB */
     size_t max_header_bytes;     /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */
     int drain_seconds;           /* EMPORIUM_DRAIN_SECONDS; 10 */
+    int drain_delay_seconds;     /* EMPORIUM_DRAIN_DELAY_SECONDS; 0 (/ready 503, still serving) */
     const char *cors_origins;    /* EMPORIUM_CORS_ORIGINS; NULL = no CORS; "*" or a,b,c */
     const char *trusted_proxies; /* EMPORIUM_TRUSTED_PROXIES; NULL = none (CIDR list) */
     /* limits */

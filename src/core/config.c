@@ -72,6 +72,8 @@ static const struct setting settings[] = {
      "request header bytes"},
     {"EMPORIUM_DRAIN_SECONDS", K_INT, F(drain_seconds), 0, 0, 600,
      "wait for in-flight requests at shutdown"},
+    {"EMPORIUM_DRAIN_DELAY_SECONDS", K_INT, F(drain_delay_seconds), 0, 0, 600,
+     "after SIGTERM, serve on with /ready 503 this long before closing the listener"},
     {"EMPORIUM_CORS_ORIGINS", K_ORIGINS, F(cors_origins), 0, 0, 0,
      "origins allowed by CORS: * or a comma list of http(s)://host[:port]"},
     {"EMPORIUM_TRUSTED_PROXIES", K_CIDRS, F(trusted_proxies), 0, 0, 0,
