@@ -309,6 +309,41 @@ static void test_internal_check(void **state)
     assert_int_equal(upstream_internal_check(&c, "secret-token-0123456789"), 0);
 }
 
+/* EMPORIUM_<SVC>_URL and EMPORIUM_INTERNAL_TOKEN are validated at start: a bad value is an
+ * error (main exits 2 with the variable named), never a silent default. */
+static void test_settings(void **state)
+{
+    static const char *const vars[] = {"EMPORIUM_INVENTORY_URL", "EMPORIUM_PAYMENT_URL",
+                                       "EMPORIUM_INTERNAL_TOKEN", "EMPORIUM_UPSTREAM_TIMEOUT_MS"};
+    struct config c;
+    static const char *const bad_urls[] = {"ftp://x:1",    "http://",      "http://a:1/path",
+                                           "http://a b:1", "http://u@a:1", "127.0.0.1:80"};
+    setenv("EMPORIUM_INTERNAL_TOKEN", "secret-token-0123456789", 1);
+    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+        setenv("EMPORIUM_INVENTORY_URL", bad_urls[i], 1);
+        assert_int_equal(config_from_env(&c), ERR_INVALID);
+    }
+    setenv("EMPORIUM_INVENTORY_URL", "http://127.0.0.1:28504", 1);
+    setenv("EMPORIUM_PAYMENT_URL", "https://payments.internal:8443", 1);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_string_equal(c.inventory_url, "http://127.0.0.1:28504");
+    assert_string_equal(c.payment_url, "https://payments.internal:8443");
+    assert_null(c.shipping_url);
+    assert_int_equal(c.upstream_timeout_ms, 2000);
+    setenv("EMPORIUM_UPSTREAM_TIMEOUT_MS", "0", 1);
+    assert_int_equal(config_from_env(&c), ERR_INVALID);
+    unsetenv("EMPORIUM_UPSTREAM_TIMEOUT_MS");
+    setenv("EMPORIUM_INTERNAL_TOKEN", "short", 1); /* under 16 bytes */
+    assert_int_equal(config_from_env(&c), ERR_INVALID);
+    unsetenv("EMPORIUM_INTERNAL_TOKEN"); /* a URL without the token it needs */
+    assert_int_equal(config_from_env(&c), ERR_INVALID);
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_null(c.inventory_url);
+    assert_null(c.internal_token);
+}
+
 static void test_bad_arguments(void **state)
 {
     struct upstream *u = NULL;
@@ -331,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_breaker),
         cmocka_unit_test(test_internal_check),
+        cmocka_unit_test(test_settings),
         cmocka_unit_test(test_bad_arguments),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
