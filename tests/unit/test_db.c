@@ -201,10 +201,10 @@ static void test_open_basics(void **state)
 }
 
 static const struct db_migration steps_v3[] = {
-    {"CREATE TABLE m1 (id BIGINT PRIMARY KEY, v TEXT NOT NULL)", NULL},
+    {"CREATE TABLE m1 (id BIGINT PRIMARY KEY, v TEXT NOT NULL)", NULL, false},
     {"INSERT INTO m1 (id, v) VALUES (1, 'sqlite'); CREATE TABLE m2 (x INTEGER)",
-     "INSERT INTO m1 (id, v) VALUES (1, 'postgres'); CREATE TABLE m2 (x INTEGER)"},
-    {"CREATE TABLE m3 (x INTEGER); INSERT INTO m3 (x) VALUES (3)", NULL},
+     "INSERT INTO m1 (id, v) VALUES (1, 'postgres'); CREATE TABLE m2 (x INTEGER)", false},
+    {"CREATE TABLE m3 (x INTEGER); INSERT INTO m3 (x) VALUES (3)", NULL, false},
 };
 
 static void test_migrate(void **state)
@@ -231,7 +231,7 @@ static void test_migrate(void **state)
     struct db_migration broken[3] = {
         steps_v3[0],
         steps_v3[1],
-        {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)", NULL}};
+        {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)", NULL, false}};
     assert_true(db_migrate(db, broken, 3) < 0);
     assert_int_equal(db_schema_version(db), 2);
     assert_int_equal(db_conn_take(db, &c), 0);
