@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 BACKEND    ?= sqlite
 
-.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering fuzz chaos
+.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering fuzz chaos scaleout scaleout-down
 
 all: build
 
@@ -39,6 +39,15 @@ fuzz: deps-test
 
 bench: deps-test build
 	BACKEND=$(BACKEND) bench/run.sh
+
+# The topology in miniature: every service group as its own process behind nginx, on
+# PostgreSQL + PgBouncer, a Redis Cluster and the Kafka mock (docs/topology.md).
+scaleout: deps-test build
+	cmake --build $(BUILD) -j $(JOBS) --target emporium-kafka-mock
+	SCALEOUT_BIN=$(BUILD)/emporium scripts/scaleout.sh up
+
+scaleout-down:
+	scripts/scaleout.sh down
 
 # Build output only. The shop's data (./data, the default EMPORIUM_DATA_DIR) is never
 # touched here: deleting it is `make clean-data`.

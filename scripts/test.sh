@@ -67,6 +67,12 @@ scripts/web-e2e.sh build/emporium || rc=$?
 # bootstrap.sh installed npm and Chromium: a missing one (rc 3) fails the run too.
 [ $rc -eq 0 ] || status=1
 
+# The topology in miniature (scripts/scaleout.sh: one process per service group behind nginx,
+# calls between them over HTTP): the shopper journey and the inventory-down fault through
+# the gateway (tests/scaleout/).
+echo "== scale-out journey through the gateway"
+tests/scaleout/run.sh build/emporium || status=1
+
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
 echo "== bench harness smoke run"
 BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1

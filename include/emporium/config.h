@@ -72,6 +72,13 @@ struct config {
     const char *consumers;       /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
     const char *mail_dir;        /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
     const char *smtp_url;        /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
+    /* calls between services (upstream.h) */
+    const char *internal_token; /* EMPORIUM_INTERNAL_TOKEN; NULL = internal routes closed */
+    const char *inventory_url;  /* EMPORIUM_INVENTORY_URL; NULL = in-process only */
+    const char *payment_url;    /* EMPORIUM_PAYMENT_URL */
+    const char *shipping_url;   /* EMPORIUM_SHIPPING_URL */
+    const char *product_url;    /* EMPORIUM_PRODUCT_URL */
+    int upstream_timeout_ms;    /* EMPORIUM_UPSTREAM_TIMEOUT_MS; 2000 */
 };
 
 /* The defaults, without reading the environment. */

@@ -256,6 +256,48 @@ int db_query(struct db_conn *c, const char *sql, int n, const struct db_val *arg
 }
 
 int db_exec_script(struct db_conn *c, const char *sql) { return c->db->ops->exec_script(c, sql); }
+int db_query_many(struct db_conn *c, struct db_stmt *st, int n, bool atomic)
+{
+    if (n < 0 || n > DB_STMT_MAX || (n > 0 && !st))
+        return ERR_INVALID;
+    for (int i = 0; i < n; i++) {
+        st[i].rc = ERR_INVALID;
+        if (st[i].out)
+            *st[i].out = NULL;
+        if (!st[i].sql || st[i].n < 0 || (st[i].n > 0 && !st[i].args))
+            return ERR_INVALID;
+    }
+    if (n == 0)
+        return 0;
+    DB_FAULT();
+    if (c->db->ops->query_many)
+        return c->db->ops->query_many(c, st, n, atomic);
+    bool own = atomic && !c->db->ops->in_tx(c);
+    int rc = own ? db_begin(c) : 0;
+    for (int i = 0; i < n; i++) {
+        if (rc >= 0)
+            rc = c->db->ops->query(c, st[i].sql, st[i].n, st[i].args, st[i].out);
+        st[i].rc = rc;
+    }
+    if (own) {
+        if (rc >= 0)
+            rc = db_commit(c);
+        else
+            db_rollback(c);
+    }
+    if (rc < 0) {
+        for (int i = 0; i < n; i++) {
+            if (st[i].rc >= 0 && own)
+                st[i].rc = rc; /* rolled back with the rest */
+            if (st[i].rc < 0 && st[i].out) {
+                db_rows_free(*st[i].out);
+                *st[i].out = NULL;
+            }
+        }
+    }
+    return rc < 0 ? rc : 0;
+}
+
 int db_begin(struct db_conn *c)
 {
     DB_FAULT();

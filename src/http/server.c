@@ -54,6 +54,7 @@
 #include "emporium/log.h"
 #include "emporium/metrics.h"
 #include "emporium/ratelimit.h"
+#include "emporium/upstream.h"
 #include "http_internal.h"
 
 struct http_server {
@@ -427,6 +428,7 @@ static int run_middleware(struct http_req *req)
 
 static void run_handler(struct http_req *req)
 {
+    upstream_trace_set(req->traceparent); /* calls to other services continue the trace */
     int rc = req->route->route.fn(req);
     if (rc == 0 && req->status == 0)
         rc = ERR_INTERNAL;
