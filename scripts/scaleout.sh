@@ -18,7 +18,7 @@
 #   + 3 replicas; bus ports +71..+76)   Kafka mock: kernel-chosen ports (in the env file)
 # Environment: SCALEOUT_BIN (default build/emporium), SCALEOUT_DIR (default build/scaleout),
 # SCALEOUT_RATE_LIMITS (on/off, default on: the services' per-client limits behind the
-# gateway), SCALEOUT_PORT. Needs: postgres 15, pgbouncer, redis, nginx, curl (bootstrap.sh).
+# gateway), SCALEOUT_DRAIN_SECONDS (default 2), SCALEOUT_PORT. Needs: postgres 15, pgbouncer, redis, nginx, curl (bootstrap.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -90,6 +90,7 @@ common_env() {
     echo "EMPORIUM_INTERNAL_TOKEN=$token EMPORIUM_TRUSTED_PROXIES=127.0.0.1"
     echo "EMPORIUM_RATE_LIMITS=${SCALEOUT_RATE_LIMITS:-on} EMPORIUM_CONSUMERS=none"
     echo "EMPORIUM_DB_POOL_SIZE=4 EMPORIUM_THREADS=8 EMPORIUM_OFFLOAD_THREADS=8"
+    echo "EMPORIUM_DRAIN_SECONDS=${SCALEOUT_DRAIN_SECONDS:-2}"
     echo "EMPORIUM_INVENTORY_URL=http://127.0.0.1:$((B + 4)) EMPORIUM_PAYMENT_URL=http://127.0.0.1:$((B + 5))"
     echo "EMPORIUM_SHIPPING_URL=http://127.0.0.1:$((B + 6)) EMPORIUM_PRODUCT_URL=http://127.0.0.1:$((B + 2))"
 }
@@ -134,9 +135,13 @@ gateway_conf() {
 }
 
 down() {
-    local n
+    local n pids=()
     [ -d "$DIR" ] || { say "nothing to stop"; return 0; }
-    for n in "${ORDER[@]}" worker seed; do stop_pidfile "$DIR/$n.pid"; done
+    # SIGTERM to every process at once (each drains on its own), then wait for them all
+    for n in "${ORDER[@]}" worker seed; do
+        if alive "$DIR/$n.pid"; then kill -TERM "$(cat "$DIR/$n.pid")" 2>/dev/null || true; pids+=("$DIR/$n.pid"); fi
+    done
+    for n in "${pids[@]}"; do stop_pidfile "$n"; done
     if [ -f "$DIR/nginx/logs/nginx.pid" ]; then
         nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e "$DIR/nginx/logs/error.log" -s quit 2>/dev/null || true
         for _ in $(seq 1 100); do [ -f "$DIR/nginx/logs/nginx.pid" ] || break; sleep 0.1; done

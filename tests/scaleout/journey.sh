@@ -10,7 +10,9 @@
 #   3. inventory stopped: checkout answers 503 at once (within the upstream deadline, no
 #      hang), the order is failed with inventory_unavailable, no payment exists for it, the
 #      cart keeps its lines and the stock level is unchanged;
-#   4. inventory back: the retried checkout succeeds and takes the stock exactly once.
+#   4. inventory back: the retried checkout succeeds and takes the stock exactly once;
+#   5. one of the two order processes stopped: the gateway's passive health check sends
+#      every request to the other; every acknowledged order is still there.
 # Waits are for conditions with generous deadlines, never fixed sleeps.
 # Usage: tests/scaleout/journey.sh [ENV_FILE]  (default build/scaleout/env)
 set -euo pipefail
@@ -140,4 +142,19 @@ expect 201 "checkout with the inventory back"
 read -r a2c r2c <<<"$(level "$P2")"
 [ "$a2c" -eq $((a2 - 2)) ] && [ "$r2c" -eq "$r2" ] || fail "2 of $P2 taken exactly once ($a2/$r2 -> $a2c/$r2c)"
 ok "inventory back: checkout paid, stock taken once"
+
+# ---- 5: one of the two order processes stopped: the gateway sends everything to the other
+scripts/scaleout.sh stop order-1
+for i in $(seq 1 10); do
+    call GET "$GW/api/v1/orders/$O1" "" "${AUTH[@]}"
+    expect 200 "order status with order-1 down (request $i)"
+done
+call POST "$GW/api/v1/cart/items" "{\"product_id\":\"$P1\",\"quantity\":1}" "${AUTH[@]}"
+expect 200 "add to cart with order-1 down"
+call POST "$GW/api/v1/orders" "$ORDER" "${AUTH[@]}" -H "Idempotency-Key: journey-$(date +%s%N)"
+expect 201 "checkout with order-1 down"
+call GET "$GW/api/v1/orders?limit=10" "" "${AUTH[@]}"
+[ "$(jq '[.items[] | select(.status == "paid")] | length' <<<"$body")" = 3 ] || fail "every acknowledged order is there: $body"
+scripts/scaleout.sh start order-1
+ok "order-1 down: order-2 served every request through the gateway, every paid order kept"
 echo "journey: all $pass checks passed"
