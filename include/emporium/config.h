@@ -71,6 +71,13 @@ struct config {
     const char *consumers;       /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
     const char *mail_dir;        /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
     const char *smtp_url;        /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
+    /* fraud review (svc/fraud.h) */
+    int fraud_review_amount;   /* EMPORIUM_FRAUD_REVIEW_AMOUNT; 100000 minor units */
+    int fraud_hold_score;      /* EMPORIUM_FRAUD_HOLD_SCORE; 100 */
+    int fraud_window_seconds;  /* EMPORIUM_FRAUD_VELOCITY_WINDOW_SECONDS; 3600 */
+    int fraud_user_velocity;   /* EMPORIUM_FRAUD_USER_VELOCITY; 10 orders per window */
+    int fraud_card_velocity;   /* EMPORIUM_FRAUD_CARD_VELOCITY; 20 orders per window */
+    int fraud_failed_payments; /* EMPORIUM_FRAUD_FAILED_PAYMENTS; 3 per window */
 };
 
 /* The defaults, without reading the environment. */
