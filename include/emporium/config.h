@@ -79,6 +79,13 @@ struct config {
     const char *shipping_url;   /* EMPORIUM_SHIPPING_URL */
     const char *product_url;    /* EMPORIUM_PRODUCT_URL */
     int upstream_timeout_ms;    /* EMPORIUM_UPSTREAM_TIMEOUT_MS; 2000 */
+    /* fraud review (svc/fraud.h) */
+    int fraud_review_amount;   /* EMPORIUM_FRAUD_REVIEW_AMOUNT; 100000 minor units */
+    int fraud_hold_score;      /* EMPORIUM_FRAUD_HOLD_SCORE; 100 */
+    int fraud_window_seconds;  /* EMPORIUM_FRAUD_VELOCITY_WINDOW_SECONDS; 3600 */
+    int fraud_user_velocity;   /* EMPORIUM_FRAUD_USER_VELOCITY; 10 orders per window */
+    int fraud_card_velocity;   /* EMPORIUM_FRAUD_CARD_VELOCITY; 20 orders per window */
+    int fraud_failed_payments; /* EMPORIUM_FRAUD_FAILED_PAYMENTS; 3 per window */
 };
 
 /* The defaults, without reading the environment. */

@@ -156,6 +156,18 @@ static const struct setting settings[] = {
      "call the product service there when it does not run in this process"},
     {"EMPORIUM_UPSTREAM_TIMEOUT_MS", K_INT, F(upstream_timeout_ms), 0, 1, 60000,
      "deadline of one call to another service, retries included"},
+    {"EMPORIUM_FRAUD_REVIEW_AMOUNT", K_INT, F(fraud_review_amount), 0, 0, 2000000000,
+     "orders whose total is above this (minor units) score for fraud review"},
+    {"EMPORIUM_FRAUD_HOLD_SCORE", K_INT, F(fraud_hold_score), 0, 1, 1000,
+     "fraud score from which an order is held for review (on_hold)"},
+    {"EMPORIUM_FRAUD_VELOCITY_WINDOW_SECONDS", K_INT, F(fraud_window_seconds), 0, 60, 30 * 86400,
+     "window of the fraud velocity and failed-payment rules"},
+    {"EMPORIUM_FRAUD_USER_VELOCITY", K_INT, F(fraud_user_velocity), 0, 1, 1000000,
+     "orders of one user in the window before the velocity rule scores"},
+    {"EMPORIUM_FRAUD_CARD_VELOCITY", K_INT, F(fraud_card_velocity), 0, 1, 1000000,
+     "orders on one card in the window before the card rule scores"},
+    {"EMPORIUM_FRAUD_FAILED_PAYMENTS", K_INT, F(fraud_failed_payments), 0, 1, 1000000,
+     "failed payments of a user or card in the window from which the rule scores"},
 };
 #undef F
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -206,6 +218,12 @@ void config_defaults(struct config *cfg)
         .kafka_partitions = 24,
         .event_retention_hours = 720,
         .upstream_timeout_ms = 2000,
+        .fraud_review_amount = 100000,
+        .fraud_hold_score = 100,
+        .fraud_window_seconds = 3600,
+        .fraud_user_velocity = 10,
+        .fraud_card_velocity = 20,
+        .fraud_failed_payments = 3,
     };
 }
 

@@ -76,6 +76,7 @@ struct product_ctx {
     _Atomic uint64_t generation; /* bumped when lists may have changed */
     struct product_attrs attrs;
     struct product_index *_Atomic index; /* made on the first search; product__index_free */
+    int64_t started_ms; /* cache-invalidation events from before this are skipped */
 };
 
 /* The context; never NULL while the service runs (init() succeeded). */
@@ -158,9 +159,13 @@ int product__search(struct app *app, const struct product_query *q, struct buf *
 int product__cache_init(struct product_ctx *ctx);
 void product__cache_deinit(struct product_ctx *ctx);
 uint64_t product__generation(struct product_ctx *ctx);
-/* After a write committed: drops the product's entries locally, bumps the generation when
- * lists may have changed, and publishes on cache-invalidation for the other processes. */
+/* After an admin write committed: drops the product's entries locally, bumps the generation
+ * when lists may have changed, and writes a product.invalidated event to the catalog's outbox
+ * (topic cache-invalidation) so that every other process drops them too (id 0: every list). */
 void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists);
+/* The same in this process only (stock figures: every checkout changes them; the other
+ * processes' entries age out). */
+void product__invalidate_local(struct product_ctx *ctx, int64_t id, bool lists);
 
 /* ---- the in-memory full-text index (product_index.c) ---------------------------------- */
 
