@@ -93,8 +93,9 @@ trap 'exit 130' INT TERM
 unset EMPORIUM_DATABASE_URL EMPORIUM_DATA_DIR EMPORIUM_LISTEN
 if [ "$BACKEND" = postgres ]; then
     [ -x "$ROOT/scripts/test-servers.sh" ] || die "scripts/test-servers.sh is missing"
-    if psql -h 127.0.0.1 -p 25433 -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
-        say "postgres: reusing the test servers already running on 25432/25433"
+    # EMP_TEST_PG_PORT / EMP_TEST_BOUNCER_PORT: the ports scripts/test-servers.sh uses.
+    if psql -h 127.0.0.1 -p "${EMP_TEST_BOUNCER_PORT:-25433}" -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
+        say "postgres: reusing the test servers already running on ${EMP_TEST_PG_PORT:-25432}/${EMP_TEST_BOUNCER_PORT:-25433}"
     else
         PG_DIR="$TMP/pg"
         say "postgres: starting throwaway servers in $PG_DIR"

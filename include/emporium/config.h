@@ -31,6 +31,7 @@ struct config {
     size_t max_body;             /* EMPORIUM_MAX_BODY; 1 MiB */
     size_t max_header_bytes;     /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */
     int drain_seconds;           /* EMPORIUM_DRAIN_SECONDS; 10 */
+    int drain_delay_seconds;     /* EMPORIUM_DRAIN_DELAY_SECONDS; 0 (/ready 503, still serving) */
     const char *cors_origins;    /* EMPORIUM_CORS_ORIGINS; NULL = no CORS; "*" or a,b,c */
     const char *trusted_proxies; /* EMPORIUM_TRUSTED_PROXIES; NULL = none (CIDR list) */
     /* limits */
@@ -78,6 +79,13 @@ struct config {
     int fraud_user_velocity;   /* EMPORIUM_FRAUD_USER_VELOCITY; 10 orders per window */
     int fraud_card_velocity;   /* EMPORIUM_FRAUD_CARD_VELOCITY; 20 orders per window */
     int fraud_failed_payments; /* EMPORIUM_FRAUD_FAILED_PAYMENTS; 3 per window */
+    /* calls between services (upstream.h) */
+    const char *internal_token; /* EMPORIUM_INTERNAL_TOKEN; NULL = internal routes closed */
+    const char *inventory_url;  /* EMPORIUM_INVENTORY_URL; NULL = in-process only */
+    const char *payment_url;    /* EMPORIUM_PAYMENT_URL */
+    const char *shipping_url;   /* EMPORIUM_SHIPPING_URL */
+    const char *product_url;    /* EMPORIUM_PRODUCT_URL */
+    int upstream_timeout_ms;    /* EMPORIUM_UPSTREAM_TIMEOUT_MS; 2000 */
 };
 
 /* The defaults, without reading the environment. */

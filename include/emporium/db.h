@@ -84,6 +84,23 @@ int db_query_once(struct db *db, const char *sql, int n, const struct db_val *ar
  * otherwise (the message is logged). */
 int db_query(struct db_conn *c, const char *sql, int n, const struct db_val *args,
              struct db_rows **out);
+/* Several statements sent together: on PostgreSQL in one round trip (libpq pipeline mode,
+ * unnamed statements, so it works behind PgBouncer in transaction mode); on SQLite one after
+ * another. Each st[i].rc receives what db_query() would return for it (and *st[i].out its
+ * rows, when out is not NULL); once one fails, the ones after it are not run and get that
+ * error too. With atomic set and no transaction open, the statements form one transaction
+ * (on PostgreSQL the pipeline's implicit one: one commit, no BEGIN/COMMIT round trips); a
+ * failure then leaves nothing of them. Inside a transaction they are part of it. Without
+ * atomic (reads), SQLite runs them without a transaction. Returns 0 or the first error. */
+struct db_stmt {
+    const char *sql;
+    int n;
+    const struct db_val *args;
+    struct db_rows **out; /* may be NULL */
+    int rc;               /* set by db_query_many() */
+};
+#define DB_STMT_MAX 32 /* statements per db_query_many() call */
+int db_query_many(struct db_conn *c, struct db_stmt *st, int n, bool atomic);
 /* Runs SQL text with no parameters, possibly several statements (migrations). */
 int db_exec_script(struct db_conn *c, const char *sql);
 
@@ -177,8 +194,16 @@ int db_tokenize(struct db_tokenizer *t, const char *text, int len, bool query, b
 struct db_migration {
     const char *sql;
     const char *pg; /* optional PostgreSQL variant */
+    /* Expand/contract (docs/operations.md, "Schema changes"): false (expand, additive) lets
+     * a program that knows fewer migrations run on the result; true (contract) does not. */
+    bool contract;
 };
+/* Refuses (ERR_CONFLICT, logged) a database whose schema is newer than n unless the program
+ * that applied it marked it readable by programs that know n (schema_compat.min_reader). */
 int db_migrate(struct db *db, const struct db_migration *steps, int n);
+/* The lowest migration count a program must know to run on this database (0 when every
+ * applied migration was an expand), or an error. */
+int db_schema_min_reader(struct db *db);
 /* Highest applied version (0 when none). */
 int db_schema_version(struct db *db);
 

@@ -23,6 +23,10 @@ struct db__ops {
     int (*begin)(struct db_conn *c);
     int (*commit)(struct db_conn *c);
     int (*rollback)(struct db_conn *c);
+    /* Optional: the statements in one round trip (db_query_many); NULL: db.c runs them one
+     * by one, inside a transaction of its own when atomic and in_tx() says none is open. */
+    int (*query_many)(struct db_conn *c, struct db_stmt *st, int n, bool atomic);
+    bool (*in_tx)(struct db_conn *c);
 };
 
 /* Logical names become file names and PostgreSQL database names: keep them boring. */

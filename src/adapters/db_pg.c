@@ -34,6 +34,10 @@ struct pg_conn {
     struct db_conn base;
     PGconn *h;
     bool fresh; /* no statement run yet in this lease: safe to reconnect and retry */
+    /* db_begin() was called and BEGIN not sent yet: it goes out with the next statement,
+     * in the same round trip (a transaction costs one round trip less). */
+    bool begin_pending;
+    bool broken; /* a pipeline left the connection in an unknown state: drop it */
     struct pg_conn *next_idle;
 };
 
@@ -216,50 +220,240 @@ static int pg_run(struct pg_conn *c, const char *sql, int n, const Oid *types,
     }
 }
 
-static int pg_query(struct db_conn *base, const char *sql, int n, const struct db_val *args,
-                    struct db_rows **out)
-{
-    struct pg_conn *c = pg_conn_of(base);
-    const char *vals_small[PG_SMALL_ARGS] = {0};
-    Oid types_small[PG_SMALL_ARGS] = {0};
+/* Parameters in libpq's text form: integers typed int8, text untyped (see the top). */
+struct pg_args {
+    const char *vals_small[PG_SMALL_ARGS];
+    Oid types_small[PG_SMALL_ARGS];
     char nums_small[PG_SMALL_ARGS][24];
-    const char **vals = vals_small;
-    Oid *types = types_small;
-    char(*nums)[24] = nums_small;
+    const char **vals;
+    Oid *types;
+    char (*nums)[24];
+    int n;
+};
+
+static int pg_args_init(struct pg_args *a, int n, const struct db_val *args)
+{
+    a->n = n;
+    a->vals = a->vals_small;
+    a->types = a->types_small;
+    a->nums = a->nums_small;
     if (n > PG_SMALL_ARGS) {
-        vals = malloc((size_t)n * sizeof *vals);
-        types = malloc((size_t)n * sizeof *types);
-        nums = malloc((size_t)n * sizeof *nums);
-        if (!vals || !types || !nums) {
-            free(vals);
-            free(types);
-            free(nums);
+        a->vals = malloc((size_t)n * sizeof *a->vals);
+        a->types = malloc((size_t)n * sizeof *a->types);
+        a->nums = malloc((size_t)n * sizeof *a->nums);
+        if (!a->vals || !a->types || !a->nums) {
+            free(a->vals);
+            free(a->types);
+            free(a->nums);
             return ERR_NOMEM;
         }
     }
     for (int k = 0; k < n; k++) {
-        types[k] = 0;
-        vals[k] = NULL;
+        a->types[k] = 0;
+        a->vals[k] = NULL;
         if (args[k].t == DB_T_INT) {
-            snprintf(nums[k], sizeof nums[k], "%" PRId64, args[k].i);
-            vals[k] = nums[k];
-            types[k] = PG_INT8OID;
+            snprintf(a->nums[k], sizeof a->nums[k], "%" PRId64, args[k].i);
+            a->vals[k] = a->nums[k];
+            a->types[k] = PG_INT8OID;
         } else if (args[k].t == DB_T_TEXT) {
-            vals[k] = args[k].s;
+            a->vals[k] = args[k].s;
         }
     }
-    int rc = pg_run(c, sql, n, types, vals, out, false);
-    if (n > PG_SMALL_ARGS) {
-        free(vals);
-        free(types);
-        free(nums);
+    return 0;
+}
+
+static void pg_args_free(struct pg_args *a)
+{
+    if (a->n > PG_SMALL_ARGS) {
+        free(a->vals);
+        free(a->types);
+        free(a->nums);
     }
+}
+
+/* ---- pipeline ------------------------------------------------------------------------ */
+
+/* Leaves pipeline mode; when results are still queued (an error cut the reading short) they
+ * are drained first. A connection that cannot leave it is marked broken (dropped on give). */
+static void pg_pipe_exit(struct pg_conn *c)
+{
+    for (int i = 0; i < 64 && !PQexitPipelineMode(c->h); i++) {
+        PGresult *res = PQgetResult(c->h);
+        if (!res && PQstatus(c->h) != CONNECTION_OK)
+            break;
+        PQclear(res);
+    }
+    if (PQpipelineStatus(c->h) != PQ_PIPELINE_OFF)
+        c->broken = true;
+}
+
+/* The next result of the current statement, and the NULL that ends it. */
+static PGresult *pg_pipe_result(struct pg_conn *c)
+{
+    PGresult *res = PQgetResult(c->h);
+    if (res) {
+        PGresult *end = PQgetResult(c->h);
+        if (end) { /* more than one result for a statement: not ours to send */
+            PQclear(end);
+            c->broken = true;
+        }
+    }
+    return res;
+}
+
+/* One round trip: [BEGIN,] st[0..n), Sync. Returns 0 or the first error; ERR_UNAVAILABLE
+ * with *unsent when nothing reached the server (the caller may reconnect and retry). */
+static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, int n, bool *unsent)
+{
+    *unsent = false;
+    if (!PQenterPipelineMode(c->h)) {
+        *unsent = PQstatus(c->h) != CONNECTION_OK;
+        return pg_fail(c, NULL, "(pipeline)");
+    }
+    bool ok = !lead_begin || PQsendQueryParams(c->h, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    for (int i = 0; ok && i < n; i++) {
+        struct pg_args a;
+        if (pg_args_init(&a, st[i].n, st[i].args) < 0) {
+            pg_pipe_exit(c);
+            c->broken = true; /* statements queued but not sent: do not reuse it */
+            return ERR_NOMEM;
+        }
+        ok = PQsendQueryParams(c->h, st[i].sql, st[i].n, a.types, a.vals, NULL, NULL, 0);
+        pg_args_free(&a);
+    }
+    if (ok)
+        ok = PQpipelineSync(c->h);
+    if (!ok) {
+        *unsent = PQstatus(c->h) != CONNECTION_OK;
+        int rc = pg_fail(c, NULL, n ? st[0].sql : "(pipeline)");
+        pg_pipe_exit(c);
+        c->broken = true;
+        return rc;
+    }
+    int first = 0;
+    if (lead_begin) {
+        PGresult *res = pg_pipe_result(c);
+        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            *unsent = !res && PQstatus(c->h) != CONNECTION_OK; /* a dead idle connection */
+            first = pg_fail(c, res, "BEGIN");
+        }
+        PQclear(res);
+    }
+    for (int i = 0; i < n; i++) {
+        if (first == ERR_UNAVAILABLE && PQstatus(c->h) != CONNECTION_OK) {
+            st[i].rc = first;
+            continue;
+        }
+        PGresult *res = pg_pipe_result(c);
+        if (!res) {
+            if (!first) {
+                *unsent = i == 0 && !lead_begin && PQstatus(c->h) != CONNECTION_OK;
+                first = pg_fail(c, NULL, st[i].sql);
+            }
+            st[i].rc = first;
+            continue;
+        }
+        if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+            PQclear(res);
+            st[i].rc = first ? first : ERR_INTERNAL;
+            continue;
+        }
+        st[i].rc = pg_result(c, res, st[i].sql, st[i].out);
+        if (st[i].rc < 0 && !first)
+            first = st[i].rc;
+    }
+    if (PQstatus(c->h) == CONNECTION_OK) {
+        PGresult *res = PQgetResult(c->h); /* the Sync's */
+        if (!res || PQresultStatus(res) != PGRES_PIPELINE_SYNC)
+            c->broken = true;
+        PQclear(res);
+    }
+    pg_pipe_exit(c);
+    return first;
+}
+
+static int pg_pipeline(struct pg_conn *c, struct db_stmt *st, int n)
+{
+    for (int attempt = 0;; attempt++) {
+        bool fresh = c->fresh, lead_begin = c->begin_pending, unsent;
+        c->fresh = false;
+        c->begin_pending = false;
+        int rc = pg_pipe_once(c, lead_begin, st, n, &unsent);
+        if (rc < 0 && fresh && unsent && attempt == 0) {
+            /* A stale pooled connection, and no transaction to lose: reconnect, send again. */
+            for (int i = 0; i < n; i++)
+                if (st[i].out) {
+                    db_rows_free(*st[i].out);
+                    *st[i].out = NULL;
+                }
+            c->broken = false;
+            PQreset(c->h);
+            if (PQstatus(c->h) == CONNECTION_OK) {
+                log_warn("db %s: reconnected a stale connection", c->base.db->name);
+                c->fresh = true;
+                c->begin_pending = lead_begin;
+                continue;
+            }
+        }
+        if (rc < 0)
+            for (int i = 0; i < n; i++)
+                if (st[i].out && st[i].rc < 0) {
+                    db_rows_free(*st[i].out);
+                    *st[i].out = NULL;
+                }
+        return rc;
+    }
+}
+
+static int pg_query_many(struct db_conn *base, struct db_stmt *st, int n, bool atomic)
+{
+    struct pg_conn *c = pg_conn_of(base);
+    /* Outside a transaction the pipeline's statements run as one implicit transaction (they
+     * are all before one Sync): atomic either way. */
+    (void)atomic;
+    int rc = pg_pipeline(c, st, n);
+    if (rc < 0 && PQtransactionStatus(c->h) == PQTRANS_IDLE)
+        for (int i = 0; i < n; i++) /* the implicit transaction rolled back: nothing kept */
+            if (st[i].rc >= 0) {
+                st[i].rc = rc;
+                if (st[i].out) {
+                    db_rows_free(*st[i].out);
+                    *st[i].out = NULL;
+                }
+            }
     return rc;
 }
 
+static int pg_query(struct db_conn *base, const char *sql, int n, const struct db_val *args,
+                    struct db_rows **out)
+{
+    struct pg_conn *c = pg_conn_of(base);
+    if (c->begin_pending) {
+        struct db_stmt st = {.sql = sql, .n = n, .args = args, .out = out};
+        int rc = pg_pipeline(c, &st, 1);
+        return rc < 0 ? rc : st.rc;
+    }
+    struct pg_args a;
+    int rc = pg_args_init(&a, n, args);
+    if (rc < 0)
+        return rc;
+    rc = pg_run(c, sql, n, a.types, a.vals, out, false);
+    pg_args_free(&a);
+    return rc;
+}
+
+static int pg_simple(struct pg_conn *c, const char *sql);
+
 static int pg_exec_script(struct db_conn *base, const char *sql)
 {
-    int rc = pg_run(pg_conn_of(base), sql, 0, NULL, NULL, NULL, true);
+    struct pg_conn *c = pg_conn_of(base);
+    if (c->begin_pending) {
+        c->begin_pending = false;
+        int rc = pg_simple(c, "BEGIN");
+        if (rc < 0)
+            return rc;
+    }
+    int rc = pg_run(c, sql, 0, NULL, NULL, NULL, true);
     return rc < 0 ? rc : 0;
 }
 
@@ -269,11 +463,32 @@ static int pg_simple(struct pg_conn *c, const char *sql)
     return rc < 0 ? rc : 0;
 }
 
-static int pg_begin(struct db_conn *c) { return pg_simple(pg_conn_of(c), "BEGIN"); }
+/* BEGIN is not sent on its own: it goes with the transaction's first statement. */
+static int pg_begin(struct db_conn *base)
+{
+    struct pg_conn *c = pg_conn_of(base);
+    if (c->begin_pending || PQtransactionStatus(c->h) != PQTRANS_IDLE) {
+        log_error("db %s: begin inside a transaction", base->db->name);
+        return ERR_INTERNAL;
+    }
+    c->begin_pending = true;
+    return 0;
+}
+
+static bool pg_in_tx(struct db_conn *base)
+{
+    struct pg_conn *c = pg_conn_of(base);
+    PGTransactionStatusType ts = PQtransactionStatus(c->h);
+    return c->begin_pending || ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+}
 
 static int pg_commit(struct db_conn *base)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->begin_pending) { /* nothing was run in it */
+        c->begin_pending = false;
+        return 0;
+    }
     switch (PQtransactionStatus(c->h)) {
     case PQTRANS_INTRANS:
         return pg_simple(c, "COMMIT");
@@ -293,6 +508,7 @@ static int pg_commit(struct db_conn *base)
 static int pg_rollback(struct db_conn *base)
 {
     struct pg_conn *c = pg_conn_of(base);
+    c->begin_pending = false;
     PGTransactionStatusType ts = PQtransactionStatus(c->h);
     if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
         return 0; /* nothing open, or the connection is gone and the server rolled back */
@@ -356,6 +572,7 @@ static int pg_take(struct db *base, struct db_conn **out)
         return rc;
     }
     c->fresh = true;
+    c->begin_pending = false;
     *out = &c->base;
     return 0;
 }
@@ -364,7 +581,8 @@ static void pg_give(struct db_conn *base)
 {
     struct pg_conn *c = pg_conn_of(base);
     struct pg_db *db = pg_db_of(base->db);
-    bool keep = PQstatus(c->h) == CONNECTION_OK;
+    bool keep = PQstatus(c->h) == CONNECTION_OK && !c->broken;
+    c->begin_pending = false;
     switch (PQtransactionStatus(c->h)) {
     case PQTRANS_IDLE:
         break;
@@ -430,6 +648,8 @@ static const struct db__ops pg_ops = {
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
+    .query_many = pg_query_many,
+    .in_tx = pg_in_tx,
 };
 
 /* ---- open ---------------------------------------------------------------------------- */

@@ -687,6 +687,8 @@ static int sq_rollback(struct db_conn *base)
     return rc;
 }
 
+static bool sq_in_tx(struct db_conn *base) { return !sqlite3_get_autocommit(sq_conn_of(base)->h); }
+
 /* ---- db ------------------------------------------------------------------------------ */
 
 static void sq_pool_stats(const struct db *base, int *in_use, int *idle)
@@ -731,6 +733,7 @@ static const struct db__ops sq_ops = {
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,
+    .in_tx = sq_in_tx,
 };
 
 /* mkdir -p: the data directory of a fresh install does not exist yet. What it creates is

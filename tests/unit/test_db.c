@@ -201,10 +201,10 @@ static void test_open_basics(void **state)
 }
 
 static const struct db_migration steps_v3[] = {
-    {"CREATE TABLE m1 (id BIGINT PRIMARY KEY, v TEXT NOT NULL)", NULL},
+    {"CREATE TABLE m1 (id BIGINT PRIMARY KEY, v TEXT NOT NULL)", NULL, false},
     {"INSERT INTO m1 (id, v) VALUES (1, 'sqlite'); CREATE TABLE m2 (x INTEGER)",
-     "INSERT INTO m1 (id, v) VALUES (1, 'postgres'); CREATE TABLE m2 (x INTEGER)"},
-    {"CREATE TABLE m3 (x INTEGER); INSERT INTO m3 (x) VALUES (3)", NULL},
+     "INSERT INTO m1 (id, v) VALUES (1, 'postgres'); CREATE TABLE m2 (x INTEGER)", false},
+    {"CREATE TABLE m3 (x INTEGER); INSERT INTO m3 (x) VALUES (3)", NULL, false},
 };
 
 static void test_migrate(void **state)
@@ -231,7 +231,7 @@ static void test_migrate(void **state)
     struct db_migration broken[3] = {
         steps_v3[0],
         steps_v3[1],
-        {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)", NULL}};
+        {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)", NULL, false}};
     assert_true(db_migrate(db, broken, 3) < 0);
     assert_int_equal(db_schema_version(db), 2);
     assert_int_equal(db_conn_take(db, &c), 0);
@@ -440,6 +440,92 @@ static void test_transactions(void **state)
     assert_int_equal(db_query(c, "SELECT nope FROM t", 0, NULL, NULL), ERR_INTERNAL);
     assert_int_equal(db_rollback(c), 0);
     assert_int_equal(scalar(c, "SELECT COUNT(*) FROM t", 0, NULL), 1);
+    db_conn_give(c);
+    db_close(db);
+}
+
+/* db_query_many: several statements in one call (one round trip on PostgreSQL). */
+static void test_query_many(void **state)
+{
+    struct db *db = open_fresh("many");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT NOT NULL)");
+
+    /* Atomic, outside a transaction: every statement runs, each with its own result. */
+    struct db_val a1[] = {DB_INT(1), DB_TEXT("one")}, a2[] = {DB_INT(2), DB_TEXT("two")};
+    struct db_rows *r = NULL;
+    struct db_stmt st[] = {
+        {.sql = "INSERT INTO t (id, v) VALUES ($1, $2)", .n = 2, .args = a1},
+        {.sql = "INSERT INTO t (id, v) VALUES ($1, $2) RETURNING id",
+         .n = 2,
+         .args = a2,
+         .out = &r},
+        {.sql = "SELECT id, v FROM t ORDER BY id", .out = &r},
+    };
+    st[1].out = NULL;
+    assert_int_equal(db_query_many(c, st, 3, true), 0);
+    assert_int_equal(st[0].rc, 1);
+    assert_int_equal(st[1].rc, 1);
+    assert_int_equal(st[2].rc, 0);
+    assert_int_equal(db_rows_count(r), 2);
+    assert_string_equal(db_get(r, 1, 1), "two");
+    db_rows_free(r);
+
+    /* A failure in the middle: that error, the rest not run, nothing of the batch kept. */
+    struct db_val a3[] = {DB_INT(3), DB_TEXT("three")};
+    struct db_rows *after = NULL;
+    struct db_stmt bad[] = {
+        {.sql = "INSERT INTO t (id, v) VALUES ($1, $2)", .n = 2, .args = a3},
+        {.sql = "INSERT INTO t (id, v) VALUES ($1, $2)", .n = 2, .args = a1},
+        {.sql = "SELECT id FROM t", .out = &after},
+    };
+    assert_int_equal(db_query_many(c, bad, 3, true), ERR_CONFLICT);
+    assert_int_equal(bad[1].rc, ERR_CONFLICT);
+    assert_true(bad[0].rc < 0); /* rolled back with the rest */
+    assert_true(bad[2].rc < 0);
+    assert_null(after);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM t", 0, NULL), 2);
+    /* and the connection is still good */
+    assert_int_equal(db_query(c, "SELECT 1", 0, NULL, NULL), 0);
+
+    /* Inside a transaction the batch is part of it: a rollback undoes it, and the BEGIN of
+     * a transaction whose first statement is a batch still happens. */
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_query_many(c, bad, 1, true), 0);
+    assert_int_equal(db_rollback(c), 0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM t", 0, NULL), 2);
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_query_many(c, bad, 1, true), 0);
+    assert_int_equal(db_query(c, "UPDATE t SET v = 'x' WHERE id = 3", 0, NULL, NULL), 1);
+    assert_int_equal(db_commit(c), 0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM t WHERE v = 'x'", 0, NULL), 1);
+
+    /* A transaction with nothing in it commits fine; one whose batch failed rolls back. */
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_commit(c), 0);
+    assert_int_equal(db_begin(c), 0);
+    assert_int_equal(db_query_many(c, bad + 1, 1, true), ERR_CONFLICT);
+    assert_int_equal(db_rollback(c), 0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM t", 0, NULL), 3);
+
+    /* Reads, not atomic; a bad statement is an error, not a crash. */
+    struct db_rows *x = NULL, *y = NULL;
+    struct db_val k[] = {DB_INT(2)};
+    struct db_stmt rd[] = {
+        {.sql = "SELECT v FROM t WHERE id = $1", .n = 1, .args = k, .out = &x},
+        {.sql = "SELECT COUNT(*) FROM t", .out = &y},
+    };
+    assert_int_equal(db_query_many(c, rd, 2, false), 0);
+    assert_string_equal(db_get(x, 0, 0), "two");
+    assert_int_equal(db_get_i64(y, 0, 0), 3);
+    db_rows_free(x);
+    db_rows_free(y);
+    rd[1].sql = "SELECT nope FROM t";
+    assert_int_equal(db_query_many(c, rd, 2, false), ERR_INTERNAL);
+    assert_null(y);
+    db_rows_free(x);
+    assert_int_equal(db_query_many(c, rd, DB_STMT_MAX + 1, false), ERR_INVALID);
     db_conn_give(c);
     db_close(db);
 }
@@ -1244,6 +1330,7 @@ int main(void)
         cmocka_unit_test(test_conflict),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_affected_rows),
+        cmocka_unit_test(test_query_many),
         cmocka_unit_test(test_returning),
         cmocka_unit_test(test_scripts_and_errors),
         cmocka_unit_test(test_statement_cache),

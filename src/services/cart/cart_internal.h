@@ -123,6 +123,13 @@ int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create,
 int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out);
 /* How many lines the cart has, and a currency it holds ("" when empty; at most 3 bytes). */
 int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char currency[4]);
+/* The whole add in one round trip, as one transaction of its own (not inside one): creates
+ * or locks the owner's cart, then adds it->quantity to the line (name and price refreshed,
+ * currency kept) unless the line would exceed max_qty, the cart holds another currency, or
+ * it has max_lines lines without this product; then reads the cart. *applied says whether
+ * the line changed; *out is the cart after it (to tell why when it did not). */
+int cart__store_add_once(struct db_conn *c, const struct cart_owner *o, const struct cart_item *it,
+                         int max_qty, int max_lines, struct cart_view *out, bool *applied);
 int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,
                             int64_t added_at);
 /* Sets quantity, name and price of an existing line. */

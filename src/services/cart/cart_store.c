@@ -101,6 +101,26 @@ int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create,
     return 0;
 }
 
+/* Rows of (product_id, name, quantity, unit_price, currency, added_at) into a view. */
+static int view_fill(const struct db_rows *r, struct cart_view *out)
+{
+    cart__view_clear(out);
+    int n = db_rows_count(r);
+    if (n > 0 && !(out->items = malloc((size_t)n * sizeof *out->items)))
+        return ERR_NOMEM;
+    out->n = n;
+    for (int i = 0; i < out->n; i++) {
+        struct cart_item *it = &out->items[i];
+        it->product_id = db_get_i64(r, i, 0);
+        snprintf(it->name, sizeof it->name, "%s", db_get(r, i, 1) ? db_get(r, i, 1) : "");
+        it->quantity = (int)db_get_i64(r, i, 2);
+        it->unit_price = db_get_i64(r, i, 3);
+        snprintf(it->currency, sizeof it->currency, "%s", db_get(r, i, 4) ? db_get(r, i, 4) : "");
+        it->added_at = db_get_i64(r, i, 5);
+    }
+    return 0;
+}
+
 int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out)
 {
     struct db_val a[] = {DB_INT(cart_id), DB_INT(CART_MAX_LINES)};
@@ -112,24 +132,9 @@ int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out)
                       2, a, &r);
     if (rc < 0)
         return rc;
-    cart__view_clear(out);
-    int n = db_rows_count(r);
-    if (n > 0 && !(out->items = malloc((size_t)n * sizeof *out->items))) {
-        db_rows_free(r);
-        return ERR_NOMEM;
-    }
-    out->n = n;
-    for (int i = 0; i < out->n; i++) {
-        struct cart_item *it = &out->items[i];
-        it->product_id = db_get_i64(r, i, 0);
-        snprintf(it->name, sizeof it->name, "%s", db_get(r, i, 1) ? db_get(r, i, 1) : "");
-        it->quantity = (int)db_get_i64(r, i, 2);
-        it->unit_price = db_get_i64(r, i, 3);
-        snprintf(it->currency, sizeof it->currency, "%s", db_get(r, i, 4) ? db_get(r, i, 4) : "");
-        it->added_at = db_get_i64(r, i, 5);
-    }
+    rc = view_fill(r, out);
     db_rows_free(r);
-    return 0;
+    return rc;
 }
 
 int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char currency[4])
@@ -144,6 +149,60 @@ int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char c
     snprintf(currency, 4, "%s", db_get(r, 0, 1) ? db_get(r, 0, 1) : "");
     db_rows_free(r);
     return 0;
+}
+
+int cart__store_add_once(struct db_conn *c, const struct cart_owner *o, const struct cart_item *it,
+                         int max_qty, int max_lines, struct cart_view *out, bool *applied)
+{
+    int64_t now = now_ms();
+    const char *col = owner_col(o);
+    char cart_sql[256], line_sql[1024], load_sql[320];
+    snprintf(cart_sql, sizeof cart_sql,
+             "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
+             "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (%s) DO UPDATE SET updated_at = "
+             "excluded.updated_at RETURNING id",
+             col);
+    /* Runs after the cart row is locked (the upsert above), as a statement of its own, so it
+     * sees every line committed before: the checks hold under concurrency as in change_tx. */
+    snprintf(line_sql, sizeof line_sql,
+             "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price, currency, "
+             "added_at, updated_at) "
+             "SELECT c.id, $2, $3, $4, $5, $6, $7, $7 FROM carts c WHERE c.%s = $1"
+             " AND NOT EXISTS (SELECT 1 FROM cart_items x WHERE x.cart_id = c.id AND "
+             "x.currency <> $6)"
+             " AND (EXISTS (SELECT 1 FROM cart_items x WHERE x.cart_id = c.id AND "
+             "x.product_id = $2) OR (SELECT count(*) FROM cart_items x WHERE x.cart_id = c.id) "
+             "< $8) "
+             "ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = cart_items.quantity + "
+             "excluded.quantity, name = excluded.name, unit_price = excluded.unit_price, "
+             "updated_at = excluded.updated_at WHERE cart_items.quantity + excluded.quantity <= $9 "
+             "RETURNING quantity",
+             col);
+    snprintf(load_sql, sizeof load_sql,
+             "SELECT i.product_id, i.name, i.quantity, i.unit_price, i.currency, i.added_at "
+             "FROM cart_items i JOIN carts c ON c.id = i.cart_id WHERE c.%s = $1 "
+             "ORDER BY i.added_at, i.product_id LIMIT $2",
+             col);
+    struct db_val ca[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
+                          o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
+    struct db_val la[] = {owner_val(o),         DB_INT(it->product_id), DB_TEXT(it->name),
+                          DB_INT(it->quantity), DB_INT(it->unit_price), DB_TEXT(it->currency),
+                          DB_INT(now),          DB_INT(max_lines),      DB_INT(max_qty)};
+    struct db_val ra[] = {owner_val(o), DB_INT(CART_MAX_LINES)};
+    struct db_rows *line = NULL, *items = NULL;
+    struct db_stmt st[] = {
+        {.sql = cart_sql, .n = 4, .args = ca},
+        {.sql = line_sql, .n = 9, .args = la, .out = &line},
+        {.sql = load_sql, .n = 2, .args = ra, .out = &items},
+    };
+    int rc = db_query_many(c, st, 3, true);
+    if (rc == 0) {
+        *applied = db_rows_count(line) == 1;
+        rc = view_fill(items, out);
+    }
+    db_rows_free(line);
+    db_rows_free(items);
+    return rc;
 }
 
 int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,

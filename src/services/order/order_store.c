@@ -291,18 +291,22 @@ int order__store_load(struct db_conn *c, int64_t id, bool history, struct order_
     struct db_rows *o = NULL, *it = NULL, *h = NULL;
     struct db_val a[] = {DB_INT(id)};
     memset(out, 0, sizeof *out);
-    int rc = db_query(c, ORDER_SELECT "WHERE id = $1", 1, a, &o);
+    /* The order, its lines and its history in one round trip (db_query_many). */
+    struct db_stmt st[] = {
+        {.sql = ORDER_SELECT "WHERE id = $1", .n = 1, .args = a, .out = &o},
+        {.sql = "SELECT product_id, name, quantity, unit_price FROM order_items "
+                "WHERE order_id = $1 ORDER BY line",
+         .n = 1,
+         .args = a,
+         .out = &it},
+        {.sql = "SELECT status, at, note FROM order_history WHERE order_id = $1 ORDER BY id",
+         .n = 1,
+         .args = a,
+         .out = &h},
+    };
+    int rc = db_query_many(c, st, history ? 3 : 2, false);
     if (rc >= 0 && db_rows_count(o) == 0)
         rc = ERR_NOTFOUND;
-    if (rc >= 0)
-        rc = db_query(c,
-                      "SELECT product_id, name, quantity, unit_price FROM order_items "
-                      "WHERE order_id = $1 ORDER BY line",
-                      1, a, &it);
-    if (rc >= 0 && history)
-        rc = db_query(c,
-                      "SELECT status, at, note FROM order_history WHERE order_id = $1 ORDER BY id",
-                      1, a, &h);
     if (rc >= 0) {
         row_load(o, 0, out);
         int ni = db_rows_count(it), nh = h ? db_rows_count(h) : 0;

@@ -143,6 +143,8 @@ int product_get_info(struct app *app, int64_t id, struct product_info *out)
     if (id <= 0)
         return ERR_NOTFOUND;
     struct product_ctx *ctx = product__ctx(app);
+    if (!ctx && app_config(app)->product_url) /* the catalog runs in another process */
+        return product__remote_get_info(app, id, out);
     if (!ctx || !ctx->l1)
         return product__store_info(product__db(app), id, out);
     char key[32];

@@ -271,4 +271,8 @@ void product__store_bulk_mode(struct db *db, struct db_conn *c, bool on);
 /* 1 when the catalog has no product. */
 int product__store_empty(struct db *db);
 
+/* ---- product_remote.c: product_get_info over HTTP (EMPORIUM_PRODUCT_URL), for a process
+ * that does not run the catalog. */
+int product__remote_get_info(struct app *app, int64_t id, struct product_info *out);
+
 #endif
