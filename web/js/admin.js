@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 // admin.js — the back office: sales charts (SVG drawn here), products (create, edit, price,
-// stock, hide), orders with their history, events and shipment. Needs the admin role; the
-// API enforces it, this page only asks for a sign-in first. (The fraud review queue has no
-// approve/reject endpoints yet, so it is not offered.)
+// stock, hide), orders with their history, events and shipment, and the fraud review queue
+// (orders on_hold: why the rules held them, approve or reject). Needs the admin role; the
+// API enforces it, this page only asks for a sign-in first.
 
 function nav() {
   const u = store.user;
-  const links = [['/admin/', 'Sales'], ['/admin/products', 'Products'], ['/admin/orders', 'Orders']];
+  const links = [['/admin/', 'Sales'], ['/admin/products', 'Products'], ['/admin/orders', 'Orders'], ['/admin/review', 'Review']];
   const here = location.pathname.replace(/\/$/, '') || '/admin';
   setChildren(document.getElementById('admin-nav'),
     u && u.role === 'admin' ? h('span', { class: 'tabs' }, links.map(([href, t]) => {
@@ -304,6 +304,8 @@ async function viewOrder(id) {
     h('p', { class: 'crumbs' }, h('a', { href: '/admin/orders' }, '← Orders')),
     h('h1', {}, 'Order ' + o.id),
     h('p', {}, 'Status: ', badge(o.status), ' · placed ', when(o.created_at), o.payment ? ' · paid with ' + (o.payment.brand || 'card') + ' •••• ' + (o.payment.last4 || '') : ''),
+    o.status === 'on_hold' ? h('section', {}, h('h2', {}, 'Fraud review'), h('p', {}, await reasonsOf(o.id)),
+      reviewButtons(o.id, () => { show.moved = false; render(); })) : null,
     h('table', { class: 'lines' },
       h('thead', {}, h('tr', {}, ['Product', 'Price', 'Quantity', 'Total'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, o.items.map((l) => h('tr', {}, h('th', { scope: 'row' }, h('a', { href: '/admin/products/' + l.product_id }, l.name)), h('td', {}, money(l.unit_price)), h('td', {}, String(l.quantity)), h('td', {}, money(l.line_total))))),
@@ -322,7 +324,46 @@ async function viewOrder(id) {
         : alertBox(ev.error.message)));
 }
 
+// --- fraud review: the on_hold queue ---
+const REASONS = { amount: 'large amount', velocity: 'many orders from this customer', card_velocity: 'many orders on this card', failed_payments: 'failed payments', new_country: 'new shipping country' };
+async function decide(id, action) {
+  const r = await api('POST', '/admin/orders/' + encodeURIComponent(id) + '/' + action, undefined, { noCart: true, cache: 'no-cache' });
+  toast(r.ok ? 'Order ' + id + (action === 'approve' ? ' approved: payment captured.' : ' rejected: payment voided, stock released.') : r.error.message);
+  return r.ok;
+}
+function reviewButtons(id, done) {
+  return h('span', { class: 'actions' },
+    h('button', { type: 'button', class: 'btn', onclick: async () => { if (await decide(id, 'approve')) done(); } }, 'Approve'),
+    h('button', { type: 'button', class: 'btn secondary', onclick: async () => { if (await decide(id, 'reject')) done(); } }, 'Reject'));
+}
+async function reasonsOf(id) {
+  const a = await api('GET', '/admin/fraud/assessments/' + encodeURIComponent(id), undefined, { noCart: true, cache: 'no-cache' });
+  return a.ok ? 'score ' + a.data.score + (a.data.reasons.length ? ': ' + a.data.reasons.map((x) => REASONS[x] || x).join(', ') : '') : '—';
+}
+async function viewReview() {
+  if (!(await needAdmin())) return;
+  const status = h('p', { class: 'muted', role: 'status' }, 'Loading…');
+  const tbody = h('tbody');
+  show('Review', h('h1', {}, 'Orders held for review'),
+    h('p', {}, 'The fraud rules held these orders before charging them: the card is authorized, the stock set aside. Approve to capture the payment and ship; reject to void it and release the stock (the customer is told).'),
+    status, h('table', { class: 'lines' }, h('caption', { class: 'vh' }, 'Orders held for review'),
+      h('thead', {}, h('tr', {}, ['Order', 'Placed', 'Customer', 'Total', 'Why', 'Decision'].map((t) => h('th', { scope: 'col' }, t)))), tbody));
+  const r = await api('GET', '/admin/orders?status=on_hold&limit=100', undefined, { noCart: true, cache: 'no-cache' });
+  if (!r.ok) { status.textContent = r.error.message; return; }
+  const why = await Promise.all(r.data.items.map((o) => reasonsOf(o.id)));
+  r.data.items.forEach((o, i) => {
+    const row = h('tr', {},
+      h('th', { scope: 'row' }, h('a', { href: '/admin/orders/' + o.id }, o.id)),
+      h('td', { 'data-label': 'Placed' }, when(o.created_at)), h('td', { 'data-label': 'Customer' }, o.user_id || ''),
+      h('td', { 'data-label': 'Total' }, money(o.total)), h('td', { 'data-label': 'Why' }, why[i]),
+      h('td', { 'data-label': 'Decision' }, reviewButtons(o.id, () => { row.remove(); status.textContent = tbody.children.length ? tbody.children.length + ' orders to review' : 'Nothing to review.'; })));
+    tbody.append(row);
+  });
+  status.textContent = tbody.children.length ? tbody.children.length + ' orders to review' : 'Nothing to review.';
+}
+
 route(/^\/admin\/?$/, viewSales);
+route(/^\/admin\/review$/, viewReview);
 route(/^\/admin\/sales$/, viewSales);
 route(/^\/admin\/products$/, viewProducts);
 route(/^\/admin\/products\/([^/]+)$/, viewProduct);
