@@ -71,6 +71,11 @@ struct config {
     const char *consumers;       /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
     const char *mail_dir;        /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
     const char *smtp_url;        /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
+
+    /* read replicas: EMPORIUM_DATABASE_REPLICA_URLS (NULL = none), EMPORIUM_REPLICA_MAX_LAG_MS
+     * (1000) */
+    const char *database_replica_urls;
+    int replica_max_lag_ms;
 };
 
 /* The defaults, without reading the environment. */
