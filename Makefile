@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 BACKEND    ?= sqlite
 
-.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering fuzz
+.PHONY: all build run test bench deps deps-test clean clean-data asan check-layering fuzz chaos scaleout scaleout-down
 
 all: build
 
@@ -28,12 +28,26 @@ run: build
 test: deps-test
 	scripts/test.sh
 
+# The full operations drills (tests/ops): 20 crash rounds, rolling restart, upgrade/rollback,
+# blue-green and canary under load (`make test` runs short versions). CHAOS_ROUNDS=N for more.
+chaos: deps-test
+	scripts/chaos.sh
+
 # libFuzzer targets (tests/fuzz), FUZZ_SECONDS each (default 60).
 fuzz: deps-test
 	scripts/fuzz.sh
 
 bench: deps-test build
 	BACKEND=$(BACKEND) bench/run.sh
+
+# The topology in miniature: every service group as its own process behind nginx, on
+# PostgreSQL + PgBouncer, a Redis Cluster and the Kafka mock (docs/topology.md).
+scaleout: deps-test build
+	cmake --build $(BUILD) -j $(JOBS) --target emporium-kafka-mock
+	SCALEOUT_BIN=$(BUILD)/emporium scripts/scaleout.sh up
+
+scaleout-down:
+	scripts/scaleout.sh down
 
 # Build output only. The shop's data (./data, the default EMPORIUM_DATA_DIR) is never
 # touched here: deleting it is `make clean-data`.

@@ -37,7 +37,7 @@ for variant in build:OFF build-asan:ON; do
   # ASan: fail on leaks at exit; UBSan: abort on the first report (set at compile time).
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 600 || status=1
+    ctest --test-dir "$dir" -j "$jobs" -LE ops --output-on-failure --timeout 600 || status=1
 done
 # Layering rules: only *_http.c files see HTTP, no service includes another's internals.
 echo "== layering check"; scripts/check-layering.sh || status=1
@@ -67,6 +67,12 @@ scripts/web-e2e.sh build/emporium || rc=$?
 # bootstrap.sh installed npm and Chromium: a missing one (rc 3) fails the run too.
 [ $rc -eq 0 ] || status=1
 
+# The topology in miniature (scripts/scaleout.sh: one process per service group behind nginx,
+# calls between them over HTTP): the shopper journey and the inventory-down fault through
+# the gateway (tests/scaleout/).
+echo "== scale-out journey through the gateway"
+tests/scaleout/run.sh build/emporium || status=1
+
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
 echo "== bench harness smoke run"
 BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1
@@ -74,6 +80,18 @@ BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1
 # past findings); `make fuzz` runs them longer.
 echo "== fuzz smoke run"
 FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-5} scripts/fuzz.sh || status=1
+# The operations drills (tests/ops, label "ops"), short versions, one at a time so the suites'
+# load does not skew them: crash loop (5 rounds of kill -9 under load), rolling restart behind
+# nginx, upgrade/rollback, blue-green/canary; SQLite and PostgreSQL, and once under the
+# sanitizers with fewer rounds. `make chaos` runs the full ones.
+echo "== operations drills (short; make chaos runs the full ones)"
+# The previous build for the upgrade drill (built once, then reused; scripts/ops-prev.sh).
+if prev_bin=$(scripts/ops-prev.sh); then export EMP_UPGRADE_PREV_BIN=$prev_bin
+else echo "upgrade drill: no previous build (the reason is above); test_upgrade skips"; fi
+ctest --test-dir build -L ops --output-on-failure --timeout 600 || status=1
+EMP_CHAOS_ROUNDS=2 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan -L ops -E '_pg$' --output-on-failure --timeout 600 || status=1
 # Every file under deploy/: kustomize renders, schemas, the seed's numbers, yamllint,
 # promtool, nginx -t, and broken inputs refused (scripts/deploy-validate.sh).
 echo "== deploy/ validation"

@@ -22,6 +22,7 @@
 #include "emporium/config.h"
 #include "emporium/err.h"
 #include "emporium/log.h"
+#include "emporium/schema.h"
 #include "emporium/server.h"
 #include "emporium/service.h"
 
@@ -50,6 +51,8 @@ static const struct cli_flag serve_flags[] = {
 static const struct cli_flag migrate_flags[] = {
     {"--data-dir", "DIR", "SQLite files (EMPORIUM_DATA_DIR; default ./data)", 0, 0, false},
     {"--services", "LIST", "only these services' databases (EMPORIUM_SERVICES; default all)", 0, 0,
+     false},
+    {"--plan", NULL, "print what would run, per database and migration; apply nothing", 0, 0,
      false},
     {NULL, NULL, NULL, 0, 0, false},
 };
@@ -530,7 +533,10 @@ int main(int argc, char **argv)
         return cmd_openapi();
     if (start_process(&cfg))
         return 1;
-    rc = b == &cmd_serve_cli ? cmd_serve(&cfg) : cmd_migrate(&cfg);
+    if (b == &cmd_migrate_cli && n_out > 0 && !strcmp(out[0], "--plan"))
+        rc = schema_plan(&cfg, stdout); /* src/core/schema.c */
+    else
+        rc = b == &cmd_serve_cli ? cmd_serve(&cfg) : cmd_migrate(&cfg);
     curl_global_cleanup();
     return rc;
 }

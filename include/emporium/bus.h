@@ -133,6 +133,17 @@ typedef int (*bus_handler_fn)(void *ctx, const struct bus_event *ev);
 /* Registers handler fn for topic under consumer group `consumer` (a short lowercase name:
  * "analytics"). At start-up only, at most 64. ERR_NOMEM when full, ERR_INVALID on a bad name. */
 int bus_subscribe(const char *consumer, const char *topic, bus_handler_fn fn, void *ctx);
+/* A broadcast consumer: every process sees every event of topic. The group is
+ * "<consumer>" BUS_BROADCAST_MARK "<instance>", the instance a random id of this process
+ * (consumer: at most 11 characters), so each process has its own group and offsets. It runs
+ * in every `serve` and `worker` process whatever EMPORIUM_CONSUMERS / --consumers say. A new
+ * process's group starts at the oldest retained message: the handler should skip events
+ * from before the process started (nothing it caches can predate them). Groups of processes
+ * that are gone stop committing; the log adapter deletes their offsets after a day without a
+ * commit (maintain()), Kafka expires them (offsets.retention.minutes). Lag metrics only ever
+ * cover the groups running in the scraped process. At start-up only. */
+#define BUS_BROADCAST_MARK ".i-"
+int bus_subscribe_broadcast(const char *consumer, const char *topic, bus_handler_fn fn, void *ctx);
 /* Hands m to the handlers of `consumer` (NULL: of every consumer) registered for m's topic,
  * on the caller's thread, as the runner does: 0 when all applied it (or it is not a
  * CloudEvents envelope, which is logged), else the first handler's error. For tests and

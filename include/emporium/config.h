@@ -31,6 +31,7 @@ struct config {
     size_t max_body;             /* EMPORIUM_MAX_BODY; 1 MiB */
     size_t max_header_bytes;     /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */
     int drain_seconds;           /* EMPORIUM_DRAIN_SECONDS; 10 */
+    int drain_delay_seconds;     /* EMPORIUM_DRAIN_DELAY_SECONDS; 0 (/ready 503, still serving) */
     const char *cors_origins;    /* EMPORIUM_CORS_ORIGINS; NULL = no CORS; "*" or a,b,c */
     const char *trusted_proxies; /* EMPORIUM_TRUSTED_PROXIES; NULL = none (CIDR list) */
     /* limits */
@@ -71,6 +72,20 @@ struct config {
     const char *consumers;       /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
     const char *mail_dir;        /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
     const char *smtp_url;        /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
+    /* calls between services (upstream.h) */
+    const char *internal_token; /* EMPORIUM_INTERNAL_TOKEN; NULL = internal routes closed */
+    const char *inventory_url;  /* EMPORIUM_INVENTORY_URL; NULL = in-process only */
+    const char *payment_url;    /* EMPORIUM_PAYMENT_URL */
+    const char *shipping_url;   /* EMPORIUM_SHIPPING_URL */
+    const char *product_url;    /* EMPORIUM_PRODUCT_URL */
+    int upstream_timeout_ms;    /* EMPORIUM_UPSTREAM_TIMEOUT_MS; 2000 */
+    /* fraud review (svc/fraud.h) */
+    int fraud_review_amount;   /* EMPORIUM_FRAUD_REVIEW_AMOUNT; 100000 minor units */
+    int fraud_hold_score;      /* EMPORIUM_FRAUD_HOLD_SCORE; 100 */
+    int fraud_window_seconds;  /* EMPORIUM_FRAUD_VELOCITY_WINDOW_SECONDS; 3600 */
+    int fraud_user_velocity;   /* EMPORIUM_FRAUD_USER_VELOCITY; 10 orders per window */
+    int fraud_card_velocity;   /* EMPORIUM_FRAUD_CARD_VELOCITY; 20 orders per window */
+    int fraud_failed_payments; /* EMPORIUM_FRAUD_FAILED_PAYMENTS; 3 per window */
 
     /* read replicas: EMPORIUM_DATABASE_REPLICA_URLS (NULL = none), EMPORIUM_REPLICA_MAX_LAG_MS
      * (1000) */

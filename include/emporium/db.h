@@ -217,8 +217,16 @@ int db_tokenize(struct db_tokenizer *t, const char *text, int len, bool query, b
 struct db_migration {
     const char *sql;
     const char *pg; /* optional PostgreSQL variant */
+    /* Expand/contract (docs/operations.md, "Schema changes"): false (expand, additive) lets
+     * a program that knows fewer migrations run on the result; true (contract) does not. */
+    bool contract;
 };
+/* Refuses (ERR_CONFLICT, logged) a database whose schema is newer than n unless the program
+ * that applied it marked it readable by programs that know n (schema_compat.min_reader). */
 int db_migrate(struct db *db, const struct db_migration *steps, int n);
+/* The lowest migration count a program must know to run on this database (0 when every
+ * applied migration was an expand), or an error. */
+int db_schema_min_reader(struct db *db);
 /* Highest applied version (0 when none). */
 int db_schema_version(struct db *db);
 

@@ -281,6 +281,16 @@ static void log_maintain(struct bus *base)
     int rc = db_query_once(b->db, "DELETE FROM bus_log WHERE created_at < $1", 1, a, NULL);
     if (rc > 0)
         log_info("bus: %d messages past the retention deleted", rc);
+    /* Offsets of broadcast groups (one per process, bus_subscribe_broadcast) that have not
+     * committed for a day: their process is gone. A live one that was idle that long only
+     * reads the retained messages again (its handler skips what predates its start). */
+    struct db_val g[] = {DB_INT(now_ms() - 24LL * 3600 * 1000)};
+    rc = db_query_once(b->db,
+                       "DELETE FROM bus_offsets WHERE grp LIKE '%" BUS_BROADCAST_MARK
+                       "%' AND updated_at < $1",
+                       1, g, NULL);
+    if (rc > 0)
+        log_info("bus: %d offsets of gone broadcast groups deleted", rc);
 }
 
 static void log_free(struct bus *base)

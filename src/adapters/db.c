@@ -368,7 +368,7 @@ int db_schema_version(struct db *db)
  * one transaction, and on PostgreSQL the table lock makes concurrent migrators queue up
  * (it is transaction-scoped, so it is fine behind PgBouncer; SQLite's BEGIN IMMEDIATE
  * already serialises writers). */
-static int apply_step(struct db_conn *c, int v, const struct db_migration *m)
+static int apply_step(struct db_conn *c, int v, const struct db_migration *m, int min_reader)
 {
     bool pg = c->db->dialect == DB_POSTGRES;
     int rc = db_begin(c);
@@ -398,6 +398,12 @@ static int apply_step(struct db_conn *c, int v, const struct db_migration *m)
         }
     }
     rc = db_query(c, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", 2, args,
+                  NULL);
+    if (rc < 0)
+        goto fail;
+    /* Beside the version, in the same transaction: who may still read this schema. */
+    struct db_val cargs[2] = {DB_INT(v), DB_INT(min_reader)};
+    rc = db_query(c, "INSERT INTO schema_compat (version, min_reader) VALUES ($1, $2)", 2, cargs,
                   NULL);
     if (rc < 0)
         goto fail;
@@ -431,6 +437,72 @@ static int create_migrations_table(struct db_conn *c)
     return rc < 0 ? rc : 0;
 }
 
+/* schema_compat(version, min_reader): for each applied migration, the lowest migration
+ * count a program must know to run on the schema it left (expand: the previous one's; contract:
+ * its own). Created beside schema_migrations, also in databases made before it existed (their
+ * migrations were all expands: no row reads as 0). */
+static int ensure_compat_table(struct db_conn *c)
+{
+    const char *sql = c->db->dialect == DB_SQLITE
+                          ? "SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'schema_compat'"
+                          : "SELECT 1 FROM pg_catalog.pg_tables WHERE "
+                            "tablename = 'schema_compat' AND schemaname = current_schema()";
+    struct db_rows *r;
+    int rc = db_query(c, sql, 0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    bool exists = db_rows_count(r) > 0;
+    db_rows_free(r);
+    if (exists)
+        return 0;
+    if ((rc = db_begin(c)) < 0)
+        return rc;
+    if (c->db->dialect == DB_POSTGRES)
+        rc = db_query(c, "SELECT pg_advisory_xact_lock(5829361741)", 0, NULL, NULL);
+    if (rc >= 0)
+        rc = db_exec_script(c, "CREATE TABLE IF NOT EXISTS schema_compat ("
+                               "version INTEGER PRIMARY KEY, min_reader INTEGER NOT NULL)");
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0)
+        db_rollback(c);
+    return rc < 0 ? rc : 0;
+}
+
+static int read_min_reader(struct db_conn *c)
+{
+    struct db_rows *r;
+    int rc = db_query(c, "SELECT COALESCE(MAX(min_reader), 0) FROM schema_compat", 0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    int64_t v = db_get_i64(r, 0, 0);
+    db_rows_free(r);
+    return (int)v;
+}
+
+int db_schema_min_reader(struct db *db)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    const char *sql = c->db->dialect == DB_SQLITE
+                          ? "SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'schema_compat'"
+                          : "SELECT 1 FROM pg_catalog.pg_tables WHERE "
+                            "tablename = 'schema_compat' AND schemaname = current_schema()";
+    struct db_rows *r;
+    rc = db_query(c, sql, 0, NULL, &r);
+    if (rc >= 0) {
+        bool exists = db_rows_count(r) > 0;
+        db_rows_free(r);
+        rc = exists ? read_min_reader(c) : 0;
+    }
+    db_conn_give(c);
+    return rc;
+}
+
 int db_migrate(struct db *db, const struct db_migration *steps, int n)
 {
     struct db_conn *c;
@@ -440,15 +512,30 @@ int db_migrate(struct db *db, const struct db_migration *steps, int n)
     rc = migrations_table_exists(c);
     if (rc == 0)
         rc = create_migrations_table(c);
+    if (rc >= 0)
+        rc = ensure_compat_table(c);
     int have = rc < 0 ? rc : read_version(c);
-    if (have < 0) {
-        rc = have;
+    int floor = have < 0 ? have : read_min_reader(c);
+    if (have < 0 || floor < 0) {
+        rc = have < 0 ? have : floor;
+        goto out;
+    }
+    if (have > n && floor > n) {
+        log_error("db %s: schema version %d needs a program that knows at least %d migrations; "
+                  "this one knows %d: refusing to start (roll forward, or restore the backup "
+                  "taken before the upgrade)",
+                  db->name, have, floor, n);
+        rc = ERR_CONFLICT;
         goto out;
     }
     if (have > n)
-        log_warn("db %s: schema version %d is newer than this program's %d", db->name, have, n);
+        log_warn("db %s: schema version %d is newer than this program's %d, and marked readable "
+                 "by it (expand migrations only): running",
+                 db->name, have, n);
     for (int v = have + 1; v <= n; v++) {
-        rc = apply_step(c, v, &steps[v - 1]);
+        if (steps[v - 1].contract)
+            floor = v;
+        rc = apply_step(c, v, &steps[v - 1], floor);
         if (rc < 0)
             goto out;
     }

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "emporium/err.h"
 #include "bus_internal.h"
 
@@ -52,6 +54,26 @@ int bus_subscribe(const char *consumer, const char *topic, bus_handler_fn fn, vo
     return 0;
 }
 
+int bus_subscribe_broadcast(const char *consumer, const char *topic, bus_handler_fn fn, void *ctx)
+{
+    /* One instance id per process: every broadcast group of the process shares it. */
+    static char instance[13];
+    if (!instance[0]) {
+        unsigned char r[6];
+        randombytes_buf(r, sizeof r);
+        sodium_bin2hex(instance, sizeof instance, r, sizeof r);
+    }
+    char group[32];
+    int len = snprintf(group, sizeof group, "%s" BUS_BROADCAST_MARK "%s", consumer ? consumer : "",
+                       instance);
+    if (!name_ok(consumer, 12) || len < 0 || (size_t)len >= sizeof group)
+        return ERR_INVALID;
+    int rc = bus_subscribe(group, topic, fn, ctx);
+    if (rc == 0)
+        subs[atomic_load(&n_subs) - 1].broadcast = true;
+    return rc;
+}
+
 int bus__subs(const struct bus__sub **out)
 {
     *out = subs;
@@ -74,7 +96,7 @@ void bus_consumer_names(char *buf, size_t cap)
     if (cap)
         buf[0] = 0;
     for (int i = 0; i < n; i++) {
-        bool seen = false;
+        bool seen = subs[i].broadcast; /* not for --consumers: every process runs its own */
         for (int j = 0; j < i && !seen; j++)
             seen = !strcmp(subs[i].consumer, subs[j].consumer);
         if (seen)

@@ -3,6 +3,7 @@
 #ifndef EMPORIUM_BUS_INTERNAL_H
 #define EMPORIUM_BUS_INTERNAL_H
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 
 #include "emporium/bus.h"
@@ -14,6 +15,7 @@ struct bus__sub {
     char topic[48];
     bus_handler_fn fn;
     void *ctx;
+    bool broadcast; /* bus_subscribe_broadcast(): a group of this process alone */
 };
 
 /* The registered subscriptions (borrowed, stable after start-up); returns how many. */

@@ -43,6 +43,7 @@ enum kind {
     K_HOSTS,
     K_SMTP,
     K_FLAGS,
+    K_HTTP_URL,
     K_PG_URLS
 };
 
@@ -77,6 +78,8 @@ static const struct setting settings[] = {
      "request header bytes"},
     {"EMPORIUM_DRAIN_SECONDS", K_INT, F(drain_seconds), 0, 0, 600,
      "wait for in-flight requests at shutdown"},
+    {"EMPORIUM_DRAIN_DELAY_SECONDS", K_INT, F(drain_delay_seconds), 0, 0, 600,
+     "after SIGTERM, serve on with /ready 503 this long before closing the listener"},
     {"EMPORIUM_CORS_ORIGINS", K_ORIGINS, F(cors_origins), 0, 0, 0,
      "origins allowed by CORS: * or a comma list of http(s)://host[:port]"},
     {"EMPORIUM_TRUSTED_PROXIES", K_CIDRS, F(trusted_proxies), 0, 0, 0,
@@ -145,6 +148,31 @@ static const struct setting settings[] = {
      "send the customer e-mails over SMTP instead of the Maildir"},
     {"EMPORIUM_CONSUMERS", K_CONSUMERS, F(consumers), 0, 0, 0,
      "event consumers `serve` runs in-process (the rest run in `emporium worker`)"},
+    {"EMPORIUM_INTERNAL_TOKEN", K_SECRET, F(internal_token), 0, 0, 0,
+     "shared secret of the internal routes between services (at least 16 bytes); none = "
+     "internal routes closed"},
+    {"EMPORIUM_INVENTORY_URL", K_HTTP_URL, F(inventory_url), 0, 0, 0,
+     "call the inventory service there when it does not run in this process"},
+    {"EMPORIUM_PAYMENT_URL", K_HTTP_URL, F(payment_url), 0, 0, 0,
+     "call the payment service there when it does not run in this process"},
+    {"EMPORIUM_SHIPPING_URL", K_HTTP_URL, F(shipping_url), 0, 0, 0,
+     "call the shipping service there when it does not run in this process"},
+    {"EMPORIUM_PRODUCT_URL", K_HTTP_URL, F(product_url), 0, 0, 0,
+     "call the product service there when it does not run in this process"},
+    {"EMPORIUM_UPSTREAM_TIMEOUT_MS", K_INT, F(upstream_timeout_ms), 0, 1, 60000,
+     "deadline of one call to another service, retries included"},
+    {"EMPORIUM_FRAUD_REVIEW_AMOUNT", K_INT, F(fraud_review_amount), 0, 0, 2000000000,
+     "orders whose total is above this (minor units) score for fraud review"},
+    {"EMPORIUM_FRAUD_HOLD_SCORE", K_INT, F(fraud_hold_score), 0, 1, 1000,
+     "fraud score from which an order is held for review (on_hold)"},
+    {"EMPORIUM_FRAUD_VELOCITY_WINDOW_SECONDS", K_INT, F(fraud_window_seconds), 0, 60, 30 * 86400,
+     "window of the fraud velocity and failed-payment rules"},
+    {"EMPORIUM_FRAUD_USER_VELOCITY", K_INT, F(fraud_user_velocity), 0, 1, 1000000,
+     "orders of one user in the window before the velocity rule scores"},
+    {"EMPORIUM_FRAUD_CARD_VELOCITY", K_INT, F(fraud_card_velocity), 0, 1, 1000000,
+     "orders on one card in the window before the card rule scores"},
+    {"EMPORIUM_FRAUD_FAILED_PAYMENTS", K_INT, F(fraud_failed_payments), 0, 1, 1000000,
+     "failed payments of a user or card in the window from which the rule scores"},
 };
 #undef F
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -195,6 +223,13 @@ void config_defaults(struct config *cfg)
         .redis_rate_limits = true,
         .kafka_partitions = 24,
         .event_retention_hours = 720,
+        .upstream_timeout_ms = 2000,
+        .fraud_review_amount = 100000,
+        .fraud_hold_score = 100,
+        .fraud_window_seconds = 3600,
+        .fraud_user_velocity = 10,
+        .fraud_card_velocity = 20,
+        .fraud_failed_payments = 3,
     };
 }
 
@@ -458,6 +493,9 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_PG_URLS:
         fputs("a comma list of 1 to 4 postgres://… or postgresql://… URLs", f);
         break;
+    case K_HTTP_URL:
+        fputs("http://host:port or https://host:port (at most 256 bytes, no path)", f);
+        break;
     case K_FLAGS:
         fputs("a comma list of flag=percent (0 to 100); flags:", f);
         for (int i = 0; i < flags_count(); i++) {
@@ -622,6 +660,20 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
     case K_STR:
     case K_SECRET:
         break;
+    case K_HTTP_URL: {
+        size_t n = strlen(v), skip = !strncmp(v, "http://", 7)    ? 7
+                                     : !strncmp(v, "https://", 8) ? 8
+                                                                  : 0;
+        bool ok = skip && n > skip && n <= 256 && v[n - 1] != '/';
+        for (size_t i = skip; ok && i < n; i++)
+            ok = v[i] > 0x20 && v[i] < 0x7f && v[i] != '/' && v[i] != '?' && v[i] != '#' &&
+                 v[i] != '@';
+        if (!ok) {
+            complain(s, source, v, NULL);
+            return ERR_INVALID;
+        }
+        break;
+    }
     case K_CONSUMERS:
         if (!strcmp(v, "none"))
             break;
@@ -721,6 +773,23 @@ int config_from_env(struct config *cfg)
     if (cfg->redis_url && cfg->redis_cluster) {
         fprintf(stderr, "emporium: EMPORIUM_REDIS_URL and EMPORIUM_REDIS_CLUSTER are both set: "
                         "set one (a single server or the cluster's seed nodes)\n");
+        rc = ERR_INVALID;
+    }
+    if (cfg->internal_token && strlen(cfg->internal_token) < 16) {
+        /* Never echo the value: it is a secret. */
+        fprintf(stderr, "emporium: EMPORIUM_INTERNAL_TOKEN is not valid: at least 16 bytes\n");
+        rc = ERR_INVALID;
+    }
+    const char *remote = cfg->inventory_url  ? "EMPORIUM_INVENTORY_URL"
+                         : cfg->payment_url  ? "EMPORIUM_PAYMENT_URL"
+                         : cfg->shipping_url ? "EMPORIUM_SHIPPING_URL"
+                         : cfg->product_url  ? "EMPORIUM_PRODUCT_URL"
+                                             : NULL;
+    if (remote && !cfg->internal_token) {
+        fprintf(stderr,
+                "emporium: %s is set but EMPORIUM_INTERNAL_TOKEN is not: calls to another "
+                "service need the internal token\n",
+                remote);
         rc = ERR_INVALID;
     }
     /* A misspelt variable would otherwise be ignored without a word. */

@@ -150,7 +150,7 @@ int bus_runner_start(struct bus *b, const char *list, struct bus_runner **out)
         bool dup = false;
         for (int j = 0; j < r->n && !dup; j++)
             dup = !strcmp(r->w[j].name, subs[i].consumer);
-        if (dup || !in_list(list, subs[i].consumer) || r->n == MAX_RUNNERS)
+        if (dup || (!subs[i].broadcast && !in_list(list, subs[i].consumer)) || r->n == MAX_RUNNERS)
             continue;
         struct worker *w = &r->w[r->n++];
         w->r = r;

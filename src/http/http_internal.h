@@ -110,6 +110,8 @@ int http__metrics_init(int n_routes);
 void http__metrics_free(void);
 void http__metrics_observe(int route_index, int status, int64_t dur_us);
 void http__metrics_inflight(int delta);
+/* Set once a stop began: /ready answers 503 and responses close their connection. */
+extern _Atomic bool http__draining;
 void http__metrics_write(struct buf *out);
 
 /* offload.c: the slow-work pool for ROUTE_OFFLOAD handlers. */

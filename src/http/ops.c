@@ -30,6 +30,11 @@ static int h_health(struct http_req *req)
 static int h_ready(struct http_req *req)
 {
     struct app *app = http_app(req);
+    if (http__draining) { /* stopping: the balancer should send elsewhere */
+        http_add_header(req, "Retry-After", "5");
+        return http_fail_code(req, ERR_UNAVAILABLE, "not_ready",
+                              json_pack("{s:[s]}", "down", "draining"), "shutting down");
+    }
     json_t *down = json_array();
     for (int i = 0; i < app_db_count(app); i++) {
         struct db *db = app_db_at(app, i);

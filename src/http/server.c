@@ -54,6 +54,7 @@
 #include "emporium/log.h"
 #include "emporium/metrics.h"
 #include "emporium/ratelimit.h"
+#include "emporium/upstream.h"
 #include "http_internal.h"
 
 struct http_server {
@@ -75,6 +76,7 @@ struct http_server {
 };
 
 static _Atomic long inflight;
+_Atomic bool http__draining;
 
 int64_t http__now_us(void)
 {
@@ -426,6 +428,7 @@ static int run_middleware(struct http_req *req)
 
 static void run_handler(struct http_req *req)
 {
+    upstream_trace_set(req->traceparent); /* calls to other services continue the trace */
     int rc = req->route->route.fn(req);
     if (rc == 0 && req->status == 0)
         rc = ERR_INTERNAL;
@@ -525,6 +528,8 @@ static enum MHD_Result send_response(struct http_req *req)
     MHD_add_response_header(resp, "traceparent", req->traceparent);
     for (int i = 0; i < req->n_headers; i++)
         MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    if (http__draining) /* a keep-alive client (a gateway) reconnects elsewhere */
+        MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
     MHD_destroy_response(resp);
     return r;
@@ -937,8 +942,16 @@ void http_server_stop(struct http_server *srv)
 {
     if (!srv)
         return;
-    /* Stop accepting first (the acceptor is ours: see the top of the file); in-flight
-     * requests finish within the drain window. */
+    /* First /ready turns 503 while we still serve, for EMPORIUM_DRAIN_DELAY_SECONDS, so a
+     * balancer that polls it stops sending before the listener closes. Then stop accepting
+     * (the acceptor is ours: see the top of the file); in-flight requests finish within the
+     * drain window. */
+    http__draining = true;
+    for (int64_t until = mono_ms() + (int64_t)srv->cfg->drain_delay_seconds * 1000;
+         mono_ms() < until;) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     srv->stopping = true;
     wake_acceptor(srv);
     if (srv->acceptor_started)

@@ -510,12 +510,17 @@ static bool th_log_says_in_use(const char *path, long offset)
 
 enum th_launch { TH_UP, TH_FAILED, TH_PORT_TAKEN };
 
+/* th_use_binary(): another build of emporium for the next starts (upgrade drills). */
+static const char *th_bin_override;
+void th_use_binary(const char *path) { th_bin_override = path; }
+static const char *th_bin(void) { return th_bin_override ? th_bin_override : EMPORIUM_BIN; }
+
 /* One attempt: spawn `serve` on a fresh port and wait for /health. */
 static enum th_launch th_launch_once(struct th_server *s, char **envp,
                                      const char *const *extra_args, char *why, size_t why_cap)
 {
     char listen[32], health[96], mark[128];
-    const char *fixed[] = {EMPORIUM_BIN, "serve",     "--listen", listen,
+    const char *fixed[] = {th_bin(),     "serve",     "--listen", listen,
                            "--data-dir", s->data_dir, "--no-demo"};
     size_t nfixed = sizeof fixed / sizeof fixed[0], nextra = 0;
     enum th_launch res = TH_FAILED;
@@ -800,7 +805,7 @@ int th_cli(struct th_server *s, const char *const *args, char **out)
         fprintf(stderr, "th_cli: %s\n", strerror(errno ? errno : ENOMEM));
         goto out;
     }
-    argv[0] = (char *)EMPORIUM_BIN;
+    argv[0] = (char *)th_bin();
     for (size_t i = 0; i < nargs; i++)
         argv[1 + i] = (char *)args[i];
     argv[1 + nargs] = (char *)"--data-dir";

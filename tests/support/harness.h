@@ -36,6 +36,9 @@ struct th_resp {
 int th_start(struct th_server *s, const char *const *extra_env, const char *const *extra_args);
 /* Like th_start but reuses s->data_dir / s->db_url from a previous (stopped or killed) run. */
 int th_restart(struct th_server *s, const char *const *extra_env, const char *const *extra_args);
+/* The emporium binary of the next th_start/th_restart/th_cli calls: path, or NULL for this
+ * build's (the default). For upgrade drills that run an older build beside this one. */
+void th_use_binary(const char *path);
 /* SIGTERM, waits up to 30 s; returns the exit status (0 expected), or -1. Keeps the data. */
 int th_stop(struct th_server *s);
 /* SIGKILL and reap. */

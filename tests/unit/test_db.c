@@ -201,10 +201,10 @@ static void test_open_basics(void **state)
 }
 
 static const struct db_migration steps_v3[] = {
-    {"CREATE TABLE m1 (id BIGINT PRIMARY KEY, v TEXT NOT NULL)", NULL},
+    {"CREATE TABLE m1 (id BIGINT PRIMARY KEY, v TEXT NOT NULL)", NULL, false},
     {"INSERT INTO m1 (id, v) VALUES (1, 'sqlite'); CREATE TABLE m2 (x INTEGER)",
-     "INSERT INTO m1 (id, v) VALUES (1, 'postgres'); CREATE TABLE m2 (x INTEGER)"},
-    {"CREATE TABLE m3 (x INTEGER); INSERT INTO m3 (x) VALUES (3)", NULL},
+     "INSERT INTO m1 (id, v) VALUES (1, 'postgres'); CREATE TABLE m2 (x INTEGER)", false},
+    {"CREATE TABLE m3 (x INTEGER); INSERT INTO m3 (x) VALUES (3)", NULL, false},
 };
 
 static void test_migrate(void **state)
@@ -231,7 +231,7 @@ static void test_migrate(void **state)
     struct db_migration broken[3] = {
         steps_v3[0],
         steps_v3[1],
-        {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)", NULL}};
+        {"CREATE TABLE m3 (x INTEGER); INSERT INTO nope VALUES (1)", NULL, false}};
     assert_true(db_migrate(db, broken, 3) < 0);
     assert_int_equal(db_schema_version(db), 2);
     assert_int_equal(db_conn_take(db, &c), 0);
@@ -243,8 +243,23 @@ static void test_migrate(void **state)
     assert_int_equal(db_conn_take(db, &c), 0);
     assert_int_equal(scalar(c, "SELECT x FROM m3", 0, NULL), 3);
     db_conn_give(c);
-    /* An older program against a newer schema is not an error (rolling deploys). */
+    /* An older program against a newer schema is not an error (rolling deploys) as long as
+     * every migration it does not know was an expand. */
+    assert_int_equal(db_schema_min_reader(db), 0);
     assert_int_equal(db_migrate(db, steps_v3, 1), 0);
+    /* A contract migration (4) raises the floor to 4 and an expand after it (5) keeps it:
+     * programs that know 3 or fewer migrations are refused, nothing applied by them. */
+    struct db_migration v5[5] = {steps_v3[0],
+                                 steps_v3[1],
+                                 steps_v3[2],
+                                 {"ALTER TABLE m3 ADD COLUMN y INTEGER", NULL, true},
+                                 {"CREATE TABLE m5 (x INTEGER)", NULL, false}};
+    assert_int_equal(db_migrate(db, v5, 5), 0);
+    assert_int_equal(db_schema_version(db), 5);
+    assert_int_equal(db_schema_min_reader(db), 4);
+    assert_int_equal(db_migrate(db, steps_v3, 3), ERR_CONFLICT);
+    assert_int_equal(db_migrate(db, v5, 4), 0); /* knows the contract: runs */
+    assert_int_equal(db_schema_version(db), 5);
     db_close(db);
 }
 

@@ -91,7 +91,8 @@ struct order_outcome {
 };
 
 /* Places an order from the user's cart (POST /api/v1/orders). Returns 0 with
- * out->order_id (status paid or on_hold), or:
+ * out->order_id (status paid, or on_hold when the fraud rules (svc/fraud.h) held it for
+ * review: authorized, not captured, its stock kept until approved or rejected), or:
  *  ERR_INVALID   "cart_empty";
  *  ERR_CONFLICT  "idempotency_key_reused", "request_in_progress" (retry later),
  *                "price_changed" (out->changed: the cart now holds the new prices, a retry
@@ -111,6 +112,15 @@ int order_place(struct app *app, const struct order_place_req *req, struct order
  * in-process bus gets an order.cancelled message (RECOMMENDATION_TOPIC) after the commit. */
 int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
                  struct order_outcome *out);
+
+/* Fraud review (admin): an on_hold order is approved (the payment captured, the order paid
+ * and then shipped as usual) or rejected (the authorization voided, the stock released, the
+ * order cancelled; the customer hears of it through order.cancelled). 0 when done, now or
+ * before (approving or rejecting twice is the same as once); ERR_NOTFOUND for an unknown
+ * order; ERR_CONFLICT with out->code "order_not_on_hold" when the order is not (or was never)
+ * held in the asked direction; another ERR_* when a dependency is down (nothing changed). */
+int order_approve(struct app *app, int64_t order_id, struct order_outcome *out);
+int order_reject(struct app *app, int64_t order_id, struct order_outcome *out);
 
 void order_view_free(struct order_view *v); /* NULL-safe; leaves a zeroed view */
 

@@ -110,6 +110,8 @@ static json_t *items_json(const struct inventory_item *items, int n)
 
 int inventory_get(struct app *app, int64_t product_id, int64_t *available, int64_t *reserved)
 {
+    if (inventory__remote(app))
+        return inventory__remote_get(app, product_id, available, reserved);
     struct db_conn *c; /* ERR_UNAVAILABLE when this process does not run the service */
     int rc = db_conn_take(inv_db(app), &c);
     if (rc < 0)
@@ -357,6 +359,8 @@ int inventory_reserve(struct app *app, int64_t reservation_id, const struct inve
 {
     if (short_product)
         *short_product = 0;
+    if (inventory__remote(app))
+        return inventory__remote_reserve(app, reservation_id, items, n, ttl_seconds, short_product);
     if (reservation_id <= 0 || n <= 0 || n > INVENTORY_MAX_ITEMS || !items || ttl_seconds <= 0 ||
         ttl_seconds > 7 * 24 * 3600)
         return ERR_INVALID;
@@ -468,6 +472,8 @@ static int release(struct app *app, int64_t id, enum release_mode mode, const ch
 
 int inventory_release(struct app *app, int64_t reservation_id)
 {
+    if (inventory__remote(app))
+        return inventory__remote_release(app, reservation_id);
     if (reservation_id <= 0)
         return ERR_INVALID;
     return release(app, reservation_id, REL_ANY, "released", NULL);
@@ -514,6 +520,8 @@ static int confirm_tx(struct db_conn *c, void *vctx)
 
 int inventory_confirm(struct app *app, int64_t reservation_id)
 {
+    if (inventory__remote(app))
+        return inventory__remote_confirm(app, reservation_id);
     if (reservation_id <= 0)
         return ERR_INVALID;
     struct confirm_ctx r = {.id = reservation_id};

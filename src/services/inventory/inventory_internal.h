@@ -40,6 +40,18 @@ void inventory__deinit(struct app *app);
  * processes may sweep the same database). */
 int inventory__sweep(struct app *app, int max);
 
+/* ---- inventory_remote.c: the client interface over HTTP (EMPORIUM_INVENTORY_URL) ---- */
+/* True when this process calls the inventory over HTTP (the URL is set and the service does
+ * not run here): the public functions then hand over to the ones below. */
+bool inventory__remote(struct app *app);
+int inventory__remote_get(struct app *app, int64_t product_id, int64_t *available,
+                          int64_t *reserved);
+int inventory__remote_reserve(struct app *app, int64_t reservation_id,
+                              const struct inventory_item *items, int n, int ttl_seconds,
+                              int64_t *short_product);
+int inventory__remote_confirm(struct app *app, int64_t reservation_id);
+int inventory__remote_release(struct app *app, int64_t reservation_id);
+
 /* ---- inventory_store.c: every statement on the `inventory` database. Functions taking a
  * connection run inside the caller's transaction; the others take and give back their own. */
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* notification.c — e-mails to customers about their orders, from the events (docs/events.md).
  *
- * Consumer group "notification" on order-events (order.placed, order.paid, order.shipped,
- * order.delivered, order.cancelled) and payment-events (payment.failed): one message per event,
+ * Consumer group "notification" on order-events (order.placed, order.on_hold, order.paid,
+ * order.shipped, order.delivered, order.cancelled) and payment-events (payment.failed): one message per event,
  * from a template with a text and an HTML part, to the order's customer (the order service
  * names the user, the user service the address). Delivery: a Maildir (EMPORIUM_MAIL_DIR,
  * default <data-dir>/mail: written to tmp/, renamed into new/), or SMTP through libcurl when
@@ -55,6 +55,8 @@ struct template
 
 static const struct template templates[] = {
     {"order.placed", "received", "We have received your order and are taking payment."},
+    {"order.on_hold", "under review",
+     "We are reviewing your order before taking payment; you will hear from us shortly."},
     {"order.paid", "confirmed", "Your payment went through: your order is confirmed."},
     {"order.shipped", "shipped", "Your order is on its way."},
     {"order.delivered", "delivered", "Your order has been delivered. Enjoy!"},

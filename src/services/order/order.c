@@ -5,7 +5,8 @@
  * Orders live in orders_0 … orders_5; a user's orders all live in shard hash(user_id) % 6 and
  * an order's id carries its shard (id_new(shard)), so a lookup by id goes straight to it.
  * Status machine: pending → paid → fulfilling → shipped → delivered; pending → failed;
- * paid/fulfilling/on_hold → cancelled; paid → on_hold. Every move is a conditional UPDATE
+ * paid/fulfilling/on_hold → cancelled; pending → on_hold (fraud review) → paid (approved) or
+ * cancelled (rejected). Every move is a conditional UPDATE
  * (`… WHERE status IN (…)`, order_store.c) written with its history row and outbox event in
  * one transaction, so concurrent actors (the saga, a cancel, a carrier event, the recovery
  * sweep) never both win. Failed and cancelled orders owe a compensation (release stock, void
@@ -178,6 +179,140 @@ out:
     db_conn_give(c);
     order_view_free(&v);
     return rc < 0 ? rc : 0;
+}
+
+/* --- fraud review --- */
+
+static bool status_in(const char *s, const char *const *set)
+{
+    for (; *set; set++)
+        if (!strcmp(*set, s))
+            return true;
+    return false;
+}
+
+/* The order's status now, and whether it was ever held: 0, ERR_NOTFOUND, or an ERR_*. */
+static int review_state(struct db *db, int64_t order_id, char status[16], bool *was_held)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    if ((rc = order__store_status(c, order_id, status)) == 0 && !status[0])
+        rc = ERR_NOTFOUND;
+    if (rc == 0 && (rc = order__store_was_held(c, order_id)) >= 0) {
+        *was_held = rc == 1;
+        rc = 0;
+    }
+    db_conn_give(c);
+    return rc;
+}
+
+static int not_on_hold(struct order_outcome *out)
+{
+    snprintf(out->code, sizeof out->code, "order_not_on_hold");
+    return ERR_CONFLICT;
+}
+
+int order_approve(struct app *app, int64_t order_id, struct order_outcome *out)
+{
+    static const char *const approved[] = {"paid", "fulfilling", "shipped", "delivered", NULL};
+    static const char *const from[] = {"on_hold", NULL};
+    memset(out, 0, sizeof *out);
+    out->order_id = order_id;
+    struct db *db = order__db_of(app, order_id);
+    if (!db)
+        return ERR_NOTFOUND;
+    char st[16];
+    bool was_held = false;
+    int rc = review_state(db, order_id, st, &was_held);
+    if (rc < 0)
+        return rc;
+    if (strcmp(st, "on_hold") != 0)
+        return was_held && status_in(st, approved) ? 0 : not_on_hold(out);
+    /* The money first: an order is never paid without it. A reject that won meanwhile voided
+     * the authorization (the capture is refused), or refunds what this captured. */
+    rc = payment_capture(app, order_id);
+    if (rc == ERR_CONFLICT || rc == ERR_NOTFOUND)
+        return not_on_hold(out);
+    if (rc < 0)
+        return rc;
+    struct db_conn *c;
+    if ((rc = db_conn_take(db, &c)) < 0)
+        return rc;
+    if ((rc = db_begin(c)) == 0)
+        rc = order__store_transition(c, order_id, "paid", from, NULL, false, false, now_ms());
+    bool moved = rc == 1;
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0) {
+        db_rollback(c);
+        db_conn_give(c);
+        return rc; /* captured, still on_hold: approving again finishes it */
+    }
+    struct order_view v;
+    if (!moved) { /* a concurrent approve or reject won */
+        rc = order__store_status(c, order_id, st);
+        db_conn_give(c);
+        if (rc < 0)
+            return rc;
+        return status_in(st, approved) ? 0 : not_on_hold(out);
+    }
+    metrics_count("emporium_orders_total", "paid");
+    metrics_count("emporium_orders_total", "approved");
+    log_event("order.approved", LOG_I("order_id", order_id));
+    /* Ships as a paid order does; should this fail, the recovery sweep creates it. */
+    if (order__store_load(c, order_id, false, &v) == 0) {
+        struct shipment_info si;
+        if (shipping_create(app, order_id, v.shipping_method, &v.addr, &si) == 0) {
+            if (order__store_attach_shipment(c, order_id, si.id) == 0)
+                shipping_cancel(app, order_id);
+        }
+        order_view_free(&v);
+    }
+    db_conn_give(c);
+    return 0;
+}
+
+int order_reject(struct app *app, int64_t order_id, struct order_outcome *out)
+{
+    static const char *const from[] = {"on_hold", NULL};
+    memset(out, 0, sizeof *out);
+    out->order_id = order_id;
+    struct db *db = order__db_of(app, order_id);
+    if (!db)
+        return ERR_NOTFOUND;
+    char st[16];
+    bool was_held = false;
+    int rc = review_state(db, order_id, st, &was_held);
+    if (rc < 0)
+        return rc;
+    if (strcmp(st, "on_hold") != 0)
+        return was_held && !strcmp(st, "cancelled") ? 0 : not_on_hold(out);
+    struct db_conn *c;
+    if ((rc = db_conn_take(db, &c)) < 0)
+        return rc;
+    if ((rc = db_begin(c)) == 0)
+        rc = order__store_transition(c, order_id, "cancelled", from, "fraud_rejected", false, true,
+                                     now_ms());
+    bool moved = rc == 1;
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0)
+        db_rollback(c);
+    if (rc >= 0 && !moved && (rc = order__store_status(c, order_id, st)) == 0 &&
+        strcmp(st, "cancelled") != 0)
+        rc = not_on_hold(out);
+    db_conn_give(c);
+    if (rc < 0 || !moved)
+        return rc < 0 ? rc : 0;
+    /* Compensation is owed from the commit on (void, release); the sweep finishes it if this
+     * fails. */
+    order__compensate(app, order_id);
+    metrics_count("emporium_orders_total", "cancelled");
+    metrics_count("emporium_orders_total", "rejected");
+    log_event("order.rejected", LOG_I("order_id", order_id));
+    return 0;
 }
 
 /* --- reads --- */
@@ -362,7 +497,7 @@ int order__init(struct app *app)
         return rc;
     metrics_counter_declare("emporium_orders_total", "status",
                             "Orders that reached a status (placed, paid, payment_failed, failed, "
-                            "cancelled, refunded).");
+                            "cancelled, refunded, on_hold, approved, rejected).");
     /* The recovery sweep: first right after `serve` starts, then every sweep interval. */
     return timer_add(app, "order.recovery", order__settings.sweep_interval_s * 1000,
                      order__recovery_run, NULL);

@@ -311,6 +311,30 @@ static int h_cancel(struct http_req *req)
     return rc < 0 ? rc : reply_order(req, id);
 }
 
+/* POST /api/v1/admin/orders/{id}/approve and /reject: the fraud review's decisions. */
+static int review(struct http_req *req, bool approve)
+{
+    int64_t id;
+    int rc = path_id(req, &id);
+    if (rc < 0)
+        return rc;
+    struct order_outcome *o = malloc(sizeof *o);
+    if (!o)
+        return ERR_NOMEM;
+    rc = approve ? order_approve(http_app(req), id, o) : order_reject(http_app(req), id, o);
+    if (rc == ERR_NOTFOUND)
+        rc = http_fail(req, ERR_NOTFOUND, NULL, "no such order");
+    else if (rc == ERR_CONFLICT)
+        rc = http_fail_code(req, rc, o->code[0] ? o->code : "order_not_on_hold", NULL,
+                            "the order is not held for review");
+    free(o);
+    return rc < 0 ? rc : reply_order(req, id);
+}
+
+static int h_approve(struct http_req *req) { return review(req, true); }
+
+static int h_reject(struct http_req *req) { return review(req, false); }
+
 static int read_page(struct http_req *req, int *limit, int64_t *cursor, const char **status)
 {
     int rc = http_query_limit(req, 20, 100, limit);
@@ -389,6 +413,8 @@ static const struct http_route order__routes[] = {
     {"POST", "/api/v1/orders/{id}/cancel", h_cancel, ROUTE_AUTH | ROUTE_OFFLOAD},
     {"GET", "/api/v1/admin/orders", h_admin_list, ROUTE_ADMIN},
     {"GET", "/api/v1/admin/orders/{id}/events", h_admin_events, ROUTE_ADMIN},
+    {"POST", "/api/v1/admin/orders/{id}/approve", h_approve, ROUTE_ADMIN | ROUTE_OFFLOAD},
+    {"POST", "/api/v1/admin/orders/{id}/reject", h_reject, ROUTE_ADMIN | ROUTE_OFFLOAD},
     {NULL, NULL, NULL, 0},
 };
 

@@ -69,6 +69,7 @@ struct order_new {
     const char *method;
     const struct shipping_address *addr;
     const char *brand, *last4;
+    const char *card_fp; /* the card's fingerprint (svc/fraud.h) for order.placed; "" none */
     int n;
     const struct order_item *items;
 };
@@ -109,6 +110,14 @@ struct order_unshipped {
 int order__store_unshipped(struct db_conn *c, int64_t updated_before, struct order_unshipped *out,
                            int cap);
 int order__store_drop_stale_claims(struct db_conn *c, int64_t created_before);
+
+/* Moves a pending order to on_hold (fraud review) with its history row (the rules that
+ * fired as its note) and the order.on_hold event carrying the score and the reasons, inside
+ * the caller's transaction. 1 when moved, 0 when it was not pending, or an ERR_*. */
+int order__store_hold(struct db_conn *c, int64_t id, int score, const char *const *reasons,
+                      int n_reasons, int64_t at);
+/* 1 when the order was ever on_hold (its history says so), 0 when not, or an ERR_*. */
+int order__store_was_held(struct db_conn *c, int64_t id);
 
 /* The service definition (in order_http.c) needs these. */
 int order__init(struct app *app);

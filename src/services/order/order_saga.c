@@ -13,10 +13,14 @@
  * 3. In one transaction: claim the key (its primary key makes a concurrent duplicate fail
  *    and go back to 1) and create the order PENDING with its items, history and event.
  * 4. Reserve the stock (reservation id = order id, with a TTL): out of stock fails here.
- * 5. Authorize (key derived from the order id: a retry never charges twice), capture,
- *    confirm the reservation.
+ * 5. Authorize (key derived from the order id: a retry never charges twice), score the order
+ *    with the fraud rules (svc/fraud.h), capture, confirm the reservation.
  * 6. In one transaction: PAID + history + event + the outcome on the key; on the same lease,
- *    the shipment. Then the cart loses the ordered quantities and the bus hears order.paid.
+ *    the shipment. Then the cart loses the ordered quantities.
+ * 5'-6' (held): when the fraud rules hold the order, nothing is captured: the reservation is
+ *    confirmed (it must not expire while an operator reviews; a reject releases it) and the
+ *    order moves to ON_HOLD with the outcome on the key, in one transaction; the answer is
+ *    the same 201 with status "on_hold". order_approve()/order_reject() (order.c) finish it.
  * Any failure after 3 moves the order to FAILED (owing compensation) in one transaction
  * with the outcome on the key, then compensates (release stock, void/refund). Transient
  * failures (a dependency down) drop the key in that transaction instead, so the client's
@@ -36,6 +40,7 @@
 #include "emporium/log.h"
 #include "emporium/metrics.h"
 #include "emporium/svc/cart.h"
+#include "emporium/svc/fraud.h"
 #include "emporium/svc/inventory.h"
 #include "emporium/svc/order.h"
 #include "emporium/svc/payment.h"
@@ -57,6 +62,7 @@ struct saga {
     char currency[4];
     int64_t subtotal, shipping, total;
     bool paid_committed; /* PAID is recorded: no failure may compensate from here on */
+    char card_fp[FRAUD_FINGERPRINT_LEN + 1]; /* "" when the fraud service is not here */
     struct cart_line lines[CART_MAX_LINES];
     struct order_item items[CART_MAX_LINES];
 };
@@ -291,6 +297,57 @@ static int paid(struct saga *s)
     return rc;
 }
 
+/* ON_HOLD + the outcome in one transaction (the 201 of a held order), then the order read
+ * back for the answer. */
+static int held(struct saga *s, const struct fraud_verdict *fv)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(s->db, &c);
+    if (rc < 0)
+        return rc;
+    if ((rc = db_begin(c)) == 0)
+        rc = order__store_hold(c, s->order_id, fv->score, fv->reasons, fv->n_reasons, now_ms());
+    if (rc == 0)
+        rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
+    if (rc > 0)
+        rc = order__store_key_done(c, s->rq->user_id, s->rq->idem_key, 0, NULL, 0);
+    if (rc >= 0)
+        rc = db_commit(c);
+    if (rc < 0) {
+        db_rollback(c);
+        db_conn_give(c);
+        return rc;
+    }
+    s->paid_committed = true; /* recorded: from here only the review decides */
+    for (int i = 0; i < 3; i++)
+        if ((rc = order__store_load(c, s->order_id, false, &s->out->order)) >= 0)
+            break;
+    db_conn_give(c);
+    return rc;
+}
+
+/* The fraud rules' verdict before the capture. A fraud service that runs here but cannot
+ * score (its database down) holds the order: an operator decides, nothing is captured
+ * unchecked. Without a fraud service in this process the order is not scored. */
+static bool fraud_hold(struct saga *s, struct fraud_verdict *fv)
+{
+    memset(fv, 0, sizeof *fv);
+    if (!app_has_service(s->app, "fraud"))
+        return false;
+    struct fraud_order fo = {.order_id = s->order_id,
+                             .user_id = s->rq->user_id,
+                             .amount = s->total,
+                             .currency = s->currency,
+                             .card_fingerprint = s->card_fp,
+                             .country = s->rq->addr.country};
+    if (fraud_score(s->app, &fo, fv) < 0) {
+        fv->hold = true;
+        fv->n_reasons = 0;
+        return true;
+    }
+    return fv->hold;
+}
+
 /* 1 when a concurrent duplicate won the claim on the key (look it up again), else the
  * final return code. c is held on entry and given back here. */
 static int saga_run(struct saga *s, struct db_conn *c)
@@ -314,6 +371,8 @@ static int saga_run(struct saga *s, struct db_conn *c)
     char brand[16], last4[5];
     snprintf(brand, sizeof brand, "%s", payment_card_brand(rq->card.number));
     payment_card_last4(rq->card.number, last4);
+    if (app_has_service(s->app, "fraud"))
+        fraud_card_fingerprint(s->app, rq->card.number, s->card_fp);
     struct order_new o = {.id = s->order_id,
                           .user_id = rq->user_id,
                           .shard = s->shard,
@@ -327,6 +386,7 @@ static int saga_run(struct saga *s, struct db_conn *c)
                           .addr = &rq->addr,
                           .brand = brand,
                           .last4 = last4,
+                          .card_fp = s->card_fp,
                           .n = s->n,
                           .items = s->items};
     rc = order__store_create(c, &o);
@@ -368,7 +428,42 @@ static int saga_run(struct saga *s, struct db_conn *c)
                   LOG_B("retryable", pr.retryable));
         return fail(s, reason, pr.retryable, ERR_PAYMENT, reason);
     }
-    if (rc < 0 || (rc = payment_capture(s->app, s->order_id)) < 0) {
+    if (rc < 0) {
+        fail(s, "payment_unavailable", true, rc, NULL);
+        return rc;
+    }
+    struct fraud_verdict fv;
+    if (fraud_hold(s, &fv)) {
+        /* Held for review: authorized, not captured; the stock stays with the order. */
+        rc = inventory_confirm(s->app, s->order_id);
+        if (rc == ERR_NOTFOUND)
+            return fail(s, "reservation_expired", true, ERR_CONFLICT, "reservation_expired");
+        if (rc < 0) {
+            fail(s, "inventory_unavailable", true, rc, NULL);
+            return rc;
+        }
+        if ((rc = held(s, &fv)) < 0 && s->paid_committed) {
+            log_warn("order %lld: held, but reading it back failed: %s", (long long)s->order_id,
+                     err_str(rc));
+            return ERR_UNAVAILABLE;
+        }
+        if (rc < 0) {
+            if (rc == ERR_CONFLICT)
+                order__compensate(s->app, s->order_id);
+            else
+                fail(s, "internal_error", true, rc, NULL);
+            return rc == ERR_CONFLICT ? ERR_UNAVAILABLE : rc;
+        }
+        metrics_count("emporium_orders_total", "on_hold");
+        log_event("order.on_hold", LOG_I("order_id", s->order_id), LOG_I("user_id", rq->user_id),
+                  LOG_I("amount", s->total), LOG_S("currency", s->currency),
+                  LOG_I("score", fv.score));
+        if ((rc = cart_remove_lines(s->app, rq->user_id, s->lines, s->n)) < 0)
+            log_warn("order %lld: emptying the cart failed: %s", (long long)s->order_id,
+                     err_str(rc));
+        return 0;
+    }
+    if ((rc = payment_capture(s->app, s->order_id)) < 0) {
         fail(s, "payment_unavailable", true, rc, NULL);
         return rc;
     }

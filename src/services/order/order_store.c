@@ -177,6 +177,8 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
                       "subtotal", money(o->subtotal, o->currency), "shipping",
                       money(o->shipping, o->currency), "total", money(o->total, o->currency),
                       "shipping_method", o->method, "country", o->addr->country);
+        if (data && o->card_fp && o->card_fp[0])
+            json_object_set_new(data, "card_fingerprint", json_string(o->card_fp));
         rc = data ? outbox_add(c, o->shard, "order-events", "order", o->id, "order.placed", data)
                   : ERR_NOMEM;
         json_decref(data);
@@ -587,3 +589,67 @@ const struct service_db order__dbs[] = {
      sizeof order_migrations / sizeof order_migrations[0]},
     {NULL, 0, NULL, 0},
 };
+
+/* --- fraud review --- */
+
+int order__store_hold(struct db_conn *c, int64_t id, int score, const char *const *reasons,
+                      int n_reasons, int64_t at)
+{
+    char note[64] = "fraud review";
+    size_t len = strlen(note);
+    json_t *rj = json_array();
+    for (int i = 0; i < n_reasons; i++) {
+        if (len < sizeof note)
+            len +=
+                (size_t)snprintf(note + len, sizeof note - len, "%s%s", i ? "," : ": ", reasons[i]);
+        json_array_append_new(rj, json_string(reasons[i]));
+    }
+    struct db_val a[] = {DB_INT(now_ms()), DB_INT(id)};
+    int rc = db_query(c,
+                      "UPDATE orders SET status = 'on_hold', updated_at = $1 "
+                      "WHERE id = $2 AND status = 'pending'",
+                      2, a, NULL);
+    if (rc <= 0) {
+        json_decref(rj);
+        return rc;
+    }
+    struct db_val h[] = {DB_INT(id_new(id_shard(id))), DB_INT(id), DB_INT(at), DB_TEXT(note)};
+    rc = db_query(c,
+                  "INSERT INTO order_history (id, order_id, status, at, note) "
+                  "VALUES ($1, $2, 'on_hold', $3, $4)",
+                  4, h, NULL);
+    struct db_rows *r = NULL;
+    struct db_val q[] = {DB_INT(id)};
+    if (rc >= 0)
+        rc = db_query(c, "SELECT user_id, currency, total FROM orders WHERE id = $1", 1, q, &r);
+    if (rc < 0) {
+        json_decref(rj);
+        return rc;
+    }
+    char oid[21], ts[32];
+    json_t *data = json_pack("{s:s,s:s,s:s,s:o,s:s,s:{s:i,s:o}}", "order_id", id_format(id, oid),
+                             "user_id", db_get(r, 0, 0), "status", "on_hold", "total",
+                             money(db_get_i64(r, 0, 2), db_get(r, 0, 1)), "at", time_format(at, ts),
+                             "fraud", "score", score, "reasons", rj);
+    db_rows_free(r);
+    if (!data)
+        return ERR_NOMEM;
+    rc = outbox_add(c, id_shard(id), "order-events", "order", id, "order.on_hold", data);
+    json_decref(data);
+    return rc < 0 ? rc : 1;
+}
+
+int order__store_was_held(struct db_conn *c, int64_t id)
+{
+    struct db_rows *r = NULL;
+    struct db_val a[] = {DB_INT(id)};
+    int rc = db_query(c,
+                      "SELECT 1 FROM order_history WHERE order_id = $1 AND status = 'on_hold' "
+                      "LIMIT 1",
+                      1, a, &r);
+    if (rc < 0)
+        return rc;
+    rc = db_rows_count(r) > 0;
+    db_rows_free(r);
+    return rc;
+}

@@ -182,6 +182,8 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
                       const char *currency, const struct payment_card *card,
                       struct payment_result *out)
 {
+    if (payment__remote(app))
+        return payment__remote_authorize(app, key, order_id, amount, currency, card, out);
     const char *field, *msg;
     bool expired;
     if (!key || !*key || strlen(key) > 128 || amount < 0)
@@ -285,6 +287,8 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
 
 int payment_capture(struct app *app, int64_t order_id)
 {
+    if (payment__remote(app))
+        return payment__remote_capture(app, order_id);
     struct db_conn *c;
     int rc = db_conn_take(payments_db(app), &c);
     if (rc < 0)
@@ -342,6 +346,8 @@ int payment_capture(struct app *app, int64_t order_id)
 
 int payment_cancel(struct app *app, int64_t order_id)
 {
+    if (payment__remote(app))
+        return payment__remote_cancel(app, order_id);
     struct db_conn *c;
     int rc = db_conn_take(payments_db(app), &c);
     if (rc < 0)
@@ -401,6 +407,8 @@ int payment_cancel(struct app *app, int64_t order_id)
 
 int payment_get(struct app *app, int64_t order_id, struct payment_result *out)
 {
+    if (payment__remote(app))
+        return payment__remote_get(app, order_id, out);
     struct db_conn *c;
     int rc = db_conn_take(payments_db(app), &c);
     if (rc < 0)

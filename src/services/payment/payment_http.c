@@ -9,6 +9,7 @@
 #include "emporium/http.h"
 #include "emporium/id.h"
 #include "emporium/service.h"
+#include "emporium/upstream.h"
 #include "payment_internal.h"
 
 static json_t *money(int64_t amount, const char *currency)
@@ -52,8 +53,118 @@ static int h_admin_payments(struct http_req *req)
     return http_reply_json(req, 200, json_pack("{s:o,s:n}", "items", items, "next_cursor"));
 }
 
+/* ---- internal routes: svc/payment.h for other processes (payment_remote.c calls them) ---- */
+
+static int internal_guard(struct http_req *req)
+{
+    int rc =
+        upstream_internal_check(app_config(http_app(req)), http_header(req, UPSTREAM_TOKEN_HEADER));
+    if (rc == ERR_UNAUTHORIZED)
+        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is required");
+    if (rc < 0)
+        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is not accepted");
+    return 0;
+}
+
+static int order_param(struct http_req *req, int64_t *out)
+{
+    const char *s = http_param(req, "order_id");
+    if (!s || id_parse(s, out) < 0 || *out <= 0)
+        return http_fail(req, ERR_INVALID, "order_id", "must be an id");
+    return 0;
+}
+
+static json_t *result_json(const struct payment_result *r)
+{
+    char id[21];
+    return json_pack("{s:s,s:s,s:s,s:b,s:s,s:s}", "payment_id", id_format(r->payment_id, id),
+                     "status", r->status, "failure_reason", r->failure_reason, "retryable",
+                     r->retryable, "brand", r->brand, "last4", r->last4);
+}
+
+/* 200 {"authorized": true|false, "payment": {…}}: a decline is an answer, not an error. */
+static int h_int_authorize(struct http_req *req)
+{
+    int rc = internal_guard(req);
+    if (rc < 0)
+        return rc;
+    const char *key = http_header(req, "Idempotency-Key");
+    if (!key || !*key || strlen(key) > 128)
+        return http_fail(req, ERR_INVALID, "Idempotency-Key", "is required (1 to 128 bytes)");
+    json_t *body = http_json_body(req, &rc);
+    if (!body)
+        return rc;
+    const char *oid, *currency, *number, *cvc;
+    int64_t order_id, amount, month, year;
+    json_t *card = json_object_get(body, "card");
+    if ((rc = http_json_string(req, body, "order_id", true, 1, 20, &oid)) < 0 ||
+        (rc = http_json_int(req, body, "amount", true, 0, INT64_MAX / 2, &amount)) < 0 ||
+        (rc = http_json_string(req, body, "currency", true, 3, 3, &currency)) < 0)
+        return rc;
+    if (id_parse(oid, &order_id) < 0 || order_id <= 0)
+        return http_fail(req, ERR_INVALID, "order_id", "must be an id");
+    if (!json_is_object(card))
+        return http_fail(req, ERR_INVALID, "card", "is required");
+    if ((rc = http_json_string(req, card, "number", true, 1, 40, &number)) < 0 ||
+        (rc = http_json_string(req, card, "cvc", true, 1, 8, &cvc)) < 0 ||
+        (rc = http_json_int(req, card, "exp_month", true, 1, 12, &month)) < 0 ||
+        (rc = http_json_int(req, card, "exp_year", true, 1000, 9999, &year)) < 0)
+        return rc;
+    struct payment_card c = {number, (int)month, (int)year, cvc};
+    struct payment_result r = {0};
+    rc = payment_authorize(http_app(req), key, order_id, amount, currency, &c, &r);
+    if (rc < 0 && rc != ERR_PAYMENT)
+        return rc == ERR_INVALID ? http_fail(req, rc, "card", "is not a valid card") : rc;
+    return http_reply_json(
+        req, 200, json_pack("{s:b,s:o}", "authorized", rc == 0, "payment", result_json(&r)));
+}
+
+static int h_int_capture(struct http_req *req)
+{
+    int64_t id;
+    int rc = internal_guard(req);
+    if (rc < 0 || (rc = order_param(req, &id)) < 0)
+        return rc;
+    rc = payment_capture(http_app(req), id);
+    if (rc == ERR_NOTFOUND)
+        return http_fail(req, rc, "order_id", "no authorized payment");
+    if (rc == ERR_CONFLICT)
+        return http_fail(req, rc, "order_id", "the payment was voided");
+    return rc < 0 ? rc : http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static int h_int_cancel(struct http_req *req)
+{
+    int64_t id;
+    int rc = internal_guard(req);
+    if (rc < 0 || (rc = order_param(req, &id)) < 0)
+        return rc;
+    rc = payment_cancel(http_app(req), id);
+    return rc < 0 ? rc : http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static int h_int_get(struct http_req *req)
+{
+    int64_t id;
+    int rc = internal_guard(req);
+    if (rc < 0 || (rc = order_param(req, &id)) < 0)
+        return rc;
+    struct payment_result r;
+    rc = payment_get(http_app(req), id, &r);
+    if (rc == ERR_NOTFOUND)
+        return http_fail(req, rc, "order_id", "no payment");
+    return rc < 0 ? rc : http_reply_json(req, 200, result_json(&r));
+}
+
 static const struct http_route payment__routes[] = {
     {"GET", "/api/v1/admin/payments", h_admin_payments, ROUTE_ADMIN},
+    {"POST", "/internal/v1/payment/authorizations", h_int_authorize,
+     ROUTE_NOLIMIT | ROUTE_OFFLOAD | ROUTE_PRIVATE},
+    {"POST", "/internal/v1/payment/orders/{order_id}/capture", h_int_capture,
+     ROUTE_NOLIMIT | ROUTE_OFFLOAD},
+    {"POST", "/internal/v1/payment/orders/{order_id}/cancel", h_int_cancel,
+     ROUTE_NOLIMIT | ROUTE_OFFLOAD},
+    {"GET", "/internal/v1/payment/orders/{order_id}", h_int_get, ROUTE_NOLIMIT | ROUTE_PRIVATE},
     {NULL, NULL, NULL, 0},
 };
 

@@ -89,4 +89,14 @@ int payment__audit(struct app *app, int64_t order_id, struct payment_view **out,
 /* The service definition (in payment_http.c) needs these. */
 int payment__init(struct app *app);
 
+/* ---- payment_remote.c: the client interface over HTTP (EMPORIUM_PAYMENT_URL) ---- */
+/* True when this process calls payments over HTTP (URL set, service not running here). */
+bool payment__remote(struct app *app);
+int payment__remote_authorize(struct app *app, const char *key, int64_t order_id, int64_t amount,
+                              const char *currency, const struct payment_card *card,
+                              struct payment_result *out);
+int payment__remote_capture(struct app *app, int64_t order_id);
+int payment__remote_cancel(struct app *app, int64_t order_id);
+int payment__remote_get(struct app *app, int64_t order_id, struct payment_result *out);
+
 #endif

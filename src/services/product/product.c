@@ -143,6 +143,8 @@ int product_get_info(struct app *app, int64_t id, struct product_info *out)
     if (id <= 0)
         return ERR_NOTFOUND;
     struct product_ctx *ctx = product__ctx(app);
+    if (!ctx && app_config(app)->product_url) /* the catalog runs in another process */
+        return product__remote_get_info(app, id, out);
     if (!ctx || !ctx->l1)
         return product__store_info(product__db(app), id, out);
     char key[32];
@@ -302,11 +304,11 @@ static void stock_changed(struct app *app, int64_t product_id, int64_t available
                                       &crossed);
     if (rc < 0) {
         log_warn("product: stock of %lld not refreshed: %s", (long long)product_id, err_str(rc));
-        product__invalidate(ctx, product_id, true);
+        product__invalidate_local(ctx, product_id, true);
         return;
     }
     if (rc > 0)
-        product__invalidate(ctx, product_id, crossed);
+        product__invalidate_local(ctx, product_id, crossed);
 }
 
 static void on_inventory_event(void *vctx, const char *topic, const char *key, const char *payload,

@@ -8,9 +8,14 @@
  * before the write is never read again (it ages out of the LRU): no pattern deletes. All of
  * it lives in the service's context (struct product_ctx).
  *
- * Other processes hear about writes on the `cache-invalidation` topic: {"keys": [...],
- * "bump": true|false}. The in-process bus also delivers our own messages back to us, which
- * is harmless (deleting twice, bumping twice). */
+ * Other processes hear about admin writes through the event bus: product__invalidate() writes
+ * a product.invalidated event ({"products": ["<id>"], "bump": true|false}) to the catalog's
+ * outbox right after the write commits; the relay puts it on `cache-invalidation`, and every
+ * process consumes that topic in a broadcast group of its own (bus_subscribe_broadcast), so
+ * each drops its L1 entries. Our own events come back to us too, which is harmless (deleting
+ * twice, bumping twice). A crash between the write's commit and the event's leaves the other
+ * processes' entries to age out (their TTL). Stock figures change on every checkout: they are
+ * dropped in this process only (product__invalidate_local). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +25,13 @@
 #include "emporium/bus.h"
 #include "emporium/cache.h"
 #include "emporium/err.h"
+#include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/metrics.h"
+#include "emporium/outbox.h"
 #include "product_internal.h"
 
 #define PRODUCT_CACHE_SHARDS 32
-#define CACHE_TOPIC "cache-invalidation"
 
 uint64_t product__generation(struct product_ctx *ctx)
 {
@@ -47,13 +53,9 @@ static void drop_local(struct product_ctx *ctx, int64_t id, bool bump, bool dirt
     cache_del(ctx->l1, key);
 }
 
-static void on_invalidation(void *vctx, const char *topic, const char *key, const char *payload,
-                            size_t len)
+/* Drops what one event names: {"products": ["<id>", …], "bump": bool}. */
+static void apply(struct product_ctx *ctx, json_t *j)
 {
-    struct product_ctx *ctx = vctx;
-    json_t *j = json_loadb(payload, len, 0, NULL);
-    if (!j)
-        return;
     json_t *ids = json_object_get(j, "products");
     bool bump = json_is_true(json_object_get(j, "bump"));
     if (json_array_size(ids) == 0 && bump)
@@ -66,25 +68,48 @@ static void on_invalidation(void *vctx, const char *topic, const char *key, cons
             id = strtoll(json_string_value(v), NULL, 10);
         drop_local(ctx, id, bump && i == 0, bump);
     }
-    json_decref(j);
+}
+
+static int on_invalidation(void *vctx, const struct bus_event *ev)
+{
+    struct product_ctx *ctx = vctx;
+    if (strcmp(ev->type, "product.invalidated") != 0)
+        return 0;
+    /* Our group starts at the oldest retained message: what was written before we started
+     * cannot be in our cache (5 s of margin for clocks of other hosts). */
+    if (ev->at_ms && ev->at_ms < ctx->started_ms - 5000)
+        return 0;
+    apply(ctx, ev->data);
+    return 0;
+}
+
+void product__invalidate_local(struct product_ctx *ctx, int64_t id, bool lists)
+{
+    drop_local(ctx, id, lists, lists);
+}
+
+struct publish_tx {
+    int64_t id;
+    json_t *data;
+};
+
+static int publish_fn(struct db_conn *c, void *vctx)
+{
+    struct publish_tx *t = vctx;
+    return outbox_add(c, 0, BUS_TOPIC_CACHE, "product", t->id, "product.invalidated", t->data);
 }
 
 void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists)
 {
     drop_local(ctx, id, lists, lists);
-    char payload[128];
-    int n;
-    if (id > 0)
-        n = snprintf(payload, sizeof payload,
-                     "{\"service\":\"product\",\"products\":[\"%lld\"],\"bump\":%s}", (long long)id,
-                     lists ? "true" : "false");
-    else
-        n = snprintf(payload, sizeof payload,
-                     "{\"service\":\"product\",\"products\":[],\"bump\":%s}",
-                     lists ? "true" : "false");
-    char key[24];
-    snprintf(key, sizeof key, "%lld", (long long)id);
-    int rc = bus_broadcast(CACHE_TOPIC, key, payload, (size_t)n);
+    char pid[24];
+    snprintf(pid, sizeof pid, "%lld", (long long)id);
+    json_t *data = json_pack("{s:s,s:[],s:b}", "service", "product", "products", "bump", lists);
+    if (data && id > 0)
+        json_array_append_new(json_object_get(data, "products"), json_string(pid));
+    struct publish_tx t = {id, data};
+    int rc = data ? db_write(product__db(ctx->app), publish_fn, NULL, &t) : ERR_NOMEM;
+    json_decref(data);
     if (rc < 0)
         log_warn("product: cache-invalidation for %lld not published: %s", (long long)id,
                  err_str(rc));
@@ -118,7 +143,8 @@ int product__cache_init(struct product_ctx *ctx)
     int rc = metrics_add_writer(cache_metrics_write, NULL);
     if (rc < 0)
         return rc;
-    return bus_listen(CACHE_TOPIC, on_invalidation, ctx);
+    ctx->started_ms = now_ms();
+    return bus_subscribe_broadcast("cache", BUS_TOPIC_CACHE, on_invalidation, ctx);
 }
 
 void product__cache_deinit(struct product_ctx *ctx)

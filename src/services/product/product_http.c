@@ -11,9 +11,11 @@
 
 #include <jansson.h>
 
+#include "emporium/app.h"
 #include "emporium/err.h"
 #include "emporium/http.h"
 #include "emporium/id.h"
+#include "emporium/upstream.h"
 #include "product_internal.h"
 
 #define CC_PRODUCT "public, max-age=60"
@@ -338,6 +340,34 @@ static int h_delete(struct http_req *req)
     return http_reply_raw(req, 204, NULL, "", 0, false);
 }
 
+/* ---- internal route: product_get_info for other processes (product_remote.c) ---- */
+
+static int h_int_info(struct http_req *req)
+{
+    int rc =
+        upstream_internal_check(app_config(http_app(req)), http_header(req, UPSTREAM_TOKEN_HEADER));
+    if (rc == ERR_UNAUTHORIZED)
+        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is required");
+    if (rc < 0)
+        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is not accepted");
+    const char *s = http_param(req, "id");
+    int64_t id;
+    if (!s || id_parse(s, &id) < 0 || id <= 0)
+        return http_fail(req, ERR_INVALID, "id", "must be a product id");
+    struct product_info p;
+    rc = product_get_info(http_app(req), id, &p);
+    if (rc == ERR_NOTFOUND)
+        return http_fail(req, rc, "id", "no such product");
+    if (rc < 0)
+        return rc;
+    char pid[21];
+    return http_reply_json(
+        req, 200,
+        json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:i,s:b}", "id", id_format(p.id, pid), "sku", p.sku,
+                  "name", p.name, "category", p.category, "price", (json_int_t)p.price, "currency",
+                  p.currency, "weight_grams", p.weight_grams, "active", p.active));
+}
+
 static const struct http_route routes[] = {
     {"GET", "/api/v1/products", h_list, 0},
     {"GET", "/api/v1/products/{id}", h_get, 0},
@@ -345,6 +375,7 @@ static const struct http_route routes[] = {
     {"PATCH", "/api/v1/products/{id}", h_update, ROUTE_ADMIN},
     {"DELETE", "/api/v1/products/{id}", h_delete, ROUTE_ADMIN},
     {"GET", "/api/v1/categories", h_categories, 0},
+    {"GET", "/internal/v1/product/products/{id}", h_int_info, ROUTE_NOLIMIT},
     {NULL, NULL, NULL, 0},
 };
 

@@ -76,6 +76,7 @@ struct product_ctx {
     _Atomic uint64_t generation; /* bumped when lists may have changed */
     struct product_attrs attrs;
     struct product_index *_Atomic index; /* made on the first search; product__index_free */
+    int64_t started_ms; /* cache-invalidation events from before this are skipped */
 };
 
 /* The context; never NULL while the service runs (init() succeeded). */
@@ -158,9 +159,13 @@ int product__search(struct app *app, const struct product_query *q, struct buf *
 int product__cache_init(struct product_ctx *ctx);
 void product__cache_deinit(struct product_ctx *ctx);
 uint64_t product__generation(struct product_ctx *ctx);
-/* After a write committed: drops the product's entries locally, bumps the generation when
- * lists may have changed, and publishes on cache-invalidation for the other processes. */
+/* After an admin write committed: drops the product's entries locally, bumps the generation
+ * when lists may have changed, and writes a product.invalidated event to the catalog's outbox
+ * (topic cache-invalidation) so that every other process drops them too (id 0: every list). */
 void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists);
+/* The same in this process only (stock figures: every checkout changes them; the other
+ * processes' entries age out). */
+void product__invalidate_local(struct product_ctx *ctx, int64_t id, bool lists);
 
 /* ---- the in-memory full-text index (product_index.c) ---------------------------------- */
 
@@ -265,5 +270,9 @@ int product__store_seed_insert(struct db_conn *c, int rows, const struct db_val 
 void product__store_bulk_mode(struct db *db, struct db_conn *c, bool on);
 /* 1 when the catalog has no product. */
 int product__store_empty(struct db *db);
+
+/* ---- product_remote.c: product_get_info over HTTP (EMPORIUM_PRODUCT_URL), for a process
+ * that does not run the catalog. */
+int product__remote_get_info(struct app *app, int64_t id, struct product_info *out);
 
 #endif

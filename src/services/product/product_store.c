@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "emporium/err.h"
+#include "emporium/outbox.h"
 #include "product_internal.h"
 
 #define PRODUCT_COLS                                                                               \
@@ -74,6 +75,8 @@ static const struct db_migration product_migrations[] = {
     /* The in-memory search index (product_index.c) re-reads the rows changed since it last
      * looked. */
     {.sql = "CREATE INDEX products_updated ON products (updated_at);"},
+    /* Cache invalidations for the other processes (product_cache.c) leave through it. */
+    {.sql = OUTBOX_MIGRATION},
 };
 
 const struct service_db product__dbs[] = {

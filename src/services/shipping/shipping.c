@@ -188,6 +188,8 @@ int shipping_address_parse(json_t *obj, bool full, struct shipping_address *a, c
 int shipping_price(struct app *app, const struct shipping_item *items, int n, const char *country,
                    const char *method, struct shipping_option *out, int64_t *bad_product)
 {
+    if (shipping__remote(app))
+        return shipping__remote_price(app, items, n, country, method, out, bad_product);
     bool express = !strcmp(method, "express");
     if (!express && strcmp(method, "standard") != 0)
         return ERR_INVALID;
@@ -231,6 +233,8 @@ int shipping_price(struct app *app, const struct shipping_item *items, int n, co
 int shipping_create(struct app *app, int64_t order_id, const char *method,
                     const struct shipping_address *addr, struct shipment_info *out)
 {
+    if (shipping__remote(app))
+        return shipping__remote_create(app, order_id, method, addr, out);
     struct shipping_option opt;
     /* The carrier only depends on method and zone; no items are needed to name it. */
     int rc = shipping_price(app, NULL, 0, addr->country, method, &opt, NULL);
@@ -270,6 +274,8 @@ int shipping_create(struct app *app, int64_t order_id, const char *method,
 
 int shipping_get(struct app *app, int64_t order_id, struct shipment_info *out)
 {
+    if (shipping__remote(app))
+        return shipping__remote_get(app, order_id, out);
     struct db_conn *c;
     int rc = db_conn_take(app_db(app, "shipping"), &c);
     if (rc < 0)
@@ -281,6 +287,8 @@ int shipping_get(struct app *app, int64_t order_id, struct shipment_info *out)
 
 int shipping_cancel(struct app *app, int64_t order_id)
 {
+    if (shipping__remote(app))
+        return shipping__remote_cancel(app, order_id);
     struct db_conn *c;
     int rc = db_conn_take(app_db(app, "shipping"), &c);
     if (rc < 0)

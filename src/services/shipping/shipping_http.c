@@ -11,6 +11,7 @@
 #include "emporium/http.h"
 #include "emporium/id.h"
 #include "emporium/service.h"
+#include "emporium/upstream.h"
 #include "shipping_internal.h"
 
 static int h_quotes(struct http_req *req)
@@ -172,9 +173,139 @@ static int h_shipment_event(struct http_req *req)
                                      "status", s.status, "events", events));
 }
 
+/* ---- internal routes: svc/shipping.h for other processes (shipping_remote.c calls them) ---- */
+
+static int internal_guard(struct http_req *req)
+{
+    int rc =
+        upstream_internal_check(app_config(http_app(req)), http_header(req, UPSTREAM_TOKEN_HEADER));
+    if (rc == ERR_UNAUTHORIZED)
+        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is required");
+    if (rc < 0)
+        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is not accepted");
+    return 0;
+}
+
+static json_t *shipment_json(const struct shipment_info *s)
+{
+    char id[21];
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", id_format(s->id, id), "method", s->method,
+                     "carrier", s->carrier, "tracking_number", s->tracking_number, "status",
+                     s->status);
+}
+
+static int int_order_id(struct http_req *req, int64_t *out)
+{
+    const char *s = http_param(req, "order_id");
+    if (!s || id_parse(s, out) < 0 || *out <= 0)
+        return http_fail(req, ERR_INVALID, "order_id", "must be an id");
+    return 0;
+}
+
+static int h_int_price(struct http_req *req)
+{
+    int rc = internal_guard(req);
+    if (rc < 0)
+        return rc;
+    json_t *body = http_json_body(req, &rc);
+    if (!body)
+        return rc;
+    const char *country, *method;
+    if ((rc = http_json_string(req, body, "country", true, 2, 2, &country)) < 0 ||
+        (rc = http_json_string(req, body, "method", true, 1, 15, &method)) < 0)
+        return rc;
+    json_t *items = json_object_get(body, "items");
+    size_t n = json_array_size(items);
+    if (!json_is_array(items) || n > SHIPPING_MAX_ITEMS)
+        return http_fail(req, ERR_INVALID, "items", "must hold 0 to %d items", SHIPPING_MAX_ITEMS);
+    struct shipping_item list[SHIPPING_MAX_ITEMS];
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = json_array_get(items, i);
+        const char *pid = json_string_value(json_object_get(it, "product_id"));
+        json_t *q = json_object_get(it, "quantity"), *w = json_object_get(it, "weight_grams");
+        if (!pid || id_parse(pid, &list[i].product_id) < 0 || !json_is_integer(q) ||
+            !json_is_integer(w) || json_integer_value(q) < 1 || json_integer_value(q) > 1000000 ||
+            json_integer_value(w) < -1 || json_integer_value(w) > 100000000)
+            return http_fail(req, ERR_INVALID, "items",
+                             "each needs a product_id, a quantity and weight_grams");
+        list[i].quantity = (int)json_integer_value(q);
+        list[i].weight_grams = (int)json_integer_value(w);
+    }
+    struct shipping_option o;
+    int64_t bad = 0;
+    rc = shipping_price(http_app(req), list, (int)n, country, method, &o, &bad);
+    if (rc == ERR_NOTFOUND) {
+        char pid[21];
+        return http_fail_code(req, rc, "product_not_found",
+                              json_pack("{s:s}", "product_id", id_format(bad, pid)),
+                              "no such product");
+    }
+    if (rc == ERR_INVALID)
+        return http_fail(req, rc, "method", "must be standard or express");
+    if (rc < 0)
+        return rc;
+    return http_reply_json(req, 200,
+                           json_pack("{s:s,s:s,s:I,s:s,s:i}", "method", o.method, "carrier",
+                                     o.carrier, "price", (json_int_t)o.price, "currency",
+                                     o.currency, "estimated_days", o.estimated_days));
+}
+
+static int h_int_create(struct http_req *req)
+{
+    int rc = internal_guard(req);
+    if (rc < 0)
+        return rc;
+    json_t *body = http_json_body(req, &rc);
+    if (!body)
+        return rc;
+    const char *oid, *method, *member = NULL, *msg = NULL;
+    int64_t order_id;
+    if ((rc = http_json_string(req, body, "order_id", true, 1, 20, &oid)) < 0 ||
+        (rc = http_json_string(req, body, "method", true, 1, 15, &method)) < 0)
+        return rc;
+    if (id_parse(oid, &order_id) < 0 || order_id <= 0)
+        return http_fail(req, ERR_INVALID, "order_id", "must be an id");
+    struct shipping_address a;
+    if (shipping_address_parse(json_object_get(body, "address"), true, &a, &member, &msg) < 0)
+        return http_fail(req, ERR_INVALID, "address", "%s%s%s", member ? member : "",
+                         member ? ": " : "", msg ? msg : "is not valid");
+    struct shipment_info s;
+    rc = shipping_create(http_app(req), order_id, method, &a, &s);
+    return rc < 0 ? rc : http_reply_json(req, 200, shipment_json(&s));
+}
+
+static int h_int_get(struct http_req *req)
+{
+    int64_t order_id;
+    int rc = internal_guard(req);
+    if (rc < 0 || (rc = int_order_id(req, &order_id)) < 0)
+        return rc;
+    struct shipment_info s;
+    rc = shipping_get(http_app(req), order_id, &s);
+    if (rc == ERR_NOTFOUND)
+        return http_fail(req, rc, "order_id", "no shipment");
+    return rc < 0 ? rc : http_reply_json(req, 200, shipment_json(&s));
+}
+
+static int h_int_cancel(struct http_req *req)
+{
+    int64_t order_id;
+    int rc = internal_guard(req);
+    if (rc < 0 || (rc = int_order_id(req, &order_id)) < 0)
+        return rc;
+    rc = shipping_cancel(http_app(req), order_id);
+    if (rc == ERR_CONFLICT)
+        return http_fail(req, rc, "order_id", "the shipment has left");
+    return rc < 0 ? rc : http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
 static const struct http_route shipping__routes[] = {
     {"POST", "/api/v1/shipping/quotes", h_quotes, 0},
     {"POST", "/api/v1/shipments/{id}/events", h_shipment_event, ROUTE_ADMIN},
+    {"POST", "/internal/v1/shipping/quotes", h_int_price, ROUTE_NOLIMIT},
+    {"POST", "/internal/v1/shipping/shipments", h_int_create, ROUTE_NOLIMIT | ROUTE_PRIVATE},
+    {"GET", "/internal/v1/shipping/shipments/{order_id}", h_int_get, ROUTE_NOLIMIT | ROUTE_PRIVATE},
+    {"POST", "/internal/v1/shipping/shipments/{order_id}/cancel", h_int_cancel, ROUTE_NOLIMIT},
     {NULL, NULL, NULL, 0},
 };
 

@@ -39,4 +39,15 @@ int shipping__store_move(struct db_conn *c, int64_t id, const char *from, const 
                          int64_t now);
 int shipping__store_events(struct db_conn *c, int64_t id, struct shipment_event_view **out, int *n);
 
+/* ---- shipping_remote.c: the client interface over HTTP (EMPORIUM_SHIPPING_URL) ---- */
+/* True when this process calls shipping over HTTP (URL set, service not running here). */
+bool shipping__remote(struct app *app);
+int shipping__remote_price(struct app *app, const struct shipping_item *items, int n,
+                           const char *country, const char *method, struct shipping_option *out,
+                           int64_t *bad_product);
+int shipping__remote_create(struct app *app, int64_t order_id, const char *method,
+                            const struct shipping_address *a, struct shipment_info *out);
+int shipping__remote_get(struct app *app, int64_t order_id, struct shipment_info *out);
+int shipping__remote_cancel(struct app *app, int64_t order_id);
+
 #endif

@@ -95,7 +95,8 @@ static int start(struct worker_ctx *w, bool relay, const char *consumers)
     int rc = 0;
     if (relay)
         rc = outbox_relay_start(w->app, w->bus, &w->relay);
-    if (rc == 0 && !(consumers && !strcmp(consumers, "none")))
+    /* "none" still runs the broadcast consumers (bus_subscribe_broadcast): no name matches. */
+    if (rc == 0)
         rc = bus_runner_start(w->bus, consumers, &w->runner);
     return rc;
 }

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/* fraud_store.c — the fraud service's schema and every SQL statement.
+ *
+ * fraud_orders: one row per order the service heard of (scored at checkout, or learnt from
+ * order.placed), with its user, card fingerprint, country, status and whether its payment
+ * failed: what the velocity, failure and country rules count. fraud_assessments: the verdict
+ * per order (scoring twice returns it). fraud_keys: the fingerprint key. The database has an
+ * outbox: the fraud.assessed event is written with the assessment. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "emporium/err.h"
+#include "emporium/id.h"
+#include "emporium/outbox.h"
+#include "fraud_internal.h"
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+int fraud__store_key(struct db *db, const unsigned char fresh[FRAUD_KEY_BYTES],
+                     unsigned char out[FRAUD_KEY_BYTES])
+{
+    char hex[2 * FRAUD_KEY_BYTES + 1];
+    for (int i = 0; i < FRAUD_KEY_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", fresh[i]);
+    struct db_val a[] = {DB_TEXT(hex), DB_INT(now_ms())};
+    int rc = db_query_once(db,
+                           "INSERT INTO fraud_keys (id, secret, created_at) VALUES (1, $1, $2) "
+                           "ON CONFLICT (id) DO NOTHING",
+                           2, a, NULL);
+    if (rc < 0)
+        return rc;
+    struct db_rows *r = NULL;
+    if ((rc = db_query_once(db, "SELECT secret FROM fraud_keys WHERE id = 1", 0, NULL, &r)) < 0)
+        return rc;
+    const char *s = db_rows_count(r) ? db_get(r, 0, 0) : NULL;
+    rc = s && strlen(s) == 2 * FRAUD_KEY_BYTES ? 0 : ERR_INTERNAL;
+    for (int i = 0; rc == 0 && i < FRAUD_KEY_BYTES; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            rc = ERR_INTERNAL;
+        out[i] = (unsigned char)v;
+    }
+    db_rows_free(r);
+    return rc;
+}
+
+static int count(struct db_conn *c, const char *sql, int n, const struct db_val *a, int64_t *v1,
+                 int64_t *v2)
+{
+    struct db_rows *r = NULL;
+    int rc = db_query(c, sql, n, a, &r);
+    if (rc < 0)
+        return rc;
+    *v1 = db_rows_count(r) ? db_get_i64(r, 0, 0) : 0;
+    if (v2)
+        *v2 = db_rows_count(r) ? db_get_i64(r, 0, 1) : 0;
+    db_rows_free(r);
+    return 0;
+}
+
+/* The reasons of a stored assessment back into static names. */
+static void reasons_load(const char *s, struct fraud_verdict *v)
+{
+    v->n_reasons = 0;
+    while (s && *s && v->n_reasons < FRAUD_MAX_REASONS) {
+        const char *e = strchr(s, ',');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        const char *name = fraud__reason(s, len);
+        if (name)
+            v->reasons[v->n_reasons++] = name;
+        s += len + (e ? 1 : 0);
+    }
+}
+
+struct score_tx {
+    const struct fraud_ctx *ctx;
+    const struct fraud_order *o;
+    struct fraud_verdict *out;
+};
+
+static void score_reset(void *vctx)
+{
+    struct score_tx *t = vctx;
+    memset(t->out, 0, sizeof *t->out);
+}
+
+static int score_fn(struct db_conn *c, void *vctx)
+{
+    struct score_tx *t = vctx;
+    const struct fraud_order *o = t->o;
+    struct db_rows *r = NULL;
+    struct db_val id[] = {DB_INT(o->order_id)};
+    int rc = db_query(c, "SELECT score, hold, reasons FROM fraud_assessments WHERE order_id = $1",
+                      1, id, &r);
+    if (rc < 0)
+        return rc;
+    if (db_rows_count(r) > 0) { /* scored before: the same verdict */
+        t->out->score = (int)db_get_i64(r, 0, 0);
+        t->out->hold = db_get_i64(r, 0, 1) != 0;
+        reasons_load(db_get(r, 0, 2), t->out);
+        db_rows_free(r);
+        return 1; /* nothing to write */
+    }
+    db_rows_free(r);
+    int64_t now = now_ms(), since = now - t->ctx->window_ms;
+    const char *fp = o->card_fingerprint ? o->card_fingerprint : "";
+    const char *country = o->country ? o->country : "";
+    struct db_val ins[] = {DB_INT(o->order_id), DB_INT(o->user_id), DB_TEXT(fp), DB_TEXT(country),
+                           DB_INT(now)};
+    rc = db_query(c,
+                  "INSERT INTO fraud_orders (order_id, user_id, card_fp, country, status, "
+                  "failed_payment, placed_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, "
+                  "$5, $5) ON CONFLICT (order_id) DO NOTHING",
+                  5, ins, NULL);
+    struct fraud_counts n = {0};
+    struct db_val u[] = {DB_INT(o->user_id), DB_INT(since), DB_INT(o->order_id)};
+    if (rc >= 0)
+        rc = count(c,
+                   "SELECT COUNT(*) FROM fraud_orders WHERE user_id = $1 AND placed_at > $2 "
+                   "AND order_id <> $3 AND failed_payment = 0",
+                   3, u, &n.user_orders, NULL);
+    struct db_val cd[] = {DB_TEXT(fp), DB_INT(since), DB_INT(o->order_id)};
+    if (rc >= 0 && fp[0])
+        rc = count(c,
+                   "SELECT COUNT(*) FROM fraud_orders WHERE card_fp = $1 AND placed_at > $2 "
+                   "AND order_id <> $3 AND failed_payment = 0",
+                   3, cd, &n.card_orders, NULL);
+    struct db_val f[] = {DB_INT(o->user_id), DB_INT(since), DB_TEXT(fp)};
+    if (rc >= 0)
+        rc = count(c,
+                   "SELECT COUNT(*) FROM fraud_orders WHERE failed_payment = 1 AND placed_at > $2 "
+                   "AND (user_id = $1 OR (card_fp = $3 AND card_fp <> ''))",
+                   3, f, &n.failed_payments, NULL);
+    struct db_val p[] = {DB_INT(o->user_id), DB_INT(o->order_id), DB_TEXT(country)};
+    if (rc >= 0)
+        rc = count(c,
+                   "SELECT COUNT(*), COUNT(CASE WHEN country = $3 THEN 1 END) FROM fraud_orders "
+                   "WHERE user_id = $1 AND order_id <> $2 AND status <> 'failed' AND country <> ''",
+                   3, p, &n.past_orders, &n.same_country);
+    if (rc < 0)
+        return rc;
+    fraud__rules(t->ctx, o, &n, t->out);
+    char reasons[96] = "";
+    size_t len = 0;
+    json_t *rj = json_array();
+    for (int i = 0; i < t->out->n_reasons; i++) {
+        len += (size_t)snprintf(reasons + len, sizeof reasons - len, "%s%s", i ? "," : "",
+                                t->out->reasons[i]);
+        if (len >= sizeof reasons)
+            len = sizeof reasons - 1;
+        json_array_append_new(rj, json_string(t->out->reasons[i]));
+    }
+    struct db_val as[] = {DB_INT(o->order_id),          DB_INT(o->user_id), DB_INT(t->out->score),
+                          DB_INT(t->out->hold ? 1 : 0), DB_TEXT(reasons),   DB_INT(now)};
+    rc = db_query(c,
+                  "INSERT INTO fraud_assessments (order_id, user_id, score, hold, reasons, at) "
+                  "VALUES ($1, $2, $3, $4, $5, $6)",
+                  6, as, NULL);
+    char oid[21], uid[21];
+    json_t *data = json_pack(
+        "{s:s,s:s,s:i,s:b,s:o,s:{s:I,s:s}}", "order_id", id_format(o->order_id, oid), "user_id",
+        id_format(o->user_id, uid), "score", t->out->score, "hold", t->out->hold, "reasons", rj,
+        "total", "amount", (json_int_t)o->amount, "currency", o->currency ? o->currency : "");
+    if (rc >= 0)
+        rc = data ? outbox_add(c, id_shard(o->order_id), "fraud-detection-events", "order",
+                               o->order_id, "fraud.assessed", data)
+                  : ERR_NOMEM;
+    json_decref(data);
+    return rc < 0 ? rc : 0;
+}
+
+int fraud__store_score(struct db *db, const struct fraud_ctx *ctx, const struct fraud_order *o,
+                       struct fraud_verdict *out)
+{
+    struct score_tx t = {ctx, o, out};
+    return db_write(db, score_fn, score_reset, &t);
+}
+
+int fraud__store_assessment(struct db *db, int64_t order_id, struct fraud_assessment *out)
+{
+    memset(out, 0, sizeof *out);
+    struct db_rows *r = NULL;
+    struct db_val a[] = {DB_INT(order_id)};
+    int rc = db_query_once(
+        db, "SELECT user_id, score, hold, reasons, at FROM fraud_assessments WHERE order_id = $1",
+        1, a, &r);
+    if (rc < 0)
+        return rc;
+    if (db_rows_count(r) == 0) {
+        db_rows_free(r);
+        return ERR_NOTFOUND;
+    }
+    out->order_id = order_id;
+    out->user_id = db_get_i64(r, 0, 0);
+    out->score = (int)db_get_i64(r, 0, 1);
+    out->hold = db_get_i64(r, 0, 2) != 0;
+    copy(out->reasons, sizeof out->reasons, db_get(r, 0, 3));
+    out->at = db_get_i64(r, 0, 4);
+    db_rows_free(r);
+    return 0;
+}
+
+int fraud__store_placed(struct db *db, int64_t order_id, int64_t user_id, const char *card_fp,
+                        const char *country, int64_t at)
+{
+    /* A row scored at checkout exists already: only fill in what it lacks. */
+    struct db_val a[] = {DB_INT(order_id), DB_INT(user_id), DB_TEXT(card_fp), DB_TEXT(country),
+                         DB_INT(at)};
+    int rc = db_query_once(
+        db,
+        "INSERT INTO fraud_orders (order_id, user_id, card_fp, country, status, failed_payment, "
+        "placed_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) "
+        "ON CONFLICT (order_id) DO UPDATE SET "
+        "card_fp = CASE WHEN fraud_orders.card_fp = '' THEN excluded.card_fp "
+        "ELSE fraud_orders.card_fp END, "
+        "country = CASE WHEN fraud_orders.country = '' THEN excluded.country "
+        "ELSE fraud_orders.country END",
+        5, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int fraud__store_status(struct db *db, int64_t order_id, const char *status, bool failed_payment,
+                        int64_t at)
+{
+    struct db_val a[] = {DB_TEXT(status), DB_INT(failed_payment ? 1 : 0), DB_INT(at),
+                         DB_INT(order_id)};
+    int rc = db_query_once(db,
+                           "UPDATE fraud_orders SET status = $1, failed_payment = CASE WHEN $2 = 1 "
+                           "THEN 1 ELSE failed_payment END, updated_at = $3 WHERE order_id = $4",
+                           4, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+/* --- schema --- */
+
+static const struct db_migration fraud_migrations[] = {
+    {.sql = "CREATE TABLE fraud_keys ("
+            " id INTEGER PRIMARY KEY,"
+            " secret TEXT NOT NULL,"
+            " created_at BIGINT NOT NULL);"
+            "CREATE TABLE fraud_orders ("
+            " order_id BIGINT PRIMARY KEY,"
+            " user_id BIGINT NOT NULL,"
+            " card_fp TEXT NOT NULL,"
+            " country TEXT NOT NULL,"
+            " status TEXT NOT NULL,"
+            " failed_payment INTEGER NOT NULL DEFAULT 0,"
+            " placed_at BIGINT NOT NULL,"
+            " updated_at BIGINT NOT NULL);"
+            "CREATE INDEX fraud_orders_user ON fraud_orders (user_id, placed_at);"
+            "CREATE INDEX fraud_orders_card ON fraud_orders (card_fp, placed_at);"
+            "CREATE TABLE fraud_assessments ("
+            " order_id BIGINT PRIMARY KEY,"
+            " user_id BIGINT NOT NULL,"
+            " score INTEGER NOT NULL,"
+            " hold INTEGER NOT NULL,"
+            " reasons TEXT NOT NULL,"
+            " at BIGINT NOT NULL);"},
+    {.sql = OUTBOX_MIGRATION},
+};
+
+const struct service_db fraud__dbs[] = {
+    {"fraud", 0, fraud_migrations, sizeof fraud_migrations / sizeof fraud_migrations[0]},
+    {NULL, 0, NULL, 0},
+};
