@@ -305,6 +305,15 @@ fi
 # ---------------------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+# PostgreSQL: transactions and statements this run's databases sent through PgBouncer (its
+# SHOW STATS, summed over the databases of this run's prefix): round trips are what the
+# PostgreSQL fast path cuts, and unlike req/s they do not depend on the machine's load.
+bouncer_counts() {
+    [ "$BACKEND" = postgres ] || { echo "0 0"; return; }
+    psql -h 127.0.0.1 -p "${EMP_TEST_BOUNCER_PORT:-25433}" -U postgres -d pgbouncer -AtF' ' \
+        -c 'SHOW STATS' 2>/dev/null |
+        awk -v p="${EMPORIUM_DATABASE_URL##*/}_" 'index($1, p) == 1 { x += $2; q += $3 } END { print x + 0, q + 0 }'
+}
 
 declare -A R_RPS R_P50 R_P90 R_P99 R_ERR R_CPU R_NOTE R_STATUS
 wanted() { [ "$SCENARIOS" = all ] || [ "$1" = health ] || [[ ",$SCENARIOS," == *",$1,"* ]]; }
@@ -344,11 +353,14 @@ run_scenario() {
     local name=$1 out="$TMP/$name.wrk"
     local c0 c1 line reqs dur rps p50 p90 p99 errs okn n
     c0=$(cpu_ticks)
+    local b0 b1
+    b0=$(bouncer_counts)
     BENCH_DIR="$BENCH_DIR" BENCH_WORK="$WORK" BENCH_THREADS="$THREADS" BENCH_HOT="$HOT" \
         BENCH_ORDERS_OUT="$WORK/orders.txt" \
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency \
         -s "$BENCH_DIR/$name.lua" "$BASE" >"$out" 2>&1 || true
     c1=$(cpu_ticks)
+    b1=$(bouncer_counts)
     line=$(grep '^BENCH_RESULT' "$out" || true)
     if [ -z "$line" ]; then
         R_NOTE[$name]="harness error (see below)"
@@ -378,6 +390,10 @@ run_scenario() {
     R_CPU[$name]=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v r="$reqs" \
         'BEGIN { if (r > 0) printf "%.3f", t / hz / (r / 1000); else print "-" }')
     R_REQS[$name]=$reqs
+    if [ "$BACKEND" = postgres ]; then
+        R_DB[$name]=$(awk -v a="$b0" -v b="$b1" -v r="$reqs" 'BEGIN { split(a, x, " "); split(b, y, " ");
+            if (r > 0) printf "%.2f transactions, %.2f statements", (y[1] - x[1]) / r, (y[2] - x[2]) / r; else print "-" }')
+    fi
     say "$name: $rps req/s, p99 $(ms "$p99") ms, $errs errors (${R_STATUS[$name]})"
     # The access log grows by ~300 bytes a request: keep the disk free between scenarios.
     if [ "${BENCH_KEEP_LOG:-0}" != 1 ]; then
@@ -389,7 +405,7 @@ run_scenario() {
         : >"$LOG"
     fi
 }
-declare -A R_REQS R_HADJ
+declare -A R_REQS R_HADJ R_DB
 LOG_BYTES=0
 
 # The machine is shared and its background load drifts during a run, so each scenario is
@@ -494,6 +510,12 @@ verdict() {
         echo "vs health = req/s / the req/s of a ${HEALTH_SECONDS} s GET /health run made just before the scenario (those runs:${hs:- none})"
     fi
     echo "cpu s/1k = server utime+stime (all threads) per 1,000 requests (place-order: per 1,000 orders, with their add-to-cart)"
+    if [ "$BACKEND" = postgres ]; then
+        echo "PostgreSQL work per request (place-order: per order, with its add-to-cart), counted by PgBouncer:"
+        for name in "${ALL_SCENARIOS[@]}"; do
+            if [ -n "${R_DB[$name]:-}" ]; then printf '  %-13s %s\n' "$name" "${R_DB[$name]}"; fi
+        done
+    fi
     echo "access log: $LOG_BYTES bytes written during the scenarios"
     if [ -s "$WORK/server-events.log" ]; then
         echo "server warnings/errors and 5xx during the scenarios: $(wc -l <"$WORK/server-events.log") lines (first 5):"

@@ -3,7 +3,9 @@
 # test-servers.sh — throwaway PostgreSQL 15 + PgBouncer + Redis for the test suite.
 #   scripts/test-servers.sh start DIR   start (or keep running) the servers whose state lives in DIR
 #   scripts/test-servers.sh stop DIR    stop them all and remove DIR
-#   scripts/test-servers.sh env DIR     print EMPORIUM_TEST_PG_URL=… (through PgBouncer) and the
+#   scripts/test-servers.sh env DIR     print EMPORIUM_TEST_PG_URL=… (through PgBouncer), the
+#                                       EMPORIUM_TEST_REPLICA_URL=… (a streaming replica, port
+#                                       EMP_TEST_REPLICA_PORT, default PG port + 2) and the
 #                                       EMPORIUM_TEST_REDIS_* lines, one VAR=value per line
 #
 # PostgreSQL listens on 127.0.0.1:25432, PgBouncer (transaction pooling, like production) on
@@ -23,6 +25,10 @@ PG_PORT=${EMP_TEST_PG_PORT:-25432}
 BOUNCER_PORT=${EMP_TEST_BOUNCER_PORT:-25433}
 REDIS_PORT=${EMP_TEST_REDIS_PORT:-25379}
 WITH_REDIS=${EMP_TEST_REDIS:-1}
+# A streaming replica of the PostgreSQL server (pg_basebackup -R) for the read-replica tests;
+# EMP_TEST_REPLICA=0 leaves it out.
+REPLICA_PORT=${EMP_TEST_REPLICA_PORT:-$((PG_PORT + 2))}
+WITH_REPLICA=${EMP_TEST_REPLICA:-1}
 PGBIN=/usr/lib/postgresql/15/bin
 
 usage() {
@@ -115,6 +121,33 @@ EOF
     # replica copies that file).
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -o "-p $PG_PORT" start >/dev/null ||
         { tail -n 30 "$PGLOG" >&2; return 1; }
+}
+
+RDATA="$DIR/replica"
+RLOG="$DIR/replica.log"
+
+replica_running() {
+    [ -f "$RDATA/PG_VERSION" ] && as_pg "$PGBIN/pg_ctl" -D "$RDATA" status >/dev/null 2>&1
+}
+
+# A hot standby streaming from the server above through replication slot "replica1".
+start_replica() {
+    if [ ! -f "$RDATA/PG_VERSION" ]; then
+        as_pg "$PGBIN/pg_basebackup" -h "$PGDATA/sock" -p "$PG_PORT" -U postgres -D "$RDATA" \
+            -R -X stream -c fast -C -S replica1 --no-sync >"$DIR/basebackup.log" 2>&1 ||
+            { cat "$DIR/basebackup.log" >&2; return 1; }
+    fi
+    if replica_running; then
+        return 0
+    fi
+    if port_busy "$REPLICA_PORT"; then
+        echo "test-servers: port $REPLICA_PORT is taken by another server (stop it, or set EMP_TEST_REPLICA_PORT)" >&2
+        return 1
+    fi
+    touch "$RLOG"
+    own "$RLOG"
+    as_pg "$PGBIN/pg_ctl" -D "$RDATA" -l "$RLOG" -w -o "-p $REPLICA_PORT" start >/dev/null ||
+        { tail -n 30 "$RLOG" >&2; return 1; }
 }
 
 start_bouncer() {
@@ -240,17 +273,20 @@ stop_redis() {
 
 # The ports a DIR was started with win over the environment, so `env DIR` is always right.
 if [ -f "$DIR/ports" ]; then
-    read -r PG_PORT BOUNCER_PORT rport rwith <"$DIR/ports"
+    read -r PG_PORT BOUNCER_PORT rport rwith repport repwith <"$DIR/ports"
     REDIS_PORT=${rport:-$REDIS_PORT}
     WITH_REDIS=${rwith:-$WITH_REDIS}
+    REPLICA_PORT=${repport:-$REPLICA_PORT}
+    WITH_REPLICA=${repwith:-0}
 fi
 
 case "$cmd" in
 start)
     mkdir -p "$DIR"
-    echo "$PG_PORT $BOUNCER_PORT $REDIS_PORT $WITH_REDIS" >"$DIR/ports"
+    echo "$PG_PORT $BOUNCER_PORT $REDIS_PORT $WITH_REDIS $REPLICA_PORT $WITH_REPLICA" >"$DIR/ports"
     own "$DIR"
     start_pg
+    [ "$WITH_REPLICA" = 0 ] || start_replica
     start_bouncer
     [ "$WITH_REDIS" = 0 ] || start_redis
     wait_port "$PG_PORT"
@@ -265,6 +301,9 @@ stop)
             sleep 0.1
         done
     fi
+    if replica_running; then
+        as_pg "$PGBIN/pg_ctl" -D "$RDATA" -m fast -w stop >/dev/null || true
+    fi
     if pg_running; then
         as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null || true
     fi
@@ -273,6 +312,9 @@ stop)
     ;;
 env)
     echo "EMPORIUM_TEST_PG_URL=postgresql://postgres@127.0.0.1:$BOUNCER_PORT/emp"
+    if [ "$WITH_REPLICA" != 0 ]; then
+        echo "EMPORIUM_TEST_REPLICA_URL=postgresql://postgres@127.0.0.1:$REPLICA_PORT/emp"
+    fi
     if [ "$WITH_REDIS" != 0 ]; then
         echo "EMPORIUM_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
         echo "EMPORIUM_TEST_REDIS_CLUSTER=127.0.0.1:$((REDIS_PORT + 1)),127.0.0.1:$((REDIS_PORT + 2)),127.0.0.1:$((REDIS_PORT + 3))"

@@ -86,6 +86,11 @@ struct config {
     int fraud_user_velocity;   /* EMPORIUM_FRAUD_USER_VELOCITY; 10 orders per window */
     int fraud_card_velocity;   /* EMPORIUM_FRAUD_CARD_VELOCITY; 20 orders per window */
     int fraud_failed_payments; /* EMPORIUM_FRAUD_FAILED_PAYMENTS; 3 per window */
+
+    /* read replicas: EMPORIUM_DATABASE_REPLICA_URLS (NULL = none), EMPORIUM_REPLICA_MAX_LAG_MS
+     * (1000) */
+    const char *database_replica_urls;
+    int replica_max_lag_ms;
 };
 
 /* The defaults, without reading the environment. */

@@ -49,6 +49,13 @@ struct db_options {
     int acquire_timeout_ms;  /* postgres: wait for a free connection (default 5000) */
     int write_batch_max;     /* sqlite: intents per group commit (default 64) */
     int write_batch_wait_us; /* sqlite: wait for more intents under load (default 0) */
+    /* postgres: streaming replicas of the primary's cluster, "url,url" (host, port, user and
+     * password are taken from each; the database is the primary's "<base>_<name>"). Reads
+     * taken with db_conn_take_read() go to one of them when it is up, lags at most
+     * replica_max_lag_ms (default 1000) and has replayed this process's last write to that
+     * database; else to the primary. */
+    const char *replica_urls;
+    int replica_max_lag_ms;
 };
 
 /* Opens (lazily connects) logical database `name`. For PostgreSQL, creates the database
@@ -64,6 +71,22 @@ int db_ping(struct db *db);
 
 int db_conn_take(struct db *db, struct db_conn **out); /* ERR_UNAVAILABLE on timeout/down */
 void db_conn_give(struct db_conn *c);                  /* NULL is a no-op; rolls back an open tx */
+/* A connection for read-only statements: a replica's when one is usable (see
+ * db_options.replica_urls), else the primary's, as db_conn_take(). Read-your-writes: a
+ * replica is used for database db only once it has replayed everything this process had
+ * committed to db when the read began. A replica that turns out to be down on the first
+ * statement is marked down and the lease moves to the primary, unseen by the caller. Never
+ * write on it (the replica refuses). */
+int db_conn_take_read(struct db *db, struct db_conn **out);
+/* Replication state for /metrics and tests: n replicas; per replica up (0/1) and lag in ms
+ * (-1 when down or unknown); reads sent to replicas and to the primary since start. */
+struct db_replica_stats {
+    int n;
+    int up[4];
+    int64_t lag_ms[4];
+    uint64_t reads_replica, reads_primary;
+};
+void db_replica_stats(struct db_replica_stats *out);
 
 struct arena;
 /* Like db_conn_take(), but the connection is given back (an open transaction rolled back)

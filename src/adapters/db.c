@@ -209,6 +209,15 @@ int db_conn_take(struct db *db, struct db_conn **out)
     return db->ops->take(db, out);
 }
 
+int db_conn_take_read(struct db *db, struct db_conn **out)
+{
+    *out = NULL;
+    DB_FAULT();
+    if (!db)
+        return ERR_UNAVAILABLE;
+    return db->ops->take_read ? db->ops->take_read(db, out) : db->ops->take(db, out);
+}
+
 void db_conn_give(struct db_conn *c)
 {
     if (c)

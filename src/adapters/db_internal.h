@@ -27,6 +27,7 @@ struct db__ops {
      * by one, inside a transaction of its own when atomic and in_tx() says none is open. */
     int (*query_many)(struct db_conn *c, struct db_stmt *st, int n, bool atomic);
     bool (*in_tx)(struct db_conn *c);
+    int (*take_read)(struct db *db, struct db_conn **out); /* optional: db_conn_take_read */
 };
 
 /* Logical names become file names and PostgreSQL database names: keep them boring. */

@@ -14,6 +14,7 @@
  * has one type; text parameters are left untyped so the server coerces them to the
  * column's type, which is what lets the same SQL text run on SQLite. */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@
 #include "adapters/db_internal.h"
 #include "emporium/err.h"
 #include "emporium/log.h"
+#include "emporium/metrics.h"
 
 #define PG_INT8OID 20
 #define PG_IDENT_MAX 63 /* NAMEDATALEN - 1 */
@@ -38,8 +40,13 @@ struct pg_conn {
      * in the same round trip (a transaction costs one round trip less). */
     bool begin_pending;
     bool broken; /* a pipeline left the connection in an unknown state: drop it */
+    /* A read lease on a replica that was found down: everything goes to this primary
+     * connection instead (given back with the lease). */
+    struct pg_conn *redirect;
     struct pg_conn *next_idle;
 };
+
+struct pg_repl;
 
 struct pg_db {
     struct db base;
@@ -52,6 +59,13 @@ struct pg_db {
     int leased; /* of which taken */
     struct pg_conn *idle;
     int nidle;
+    /* Read replicas (db_conn_take_read): a pool per replica, same database name. */
+    int nro;
+    struct pg_db *ro[4];
+    int replica_index;             /* on a replica's pool: which one (else -1) */
+    struct pg_db *primary;         /* on a replica's pool: the primary's */
+    _Atomic int64_t last_write_us; /* this process's last commit on the primary, wall µs */
+    struct pg_repl *repl;          /* on a primary's pool with replicas: the monitor */
 };
 
 static struct pg_db *pg_db_of(const struct db *db) { return (struct pg_db *)db; }
@@ -110,6 +124,282 @@ static void pg_conn_free(struct pg_conn *c)
         PQfinish(c->h);
         free(c);
     }
+}
+
+/* ---- replication monitor ---------------------------------------------------------------
+ *
+ * One per process (one primary cluster): a thread that every PG_REPL_POLL_MS samples the
+ * primary's WAL position (pg_current_wal_lsn) with the wall time taken just before asking,
+ * and each replica's replayed position (pg_last_wal_replay_lsn). A replica that has replayed
+ * past the sample taken at time T holds every commit that finished before T: T is its
+ * "safe" time. A read of database d may go to a replica whose safe time is after this
+ * process's last commit on d (read-your-writes) and whose lag is within the limit. */
+#define PG_REPL_POLL_MS 50
+#define PG_REPL_SAMPLES 128
+#define PG_REPL_MAX 4
+
+struct pg_replica {
+    char *url;
+    PGconn *mon;
+    _Atomic int64_t safe_us; /* commits on the primary before this are replayed */
+    _Atomic int64_t lag_ms;  /* -1: down or not a replica */
+    _Atomic bool up;
+    bool warned;
+};
+
+struct pg_repl {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    pthread_t th;
+    int refs;
+    char *primary_url;
+    PGconn *pmon;
+    int n;
+    struct pg_replica r[PG_REPL_MAX];
+    int max_lag_ms;
+    struct {
+        int64_t us;
+        uint64_t lsn;
+    } samples[PG_REPL_SAMPLES];
+    int nsamples, next;
+    _Atomic unsigned rr;
+};
+
+static pthread_mutex_t repl_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pg_repl *repl;
+static _Atomic uint64_t reads_replica, reads_primary;
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* "X/Y" (hex) as one number; 0 when not an LSN. */
+static uint64_t lsn_parse(const char *s)
+{
+    unsigned hi = 0, lo = 0;
+    if (!s || sscanf(s, "%X/%X", &hi, &lo) != 2)
+        return 0;
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static PGconn *pg_connect_to(const char *url, const char *dbname);
+
+/* One-row, one-column query on a monitor connection, (re)connected as needed. */
+static uint64_t repl_lsn(PGconn **h, const char *url, const char *sql, bool *ok)
+{
+    *ok = false;
+    if (*h && PQstatus(*h) != CONNECTION_OK) {
+        PQfinish(*h);
+        *h = NULL;
+    }
+    if (!*h) {
+        *h = pg_connect_to(url, "postgres");
+        if (!*h || PQstatus(*h) != CONNECTION_OK) {
+            PQfinish(*h);
+            *h = NULL;
+            return 0;
+        }
+    }
+    PGresult *res = PQexec(*h, sql);
+    uint64_t v = 0;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        *ok = true;
+        if (!PQgetisnull(res, 0, 0))
+            v = lsn_parse(PQgetvalue(res, 0, 0));
+    }
+    PQclear(res);
+    return v;
+}
+
+static void repl_poll(struct pg_repl *m)
+{
+    bool ok;
+    int64_t t = wall_us();
+    uint64_t lsn = repl_lsn(&m->pmon, m->primary_url, "SELECT pg_current_wal_lsn()::text", &ok);
+    if (ok && lsn) {
+        m->samples[m->next].us = t;
+        m->samples[m->next].lsn = lsn;
+        m->next = (m->next + 1) % PG_REPL_SAMPLES;
+        if (m->nsamples < PG_REPL_SAMPLES)
+            m->nsamples++;
+    }
+    int64_t now = wall_us();
+    for (int i = 0; i < m->n; i++) {
+        struct pg_replica *r = &m->r[i];
+        uint64_t rep = repl_lsn(&r->mon, r->url, "SELECT pg_last_wal_replay_lsn()::text", &ok);
+        if (!ok || !rep) {
+            if (ok && !rep && !r->warned) { /* answers, but is not a standby */
+                log_warn("db: replica %d is not in recovery (not a streaming replica): unused", i);
+                r->warned = true;
+            }
+            atomic_store(&r->up, false);
+            atomic_store(&r->lag_ms, -1);
+            continue;
+        }
+        /* The newest sample it has replayed past. */
+        int64_t safe = atomic_load(&r->safe_us);
+        bool latest = false;
+        for (int k = 0; k < m->nsamples; k++) {
+            int at = (m->next - 1 - k + 2 * PG_REPL_SAMPLES) % PG_REPL_SAMPLES;
+            if (m->samples[at].lsn <= rep) {
+                if (m->samples[at].us > safe)
+                    safe = m->samples[at].us;
+                latest = k == 0;
+                break;
+            }
+        }
+        atomic_store(&r->safe_us, safe);
+        atomic_store(&r->lag_ms, latest ? 0 : (safe ? (now - safe) / 1000 : -1));
+        atomic_store(&r->up, true);
+    }
+}
+
+static void *repl_main(void *arg)
+{
+    struct pg_repl *m = arg;
+    pthread_mutex_lock(&m->mu);
+    while (!m->stop) {
+        pthread_mutex_unlock(&m->mu);
+        repl_poll(m);
+        pthread_mutex_lock(&m->mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += PG_REPL_POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (!m->stop)
+            pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+static void repl_metrics(struct buf *out, void *ctx);
+
+static void repl_free(struct pg_repl *m)
+{
+    PQfinish(m->pmon);
+    for (int i = 0; i < m->n; i++) {
+        PQfinish(m->r[i].mon);
+        free(m->r[i].url);
+    }
+    free(m->primary_url);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+/* Takes a reference on the process's monitor, starting it for these URLs. */
+static struct pg_repl *repl_get(const char *primary_url, const char *urls, int max_lag_ms)
+{
+    pthread_mutex_lock(&repl_mu);
+    if (repl) {
+        repl->refs++;
+        pthread_mutex_unlock(&repl_mu);
+        return repl;
+    }
+    struct pg_repl *m = calloc(1, sizeof *m);
+    if (!m || !(m->primary_url = strdup(primary_url))) {
+        free(m);
+        pthread_mutex_unlock(&repl_mu);
+        return NULL;
+    }
+    m->max_lag_ms = max_lag_ms > 0 ? max_lag_ms : 1000;
+    const char *p = urls;
+    while (*p && m->n < PG_REPL_MAX) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0) {
+            struct pg_replica *r = &m->r[m->n];
+            r->url = strndup(p, len);
+            atomic_store(&r->lag_ms, -1);
+            if (r->url)
+                m->n++;
+        }
+        p += len + (e ? 1 : 0);
+    }
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    m->refs = 1;
+    if (m->n == 0 || pthread_create(&m->th, NULL, repl_main, m) != 0) {
+        repl_free(m);
+        pthread_mutex_unlock(&repl_mu);
+        return NULL;
+    }
+    metrics_add_writer(repl_metrics, NULL);
+    repl = m;
+    pthread_mutex_unlock(&repl_mu);
+    log_info("db: %d read replica(s), at most %d ms behind", m->n, m->max_lag_ms);
+    return m;
+}
+
+static void repl_put(void)
+{
+    pthread_mutex_lock(&repl_mu);
+    struct pg_repl *m = repl;
+    if (!m || --m->refs > 0) {
+        pthread_mutex_unlock(&repl_mu);
+        return;
+    }
+    repl = NULL;
+    pthread_mutex_unlock(&repl_mu);
+    pthread_mutex_lock(&m->mu);
+    m->stop = true;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->th, NULL);
+    repl_free(m);
+}
+
+void db_replica_stats(struct db_replica_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&repl_mu);
+    if (repl) {
+        out->n = repl->n;
+        for (int i = 0; i < repl->n; i++) {
+            out->up[i] = atomic_load(&repl->r[i].up);
+            out->lag_ms[i] = atomic_load(&repl->r[i].lag_ms);
+        }
+    }
+    pthread_mutex_unlock(&repl_mu);
+    out->reads_replica = atomic_load(&reads_replica);
+    out->reads_primary = atomic_load(&reads_primary);
+}
+
+static void repl_metrics(struct buf *out, void *ctx)
+{
+    (void)ctx;
+    struct db_replica_stats st;
+    db_replica_stats(&st);
+    if (st.n == 0)
+        return;
+    buf_puts(out, "# HELP emporium_db_replica_lag_seconds How far a read replica is behind "
+                  "the primary (-1: down or not a standby).\n"
+                  "# TYPE emporium_db_replica_lag_seconds gauge\n");
+    for (int i = 0; i < st.n; i++)
+        buf_printf(out, "emporium_db_replica_lag_seconds{replica=\"%d\"} %.3f\n", i,
+                   st.lag_ms[i] < 0 ? -1.0 : (double)st.lag_ms[i] / 1000.0);
+    buf_puts(out, "# HELP emporium_db_replica_up Whether a read replica answers as a "
+                  "standby.\n# TYPE emporium_db_replica_up gauge\n");
+    for (int i = 0; i < st.n; i++)
+        buf_printf(out, "emporium_db_replica_up{replica=\"%d\"} %d\n", i, st.up[i]);
+    buf_printf(out,
+               "# HELP emporium_db_reads_total Read leases (db_conn_take_read) by where they "
+               "went.\n# TYPE emporium_db_reads_total counter\n"
+               "emporium_db_reads_total{target=\"replica\"} %llu\n"
+               "emporium_db_reads_total{target=\"primary\"} %llu\n",
+               (unsigned long long)st.reads_replica, (unsigned long long)st.reads_primary);
 }
 
 /* ---- results ------------------------------------------------------------------------- */
@@ -405,13 +695,53 @@ static int pg_pipeline(struct pg_conn *c, struct db_stmt *st, int n)
     }
 }
 
+/* Read-your-writes: the time of this process's last commit on a primary with replicas. */
+static void pg_note_write(struct pg_conn *c)
+{
+    struct pg_db *db = pg_db_of(c->base.db);
+    if (db->nro > 0)
+        atomic_store(&db->last_write_us, wall_us());
+}
+
+static int pg_take(struct db *base, struct db_conn **out);
+
+/* A read lease on a replica whose first statement found it down: mark it down (the monitor
+ * confirms or revives it) and carry on with a primary connection. */
+static bool pg_redirect(struct pg_conn *c, bool first, int rc)
+{
+    struct pg_db *db = pg_db_of(c->base.db);
+    if (rc != ERR_UNAVAILABLE || !first || !db->primary || c->redirect)
+        return false;
+    pthread_mutex_lock(&repl_mu);
+    if (repl && db->replica_index < repl->n) {
+        atomic_store(&repl->r[db->replica_index].up, false);
+        atomic_store(&repl->r[db->replica_index].lag_ms, -1);
+    }
+    pthread_mutex_unlock(&repl_mu);
+    struct db_conn *p;
+    if (pg_take(&db->primary->base, &p) < 0)
+        return false;
+    log_warn("db %s: replica %d is down: reading from the primary", db->base.name,
+             db->replica_index);
+    c->redirect = pg_conn_of(p);
+    atomic_fetch_add(&reads_primary, 1);
+    return true;
+}
+
 static int pg_query_many(struct db_conn *base, struct db_stmt *st, int n, bool atomic)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->redirect)
+        return pg_query_many(&c->redirect->base, st, n, atomic);
+    bool first = c->fresh, outside = !c->begin_pending && PQtransactionStatus(c->h) == PQTRANS_IDLE;
     /* Outside a transaction the pipeline's statements run as one implicit transaction (they
      * are all before one Sync): atomic either way. */
     (void)atomic;
     int rc = pg_pipeline(c, st, n);
+    if (pg_redirect(c, first, rc))
+        return pg_query_many(&c->redirect->base, st, n, atomic);
+    if (rc == 0 && outside)
+        pg_note_write(c);
     if (rc < 0 && PQtransactionStatus(c->h) == PQTRANS_IDLE)
         for (int i = 0; i < n; i++) /* the implicit transaction rolled back: nothing kept */
             if (st[i].rc >= 0) {
@@ -428,17 +758,24 @@ static int pg_query(struct db_conn *base, const char *sql, int n, const struct d
                     struct db_rows **out)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->redirect)
+        return pg_query(&c->redirect->base, sql, n, args, out);
     if (c->begin_pending) {
         struct db_stmt st = {.sql = sql, .n = n, .args = args, .out = out};
         int rc = pg_pipeline(c, &st, 1);
         return rc < 0 ? rc : st.rc;
     }
+    bool first = c->fresh;
     struct pg_args a;
     int rc = pg_args_init(&a, n, args);
     if (rc < 0)
         return rc;
     rc = pg_run(c, sql, n, a.types, a.vals, out, false);
     pg_args_free(&a);
+    if (pg_redirect(c, first, rc))
+        return pg_query(&c->redirect->base, sql, n, args, out);
+    if (rc > 0 && PQtransactionStatus(c->h) == PQTRANS_IDLE)
+        pg_note_write(c); /* a write outside a transaction: committed */
     return rc;
 }
 
@@ -447,6 +784,8 @@ static int pg_simple(struct pg_conn *c, const char *sql);
 static int pg_exec_script(struct db_conn *base, const char *sql)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->redirect)
+        return pg_exec_script(&c->redirect->base, sql);
     if (c->begin_pending) {
         c->begin_pending = false;
         int rc = pg_simple(c, "BEGIN");
@@ -467,6 +806,8 @@ static int pg_simple(struct pg_conn *c, const char *sql)
 static int pg_begin(struct db_conn *base)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->redirect)
+        return pg_begin(&c->redirect->base);
     if (c->begin_pending || PQtransactionStatus(c->h) != PQTRANS_IDLE) {
         log_error("db %s: begin inside a transaction", base->db->name);
         return ERR_INTERNAL;
@@ -478,6 +819,8 @@ static int pg_begin(struct db_conn *base)
 static bool pg_in_tx(struct db_conn *base)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->redirect)
+        return pg_in_tx(&c->redirect->base);
     PGTransactionStatusType ts = PQtransactionStatus(c->h);
     return c->begin_pending || ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
 }
@@ -485,13 +828,19 @@ static bool pg_in_tx(struct db_conn *base)
 static int pg_commit(struct db_conn *base)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->redirect)
+        return pg_commit(&c->redirect->base);
     if (c->begin_pending) { /* nothing was run in it */
         c->begin_pending = false;
         return 0;
     }
     switch (PQtransactionStatus(c->h)) {
-    case PQTRANS_INTRANS:
-        return pg_simple(c, "COMMIT");
+    case PQTRANS_INTRANS: {
+        int rc = pg_simple(c, "COMMIT");
+        if (rc == 0)
+            pg_note_write(c);
+        return rc;
+    }
     case PQTRANS_INERROR:
         /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: say it did not commit. */
         pg_simple(c, "ROLLBACK");
@@ -508,6 +857,8 @@ static int pg_commit(struct db_conn *base)
 static int pg_rollback(struct db_conn *base)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->redirect)
+        return pg_rollback(&c->redirect->base);
     c->begin_pending = false;
     PGTransactionStatusType ts = PQtransactionStatus(c->h);
     if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
@@ -580,6 +931,10 @@ static int pg_take(struct db *base, struct db_conn **out)
 static void pg_give(struct db_conn *base)
 {
     struct pg_conn *c = pg_conn_of(base);
+    if (c->redirect) {
+        pg_give(&c->redirect->base);
+        c->redirect = NULL;
+    }
     struct pg_db *db = pg_db_of(base->db);
     bool keep = PQstatus(c->h) == CONNECTION_OK && !c->broken;
     c->begin_pending = false;
@@ -613,6 +968,30 @@ static void pg_give(struct db_conn *base)
     pthread_mutex_unlock(&db->mu);
 }
 
+static int pg_take_read(struct db *base, struct db_conn **out)
+{
+    struct pg_db *db = pg_db_of(base);
+    struct pg_repl *m = db->repl;
+    if (db->nro > 0 && m) {
+        int64_t wrote = atomic_load(&db->last_write_us);
+        unsigned start = atomic_fetch_add(&m->rr, 1);
+        for (int k = 0; k < db->nro; k++) {
+            int i = (int)((start + (unsigned)k) % (unsigned)db->nro);
+            struct pg_replica *r = &m->r[i];
+            int64_t lag = atomic_load(&r->lag_ms);
+            if (!atomic_load(&r->up) || lag < 0 || lag > m->max_lag_ms ||
+                atomic_load(&r->safe_us) <= wrote)
+                continue;
+            if (pg_take(&db->ro[i]->base, out) == 0) {
+                atomic_fetch_add(&reads_replica, 1);
+                return 0;
+            }
+        }
+    }
+    atomic_fetch_add(&reads_primary, 1);
+    return pg_take(base, out);
+}
+
 static void pg_pool_stats(const struct db *base, int *in_use, int *idle)
 {
     struct pg_db *db = pg_db_of(base);
@@ -634,6 +1013,10 @@ static void pg_close(struct db *base)
     }
     pthread_cond_destroy(&db->cv);
     pthread_mutex_destroy(&db->mu);
+    for (int i = 0; i < db->nro; i++)
+        pg_close(&db->ro[i]->base);
+    if (db->repl)
+        repl_put();
     free(db->url);
     free(db);
 }
@@ -650,6 +1033,7 @@ static const struct db__ops pg_ops = {
     .rollback = pg_rollback,
     .query_many = pg_query_many,
     .in_tx = pg_in_tx,
+    .take_read = pg_take_read,
 };
 
 /* ---- open ---------------------------------------------------------------------------- */
@@ -723,6 +1107,31 @@ static bool pg_ident_ok(const char *s)
     return true;
 }
 
+static struct pg_db *pg_pool_new(const char *url, const char *name, const struct db_options *opt)
+{
+    struct pg_db *db = calloc(1, sizeof *db);
+    if (!db)
+        return NULL;
+    db->url = strdup(url);
+    if (!db->url) {
+        free(db);
+        return NULL;
+    }
+    db->base.ops = &pg_ops;
+    db->base.dialect = DB_POSTGRES;
+    snprintf(db->base.name, sizeof db->base.name, "%s", name);
+    db->size = opt->pool_size > 0 ? opt->pool_size : 8;
+    db->timeout_ms = opt->acquire_timeout_ms > 0 ? opt->acquire_timeout_ms : 5000;
+    db->replica_index = -1;
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines immune to clock steps */
+    pthread_cond_init(&db->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return db;
+}
+
 int db__pg_open(struct db **out, const char *name, const struct db_options *opt)
 {
     char base[PG_IDENT_MAX + 1];
@@ -735,26 +1144,22 @@ int db__pg_open(struct db **out, const char *name, const struct db_options *opt)
                   name, name, PG_IDENT_MAX);
         return ERR_INVALID;
     }
-    struct pg_db *db = calloc(1, sizeof *db);
+    struct pg_db *db = pg_pool_new(opt->url, name, opt);
     if (!db)
         return ERR_NOMEM;
-    db->url = strdup(opt->url);
-    if (!db->url) {
-        free(db);
-        return ERR_NOMEM;
-    }
-    db->base.ops = &pg_ops;
-    db->base.dialect = DB_POSTGRES;
-    snprintf(db->base.name, sizeof db->base.name, "%s", name);
     snprintf(db->target, sizeof db->target, "%s_%s", base, name);
-    db->size = opt->pool_size > 0 ? opt->pool_size : 8;
-    db->timeout_ms = opt->acquire_timeout_ms > 0 ? opt->acquire_timeout_ms : 5000;
-    pthread_mutex_init(&db->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines immune to clock steps */
-    pthread_cond_init(&db->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    if (opt->replica_urls && *opt->replica_urls) {
+        db->repl = repl_get(opt->url, opt->replica_urls, opt->replica_max_lag_ms);
+        for (int i = 0; db->repl && i < db->repl->n; i++) {
+            struct pg_db *ro = pg_pool_new(db->repl->r[i].url, name, opt);
+            if (!ro)
+                break;
+            snprintf(ro->target, sizeof ro->target, "%s", db->target);
+            ro->replica_index = i;
+            ro->primary = db;
+            db->ro[db->nro++] = ro;
+        }
+    }
 
     /* When "postgres" is out of reach (a managed server may not allow it) the target may
      * still exist: the connection below decides. */

@@ -164,6 +164,8 @@ static int app_open_db(struct app *app, const char *name, const struct service_d
             .url = app->cfg->database_url,
             .data_dir = app->cfg->data_dir,
             .pool_size = app->cfg->db_pool_size,
+            .replica_urls = app->cfg->database_replica_urls,
+            .replica_max_lag_ms = app->cfg->replica_max_lag_ms,
         };
         int rc = db_open(&db, name, &opt);
         if (rc < 0) {

@@ -43,7 +43,8 @@ enum kind {
     K_HOSTS,
     K_SMTP,
     K_FLAGS,
-    K_HTTP_URL
+    K_HTTP_URL,
+    K_PG_URLS
 };
 
 struct setting {
@@ -66,6 +67,10 @@ static const struct setting settings[] = {
     {"EMPORIUM_THREADS", K_INT, F(threads), 0, 0, 256, "HTTP worker threads, 0 = automatic"},
     {"EMPORIUM_DB_POOL_SIZE", K_INT, F(db_pool_size), 0, 1, 512,
      "PostgreSQL connections per logical database"},
+    {"EMPORIUM_DATABASE_REPLICA_URLS", K_PG_URLS, F(database_replica_urls), 0, 0, 0,
+     "PostgreSQL streaming replicas for reads (with a postgres EMPORIUM_DATABASE_URL)"},
+    {"EMPORIUM_REPLICA_MAX_LAG_MS", K_INT, F(replica_max_lag_ms), 0, 1, 3600000,
+     "a replica further behind than this serves no reads"},
     {"EMPORIUM_MAX_CONNECTIONS", K_INT, F(max_connections), 0, 16, 100000,
      "open client connections"},
     {"EMPORIUM_MAX_BODY", K_SIZE, F(max_body), 0, 1024, 64L * 1024 * 1024, "request body bytes"},
@@ -183,6 +188,7 @@ void config_defaults(struct config *cfg)
         .listen = "0.0.0.0:8080",
         .data_dir = "./data",
         .db_pool_size = 8,
+        .replica_max_lag_ms = 1000,
         .max_connections = 4096,
         .max_body = 1024 * 1024,
         .max_header_bytes = 16 * 1024,
@@ -484,6 +490,9 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_SMTP:
         fputs("smtp://host[:port] or smtps://host[:port]", f);
         break;
+    case K_PG_URLS:
+        fputs("a comma list of 1 to 4 postgres://… or postgresql://… URLs", f);
+        break;
     case K_HTTP_URL:
         fputs("http://host:port or https://host:port (at most 256 bytes, no path)", f);
         break;
@@ -520,6 +529,9 @@ static void print_default(FILE *f, const struct setting *s, const struct config 
         break;
     case K_FORMAT:
         fputs(format_names[d->log_format], f);
+        break;
+    case K_PG_URLS: /* never echoed: URLs may hold passwords */
+        fputs(*(const char *const *)(const void *)(base + s->off) ? "(set)" : "none", f);
         break;
     default: {
         const char *v = *(const char *const *)(const void *)(base + s->off);
@@ -681,6 +693,27 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
             return ERR_INVALID;
         }
         break;
+    case K_PG_URLS: {
+        int n = 0;
+        bool ok = *v != 0;
+        for (const char *p = v; ok && *p;) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            ok = ++n <= 4 && ((len > 11 && !strncmp(p, "postgres://", 11)) ||
+                              (len > 13 && !strncmp(p, "postgresql://", 13)));
+            p += len + (e ? 1 : 0);
+            if (e && !*p)
+                ok = false; /* a trailing comma */
+        }
+        if (!ok) {
+            /* Never echo the value: a URL may carry a password. */
+            fprintf(stderr, "emporium: %s is not valid: expected ", source);
+            print_accepted(stderr, s);
+            fputc('\n', stderr);
+            return ERR_INVALID;
+        }
+        break;
+    }
     case K_FLAGS:
         if (flags_validate(v, NULL) < 0) {
             complain(s, source, v, NULL);

@@ -148,6 +148,10 @@ int cart__store_clear(struct db_conn *c, int64_t cart_id);
 int cart__store_drop(struct db_conn *c, int64_t cart_id);
 /* The user's lines (at most CART_MAX_LINES), oldest first. */
 int cart__store_user_lines(struct db_conn *c, int64_t user_id, struct cart_line *out, int *n);
+/* PostgreSQL only (arrays): cart__store_line_subtract() of every line of the user's cart,
+ * the cart row locked first, in one round trip and one transaction of its own. */
+int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
+                                   const struct cart_line *lines, int n);
 /* Stores hex as the token secret unless one exists, then reads the one in force. */
 int cart__store_secret(struct db_conn *c, const char *hex, char *out, size_t cap);
 /* Deletes up to batch guest carts (and their lines) last changed before cutoff, in one

@@ -320,6 +320,50 @@ int cart__store_user_lines(struct db_conn *c, int64_t user_id, struct cart_line 
     return 0;
 }
 
+/* "{a,b,…}" of the lines' product ids (qty false) or quantities: PostgreSQL array text. */
+static char *int_array(const struct cart_line *lines, int n, bool qty)
+{
+    size_t cap = (size_t)n * 22 + 3, at = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    buf[at++] = '{';
+    for (int i = 0; i < n; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%lld", i ? "," : "",
+                               qty ? (long long)lines[i].quantity : (long long)lines[i].product_id);
+    snprintf(buf + at, cap - at, "}");
+    return buf;
+}
+
+int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
+                                   const struct cart_line *lines, int n)
+{
+    char *pids = int_array(lines, n, false), *qtys = int_array(lines, n, true);
+    int rc = ERR_NOMEM;
+    if (pids && qtys) {
+        struct db_val la[] = {DB_INT(user_id), DB_INT(now_ms())};
+        struct db_val da[] = {DB_INT(user_id), DB_TEXT(pids), DB_TEXT(qtys), DB_INT(now_ms())};
+        struct db_stmt st[] = {
+            {.sql = "UPDATE carts SET updated_at = $2 WHERE user_id = $1", .n = 2, .args = la},
+            {.sql = "DELETE FROM cart_items i USING carts c, unnest(CAST($2 AS BIGINT[]), "
+                    "CAST($3 AS INTEGER[])) AS l(pid, q) WHERE c.user_id = $1 AND i.cart_id = c.id "
+                    "AND i.product_id = l.pid AND i.quantity <= l.q",
+             .n = 3,
+             .args = da},
+            {.sql = "UPDATE cart_items i SET quantity = i.quantity - l.q, updated_at = $4 FROM "
+                    "carts c, unnest(CAST($2 AS BIGINT[]), CAST($3 AS INTEGER[])) AS l(pid, q) "
+                    "WHERE c.user_id = $1 AND i.cart_id = c.id AND i.product_id = l.pid AND "
+                    "i.quantity > l.q",
+             .n = 4,
+             .args = da},
+        };
+        rc = db_query_many(c, st, 3, true);
+    }
+    free(pids);
+    free(qtys);
+    return rc;
+}
+
 int cart__store_secret(struct db_conn *c, const char *hex, char *out, size_t cap)
 {
     /* The first process to start picks the secret; everyone then reads the same one. */

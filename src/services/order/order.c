@@ -325,7 +325,7 @@ int order_get(struct app *app, int64_t order_id, int64_t user_id, bool admin, bo
     if (!db)
         return ERR_NOTFOUND;
     struct db_conn *c;
-    int rc = db_conn_take(db, &c);
+    int rc = db_conn_take_read(db, &c); /* a replica when one is usable (db.h) */
     if (rc < 0)
         return rc;
     rc = order__store_load(c, order_id, full, out);
@@ -373,7 +373,8 @@ int order_list(struct app *app, int64_t user_id, const char *status, int64_t cur
     if (user_id) {
         /* All of a user's orders live in one shard: newest first by id (time-ordered). */
         struct db_conn *c;
-        int rc = db_conn_take(app_db_shard(app, "orders", (int)order__shard_of_user(user_id)), &c);
+        int rc =
+            db_conn_take_read(app_db_shard(app, "orders", (int)order__shard_of_user(user_id)), &c);
         if (rc < 0)
             return rc;
         int got = 0;
