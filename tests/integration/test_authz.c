@@ -172,6 +172,34 @@ static const struct authz_case cases[] = {
      NULL,
      {401, 403, 403, 403, 200}},
     {"GET", "/api/v1/admin/flags", "/api/v1/admin/flags", NULL, {401, 403, 403, 403, 200}},
+/* internal routes between services (docs/topology.md): authenticated by the shared
+     * X-Internal-Token, not by a user's bearer token, so no role gets past them (401: no
+     * X-Internal-Token header); the gateway does not route /internal/ at all */
+#define INTERNAL(m, p)                                                                             \
+    {                                                                                              \
+        m, p, p, "{}", { 401, 401, 401, 401, 401 }                                                 \
+    }
+    INTERNAL("POST", "/internal/v1/inventory/reservations", "/internal/v1/inventory/reservations"),
+    INTERNAL("POST", "/internal/v1/inventory/reservations/{id}/confirm",
+             "/internal/v1/inventory/reservations/1/confirm"),
+    INTERNAL("POST", "/internal/v1/inventory/reservations/{id}/release",
+             "/internal/v1/inventory/reservations/1/release"),
+    INTERNAL("GET", "/internal/v1/inventory/levels/{product_id}",
+             "/internal/v1/inventory/levels/1"),
+    INTERNAL("POST", "/internal/v1/payment/authorizations", "/internal/v1/payment/authorizations"),
+    INTERNAL("POST", "/internal/v1/payment/orders/{order_id}/capture",
+             "/internal/v1/payment/orders/1/capture"),
+    INTERNAL("POST", "/internal/v1/payment/orders/{order_id}/cancel",
+             "/internal/v1/payment/orders/1/cancel"),
+    INTERNAL("GET", "/internal/v1/payment/orders/{order_id}", "/internal/v1/payment/orders/1"),
+    INTERNAL("GET", "/internal/v1/product/products/{id}", "/internal/v1/product/products/1"),
+    INTERNAL("POST", "/internal/v1/shipping/quotes", "/internal/v1/shipping/quotes"),
+    INTERNAL("POST", "/internal/v1/shipping/shipments", "/internal/v1/shipping/shipments"),
+    INTERNAL("GET", "/internal/v1/shipping/shipments/{order_id}",
+             "/internal/v1/shipping/shipments/1"),
+    INTERNAL("POST", "/internal/v1/shipping/shipments/{order_id}/cancel",
+             "/internal/v1/shipping/shipments/1/cancel"),
+#undef INTERNAL
     /* shipping: quotes for anyone, carrier events for admins */
     {"POST",
      "/api/v1/shipping/quotes",
@@ -260,6 +288,16 @@ static void test_table_covers_every_route(void **state)
                     "tests/integration/test_authz.c: add who may call it\n",
                     r->method, r->pattern, s.routes[i].service);
             missing++;
+            continue;
+        }
+        if (!strncmp(r->pattern, "/internal/", 10)) {
+            /* service-to-service: the token header, not the route flags, decides */
+            for (int role = ANON; role < N_ROLES; role++)
+                if (c->expect[role] != 401) {
+                    fprintf(stderr, "%s %s: an internal route, but the matrix expects %d for %s\n",
+                            r->method, r->pattern, c->expect[role], role_names[role]);
+                    wrong++;
+                }
             continue;
         }
         bool auth = r->flags & (ROUTE_AUTH | ROUTE_ADMIN);
