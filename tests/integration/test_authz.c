@@ -175,9 +175,9 @@ static const struct authz_case cases[] = {
 /* internal routes between services (docs/topology.md): authenticated by the shared
      * X-Internal-Token, not by a user's bearer token, so no role gets past them (401: no
      * X-Internal-Token header); the gateway does not route /internal/ at all */
-#define INTERNAL(m, p)                                                                             \
+#define INTERNAL(m, p, path)                                                                       \
     {                                                                                              \
-        m, p, p, "{}", { 401, 401, 401, 401, 401 }                                                 \
+        m, p, path, (m)[0] == 'P' ? "{}" : NULL, { 401, 401, 401, 401, 401 }                       \
     }
     INTERNAL("POST", "/internal/v1/inventory/reservations", "/internal/v1/inventory/reservations"),
     INTERNAL("POST", "/internal/v1/inventory/reservations/{id}/confirm",
