@@ -57,6 +57,15 @@ struct ops_load {
 };
 
 /* Creates the products (stock OPS_STOCK each) and `buyers` shoppers. 0 or -1. */
+/* Settings for the shop under a drill: its few shoppers each place hundreds of orders an hour
+ * on the one sandbox card, which the fraud rules rightly hold for review (on_hold) — the
+ * drills check that every acknowledged order is paid, so they raise the velocity limits
+ * (fraud review has its own tests: tests/integration/test_fraud.c). Only for builds that
+ * know these settings (the upgrade drill's previous build refuses unknown ones). */
+#define OPS_FRAUD_ENV                                                                              \
+    "EMPORIUM_FRAUD_USER_VELOCITY=1000000", "EMPORIUM_FRAUD_CARD_VELOCITY=1000000",                \
+        "EMPORIUM_FRAUD_FAILED_PAYMENTS=1000000"
+
 int ops_shop_setup(struct ops_shop *shop, struct th_server *srv, int buyers);
 void ops_shop_free(struct ops_shop *shop);
 

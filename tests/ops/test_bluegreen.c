@@ -32,7 +32,7 @@
 
 static struct ops_load load;
 
-static const char *const env[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
+static const char *const env[] = {"EMPORIUM_RATE_LIMITS=off", OPS_FRAUD_ENV, NULL};
 
 struct split {
     long premium_blue, premium_green, std_blue, std_green;

@@ -40,6 +40,7 @@ static const char *const env[] = {"EMPORIUM_RATE_LIMITS=off",
                                   "EMPORIUM_ORDER_PENDING_TIMEOUT_SECONDS=3",
                                   "EMPORIUM_ORDER_SWEEP_SECONDS=1",
                                   "EMPORIUM_RESERVATION_TTL_SECONDS=60",
+                                  OPS_FRAUD_ENV,
                                   NULL};
 
 static void test_crash_loop(void **state)

@@ -38,7 +38,7 @@
 static struct ops_load load;
 
 static const char *const env[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_DRAIN_DELAY_SECONDS=3",
-                                  "EMPORIUM_DRAIN_SECONDS=30", NULL};
+                                  "EMPORIUM_DRAIN_SECONDS=30", OPS_FRAUD_ENV, NULL};
 
 static void group_of(struct ops_group *g, struct th_server *inst, int n, int left_out)
 {

@@ -37,7 +37,7 @@ static const char *prev_bin;
 static const char *const env_prev[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_DRAIN_SECONDS=30",
                                        NULL};
 static const char *const env_new[] = {"EMPORIUM_RATE_LIMITS=off", "EMPORIUM_DRAIN_SECONDS=30",
-                                      "EMPORIUM_DRAIN_DELAY_SECONDS=1", NULL};
+                                      "EMPORIUM_DRAIN_DELAY_SECONDS=1", OPS_FRAUD_ENV, NULL};
 
 static void group_of(struct ops_group *g, struct th_server *inst, int n, int left_out)
 {
