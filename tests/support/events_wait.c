@@ -92,14 +92,40 @@ double th_metric(struct th_server *s, const char *prefix)
     return v;
 }
 
+/* How many "worker: running" lines s's log holds (each worker writes one once its stop
+ * signals are handled). */
+static int workers_running(const struct th_server *s)
+{
+    FILE *f = fopen(s->log_path, "r");
+    if (!f)
+        return 0;
+    int n = 0;
+    char line[1024];
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "worker: running") != NULL;
+    fclose(f);
+    return n;
+}
+
 pid_t th_worker_start(struct th_server *s, const char *consumers, bool relay,
                       const char *const *extra_env)
 {
+    int before = workers_running(s);
     pid_t pid = fork();
     if (pid < 0)
         return -1;
-    if (pid > 0)
-        return pid;
+    if (pid > 0) {
+        /* Returns once the worker is running: a SIGTERM sent earlier would meet the default
+         * action instead of the drain (seen in CI: killed by the signal, not exit 0). */
+        for (time_t end = time(NULL) + 60; time(NULL) < end; nap()) {
+            if (workers_running(s) > before)
+                return pid;
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid)
+                return -1; /* it exited before it ran (a refused setting, say) */
+        }
+        return pid; /* not seen within the deadline: the caller's checks will tell */
+    }
     int fd = open(s->log_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
     if (fd >= 0) {
         dup2(fd, 1);

@@ -21,8 +21,9 @@ double th_metric(struct th_server *s, const char *prefix);
 #include <sys/types.h>
 
 /* Starts `emporium worker [--consumers LIST] [--relay]` on s's data dir / database, its
- * output appended to s's log. extra_env: NULL-terminated "NAME=value" list, may be NULL.
- * Returns the pid or -1. */
+ * output appended to s's log, and waits (60 s) until it logged that it runs. extra_env:
+ * NULL-terminated "NAME=value" list, may be NULL. Returns the pid, or -1 (also when it exited
+ * before it ran). */
 pid_t th_worker_start(struct th_server *s, const char *consumers, bool relay,
                       const char *const *extra_env);
 /* SIGTERM and wait (60 s); the exit status, or -1. */
