@@ -125,6 +125,8 @@ int config_parse_cidr(const char *s, size_t len, struct config_cidr *out);
 /* A comma list of those into out[cap] (out may be NULL); the count, or ERR_INVALID. */
 int config_parse_cidrs(const char *v, struct config_cidr *out, int cap);
 /* Whether addr (4 or 16 bytes of the family) is inside one of the n blocks. */
+/* Whether EMPORIUM_SERVICES (cfg->services: NULL, "" or "all" = every one) names `name`. */
+bool config_runs_service(const struct config *cfg, const char *name);
 bool config_cidr_match(const struct config_cidr *c, int n, int family, const unsigned char *addr);
 /* Prints the settings table (variable, accepted values, default) for --help. */
 void config_print_settings(FILE *f);

@@ -81,20 +81,7 @@ int app_start_timers(struct app *app) { return timers_start(app->timers, app); }
 
 bool app_has_service(const struct app *app, const char *name)
 {
-    const char *list = app->cfg->services;
-    if (!list || !*list || !strcmp(list, "all"))
-        return true;
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && !strncmp(p, name, n))
-            return true;
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return false;
+    return config_runs_service(app->cfg, name);
 }
 
 struct db *app_db(struct app *app, const char *name)

@@ -412,6 +412,24 @@ int config_parse_cidrs(const char *v, struct config_cidr *out, int cap)
     }
 }
 
+bool config_runs_service(const struct config *cfg, const char *name)
+{
+    const char *list = cfg->services;
+    if (!list || !*list || !strcmp(list, "all"))
+        return true;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n))
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
+
 bool config_cidr_match(const struct config_cidr *c, int n, int family, const unsigned char *addr)
 {
     for (int i = 0; i < n; i++) {

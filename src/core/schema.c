@@ -13,24 +13,6 @@
 #define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
 #include "emporium/service.h"
 
-static bool wanted(const struct config *cfg, const char *name)
-{
-    const char *list = cfg->services;
-    if (!list || !*list || !strcmp(list, "all"))
-        return true;
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && !strncmp(p, name, n))
-            return true;
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return false;
-}
-
 /* The first statement of a migration, on one line, at most 70 characters. */
 static void first_statement(const char *sql, char *buf, size_t cap)
 {
@@ -97,7 +79,7 @@ int schema_plan(const struct config *cfg, FILE *out)
     fprintf(out, "%-16s %-7s %-8s %s\n", "DATABASE", "SCHEMA", "PROGRAM", "PLAN (nothing applied)");
     for (int s = 0; services_all[s]; s++) {
         const struct service *svc = services_all[s];
-        if (!wanted(cfg, svc->name) || !svc->dbs)
+        if (!config_runs_service(cfg, svc->name) || !svc->dbs)
             continue;
         for (const struct service_db *sd = svc->dbs; sd->name; sd++) {
             if (sd->n_migrations <= 0)
