@@ -541,8 +541,8 @@ static void test_checkout(void **state)
                 continue;
             }
             if (held)
-                fail_msg("%s, failure %ld: answered %d (status %s) and left an order pending",
-                         what, n, status, ost ? ost : "-");
+                fail_msg("%s, failure %ld: answered %d (status %s) and left an order pending", what,
+                         n, status, ost ? ost : "-");
             /* Emptying the cart after the order is paid is best effort (the order is the
              * record): a failure there leaves the item in the cart of a 201. */
             if (status == 201 && in_cart != 0)
