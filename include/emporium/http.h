@@ -103,6 +103,10 @@ int http_add_header(struct http_req *req, const char *name, const char *value);
 /* Records the field at fault and a message for the error response, returns code (so
  * `return http_fail(req, ERR_INVALID, "quantity", "must be 1 to 99");`). Either of field
  * and message may be NULL. The error code name can be overridden with http_fail_code(). */
+/* For the internal routes between services: 0 when the request carries the right
+ * X-Internal-Token (EMPORIUM_INTERNAL_TOKEN); else the 401/403 reply is made and its code
+ * returned. */
+int http_internal_guard(struct http_req *req);
 int http_fail(struct http_req *req, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Like http_fail() with an explicit machine code ("out_of_stock") and extra JSON members

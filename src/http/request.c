@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "emporium/app.h"
+#include "emporium/upstream.h"
 #include "emporium/err.h"
 #include "http_internal.h"
 
@@ -275,5 +277,16 @@ int http_json_int(struct http_req *req, json_t *obj, const char *field, bool req
         return http_fail(req, ERR_INVALID, field, "must be from %lld to %lld", (long long)min,
                          (long long)max);
     *out = n;
+    return 0;
+}
+
+int http_internal_guard(struct http_req *req)
+{
+    int rc =
+        upstream_internal_check(app_config(http_app(req)), http_header(req, UPSTREAM_TOKEN_HEADER));
+    if (rc == ERR_UNAUTHORIZED)
+        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is required");
+    if (rc < 0)
+        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is not accepted");
     return 0;
 }

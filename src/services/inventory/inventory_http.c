@@ -72,17 +72,6 @@ static int h_put(struct http_req *req)
 
 /* ---- internal routes (callers: inventory_remote.c in other processes) ---- */
 
-static int internal_guard(struct http_req *req)
-{
-    int rc =
-        upstream_internal_check(app_config(http_app(req)), http_header(req, UPSTREAM_TOKEN_HEADER));
-    if (rc == ERR_UNAUTHORIZED)
-        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is required");
-    if (rc < 0)
-        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is not accepted");
-    return 0;
-}
-
 static int path_id(struct http_req *req, const char *name, int64_t *out)
 {
     const char *s = http_param(req, name);
@@ -98,7 +87,7 @@ static int reply_ok(struct http_req *req)
 
 static int h_int_reserve(struct http_req *req)
 {
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0)
         return rc;
     json_t *body = http_json_body(req, &rc);
@@ -143,7 +132,7 @@ static int h_int_reserve(struct http_req *req)
 static int h_int_confirm(struct http_req *req)
 {
     int64_t id;
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0 || (rc = path_id(req, "id", &id)) < 0)
         return rc;
     rc = inventory_confirm(http_app(req), id);
@@ -155,7 +144,7 @@ static int h_int_confirm(struct http_req *req)
 static int h_int_release(struct http_req *req)
 {
     int64_t id;
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0 || (rc = path_id(req, "id", &id)) < 0)
         return rc;
     rc = inventory_release(http_app(req), id);
@@ -165,7 +154,7 @@ static int h_int_release(struct http_req *req)
 static int h_int_level(struct http_req *req)
 {
     int64_t id, a, r;
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0 || (rc = path_id(req, "product_id", &id)) < 0)
         return rc;
     rc = inventory_get(http_app(req), id, &a, &r);

@@ -55,17 +55,6 @@ static int h_admin_payments(struct http_req *req)
 
 /* ---- internal routes: svc/payment.h for other processes (payment_remote.c calls them) ---- */
 
-static int internal_guard(struct http_req *req)
-{
-    int rc =
-        upstream_internal_check(app_config(http_app(req)), http_header(req, UPSTREAM_TOKEN_HEADER));
-    if (rc == ERR_UNAUTHORIZED)
-        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is required");
-    if (rc < 0)
-        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is not accepted");
-    return 0;
-}
-
 static int order_param(struct http_req *req, int64_t *out)
 {
     const char *s = http_param(req, "order_id");
@@ -85,7 +74,7 @@ static json_t *result_json(const struct payment_result *r)
 /* 200 {"authorized": true|false, "payment": {…}}: a decline is an answer, not an error. */
 static int h_int_authorize(struct http_req *req)
 {
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0)
         return rc;
     const char *key = http_header(req, "Idempotency-Key");
@@ -122,7 +111,7 @@ static int h_int_authorize(struct http_req *req)
 static int h_int_capture(struct http_req *req)
 {
     int64_t id;
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0 || (rc = order_param(req, &id)) < 0)
         return rc;
     rc = payment_capture(http_app(req), id);
@@ -136,7 +125,7 @@ static int h_int_capture(struct http_req *req)
 static int h_int_cancel(struct http_req *req)
 {
     int64_t id;
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0 || (rc = order_param(req, &id)) < 0)
         return rc;
     rc = payment_cancel(http_app(req), id);
@@ -146,7 +135,7 @@ static int h_int_cancel(struct http_req *req)
 static int h_int_get(struct http_req *req)
 {
     int64_t id;
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0 || (rc = order_param(req, &id)) < 0)
         return rc;
     struct payment_result r;

@@ -344,12 +344,9 @@ static int h_delete(struct http_req *req)
 
 static int h_int_info(struct http_req *req)
 {
-    int rc =
-        upstream_internal_check(app_config(http_app(req)), http_header(req, UPSTREAM_TOKEN_HEADER));
-    if (rc == ERR_UNAUTHORIZED)
-        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is required");
+    int rc = http_internal_guard(req);
     if (rc < 0)
-        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is not accepted");
+        return rc;
     const char *s = http_param(req, "id");
     int64_t id;
     if (!s || id_parse(s, &id) < 0 || id <= 0)

@@ -175,17 +175,6 @@ static int h_shipment_event(struct http_req *req)
 
 /* ---- internal routes: svc/shipping.h for other processes (shipping_remote.c calls them) ---- */
 
-static int internal_guard(struct http_req *req)
-{
-    int rc =
-        upstream_internal_check(app_config(http_app(req)), http_header(req, UPSTREAM_TOKEN_HEADER));
-    if (rc == ERR_UNAUTHORIZED)
-        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is required");
-    if (rc < 0)
-        return http_fail(req, rc, UPSTREAM_TOKEN_HEADER, "the internal token is not accepted");
-    return 0;
-}
-
 static json_t *shipment_json(const struct shipment_info *s)
 {
     char id[21];
@@ -204,7 +193,7 @@ static int int_order_id(struct http_req *req, int64_t *out)
 
 static int h_int_price(struct http_req *req)
 {
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0)
         return rc;
     json_t *body = http_json_body(req, &rc);
@@ -252,7 +241,7 @@ static int h_int_price(struct http_req *req)
 
 static int h_int_create(struct http_req *req)
 {
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0)
         return rc;
     json_t *body = http_json_body(req, &rc);
@@ -277,7 +266,7 @@ static int h_int_create(struct http_req *req)
 static int h_int_get(struct http_req *req)
 {
     int64_t order_id;
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0 || (rc = int_order_id(req, &order_id)) < 0)
         return rc;
     struct shipment_info s;
@@ -290,7 +279,7 @@ static int h_int_get(struct http_req *req)
 static int h_int_cancel(struct http_req *req)
 {
     int64_t order_id;
-    int rc = internal_guard(req);
+    int rc = http_internal_guard(req);
     if (rc < 0 || (rc = int_order_id(req, &order_id)) < 0)
         return rc;
     rc = shipping_cancel(http_app(req), order_id);
