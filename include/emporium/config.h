@@ -79,6 +79,11 @@ struct config {
     const char *shipping_url;   /* EMPORIUM_SHIPPING_URL */
     const char *product_url;    /* EMPORIUM_PRODUCT_URL */
     int upstream_timeout_ms;    /* EMPORIUM_UPSTREAM_TIMEOUT_MS; 2000 */
+    /* distributed tracing (trace.h): off unless the endpoint is set */
+    const char *otlp_endpoint;     /* EMPORIUM_OTLP_ENDPOINT; NULL (http://collector:4318) */
+    const char *otlp_service_name; /* EMPORIUM_OTLP_SERVICE_NAME; NULL = from the services */
+    int otlp_timeout_ms;           /* EMPORIUM_OTLP_TIMEOUT_MS; 2000 per export request */
+    int otlp_queue;                /* EMPORIUM_OTLP_QUEUE; 4096 spans waiting, more are dropped */
     /* fraud review (svc/fraud.h) */
     int fraud_review_amount;   /* EMPORIUM_FRAUD_REVIEW_AMOUNT; 100000 minor units */
     int fraud_hold_score;      /* EMPORIUM_FRAUD_HOLD_SCORE; 100 */

@@ -176,6 +176,7 @@ struct db_write_req {
     int attempts_;
     int rc_;
     long fault_;
+    char trace_[56]; /* the submitter's trace context (trace.h), current while fn runs */
 };
 /* Queues w; its done callback reports the outcome. Returns 0 (done will be called) or
  * ERR_UNAVAILABLE when db is NULL or closing (done is not called). */

@@ -34,8 +34,9 @@
 int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char *aggregate_type,
                int64_t aggregate_id, const char *event_type, json_t *payload);
 
-/* Sets this thread's current W3C traceparent (a request's), which the events it then writes
- * carry (with their own span ids); NULL or a malformed value clears it (new traces). */
+/* Sets this thread's current W3C traceparent (trace_context_set(): a request's server span,
+ * a consumer's span), which the events it then writes carry as their traceparent, so their
+ * consumers' spans are its children; NULL or a malformed value clears it (new traces). */
 void outbox_trace_set(const char *traceparent);
 
 /* --- the relay (relay.c): outbox rows onto the bus --- */

@@ -33,6 +33,7 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -40,6 +41,7 @@
 #include "adapters/db_internal.h"
 #include "emporium/err.h"
 #include "emporium/log.h"
+#include "emporium/trace.h"
 
 #define W_ATTEMPTS 6
 
@@ -110,7 +112,9 @@ static int w_run_one(struct db_conn *c, struct db_write_req *r)
     if (rc < 0)
         return rc;
     long saved = db__fault_exchange(r->fault_);
+    trace_context_set(r->trace_); /* the events it writes continue the submitter's trace */
     rc = r->fn(c, r->ctx);
+    trace_context_set(NULL);
     r->fault_ = db__fault_exchange(saved);
     if (rc == 0) {
         int rel = db_query(c, "RELEASE emp_w", 0, NULL, NULL);
@@ -312,6 +316,7 @@ int db_write_submit(struct db *db, struct db_write_req *r)
     r->attempts_ = 0;
     r->rc_ = 0;
     r->fault_ = db__fault_exchange(0);
+    memcpy(r->trace_, trace_context(), sizeof r->trace_);
     if (db->dialect != DB_SQLITE || w_on_writer) {
         /* PostgreSQL: at once, on this thread. On a writer thread (an intent's done callback
          * submitting more) waiting for the queue would be waiting for oneself. */

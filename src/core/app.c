@@ -19,6 +19,7 @@
 #define EMPORIUM_SERVICE_NO_HTTP /* core: no HTTP types here */
 #include "emporium/service.h"
 #include "emporium/timer.h"
+#include "emporium/trace.h"
 
 #define APP_MAX_DBS 64
 #define APP_MAX_SERVICES 32
@@ -180,6 +181,7 @@ int app_new(struct app **out, const struct config *cfg)
     app->rl = ratelimit_mem_new(200000);
     app->timers = timers_new();
     int rc = app->rl && app->timers ? 0 : ERR_NOMEM;
+    (void)trace_start(cfg); /* before the services: consumers start in their init() */
     if (rc == 0)
         rc = app_open_redis(app, cfg);
     for (int s = 0; rc == 0 && services_all[s]; s++) {
@@ -228,7 +230,8 @@ void app_free(struct app *app)
         if (app_has_service(app, svc->name) && svc->deinit)
             svc->deinit(app);
     }
-    bus_reset(); /* subscriptions belong to the services just stopped */
+    bus_reset();  /* subscriptions belong to the services just stopped */
+    trace_stop(); /* sends the spans still queued */
     for (int i = app->n_dbs - 1; i >= 0; i--)
         db_close(app->dbs[i]);
     ratelimit_free(app->rl);

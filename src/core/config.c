@@ -161,6 +161,14 @@ static const struct setting settings[] = {
      "call the product service there when it does not run in this process"},
     {"EMPORIUM_UPSTREAM_TIMEOUT_MS", K_INT, F(upstream_timeout_ms), 0, 1, 60000,
      "deadline of one call to another service, retries included"},
+    {"EMPORIUM_OTLP_ENDPOINT", K_HTTP_URL, F(otlp_endpoint), 0, 0, 0,
+     "export trace spans there (OTLP/HTTP JSON, POST <endpoint>/v1/traces); none = no tracing"},
+    {"EMPORIUM_OTLP_SERVICE_NAME", K_STR, F(otlp_service_name), 0, 0, 0,
+     "service.name of the exported spans (default emporium-<first of EMPORIUM_SERVICES>)"},
+    {"EMPORIUM_OTLP_TIMEOUT_MS", K_INT, F(otlp_timeout_ms), 0, 1, 60000,
+     "deadline of one span export request"},
+    {"EMPORIUM_OTLP_QUEUE", K_INT, F(otlp_queue), 0, 1, 1000000,
+     "spans waiting for export; more are dropped (and counted)"},
     {"EMPORIUM_FRAUD_REVIEW_AMOUNT", K_INT, F(fraud_review_amount), 0, 0, 2000000000,
      "orders whose total is above this (minor units) score for fraud review"},
     {"EMPORIUM_FRAUD_HOLD_SCORE", K_INT, F(fraud_hold_score), 0, 1, 1000,
@@ -224,6 +232,8 @@ void config_defaults(struct config *cfg)
         .kafka_partitions = 24,
         .event_retention_hours = 720,
         .upstream_timeout_ms = 2000,
+        .otlp_timeout_ms = 2000,
+        .otlp_queue = 4096,
         .fraud_review_amount = 100000,
         .fraud_hold_score = 100,
         .fraud_window_seconds = 3600,
@@ -797,6 +807,20 @@ int config_from_env(struct config *cfg)
         /* Never echo the value: it is a secret. */
         fprintf(stderr, "emporium: EMPORIUM_INTERNAL_TOKEN is not valid: at least 16 bytes\n");
         rc = ERR_INVALID;
+    }
+    if (cfg->otlp_service_name) {
+        size_t n = strlen(cfg->otlp_service_name);
+        bool ok = n > 0 && n <= 64;
+        for (size_t i = 0; ok && i < n; i++) {
+            char c = cfg->otlp_service_name[i];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_' || c == '.';
+        }
+        if (!ok) {
+            fprintf(stderr, "emporium: EMPORIUM_OTLP_SERVICE_NAME is not valid: 1 to 64 of "
+                            "A-Z a-z 0-9 . _ -\n");
+            rc = ERR_INVALID;
+        }
     }
     const char *remote = cfg->inventory_url  ? "EMPORIUM_INVENTORY_URL"
                          : cfg->payment_url  ? "EMPORIUM_PAYMENT_URL"

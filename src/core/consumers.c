@@ -20,6 +20,7 @@
 #include "emporium/bus.h"
 #include "emporium/err.h"
 #include "emporium/log.h"
+#include "emporium/trace.h"
 #include "bus_internal.h"
 
 #define MAX_RUNNERS 16
@@ -53,6 +54,14 @@ int bus_dispatch(const char *consumer, const struct bus_msg *m)
                  m->partition, (long long)m->offset);
         return 0;
     }
+    /* The consumer span: a child of the span that wrote the event (its envelope's
+     * traceparent), current while the handlers run, so what they call or write continues
+     * the trace. */
+    struct trace_span span;
+    char name[96];
+    snprintf(name, sizeof name, "process %s", m->topic);
+    trace_span_begin(&span, TRACE_CONSUMER, name, ev.traceparent);
+    trace_span_enter(&span);
     const struct bus__sub *subs;
     int n = bus__subs(&subs), rc = 0;
     for (int i = 0; i < n && rc >= 0; i++)
@@ -61,6 +70,17 @@ int bus_dispatch(const char *consumer, const struct bus_msg *m)
     if (rc < 0)
         log_warn("consumer %s: event %s (%s) not applied, will retry: %s", who, ev.id, ev.type,
                  err_str(rc));
+    if (span.rec) {
+        trace_span_str(&span, "messaging.operation.type", "process");
+        trace_span_str(&span, "messaging.destination.name", m->topic);
+        trace_span_str(&span, "messaging.consumer.group.name", who);
+        trace_span_str(&span, "messaging.message.id", ev.id);
+        trace_span_int(&span, "messaging.destination.partition.id", m->partition);
+        trace_span_str(&span, "cloudevents.event_type", ev.type);
+        if (rc < 0)
+            trace_span_error(&span, err_str(rc));
+    }
+    trace_span_end(&span);
     json_decref(ev.doc);
     return rc;
 }

@@ -12,10 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "emporium/err.h"
 #include "emporium/id.h"
+#include "emporium/trace.h"
 
 struct jw {
     char *p;
@@ -172,40 +171,22 @@ static void jw_value(struct jw *w, json_t *v)
     }
 }
 
-static _Thread_local char trace_cur[56];
+/* The thread's trace context is trace.c's: this name stays for the callers. */
+void outbox_trace_set(const char *traceparent) { trace_context_set(traceparent); }
 
-void outbox_trace_set(const char *traceparent)
-{
-    if (traceparent && strlen(traceparent) == 55 && traceparent[2] == '-' &&
-        traceparent[35] == '-' && traceparent[52] == '-')
-        memcpy(trace_cur, traceparent, 56);
-    else
-        trace_cur[0] = 0;
-}
-
-/* The event's traceparent: the current trace (outbox_trace_set) with a new span id, or a new
- * trace. */
+/* The event's traceparent: the current span's (a request's server span, a consumer's span),
+ * so the consumer's span of this event is its child; a new trace when there is none. */
 static void trace_make(char out[56])
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char rnd[24];
-    randombytes_buf(rnd, sizeof rnd);
-    char trace[33], span[17];
-    for (int i = 0; i < 16; i++) {
-        trace[2 * i] = hex[rnd[i] >> 4];
-        trace[2 * i + 1] = hex[rnd[i] & 15];
+    const char *cur = trace_context();
+    if (cur[0]) {
+        memcpy(out, cur, 56);
+        return;
     }
-    trace[32] = 0;
-    for (int i = 0; i < 8; i++) {
-        span[2 * i] = hex[rnd[16 + i] >> 4];
-        span[2 * i + 1] = hex[rnd[16 + i] & 15];
-    }
-    span[16] = 0;
-    if (trace_cur[0]) {
-        memcpy(trace, trace_cur + 3, 32);
-        trace[32] = 0;
-    }
-    snprintf(out, 56, "00-%s-%s-01", trace, span);
+    struct trace_span root;
+    trace_span_begin(&root, TRACE_PRODUCER, NULL, NULL);
+    memcpy(out, root.traceparent, 56);
+    trace_span_discard(&root);
 }
 
 int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char *aggregate_type,

@@ -30,6 +30,7 @@
 #include "emporium/err.h"
 #include "emporium/log.h"
 #include "emporium/metrics.h"
+#include "emporium/trace.h"
 
 #define RESP_MAX (1024 * 1024)
 #define N_BUCKETS 10
@@ -258,49 +259,8 @@ bool upstream_available(struct upstream *u)
 
 /* ---------------------------------------------------------------- trace context */
 
-static _Thread_local char trace_cur[56];
-
-static bool is_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
-void upstream_trace_set(const char *tp)
-{
-    if (tp && strlen(tp) == 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' && is_hex(tp, 2) &&
-        is_hex(tp + 3, 32) && is_hex(tp + 36, 16) && is_hex(tp + 53, 2))
-        memcpy(trace_cur, tp, 56);
-    else
-        trace_cur[0] = 0;
-}
-
-/* "traceparent: 00-<trace>-<new span>-<flags>": the current trace, or a new one. */
-static void trace_header(char out[80])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char rnd[24];
-    randombytes_buf(rnd, sizeof rnd);
-    char trace[33], span[17], flags[3] = "01";
-    if (trace_cur[0]) {
-        memcpy(trace, trace_cur + 3, 32);
-        memcpy(flags, trace_cur + 53, 2);
-    } else {
-        for (int i = 0; i < 16; i++) {
-            trace[2 * i] = hex[rnd[i] >> 4];
-            trace[2 * i + 1] = hex[rnd[i] & 15];
-        }
-    }
-    trace[32] = 0;
-    for (int i = 0; i < 8; i++) {
-        span[2 * i] = hex[rnd[16 + i] >> 4];
-        span[2 * i + 1] = hex[rnd[16 + i] & 15];
-    }
-    span[16] = 0;
-    snprintf(out, 80, "traceparent: 00-%s-%s-%s", trace, span, flags);
-}
+/* The thread's trace context is trace.c's: this name stays for the callers. */
+void upstream_trace_set(const char *tp) { trace_context_set(tp); }
 
 /* ---------------------------------------------------------------- one call */
 
@@ -432,8 +392,12 @@ int upstream_call(struct upstream *u, const char *method, const char *path, cons
 
     char url[1400];
     snprintf(url, sizeof url, "%s%s", u->base_url, path);
+    /* A client span under the thread's current one (the request's server span): the
+     * traceparent sent carries its id, so the callee's server span is its child. */
+    struct trace_span span;
     char tp[80], idem[240];
-    trace_header(tp);
+    trace_span_begin(&span, TRACE_CLIENT, method, trace_context());
+    snprintf(tp, sizeof tp, "traceparent: %s", span.traceparent);
     struct curl_slist *hdrs = NULL, *t;
     hdrs = curl_slist_append(hdrs, "Accept: application/json");
     if (hdrs && (t = curl_slist_append(hdrs, tp)))
@@ -447,8 +411,10 @@ int upstream_call(struct upstream *u, const char *method, const char *path, cons
         if ((t = curl_slist_append(hdrs, idem)))
             hdrs = t;
     }
-    if (!hdrs)
+    if (!hdrs) {
+        trace_span_discard(&span);
         return ERR_NOMEM;
+    }
 
     struct sink sink;
     sink.b = BUF_INIT(RESP_MAX);
@@ -495,6 +461,23 @@ int upstream_call(struct upstream *u, const char *method, const char *path, cons
         nanosleep(&sl, NULL);
     }
     observe(u, res, start_us);
+    if (span.rec) {
+        char name[160];
+        size_t plen = strcspn(path, "?");
+        snprintf(name, sizeof name, "%s %s", method, u->name);
+        trace_span_name(&span, name);
+        trace_span_str(&span, "http.request.method", method);
+        snprintf(name, sizeof name, "%.*s%.*s", 60, u->base_url, (int)(plen < 96 ? plen : 96),
+                 path);
+        trace_span_str(&span, "url.full", name);
+        trace_span_str(&span, "peer.service", u->name);
+        trace_span_str(&span, "emporium.upstream.result", result_names[res]);
+        if (*status)
+            trace_span_int(&span, "http.response.status_code", *status);
+        if (res != R_OK)
+            trace_span_error(&span, result_names[res]);
+    }
+    trace_span_end(&span);
     curl_slist_free_all(hdrs);
     if (rc == 0 && resp && sink.b.len > 0)
         *resp = json_loadb(sink.b.p, sink.b.len, 0, NULL);

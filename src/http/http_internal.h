@@ -15,6 +15,7 @@
 #include "emporium/arena.h"
 #include "emporium/buf.h"
 #include "emporium/http.h"
+#include "emporium/trace.h"
 
 #define HTTP_MAX_PARAMS 4
 #define HTTP_MAX_RESP_HEADERS 24
@@ -42,8 +43,9 @@ struct http_req {
 
     struct http_auth auth;
     char client_ip[48];
-    char request_id[129]; /* a client's X-Request-Id is echoed up to 128 characters */
-    char traceparent[56];
+    char request_id[129];   /* a client's X-Request-Id is echoed up to 128 characters */
+    char traceparent[56];   /* the server span's: continues the caller's trace */
+    struct trace_span span; /* the server span (recorded only when tracing is on) */
 
     /* response */
     int status;

@@ -54,7 +54,6 @@
 #include "emporium/log.h"
 #include "emporium/metrics.h"
 #include "emporium/ratelimit.h"
-#include "emporium/upstream.h"
 #include "http_internal.h"
 
 struct http_server {
@@ -85,7 +84,7 @@ int64_t http__now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Per-thread xorshift for request and span ids: ids need to be unique, not secret. */
+/* Per-thread xorshift for request ids: ids need to be unique, not secret. */
 static uint64_t fast_random(void)
 {
     static _Thread_local uint64_t s;
@@ -95,14 +94,6 @@ static uint64_t fast_random(void)
     s ^= s >> 7;
     s ^= s << 17;
     return s;
-}
-
-static bool is_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
 }
 
 static void set_ids(struct http_req *req)
@@ -118,22 +109,10 @@ static void set_ids(struct http_req *req)
         snprintf(req->request_id, sizeof req->request_id, "%016llx",
                  (unsigned long long)fast_random());
 
-    /* W3C traceparent: keep the caller's trace id, answer with our own span id. */
-    const char *tp = http_header(req, "traceparent");
-    char trace[33];
-    char flags[3] = "01";
-    if (tp && strlen(tp) == 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' && is_hex(tp, 2) &&
-        is_hex(tp + 3, 32) && is_hex(tp + 36, 16) && is_hex(tp + 53, 2) &&
-        strncmp(tp + 3, "00000000000000000000000000000000", 32) != 0) {
-        memcpy(trace, tp + 3, 32);
-        memcpy(flags, tp + 53, 2);
-    } else {
-        snprintf(trace, sizeof trace, "%016llx%016llx", (unsigned long long)fast_random(),
-                 (unsigned long long)fast_random());
-    }
-    trace[32] = 0;
-    snprintf(req->traceparent, sizeof req->traceparent, "00-%s-%016llx-%s", trace,
-             (unsigned long long)fast_random(), flags);
+    /* W3C traceparent: the server span continues the caller's trace (or starts one) and
+     * answers with its own span id. Named once the route is known (on_completed). */
+    trace_span_begin(&req->span, TRACE_SERVER, req->method, http_header(req, "traceparent"));
+    memcpy(req->traceparent, req->span.traceparent, sizeof req->traceparent);
 }
 
 /* The client's address: the peer's, or — when the peer is a trusted proxy
@@ -428,12 +407,15 @@ static int run_middleware(struct http_req *req)
 
 static void run_handler(struct http_req *req)
 {
-    upstream_trace_set(req->traceparent); /* calls to other services continue the trace */
+    /* The server span is current: calls to other services and the events written here
+     * continue the trace as its children. */
+    trace_context_set(req->traceparent);
     int rc = req->route->route.fn(req);
     if (rc == 0 && req->status == 0)
         rc = ERR_INTERNAL;
     if (rc < 0)
         http__error_respond(req, rc);
+    trace_context_set(NULL);
 }
 
 /* On a slow-work thread. The connection stays suspended (so MHD neither times it out nor
@@ -480,11 +462,13 @@ static void run_then(struct http_req *req)
 {
     http_then_fn then = req->then;
     req->then = NULL;
+    trace_context_set(req->traceparent);
     int rc = then(req, req->then_arg);
     if (rc == 0 && req->status == 0)
         rc = ERR_INTERNAL;
     if (rc < 0)
         http__error_respond(req, rc);
+    trace_context_set(NULL);
 }
 
 /* Response headers that depend on the request rather than on the handler. */
@@ -659,6 +643,34 @@ static void access_log(struct http_req *req, int status, int64_t dur_us)
         log_write_line(b.p, b.len);
 }
 
+/* Ends the server span with what the request turned out to be. Probes and scrapes
+ * (ROUTE_NOLOG: /health, /ready, /metrics) are not worth a span. */
+static void end_server_span(struct http_req *req, int status)
+{
+    if (!req->span.rec)
+        return;
+    if (req->route && (req->route->route.flags & ROUTE_NOLOG)) {
+        trace_span_discard(&req->span);
+        return;
+    }
+    char name[96], path[128];
+    snprintf(name, sizeof name, "%s %s", req->method, req->route ? req->route->route.pattern : "");
+    trace_span_name(&req->span, name);
+    /* The path without the query string (it may carry search terms or cursors). */
+    size_t plen = strcspn(req->url, "?");
+    snprintf(path, sizeof path, "%.*s", (int)(plen < 127 ? plen : 127), req->url);
+    trace_span_str(&req->span, "http.request.method", req->method);
+    trace_span_str(&req->span, "url.path", path);
+    if (req->route)
+        trace_span_str(&req->span, "http.route", req->route->route.pattern);
+    trace_span_int(&req->span, "http.response.status_code", status);
+    trace_span_str(&req->span, "client.address", req->client_ip);
+    trace_span_str(&req->span, "http.request.id", req->request_id);
+    if (status >= 500)
+        trace_span_error(&req->span, req->err_code_name[0] ? req->err_code_name : NULL);
+    trace_span_end(&req->span);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -670,6 +682,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int64_t dur = http__now_us() - req->start_us;
     int status = req->status ? req->status : 499; /* 499: client went away */
     http__metrics_observe(req->route ? req->route->index : -1, status, dur);
+    end_server_span(req, status);
     if (srv->cfg->access_log && !(req->route && (req->route->route.flags & ROUTE_NOLOG)))
         access_log(req, status, dur);
     if (req->resp_owned)
