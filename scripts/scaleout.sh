@@ -93,6 +93,8 @@ common_env() {
     echo "EMPORIUM_DRAIN_SECONDS=${SCALEOUT_DRAIN_SECONDS:-2}"
     echo "EMPORIUM_INVENTORY_URL=http://127.0.0.1:$((B + 4)) EMPORIUM_PAYMENT_URL=http://127.0.0.1:$((B + 5))"
     echo "EMPORIUM_SHIPPING_URL=http://127.0.0.1:$((B + 6)) EMPORIUM_PRODUCT_URL=http://127.0.0.1:$((B + 2))"
+    # distributed tracing (docs/tracing.md): every process exports its spans there when set
+    if [ -n "${EMPORIUM_OTLP_ENDPOINT:-}" ]; then echo "EMPORIUM_OTLP_ENDPOINT=$EMPORIUM_OTLP_ENDPOINT"; fi
 }
 
 start_proc() { # name

@@ -18,4 +18,5 @@ if ! scripts/scaleout.sh up >"${SCALEOUT_DIR%/}.up.log" 2>&1; then
 fi
 echo "scaleout: up in $(($(date +%s) - start)) s"
 tests/scaleout/journey.sh "$SCALEOUT_DIR/env"
+tests/scaleout/trace.sh "$SCALEOUT_DIR/env"
 echo "scaleout: done in $(($(date +%s) - start)) s"
