@@ -9,16 +9,18 @@
 #   scripts/scaleout.sh down          stop everything `up` started (by the PIDs it recorded)
 #   scripts/scaleout.sh stop NAME     stop one process (e.g. inventory) — fault tests
 #   scripts/scaleout.sh start NAME    start it again and wait until it is ready
+#   scripts/scaleout.sh restart-bouncer  stop PgBouncer and start it again (fault drills)
 #   scripts/scaleout.sh status        print the env file and which processes are alive
 #
 # Ports (SCALEOUT_PORT, default 28500, is the gateway; everything else is above it):
 #   +0 nginx gateway   +1 user   +2/+12 product (2)   +3/+13 order (2)   +4 inventory
 #   +5 payment   +6 shipping   +7 notification   +8 analytics   +19 the one-shot seeding run
-#   +40 PostgreSQL   +41 PgBouncer   +60 Redis standalone, +61..+66 Redis Cluster (3 masters
+#   +40 PostgreSQL   +41 PgBouncer   +42 its streaming replica (unused yet)   +60 Redis standalone, +61..+66 Redis Cluster (3 masters
 #   + 3 replicas; bus ports +71..+76)   Kafka mock: kernel-chosen ports (in the env file)
 # Environment: SCALEOUT_BIN (default build/emporium), SCALEOUT_DIR (default build/scaleout),
 # SCALEOUT_RATE_LIMITS (on/off, default on: the services' per-client limits behind the
-# gateway and the gateway's per-address limits; off for benchmarks from one address), SCALEOUT_DRAIN_SECONDS (default 2), SCALEOUT_PORT. Needs: postgres 15, pgbouncer, redis, nginx, curl (bootstrap.sh).
+# gateway and the gateway's per-address limits; off for benchmarks from one address), SCALEOUT_DRAIN_SECONDS (default 2), SCALEOUT_ORDER_SWEEP_SECONDS (default 30: how often
+# the order processes' recovery sweep runs), SCALEOUT_PORT. Needs: postgres 15, pgbouncer, redis, nginx, curl (bootstrap.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -46,7 +48,7 @@ declare -A PROC=(
 ORDER=(user product-1 product-2 inventory payment shipping notification analytics order-1 order-2)
 
 servers_env() {
-    EMP_TEST_PG_PORT=$((B + 40)) EMP_TEST_BOUNCER_PORT=$((B + 41)) EMP_TEST_REDIS_PORT=$((B + 60)) \
+    EMP_TEST_PG_PORT=$((B + 40)) EMP_TEST_BOUNCER_PORT=$((B + 41)) EMP_TEST_REPLICA_PORT=$((B + 42)) EMP_TEST_REDIS_PORT=$((B + 60)) \
         scripts/test-servers.sh "$@" "$DIR/servers"
 }
 
@@ -90,7 +92,7 @@ common_env() {
     echo "EMPORIUM_INTERNAL_TOKEN=$token EMPORIUM_TRUSTED_PROXIES=127.0.0.1"
     echo "EMPORIUM_RATE_LIMITS=${SCALEOUT_RATE_LIMITS:-on} EMPORIUM_CONSUMERS=none"
     echo "EMPORIUM_DB_POOL_SIZE=4 EMPORIUM_THREADS=8 EMPORIUM_OFFLOAD_THREADS=8"
-    echo "EMPORIUM_DRAIN_SECONDS=${SCALEOUT_DRAIN_SECONDS:-2}"
+    echo "EMPORIUM_DRAIN_SECONDS=${SCALEOUT_DRAIN_SECONDS:-2} EMPORIUM_ORDER_SWEEP_SECONDS=${SCALEOUT_ORDER_SWEEP_SECONDS:-30}"
     echo "EMPORIUM_INVENTORY_URL=http://127.0.0.1:$((B + 4)) EMPORIUM_PAYMENT_URL=http://127.0.0.1:$((B + 5))"
     echo "EMPORIUM_SHIPPING_URL=http://127.0.0.1:$((B + 6)) EMPORIUM_PRODUCT_URL=http://127.0.0.1:$((B + 2))"
     # Every process without the user service checks bearer tokens at the user process.
@@ -274,6 +276,17 @@ start)
     start_proc "$2"
     wait_proc "$2"
     ;;
+restart-bouncer)
+    # PgBouncer stopped (its clients' connections cut) and started again on the same port:
+    # the services keep running and must reconnect on their own (fault drills).
+    bpid="$DIR/servers/pgbouncer/pgbouncer.pid"
+    [ -f "$bpid" ] || { say "no PgBouncer pid file at $bpid"; exit 1; }
+    pid=$(cat "$bpid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    ! kill -0 "$pid" 2>/dev/null || { say "PgBouncer $pid did not stop"; exit 1; }
+    servers_env start >>"$DIR/logs/servers.log" 2>&1 || { tail -n 20 "$DIR/logs/servers.log" >&2; exit 1; }
+    ;;
 status)
     cat "$ENVF"
     for n in "${ORDER[@]}" worker; do
@@ -281,7 +294,7 @@ status)
     done
     ;;
 *)
-    echo "usage: $0 up|down|stop NAME|start NAME|status" >&2
+    echo "usage: $0 up|down|stop NAME|start NAME|restart-bouncer|status" >&2
     exit 2
     ;;
 esac
