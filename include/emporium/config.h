@@ -73,12 +73,14 @@ struct config {
     const char *mail_dir;        /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
     const char *smtp_url;        /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
     /* calls between services (upstream.h) */
-    const char *internal_token; /* EMPORIUM_INTERNAL_TOKEN; NULL = internal routes closed */
-    const char *inventory_url;  /* EMPORIUM_INVENTORY_URL; NULL = in-process only */
-    const char *payment_url;    /* EMPORIUM_PAYMENT_URL */
-    const char *shipping_url;   /* EMPORIUM_SHIPPING_URL */
-    const char *product_url;    /* EMPORIUM_PRODUCT_URL */
-    int upstream_timeout_ms;    /* EMPORIUM_UPSTREAM_TIMEOUT_MS; 2000 */
+    const char *internal_token;  /* EMPORIUM_INTERNAL_TOKEN; NULL = internal routes closed */
+    const char *inventory_url;   /* EMPORIUM_INVENTORY_URL; NULL = in-process only */
+    const char *payment_url;     /* EMPORIUM_PAYMENT_URL */
+    const char *shipping_url;    /* EMPORIUM_SHIPPING_URL */
+    const char *product_url;     /* EMPORIUM_PRODUCT_URL */
+    const char *user_url;        /* EMPORIUM_USER_URL: the remote authenticator */
+    int user_auth_cache_seconds; /* EMPORIUM_USER_AUTH_CACHE_SECONDS; 5, 0 = no cache */
+    int upstream_timeout_ms;     /* EMPORIUM_UPSTREAM_TIMEOUT_MS; 2000 */
     /* distributed tracing (trace.h): off unless the endpoint is set */
     const char *otlp_endpoint;     /* EMPORIUM_OTLP_ENDPOINT; NULL (http://collector:4318) */
     const char *otlp_service_name; /* EMPORIUM_OTLP_SERVICE_NAME; NULL = from the services */

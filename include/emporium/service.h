@@ -68,6 +68,11 @@ struct service {
      * may be NULL. A negative return aborts the start. */
     int (*on_serve)(struct app *app);
     void (*deinit)(struct app *app); /* may be NULL */
+    /* Instead of init()/deinit() when the service does NOT run in this process: sets up its
+     * client over HTTP where the app needs more than a per-call choice (the user service's
+     * remote authenticator). Both may be NULL; a negative return aborts the start. */
+    int (*init_remote)(struct app *app);
+    void (*deinit_remote)(struct app *app);
 };
 
 /* The generated registry: every service, in a stable order, NULL-terminated. */

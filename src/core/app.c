@@ -202,8 +202,9 @@ int app_new(struct app **out, const struct config *cfg)
     }
     for (int s = 0; rc == 0 && services_all[s]; s++) {
         const struct service *svc = services_all[s];
-        if (app_has_service(app, svc->name) && svc->init) {
-            rc = svc->init(app);
+        bool here = app_has_service(app, svc->name);
+        if ((here && svc->init) || (!here && svc->init_remote)) {
+            rc = here ? svc->init(app) : svc->init_remote(app);
             if (rc < 0) {
                 log_error("service %s failed to start: %s", svc->name, err_str(rc));
                 break;
@@ -229,6 +230,8 @@ void app_free(struct app *app)
         const struct service *svc = services_all[s];
         if (app_has_service(app, svc->name) && svc->deinit)
             svc->deinit(app);
+        else if (!app_has_service(app, svc->name) && svc->deinit_remote)
+            svc->deinit_remote(app);
     }
     bus_reset();  /* subscriptions belong to the services just stopped */
     trace_stop(); /* sends the spans still queued */

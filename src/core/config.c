@@ -159,6 +159,10 @@ static const struct setting settings[] = {
      "call the shipping service there when it does not run in this process"},
     {"EMPORIUM_PRODUCT_URL", K_HTTP_URL, F(product_url), 0, 0, 0,
      "call the product service there when it does not run in this process"},
+    {"EMPORIUM_USER_URL", K_HTTP_URL, F(user_url), 0, 0, 0,
+     "authenticate bearer tokens there when the user service does not run in this process"},
+    {"EMPORIUM_USER_AUTH_CACHE_SECONDS", K_INT, F(user_auth_cache_seconds), 0, 0, 60,
+     "how long a token accepted by the remote user service is trusted without asking again"},
     {"EMPORIUM_UPSTREAM_TIMEOUT_MS", K_INT, F(upstream_timeout_ms), 0, 1, 60000,
      "deadline of one call to another service, retries included"},
     {"EMPORIUM_OTLP_ENDPOINT", K_HTTP_URL, F(otlp_endpoint), 0, 0, 0,
@@ -234,6 +238,7 @@ void config_defaults(struct config *cfg)
         .upstream_timeout_ms = 2000,
         .otlp_timeout_ms = 2000,
         .otlp_queue = 4096,
+        .user_auth_cache_seconds = 5,
         .fraud_review_amount = 100000,
         .fraud_hold_score = 100,
         .fraud_window_seconds = 3600,
@@ -826,6 +831,7 @@ int config_from_env(struct config *cfg)
                          : cfg->payment_url  ? "EMPORIUM_PAYMENT_URL"
                          : cfg->shipping_url ? "EMPORIUM_SHIPPING_URL"
                          : cfg->product_url  ? "EMPORIUM_PRODUCT_URL"
+                         : cfg->user_url     ? "EMPORIUM_USER_URL"
                                              : NULL;
     if (remote && !cfg->internal_token) {
         fprintf(stderr,

@@ -193,6 +193,7 @@ static const struct authz_case cases[] = {
              "/internal/v1/payment/orders/1/cancel"),
     INTERNAL("GET", "/internal/v1/payment/orders/{order_id}", "/internal/v1/payment/orders/1"),
     INTERNAL("GET", "/internal/v1/product/products/{id}", "/internal/v1/product/products/1"),
+    INTERNAL("POST", "/internal/v1/user/sessions/verify", "/internal/v1/user/sessions/verify"),
     INTERNAL("POST", "/internal/v1/shipping/quotes", "/internal/v1/shipping/quotes"),
     INTERNAL("POST", "/internal/v1/shipping/shipments", "/internal/v1/shipping/shipments"),
     INTERNAL("GET", "/internal/v1/shipping/shipments/{order_id}",

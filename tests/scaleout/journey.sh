@@ -157,4 +157,24 @@ call GET "$GW/api/v1/orders?limit=10" "" "${AUTH[@]}"
 [ "$(jq '[.items[] | select(.status == "paid")] | length' <<<"$body")" = 3 ] || fail "every acknowledged order is there: $body"
 scripts/scaleout.sh start order-1
 ok "order-1 down: order-2 served every request through the gateway, every paid order kept"
+# ---- 6: the order processes run no user service: they ask the user process (remote
+# authenticator, a short cache); a logout at the user process reaches them within its TTL
+call GET "$GW/api/v1/orders?limit=1" "" -H "Authorization: Bearer not-a-session-token-at-all-0123456789"
+expect 401 "an unknown token at the order service"
+call POST "$GW/api/v1/auth/login" "{\"email\":\"$email\",\"password\":\"a good password 1\"}"
+expect 200 "login"
+TOK2=$(jqr .token)
+call GET "$GW/api/v1/orders?limit=10" "" -H "Authorization: Bearer $TOK2"
+expect 200 "the orders with a second session"
+[ "$(jq '[.items[] | select(.status == "paid")] | length' <<<"$body")" = 3 ] || fail "the same account through the remote authenticator: $body"
+call POST "$GW/api/v1/auth/logout" "" -H "Authorization: Bearer $TOK2"
+expect 204 "logout"
+for _ in $(seq 1 120); do
+    call GET "$GW/api/v1/orders?limit=1" "" -H "Authorization: Bearer $TOK2"
+    [ "$code" = 401 ] && break
+    [ "$code" = 200 ] || fail "a logged-out token: $code $body"
+    sleep 0.5
+done
+expect 401 "the logged-out token at the order service"
+ok "remote authenticator: the order processes know the account, refuse unknown and logged-out tokens"
 echo "journey: all $pass checks passed"

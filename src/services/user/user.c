@@ -505,3 +505,9 @@ void user__deinit(struct app *app)
     }
     n_login_hooks = 0;
 }
+
+/* The internal route behind other processes' remote authenticator (user_remote.c). */
+int user__verify_token(struct app *app, const char *token, struct app_identity *out)
+{
+    return user_authenticate(app, token, out);
+}

@@ -120,11 +120,45 @@ static int h_me(struct http_req *req)
     return http_reply_json(req, 200, user_json(&u));
 }
 
+/* ---- internal route (caller: user_remote.c in processes without the user service) ---- */
+
+/* Resolves a bearer token for another process. The token comes in the body, never in the
+ * path or a query (access logs show those), and is never logged. 401 naming "token" when
+ * it is unknown, expired or logged out; the caller caches only acceptances. */
+static int h_int_verify(struct http_req *req)
+{
+    int rc = http_internal_guard(req);
+    if (rc < 0)
+        return rc;
+    json_t *body = http_json_body(req, &rc);
+    if (!body)
+        return rc;
+    static const char *const allowed[] = {"token", NULL};
+    const char *token;
+    if ((rc = http_json_only(req, body, allowed)) < 0 ||
+        (rc = http_json_string(req, body, "token", true, 1, 256, &token)) < 0)
+        return rc;
+    struct app_identity id;
+    rc = user__verify_token(http_app(req), token, &id);
+    if (rc == ERR_UNAUTHORIZED)
+        return http_fail(req, rc, "token", "invalid or expired token");
+    if (rc < 0)
+        return rc;
+    char uid[24];
+    snprintf(uid, sizeof uid, "%lld", (long long)id.user_id);
+    http_add_header(req, "Cache-Control", "private, no-store");
+    return http_reply_json(req, 200,
+                           json_pack("{s:s,s:s,s:s}", "user_id", uid, "role",
+                                     id.admin ? "admin" : "customer", "tier",
+                                     id.premium ? "premium" : "standard"));
+}
+
 static const struct http_route user_routes[] = {
     {"POST", "/api/v1/auth/register", h_register, ROUTE_OFFLOAD | ROUTE_LIMIT_STRICT},
     {"POST", "/api/v1/auth/login", h_login, ROUTE_OFFLOAD | ROUTE_LIMIT_STRICT},
     {"POST", "/api/v1/auth/logout", h_logout, ROUTE_AUTH},
     {"GET", "/api/v1/users/me", h_me, ROUTE_AUTH},
+    {"POST", "/internal/v1/user/sessions/verify", h_int_verify, ROUTE_NOLIMIT},
     {NULL, NULL, NULL, 0},
 };
 
@@ -134,6 +168,8 @@ const struct service service_user = {
     .dbs = user__dbs,
     .init = user__init,
     .deinit = user__deinit,
+    .init_remote = user__remote_init,
+    .deinit_remote = user__remote_deinit,
     .command = "user",
     .run_command = user__command,
     .command_help = "manage accounts without the HTTP API: create, bulk-create",

@@ -10,12 +10,15 @@
 #include "emporium/svc/user.h"
 
 struct app;
+struct app_identity;
 struct cli_command;
 struct service_db;
 
 /* --- user.c (domain) --- */
 int user__init(struct app *app);
 void user__deinit(struct app *app);
+/* The in-process authenticator: resolves a bearer token (app.h's app_authenticate_fn). */
+int user__verify_token(struct app *app, const char *token, struct app_identity *out);
 /* Trims and lower-cases an email address; ERR_INVALID when it is not one. */
 int user__normalize_email(const char *in, char out[USER_EMAIL_MAX + 1]);
 
@@ -40,6 +43,10 @@ int user_store_session_user(struct db_conn *c, const char *token_hash_hex, int64
                             int64_t *user_id, enum user_role *role, enum user_tier *tier);
 /* Deletes at most `max` sessions expired at `now`; returns how many. */
 int user_store_sessions_sweep(struct db_conn *c, int64_t now, int max);
+
+/* --- user_remote.c: the authenticator of a process without the user service --- */
+int user__remote_init(struct app *app);
+void user__remote_deinit(struct app *app);
 
 /* --- user_cli.c --- */
 extern const struct cli_command user__cli;
