@@ -495,10 +495,8 @@ static int confirm_tx(struct db_conn *c, void *vctx)
         return rc;
     if (rc == 0)
         return ERR_BUSY;
-    for (int i = 0; i < r->rv.n; i++)
-        if ((rc = inventory__store_unreserve(c, r->rv.items[i].product_id, r->rv.items[i].quantity,
-                                             now)) < 0)
-            return rc;
+    if ((rc = inventory__store_unreserve_many(c, r->rv.items, r->rv.n, now)) < 0)
+        return rc;
     char rid[21];
     json_t *p = json_pack("{s:s,s:o}", "reservation_id", id_format(r->id, rid), "items",
                           items_json(r->rv.items, r->rv.n));

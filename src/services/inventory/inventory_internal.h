@@ -67,8 +67,10 @@ int inventory__store_put_many(struct db_conn *c, const int64_t *ids, const int64
  * plain back (a confirmed one). Returns the rows changed (0: no such product row). */
 int inventory__store_give(struct db_conn *c, int64_t product_id, int q, bool from_reserved,
                           int64_t now);
-/* reserved -= q (a reservation confirmed: the stock has left for good). */
-int inventory__store_unreserve(struct db_conn *c, int64_t product_id, int q, int64_t now);
+/* reserved -= q for n items (a reservation confirmed: the stock has left for good), pipelined
+ * (one round trip per 32 items on PostgreSQL). */
+int inventory__store_unreserve_many(struct db_conn *c, const struct inventory_item *items, int n,
+                                    int64_t now);
 
 /* Reservations. */
 

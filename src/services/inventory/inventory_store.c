@@ -130,13 +130,27 @@ int inventory__store_give(struct db_conn *c, int64_t product_id, int q, bool fro
                     3, a, NULL);
 }
 
-int inventory__store_unreserve(struct db_conn *c, int64_t product_id, int q, int64_t now)
+int inventory__store_unreserve_many(struct db_conn *c, const struct inventory_item *items, int n,
+                                    int64_t now)
 {
-    struct db_val a[] = {DB_INT(product_id), DB_INT(q), DB_INT(now)};
-    return exec(c,
-                "UPDATE inventory SET reserved = reserved - $2, updated_at = $3 "
-                "WHERE product_id = $1",
-                3, a);
+    struct db_val a[DB_STMT_MAX][3];
+    struct db_stmt st[DB_STMT_MAX];
+    for (int off = 0; off < n; off += DB_STMT_MAX) {
+        int k = n - off < DB_STMT_MAX ? n - off : DB_STMT_MAX;
+        for (int i = 0; i < k; i++) {
+            a[i][0] = DB_INT(items[off + i].product_id);
+            a[i][1] = DB_INT(items[off + i].quantity);
+            a[i][2] = DB_INT(now);
+            st[i] = (struct db_stmt){.sql = "UPDATE inventory SET reserved = reserved - $2, "
+                                            "updated_at = $3 WHERE product_id = $1",
+                                     .n = 3,
+                                     .args = a[i]};
+        }
+        int rc = db_query_many(c, st, k, false);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- reservations */
@@ -209,37 +223,39 @@ int inventory__store_reserve(struct db_conn *c, int64_t id, int64_t now, int64_t
 
 int inventory__store_resv_load(struct db_conn *c, int64_t id, struct inventory__resv *out)
 {
-    struct db_rows *r = NULL;
+    struct db_rows *r = NULL, *ir = NULL;
     struct db_val a[] = {DB_INT(id)};
-    int rc = db_query(c, "SELECT status, expires_at FROM reservations WHERE id = $1", 1, a, &r);
-    if (rc < 0)
-        return rc;
-    if (db_rows_count(r) != 1) {
-        db_rows_free(r);
-        return ERR_NOTFOUND;
+    /* The row and its lines in one round trip. */
+    struct db_stmt st[] = {
+        {.sql = "SELECT status, expires_at FROM reservations WHERE id = $1",
+         .n = 1,
+         .args = a,
+         .out = &r},
+        {.sql = "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1 "
+                "ORDER BY product_id",
+         .n = 1,
+         .args = a,
+         .out = &ir},
+    };
+    int rc = db_query_many(c, st, 2, false);
+    if (rc >= 0 && db_rows_count(r) != 1)
+        rc = ERR_NOTFOUND;
+    if (rc >= 0) {
+        snprintf(out->status, sizeof out->status, "%s", db_get(r, 0, 0));
+        out->expires_at = db_get_i64(r, 0, 1);
+        out->n = db_rows_count(ir);
+        free(out->items);
+        out->items = calloc((size_t)(out->n ? out->n : 1), sizeof *out->items);
+        if (!out->items)
+            rc = ERR_NOMEM;
+        for (int i = 0; rc >= 0 && i < out->n; i++) {
+            out->items[i].product_id = db_get_i64(ir, i, 0);
+            out->items[i].quantity = (int)db_get_i64(ir, i, 1);
+        }
     }
-    snprintf(out->status, sizeof out->status, "%s", db_get(r, 0, 0));
-    out->expires_at = db_get_i64(r, 0, 1);
     db_rows_free(r);
-    rc = db_query(c,
-                  "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1 "
-                  "ORDER BY product_id",
-                  1, a, &r);
-    if (rc < 0)
-        return rc;
-    out->n = db_rows_count(r);
-    free(out->items);
-    out->items = calloc((size_t)(out->n ? out->n : 1), sizeof *out->items);
-    if (!out->items) {
-        db_rows_free(r);
-        return ERR_NOMEM;
-    }
-    for (int i = 0; i < out->n; i++) {
-        out->items[i].product_id = db_get_i64(r, i, 0);
-        out->items[i].quantity = (int)db_get_i64(r, i, 1);
-    }
-    db_rows_free(r);
-    return 0;
+    db_rows_free(ir);
+    return rc < 0 ? rc : 0;
 }
 
 int inventory__store_resv_move(struct db_conn *c, int64_t id, const char *from, const char *to,

@@ -229,7 +229,6 @@ struct end_tx {
     bool retryable;
     int rc_out;
     const struct fraud_verdict *fv; /* held */
-    int64_t shipment_id;            /* attach (rc_out: rows linked) */
 };
 
 static struct order_known known_of(const struct saga *s)
@@ -303,17 +302,6 @@ static int paid_tx(struct db_conn *c, void *ctx)
     return rc < 0 ? rc : 0;
 }
 
-/* 0: linked (commit), 1: the order was cancelled meanwhile (nothing to change). */
-static int attach_tx(struct db_conn *c, void *ctx)
-{
-    struct end_tx *e = ctx;
-    int rc = order__store_attach_shipment(c, e->s->order_id, e->shipment_id);
-    if (rc < 0)
-        return rc;
-    e->rc_out = rc; /* rows linked */
-    return rc == 0 ? 1 : 0;
-}
-
 /* PAID + the outcome in one transaction; then the shipment, linked in another. */
 static int paid(struct saga *s)
 {
@@ -328,9 +316,7 @@ static int paid(struct saga *s)
     int src = shipping_create(s->app, s->order_id, s->rq->method, &s->rq->addr, &si);
     if (src == 0) {
         /* A cancel may have won the race since PAID committed: then no label. */
-        e.shipment_id = si.id;
-        e.rc_out = 0;
-        if (db_write(s->db, attach_tx, NULL, &e) == 0 && e.rc_out == 0)
+        if (order__store_attach_shipment_now(s->db, s->order_id, si.id) == 0)
             shipping_cancel(s->app, s->order_id);
     } else {
         log_warn("order %lld: creating the shipment failed (%s); the sweep retries",

@@ -429,6 +429,15 @@ int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment
                     2, a, NULL);
 }
 
+int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment_id)
+{
+    struct db_val a[] = {DB_INT(shipment_id), DB_INT(id)};
+    return db_write_one(db,
+                        "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
+                        "'fulfilling', 'on_hold')",
+                        2, a);
+}
+
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
                       int limit, struct order_view *out, int *n)
 {

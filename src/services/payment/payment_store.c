@@ -66,32 +66,19 @@ int payment__store_by_order(struct db_conn *c, int64_t order_id, struct payrow *
 /* Every write below is one intent of the payments database's group-commit writer
  * (db_write): on SQLite the payment steps of many concurrent orders commit together. */
 
-struct insert_ctx {
-    const struct payrow *p;
-    const char *provider;
-};
-
-static int insert_tx(struct db_conn *c, void *vctx)
+int payment__store_insert(struct db *db, const struct payrow *p, const char *provider)
 {
-    struct insert_ctx *x = vctx;
-    const struct payrow *p = x->p;
     int64_t now = now_ms();
     struct db_val a[] = {DB_INT(p->id),     DB_INT(p->order_id),  DB_TEXT(p->key),
                          DB_INT(p->amount), DB_TEXT(p->currency), DB_TEXT(p->brand),
-                         DB_TEXT(p->last4), DB_TEXT(x->provider), DB_INT(now)};
-    int rc =
-        db_query(c,
-                 "INSERT INTO payments (id, order_id, idempotency_key, status, amount, currency, "
-                 "brand, last4, provider, retryable, created_at, updated_at) "
-                 "VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, 0, $9, $9)",
-                 9, a, NULL);
+                         DB_TEXT(p->last4), DB_TEXT(provider),    DB_INT(now)};
+    int rc = db_write_one(
+        db,
+        "INSERT INTO payments (id, order_id, idempotency_key, status, amount, currency, "
+        "brand, last4, provider, retryable, created_at, updated_at) "
+        "VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, 0, $9, $9)",
+        9, a);
     return rc < 0 ? rc : 0;
-}
-
-int payment__store_insert(struct db *db, const struct payrow *p, const char *provider)
-{
-    struct insert_ctx x = {p, provider};
-    return db_write(db, insert_tx, NULL, &x);
 }
 
 int payment__store_record_authorize(struct db_conn *c, const struct payrow *p)
@@ -174,7 +161,7 @@ int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kin
 
 struct move_ctx {
     struct payrow *p;
-    const char *from, *to, *kind, *event; /* kind NULL: the mark alone */
+    const char *from, *to, *kind, *event;
     int64_t amount;
     int moved;
 };
@@ -192,8 +179,6 @@ static int move_tx(struct db_conn *c, void *vctx)
     x->moved = rc;
     if (rc == 0)
         return 1;
-    if (!x->kind)
-        return 0;
     /* The operation row and the event carry the new status. */
     char saved[sizeof p->status];
     memcpy(saved, p->status, sizeof saved);
@@ -225,13 +210,12 @@ int payment__store_transition(struct db *db, struct payrow *p, const char *from,
 /* Moves p from `from` to `to` alone (no operation row, no event): the `capturing` mark. */
 int payment__store_mark(struct db *db, struct payrow *p, const char *from, const char *to)
 {
-    struct move_ctx x = {p, from, to, NULL, NULL, 0, 0};
-    int rc = db_write(db, move_tx, NULL, &x);
-    if (rc < 0)
-        return rc;
-    if (x.moved > 0)
+    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
+    int rc = db_write_one(
+        db, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4", 4, a);
+    if (rc == 1)
         copy(p->status, sizeof p->status, to);
-    return x.moved;
+    return rc;
 }
 
 int payment__store_audit(struct db_conn *c, int64_t order_id, struct payment_view **out, int *n)
