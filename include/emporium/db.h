@@ -183,6 +183,11 @@ struct db_write_req {
 int db_write_submit(struct db *db, struct db_write_req *w);
 /* Queues one intent and waits for its outcome (the blocking form of db_write_submit()). */
 int db_write(struct db *db, db_tx_fn fn, void (*reset)(void *ctx), void *ctx);
+/* One statement committed on its own, as db_query_once() (returns what db_query() would),
+ * but on SQLite as an intent of the database's group-commit writer: on PostgreSQL it is
+ * one round trip (no BEGIN/COMMIT), on SQLite it shares a batch's commit. args are borrowed
+ * until it returns. */
+int db_write_one(struct db *db, const char *sql, int n, const struct db_val *args);
 /* Batches committed and intents run by the writer since the database was opened, and the
  * largest batch (all 0 on PostgreSQL). */
 struct db_write_stats {

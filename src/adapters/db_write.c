@@ -384,6 +384,35 @@ int db_write(struct db *db, db_tx_fn fn, void (*reset)(void *ctx), void *ctx)
     return rc;
 }
 
+struct w_one {
+    const char *sql;
+    int n;
+    const struct db_val *args;
+    int affected;
+};
+
+static int w_one_tx(struct db_conn *c, void *ctx)
+{
+    struct w_one *o = ctx;
+    int rc = db_query(c, o->sql, o->n, o->args, NULL);
+    if (rc < 0)
+        return rc;
+    o->affected = rc;
+    return rc == 0 ? 1 : 0; /* nothing changed: nothing to commit */
+}
+
+int db_write_one(struct db *db, const char *sql, int n, const struct db_val *args)
+{
+    if (!db)
+        return ERR_UNAVAILABLE;
+    /* PostgreSQL: one statement is its own transaction, one round trip. */
+    if (db->dialect != DB_SQLITE)
+        return db_query_once(db, sql, n, args, NULL);
+    struct w_one o = {sql, n, args, 0};
+    int rc = db_write(db, w_one_tx, NULL, &o);
+    return rc < 0 ? rc : o.affected;
+}
+
 void db_write_stats(struct db *db, struct db_write_stats *out)
 {
     *out = (struct db_write_stats){0};

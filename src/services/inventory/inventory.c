@@ -276,6 +276,7 @@ struct reserve_ctx {
     int n;
     int ttl_seconds;
     int64_t short_product;
+    int64_t *after; /* n levels after the takes */
     struct touched t;
 };
 
@@ -290,33 +291,18 @@ static int reserve_tx(struct db_conn *c, void *vctx)
 {
     struct reserve_ctx *r = vctx;
     int64_t now = now_ms(), expires = now + (int64_t)r->ttl_seconds * 1000;
-    int rc = inventory__store_resv_exists(c, r->id);
-    if (rc != 0)
-        return rc; /* 1: a retried call, nothing to do */
     /* The reservation row first: a concurrent duplicate waits on its primary key and then
-     * sees ERR_CONFLICT, which is the idempotent "already reserved". */
-    rc = inventory__store_resv_insert(c, r->id, now, expires);
-    if (rc == ERR_CONFLICT)
-        return 1;
-    if (rc < 0)
+     * finds it (1: a retried call, nothing to do; the takes of this attempt roll back). */
+    int64_t *after = r->after;
+    int rc =
+        inventory__store_reserve(c, r->id, now, expires, r->items, r->n, after, &r->short_product);
+    if (rc != 0)
         return rc;
     for (int i = 0; i < r->n; i++) {
         const struct inventory_item *it = &r->items[i];
-        rc = inventory__store_take(c, it->product_id, it->quantity, now);
-        if (rc < 0)
+        if ((rc = maybe_low(c, it->product_id, after[i] + it->quantity, after[i])) < 0)
             return rc;
-        if (rc == 0) {
-            r->short_product = it->product_id;
-            return ERR_CONFLICT;
-        }
-        if ((rc = inventory__store_resv_add_item(c, r->id, it->product_id, it->quantity)) < 0)
-            return rc;
-        int64_t after;
-        if ((rc = inventory__store_level(c, it->product_id, &after, NULL)) < 0)
-            return rc;
-        if ((rc = maybe_low(c, it->product_id, after + it->quantity, after)) < 0)
-            return rc;
-        touched_add(&r->t, it->product_id, after);
+        touched_add(&r->t, it->product_id, after[i]);
     }
     char rid[21], ts[32];
     json_t *p = json_pack("{s:s,s:o,s:s}", "reservation_id", id_format(r->id, rid), "items",
@@ -367,24 +353,27 @@ int inventory_reserve(struct app *app, int64_t reservation_id, const struct inve
     /* Not zeroed: the 16 KB of touched levels are only read up to t.n. */
     struct reserve_ctx *r = malloc(sizeof *r);
     struct inventory_item *merged = malloc((size_t)n * sizeof *merged);
-    int rc = !r || !merged ? ERR_NOMEM : merge_items(items, n, merged);
+    int64_t *after = malloc((size_t)n * sizeof *after);
+    int rc = !r || !merged || !after ? ERR_NOMEM : merge_items(items, n, merged);
     if (rc >= 0) {
         r->id = reservation_id;
+        r->after = after;
         r->items = merged;
         r->n = rc;
         r->ttl_seconds = ttl_seconds;
         r->short_product = 0;
         r->t.n = 0;
-        rc = db_transact(inv_db(app), reserve_tx, reserve_reset, r);
+        rc = db_write(inv_db(app), reserve_tx, reserve_reset, r);
         /* Short: stock held by reservations that have expired but were not swept yet is
          * really free, so sweep once and try again before saying no. */
         if (rc == ERR_CONFLICT && inventory__sweep(app, INVENTORY_SWEEP_BATCH) > 0)
-            rc = db_transact(inv_db(app), reserve_tx, reserve_reset, r);
+            rc = db_write(inv_db(app), reserve_tx, reserve_reset, r);
         if (rc == ERR_CONFLICT && short_product)
             *short_product = r->short_product;
         if (rc >= 0)
             announce_all(&r->t);
     }
+    free(after);
     free(merged);
     free(r);
     return rc < 0 ? rc : 0;
@@ -460,7 +449,7 @@ static int release(struct app *app, int64_t id, enum release_mode mode, const ch
     r->id = id;
     r->mode = mode;
     r->reason = reason;
-    int rc = db_transact(inv_db(app), release_tx, release_reset, r);
+    int rc = db_write(inv_db(app), release_tx, release_reset, r);
     if (rc >= 0)
         announce_all(&r->t);
     if (released)
@@ -506,10 +495,8 @@ static int confirm_tx(struct db_conn *c, void *vctx)
         return rc;
     if (rc == 0)
         return ERR_BUSY;
-    for (int i = 0; i < r->rv.n; i++)
-        if ((rc = inventory__store_unreserve(c, r->rv.items[i].product_id, r->rv.items[i].quantity,
-                                             now)) < 0)
-            return rc;
+    if ((rc = inventory__store_unreserve_many(c, r->rv.items, r->rv.n, now)) < 0)
+        return rc;
     char rid[21];
     json_t *p = json_pack("{s:s,s:o}", "reservation_id", id_format(r->id, rid), "items",
                           items_json(r->rv.items, r->rv.n));
@@ -525,7 +512,7 @@ int inventory_confirm(struct app *app, int64_t reservation_id)
     if (reservation_id <= 0)
         return ERR_INVALID;
     struct confirm_ctx r = {.id = reservation_id};
-    int rc = db_transact(inv_db(app), confirm_tx, NULL, &r);
+    int rc = db_write(inv_db(app), confirm_tx, NULL, &r);
     free(r.rv.items);
     if (rc == ERR_NOTFOUND && r.expired) /* touched after its expiry: give it back now */
         release(app, reservation_id, REL_EXPIRED_ONLY, "expired", NULL);

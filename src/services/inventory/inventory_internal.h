@@ -63,27 +63,32 @@ int inventory__store_put(struct db_conn *c, int64_t product_id, int64_t availabl
 /* The same for n rows, in multi-row statements. */
 int inventory__store_put_many(struct db_conn *c, const int64_t *ids, const int64_t *available,
                               int n, int64_t now);
-/* available -= q, reserved += q when at least q is available: 1 taken, 0 short. */
-int inventory__store_take(struct db_conn *c, int64_t product_id, int q, int64_t now);
 /* Gives q back to available; from_reserved: out of reserved (an active reservation), else
  * plain back (a confirmed one). Returns the rows changed (0: no such product row). */
 int inventory__store_give(struct db_conn *c, int64_t product_id, int q, bool from_reserved,
                           int64_t now);
-/* reserved -= q (a reservation confirmed: the stock has left for good). */
-int inventory__store_unreserve(struct db_conn *c, int64_t product_id, int q, int64_t now);
+/* reserved -= q for n items (a reservation confirmed: the stock has left for good), pipelined
+ * (one round trip per 32 items on PostgreSQL). */
+int inventory__store_unreserve_many(struct db_conn *c, const struct inventory_item *items, int n,
+                                    int64_t now);
 
 /* Reservations. */
+
+/* One reservation in as few round trips as it takes (one pipeline for up to 30 items):
+ * the active reservation row, every item taken (available -= q, reserved += q, each only
+ * when q is available) and its line. Returns 0 (after[i]: item i's available now), 1 when
+ * the reservation exists already (nothing to do: roll back), ERR_CONFLICT when an item was
+ * short (*short_product; roll back) or an ERR_*. items: sorted by product id, merged. */
+int inventory__store_reserve(struct db_conn *c, int64_t id, int64_t now, int64_t expires,
+                             const struct inventory_item *items, int n, int64_t *after,
+                             int64_t *short_product);
+
 struct inventory__resv {
     char status[16]; /* active, confirmed, released */
     int64_t expires_at;
     int n;
     struct inventory_item *items; /* malloc'd, sorted by product id; free() */
 };
-/* 1 when the reservation row exists. */
-int inventory__store_resv_exists(struct db_conn *c, int64_t id);
-/* Inserts an active reservation; ERR_CONFLICT when the id exists (a concurrent duplicate). */
-int inventory__store_resv_insert(struct db_conn *c, int64_t id, int64_t now, int64_t expires);
-int inventory__store_resv_add_item(struct db_conn *c, int64_t id, int64_t product_id, int q);
 /* Loads status, expiry and items (replacing out->items); ERR_NOTFOUND when unknown. */
 int inventory__store_resv_load(struct db_conn *c, int64_t id, struct inventory__resv *out);
 /* Moves the reservation from `from` to `to`: 1 moved, 0 someone else moved it first. */

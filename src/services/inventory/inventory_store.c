@@ -117,16 +117,6 @@ int inventory__store_put_many(struct db_conn *c, const int64_t *ids, const int64
     return rc < 0 ? rc : 0;
 }
 
-int inventory__store_take(struct db_conn *c, int64_t product_id, int q, int64_t now)
-{
-    struct db_val a[] = {DB_INT(product_id), DB_INT(q), DB_INT(now)};
-    return db_query(c,
-                    "UPDATE inventory SET available = available - $2, "
-                    "reserved = reserved + $2, updated_at = $3 "
-                    "WHERE product_id = $1 AND available >= $2",
-                    3, a, NULL);
-}
-
 int inventory__store_give(struct db_conn *c, int64_t product_id, int q, bool from_reserved,
                           int64_t now)
 {
@@ -140,80 +130,132 @@ int inventory__store_give(struct db_conn *c, int64_t product_id, int q, bool fro
                     3, a, NULL);
 }
 
-int inventory__store_unreserve(struct db_conn *c, int64_t product_id, int q, int64_t now)
+int inventory__store_unreserve_many(struct db_conn *c, const struct inventory_item *items, int n,
+                                    int64_t now)
 {
-    struct db_val a[] = {DB_INT(product_id), DB_INT(q), DB_INT(now)};
-    return exec(c,
-                "UPDATE inventory SET reserved = reserved - $2, updated_at = $3 "
-                "WHERE product_id = $1",
-                3, a);
+    struct db_val a[DB_STMT_MAX][3];
+    struct db_stmt st[DB_STMT_MAX];
+    for (int off = 0; off < n; off += DB_STMT_MAX) {
+        int k = n - off < DB_STMT_MAX ? n - off : DB_STMT_MAX;
+        for (int i = 0; i < k; i++) {
+            a[i][0] = DB_INT(items[off + i].product_id);
+            a[i][1] = DB_INT(items[off + i].quantity);
+            a[i][2] = DB_INT(now);
+            st[i] = (struct db_stmt){.sql = "UPDATE inventory SET reserved = reserved - $2, "
+                                            "updated_at = $3 WHERE product_id = $1",
+                                     .n = 3,
+                                     .args = a[i]};
+        }
+        int rc = db_query_many(c, st, k, false);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- reservations */
 
-int inventory__store_resv_exists(struct db_conn *c, int64_t id)
-{
-    struct db_val a[] = {DB_INT(id)};
-    struct db_rows *rows = NULL;
-    int rc = db_query(c, "SELECT 1 FROM reservations WHERE id = $1", 1, a, &rows);
-    if (rc < 0)
-        return rc;
-    rc = db_rows_count(rows) > 0;
-    db_rows_free(rows);
-    return rc;
-}
+/* Statements of one reservation pipeline: the reservation row, RESERVE_CHUNK takes and
+ * one multi-row insert of their lines (DB_STMT_MAX bounds a db_query_many call). */
+#define RESERVE_CHUNK (DB_STMT_MAX - 2)
 
-int inventory__store_resv_insert(struct db_conn *c, int64_t id, int64_t now, int64_t expires)
+int inventory__store_reserve(struct db_conn *c, int64_t id, int64_t now, int64_t expires,
+                             const struct inventory_item *items, int n, int64_t *after,
+                             int64_t *short_product)
 {
-    struct db_val a[] = {DB_INT(id), DB_INT(now), DB_INT(expires)};
-    return exec(c,
-                "INSERT INTO reservations (id, status, created_at, expires_at, updated_at) "
-                "VALUES ($1, 'active', $2, $3, $2)",
-                3, a);
-}
-
-int inventory__store_resv_add_item(struct db_conn *c, int64_t id, int64_t product_id, int q)
-{
-    struct db_val a[] = {DB_INT(id), DB_INT(product_id), DB_INT(q)};
-    return exec(c,
-                "INSERT INTO reservation_items (reservation_id, product_id, quantity) "
-                "VALUES ($1, $2, $3)",
-                3, a);
+    struct db_val ra[] = {DB_INT(id), DB_INT(now), DB_INT(expires)};
+    struct db_val ta[RESERVE_CHUNK][3];
+    struct db_val la[RESERVE_CHUNK * 3];
+    struct db_rows *rows[RESERVE_CHUNK];
+    struct db_stmt st[DB_STMT_MAX];
+    char lines[64 + RESERVE_CHUNK * 32];
+    for (int off = 0; off < n; off += RESERVE_CHUNK) {
+        int k = n - off < RESERVE_CHUNK ? n - off : RESERVE_CHUNK, ns = 0;
+        if (off == 0)
+            st[ns++] = (struct db_stmt){
+                .sql = "INSERT INTO reservations (id, status, created_at, expires_at, updated_at) "
+                       "VALUES ($1, 'active', $2, $3, $2) ON CONFLICT (id) DO NOTHING",
+                .n = 3,
+                .args = ra};
+        int len = snprintf(lines, sizeof lines,
+                           "INSERT INTO reservation_items (reservation_id, product_id, quantity) "
+                           "VALUES ");
+        for (int i = 0; i < k; i++) {
+            const struct inventory_item *it = &items[off + i];
+            ta[i][0] = DB_INT(it->product_id);
+            ta[i][1] = DB_INT(it->quantity);
+            ta[i][2] = DB_INT(now);
+            rows[i] = NULL;
+            st[ns++] = (struct db_stmt){.sql = "UPDATE inventory SET available = available - $2, "
+                                               "reserved = reserved + $2, updated_at = $3 "
+                                               "WHERE product_id = $1 AND available >= $2 "
+                                               "RETURNING available",
+                                        .n = 3,
+                                        .args = ta[i],
+                                        .out = &rows[i]};
+            la[3 * i] = DB_INT(id);
+            la[3 * i + 1] = DB_INT(it->product_id);
+            la[3 * i + 2] = DB_INT(it->quantity);
+            len += snprintf(lines + len, sizeof lines - (size_t)len, "%s($%d, $%d, $%d)",
+                            i ? ", " : "", 3 * i + 1, 3 * i + 2, 3 * i + 3);
+        }
+        st[ns++] = (struct db_stmt){.sql = lines, .n = 3 * k, .args = la};
+        int rc = db_query_many(c, st, ns, false);
+        int result = rc < 0 ? rc : 0;
+        /* No row inserted: the reservation exists (a retried or concurrent duplicate); what
+         * ran after it (its lines then conflict) is rolled back by the caller. */
+        if (off == 0 && st[0].rc == 0)
+            result = 1;
+        for (int i = 0; i < k; i++) {
+            if (result == 0 && db_rows_count(rows[i]) != 1) {
+                *short_product = items[off + i].product_id;
+                result = ERR_CONFLICT;
+            }
+            if (result == 0)
+                after[off + i] = db_get_i64(rows[i], 0, 0);
+            db_rows_free(rows[i]);
+        }
+        if (result != 0)
+            return result;
+    }
+    return 0;
 }
 
 int inventory__store_resv_load(struct db_conn *c, int64_t id, struct inventory__resv *out)
 {
-    struct db_rows *r = NULL;
+    struct db_rows *r = NULL, *ir = NULL;
     struct db_val a[] = {DB_INT(id)};
-    int rc = db_query(c, "SELECT status, expires_at FROM reservations WHERE id = $1", 1, a, &r);
-    if (rc < 0)
-        return rc;
-    if (db_rows_count(r) != 1) {
-        db_rows_free(r);
-        return ERR_NOTFOUND;
+    /* The row and its lines in one round trip. */
+    struct db_stmt st[] = {
+        {.sql = "SELECT status, expires_at FROM reservations WHERE id = $1",
+         .n = 1,
+         .args = a,
+         .out = &r},
+        {.sql = "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1 "
+                "ORDER BY product_id",
+         .n = 1,
+         .args = a,
+         .out = &ir},
+    };
+    int rc = db_query_many(c, st, 2, false);
+    if (rc >= 0 && db_rows_count(r) != 1)
+        rc = ERR_NOTFOUND;
+    if (rc >= 0) {
+        snprintf(out->status, sizeof out->status, "%s", db_get(r, 0, 0));
+        out->expires_at = db_get_i64(r, 0, 1);
+        out->n = db_rows_count(ir);
+        free(out->items);
+        out->items = calloc((size_t)(out->n ? out->n : 1), sizeof *out->items);
+        if (!out->items)
+            rc = ERR_NOMEM;
+        for (int i = 0; rc >= 0 && i < out->n; i++) {
+            out->items[i].product_id = db_get_i64(ir, i, 0);
+            out->items[i].quantity = (int)db_get_i64(ir, i, 1);
+        }
     }
-    snprintf(out->status, sizeof out->status, "%s", db_get(r, 0, 0));
-    out->expires_at = db_get_i64(r, 0, 1);
     db_rows_free(r);
-    rc = db_query(c,
-                  "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1 "
-                  "ORDER BY product_id",
-                  1, a, &r);
-    if (rc < 0)
-        return rc;
-    out->n = db_rows_count(r);
-    free(out->items);
-    out->items = calloc((size_t)(out->n ? out->n : 1), sizeof *out->items);
-    if (!out->items) {
-        db_rows_free(r);
-        return ERR_NOMEM;
-    }
-    for (int i = 0; i < out->n; i++) {
-        out->items[i].product_id = db_get_i64(r, i, 0);
-        out->items[i].quantity = (int)db_get_i64(r, i, 1);
-    }
-    db_rows_free(r);
-    return 0;
+    db_rows_free(ir);
+    return rc < 0 ? rc : 0;
 }
 
 int inventory__store_resv_move(struct db_conn *c, int64_t id, const char *from, const char *to,

@@ -73,8 +73,9 @@ struct order_new {
     int n;
     const struct order_item *items;
 };
-/* In one transaction: claims the key (ERR_CONFLICT when a concurrent duplicate holds it),
- * inserts the order, its items, its history row and the order.placed event. */
+/* Inside the caller's transaction (the saga's group-commit intent): claims the key
+ * (ERR_CONFLICT when a concurrent duplicate holds it), inserts the order, its items, its
+ * history row and the order.placed event. */
 int order__store_create(struct db_conn *c, const struct order_new *o);
 
 /* Moves the order to `to` if its status is one of `from` (NULL-terminated), with its
@@ -83,6 +84,19 @@ int order__store_create(struct db_conn *c, const struct order_new *o);
  * Returns 1 when moved, 0 when the order was not in a `from` status, or an ERR_*. */
 int order__store_transition(struct db_conn *c, int64_t id, const char *to, const char *const *from,
                             const char *reason, bool retryable, bool compensate, int64_t at);
+/* What the caller already knows of the order (the saga): its event is built from this
+ * instead of reading the row and its lines back. */
+struct order_known {
+    int64_t user_id;
+    const char *currency;
+    int64_t total;
+    int n;
+    const struct order_item *items;
+};
+/* order__store_transition() with k (may be NULL: read back). */
+int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
+                                  const char *const *from, const char *reason, bool retryable,
+                                  bool compensate, int64_t at, const struct order_known *k);
 /* The order (with items; with history when history is true). ERR_NOTFOUND. */
 int order__store_load(struct db_conn *c, int64_t id, bool history, struct order_view *out);
 /* Just the status ("" when there is no such order). */
@@ -91,6 +105,9 @@ int order__store_set_compensated(struct db_conn *c, int64_t id);
 /* Links a shipment to its order while the order may still ship: 1 linked, 0 when it was
  * cancelled meanwhile (the shipment must then be cancelled too). */
 int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment_id);
+/* The same committed on its own (a group-commit intent on SQLite, one round trip on
+ * PostgreSQL). */
+int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment_id);
 /* Summaries (no items) newest first; user_id 0: any user. */
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
                       int limit, struct order_view *out, int *n);

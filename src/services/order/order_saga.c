@@ -221,31 +221,63 @@ static int price_cart(struct saga *s)
 
 /* --- the end states --- */
 
+/* The end states. Each is one intent of the shard's group-commit writer (db_write): on
+ * SQLite the end states of many concurrent orders of one shard commit together. */
+struct end_tx {
+    struct saga *s;
+    const char *reason, *code; /* fail: code NULL drops the key */
+    bool retryable;
+    int rc_out;
+    const struct fraud_verdict *fv; /* held */
+};
+
+static struct order_known known_of(const struct saga *s)
+{
+    return (struct order_known){.user_id = s->rq->user_id,
+                                .currency = s->currency,
+                                .total = s->total,
+                                .n = s->n,
+                                .items = s->items};
+}
+
+static int fail_tx(struct db_conn *c, void *ctx)
+{
+    static const char *const from[] = {"pending", NULL};
+    struct end_tx *e = ctx;
+    struct saga *s = e->s;
+    struct order_known k = known_of(s);
+    int rc = order__store_transition_known(c, s->order_id, "failed", from, e->reason, e->retryable,
+                                           true, now_ms(), &k);
+    if (rc >= 0)
+        rc = e->code ? order__store_key_done(c, s->rq->user_id, s->rq->idem_key, e->rc_out, e->code,
+                                             s->out->product_id)
+                     : order__store_key_drop(c, s->rq->user_id, s->rq->idem_key);
+    return rc < 0 ? rc : 0;
+}
+
+/* Reads the order back on a connection of the shard (the 201's body). */
+static int load_back(struct saga *s, int tries)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(s->db, &c);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < tries; i++)
+        if ((rc = order__store_load(c, s->order_id, false, &s->out->order)) >= 0)
+            break;
+    db_conn_give(c);
+    return rc;
+}
+
 /* FAILED in one transaction with the outcome on the key (code NULL: a transient failure,
  * the key is dropped instead), then compensation. Returns rc_out unless recording failed. */
 static int fail(struct saga *s, const char *reason, bool retryable, int rc_out, const char *code)
 {
-    static const char *const from[] = {"pending", NULL};
-    struct db_conn *c;
-    int rc = db_conn_take(s->db, &c);
-    if (rc < 0) {
-        order__compensate(s->app, s->order_id); /* may fail too: then the sweep does it */
-        return rc;
-    }
-    if ((rc = db_begin(c)) == 0)
-        rc = order__store_transition(c, s->order_id, "failed", from, reason, retryable, true,
-                                     now_ms());
-    if (rc >= 0)
-        rc = code ? order__store_key_done(c, s->rq->user_id, s->rq->idem_key, rc_out, code,
-                                          s->out->product_id)
-                  : order__store_key_drop(c, s->rq->user_id, s->rq->idem_key);
-    if (rc >= 0)
-        rc = db_commit(c);
-    if (rc < 0)
-        db_rollback(c);
+    struct end_tx e = {
+        .s = s, .reason = reason, .code = code, .retryable = retryable, .rc_out = rc_out};
+    int rc = db_write(s->db, fail_tx, NULL, &e);
     if (rc >= 0 && rc_out == ERR_PAYMENT)
-        rc = order__store_load(c, s->order_id, false, &s->out->order);
-    db_conn_give(c);
+        rc = load_back(s, 1);
     /* Compensation is owed from the commit on; if it fails here the sweep finishes it. */
     order__compensate(s->app, s->order_id);
     if (rc < 0)
@@ -255,27 +287,28 @@ static int fail(struct saga *s, const char *reason, bool retryable, int rc_out, 
     return rc_out;
 }
 
-/* PAID + the outcome in one transaction; the shipment on the same lease. */
-static int paid(struct saga *s)
+static int paid_tx(struct db_conn *c, void *ctx)
 {
     static const char *const from[] = {"pending", NULL};
-    struct db_conn *c;
-    int rc = db_conn_take(s->db, &c);
-    if (rc < 0)
-        return rc;
-    if ((rc = db_begin(c)) == 0)
-        rc = order__store_transition(c, s->order_id, "paid", from, NULL, false, false, now_ms());
+    struct end_tx *e = ctx;
+    struct saga *s = e->s;
+    struct order_known k = known_of(s);
+    int rc = order__store_transition_known(c, s->order_id, "paid", from, NULL, false, false,
+                                           now_ms(), &k);
     if (rc == 0)
         rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
     if (rc > 0)
         rc = order__store_key_done(c, s->rq->user_id, s->rq->idem_key, 0, NULL, 0);
-    if (rc >= 0)
-        rc = db_commit(c);
-    if (rc < 0) {
-        db_rollback(c);
-        db_conn_give(c);
+    return rc < 0 ? rc : 0;
+}
+
+/* PAID + the outcome in one transaction; then the shipment, linked in another. */
+static int paid(struct saga *s)
+{
+    struct end_tx e = {.s = s};
+    int rc = db_write(s->db, paid_tx, NULL, &e);
+    if (rc < 0)
         return rc;
-    }
     /* From here the order is PAID, with its outcome on the key: nothing below may fail or
      * compensate it. A failure only costs this answer; the retry gets the order. */
     s->paid_committed = true;
@@ -283,47 +316,39 @@ static int paid(struct saga *s)
     int src = shipping_create(s->app, s->order_id, s->rq->method, &s->rq->addr, &si);
     if (src == 0) {
         /* A cancel may have won the race since PAID committed: then no label. */
-        if (order__store_attach_shipment(c, s->order_id, si.id) == 0)
+        if (order__store_attach_shipment_now(s->db, s->order_id, si.id) == 0)
             shipping_cancel(s->app, s->order_id);
     } else {
         log_warn("order %lld: creating the shipment failed (%s); the sweep retries",
                  (long long)s->order_id, err_str(src));
     }
     /* Reading the order back is retried: it is the 201's body and order.paid's payload. */
-    for (int i = 0; i < 3; i++)
-        if ((rc = order__store_load(c, s->order_id, false, &s->out->order)) >= 0)
-            break;
-    db_conn_give(c);
-    return rc;
+    return load_back(s, 3);
+}
+
+static int held_tx(struct db_conn *c, void *ctx)
+{
+    struct end_tx *e = ctx;
+    struct saga *s = e->s;
+    int rc =
+        order__store_hold(c, s->order_id, e->fv->score, e->fv->reasons, e->fv->n_reasons, now_ms());
+    if (rc == 0)
+        rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
+    if (rc > 0)
+        rc = order__store_key_done(c, s->rq->user_id, s->rq->idem_key, 0, NULL, 0);
+    return rc < 0 ? rc : 0;
 }
 
 /* ON_HOLD + the outcome in one transaction (the 201 of a held order), then the order read
  * back for the answer. */
 static int held(struct saga *s, const struct fraud_verdict *fv)
 {
-    struct db_conn *c;
-    int rc = db_conn_take(s->db, &c);
+    struct end_tx e = {.s = s, .fv = fv};
+    int rc = db_write(s->db, held_tx, NULL, &e);
     if (rc < 0)
         return rc;
-    if ((rc = db_begin(c)) == 0)
-        rc = order__store_hold(c, s->order_id, fv->score, fv->reasons, fv->n_reasons, now_ms());
-    if (rc == 0)
-        rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
-    if (rc > 0)
-        rc = order__store_key_done(c, s->rq->user_id, s->rq->idem_key, 0, NULL, 0);
-    if (rc >= 0)
-        rc = db_commit(c);
-    if (rc < 0) {
-        db_rollback(c);
-        db_conn_give(c);
-        return rc;
-    }
     s->paid_committed = true; /* recorded: from here only the review decides */
-    for (int i = 0; i < 3; i++)
-        if ((rc = order__store_load(c, s->order_id, false, &s->out->order)) >= 0)
-            break;
-    db_conn_give(c);
-    return rc;
+    return load_back(s, 3);
 }
 
 /* The fraud rules' verdict before the capture. A fraud service that runs here but cannot
@@ -347,6 +372,9 @@ static bool fraud_hold(struct saga *s, struct fraud_verdict *fv)
     }
     return fv->hold;
 }
+
+/* 3: the order, its key and its order.placed event, one intent of the shard's writer. */
+static int create_tx(struct db_conn *c, void *ctx) { return order__store_create(c, ctx); }
 
 /* 1 when a concurrent duplicate won the claim on the key (look it up again), else the
  * final return code. c is held on entry and given back here. */
@@ -389,8 +417,8 @@ static int saga_run(struct saga *s, struct db_conn *c)
                           .card_fp = s->card_fp,
                           .n = s->n,
                           .items = s->items};
-    rc = order__store_create(c, &o);
     db_conn_give(c);
+    rc = db_write(s->db, create_tx, NULL, &o);
     if (rc == ERR_CONFLICT)
         return 1;
     if (rc < 0)

@@ -125,50 +125,68 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
     if (!addr)
         return ERR_NOMEM;
     int64_t now = now_ms();
-    int rc = db_begin(c);
     /* The claim on the key commits with the order: the primary key makes it the lock, so
-     * a concurrent duplicate fails here (ERR_CONFLICT) and waits for our result. */
+     * a concurrent duplicate fails here (ERR_CONFLICT) and waits for our result. The key,
+     * the order, its lines and its history row go in one pipeline (one round trip on
+     * PostgreSQL), the lines as multi-row inserts. */
     struct db_val k[] = {DB_INT(o->user_id), DB_TEXT(o->key), DB_TEXT(o->hash), DB_INT(o->id),
                          DB_INT(now)};
-    if (rc == 0)
-        rc = db_query(
-            c,
-            "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, order_id, "
-            "state, created_at, updated_at) VALUES ($1, $2, $3, $4, 'in_progress', $5, $5)",
-            5, k, NULL);
     struct db_val a[] = {DB_INT(o->id),       DB_INT(o->user_id),  DB_TEXT(o->currency),
                          DB_INT(o->subtotal), DB_INT(o->shipping), DB_INT(o->total),
                          DB_TEXT(o->method),  DB_TEXT(addr),       DB_TEXT(o->brand),
                          DB_TEXT(o->last4),   DB_TEXT(o->key),     DB_INT(now)};
-    if (rc >= 0)
-        rc = db_query(c,
-                      "INSERT INTO orders (id, user_id, status, currency, subtotal, shipping, "
-                      "total, shipping_method, shipping_address, payment_brand, payment_last4, "
-                      "retryable, compensated, idempotency_key, created_at, updated_at) VALUES "
-                      "($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, 0, 1, $11, $12, $12)",
-                      12, a, NULL);
+    struct db_val h[] = {DB_INT(id_new(o->shard)), DB_INT(o->id), DB_INT(now)};
+    enum { LINES_PER_STMT = 20 };
+    struct db_val li[LINES_PER_STMT * 6 * ((CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT)];
+    char lsql[(CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT][160 + LINES_PER_STMT * 40];
+    struct db_stmt st[3 + (CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT];
+    int ns = 0;
+    st[ns++] = (struct db_stmt){
+        .sql = "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, order_id, "
+               "state, created_at, updated_at) VALUES ($1, $2, $3, $4, 'in_progress', $5, $5)",
+        .n = 5,
+        .args = k};
+    st[ns++] = (struct db_stmt){
+        .sql = "INSERT INTO orders (id, user_id, status, currency, subtotal, shipping, "
+               "total, shipping_method, shipping_address, payment_brand, payment_last4, "
+               "retryable, compensated, idempotency_key, created_at, updated_at) VALUES "
+               "($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, 0, 1, $11, $12, $12)",
+        .n = 12,
+        .args = a};
+    int n = o->n < CART_MAX_LINES ? o->n : CART_MAX_LINES;
     json_t *items = json_array();
-    for (int i = 0; rc >= 0 && i < o->n; i++) {
-        const struct order_item *it = &o->items[i];
-        struct db_val li[] = {DB_INT(o->id),          DB_INT(i),
-                              DB_INT(it->product_id), DB_TEXT(it->name),
-                              DB_INT(it->quantity),   DB_INT(it->unit_price)};
-        rc = db_query(c,
-                      "INSERT INTO order_items (order_id, line, product_id, name, quantity, "
-                      "unit_price) VALUES ($1, $2, $3, $4, $5, $6)",
-                      6, li, NULL);
-        char pid[21];
-        json_array_append_new(
-            items, json_pack("{s:s,s:i,s:I}", "product_id", id_format(it->product_id, pid),
-                             "quantity", it->quantity, "unit_price", (json_int_t)it->unit_price));
+    for (int off = 0; off < n; off += LINES_PER_STMT) {
+        int m = n - off < LINES_PER_STMT ? n - off : LINES_PER_STMT;
+        char *q = lsql[off / LINES_PER_STMT];
+        struct db_val *v = &li[off * 6];
+        int len = snprintf(q, sizeof lsql[0],
+                           "INSERT INTO order_items (order_id, line, product_id, name, "
+                           "quantity, unit_price) VALUES ");
+        for (int i = 0; i < m; i++) {
+            const struct order_item *it = &o->items[off + i];
+            v[6 * i] = DB_INT(o->id);
+            v[6 * i + 1] = DB_INT(off + i);
+            v[6 * i + 2] = DB_INT(it->product_id);
+            v[6 * i + 3] = DB_TEXT(it->name);
+            v[6 * i + 4] = DB_INT(it->quantity);
+            v[6 * i + 5] = DB_INT(it->unit_price);
+            len += snprintf(q + len, sizeof lsql[0] - (size_t)len,
+                            "%s($%d, $%d, $%d, $%d, $%d, $%d)", i ? ", " : "", 6 * i + 1, 6 * i + 2,
+                            6 * i + 3, 6 * i + 4, 6 * i + 5, 6 * i + 6);
+            char pid[21];
+            json_array_append_new(items, json_pack("{s:s,s:i,s:I}", "product_id",
+                                                   id_format(it->product_id, pid), "quantity",
+                                                   it->quantity, "unit_price",
+                                                   (json_int_t)it->unit_price));
+        }
+        st[ns++] = (struct db_stmt){.sql = q, .n = 6 * m, .args = v};
     }
-    if (rc >= 0) {
-        struct db_val h[] = {DB_INT(id_new(o->shard)), DB_INT(o->id), DB_INT(now)};
-        rc = db_query(
-            c,
+    st[ns++] = (struct db_stmt){
+        .sql =
             "INSERT INTO order_history (id, order_id, status, at) VALUES ($1, $2, 'pending', $3)",
-            3, h, NULL);
-    }
+        .n = 3,
+        .args = h};
+    int rc = db_query_many(c, st, ns, false);
     if (rc >= 0) {
         char uid[21], oid[21];
         json_t *data =
@@ -184,16 +202,82 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
         json_decref(data);
     }
     json_decref(items);
-    if (rc >= 0)
-        rc = db_commit(c);
-    if (rc < 0)
-        db_rollback(c);
     free(addr);
     return rc < 0 ? rc : 0;
 }
 
 int order__store_transition(struct db_conn *c, int64_t id, const char *to, const char *const *from,
                             const char *reason, bool retryable, bool compensate, int64_t at)
+{
+    return order__store_transition_known(c, id, to, from, reason, retryable, compensate, at, NULL);
+}
+
+/* The event's user, total and (paid, cancelled) lines: from k, else read back. */
+static json_t *transition_data(struct db_conn *c, int64_t id, const char *to, int64_t at,
+                               const struct order_known *k, int *rc_out)
+{
+    char oid[21], uid[21], ts[32];
+    bool lines = !strcmp(to, "paid") || !strcmp(to, "cancelled");
+    json_t *data = NULL;
+    if (k) {
+        data = json_pack("{s:s,s:s,s:s,s:o,s:s}", "order_id", id_format(id, oid), "user_id",
+                         id_format(k->user_id, uid), "status", to, "total",
+                         money(k->total, k->currency), "at", time_format(at, ts));
+        if (data && lines) {
+            json_t *items = json_array();
+            for (int i = 0; i < k->n; i++) {
+                char pid[21];
+                json_array_append_new(items,
+                                      json_pack("{s:s,s:I,s:I}", "product_id",
+                                                id_format(k->items[i].product_id, pid), "quantity",
+                                                (json_int_t)k->items[i].quantity, "unit_price",
+                                                (json_int_t)k->items[i].unit_price));
+            }
+            json_object_set_new(data, "items", items);
+        }
+        *rc_out = data ? 0 : ERR_NOMEM;
+        return data;
+    }
+    /* The event carries the order's new state; read back what the row now says (and the
+     * lines), in one round trip. */
+    struct db_rows *r = NULL, *ir = NULL;
+    struct db_val q[] = {DB_INT(id)};
+    struct db_stmt st[] = {
+        {.sql = "SELECT user_id, currency, total FROM orders WHERE id = $1",
+         .n = 1,
+         .args = q,
+         .out = &r},
+        {.sql = "SELECT product_id, quantity, unit_price FROM order_items WHERE order_id = $1 "
+                "ORDER BY line",
+         .n = 1,
+         .args = q,
+         .out = &ir},
+    };
+    int rc = db_query_many(c, st, lines ? 2 : 1, false);
+    if (rc >= 0 && db_rows_count(r) != 1)
+        rc = ERR_NOTFOUND;
+    if (rc >= 0)
+        data = json_pack("{s:s,s:s,s:s,s:o,s:s}", "order_id", id_format(id, oid), "user_id",
+                         db_get(r, 0, 0), "status", to, "total",
+                         money(db_get_i64(r, 0, 2), db_get(r, 0, 1)), "at", time_format(at, ts));
+    if (data && lines) {
+        /* Paid and cancelled carry the lines: analytics and recommendations count them. */
+        json_t *items = json_array();
+        for (int i = 0; i < db_rows_count(ir); i++)
+            json_array_append_new(items, json_pack("{s:s,s:I,s:I}", "product_id", db_get(ir, i, 0),
+                                                   "quantity", (json_int_t)db_get_i64(ir, i, 1),
+                                                   "unit_price", (json_int_t)db_get_i64(ir, i, 2)));
+        json_object_set_new(data, "items", items);
+    }
+    db_rows_free(r);
+    db_rows_free(ir);
+    *rc_out = rc < 0 ? rc : data ? 0 : ERR_NOMEM;
+    return data;
+}
+
+int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
+                                  const char *const *from, const char *reason, bool retryable,
+                                  bool compensate, int64_t at, const struct order_known *k)
 {
     char sql[512];
     int n = snprintf(sql, sizeof sql,
@@ -220,41 +304,11 @@ int order__store_transition(struct db_conn *c, int64_t id, const char *to, const
         5, h, NULL);
     if (rc < 0)
         return rc;
-    /* The event carries the order's new state; read back what the row now says. */
-    struct db_rows *r = NULL;
-    struct db_val q[] = {DB_INT(id)};
-    rc = db_query(c, "SELECT user_id, currency, total FROM orders WHERE id = $1", 1, q, &r);
-    if (rc < 0)
-        return rc;
-    char oid[21], ts[32];
-    json_t *data =
-        json_pack("{s:s,s:s,s:s,s:o,s:s}", "order_id", id_format(id, oid), "user_id",
-                  db_get(r, 0, 0), "status", to, "total",
-                  money(db_get_i64(r, 0, 2), db_get(r, 0, 1)), "at", time_format(at, ts));
-    db_rows_free(r);
+    json_t *data = transition_data(c, id, to, at, k, &rc);
     if (!data)
-        return ERR_NOMEM;
+        return rc;
     if (reason)
         json_object_set_new(data, "reason", json_string(reason));
-    /* Paid and cancelled carry the lines: analytics and recommendations count them. */
-    if (!strcmp(to, "paid") || !strcmp(to, "cancelled")) {
-        rc =
-            db_query(c,
-                     "SELECT product_id, quantity, unit_price FROM order_items WHERE order_id = $1 "
-                     "ORDER BY line",
-                     1, q, &r);
-        if (rc < 0) {
-            json_decref(data);
-            return rc;
-        }
-        json_t *items = json_array();
-        for (int i = 0; i < db_rows_count(r); i++)
-            json_array_append_new(items, json_pack("{s:s,s:I,s:I}", "product_id", db_get(r, i, 0),
-                                                   "quantity", (json_int_t)db_get_i64(r, i, 1),
-                                                   "unit_price", (json_int_t)db_get_i64(r, i, 2)));
-        db_rows_free(r);
-        json_object_set_new(data, "items", items);
-    }
     char type[32];
     snprintf(type, sizeof type, "order.%s", to);
     rc = outbox_add(c, id_shard(id), "order-events", "order", id, type, data);
@@ -373,6 +427,15 @@ int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment
                     "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
                     "'fulfilling', 'on_hold')",
                     2, a, NULL);
+}
+
+int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment_id)
+{
+    struct db_val a[] = {DB_INT(shipment_id), DB_INT(id)};
+    return db_write_one(db,
+                        "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
+                        "'fulfilling', 'on_hold')",
+                        2, a);
 }
 
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,

@@ -200,12 +200,11 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     copy(p.last4, sizeof p.last4, digits + strlen(digits) - 4);
 
     struct db_conn *c;
-    int rc = db_conn_take(payments_db(app), &c);
-    if (rc < 0)
-        return rc;
-    rc = payment__store_insert(c, &p, provider.name);
+    int rc = payment__store_insert(payments_db(app), &p, provider.name);
     if (rc == ERR_CONFLICT) {
         /* A retry or a concurrent duplicate: return what the first attempt got. */
+        if ((rc = db_conn_take(payments_db(app), &c)) < 0)
+            return rc;
         int64_t deadline = mono_ms() + PAYMENT_WAIT_MS;
         for (;;) {
             rc = payment__store_find(c, "WHERE idempotency_key = $1", DB_TEXT(key), &p);
@@ -227,7 +226,6 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
             return ERR_BUSY;
         return !strcmp(p.status, "failed") ? ERR_PAYMENT : 0;
     }
-    db_conn_give(c);
     if (rc < 0)
         return rc;
 
@@ -239,33 +237,25 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
         pr = (struct payment_provider_result){.ok = false, .retryable = true};
         copy(pr.reason, sizeof pr.reason, "processing_error");
     }
-    if ((rc = db_conn_take(payments_db(app), &c)) < 0)
-        return rc;
     copy(p.status, sizeof p.status, pr.ok ? "authorized" : "failed");
     copy(p.reason, sizeof p.reason, pr.ok ? "" : pr.reason);
     copy(p.ref, sizeof p.ref, pr.ref);
     p.retryable = pr.retryable;
-    rc = db_begin(c);
-    if (rc == 0)
-        rc = payment__store_record_authorize(c, &p);
+    /* The outcome, its operation row and its event: one intent of the group commit. */
+    rc = payment__store_record(payments_db(app), &p, amount);
     if (rc == 1) {
-        rc =
-            payment__store_op(c, &p, "authorize", pr.ok ? "succeeded" : "failed", amount, p.reason);
-        if (rc == 0)
-            rc = payment__store_event(c, &p, pr.ok ? "payment.authorized" : "payment.failed",
-                                      amount);
-        if (rc == 0)
-            rc = db_commit(c);
-        if (rc == 0)
-            metrics_count("emporium_payments_total", p.status);
+        rc = 0;
+        metrics_count("emporium_payments_total", p.status);
     } else if (rc == 0) {
         /* Recovery voided the attempt meanwhile (the order was given up): report what is
          * stored, and release a hold the provider granted after all, so no card keeps one. */
         bool granted = pr.ok;
         char ref[sizeof p.ref];
         copy(ref, sizeof ref, pr.ref);
-        db_rollback(c);
+        if ((rc = db_conn_take(payments_db(app), &c)) < 0)
+            return rc;
         rc = payment__store_find(c, "WHERE id = $1", DB_INT(p.id), &p);
+        db_conn_give(c);
         rc = rc < 0 ? rc : 0;
         pr.ok = !strcmp(p.status, "authorized") || !strcmp(p.status, "captured");
         if (granted && !pr.ok) {
@@ -277,25 +267,32 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
         }
     }
     if (rc < 0)
-        db_rollback(c);
-    db_conn_give(c);
-    if (rc < 0)
         return rc;
     result_fill(&p, out);
     return pr.ok ? 0 : ERR_PAYMENT;
+}
+
+/* The newest payment of an order, on a connection taken for the read: 1 found, 0 not. */
+static int by_order(struct app *app, int64_t order_id, struct payrow *p)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(payments_db(app), &c);
+    if (rc < 0)
+        return rc;
+    rc = payment__store_by_order(c, order_id, p);
+    db_conn_give(c);
+    return rc;
 }
 
 int payment_capture(struct app *app, int64_t order_id)
 {
     if (payment__remote(app))
         return payment__remote_capture(app, order_id);
-    struct db_conn *c;
-    int rc = db_conn_take(payments_db(app), &c);
-    if (rc < 0)
-        return rc;
+    struct db *db = payments_db(app);
     struct payrow p;
+    int rc = 0;
     for (int attempt = 0; attempt < 3; attempt++) {
-        rc = payment__store_by_order(c, order_id, &p);
+        rc = by_order(app, order_id, &p);
         if (rc <= 0) {
             rc = rc < 0 ? rc : ERR_NOTFOUND;
             break;
@@ -308,7 +305,7 @@ int payment_capture(struct app *app, int64_t order_id)
             /* `capturing` is committed before the provider is asked: should recording its
              * answer fail (or the process die), compensation knows the money may have been
              * taken and refunds instead of voiding. */
-            if ((rc = payment__store_mark(c, &p, "authorized", "capturing")) < 0)
+            if ((rc = payment__store_mark(db, &p, "authorized", "capturing")) < 0)
                 break;
             if (rc == 0)
                 continue; /* moved meanwhile: look again */
@@ -321,26 +318,21 @@ int payment_capture(struct app *app, int64_t order_id)
         char key[200];
         snprintf(key, sizeof key, "%s:capture", p.key);
         struct payment_provider_result pr;
-        db_conn_give(c);
         rc = provider.capture(provider.self, key, p.ref, p.amount, &pr);
         bool refused = rc == 0 && !pr.ok;
         if (refused)
             rc = ERR_PAYMENT;
-        int rc2 = db_conn_take(payments_db(app), &c);
-        if (rc2 < 0)
-            return rc2;
         if (refused) /* the provider took nothing: a void will do again */
-            payment__store_mark(c, &p, "capturing", "authorized");
+            payment__store_mark(db, &p, "capturing", "authorized");
         if (rc < 0)
             break; /* unreachable: stays capturing, so compensation refunds */
-        rc = payment__store_transition(c, &p, "capturing", "captured", "capture",
+        rc = payment__store_transition(db, &p, "capturing", "captured", "capture",
                                        "payment.captured", p.amount);
         if (rc != 0) {
             rc = rc < 0 ? rc : 0;
             break;
         }
     }
-    db_conn_give(c);
     return rc;
 }
 
@@ -348,13 +340,11 @@ int payment_cancel(struct app *app, int64_t order_id)
 {
     if (payment__remote(app))
         return payment__remote_cancel(app, order_id);
-    struct db_conn *c;
-    int rc = db_conn_take(payments_db(app), &c);
-    if (rc < 0)
-        return rc;
+    struct db *db = payments_db(app);
     struct payrow p;
+    int rc = 0;
     for (int attempt = 0; attempt < 5; attempt++) {
-        rc = payment__store_by_order(c, order_id, &p);
+        rc = by_order(app, order_id, &p);
         if (rc <= 0)
             break; /* nothing to undo */
         if (!strcmp(p.status, "failed") || !strcmp(p.status, "voided") ||
@@ -365,7 +355,7 @@ int payment_cancel(struct app *app, int64_t order_id)
         if (!strcmp(p.status, "processing")) {
             /* An attempt abandoned by a crash (or still at the provider): void it, so a late
              * answer finds it no longer processing and leaves it alone. */
-            rc = payment__store_transition(c, &p, "processing", "voided", "void", "payment.voided",
+            rc = payment__store_transition(db, &p, "processing", "voided", "void", "payment.voided",
                                            p.amount);
             if (rc != 0) {
                 rc = rc < 0 ? rc : 0;
@@ -380,20 +370,16 @@ int payment_cancel(struct app *app, int64_t order_id)
         char key[200];
         snprintf(key, sizeof key, "%s:%s", p.key, captured ? "refund" : "void");
         struct payment_provider_result pr;
-        db_conn_give(c);
         rc = captured ? provider.refund(provider.self, key, p.ref, p.amount, &pr)
                       : provider.void_auth(provider.self, key, p.ref, &pr);
         if (rc == 0 && !pr.ok)
             rc = ERR_UNAVAILABLE;
-        int rc2 = db_conn_take(payments_db(app), &c);
-        if (rc2 < 0)
-            return rc2;
         if (rc < 0)
             break;
         rc = captured
-                 ? payment__store_transition(c, &p, capturing ? "capturing" : "captured",
+                 ? payment__store_transition(db, &p, capturing ? "capturing" : "captured",
                                              "refunded", "refund", "payment.refunded", p.amount)
-                 : payment__store_transition(c, &p, "authorized", "voided", "void",
+                 : payment__store_transition(db, &p, "authorized", "voided", "void",
                                              "payment.voided", p.amount);
         if (rc != 0) {
             rc = rc < 0 ? rc : 0;
@@ -401,7 +387,6 @@ int payment_cancel(struct app *app, int64_t order_id)
         }
         /* 0: the state moved under us (captured meanwhile); look again. */
     }
-    db_conn_give(c);
     return rc;
 }
 

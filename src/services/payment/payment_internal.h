@@ -54,10 +54,13 @@ struct payrow {
 int payment__store_find(struct db_conn *c, const char *where, struct db_val arg, struct payrow *p);
 /* The newest payment of an order: 1 found, 0 not. */
 int payment__store_by_order(struct db_conn *c, int64_t order_id, struct payrow *p);
-/* The new attempt, status processing (ERR_CONFLICT: the key exists). */
-int payment__store_insert(struct db_conn *c, const struct payrow *p, const char *provider);
+/* The new attempt, status processing, committed (ERR_CONFLICT: the key exists). */
+int payment__store_insert(struct db *db, const struct payrow *p, const char *provider);
 /* The provider's answer on a processing row (in the caller's transaction): rows changed. */
 int payment__store_record_authorize(struct db_conn *c, const struct payrow *p);
+/* The provider's answer (p->status authorized or failed) on the processing row, with its
+ * operation row and event, committed: 1 recorded, 0 when the row was no longer processing. */
+int payment__store_record(struct db *db, const struct payrow *p, int64_t amount);
 /* An operation row (authorize, capture, void, refund) and the payment's outbox event. */
 int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kind,
                       const char *status, int64_t amount, const char *reason);
@@ -65,10 +68,10 @@ int payment__store_event(struct db_conn *c, const struct payrow *p, const char *
                          int64_t amount);
 /* from -> to with its operation row and event, in its own transaction: 1 when this call made
  * the change, 0 when the row was no longer in `from`. */
-int payment__store_transition(struct db_conn *c, struct payrow *p, const char *from, const char *to,
+int payment__store_transition(struct db *db, struct payrow *p, const char *from, const char *to,
                               const char *kind, const char *event, int64_t amount);
-/* from -> to alone (no operation, no event): rows changed. */
-int payment__store_mark(struct db_conn *c, struct payrow *p, const char *from, const char *to);
+/* from -> to alone (no operation, no event), committed: rows changed. */
+int payment__store_mark(struct db *db, struct payrow *p, const char *from, const char *to);
 
 /* The audit view of an order's payments (GET /api/v1/admin/payments). */
 struct payment_op_view {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* payment_store.c — every SQL statement of the payment service, and its schema.
  *
- * Functions run on a connection the caller holds; only payment__store_transition opens and
- * commits its own transaction. Rows come back as struct payrow (payment_internal.h). */
+ * Reads run on a connection the caller holds; the writes that stand alone (insert, record,
+ * transition, mark) take the database and commit as intents of its group-commit writer. Rows come back as struct payrow (payment_internal.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,18 +63,22 @@ int payment__store_by_order(struct db_conn *c, int64_t order_id, struct payrow *
                                p);
 }
 
-int payment__store_insert(struct db_conn *c, const struct payrow *p, const char *provider)
+/* Every write below is one intent of the payments database's group-commit writer
+ * (db_write): on SQLite the payment steps of many concurrent orders commit together. */
+
+int payment__store_insert(struct db *db, const struct payrow *p, const char *provider)
 {
     int64_t now = now_ms();
     struct db_val a[] = {DB_INT(p->id),     DB_INT(p->order_id),  DB_TEXT(p->key),
                          DB_INT(p->amount), DB_TEXT(p->currency), DB_TEXT(p->brand),
                          DB_TEXT(p->last4), DB_TEXT(provider),    DB_INT(now)};
-    return db_query(
-        c,
+    int rc = db_write_one(
+        db,
         "INSERT INTO payments (id, order_id, idempotency_key, status, amount, currency, "
         "brand, last4, provider, retryable, created_at, updated_at) "
         "VALUES ($1, $2, $3, 'processing', $4, $5, $6, $7, $8, 0, $9, $9)",
-        9, a, NULL);
+        9, a);
+    return rc < 0 ? rc : 0;
 }
 
 int payment__store_record_authorize(struct db_conn *c, const struct payrow *p)
@@ -86,6 +90,36 @@ int payment__store_record_authorize(struct db_conn *c, const struct payrow *p)
                     "UPDATE payments SET status = $1, provider_ref = $2, failure_reason = $3, "
                     "retryable = $4, updated_at = $5 WHERE id = $6 AND status = 'processing'",
                     6, u, NULL);
+}
+
+struct record_ctx {
+    const struct payrow *p;
+    int64_t amount;
+    int moved; /* rows the last run changed */
+};
+
+static int record_tx(struct db_conn *c, void *vctx)
+{
+    struct record_ctx *x = vctx;
+    const struct payrow *p = x->p;
+    bool ok = !strcmp(p->status, "authorized");
+    int rc = payment__store_record_authorize(c, p);
+    if (rc < 0)
+        return rc;
+    x->moved = rc;
+    if (rc == 0)
+        return 1; /* no longer processing: nothing to record */
+    rc = payment__store_op(c, p, "authorize", ok ? "succeeded" : "failed", x->amount, p->reason);
+    if (rc == 0)
+        rc = payment__store_event(c, p, ok ? "payment.authorized" : "payment.failed", x->amount);
+    return rc;
+}
+
+int payment__store_record(struct db *db, const struct payrow *p, int64_t amount)
+{
+    struct record_ctx x = {p, amount, 0};
+    int rc = db_write(db, record_tx, NULL, &x);
+    return rc < 0 ? rc : x.moved > 0;
 }
 
 int payment__store_event(struct db_conn *c, const struct payrow *p, const char *type,
@@ -125,42 +159,60 @@ int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kin
     return rc < 0 ? rc : 0;
 }
 
-/* Moves p from `from` to `to` with its operation row and event, in one transaction.
- * Returns 1 when this call made the change, 0 when the row was no longer in `from`. */
-int payment__store_transition(struct db_conn *c, struct payrow *p, const char *from, const char *to,
-                              const char *kind, const char *event, int64_t amount)
-{
-    int rc = db_begin(c);
-    if (rc < 0)
-        return rc;
-    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
-    rc = db_query(c,
-                  "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-                  4, a, NULL);
-    if (rc == 1) {
-        copy(p->status, sizeof p->status, to);
-        rc = payment__store_op(c, p, kind, "succeeded", amount, NULL);
-        if (rc == 0)
-            rc = payment__store_event(c, p, event, amount);
-        if (rc == 0)
-            rc = db_commit(c);
-        if (rc == 0) {
-            /* the outcome counter of /metrics, counted once the move is durable */
-            metrics_count("emporium_payments_total", to);
-            return 1;
-        }
-    }
-    db_rollback(c);
-    return rc < 0 ? rc : 0;
-}
+struct move_ctx {
+    struct payrow *p;
+    const char *from, *to, *kind, *event;
+    int64_t amount;
+    int moved;
+};
 
-/* Moves p from `from` to `to` alone (no operation row, no event): the `capturing` mark. */
-int payment__store_mark(struct db_conn *c, struct payrow *p, const char *from, const char *to)
+static int move_tx(struct db_conn *c, void *vctx)
 {
-    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
+    struct move_ctx *x = vctx;
+    struct payrow *p = x->p;
+    struct db_val a[] = {DB_TEXT(x->to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(x->from)};
     int rc = db_query(
         c, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4", 4, a,
         NULL);
+    if (rc < 0)
+        return rc;
+    x->moved = rc;
+    if (rc == 0)
+        return 1;
+    /* The operation row and the event carry the new status. */
+    char saved[sizeof p->status];
+    memcpy(saved, p->status, sizeof saved);
+    copy(p->status, sizeof p->status, x->to);
+    rc = payment__store_op(c, p, x->kind, "succeeded", x->amount, NULL);
+    if (rc == 0)
+        rc = payment__store_event(c, p, x->event, x->amount);
+    memcpy(p->status, saved, sizeof saved);
+    return rc;
+}
+
+/* Moves p from `from` to `to` with its operation row and event, in one transaction.
+ * Returns 1 when this call made the change, 0 when the row was no longer in `from`. */
+int payment__store_transition(struct db *db, struct payrow *p, const char *from, const char *to,
+                              const char *kind, const char *event, int64_t amount)
+{
+    struct move_ctx x = {p, from, to, kind, event, amount, 0};
+    int rc = db_write(db, move_tx, NULL, &x);
+    if (rc < 0)
+        return rc;
+    if (x.moved <= 0)
+        return 0;
+    copy(p->status, sizeof p->status, to);
+    /* the outcome counter of /metrics, counted once the move is durable */
+    metrics_count("emporium_payments_total", to);
+    return 1;
+}
+
+/* Moves p from `from` to `to` alone (no operation row, no event): the `capturing` mark. */
+int payment__store_mark(struct db *db, struct payrow *p, const char *from, const char *to)
+{
+    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
+    int rc = db_write_one(
+        db, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4", 4, a);
     if (rc == 1)
         copy(p->status, sizeof p->status, to);
     return rc;
