@@ -64,6 +64,8 @@ int user_store_session_delete(struct db_conn *c, const char *token_hash_hex);
 int user_store_session_user(struct db_conn *c, const char *token_hash_hex, int64_t now,
                             int64_t *user_id, enum user_role *role, enum user_tier *tier,
                             int64_t *expires_at);
+/* The generation of the Redis session copies; bump: start a new one first. */
+int user_store_session_generation(struct db_conn *c, bool bump, int64_t *out);
 /* Deletes at most `max` sessions expired at `now`; returns how many. */
 int user_store_sessions_sweep(struct db_conn *c, int64_t now, int max);
 

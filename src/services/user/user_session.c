@@ -2,17 +2,23 @@
 /* user_session.c — sign-in sessions: where they are kept, how a bearer token is resolved,
  * and the cache in front of that.
  *
- * Store. Without Redis a session is a row of the users database's `sessions` table (token
- * SHA-256 hex, user id, expiry). With Redis (EMPORIUM_REDIS_URL / EMPORIUM_REDIS_CLUSTER) a
- * new session is a Redis string `<prefix>sess:{<sha256 hex>}` = "1 <user id> <role> <tier>
- * <expires_at>" with a PX TTL of the session's lifetime (the whole hash is the {tag}, so
- * sessions spread over the cluster's slots); the table is not written. A token not found in
- * Redis is looked up in the table, so sessions opened before an operator turned Redis on
- * stay valid until they expire or log out (and `user bulk-create` tokens, written to the
- * table, work either way). Turning Redis off again forgets the sessions that lived only
- * there: those users sign in again (401, never someone else's identity). With Redis
- * configured but down, resolving a token that is not in the process cache answers
- * ERR_UNAVAILABLE (HTTP 503 with Retry-After), never 401: the session may well exist.
+ * Store. Every session is a row of the users database's `sessions` table (token SHA-256
+ * hex, user id, expiry). With Redis (EMPORIUM_REDIS_URL / EMPORIUM_REDIS_CLUSTER) a new
+ * session is also a Redis string `<prefix>sess:<generation>:{<sha256 hex>}` = "1 <user id>
+ * <role> <tier> <expires_at>" with a PX TTL of the session's lifetime (the whole hash is the
+ * {tag}, so sessions spread over the cluster's slots), written before the row commits. A
+ * lookup asks Redis, and the table only when Redis has no copy: sessions from before Redis
+ * was turned on, `user bulk-create` tokens, and copies Redis lost (a restart without
+ * persistence, a failover) stay valid. Logout deletes the row first, then the copy (a
+ * logout whose copy could not be deleted answers 503 and the client retries), so Redis never
+ * knows a session the database has revoked, except for that moment.
+ *
+ * Turning Redis on or off logs nobody out: the table holds every session. A process that
+ * starts without Redis bumps the generation (table session_store): sessions revoked while
+ * Redis was off may still have copies there, and the next processes with Redis use new keys
+ * (the old ones expire by their TTL). Processes of one deployment must agree on Redis.
+ * With Redis configured but down, a token not in the process cache answers ERR_UNAVAILABLE
+ * (HTTP 503 with Retry-After), never 401; so do login, registration and logout.
  *
  * Cache. A verified session (token hash → user id, role, tier) is kept in this process for
  * at most SESSION_CACHE_MS (5 s), and never past its expiry, in a fixed table of
@@ -65,6 +71,7 @@ struct user_sessions {
     struct redis *redis; /* NULL: sessions in the database */
     char prefix[64];     /* "<EMPORIUM_REDIS_PREFIX>sess:" */
     int64_t started_ms;
+    int64_t generation;         /* of the Redis copies (user_store_session_generation) */
     atomic_uint_fast64_t epoch; /* bumped by every invalidation */
     pthread_mutex_t locks[SESSION_CACHE_LOCKS];
     struct sc_entry slots[SESSION_CACHE_SLOTS];
@@ -151,7 +158,7 @@ static void cache_drop_user(struct user_sessions *s, int64_t user_id)
 
 static void redis_key(const struct user_sessions *s, const char *hex, char *key, size_t cap)
 {
-    snprintf(key, cap, "%s{%s}", s->prefix, hex);
+    snprintf(key, cap, "%s%lld:{%s}", s->prefix, (long long)s->generation, hex);
 }
 
 static int redis_put(struct user_sessions *s, const char *hex, int64_t user_id, enum user_role role,
@@ -240,9 +247,10 @@ int user__session_open(struct app *app, struct db_conn *c, const struct user *u,
     int64_t now = now_ms();
     s->expires_at = now + (int64_t)app_config(app)->session_ttl_hours * 3600 * 1000;
     struct user_sessions *ss = sessions_of(app);
-    int rc = ss && ss->redis && !in_db
-                 ? redis_put(ss, hex, u->id, u->role, u->tier, s->expires_at, now)
-                 : user_store_session_add(c, hex, u->id, now, s->expires_at);
+    /* The row first (the caller commits it after): the database holds every session. */
+    int rc = user_store_session_add(c, hex, u->id, now, s->expires_at);
+    if (rc == 0 && ss && ss->redis && !in_db)
+        rc = redis_put(ss, hex, u->id, u->role, u->tier, s->expires_at, now);
     if (rc < 0)
         sodium_memzero(s->token, sizeof s->token);
     return rc;
@@ -309,14 +317,14 @@ int user_logout(struct app *app, const unsigned char token_hash[32])
     struct user_sessions *ss = sessions_of(app);
     if (ss)
         cache_drop(ss, token_hash);
-    int rc = ss && ss->redis ? redis_del(ss, hex) : 0;
+    struct db_conn *c;
+    int rc = db_conn_take(app_db(app, "users"), &c);
     if (rc < 0)
         return rc;
-    struct db_conn *c;
-    if ((rc = db_conn_take(app_db(app, "users"), &c)) < 0)
-        return rc;
-    /* The row (a session from before Redis, or the only copy without it) and the event that
-     * drops the session from the other processes' caches, in one transaction. */
+    /* The row, and the event that drops the session from the other processes' caches, in
+     * one transaction; then the Redis copy. The database first: a Redis copy without a row
+     * is the only way the two can differ, and a logout that could not delete it fails
+     * (503: the client retries; the token stays valid until then). */
     rc = db_begin(c);
     if (rc == 0)
         rc = user_store_session_delete(c, hex);
@@ -327,6 +335,8 @@ int user_logout(struct app *app, const unsigned char token_hash[32])
     else
         db_rollback(c);
     db_conn_give(c);
+    if (rc == 0 && ss && ss->redis)
+        rc = redis_del(ss, hex);
     if (ss)
         cache_drop(ss, token_hash); /* a lookup that ran meanwhile may have cached it again */
     return rc;
@@ -392,12 +402,22 @@ int user__sessions_init(struct app *app, struct user_ctx *ctx)
     for (int i = 0; i < SESSION_CACHE_LOCKS; i++)
         pthread_mutex_init(&ss->locks[i], NULL);
     ctx->sessions = ss;
+    /* A process without Redis starts a new generation of Redis copies: sessions it revokes
+     * meanwhile would otherwise live on there when Redis is turned on again. */
+    struct db_conn *c;
+    int rc = db_conn_take(app_db(app, "users"), &c);
+    if (rc == 0) {
+        rc = user_store_session_generation(c, ss->redis == NULL, &ss->generation);
+        db_conn_give(c);
+    }
+    if (rc < 0)
+        return rc;
     metrics_counter_declare("emporium_session_cache_total", "result",
                             "Bearer-token lookups answered by the process's session cache (hit) "
                             "or the session store (miss); drop = entries invalidated.");
     if (ss->redis)
-        log_info("user: sessions in Redis (sessions of the database stay valid until they "
-                 "expire)");
+        log_info("user: sessions in Redis (generation %lld), the database's copy behind them",
+                 (long long)ss->generation);
     return bus_subscribe_broadcast("sessions", BUS_TOPIC_CACHE, on_invalidation, ss);
 }
 

@@ -33,6 +33,8 @@ static const struct db_migration user_migrations[] = {
             "CREATE INDEX sessions_expires ON sessions (expires_at);"},
     /* session.revoked events: the other processes drop the session from their cache. */
     {.sql = OUTBOX_MIGRATION},
+    /* The generation of the Redis session copies (user_session.c). */
+    {.sql = "CREATE TABLE session_store (id INTEGER PRIMARY KEY, generation BIGINT NOT NULL);"},
 };
 
 const struct service_db user__dbs[] = {
@@ -182,4 +184,22 @@ int user_store_sessions_sweep(struct db_conn *c, int64_t now, int max)
                     "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions "
                     "WHERE expires_at <= $1 LIMIT $2)",
                     2, args, NULL);
+}
+
+int user_store_session_generation(struct db_conn *c, bool bump, int64_t *out)
+{
+    int rc = 0;
+    if (bump)
+        rc = db_query(c,
+                      "INSERT INTO session_store (id, generation) VALUES (1, 1) ON CONFLICT (id) "
+                      "DO UPDATE SET generation = session_store.generation + 1",
+                      0, NULL, NULL);
+    struct db_rows *rows = NULL;
+    if (rc >= 0)
+        rc = db_query(c, "SELECT generation FROM session_store WHERE id = 1", 0, NULL, &rows);
+    if (rc < 0)
+        return rc;
+    *out = db_rows_count(rows) == 1 ? db_get_i64(rows, 0, 0) : 0;
+    db_rows_free(rows);
+    return 0;
 }
