@@ -105,7 +105,19 @@ void cart__token_hash(const char *token, char out[65])
 
 /* ---------------------------------------------------------------- reading and changing */
 
+struct cart_ctx *cart__ctx(struct app *app) { return app_service_ctx(app, "cart"); }
+
 int cart__get(struct app *app, const struct cart_owner *o, struct cart_view *out)
+{
+    struct cart_ctx *x = cart__ctx(app);
+    if (x && x->mode == CART_MODE_MEM)
+        return cart__mem_get(app, x->mem, o, out);
+    if (x && x->mode == CART_MODE_REDIS)
+        return cart__redis_get(app, x->redis, o, out);
+    return cart__get_db(app, o, out);
+}
+
+int cart__get_db(struct app *app, const struct cart_owner *o, struct cart_view *out)
 {
     out->n = 0;
     struct db_conn *c;
@@ -246,6 +258,119 @@ int cart__change_prepare(struct app *app, struct cart_op *op, enum cart_op_kind 
     return rc < 0 ? rc : 0;
 }
 
+/* ---------------------------------------------------------------- changes in memory */
+
+int cart__view_copy(struct cart_view *dst, const struct cart_view *src)
+{
+    cart__view_clear(dst);
+    if (src->n == 0)
+        return 0;
+    if (!(dst->items = malloc((size_t)src->n * sizeof *dst->items)))
+        return ERR_NOMEM;
+    memcpy(dst->items, src->items, (size_t)src->n * sizeof *dst->items);
+    dst->n = src->n;
+    return 0;
+}
+
+static void view_remove_at(struct cart_view *v, int at)
+{
+    memmove(&v->items[at], &v->items[at + 1], (size_t)(v->n - at - 1) * sizeof *v->items);
+    v->n--;
+}
+
+int cart__apply(struct cart_op *op, struct cart_view *v, int64_t now, bool *changed)
+{
+    *changed = false;
+    op->why->why = CART_REFUSE_NONE;
+    op->gone = false;
+    int at = -1;
+    for (int i = 0; i < v->n && at < 0; i++)
+        if (v->items[i].product_id == op->product_id)
+            at = i;
+    if (op->kind == CART_OP_SET || op->kind == CART_OP_REMOVE) {
+        if (at < 0) {
+            if (op->kind == CART_OP_REMOVE)
+                return 0; /* idempotent */
+            op->why->why = CART_REFUSE_NOT_IN_CART;
+            return ERR_NOTFOUND;
+        }
+        *changed = true;
+        if (op->kind == CART_OP_SET && op->quantity > 0) {
+            v->items[at].quantity = op->quantity;
+            op->line = v->items[at];
+            return 0;
+        }
+        op->line = v->items[at];
+        op->gone = true;
+        view_remove_at(v, at);
+        return 0;
+    }
+    int have = at >= 0 ? v->items[at].quantity : 0;
+    if (at >= 0 && have + op->quantity > CART_MAX_QTY) {
+        op->why->why = CART_REFUSE_LINE_MAX;
+        op->why->have = have;
+        return ERR_INVALID;
+    }
+    for (int i = 0; i < v->n; i++)
+        if (strcmp(v->items[i].currency, op->info.currency) != 0) {
+            op->why->why = CART_REFUSE_CURRENCY;
+            return ERR_CONFLICT;
+        }
+    struct cart_item it = {.product_id = op->product_id,
+                           .quantity = have + op->quantity,
+                           .unit_price = op->info.price};
+    snprintf(it.name, sizeof it.name, "%s", op->info.name);
+    snprintf(it.currency, sizeof it.currency, "%s", op->info.currency);
+    if (at >= 0) { /* the price and name are refreshed; the currency and the place stay */
+        it.added_at = v->items[at].added_at;
+        snprintf(it.currency, sizeof it.currency, "%s", v->items[at].currency);
+        v->items[at] = it;
+    } else {
+        if (v->n >= CART_MAX_LINES) {
+            op->why->why = CART_REFUSE_CART_FULL;
+            return ERR_CONFLICT;
+        }
+        struct cart_item *items = realloc(v->items, (size_t)(v->n + 1) * sizeof *items);
+        if (!items)
+            return ERR_NOMEM;
+        v->items = items;
+        it.added_at = now;
+        int pos = v->n; /* the lines' order: (added_at, product_id) */
+        while (pos > 0 && (items[pos - 1].added_at > it.added_at ||
+                           (items[pos - 1].added_at == it.added_at &&
+                            items[pos - 1].product_id > it.product_id)))
+            pos--;
+        memmove(&items[pos + 1], &items[pos], (size_t)(v->n - pos) * sizeof *items);
+        items[pos] = it;
+        v->n++;
+    }
+    op->line = it;
+    *changed = true;
+    return 0;
+}
+
+int cart__write_line_tx(struct db_conn *c, void *vop)
+{
+    struct cart_op *op = vop;
+    int64_t now = now_ms();
+    int rc;
+    if (op->touch_row && (rc = cart__store_touch(c, &op->owner, now)) < 0)
+        return rc;
+    if (op->gone) {
+        rc = cart__store_line_drop(c, &op->owner, op->product_id);
+        return rc < 0 ? rc : 0;
+    }
+    rc = cart__store_line_put(c, &op->owner, &op->line, now);
+    if (rc == 0) { /* no carts row (yet, or any more) */
+        if ((rc = cart__store_touch(c, &op->owner, now)) < 0)
+            return rc;
+        rc = cart__store_line_put(c, &op->owner, &op->line, now);
+        if (rc == 0)
+            rc = ERR_INTERNAL;
+    }
+    return rc < 0 ? rc : 0;
+}
+
 /* PostgreSQL: an add is one round trip and one commit (cart__store_add_once) rather than
  * the writer-intent transaction of change_tx (six statements, each a round trip there). The
  * refusal, when the line did not change, is read off the cart as it is, in the order
@@ -296,23 +421,37 @@ static bool add_is_once(struct app *app, const struct cart_op *op)
     return op->kind == CART_OP_ADD && db && db_dialect(db) == DB_POSTGRES;
 }
 
-static void change_counted(const struct cart_op *op, int rc)
+void cart__change_counted(const struct cart_op *op, int rc)
 {
     if (op->kind == CART_OP_ADD && rc >= 0 && op->why->why == CART_REFUSE_NONE)
         metrics_count("emporium_cart_adds_total", op->owner.user_id ? "customer" : "guest");
 }
 
+void cart__change_done(struct cart_op *op, int rc)
+{
+    cart__change_counted(op, rc);
+    op->done(op, rc < 0 ? rc : 0);
+}
+
 static void change_done(struct db_write_req *w, int rc)
 {
-    struct cart_op *op = (struct cart_op *)w;
-    change_counted(op, rc);
-    op->done(op, rc < 0 ? rc : 0);
+    cart__change_done((struct cart_op *)w, rc);
 }
 
 int cart__change_submit(struct app *app, struct cart_op *op, cart_op_done_fn done, void *arg)
 {
     op->done = done;
     op->arg = arg;
+    struct cart_ctx *x = cart__ctx(app);
+    if (x && x->mode == CART_MODE_MEM)
+        return cart__mem_change(app, x->mem, op, false);
+    if (x && x->mode == CART_MODE_REDIS)
+        return cart__redis_change(app, x->redis, op, false);
+    return cart__change_submit_db(app, op);
+}
+
+int cart__change_submit_db(struct app *app, struct cart_op *op)
+{
     op->w = (struct db_write_req){.fn = change_tx, .ctx = op, .done = change_done};
     if (add_is_once(app, op)) { /* at once, on this thread, as db_write_submit does there */
         change_done(&op->w, add_once(app, op));
@@ -323,8 +462,18 @@ int cart__change_submit(struct app *app, struct cart_op *op, cart_op_done_fn don
 
 int cart__change_wait(struct app *app, struct cart_op *op)
 {
+    struct cart_ctx *x = cart__ctx(app);
+    if (x && x->mode == CART_MODE_MEM)
+        return cart__mem_change(app, x->mem, op, true);
+    if (x && x->mode == CART_MODE_REDIS)
+        return cart__redis_change(app, x->redis, op, true);
+    return cart__change_wait_db(app, op);
+}
+
+int cart__change_wait_db(struct app *app, struct cart_op *op)
+{
     int rc = add_is_once(app, op) ? add_once(app, op) : cart__tx(app, change_tx, op);
-    change_counted(op, rc);
+    cart__change_counted(op, rc);
     return rc < 0 ? rc : 0;
 }
 
@@ -355,6 +504,49 @@ int cart__remove(struct app *app, const struct cart_owner *o, int64_t product_id
 {
     struct cart_refusal_info why;
     return change_run(app, CART_OP_REMOVE, o, product_id, 0, out, &why);
+}
+
+/* ---------------------------------------------------------------- writes beside the changes */
+
+/* The client interface and the merge write the database directly (cart__tx): with carts in
+ * memory they run with the cart held and then forget it there; with carts in Redis the
+ * database write moves the cart's revision past any change in flight (cart__store_lock) and
+ * the Redis copy is then deleted, so the next use reads the cart again. */
+struct held {
+    struct app *app;
+    cart_tx_fn fn;
+    void *ctx;
+};
+
+static int held_tx(void *vh)
+{
+    struct held *h = vh;
+    return cart__tx(h->app, h->fn, h->ctx);
+}
+
+static int nothing(void *unused)
+{
+    (void)unused;
+    return 0;
+}
+
+static void forget(struct app *app, const struct cart_owner *o)
+{
+    struct cart_ctx *x = cart__ctx(app);
+    if (x && x->mode == CART_MODE_REDIS)
+        cart__redis_forget(x->redis, o);
+    else if (x && x->mode == CART_MODE_MEM)
+        cart__mem_locked(x->mem, o, nothing, NULL);
+}
+
+static int held_run(struct app *app, const struct cart_owner *o, int (*fn)(void *ctx), void *ctx)
+{
+    struct cart_ctx *x = cart__ctx(app);
+    if (x && x->mode == CART_MODE_MEM)
+        return cart__mem_locked(x->mem, o, fn, ctx);
+    int rc = fn(ctx);
+    forget(app, o);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- merge on login */
@@ -409,6 +601,8 @@ static int merge_tx(struct db_conn *c, void *vctx)
     return rc < 0 ? rc : 0;
 }
 
+static int merge_run(void *vh) { return held_tx(vh); }
+
 static void merge_hook(struct app *app, int64_t user_id, const char *token)
 {
     if (!token || !cart__token_valid(token) || user_id <= 0)
@@ -421,7 +615,9 @@ static void merge_hook(struct app *app, int64_t user_id, const char *token)
                   (long long)user_id);
         return;
     }
-    int rc = cart__tx(app, merge_tx, &m);
+    int rc = held_run(app, &(struct cart_owner){.user_id = user_id}, merge_run,
+                      &(struct held){app, merge_tx, &m});
+    forget(app, &m.guest);
     if (rc < 0)
         log_error("cart: merging a guest cart into user %lld failed: %s", (long long)user_id,
                   err_str(rc));
@@ -453,6 +649,9 @@ static void sweep_guests(struct app *app, void *ctx)
     db_conn_give(c);
     if (rc < 0)
         log_warn("cart: the guest cart sweep failed: %s", err_str(rc));
+    struct cart_ctx *x = cart__ctx(app);
+    if (total > 0 && x && x->mode == CART_MODE_MEM)
+        cart__mem_forget_guests(x->mem); /* idle for days: none is in use */
     if (total > 0)
         log_event("cart.guests_swept", LOG_I("carts", total), LOG_I("ttl_days", guest_ttl_days));
 }
@@ -499,12 +698,30 @@ static int lines_tx(struct db_conn *c, void *vctx)
     return rc < 0 ? rc : 0;
 }
 
+struct lines_run_ctx {
+    struct app *app;
+    struct lines_ctx *x;
+};
+static int lines_held(void *vr);
+
 static int lines_run(struct app *app, int64_t user_id, int what, const struct cart_line *lines,
                      int n)
 {
     if (n < 0 || (n > 0 && !lines))
         return ERR_INVALID;
     struct lines_ctx x = {.user_id = user_id, .what = what, .lines = lines, .n = n};
+    struct lines_run_ctx r = {app, &x};
+    return held_run(app, &(struct cart_owner){.user_id = user_id}, lines_held, &r);
+}
+
+static int lines_held(void *vr)
+{
+    struct lines_run_ctx *r = vr;
+    struct app *app = r->app;
+    struct lines_ctx *x = r->x;
+    int64_t user_id = x->user_id;
+    int what = (int)x->what, n = x->n;
+    const struct cart_line *lines = x->lines;
     struct db *db = app_db(app, "carts");
     if (what == LINES_SUBTRACT && n > 0 && db && db_dialect(db) == DB_POSTGRES) {
         /* One round trip and one commit after each order rather than a transaction of a
@@ -519,7 +736,7 @@ static int lines_run(struct app *app, int64_t user_id, int what, const struct ca
         }
         return rc;
     }
-    return what == LINES_CLEAR || n ? cart__tx(app, lines_tx, &x) : 0;
+    return what == LINES_CLEAR || n ? cart__tx(app, lines_tx, x) : 0;
 }
 
 int cart_clear(struct app *app, int64_t user_id)
@@ -547,10 +764,42 @@ int cart__init(struct app *app)
     int rc = secret_init(app);
     if (rc < 0)
         return rc;
+    struct cart_ctx *x = calloc(1, sizeof *x);
+    if (!x)
+        return ERR_NOMEM;
+    struct db *db = app_db(app, "carts");
+    x->mode = app_redis(app)                      ? CART_MODE_REDIS
+              : db && db_dialect(db) == DB_SQLITE ? CART_MODE_MEM
+                                                  : CART_MODE_DB;
+    if (x->mode == CART_MODE_MEM)
+        rc = cart__mem_new(&x->mem);
+    else if (x->mode == CART_MODE_REDIS)
+        rc = cart__redis_new(app, &x->redis);
+    if (rc == 0)
+        rc = app_set_service_ctx(app, "cart", x);
+    if (rc < 0) {
+        cart__mem_free(x->mem);
+        cart__redis_free(x->redis);
+        free(x);
+        return rc;
+    }
     if ((rc = user_add_login_hook(merge_hook)) < 0)
+        return rc;
+    if (x->mode == CART_MODE_MEM &&
+        (rc = timer_add(app, "cart.mem_trim", 60 * 1000, cart__mem_trim, x->mem)) < 0)
         return rc;
     /* First right after `serve` starts, then hourly: a TTL in days needs no finer grain. */
     return timer_add(app, "cart.guest_sweep", 3600 * 1000, sweep_guests, NULL);
 }
 
-void cart__deinit(struct app *app) { sodium_memzero(token_key, sizeof token_key); }
+void cart__deinit(struct app *app)
+{
+    sodium_memzero(token_key, sizeof token_key);
+    struct cart_ctx *x = cart__ctx(app);
+    if (x) {
+        cart__mem_free(x->mem);
+        cart__redis_free(x->redis);
+        free(x);
+        app_set_service_ctx(app, "cart", NULL);
+    }
+}

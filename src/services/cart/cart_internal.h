@@ -91,6 +91,15 @@ typedef void (*cart_op_done_fn)(struct cart_op *op, int rc);
 struct cart_op {
     struct db_write_req w;
     enum cart_op_kind kind;
+    /* cart_mem.c / cart_redis.c: the state the durable write brings the database to */
+    struct cart_item line; /* the changed line after the change */
+    bool gone;             /* ... or: the line was removed */
+    bool touch_row;        /* upsert the carts row (new, or updated_at an hour old) */
+    int64_t rev;           /* Redis: the cart's revision after the change */
+    int64_t db_rev;        /* Redis: the revision the database held (write not applied) */
+    bool applied;          /* Redis: the snapshot was written */
+    struct cart_view snap; /* Redis: the whole cart after the change */
+    void *entry;           /* cart_mem.c: the cart in memory */
     struct cart_owner owner;
     int64_t product_id;
     int quantity;
@@ -106,6 +115,61 @@ int cart__change_prepare(struct app *app, struct cart_op *op, enum cart_op_kind 
 int cart__change_submit(struct app *app, struct cart_op *op, cart_op_done_fn done, void *arg);
 /* Or: runs the prepared change and waits for its commit; returns what cart__add() does. */
 int cart__change_wait(struct app *app, struct cart_op *op);
+
+/* Where carts live (chosen at init): the database alone (PostgreSQL without Redis: several
+ * processes may share it), the database behind an in-memory state (embedded SQLite: this
+ * process is the only writer), or Redis with the database behind it. */
+enum cart_mode { CART_MODE_DB, CART_MODE_MEM, CART_MODE_REDIS };
+struct cart_mem;
+struct cart_redis;
+struct cart_ctx {
+    enum cart_mode mode;
+    struct cart_mem *mem;
+    struct cart_redis *redis;
+};
+struct cart_ctx *cart__ctx(struct app *app);
+
+/* Applies a prepared change to the view v in memory, with the checks change_tx makes (the
+ * same refusals in *op->why, the same ERR_*). *changed says whether anything changed; then
+ * op->line / op->gone say what the line became. */
+int cart__apply(struct cart_op *op, struct cart_view *v, int64_t now, bool *changed);
+/* The durable write of an applied change (op->line / op->gone, op->touch_row): an intent
+ * function of the carts writer. */
+int cart__write_line_tx(struct db_conn *c, void *vop);
+int cart__view_copy(struct cart_view *dst, const struct cart_view *src);
+/* The database path (CART_MODE_DB, and beyond the memory bounds). */
+int cart__get_db(struct app *app, const struct cart_owner *o, struct cart_view *out);
+int cart__change_submit_db(struct app *app, struct cart_op *op);
+int cart__change_wait_db(struct app *app, struct cart_op *op);
+/* Counts a successful add and calls op->done(op, rc). */
+void cart__change_done(struct cart_op *op, int rc);
+void cart__change_counted(const struct cart_op *op, int rc);
+
+/* --- cart_mem.c: the in-memory state (CART_MODE_MEM) --- */
+int cart__mem_new(struct cart_mem **out);
+void cart__mem_free(struct cart_mem *m);
+int cart__mem_get(struct app *app, struct cart_mem *m, const struct cart_owner *o,
+                  struct cart_view *out);
+/* Applies the prepared op in memory and queues its durable write; done(op, rc) once, as
+ * cart__change_submit() says. wait: the same, waited for on this thread. */
+int cart__mem_change(struct app *app, struct cart_mem *m, struct cart_op *op, bool wait);
+/* Runs fn(ctx) (a blocking database change of the owner's cart) with the owner's cart held,
+ * then forgets the cart in memory (the next use reads it again). */
+int cart__mem_locked(struct cart_mem *m, const struct cart_owner *o, int (*fn)(void *ctx),
+                     void *ctx);
+/* Forgets every guest cart without writes in flight (after the guest sweep). */
+void cart__mem_forget_guests(struct cart_mem *m);
+/* Timer job: drops carts idle for a while (memory is bounded by count and lines too). */
+void cart__mem_trim(struct app *app, void *ctx);
+
+/* --- cart_redis.c: carts in Redis (CART_MODE_REDIS) --- */
+int cart__redis_new(struct app *app, struct cart_redis **out);
+void cart__redis_free(struct cart_redis *r); /* NULL is a no-op */
+int cart__redis_get(struct app *app, struct cart_redis *r, const struct cart_owner *o,
+                    struct cart_view *out);
+int cart__redis_change(struct app *app, struct cart_redis *r, struct cart_op *op, bool wait);
+/* Deletes the Redis copy of the owner's cart (the next use reads the database). */
+void cart__redis_forget(struct cart_redis *r, const struct cart_owner *o);
 
 /* --- store (cart_store.c): SQL only --- */
 
@@ -152,6 +216,19 @@ int cart__store_user_lines(struct db_conn *c, int64_t user_id, struct cart_line 
  * the cart row locked first, in one round trip and one transaction of its own. */
 int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
                                    const struct cart_line *lines, int n);
+/* Upserts the owner's carts row (created, or updated_at = now). */
+int cart__store_touch(struct db_conn *c, const struct cart_owner *o, int64_t now);
+/* Sets the owner's line to it (inserted or replaced: quantity, name, price; the currency and
+ * added_at of an existing line stay). Returns rows changed: 0 when the owner has no cart row. */
+int cart__store_line_put(struct db_conn *c, const struct cart_owner *o, const struct cart_item *it,
+                         int64_t now);
+int cart__store_line_drop(struct db_conn *c, const struct cart_owner *o, int64_t product_id);
+/* Writes the whole cart v as revision rev unless the database holds rev or a later one
+ * (*applied false, *db_rev = the revision it holds); creates the carts row if needed. */
+int cart__store_snapshot(struct db_conn *c, const struct cart_owner *o, int64_t rev,
+                         const struct cart_view *v, int64_t now, bool *applied, int64_t *db_rev);
+/* The revision of the owner's cart (-1 when it has no row). */
+int cart__store_rev(struct db_conn *c, const struct cart_owner *o, int64_t *rev);
 /* Stores hex as the token secret unless one exists, then reads the one in force. */
 int cart__store_secret(struct db_conn *c, const char *hex, char *out, size_t cap);
 /* Deletes up to batch guest carts (and their lines) last changed before cutoff, in one

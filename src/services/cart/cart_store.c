@@ -74,7 +74,9 @@ int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create,
 {
     int64_t now = now_ms();
     char sql[128];
-    snprintf(sql, sizeof sql, "UPDATE carts SET updated_at = $2 WHERE %s = $1 RETURNING id",
+    /* rev: past any change of a Redis copy in flight (cart_redis.c) */
+    snprintf(sql, sizeof sql,
+             "UPDATE carts SET updated_at = $2, rev = rev + 1000000 WHERE %s = $1 RETURNING id",
              owner_col(o));
     struct db_val a[] = {owner_val(o), DB_INT(now)};
     int rc = lock_row(c, sql, a, cart_id);
@@ -344,7 +346,9 @@ int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
         struct db_val la[] = {DB_INT(user_id), DB_INT(now_ms())};
         struct db_val da[] = {DB_INT(user_id), DB_TEXT(pids), DB_TEXT(qtys), DB_INT(now_ms())};
         struct db_stmt st[] = {
-            {.sql = "UPDATE carts SET updated_at = $2 WHERE user_id = $1", .n = 2, .args = la},
+            {.sql = "UPDATE carts SET updated_at = $2, rev = rev + 1000000 WHERE user_id = $1",
+             .n = 2,
+             .args = la},
             {.sql = "DELETE FROM cart_items i USING carts c, unnest(CAST($2 AS BIGINT[]), "
                     "CAST($3 AS INTEGER[])) AS l(pid, q) WHERE c.user_id = $1 AND i.cart_id = c.id "
                     "AND i.product_id = l.pid AND i.quantity <= l.q",
@@ -362,6 +366,126 @@ int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
     free(pids);
     free(qtys);
     return rc;
+}
+
+int cart__store_touch(struct db_conn *c, const struct cart_owner *o, int64_t now)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
+             "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (%s) DO UPDATE SET updated_at = "
+             "excluded.updated_at",
+             owner_col(o));
+    struct db_val a[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
+                         o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
+    int rc = db_query(c, sql, 4, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int cart__store_line_put(struct db_conn *c, const struct cart_owner *o, const struct cart_item *it,
+                         int64_t now)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price, currency, "
+             "added_at, updated_at) SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM carts WHERE %s = $1 "
+             "ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = excluded.quantity, "
+             "name = excluded.name, unit_price = excluded.unit_price, updated_at = "
+             "excluded.updated_at",
+             owner_col(o));
+    struct db_val a[] = {
+        owner_val(o),           DB_INT(it->product_id), DB_TEXT(it->name),    DB_INT(it->quantity),
+        DB_INT(it->unit_price), DB_TEXT(it->currency),  DB_INT(it->added_at), DB_INT(now)};
+    return changed(db_query(c, sql, 8, a, NULL));
+}
+
+int cart__store_line_drop(struct db_conn *c, const struct cart_owner *o, int64_t product_id)
+{
+    char sql[192];
+    snprintf(sql, sizeof sql,
+             "DELETE FROM cart_items WHERE cart_id = (SELECT id FROM carts WHERE %s = $1) AND "
+             "product_id = $2",
+             owner_col(o));
+    struct db_val a[] = {owner_val(o), DB_INT(product_id)};
+    return changed(db_query(c, sql, 2, a, NULL));
+}
+
+int cart__store_snapshot(struct db_conn *c, const struct cart_owner *o, int64_t rev,
+                         const struct cart_view *v, int64_t now, bool *applied, int64_t *db_rev)
+{
+    *applied = false;
+    const char *col = owner_col(o);
+    char sql[200];
+    struct db_val ia[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
+                          o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
+    int rc = db_query(c,
+                      "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
+                      "VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
+                      4, ia, NULL);
+    if (rc < 0)
+        return rc;
+    snprintf(sql, sizeof sql,
+             "UPDATE carts SET rev = $2, updated_at = $3 WHERE %s = $1 AND rev < $2 RETURNING id",
+             col);
+    struct db_val ua[] = {owner_val(o), DB_INT(rev), DB_INT(now)};
+    struct db_rows *r = NULL;
+    if ((rc = db_query(c, sql, 3, ua, &r)) < 0)
+        return rc;
+    int64_t cart_id = db_rows_count(r) == 1 ? db_get_i64(r, 0, 0) : 0;
+    db_rows_free(r);
+    if (!cart_id) { /* the database holds this revision or a later one */
+        snprintf(sql, sizeof sql, "SELECT rev FROM carts WHERE %s = $1", col);
+        r = NULL;
+        if ((rc = db_query(c, sql, 1, ua, &r)) < 0)
+            return rc;
+        *db_rev = db_rows_count(r) == 1 ? db_get_i64(r, 0, 0) : 0;
+        db_rows_free(r);
+        return 0;
+    }
+    if ((rc = cart__store_clear(c, cart_id)) < 0)
+        return rc;
+    /* The lines, 25 to a statement. */
+    for (int at = 0; at < v->n; at += 25) {
+        int k = v->n - at < 25 ? v->n - at : 25;
+        char ins[2048];
+        struct db_val a[25 * 7];
+        int len = snprintf(ins, sizeof ins,
+                           "INSERT INTO cart_items (cart_id, product_id, name, quantity, "
+                           "unit_price, currency, added_at, updated_at) VALUES ");
+        for (int i = 0; i < k; i++) {
+            const struct cart_item *it = &v->items[at + i];
+            int p = i * 7;
+            len += snprintf(ins + len, sizeof ins - (size_t)len,
+                            "%s($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", i ? ", " : "", p + 1,
+                            p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 7);
+            a[p] = DB_INT(cart_id);
+            a[p + 1] = DB_INT(it->product_id);
+            a[p + 2] = DB_TEXT(it->name);
+            a[p + 3] = DB_INT(it->quantity);
+            a[p + 4] = DB_INT(it->unit_price);
+            a[p + 5] = DB_TEXT(it->currency);
+            a[p + 6] = DB_INT(it->added_at);
+        }
+        if ((rc = db_query(c, ins, k * 7, a, NULL)) < 0)
+            return rc;
+    }
+    *applied = true;
+    *db_rev = rev;
+    return 0;
+}
+
+int cart__store_rev(struct db_conn *c, const struct cart_owner *o, int64_t *rev)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT rev FROM carts WHERE %s = $1", owner_col(o));
+    struct db_val a[] = {owner_val(o)};
+    struct db_rows *r = NULL;
+    int rc = db_query(c, sql, 1, a, &r);
+    if (rc < 0)
+        return rc;
+    *rev = db_rows_count(r) == 1 ? db_get_i64(r, 0, 0) : -1;
+    db_rows_free(r);
+    return 0;
 }
 
 int cart__store_secret(struct db_conn *c, const char *hex, char *out, size_t cap)
@@ -444,6 +568,8 @@ static const struct db_migration cart_migrations[] = {
             "CREATE TABLE cart_secret ("
             " id INTEGER PRIMARY KEY,"
             " secret TEXT NOT NULL);"},
+    /* Carts in Redis (cart_redis.c): the revision of the cart the database holds. */
+    {.sql = "ALTER TABLE carts ADD COLUMN rev BIGINT NOT NULL DEFAULT 0;"},
 };
 
 const struct service_db cart__dbs[] = {

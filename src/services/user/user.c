@@ -30,12 +30,6 @@
 
 #define PW_OPSLIMIT 2
 #define PW_MEMLIMIT (19u * 1024 * 1024)
-#define SWEEP_BATCH 5000
-
-/* The service's state, kept in the app (app_service_ctx). */
-struct user_ctx {
-    struct ratelimit *throttle; /* failed-login buckets */
-};
 
 /* Process-wide, computed once: a hash to burn the same time on for an unknown email. */
 static char dummy_hash[crypto_pwhash_STRBYTES];
@@ -155,33 +149,6 @@ int user__normalize_email(const char *in, char out[USER_EMAIL_MAX + 1])
     return 0;
 }
 
-static void token_hash_hex(const char *token, char hex[65], unsigned char raw[32])
-{
-    unsigned char h[32];
-    crypto_hash_sha256(h, (const unsigned char *)token, strlen(token));
-    sodium_bin2hex(hex, 65, h, 32);
-    if (raw)
-        memcpy(raw, h, 32);
-}
-
-/* A new session for user_id on c; the token goes to *s. */
-static int session_open(struct app *app, struct db_conn *c, int64_t user_id, struct user_session *s)
-{
-    unsigned char raw[32];
-    randombytes_buf(raw, sizeof raw);
-    sodium_bin2base64(s->token, sizeof s->token, raw, sizeof raw,
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    sodium_memzero(raw, sizeof raw);
-    char hex[65];
-    token_hash_hex(s->token, hex, NULL);
-    int64_t now = now_ms();
-    s->expires_at = now + (int64_t)app_config(app)->session_ttl_hours * 3600 * 1000;
-    int rc = user_store_session_add(c, hex, user_id, now, s->expires_at);
-    if (rc < 0)
-        sodium_memzero(s->token, sizeof s->token);
-    return rc;
-}
-
 /* --- throttling --- */
 
 enum { T_PAIR, T_ADDR, T_ACCOUNT };
@@ -287,7 +254,7 @@ int user_create(struct app *app, const struct user_new *in, struct user *out,
     if (rc == 0)
         rc = user_store_insert(c, &u, hash);
     if (rc == 0 && session)
-        rc = session_open(app, c, u.id, session);
+        rc = user__session_open(app, c, &u, false, session);
     if (rc == 0)
         rc = db_commit(c);
     else
@@ -350,20 +317,7 @@ int user_login(struct app *app, const char *email, const char *password, const c
     }
     if ((rc = db_conn_take(app_db(app, "users"), &c)) < 0)
         return rc;
-    rc = session_open(app, c, out->user.id, out);
-    db_conn_give(c);
-    return rc;
-}
-
-int user_logout(struct app *app, const unsigned char token_hash[32])
-{
-    char hex[65];
-    sodium_bin2hex(hex, sizeof hex, token_hash, 32);
-    struct db_conn *c;
-    int rc = db_conn_take(app_db(app, "users"), &c);
-    if (rc < 0)
-        return rc;
-    rc = user_store_session_delete(c, hex);
+    rc = user__session_open(app, c, &out->user, false, out);
     db_conn_give(c);
     return rc;
 }
@@ -416,7 +370,7 @@ int user_bulk_create(struct app *app, long count, const char *fmt, const char *p
             (*created)++;
         if (rc >= 0 && tf) {
             struct user_session s;
-            rc = session_open(app, c, u.id, &s);
+            rc = user__session_open(app, c, &u, true, &s);
             if (rc >= 0)
                 fprintf(tf, "%s\n", s.token);
             sodium_memzero(s.token, sizeof s.token);
@@ -434,43 +388,10 @@ int user_bulk_create(struct app *app, long count, const char *fmt, const char *p
 
 /* --- for the app: the authenticator and the sweep --- */
 
-/* Resolves a bearer token (registered with app_set_authenticator). */
+/* Resolves a bearer token (registered with app_set_authenticator): user_session.c. */
 static int user_authenticate(struct app *app, const char *token, struct app_identity *out)
 {
-    size_t n = strlen(token);
-    if (n < 20 || n > 128)
-        return ERR_UNAUTHORIZED;
-    char hex[65];
-    token_hash_hex(token, hex, out->token_hash);
-    struct db_conn *c;
-    int rc = db_conn_take(app_db(app, "users"), &c);
-    if (rc < 0)
-        return rc;
-    enum user_role role;
-    enum user_tier tier;
-    rc = user_store_session_user(c, hex, now_ms(), &out->user_id, &role, &tier);
-    db_conn_give(c);
-    if (rc == ERR_NOTFOUND)
-        return ERR_UNAUTHORIZED;
-    if (rc < 0)
-        return rc;
-    out->admin = role == USER_ROLE_ADMIN;
-    out->premium = tier == USER_TIER_PREMIUM;
-    return 0;
-}
-
-/* Timer job: deletes expired sessions, a bounded batch per run (the next run takes more). */
-static void session_sweep(struct app *app, void *unused)
-{
-    struct db_conn *c;
-    if (db_conn_take(app_db(app, "users"), &c) < 0)
-        return;
-    int rc = user_store_sessions_sweep(c, now_ms(), SWEEP_BATCH);
-    db_conn_give(c);
-    if (rc < 0)
-        log_warn("user: sweeping expired sessions failed: %s", err_str(rc));
-    else if (rc > 0)
-        log_event("user.sessions_expired", LOG_I("deleted", rc));
+    return user__session_lookup(app, token, out);
 }
 
 int user__init(struct app *app)
@@ -485,10 +406,12 @@ int user__init(struct app *app)
         free(ctx);
         return rc;
     }
-    rc = app_set_authenticator(app, user_authenticate);
+    rc = user__sessions_init(app, ctx);
+    if (rc == 0)
+        rc = app_set_authenticator(app, user_authenticate);
     if (rc == 0)
         rc = timer_add(app, "user.session_sweep", app_config(app)->session_sweep_seconds * 1000,
-                       session_sweep, NULL);
+                       user__session_sweep, NULL);
     if (rc < 0)
         user__deinit(app); /* app_new() only deinits the services whose init() succeeded */
     return rc;
@@ -500,6 +423,7 @@ void user__deinit(struct app *app)
     struct user_ctx *ctx = ctx_of(app);
     if (ctx) {
         ratelimit_free(ctx->throttle);
+        user__sessions_deinit(ctx);
         free(ctx);
         app_set_service_ctx(app, "user", NULL);
     }

@@ -9,10 +9,20 @@
 #include "emporium/db.h"
 #include "emporium/svc/user.h"
 
+#define SESSION_CACHE_MS 5000 /* how long a process trusts a verified session */
+
 struct app;
 struct app_identity;
 struct cli_command;
 struct service_db;
+
+/* The service's state, kept in the app (app_service_ctx). */
+struct user_sessions;
+struct app_identity;
+struct user_ctx {
+    struct ratelimit *throttle;     /* failed-login buckets */
+    struct user_sessions *sessions; /* user_session.c */
+};
 
 /* --- user.c (domain) --- */
 int user__init(struct app *app);
@@ -21,6 +31,21 @@ void user__deinit(struct app *app);
 int user__verify_token(struct app *app, const char *token, struct app_identity *out);
 /* Trims and lower-cases an email address; ERR_INVALID when it is not one. */
 int user__normalize_email(const char *in, char out[USER_EMAIL_MAX + 1]);
+
+/* --- user_session.c: the session store (database or Redis) and the process cache --- */
+int user__sessions_init(struct app *app, struct user_ctx *ctx);
+void user__sessions_deinit(struct user_ctx *ctx);
+/* SHA-256 of a token: hex, and the raw bytes when raw != NULL. */
+void user__token_hash(const char *token, char hex[65], unsigned char raw[32]);
+/* A new session for u into *s: in Redis when configured (unless in_db), else a row on c. */
+int user__session_open(struct app *app, struct db_conn *c, const struct user *u, bool in_db,
+                       struct user_session *s);
+/* The authenticator: ERR_UNAUTHORIZED (unknown, expired), ERR_UNAVAILABLE (store down). */
+int user__session_lookup(struct app *app, const char *token, struct app_identity *out);
+/* Drops every cached session of user_id here, and writes the event that drops them in the
+ * other processes (on c, inside the caller's transaction): for a password or role change. */
+int user__sessions_forget_user(struct app *app, struct db_conn *c, int64_t user_id);
+void user__session_sweep(struct app *app, void *unused);
 
 /* --- user_store.c (SQL) --- the caller holds the connection. */
 #define USER_HASH_MAX 128 /* crypto_pwhash_STRBYTES */
@@ -40,7 +65,10 @@ int user_store_session_add(struct db_conn *c, const char *token_hash_hex, int64_
 int user_store_session_delete(struct db_conn *c, const char *token_hash_hex);
 /* The unexpired session's account: ERR_NOTFOUND when none. */
 int user_store_session_user(struct db_conn *c, const char *token_hash_hex, int64_t now,
-                            int64_t *user_id, enum user_role *role, enum user_tier *tier);
+                            int64_t *user_id, enum user_role *role, enum user_tier *tier,
+                            int64_t *expires_at);
+/* The generation of the Redis session copies; bump: start a new one first. */
+int user_store_session_generation(struct db_conn *c, bool bump, int64_t *out);
 /* Deletes at most `max` sessions expired at `now`; returns how many. */
 int user_store_sessions_sweep(struct db_conn *c, int64_t now, int max);
 

@@ -9,6 +9,7 @@
 
 #include "emporium/db.h"
 #include "emporium/err.h"
+#include "emporium/outbox.h"
 #define EMPORIUM_SERVICE_NO_HTTP /* the store knows nothing of HTTP */
 #include "emporium/service.h"
 #include "user_internal.h"
@@ -30,6 +31,10 @@ static const struct db_migration user_migrations[] = {
             " expires_at BIGINT NOT NULL);"
             "CREATE INDEX sessions_user ON sessions (user_id);"
             "CREATE INDEX sessions_expires ON sessions (expires_at);"},
+    /* session.revoked events: the other processes drop the session from their cache. */
+    {.sql = OUTBOX_MIGRATION},
+    /* The generation of the Redis session copies (user_session.c). */
+    {.sql = "CREATE TABLE session_store (id INTEGER PRIMARY KEY, generation BIGINT NOT NULL);"},
 };
 
 const struct service_db user__dbs[] = {
@@ -148,15 +153,16 @@ int user_store_session_delete(struct db_conn *c, const char *token_hash_hex)
 }
 
 int user_store_session_user(struct db_conn *c, const char *token_hash_hex, int64_t now,
-                            int64_t *user_id, enum user_role *role, enum user_tier *tier)
+                            int64_t *user_id, enum user_role *role, enum user_tier *tier,
+                            int64_t *expires_at)
 {
     struct db_rows *rows = NULL;
     struct db_val args[] = {DB_TEXT(token_hash_hex), DB_INT(now)};
-    int rc =
-        db_query(c,
-                 "SELECT u.id, u.role, u.tier FROM sessions s JOIN users u ON u.id = s.user_id "
-                 "WHERE s.token_hash = $1 AND s.expires_at > $2",
-                 2, args, &rows);
+    int rc = db_query(c,
+                      "SELECT u.id, u.role, u.tier, s.expires_at FROM sessions s JOIN users u ON "
+                      "u.id = s.user_id "
+                      "WHERE s.token_hash = $1 AND s.expires_at > $2",
+                      2, args, &rows);
     if (rc < 0)
         return rc;
     if (db_rows_count(rows) != 1) {
@@ -166,6 +172,7 @@ int user_store_session_user(struct db_conn *c, const char *token_hash_hex, int64
     *user_id = db_get_i64(rows, 0, 0);
     *role = !strcmp(db_get(rows, 0, 1), "admin") ? USER_ROLE_ADMIN : USER_ROLE_CUSTOMER;
     *tier = !strcmp(db_get(rows, 0, 2), "premium") ? USER_TIER_PREMIUM : USER_TIER_STANDARD;
+    *expires_at = db_get_i64(rows, 0, 3);
     db_rows_free(rows);
     return 0;
 }
@@ -177,4 +184,22 @@ int user_store_sessions_sweep(struct db_conn *c, int64_t now, int max)
                     "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions "
                     "WHERE expires_at <= $1 LIMIT $2)",
                     2, args, NULL);
+}
+
+int user_store_session_generation(struct db_conn *c, bool bump, int64_t *out)
+{
+    int rc = 0;
+    if (bump)
+        rc = db_query(c,
+                      "INSERT INTO session_store (id, generation) VALUES (1, 1) ON CONFLICT (id) "
+                      "DO UPDATE SET generation = session_store.generation + 1",
+                      0, NULL, NULL);
+    struct db_rows *rows = NULL;
+    if (rc >= 0)
+        rc = db_query(c, "SELECT generation FROM session_store WHERE id = 1", 0, NULL, &rows);
+    if (rc < 0)
+        return rc;
+    *out = db_rows_count(rows) == 1 ? db_get_i64(rows, 0, 0) : 0;
+    db_rows_free(rows);
+    return 0;
 }
