@@ -526,16 +526,21 @@ static int search_page(struct list_load *l, struct buf *out)
         product__attrs_unlock(pa);
     }
     buf_free(&ms);
+    /* The attribute copy is synced on the primary (a row dirtied by another process's write
+     * must not be read back stale from a lagging replica and then count as synced); the
+     * page's rows are a plain read, for a replica (an active flag found cleared there skips
+     * the row, as below). */
+    db_conn_give(c);
     bool more = nt > o->limit;
     int n = more ? o->limit : nt;
     struct db_rows *rows = NULL;
-    if (rc == 0 && n > 0) {
+    if (rc == 0 && n > 0 && (rc = db_conn_take_read(db, &c)) == 0) {
         int64_t ids[100];
         for (int i = 0; i < n; i++)
             ids[i] = top[i].id;
         rc = product__store_rows_by_ids(c, d, ids, n, &rows);
+        db_conn_give(c);
     }
-    db_conn_give(c);
     if (rc < 0)
         return rc;
     int nr = db_rows_count(rows);
