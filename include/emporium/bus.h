@@ -66,7 +66,11 @@ struct bus_ops {
     int (*produce)(struct bus *b, const struct bus_msg *msgs, int n, int timeout_ms);
     int (*consumer_open)(struct bus *b, const char *group, const char *const *topics, int n,
                          struct bus_consumer **out);
-    /* 1 and *out filled, 0 when nothing arrived within timeout_ms, or a negative ERR_*. */
+    /* 1 and *out filled, 0 when nothing arrived within timeout_ms, or a negative ERR_*.
+     * A caller may apply several messages and commit them afterwards; it must commit (or
+     * rewind) before it polls with a timeout again. With timeout 0 a poll may answer 0 while
+     * messages are waiting but cannot be read before a commit (the log adapter at the end of
+     * a fetched page). */
     int (*poll)(struct bus_consumer *c, int timeout_ms, struct bus_msg *out);
     /* Commits "m and everything before it in m's partition is done". */
     int (*commit)(struct bus_consumer *c, const struct bus_msg *m);

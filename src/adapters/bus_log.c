@@ -13,6 +13,9 @@
  * A consumer reads from its group's committed offsets: a fetch returns up to FETCH messages
  * past them, in offset order per partition, and each commit moves one partition's offset.
  * Rewinding drops the fetched buffer, so the next fetch starts again at the committed offsets.
+ * Because a fetch starts there, a poll with timeout 0 at the end of a page whose messages
+ * were handed out but not all committed answers 0 instead of fetching them again: the
+ * caller commits its batch and polls on.
  * Consumers in this process are woken when a produce commits; others (`emporium worker`)
  * poll. Retention deletes messages older than the configured age, whatever the groups. */
 #include <pthread.h>
@@ -47,6 +50,7 @@ struct bus_consumer {
     int n_topics;
     struct db_rows *rows;
     int pos, n;
+    bool uncommitted; /* messages were handed out since the last commit or rewind */
     uint64_t seen_gen;
 };
 
@@ -203,8 +207,11 @@ static int log_poll(struct bus_consumer *c, int timeout_ms, struct bus_msg *out)
             out->value = db_get(c->rows, i, 4);
             out->len = strlen(out->value);
             out->id = NULL;
+            c->uncommitted = true;
             return 1;
         }
+        if (c->uncommitted && timeout_ms == 0)
+            return 0; /* a fetch would start at the committed offsets: commit first */
         pthread_mutex_lock(&b->mu);
         uint64_t gen = b->gen;
         pthread_mutex_unlock(&b->mu);
@@ -245,13 +252,17 @@ static int log_commit(struct bus_consumer *c, const struct bus_msg *m)
                            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grp, topic, part) DO UPDATE "
                            "SET next_off = excluded.next_off, updated_at = excluded.updated_at",
                            5, a, NULL);
-    return rc < 0 ? rc : 0;
+    if (rc < 0)
+        return rc;
+    c->uncommitted = false; /* the caller commits every partition of its batch before polling */
+    return 0;
 }
 
 static int log_rewind(struct bus_consumer *c, const struct bus_msg *m)
 {
     /* The next fetch starts at the committed offsets again: m was not committed. */
     c->pos = c->n;
+    c->uncommitted = false;
     return 0;
 }
 

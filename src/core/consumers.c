@@ -3,12 +3,18 @@
  * name (see emporium/bus.h).
  *
  * Each thread polls its group's topics, parses the CloudEvents envelope and hands it to every
- * handler registered for that consumer and topic. Only when all of them returned 0 is the
- * offset committed; otherwise the consumer rewinds to the message and retries it after a
- * backoff (100 ms doubling to 5 s), so a consumer whose database is down falls behind and
- * catches up, and nothing is skipped. A message that is not a CloudEvents envelope can never
- * be applied: it is logged and committed (skipped). A crash between a handler's commit and
- * the offset's means the event is delivered again: handlers are idempotent. */
+ * handler registered for that consumer and topic. Only when all of them returned 0 does the
+ * message count as applied; otherwise the consumer commits what it applied before it, rewinds
+ * to the message and retries it after a backoff (100 ms doubling to 5 s), so a consumer whose
+ * database is down falls behind and catches up, and nothing is skipped. A message that is not
+ * a CloudEvents envelope can never be applied: it is logged and committed (skipped).
+ *
+ * Offsets are committed per batch, not per message: while messages keep arriving, the
+ * thread applies up to BATCH_MAX of them (or for BATCH_MS) and then commits the last applied
+ * offset of each partition once. An offset commit is a write of its own (a transaction in
+ * the events database, a synchronous round trip to Kafka), so per message it cost as much as
+ * the handler's own work. A crash between a handler's commit and the offset's means the
+ * event is delivered again — up to one batch of them now: handlers are idempotent. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,6 +29,9 @@
 #include "bus_internal.h"
 
 #define MAX_RUNNERS 16
+#define BATCH_MAX 256 /* messages applied before their offsets are committed */
+#define BATCH_MS 100  /* ... or this long after the first of them */
+#define BATCH_PARTS 32
 
 struct worker {
     struct bus_runner *r;
@@ -65,6 +74,80 @@ int bus_dispatch(const char *consumer, const struct bus_msg *m)
     return rc;
 }
 
+/* The applied messages whose offsets are not committed yet: the last one per partition. */
+struct batch {
+    struct bus *bus;
+    struct bus_consumer *c;
+    const char *name;
+    int n;            /* messages applied since the last commit */
+    int64_t first_ms; /* when the first of them was applied */
+    int parts;
+    struct {
+        char topic[64];
+        int partition;
+        int64_t offset;
+    } last[BATCH_PARTS];
+};
+
+static int64_t mono_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Commits the batch's offsets; on a failure rewinds every partition not committed (its
+ * applied messages come again: handlers are idempotent). The batch is empty afterwards. */
+static int batch_commit(struct batch *bt)
+{
+    int rc = 0;
+    for (int i = 0; i < bt->parts; i++) {
+        struct bus_msg m = {.topic = bt->last[i].topic,
+                            .partition = bt->last[i].partition,
+                            .offset = bt->last[i].offset};
+        int c = rc < 0 ? rc : bt->bus->ops->commit(bt->c, &m);
+        if (c < 0) {
+            if (rc == 0)
+                log_warn("consumer %s: commit of %s[%d]@%lld failed: %s", bt->name, m.topic,
+                         m.partition, (long long)m.offset, err_str(c));
+            rc = c;
+            m.offset++; /* the next message to read, not one applied */
+            bt->bus->ops->rewind(bt->c, &m);
+        }
+    }
+    bt->n = bt->parts = 0;
+    return rc;
+}
+
+/* Records m as applied; commits the batch first when m's partition has no slot left. */
+static int batch_add(struct batch *bt, const struct bus_msg *m)
+{
+    size_t tl = strlen(m->topic);
+    if (tl >= sizeof bt->last[0].topic) { /* no topic is named that long; commit it now */
+        int rc = batch_commit(bt);
+        return rc < 0 ? rc : bt->bus->ops->commit(bt->c, m);
+    }
+    int i = 0;
+    while (i < bt->parts &&
+           (bt->last[i].partition != m->partition || strcmp(bt->last[i].topic, m->topic) != 0))
+        i++;
+    if (i == BATCH_PARTS) {
+        int rc = batch_commit(bt);
+        if (rc < 0)
+            return rc;
+        i = 0;
+    }
+    if (i == bt->parts) {
+        memcpy(bt->last[i].topic, m->topic, tl + 1);
+        bt->last[i].partition = m->partition;
+        bt->parts++;
+    }
+    bt->last[i].offset = m->offset;
+    if (bt->n++ == 0)
+        bt->first_ms = mono_now_ms();
+    return 0;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -92,9 +175,20 @@ static void *worker_main(void *arg)
         }
     }
     backoff = 100;
+    struct batch bt = {.bus = r->bus, .c = c, .name = w->name};
     while (c && !atomic_load(&r->stop)) {
         struct bus_msg m;
-        int rc = r->bus->ops->poll(c, 200, &m);
+        /* Only a batch already open polls without waiting: the rest waits for messages. */
+        int rc = r->bus->ops->poll(c, bt.n ? 0 : 200, &m);
+        if (rc <= 0 || bt.n >= BATCH_MAX || mono_now_ms() - bt.first_ms >= BATCH_MS) {
+            if (batch_commit(&bt) < 0) {
+                if (rc > 0) /* m is not applied yet: it comes again */
+                    r->bus->ops->rewind(c, &m);
+                pause_ms(r, backoff);
+                backoff = backoff < 5000 ? backoff * 2 : 5000;
+                continue;
+            }
+        }
         if (rc == 0)
             continue;
         if (rc < 0) {
@@ -105,8 +199,9 @@ static void *worker_main(void *arg)
         }
         rc = bus_dispatch(w->name, &m);
         if (rc >= 0)
-            rc = r->bus->ops->commit(c, &m);
+            rc = batch_add(&bt, &m);
         if (rc < 0) {
+            batch_commit(&bt); /* what was applied before m; on failure it comes again too */
             r->bus->ops->rewind(c, &m);
             pause_ms(r, backoff);
             backoff = backoff < 5000 ? backoff * 2 : 5000;
@@ -115,6 +210,8 @@ static void *worker_main(void *arg)
         backoff = 100;
         atomic_fetch_add(&w->applied, 1);
     }
+    if (c)
+        batch_commit(&bt);
     if (c)
         r->bus->ops->consumer_close(c);
     return NULL;

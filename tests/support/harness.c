@@ -215,6 +215,22 @@ static int th_pg_url(const char *base, const char *prefix, char *out, size_t cap
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
+int th_backend_db_url(const char *tag, char *out, size_t cap)
+{
+    if (cap)
+        out[0] = 0;
+    const char *backend = getenv("EMPORIUM_TEST_BACKEND");
+    if (!backend || strcmp(backend, "postgres") != 0)
+        return 0;
+    const char *base = getenv("EMPORIUM_TEST_PG_URL");
+    uint32_t rnd = 0;
+    if (!base || getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+        return -1;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s%ld_%06x", tag, (long)getpid(), rnd & 0xffffff);
+    return th_pg_url(base, prefix, out, cap) == 0 ? 1 : -1;
+}
+
 /* ---- child processes ---- */
 
 static bool th_env_named(const char *entry, const char *name, size_t name_len)

@@ -73,6 +73,12 @@ int th_suite_start(struct th_server *s, char **admin);
  * sanitizer report at exit fails the group teardown. */
 int th_suite_stop(struct th_server *s, char *admin);
 
+/* For tests that open the library (app_new) instead of a server: when EMPORIUM_TEST_BACKEND
+ * is postgres, writes EMPORIUM_TEST_PG_URL with a fresh database prefix <tag><pid>_<random>
+ * to out and returns 1; on SQLite returns 0 (out is ""); -1 when the URL is missing or too
+ * long. */
+int th_backend_db_url(const char *tag, char *out, size_t cap);
+
 /* JSON path helpers: th_jstr(r->json, "user.email") -> string or NULL; th_jint likewise. */
 const char *th_jstr(json_t *root, const char *path);
 long long th_jint(json_t *root, const char *path, long long dflt);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -24,27 +23,12 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/svc/inventory.h"
+#include "harness.h"
 
 static struct config cfg;
 static struct app *app;
 static char data_dir[256];
 static char pg_url[512];
-
-static int pg_url_with_db(const char *base, const char *db, char *out, size_t cap)
-{
-    const char *scheme = strstr(base, "://");
-    int n;
-    if (scheme) {
-        const char *path = scheme + 3 + strcspn(scheme + 3, "/?");
-        const char *rest = path;
-        if (*path == '/')
-            rest = path + 1 + strcspn(path + 1, "?");
-        n = snprintf(out, cap, "%.*s/%s%s", (int)(path - base), base, db, rest);
-    } else {
-        n = snprintf(out, cap, "%s dbname=%s", base, db);
-    }
-    return n > 0 && (size_t)n < cap ? 0 : -1;
-}
 
 static int setup(void **state)
 {
@@ -55,16 +39,10 @@ static int setup(void **state)
         return -1;
     cfg.data_dir = data_dir;
     cfg.database_url = NULL;
-    const char *backend = getenv("EMPORIUM_TEST_BACKEND");
-    if (backend && !strcmp(backend, "postgres")) {
-        const char *base = getenv("EMPORIUM_TEST_PG_URL");
-        uint32_t rnd = 0;
-        if (!base || getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
-            return -1;
-        char db[64];
-        snprintf(db, sizeof db, "iu%ld_%06x", (long)getpid(), rnd & 0xffffff);
-        if (pg_url_with_db(base, db, pg_url, sizeof pg_url) < 0)
-            return -1;
+    int pg = th_backend_db_url("iu", pg_url, sizeof pg_url);
+    if (pg < 0)
+        return -1;
+    if (pg) {
         cfg.database_url = pg_url;
         cfg.db_pool_size = 20;
     }
