@@ -9,7 +9,7 @@ what=${1:-build}
 build_pkgs=(gcc make cmake pkg-config curl ca-certificates
   libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev sqlite3
   libpq-dev libcurl4-openssl-dev libhiredis-dev librdkafka-dev libcmocka-dev
-  brotli)
+  libmongoc-dev libbson-dev brotli)
 test_pkgs=(postgresql-15 postgresql-client-15 pgbouncer redis-server redis-tools
   prometheus wrk kcat python3-aiosmtpd clang libclang-rt-14-dev clang-format chromium jq
   nginx buildah debootstrap yamllint)

@@ -107,9 +107,21 @@ struct redis;
  * keys read as misses meanwhile, and past 64 the whole L2 is bypassed for ttl_ms (every
  * entry written before the outage has expired by then). cache_clear forgets the pending
  * invalidations only: entries of a shared Redis age out by their TTL. get_or_load is not
- * single-flight across threads (the tiered cache's L1 is). `r` is borrowed and must outlive
+ * single-flight across threads (the tiered cache's L1 is) unless cache_redis_single_flight()
+ * turns on its cross-process form. `r` is borrowed and must outlive
  * the cache. Registers for metrics (layer "l2"); NULL on allocation failure. */
 struct cache *cache_redis_new(struct redis *r, const char *name, const char *prefix, int ttl_ms);
+/* Cross-process single flight for this L2's get_or_load: a miss takes a lock key for at most
+ * wait_ms; the others wait (polling) up to wait_ms for the holder's value before loading
+ * themselves. 0 turns it off (the default). Call before the cache is used. */
+void cache_redis_single_flight(struct cache *l2, int wait_ms);
+/* A generation number kept in this L2's Redis (prefix + "gen:" + name; 0 when none yet), for
+ * keys that a write must invalidate all at once (lists). ERR_UNAVAILABLE when Redis fails or
+ * the L2 is bypassed: do not use the L2 then. */
+int cache_redis_generation(struct cache *l2, const char *name, uint64_t *out);
+/* INCR of that number. When it fails the L2 is bypassed for its TTL (logged), so no entry
+ * of the old generation is read again; returns the error. */
+int cache_redis_bump(struct cache *l2, const char *name);
 /* L1 in front of L2 (both owned: freed with it). Keys starting with one of `shared`
  * (NULL-terminated; NULL = every key) go through both layers, others through L1 alone; an L1
  * entry of a shared key lives at most l1_ttl_cap_ms (0 = no cap), which bounds how long
@@ -124,7 +136,8 @@ void cache__unregister(struct cache *c);
 
 /* A metrics writer (metrics_add_writer(cache_metrics_write, NULL)) for every live cache:
  * emporium_cache_{hits,misses,evictions,expirations,invalidations,loads,load_errors,
- * coalesced,errors}_total and emporium_cache_{entries,bytes,max_bytes}, labelled
+ * coalesced,errors}_total, emporium_cache_{entries,bytes,max_bytes} and
+ * emporium_cache_hit_ratio (hits / lookups since start), labelled
  * {cache="…",layer="…"}. */
 void cache_metrics_write(struct buf *out, void *ctx);
 

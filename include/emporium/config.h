@@ -64,14 +64,16 @@ struct config {
     int redis_pool_size;         /* EMPORIUM_REDIS_POOL_SIZE; 8 connections per node */
     int redis_timeout_ms;        /* EMPORIUM_REDIS_TIMEOUT_MS; 500 */
     int redis_cache_ttl_seconds; /* EMPORIUM_REDIS_CACHE_TTL_SECONDS; 300 */
-    const char *redis_prefix;    /* EMPORIUM_REDIS_PREFIX; "emp:" (at most 40 bytes) */
-    bool redis_rate_limits;      /* EMPORIUM_REDIS_RATE_LIMITS; on: buckets in Redis */
-    const char *kafka_brokers;   /* EMPORIUM_KAFKA_BROKERS; NULL = the embedded log */
-    int kafka_partitions;        /* EMPORIUM_KAFKA_PARTITIONS; 24 */
-    int event_retention_hours;   /* EMPORIUM_EVENT_RETENTION_HOURS; 720 (30 days) */
-    const char *consumers;       /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
-    const char *mail_dir;        /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
-    const char *smtp_url;        /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
+    int redis_list_cache_ttl_seconds; /* EMPORIUM_REDIS_LIST_CACHE_TTL_SECONDS; 30, 0 = off */
+    const char *mongodb_uri;          /* EMPORIUM_MONGODB_URI; NULL = no MongoDB */
+    const char *redis_prefix;         /* EMPORIUM_REDIS_PREFIX; "emp:" (at most 40 bytes) */
+    bool redis_rate_limits;           /* EMPORIUM_REDIS_RATE_LIMITS; on: buckets in Redis */
+    const char *kafka_brokers;        /* EMPORIUM_KAFKA_BROKERS; NULL = the embedded log */
+    int kafka_partitions;             /* EMPORIUM_KAFKA_PARTITIONS; 24 */
+    int event_retention_hours;        /* EMPORIUM_EVENT_RETENTION_HOURS; 720 (30 days) */
+    const char *consumers;            /* EMPORIUM_CONSUMERS; NULL = all, "none", or a list */
+    const char *mail_dir;             /* EMPORIUM_MAIL_DIR; NULL = <data_dir>/mail */
+    const char *smtp_url;             /* EMPORIUM_SMTP_URL; NULL = write the Maildir */
     /* calls between services (upstream.h) */
     const char *internal_token;  /* EMPORIUM_INTERNAL_TOKEN; NULL = internal routes closed */
     const char *inventory_url;   /* EMPORIUM_INVENTORY_URL; NULL = in-process only */

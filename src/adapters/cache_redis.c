@@ -14,6 +14,16 @@
  * then. When the list is full the L2 is bypassed for one TTL, after which every entry that an
  * unwritten tombstone should have covered has expired on its own.
  *
+ * Lists (cache_redis_generation/_bump, cache_redis_single_flight): a generation number lives
+ * in Redis (prefix + "gen:" + name, INCR on every write that changes lists) and list keys
+ * carry it, so one INCR makes every list of every process unreachable at once; the old
+ * entries age out by their TTL. A bump that fails bypasses the L2 for one TTL (an entry of
+ * the old generation may otherwise be read again). With single flight on, a miss first takes
+ * a short lock key (SET NX PX); the holder loads and stores while the others poll for the
+ * value (backing off from 1 to 32 ms) until it appears, the lock goes, or the wait is over,
+ * and only then load themselves: a cold list under load reaches the database once, across
+ * processes (within one process the L1 above already coalesces).
+ *
  * The tiered cache adds nothing but routing: its get_or_load is the L1's, single-flight and
  * all, with a loader that asks the L2 (which asks the real loader on a miss). */
 #include <hiredis/hiredis.h>
@@ -22,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "emporium/cache.h"
 #include "emporium/err.h"
@@ -45,7 +56,8 @@ struct l2 {
     char *pending[PENDING_MAX];
     int n_pending;
     _Atomic int64_t bypass_until; /* mono_ms */
-    _Atomic uint64_t hits, misses, loads, load_errors, invalidations, errors;
+    int sf_wait_ms;               /* cache_redis_single_flight; 0: off */
+    _Atomic uint64_t hits, misses, loads, load_errors, invalidations, errors, coalesced;
 };
 
 static struct l2 *l2_of(struct cache *c) { return (struct l2 *)c; }
@@ -103,21 +115,16 @@ static bool usable(struct l2 *l, const char *key)
     return n == 0 || flush_pending(l, key);
 }
 
-static int l2_get(struct cache *c, const char *key, struct buf *out)
+/* GET of a full key: 0 and the value appended, ERR_NOTFOUND (nothing, or a tombstone), or
+ * the client's error (counted). */
+static int raw_get(struct l2 *l, const char *k, struct buf *out)
 {
-    struct l2 *l = l2_of(c);
-    char k[PREFIX_MAX + KEY_MAX + 1];
-    if (!usable(l, key) || !full_key(l, key, k, sizeof k)) {
-        atomic_fetch_add(&l->misses, 1);
-        return ERR_NOTFOUND;
-    }
     const char *argv[] = {"GET", k};
     struct redisReply *rep;
     int rc = redis_command(l->r, k, strlen(k), 2, argv, NULL, &rep);
     if (rc < 0) {
         atomic_fetch_add(&l->errors, 1);
-        atomic_fetch_add(&l->misses, 1);
-        return ERR_NOTFOUND;
+        return rc;
     }
     rc = ERR_NOTFOUND;
     if (rep->type == REDIS_REPLY_STRING && rep->len >= 1 && rep->str[0] == 'v') {
@@ -127,6 +134,20 @@ static int l2_get(struct cache *c, const char *key, struct buf *out)
         atomic_fetch_add(&l->errors, 1);
     }
     redis_reply_free(rep);
+    return rc;
+}
+
+static int l2_get(struct cache *c, const char *key, struct buf *out)
+{
+    struct l2 *l = l2_of(c);
+    char k[PREFIX_MAX + KEY_MAX + 1];
+    if (!usable(l, key) || !full_key(l, key, k, sizeof k)) {
+        atomic_fetch_add(&l->misses, 1);
+        return ERR_NOTFOUND;
+    }
+    int rc = raw_get(l, k, out);
+    if (rc != 0 && rc != ERR_NOMEM)
+        rc = ERR_NOTFOUND;
     atomic_fetch_add(rc == 0 ? &l->hits : &l->misses, 1);
     return rc;
 }
@@ -165,6 +186,60 @@ static int l2_set(struct cache *c, const char *key, const void *data, size_t len
     return rc == ERR_TOOBIG || rc == ERR_NOMEM ? rc : 0;
 }
 
+/* Single flight across processes: 1 when we hold the lock on key (and must load), 0 when
+ * another holder's value was found and appended to out, ERR_NOTFOUND when we should load
+ * without the lock (it went, the wait is over, or Redis failed). */
+static int flight(struct l2 *l, const char *key, char lock[], struct buf *out)
+{
+    char k[PREFIX_MAX + KEY_MAX + 1], px[16], token[24];
+    if (!full_key(l, key, k, sizeof k) ||
+        (size_t)snprintf(lock, PREFIX_MAX + KEY_MAX + 8, "%slock:%s", l->prefix, key) >=
+            (size_t)PREFIX_MAX + KEY_MAX + 8)
+        return ERR_NOTFOUND;
+    snprintf(px, sizeof px, "%d", l->sf_wait_ms);
+    snprintf(token, sizeof token, "%lld", (long long)mono_ms());
+    const char *argv[] = {"SET", lock, token, "PX", px, "NX"};
+    struct redisReply *rep;
+    if (redis_command(l->r, lock, strlen(lock), 6, argv, NULL, &rep) < 0) {
+        atomic_fetch_add(&l->errors, 1);
+        return ERR_NOTFOUND;
+    }
+    bool mine = rep->type == REDIS_REPLY_STATUS;
+    redis_reply_free(rep);
+    if (mine)
+        return 1;
+    /* Another process loads: wait for its value while its lock lives. */
+    int64_t deadline = mono_ms() + l->sf_wait_ms;
+    for (int pause = 1; mono_ms() < deadline; pause = pause < 32 ? pause * 2 : 32) {
+        struct timespec ts = {0, (long)pause * 1000000L};
+        nanosleep(&ts, NULL);
+        size_t mark = out->len;
+        int rc = raw_get(l, k, out);
+        if (rc == 0) {
+            atomic_fetch_add(&l->coalesced, 1);
+            return 0;
+        }
+        out->len = mark;
+        if (rc != ERR_NOTFOUND)
+            return ERR_NOTFOUND;
+        const char *ex[] = {"EXISTS", lock};
+        if (redis_command(l->r, lock, strlen(lock), 2, ex, NULL, &rep) < 0)
+            return ERR_NOTFOUND;
+        bool held = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+        redis_reply_free(rep);
+        if (!held) { /* gone: its value may have landed just before */
+            rc = raw_get(l, k, out);
+            if (rc == 0) {
+                atomic_fetch_add(&l->coalesced, 1);
+                return 0;
+            }
+            out->len = mark;
+            return ERR_NOTFOUND;
+        }
+    }
+    return ERR_NOTFOUND;
+}
+
 static int l2_get_or_load(struct cache *c, const char *key, cache_load_fn load, void *ctx,
                           int ttl_ms, struct buf *out)
 {
@@ -173,17 +248,29 @@ static int l2_get_or_load(struct cache *c, const char *key, cache_load_fn load, 
     if (l2_get(c, key, out) == 0)
         return 0;
     out->len = mark;
+    char lock[PREFIX_MAX + KEY_MAX + 8];
+    int held = 0;
+    if (l->sf_wait_ms > 0 && usable(l, key)) {
+        held = flight(l, key, lock, out);
+        if (held == 0)
+            return 0;
+        held = held == 1;
+    }
     atomic_fetch_add(&l->loads, 1);
     int rc = load(ctx, key, out);
-    if (rc < 0) {
+    if (rc == 0 && out->err)
+        rc = ERR_NOMEM;
+    if (rc < 0)
         atomic_fetch_add(&l->load_errors, 1);
-        return rc;
-    }
-    if (out->err)
-        return ERR_NOMEM;
-    if (usable(l, key))
+    else if (usable(l, key))
         store(l, key, out->p + mark, out->len - mark, true);
-    return 0;
+    if (held) {
+        const char *argv[] = {"DEL", lock};
+        struct redisReply *rep;
+        if (redis_command(l->r, lock, strlen(lock), 2, argv, NULL, &rep) == 0)
+            redis_reply_free(rep);
+    }
+    return rc;
 }
 
 static void l2_del(struct cache *c, const char *key)
@@ -235,6 +322,7 @@ static void l2_stats(struct cache *c, struct cache_stats *o)
     o->load_errors = atomic_load(&l->load_errors);
     o->invalidations = atomic_load(&l->invalidations);
     o->errors = atomic_load(&l->errors);
+    o->coalesced = atomic_load(&l->coalesced);
 }
 
 static void l2_free(struct cache *c)
@@ -272,6 +360,71 @@ struct cache *cache_redis_new(struct redis *r, const char *name, const char *pre
     pthread_mutex_init(&l->mu, NULL);
     cache__register(&l->base);
     return &l->base;
+}
+
+void cache_redis_single_flight(struct cache *c, int wait_ms)
+{
+    if (c && c->ops == &l2_ops)
+        l2_of(c)->sf_wait_ms = wait_ms > 0 ? wait_ms : 0;
+}
+
+/* prefix + "gen:" + name into k; false when too long. */
+static bool gen_key(const struct l2 *l, const char *name, char *k, size_t cap)
+{
+    return (size_t)snprintf(k, cap, "%sgen:%s", l->prefix, name) < cap;
+}
+
+int cache_redis_generation(struct cache *c, const char *name, uint64_t *out)
+{
+    *out = 0;
+    if (!c || c->ops != &l2_ops)
+        return ERR_INVALID;
+    struct l2 *l = l2_of(c);
+    char k[PREFIX_MAX + 80];
+    if (!gen_key(l, name, k, sizeof k))
+        return ERR_TOOBIG;
+    if (mono_ms() < atomic_load(&l->bypass_until))
+        return ERR_UNAVAILABLE;
+    const char *argv[] = {"GET", k};
+    struct redisReply *rep;
+    int rc = redis_command(l->r, k, strlen(k), 2, argv, NULL, &rep);
+    if (rc < 0) {
+        atomic_fetch_add(&l->errors, 1);
+        return rc;
+    }
+    if (rep->type == REDIS_REPLY_STRING)
+        *out = strtoull(rep->str, NULL, 10);
+    else if (rep->type != REDIS_REPLY_NIL)
+        rc = ERR_INTERNAL;
+    redis_reply_free(rep);
+    return rc;
+}
+
+int cache_redis_bump(struct cache *c, const char *name)
+{
+    if (!c || c->ops != &l2_ops)
+        return ERR_INVALID;
+    struct l2 *l = l2_of(c);
+    char k[PREFIX_MAX + 80];
+    if (!gen_key(l, name, k, sizeof k))
+        return ERR_TOOBIG;
+    atomic_fetch_add(&l->invalidations, 1);
+    const char *argv[] = {"INCR", k};
+    struct redisReply *rep;
+    int rc = redis_command(l->r, k, strlen(k), 2, argv, NULL, &rep);
+    if (rc == 0) {
+        rc = rep->type == REDIS_REPLY_INTEGER ? 0 : ERR_INTERNAL;
+        redis_reply_free(rep);
+    }
+    if (rc < 0) {
+        /* The old generation's entries must not be read again: ignore the L2 until every
+         * one of them has expired. */
+        atomic_fetch_add(&l->errors, 1);
+        atomic_store(&l->bypass_until, mono_ms() + l->ttl_ms);
+        log_warn("cache %s: generation %s not bumped on redis (%s); its L2 is bypassed for %d s",
+                 l->base.name, name, err_str(rc), l->ttl_ms / 1000);
+    }
+    return rc;
 }
 
 /* ---- tiered ----------------------------------------------------------------------------- */

@@ -129,7 +129,9 @@ static void pg_conn_free(struct pg_conn *c)
 /* ---- replication monitor ---------------------------------------------------------------
  *
  * One per process (one primary cluster): a thread that every PG_REPL_POLL_MS samples the
- * primary's WAL position (pg_current_wal_lsn) with the wall time taken just before asking,
+ * primary's WAL insert position (pg_current_wal_insert_lsn: with synchronous_commit off a
+ * commit returns before its record is written, so the write position can be behind it) with
+ * the wall time taken just before asking,
  * and each replica's replayed position (pg_last_wal_replay_lsn). A replica that has replayed
  * past the sample taken at time T holds every commit that finished before T: T is its
  * "safe" time. A read of database d may go to a replica whose safe time is after this
@@ -219,7 +221,8 @@ static void repl_poll(struct pg_repl *m)
 {
     bool ok;
     int64_t t = wall_us();
-    uint64_t lsn = repl_lsn(&m->pmon, m->primary_url, "SELECT pg_current_wal_lsn()::text", &ok);
+    uint64_t lsn =
+        repl_lsn(&m->pmon, m->primary_url, "SELECT pg_current_wal_insert_lsn()::text", &ok);
     if (ok && lsn) {
         m->samples[m->next].us = t;
         m->samples[m->next].lsn = lsn;

@@ -555,6 +555,15 @@ void cache_metrics_write(struct buf *out, void *ctx)
                        who[k]->name, who[k]->layer, (unsigned long long)v);
         }
     }
+    /* The seed's key figure, per layer: hits / lookups since start (0 before the first). */
+    if (n)
+        buf_puts(out, "# HELP emporium_cache_hit_ratio Share of lookups that hit, since start.\n"
+                      "# TYPE emporium_cache_hit_ratio gauge\n");
+    for (int k = 0; k < n; k++) {
+        uint64_t looked = st[k].hits + st[k].misses;
+        buf_printf(out, "emporium_cache_hit_ratio{cache=\"%s\",layer=\"%s\"} %.4f\n", who[k]->name,
+                   who[k]->layer, looked ? (double)st[k].hits / (double)looked : 0.0);
+    }
     pthread_mutex_unlock(&reg_mu);
     free(st);
     free(who);

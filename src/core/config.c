@@ -42,6 +42,7 @@ enum kind {
     K_CONSUMERS,
     K_HOSTS,
     K_SMTP,
+    K_MONGO_URL,
     K_FLAGS,
     K_HTTP_URL,
     K_PG_URLS
@@ -136,6 +137,10 @@ static const struct setting settings[] = {
      "prefix of every Redis key (several shops or environments on one Redis)"},
     {"EMPORIUM_REDIS_CACHE_TTL_SECONDS", K_INT, F(redis_cache_ttl_seconds), 0, 1, 86400,
      "lifetime of a product entry in the Redis cache (L2)"},
+    {"EMPORIUM_REDIS_LIST_CACHE_TTL_SECONDS", K_INT, F(redis_list_cache_ttl_seconds), 0, 0, 3600,
+     "lifetime of a list or search page in the Redis cache (L2); 0: lists stay per process"},
+    {"EMPORIUM_MONGODB_URI", K_MONGO_URL, F(mongodb_uri), 0, 0, 0,
+     "MongoDB for order_history and analytics documents (mongodb://…); unset: none"},
     {"EMPORIUM_KAFKA_BROKERS", K_HOSTS, F(kafka_brokers), 0, 0, 0,
      "Kafka bootstrap servers; unset = the embedded event log"},
     {"EMPORIUM_KAFKA_PARTITIONS", K_INT, F(kafka_partitions), 0, 1, 1024,
@@ -231,6 +236,7 @@ void config_defaults(struct config *cfg)
         .redis_pool_size = 8,
         .redis_timeout_ms = 500,
         .redis_cache_ttl_seconds = 300,
+        .redis_list_cache_ttl_seconds = 30,
         .redis_prefix = "emp:",
         .redis_rate_limits = true,
         .kafka_partitions = 24,
@@ -523,6 +529,9 @@ static void print_accepted(FILE *f, const struct setting *s)
     case K_SMTP:
         fputs("smtp://host[:port] or smtps://host[:port]", f);
         break;
+    case K_MONGO_URL:
+        fputs("mongodb://… or mongodb+srv://… (at most 1024 bytes)", f);
+        break;
     case K_PG_URLS:
         fputs("a comma list of 1 to 4 postgres://… or postgresql://… URLs", f);
         break;
@@ -753,9 +762,13 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, con
             return ERR_INVALID;
         }
         break;
+    case K_MONGO_URL:
     case K_SMTP:
-        if ((strncmp(v, "smtp://", 7) && strncmp(v, "smtps://", 8)) || strlen(v) > 512 ||
-            strlen(v) < 9) {
+        if (s->kind == K_MONGO_URL
+                ? (strncmp(v, "mongodb://", 10) && strncmp(v, "mongodb+srv://", 14)) ||
+                      strlen(v) > 1024 || strlen(v) < 11
+                : (strncmp(v, "smtp://", 7) && strncmp(v, "smtps://", 8)) || strlen(v) > 512 ||
+                      strlen(v) < 9) {
             /* Never echo the value: a URL may carry a password. */
             fprintf(stderr, "emporium: %s is not valid: expected ", source);
             print_accepted(stderr, s);

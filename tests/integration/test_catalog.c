@@ -2,7 +2,11 @@
 /* test_catalog.c — the catalog through HTTP against the real binary (SQLite or PostgreSQL per
  * EMPORIUM_TEST_BACKEND): admin writes and who may make them, reads with ETag/304, no stale
  * cache after a write, search relevance, filters and sorts together, keyset pagination over
- * 1,000 seeded products (also while writes happen), categories, bad input. */
+ * 1,000 seeded products (also while writes happen), categories, bad input, cache hit counters
+ * per layer. With Redis (EMPORIUM_TEST_REDIS_URL) and PostgreSQL, processes share list and
+ * search pages through the L2: a cold page is computed once for several processes asking at
+ * the same moment (single flight), a write makes every process's pages unreachable at once
+ * (the generation in Redis), and with Redis down lists come from the database. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -12,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -861,7 +866,186 @@ static void test_metrics(void **state)
     assert_non_null(strstr(r.body, "emporium_cache_misses_total{cache=\"product\",layer=\"l1\"}"));
     assert_non_null(
         strstr(r.body, "emporium_cache_evictions_total{cache=\"product\",layer=\"l1\"}"));
+    /* the search match sets are a layer of their own (earlier tests searched) */
+    const char *m = strstr(r.body, "emporium_cache_misses_total{cache=\"search_matches\","
+                                   "layer=\"l1\"} ");
+    assert_non_null(m);
+    assert_true(atoll(strchr(m, ' ') + 1) > 0);
+    assert_non_null(
+        strstr(r.body, "emporium_cache_hit_ratio{cache=\"search_matches\",layer=\"l1\"}"));
     th_resp_free(&r);
+}
+
+/* ---- the Redis L2 for lists -------------------------------------------------------------- */
+
+/* The value of one /metrics sample ("name{labels}"); -1 when absent. */
+static long long metric_of(struct th_server *s, const char *series)
+{
+    struct th_resp r;
+    assert_int_equal(th_call(s, "GET", "/metrics", NULL, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    long long v = -1;
+    size_t n = strlen(series);
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ')
+            v = atoll(p + n + 1);
+    th_resp_free(&r);
+    return v;
+}
+
+/* GET path on s: 200, and the first item's price (-1: no item). */
+static long long first_price(struct th_server *s, const char *path)
+{
+    struct th_resp r;
+    assert_int_equal(th_call(s, "GET", path, NULL, &r, NULL), 0);
+    if (r.status != 200)
+        fail_msg("GET %s: %ld %s", path, r.status, r.body);
+    json_t *first = json_array_get(json_object_get(r.json, "items"), 0);
+    long long p = first ? th_jint(first, "price.amount", -1) : -1;
+    th_resp_free(&r);
+    return p;
+}
+
+struct getter {
+    struct th_server *s;
+    const char *path;
+    long long price;
+};
+
+static void *get_thread(void *arg)
+{
+    struct getter *g = arg;
+    struct th_resp r;
+    g->price = -2;
+    if (th_call(g->s, "GET", g->path, NULL, &r, NULL) == 0) {
+        json_t *first = json_array_get(json_object_get(r.json, "items"), 0);
+        g->price = r.status == 200 && first ? th_jint(first, "price.amount", -1) : -3;
+        th_resp_free(&r);
+    }
+    return NULL;
+}
+
+static long long mono_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_lists_l2_shared(void **state)
+{
+    const char *redis = getenv("EMPORIUM_TEST_REDIS_URL");
+    const char *be = getenv("EMPORIUM_TEST_BACKEND");
+    if (!redis || !be || strcmp(be, "postgres") != 0) {
+        printf("skipped: the shared list cache needs Redis (EMPORIUM_TEST_REDIS_URL) and "
+               "processes that share databases (PostgreSQL)\n");
+        skip();
+    }
+    char url[160], prefix[80], cat[40], path[120], sku[40];
+    snprintf(url, sizeof url, "EMPORIUM_REDIS_URL=%s", redis);
+    snprintf(prefix, sizeof prefix, "EMPORIUM_REDIS_PREFIX=tcat%d_%ld:", (int)getpid(),
+             (long)time(NULL));
+    const char *env[] = {url, prefix, "EMPORIUM_RATE_LIMITS=off", NULL};
+    struct th_server a, b, c;
+    assert_int_equal(th_start(&a, env, NULL), 0);
+    char *adm = th_admin_token(&a);
+    assert_non_null(adm);
+    snprintf(cat, sizeof cat, "l2cat%d", (int)getpid());
+    snprintf(sku, sizeof sku, "L2-%d", (int)getpid());
+    struct th_resp r;
+    assert_int_equal(th_call(&a, "POST", "/api/v1/products", adm, &r,
+                             "{\"sku\":\"%s\",\"name\":\"Shared lamp\",\"description\":\"d\","
+                             "\"category\":\"%s\",\"price\":{\"amount\":1000,"
+                             "\"currency\":\"USD\"}}",
+                             sku, cat),
+                     0);
+    assert_int_equal(r.status, 201);
+    char pid[32], ppath[80];
+    snprintf(pid, sizeof pid, "%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    b = a; /* the same databases and Redis, a second process */
+    b.pid = 0;
+    assert_int_equal(th_restart(&b, env, NULL), 0);
+
+    /* Single flight: eight identical cold requests at once on two processes; the page is
+     * computed once. */
+    snprintf(path, sizeof path, "/api/v1/products?category=%s&sort=price_asc", cat);
+    const char *loads = "emporium_cache_loads_total{cache=\"product_lists\",layer=\"l2\"}";
+    long long loads0 = metric_of(&a, loads) + metric_of(&b, loads);
+    pthread_t th[8];
+    struct getter g[8];
+    for (int i = 0; i < 8; i++) {
+        g[i] = (struct getter){i % 2 ? &b : &a, path, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, get_thread, &g[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(g[i].price, 1000);
+    }
+    assert_int_equal(metric_of(&a, loads) + metric_of(&b, loads), loads0 + 1);
+
+    /* A write through a: a process that never saw the page before reads the new price at once
+     * (without the generation it would get the old page from Redis), and b within its L1's 5 s. */
+    snprintf(ppath, sizeof ppath, "/api/v1/products/%s", pid);
+    assert_int_equal(th_call(&a, "PATCH", ppath, adm, &r, "{\"price\":{\"amount\":4242}}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    c = a;
+    c.pid = 0;
+    assert_int_equal(th_restart(&c, env, NULL), 0);
+    assert_int_equal(first_price(&c, path), 4242);
+    assert_int_equal(first_price(&a, path), 4242);
+    long long deadline = mono_now_ms() + 60000;
+    while (first_price(&b, path) != 4242) {
+        assert_true(mono_now_ms() < deadline);
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    /* and c's next identical request is a hit of the L1 (the L2 was asked once) */
+    assert_true(metric_of(&c, "emporium_cache_misses_total{cache=\"product_lists\","
+                              "layer=\"l2\"}") >= 1);
+    free(adm);
+    assert_int_equal(th_stop(&c), 0);
+    assert_int_equal(th_stop(&b), 0);
+    assert_int_equal(th_stop(&a), 0);
+    th_cleanup(&a);
+}
+
+/* Redis down: lists and searches come from the database, and a write still shows at once. */
+static void test_lists_redis_down(void **state)
+{
+    const char *spare = getenv("EMPORIUM_TEST_REDIS_SPARE_PORT");
+    if (!spare) {
+        printf("skipped: EMPORIUM_TEST_REDIS_SPARE_PORT (a port with no Redis) is not set\n");
+        skip();
+    }
+    char url[96];
+    snprintf(url, sizeof url, "EMPORIUM_REDIS_URL=redis://127.0.0.1:%s", spare);
+    const char *env[] = {url, "EMPORIUM_RATE_LIMITS=off", "EMPORIUM_REDIS_TIMEOUT_MS=200", NULL};
+    struct th_server s;
+    assert_int_equal(th_start(&s, env, NULL), 0);
+    char *adm = th_admin_token(&s);
+    assert_non_null(adm);
+    struct th_resp r;
+    assert_int_equal(th_call(&s, "POST", "/api/v1/products", adm, &r,
+                             "{\"sku\":\"DOWN-1\",\"name\":\"Offline lamp\",\"description\":"
+                             "\"d\",\"category\":\"down\",\"price\":{\"amount\":700,"
+                             "\"currency\":\"USD\"}}"),
+                     0);
+    assert_int_equal(r.status, 201);
+    char ppath[80];
+    snprintf(ppath, sizeof ppath, "/api/v1/products/%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    assert_int_equal(first_price(&s, "/api/v1/products?category=down"), 700);
+    assert_int_equal(first_price(&s, "/api/v1/products?q=offline"), 700);
+    assert_int_equal(th_call(&s, "PATCH", ppath, adm, &r, "{\"price\":{\"amount\":800}}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(first_price(&s, "/api/v1/products?category=down"), 800);
+    assert_int_equal(first_price(&s, "/api/v1/products?q=offline"), 800);
+    free(adm);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
 }
 
 /* The search index follows writes: a renamed product is found by its new name only, a
@@ -944,6 +1128,8 @@ int main(void)
         cmocka_unit_test(test_search_sees_write_under_load),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_search_index_follows_writes),
+        cmocka_unit_test(test_lists_l2_shared),
+        cmocka_unit_test(test_lists_redis_down),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

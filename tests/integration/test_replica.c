@@ -2,8 +2,12 @@
 /* test_replica.c — reads from a real PostgreSQL streaming replica (pg_basebackup -R, started
  * by scripts/test-servers.sh): order reads go to the replica once it has caught up, a
  * session reads its own order at once even while the replica is behind (read-your-writes),
- * and a replica that is down leaves every read on the primary. PostgreSQL only: on SQLite,
- * or without EMPORIUM_TEST_REPLICA_URL, it says it was skipped. */
+ * and a replica that is down leaves every read on the primary. The catalog's listing, search
+ * and category list and the analytics report are replica reads too: the replica's own
+ * pg_stat_database counts their transactions, an admin reads back a price change at once
+ * while the replica's replay is paused (read-your-writes), and with the replica down they
+ * are served by the primary. PostgreSQL only: on SQLite, or without
+ * EMPORIUM_TEST_REPLICA_URL, it says it was skipped. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -85,6 +89,53 @@ static void on_replica(const char *sql)
     PQfinish(h);
 }
 
+/* One number from the replica itself (sql returns one row, one column). */
+static long long replica_number(const char *sql)
+{
+    const char *keys[] = {"dbname", "dbname", NULL};
+    const char *vals[] = {replica_url, "postgres", NULL};
+    PGconn *h = PQconnectdbParams(keys, vals, 1);
+    assert_int_equal(PQstatus(h), CONNECTION_OK);
+    PGresult *res = PQexec(h, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fprintf(stderr, "replica: %s: %s\n", sql, PQerrorMessage(h));
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    long long v = PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : 0;
+    PQclear(res);
+    PQfinish(h);
+    return v;
+}
+
+/* Transactions committed on the replica in the server's catalog database ("<base>_products",
+ * base = the last path part of the server's database URL). Only the server's replica reads
+ * run there: the lag monitor connects to the base database. */
+static long long replica_catalog_xacts(const struct th_server *s)
+{
+    const char *base = strrchr(s->db_url, '/');
+    assert_non_null(base);
+    char name[128], sql[256];
+    snprintf(name, sizeof name, "%.*s_products", (int)strcspn(base + 1, "?"), base + 1);
+    snprintf(sql, sizeof sql,
+             "SELECT COALESCE(SUM(xact_commit + xact_rollback), 0)::text FROM pg_stat_database "
+             "WHERE datname = '%s'",
+             name);
+    return replica_number(sql);
+}
+
+/* GET path; the status, and the first item's price (-1 when none) into *price. */
+static long list_price(struct th_server *s, const char *tok, const char *path, long long *price)
+{
+    struct th_resp r;
+    assert_int_equal(th_call(s, "GET", path, tok, &r, NULL), 0);
+    long st = r.status;
+    *price = -1;
+    json_t *first = json_array_get(json_object_get(r.json, "items"), 0);
+    if (first)
+        *price = th_jint(first, "price.amount", -1);
+    th_resp_free(&r);
+    return st;
+}
+
 /* A product with plenty of stock, and a customer with it in the cart. */
 static char *customer_with_cart(struct th_server *s, const char *adm)
 {
@@ -154,9 +205,10 @@ static int start_with(struct th_server *s, const char *urls, char **admin)
 {
     char env_urls[600];
     snprintf(env_urls, sizeof env_urls, "EMPORIUM_DATABASE_REPLICA_URLS=%s", urls);
-    /* The lag bound is generous: these tests are about routing and read-your-writes. */
+    /* The lag bound is generous: these tests are about routing and read-your-writes. No
+     * product cache, so that every listing and search reaches the database. */
     const char *env[] = {"EMPORIUM_RATE_LIMITS=off", env_urls, "EMPORIUM_REPLICA_MAX_LAG_MS=600000",
-                         NULL};
+                         "EMPORIUM_PRODUCT_CACHE_MB=0", NULL};
     if (th_start(s, env, NULL) != 0)
         return -1;
     *admin = th_admin_token(s);
@@ -214,6 +266,88 @@ static void test_routing_and_read_your_writes(void **state)
     assert_int_equal(th_suite_stop(&s, adm), 0);
 }
 
+/* Catalog listing, search and categories, and the analytics report, are served by the
+ * replica: the replica's own transaction count in the catalog database grows with them. An
+ * admin who changes a price reads it back at once, from the primary, while the replica's
+ * replay is paused. */
+static void test_catalog_and_reports_on_replica(void **state)
+{
+    (void)state;
+    struct th_server s;
+    char *adm = NULL;
+    assert_int_equal(start_with(&s, replica_url, &adm), 0);
+    wait_metric(&s, "emporium_db_replica_up{replica=\"0\"}", 1);
+
+    char word[32], search[96], sku[48], pid[32], path[96];
+    snprintf(word, sizeof word, "zqrep%d", (int)getpid());
+    snprintf(search, sizeof search, "/api/v1/products?q=%s", word);
+    snprintf(sku, sizeof sku, "REPCAT-%d", (int)getpid());
+    struct th_resp r;
+    assert_int_equal(th_call(&s, "POST", "/api/v1/products", adm, &r,
+                             "{\"sku\":\"%s\",\"name\":\"Lamp %s\",\"description\":\"d\","
+                             "\"category\":\"replicated\",\"price\":{\"amount\":1000,"
+                             "\"currency\":\"USD\"},\"weight_grams\":100}",
+                             sku, word),
+                     0);
+    assert_int_equal(r.status, 201);
+    snprintf(pid, sizeof pid, "%s", th_jstr(r.json, "id"));
+    th_resp_free(&r);
+    /* The writer sees its product at once (from wherever is up to date), and once the
+     * replica has replayed it the reads run there. */
+    long long price = 0;
+    assert_int_equal(list_price(&s, NULL, search, &price), 200);
+    assert_int_equal(price, 1000);
+    const char *reads = "emporium_db_reads_total{target=\"replica\"}";
+    double t0 = now_s(), before = metric(&s, reads);
+    long long xacts = replica_catalog_xacts(&s);
+    bool served = false;
+    while (!served && now_s() - t0 < DEADLINE_S) {
+        assert_int_equal(list_price(&s, NULL, search, &price), 200);
+        assert_int_equal(price, 1000);
+        assert_int_equal(list_price(&s, NULL, "/api/v1/products?category=replicated", &price), 200);
+        assert_int_equal(price, 1000);
+        assert_int_equal(list_price(&s, NULL, "/api/v1/categories", &price), 200);
+        /* pg_stat_database on a standby is flushed by its backends within seconds */
+        served = metric(&s, reads) > before && replica_catalog_xacts(&s) > xacts;
+        if (!served)
+            pause_ms(100);
+    }
+    assert_true(served);
+    /* The analytics report too. */
+    before = metric(&s, reads);
+    t0 = now_s();
+    served = false;
+    while (!served && now_s() - t0 < DEADLINE_S) {
+        assert_int_equal(th_call(&s, "GET", "/api/v1/admin/analytics/sales", adm, &r, NULL), 0);
+        assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+        served = metric(&s, reads) > before;
+        if (!served)
+            pause_ms(50);
+    }
+    assert_true(served);
+
+    /* Read-your-writes: with replay paused the replica keeps the old price; the admin who
+     * changed it reads the new one at once, and those reads are the primary's. */
+    on_replica("SELECT pg_wal_replay_pause()::text");
+    snprintf(path, sizeof path, "/api/v1/products/%s", pid);
+    assert_int_equal(th_call(&s, "PATCH", path, adm, &r, "{\"price\":{\"amount\":4242}}"), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    double prim = metric(&s, "emporium_db_reads_total{target=\"primary\"}");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(list_price(&s, adm, search, &price), 200);
+        assert_int_equal(price, 4242);
+        assert_int_equal(list_price(&s, adm, "/api/v1/products?category=replicated", &price), 200);
+        assert_int_equal(price, 4242);
+    }
+    assert_true(metric(&s, "emporium_db_reads_total{target=\"primary\"}") >= prim + 6);
+    on_replica("SELECT pg_wal_replay_resume()::text");
+    free(adm);
+    assert_int_equal(th_stop(&s), 0);
+    th_cleanup(&s);
+}
+
 /* A replica that does not answer serves nothing: every read stays on the primary and
  * succeeds; /metrics says it is down. */
 static void test_replica_down(void **state)
@@ -227,12 +361,30 @@ static void test_replica_down(void **state)
     place(&s, tok, id);
     for (int i = 0; i < 5; i++)
         assert_int_equal(get_order(&s, tok, id), 200);
+    /* the catalog's lists and search and the analytics report stay on the primary too */
+    long long price = 0;
+    assert_int_equal(list_price(&s, NULL, "/api/v1/products?limit=5", &price), 200);
+    assert_int_equal(list_price(&s, NULL, "/api/v1/products?q=thing", &price), 200);
+    assert_true(price > 0);
+    assert_int_equal(list_price(&s, NULL, "/api/v1/categories", &price), 200);
+    struct th_resp r;
+    assert_int_equal(th_call(&s, "GET", "/api/v1/admin/analytics/sales", adm, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
     assert_true(metric(&s, "emporium_db_replica_up{replica=\"0\"}") == 0);
     assert_true(metric(&s, "emporium_db_replica_lag_seconds{replica=\"0\"}") == -1);
     assert_true(metric(&s, "emporium_db_reads_total{target=\"replica\"}") == 0);
     assert_true(metric(&s, "emporium_db_reads_total{target=\"primary\"}") >= 5);
     free(tok);
     assert_int_equal(th_suite_stop(&s, adm), 0);
+}
+
+/* A run that failed while the replica's replay was paused must not leave it paused. */
+static int resume_replay(void **state)
+{
+    (void)state;
+    on_replica("SELECT pg_wal_replay_resume()::text");
+    return 0;
 }
 
 int main(void)
@@ -251,7 +403,8 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routing_and_read_your_writes),
+        cmocka_unit_test(test_catalog_and_reports_on_replica),
         cmocka_unit_test(test_replica_down),
     };
-    return cmocka_run_group_tests_name("replica", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("replica", tests, resume_replay, NULL);
 }

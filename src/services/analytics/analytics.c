@@ -126,5 +126,6 @@ void analytics__default_range(char from[11], char to[11])
 
 int analytics__init(struct app *app)
 {
-    return bus_subscribe("analytics", BUS_TOPIC_ORDER, on_order_event, app);
+    int rc = bus_subscribe("analytics", BUS_TOPIC_ORDER, on_order_event, app);
+    return rc < 0 ? rc : analytics__mongo_init(app);
 }

@@ -4,6 +4,7 @@
 #define EMPORIUM_ANALYTICS_INTERNAL_H
 #include <stdint.h>
 
+#include "emporium/buf.h"
 #include "emporium/db.h"
 #ifndef EMPORIUM_SERVICE_NO_HTTP
 #define EMPORIUM_SERVICE_NO_HTTP /* layered: only the *_http.c files see HTTP */
@@ -38,5 +39,23 @@ int analytics__store_cancelled(struct db *db, const struct order_event *ev);
 /* The report rows (see analytics_sales()). */
 int analytics__store_sales(struct db *db, const char *from, const char *to, enum analytics_group g,
                            struct analytics_report *out);
+
+/* ---- analytics_mongo.c: the events as MongoDB documents (EMPORIUM_MONGODB_URI) ---- */
+
+/* Subscribes the "analytics-mongo" consumer group when EMPORIUM_MONGODB_URI is set (else
+ * nothing); ERR_INVALID when the URI does not parse. */
+int analytics__mongo_init(struct app *app);
+void analytics__mongo_deinit(struct app *app);
+/* The order_history upsert of an event (extended JSON): filter {_id: event id, user_id,
+ * created_at}, update {$setOnInsert: order_id, type, currency, total, refunded, items}.
+ * Appends to filter and update; 0 or ERR_NOMEM. */
+int analytics__mongo_history_doc(const struct order_event *ev, struct buf *filter,
+                                 struct buf *update);
+/* The analytics upsert of one (day, category, currency) of an event: filter {_id, date,
+ * category, currency, applied: {$ne: event id}}, update {$inc: revenue, units, orders (negated
+ * for a cancellation), $push: {applied: event id}}. */
+int analytics__mongo_facts_doc(const struct order_event *ev, const char *day, const char *category,
+                               int64_t revenue, int64_t units, struct buf *filter,
+                               struct buf *update);
 
 #endif

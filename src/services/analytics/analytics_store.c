@@ -153,7 +153,15 @@ int analytics__store_sales(struct db *db, const char *from, const char *to, enum
     };
     struct db_rows *rows = NULL;
     struct db_val a[] = {DB_TEXT(from), DB_TEXT(to)};
-    int rc = db_query_once(db, sql[g], 2, a, &rows);
+    /* A report is a read-only scan: a replica's when one is usable (db_conn_take_read: up,
+     * within EMPORIUM_REPLICA_MAX_LAG_MS, and past this process's last write), else the
+     * primary's. */
+    struct db_conn *c;
+    int rc = db_conn_take_read(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = db_query(c, sql[g], 2, a, &rows);
+    db_conn_give(c);
     if (rc < 0)
         return rc;
     int n = db_rows_count(rows);

@@ -3,7 +3,16 @@
  *
  * Keys: "p:<id>" the GET /products/{id} response (ETag + body), "i:<id>" a struct
  * product_info for other services, "l:<gen>:<normalised query>" a list/search page,
- * "m:<gen>:<words>" a match set, "c:<gen>" the categories response. A write deletes the
+ * "c:<gen>" the categories response; and in a cache of their own (ctx->matches, a quarter of
+ * the bytes, so /metrics tells their hit rate apart) "m:<gen>:<words>" a match set.
+ *
+ * With Redis, list and search pages also have an L2 (ctx->lists, EMPORIUM_REDIS_LIST_CACHE_
+ * TTL_SECONDS): "<rgen>:<normalised query>" under "<prefix>product_lists:", where rgen is the
+ * catalog's generation kept in Redis ("<prefix>product_lists:gen:catalog"). Every write that
+ * bumps the local generation INCRs that one first, so one write makes every list of every
+ * process unreachable at once; a page then lives at most 5 s in a process's L1. A miss is
+ * single-flight across processes (cache_redis_single_flight). Redis down: straight to the
+ * database. A write deletes the
  * product's two keys and bumps the generation, so every list/search/categories key built
  * before the write is never read again (it ages out of the LRU): no pattern deletes. All of
  * it lives in the service's context (struct product_ctx).
@@ -32,6 +41,8 @@
 #include "product_internal.h"
 
 #define PRODUCT_CACHE_SHARDS 32
+/* How long a list miss waits for another process computing the same page. */
+#define LISTS_FLIGHT_MS 3000
 
 uint64_t product__generation(struct product_ctx *ctx)
 {
@@ -83,8 +94,17 @@ static int on_invalidation(void *vctx, const struct bus_event *ev)
     return 0;
 }
 
+/* The shared lists' generation, before the local one: a reader of this process that sees
+ * the new local generation then reads the new Redis one too. */
+static void bump_shared(struct product_ctx *ctx, bool lists)
+{
+    if (lists && ctx->lists)
+        cache_redis_bump(ctx->lists, "catalog"); /* a failure bypasses the L2 (logged) */
+}
+
 void product__invalidate_local(struct product_ctx *ctx, int64_t id, bool lists)
 {
+    bump_shared(ctx, lists);
     drop_local(ctx, id, lists, lists);
 }
 
@@ -101,6 +121,7 @@ static int publish_fn(struct db_conn *c, void *vctx)
 
 void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists)
 {
+    bump_shared(ctx, lists);
     drop_local(ctx, id, lists, lists);
     char pid[24];
     snprintf(pid, sizeof pid, "%lld", (long long)id);
@@ -121,8 +142,9 @@ int product__cache_init(struct product_ctx *ctx)
     /* EMPORIUM_PRODUCT_CACHE_MB, validated by config.c; 0: no cache */
     size_t bytes = (size_t)app_config(ctx->app)->product_cache_mb * 1024 * 1024;
     if (bytes) {
-        ctx->l1 = cache_l1_new("product", bytes, PRODUCT_CACHE_SHARDS);
-        if (!ctx->l1)
+        ctx->matches = cache_l1_new("search_matches", bytes / 4, PRODUCT_CACHE_SHARDS / 4);
+        ctx->l1 = cache_l1_new("product", bytes - bytes / 4, PRODUCT_CACHE_SHARDS);
+        if (!ctx->l1 || !ctx->matches)
             return ERR_NOMEM;
     }
     /* With Redis, product pages ("p:") also go through the shared L2, and live at most 5 s in
@@ -139,6 +161,14 @@ int product__cache_init(struct product_ctx *ctx)
             shared, 5000);
         if (!ctx->l1)
             return ERR_NOMEM;
+        if (cfg->redis_list_cache_ttl_seconds > 0) {
+            snprintf(prefix, sizeof prefix, "%sproduct_lists:", cfg->redis_prefix);
+            ctx->lists = cache_redis_new(redis, "product_lists", prefix,
+                                         cfg->redis_list_cache_ttl_seconds * 1000);
+            if (!ctx->lists)
+                return ERR_NOMEM;
+            cache_redis_single_flight(ctx->lists, LISTS_FLIGHT_MS);
+        }
     }
     int rc = metrics_add_writer(cache_metrics_write, NULL);
     if (rc < 0)
@@ -150,5 +180,7 @@ int product__cache_init(struct product_ctx *ctx)
 void product__cache_deinit(struct product_ctx *ctx)
 {
     cache_free(ctx->l1);
-    ctx->l1 = NULL;
+    cache_free(ctx->matches);
+    cache_free(ctx->lists);
+    ctx->l1 = ctx->matches = ctx->lists = NULL;
 }

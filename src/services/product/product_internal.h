@@ -73,6 +73,8 @@ struct product_index; /* product_index.c */
 struct product_ctx {
     struct app *app;
     struct cache *l1;            /* NULL when EMPORIUM_PRODUCT_CACHE_MB=0 */
+    struct cache *matches;       /* search match sets (L1); NULL with l1 */
+    struct cache *lists;         /* list/search pages in Redis (L2); NULL: none */
     _Atomic uint64_t generation; /* bumped when lists may have changed */
     struct product_attrs attrs;
     struct product_index *_Atomic index; /* made on the first search; product__index_free */

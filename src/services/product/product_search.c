@@ -32,6 +32,7 @@
 #include "product_internal.h"
 
 #define LIST_TTL_MS (30 * 1000)
+#define LIST_SHARED_L1_MS (5 * 1000)
 #define MAX_WORDS PRODUCT_MAX_WORDS
 #define WORD_MAX PRODUCT_WORD_MAX
 
@@ -470,15 +471,16 @@ static int search_page(struct list_load *l, struct buf *out)
     enum db_dialect d = db_dialect(db);
     struct buf ms = BUF_INIT(0);
     int rc;
-    if (l->ctx->l1) {
+    if (l->ctx->matches) {
         struct buf key = BUF_INIT(1200);
         buf_printf(&key, "m:%llu:", (unsigned long long)product__generation(l->ctx));
         for (int i = 0; i < o->nwords; i++) {
             buf_puts(&key, o->words[i]);
             buf_puts(&key, " ");
         }
-        rc = key.err ? key.err
-                     : cache_get_or_load(l->ctx->l1, key.p, load_matches, l, MATCH_TTL_MS, &ms);
+        rc = key.err
+                 ? key.err
+                 : cache_get_or_load(l->ctx->matches, key.p, load_matches, l, MATCH_TTL_MS, &ms);
         buf_free(&key);
     } else {
         rc = load_matches(l, NULL, &ms);
@@ -526,16 +528,21 @@ static int search_page(struct list_load *l, struct buf *out)
         product__attrs_unlock(pa);
     }
     buf_free(&ms);
+    /* The attribute copy is synced on the primary (a row dirtied by another process's write
+     * must not be read back stale from a lagging replica and then count as synced); the
+     * page's rows are a plain read, for a replica (an active flag found cleared there skips
+     * the row, as below). */
+    db_conn_give(c);
     bool more = nt > o->limit;
     int n = more ? o->limit : nt;
     struct db_rows *rows = NULL;
-    if (rc == 0 && n > 0) {
+    if (rc == 0 && n > 0 && (rc = db_conn_take_read(db, &c)) == 0) {
         int64_t ids[100];
         for (int i = 0; i < n; i++)
             ids[i] = top[i].id;
         rc = product__store_rows_by_ids(c, d, ids, n, &rows);
+        db_conn_give(c);
     }
-    db_conn_give(c);
     if (rc < 0)
         return rc;
     int nr = db_rows_count(rows);
@@ -580,6 +587,23 @@ static int load_list(void *vctx, const char *key, struct buf *out)
     return l->q->nwords ? search_page(l, out) : load_listing(l->app, l->q, out);
 }
 
+/* L1 miss with the Redis L2 on: the page under the catalog's Redis generation ("<rgen>:" and
+ * the L1 key after its local generation), single-flight across processes; Redis down or
+ * bypassed: the database. */
+static int load_list_shared(void *vctx, const char *key, struct buf *out)
+{
+    struct list_load *l = vctx;
+    uint64_t g;
+    const char *rest = key ? strchr(key + 2, ':') : NULL; /* key: "l:<gen>:…" */
+    if (!rest || cache_redis_generation(l->ctx->lists, "catalog", &g) < 0)
+        return load_list(l, key, out);
+    struct buf k2 = BUF_INIT(strlen(rest) + 24);
+    buf_printf(&k2, "%llu%s", (unsigned long long)g, rest);
+    int rc = k2.err ? k2.err : cache_get_or_load(l->ctx->lists, k2.p, load_list, l, 0, out);
+    buf_free(&k2);
+    return rc;
+}
+
 int product__search(struct app *app, const query_t *q, struct buf *out)
 {
     struct product_ctx *ctx = product__ctx(app);
@@ -588,7 +612,12 @@ int product__search(struct app *app, const query_t *q, struct buf *out)
         return load_list(&l, NULL, out);
     struct buf key = BUF_INIT(2048);
     query_key(ctx, q, &key);
-    int rc = key.err ? key.err : cache_get_or_load(ctx->l1, key.p, load_list, &l, LIST_TTL_MS, out);
+    /* With the L2, a page lives at most LIST_SHARED_L1_MS here: a write in another process
+     * reaches this one within that even if its invalidation event is late. */
+    int rc = key.err ? key.err
+             : ctx->lists
+                 ? cache_get_or_load(ctx->l1, key.p, load_list_shared, &l, LIST_SHARED_L1_MS, out)
+                 : cache_get_or_load(ctx->l1, key.p, load_list, &l, LIST_TTL_MS, out);
     buf_free(&key);
     return rc;
 }

@@ -280,13 +280,30 @@ int product__store_delete(struct db *db, int64_t id)
     return rc < 0 ? rc : rc > 0;
 }
 
+/* Listing, search and the category list are read-only: with EMPORIUM_DATABASE_REPLICA_URLS
+ * they go to a replica that is up, within EMPORIUM_REPLICA_MAX_LAG_MS and has replayed this
+ * process's last catalog write (db_conn_take_read), else to the primary. Single-product reads
+ * (product__store_row, product__store_info: prices at checkout, a write's response) and the
+ * search attribute copy stay on the primary. */
+static int read_once(struct db *db, const char *sql, int n, const struct db_val *args,
+                     struct db_rows **out)
+{
+    struct db_conn *c;
+    int rc = db_conn_take_read(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = db_query(c, sql, n, args, out);
+    db_conn_give(c);
+    return rc;
+}
+
 int product__store_categories(struct db *db, struct db_rows **out)
 {
-    return db_query_once(db,
-                         "SELECT c.slug, c.name, COUNT(p.id) FROM categories c "
-                         "LEFT JOIN products p ON p.category = c.slug AND p.active = 1 "
-                         "GROUP BY c.slug, c.name ORDER BY c.name, c.slug",
-                         0, NULL, out);
+    return read_once(db,
+                     "SELECT c.slug, c.name, COUNT(p.id) FROM categories c "
+                     "LEFT JOIN products p ON p.category = c.slug AND p.active = 1 "
+                     "GROUP BY c.slug, c.name ORDER BY c.name, c.slug",
+                     0, NULL, out);
 }
 
 int product__store_set_stock(struct db *db, int64_t id, int64_t available, bool *crossed)
@@ -367,7 +384,7 @@ int product__store_list(struct db *db, const struct product_query *o, struct db_
     }
     }
     buf_printf(t, " LIMIT %d", o->limit + 1);
-    int rc = t->err ? ERR_NOMEM : db_query_once(db, t->p, s.n, s.args, out);
+    int rc = t->err ? ERR_NOMEM : read_once(db, t->p, s.n, s.args, out);
     buf_free(t);
     return rc;
 }
@@ -410,7 +427,7 @@ int product__store_match(struct db *db, const struct product_query *q, struct db
     buf_puts(&nm, mt.p ? mt.p : "");
     buf_puts(&nm, ")");
     struct db_conn *c = NULL;
-    int rc = mt.err || nm.err ? ERR_NOMEM : db_conn_take(db, &c);
+    int rc = mt.err || nm.err ? ERR_NOMEM : db_conn_take_read(db, &c);
     if (rc == 0 && d == DB_SQLITE) {
         static const char *const fts =
             "SELECT rowid FROM products_fts WHERE products_fts MATCH $1 ORDER BY rowid";
