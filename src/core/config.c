@@ -236,7 +236,7 @@ void config_defaults(struct config *cfg)
         .redis_pool_size = 8,
         .redis_timeout_ms = 500,
         .redis_cache_ttl_seconds = 300,
-        .redis_list_cache_ttl_seconds = 30,
+        .redis_list_cache_ttl_seconds = 0,
         .redis_prefix = "emp:",
         .redis_rate_limits = true,
         .kafka_partitions = 24,

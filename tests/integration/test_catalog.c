@@ -945,7 +945,8 @@ static void test_lists_l2_shared(void **state)
     snprintf(url, sizeof url, "EMPORIUM_REDIS_URL=%s", redis);
     snprintf(prefix, sizeof prefix, "EMPORIUM_REDIS_PREFIX=tcat%d_%ld:", (int)getpid(),
              (long)time(NULL));
-    const char *env[] = {url, prefix, "EMPORIUM_RATE_LIMITS=off", NULL};
+    const char *env[] = {url, prefix, "EMPORIUM_RATE_LIMITS=off",
+                         "EMPORIUM_REDIS_LIST_CACHE_TTL_SECONDS=30", NULL};
     struct th_server a, b, c;
     assert_int_equal(th_start(&a, env, NULL), 0);
     char *adm = th_admin_token(&a);
@@ -1021,7 +1022,8 @@ static void test_lists_redis_down(void **state)
     }
     char url[96];
     snprintf(url, sizeof url, "EMPORIUM_REDIS_URL=redis://127.0.0.1:%s", spare);
-    const char *env[] = {url, "EMPORIUM_RATE_LIMITS=off", "EMPORIUM_REDIS_TIMEOUT_MS=200", NULL};
+    const char *env[] = {url, "EMPORIUM_RATE_LIMITS=off", "EMPORIUM_REDIS_TIMEOUT_MS=200",
+                         "EMPORIUM_REDIS_LIST_CACHE_TTL_SECONDS=30", NULL};
     struct th_server s;
     assert_int_equal(th_start(&s, env, NULL), 0);
     char *adm = th_admin_token(&s);
