@@ -260,7 +260,7 @@ Left out (not built yet or not available here):
   - order shards on separate servers (the 6 shard databases share one PostgreSQL)
   - the catalog's stock figure in the product processes follows the inventory's in-process
     broadcast only, so it is not refreshed by sales made in the inventory process
-  - span export (OTLP) only when EMPORIUM_OTLP_ENDPOINT is exported before `up` (docs/tracing.md)
+  - span export (OTLP) only when EMPORIUM_OTLP_ENDPOINT is exported before "up" (docs/tracing.md)
   - a guest cart is not merged at login (the user process runs no cart service)
 Stop everything: make scaleout-down
 EOF
