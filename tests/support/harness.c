@@ -887,14 +887,24 @@ static char *th_token_from(struct th_server *s, const char *path, json_t *obj, l
     json_decref(obj);
     if (!body)
         return NULL;
-    if (th_req(s, "POST", path, body, NULL, &r) == 0) {
+    /* A login answered with a retryable 503 (a dependency such as the Redis holding sessions
+     * is briefly away, e.g. a cluster settling under load) is asked again for up to 30 s: a
+     * test's setup waits for the condition instead of failing on a moment. A login changes
+     * nothing when it fails; a registration may have (then it is not retried). */
+    for (int attempt = 0; attempt < 300; attempt++) {
+        if (th_req(s, "POST", path, body, NULL, &r) != 0)
+            break;
         tok = th_jstr(r.json, "token");
+        bool retry = r.status == 503 && expect != 503 && strstr(path, "/login");
         if (r.status == expect && tok)
             ret = strdup(tok);
-        else
+        else if (!retry || attempt == 299)
             fprintf(stderr, "POST %s: expected %ld with a token, got %ld: %s\n", path, expect,
                     r.status, r.body);
         th_resp_free(&r);
+        if (ret || !retry)
+            break;
+        usleep(100000);
     }
     free(body);
     return ret;
