@@ -352,9 +352,9 @@ static int delete_buckets(const struct mover *mv, struct db *db)
 
 static void crash_point(const char *step)
 {
-    const char *at = getenv("EMPORIUM_RESHARD_STOP_AFTER");
+    const char *at = getenv("EMPORIUM_TEST_RESHARD_STOP_AFTER");
     if (at && !strcmp(at, step)) {
-        printf("stopping after step %s (EMPORIUM_RESHARD_STOP_AFTER)\n", step);
+        printf("stopping after step %s (EMPORIUM_TEST_RESHARD_STOP_AFTER)\n", step);
         fflush(stdout);
         _exit(3); /* as a crash would: nothing after this step happens */
     }

@@ -450,8 +450,10 @@ int order__shards_in_use(struct app *app, unsigned char used[ORDER_SHARDS])
     const struct order_map *m = map_now(sh);
     int n = 0;
     for (int b = 0; b < ORDER_BUCKETS; b++)
-        if (m->shard[b] < ORDER_SHARDS && !used[m->shard[b]]++)
+        if (m->shard[b] < ORDER_SHARDS && !used[m->shard[b]]) {
+            used[m->shard[b]] = 1;
             n++;
+        }
     return n;
 }
 

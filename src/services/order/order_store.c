@@ -415,30 +415,27 @@ int order__store_status(struct db_conn *c, int64_t id, char status[16])
 
 int order__store_set_compensated(struct db_conn *c, int64_t id)
 {
-    /* Every change of a row moves updated_at: a move's catch-up (order_reshard.c) copies
-     * the rows changed since its previous pass. */
-    struct db_val a[] = {DB_INT(id), DB_INT(now_ms())};
-    int rc =
-        db_query(c, "UPDATE orders SET compensated = 1, updated_at = $2 WHERE id = $1", 2, a, NULL);
+    struct db_val a[] = {DB_INT(id)};
+    int rc = db_query(c, "UPDATE orders SET compensated = 1 WHERE id = $1", 1, a, NULL);
     return rc < 0 ? rc : 0;
 }
 
 int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment_id)
 {
-    struct db_val a[] = {DB_INT(shipment_id), DB_INT(id), DB_INT(now_ms())};
+    struct db_val a[] = {DB_INT(shipment_id), DB_INT(id)};
     return db_query(c,
-                    "UPDATE orders SET shipment_id = $1, updated_at = $3 WHERE id = $2 AND "
-                    "status IN ('paid', 'fulfilling', 'on_hold')",
-                    3, a, NULL);
+                    "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
+                    "'fulfilling', 'on_hold')",
+                    2, a, NULL);
 }
 
 int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment_id)
 {
-    struct db_val a[] = {DB_INT(shipment_id), DB_INT(id), DB_INT(now_ms())};
+    struct db_val a[] = {DB_INT(shipment_id), DB_INT(id)};
     return db_write_one(db,
-                        "UPDATE orders SET shipment_id = $1, updated_at = $3 WHERE id = $2 AND "
-                        "status IN ('paid', 'fulfilling', 'on_hold')",
-                        3, a);
+                        "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
+                        "'fulfilling', 'on_hold')",
+                        2, a);
 }
 
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
