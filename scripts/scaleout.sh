@@ -34,7 +34,7 @@ TOKEN_FILE="$DIR/internal-token"
 
 # name -> "port services"
 declare -A PROC=(
-    [user]="$((B + 1)) user,worker"
+    [user]="$((B + 1)) user,cart,worker"
     [product-1]="$((B + 2)) product,web,recommendation,worker"
     [product-2]="$((B + 12)) product,web,recommendation,worker"
     [order-1]="$((B + 3)) order,cart,worker"
