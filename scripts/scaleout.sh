@@ -279,15 +279,29 @@ start)
     wait_proc "$2"
     ;;
 restart-bouncer)
-    # PgBouncer stopped (its clients' connections cut) and started again on the same port:
-    # the services keep running and must reconnect on their own (fault drills).
-    bpid="$DIR/servers/pgbouncer/pgbouncer.pid"
+    # PgBouncer stopped (its clients' connections cut) and started again on the same port
+    # with the same configuration: the services keep running and must reconnect on their
+    # own (fault drills). Only PgBouncer: PostgreSQL and Redis are not touched.
+    bdir="$DIR/servers/pgbouncer"
+    bpid="$bdir/pgbouncer.pid"
     [ -f "$bpid" ] || { say "no PgBouncer pid file at $bpid"; exit 1; }
     pid=$(cat "$bpid")
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     ! kill -0 "$pid" 2>/dev/null || { say "PgBouncer $pid did not stop"; exit 1; }
-    servers_env start >>"$DIR/logs/servers.log" 2>&1 || { tail -n 20 "$DIR/logs/servers.log" >&2; exit 1; }
+    rm -f "$bpid"
+    (
+        cd /tmp
+        ulimit -n 4096 2>/dev/null || true
+        if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- pgbouncer -d -q "$bdir/pgbouncer.ini"; else pgbouncer -d -q "$bdir/pgbouncer.ini"; fi
+    ) || { tail -n 20 "$bdir/pgbouncer.log" >&2; exit 1; }
+    for _ in $(seq 1 300); do
+        psql -h 127.0.0.1 -p $((B + 41)) -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1 && exit 0
+        sleep 0.1
+    done
+    say "PgBouncer did not answer on port $((B + 41)) within 30 s"
+    tail -n 20 "$bdir/pgbouncer.log" >&2
+    exit 1
     ;;
 status)
     cat "$ENVF"
