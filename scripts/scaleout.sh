@@ -13,7 +13,7 @@
 #   scripts/scaleout.sh status        print the env file and which processes are alive
 #
 # Ports (SCALEOUT_PORT, default 28500, is the gateway; everything else is above it):
-#   +0 nginx gateway   +1 user   +2/+12 product (2)   +3/+13 order (2)   +4 inventory
+#   +0 nginx gateway   +1 user (with the cart service, for the guest-cart merge at login)   +2/+12 product (2)   +3/+13 order (2)   +4 inventory
 #   +5 payment   +6 shipping   +7 notification   +8 analytics   +19 the one-shot seeding run
 #   +40 PostgreSQL   +41 PgBouncer   +42 its streaming replica (unused yet)   +60 Redis standalone, +61..+66 Redis Cluster (3 masters
 #   + 3 replicas; bus ports +71..+76)   Kafka mock: kernel-chosen ports (in the env file)
@@ -261,7 +261,6 @@ Left out (not built yet or not available here):
   - the catalog's stock figure in the product processes follows the inventory's in-process
     broadcast only, so it is not refreshed by sales made in the inventory process
   - span export (OTLP) only when EMPORIUM_OTLP_ENDPOINT is exported before "up" (docs/tracing.md)
-  - a guest cart is not merged at login (the user process runs no cart service)
 Stop everything: make scaleout-down
 EOF
 }
