@@ -7,8 +7,8 @@
 # No Jaeger or OpenTelemetry Collector can be installed on the test machines, so the OTLP/HTTP
 # receiver is a few lines of python3 (http.server) here that appends every POST /v1/traces
 # body to a file. The order, inventory, payment and shipping processes are restarted with
-# EMPORIUM_OTLP_ENDPOINT pointing at it (scripts/scaleout.sh passes the variable on), one at
-# a time, each waited for until ready. Then a checkout through nginx with a traceparent of
+# EMPORIUM_OTLP_ENDPOINT pointing at it (scripts/scaleout.sh passes the variable on), all at
+# once, each waited for until ready. Then a checkout through nginx with a traceparent of
 # ours, and the spans are read back:
 #   - the order process's server span continues our traceparent (nginx passed it through, and
 #     the answer's traceparent carries the same trace id back);
@@ -74,10 +74,11 @@ curl -fs "http://127.0.0.1:$RPORT/" >/dev/null || fail "the OTLP receiver did no
 export EMPORIUM_OTLP_ENDPOINT=http://127.0.0.1:$RPORT
 
 # ---- the processes of the checkout, with tracing on
-for n in user inventory payment shipping order-1 order-2; do
-    scripts/scaleout.sh stop "$n" >/dev/null 2>&1
-    scripts/scaleout.sh start "$n" >/dev/null 2>&1 || fail "$n did not come back"
-done
+# (all at once: each `start` waits, with a generous deadline, until its process is ready)
+restart() { scripts/scaleout.sh stop "$1" >/dev/null 2>&1 && scripts/scaleout.sh start "$1" >/dev/null 2>&1; }
+rpids=()
+for n in user inventory payment shipping order-1 order-2; do restart "$n" & rpids+=("$!:$n"); done
+for p in "${rpids[@]}"; do wait "${p%%:*}" || fail "${p#*:} did not come back"; done
 # the gateway may have marked a restarted process failed: wait until it routes again
 for _ in $(seq 1 300); do curl -fs "$GW/api/v1/products?limit=1" >/dev/null 2>&1 && break; sleep 0.1; done
 ok "receiver on :$RPORT; user, order, inventory, payment and shipping restarted with tracing on"
