@@ -6,6 +6,10 @@
 # Builds nothing: `make bench` has already built build/emporium (EMPORIUM_BIN overrides it).
 # Settings (environment):
 #   BACKEND=sqlite|postgres   embedded SQLite (default) or PostgreSQL via scripts/test-servers.sh
+#   BACKEND=scaleout          the same requests through the nginx gateway of the topology in
+#                             miniature (scripts/scaleout.sh up, rate limits off, on the ports
+#                             from EMP_TEST_SCALEOUT_PORT, default 28500; stopped afterwards):
+#                             cpu s/1k and RSS sum every service process and nginx
 #   BENCH_SECONDS=15          duration of each scenario
 #   BENCH_CONNECTIONS=64      wrk connections (BENCH_THREADS=2 wrk threads)
 #   BENCH_PRODUCTS=100000     catalog size (BENCH_CATEGORIES=50)
@@ -49,7 +53,7 @@ die() { say "$*"; exit 1; }
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk; make bench installs it)"
 command -v curl >/dev/null || die "curl is not installed"
 [ -x "$BIN" ] || die "no emporium binary at $BIN (make build, or set EMPORIUM_BIN)"
-case "$BACKEND" in sqlite | postgres) ;; *) die "BACKEND must be sqlite or postgres, not $BACKEND" ;; esac
+case "$BACKEND" in sqlite | postgres | scaleout) ;; *) die "BACKEND must be sqlite, postgres or scaleout, not $BACKEND" ;; esac
 
 TMP=$(mktemp -d /tmp/emporium-bench.XXXXXX)
 chmod 755 "$TMP"
@@ -59,6 +63,8 @@ mkdir -p "$DATA" "$WORK"
 LOG="$DATA/server.log"
 SERVER_PID=""
 PG_DIR=""
+SCALEOUT_UP=0
+BOUNCER_PORT=${EMP_TEST_BOUNCER_PORT:-25433}
 
 cleanup() {
     local rc=$?
@@ -67,9 +73,12 @@ cleanup() {
         for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$SERVER_PID" 2>/dev/null || true
     fi
+    if [ "$SCALEOUT_UP" = 1 ]; then
+        "$ROOT/scripts/scaleout.sh" down >/dev/null 2>&1 || true
+    fi
     if [ -n "$PG_DIR" ]; then
         "$ROOT/scripts/test-servers.sh" stop "$PG_DIR" >/dev/null 2>&1 || true
-    elif [ -n "${EMPORIUM_DATABASE_URL:-}" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+    elif [ "$BACKEND" != scaleout ] && [ -n "${EMPORIUM_DATABASE_URL:-}" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
         # servers we did not start: drop only the databases of this run
         local prefix=${EMPORIUM_DATABASE_URL##*/} db
         for db in $(psql "${EMPORIUM_DATABASE_URL%/*}/postgres" -Atqc \
@@ -106,6 +115,19 @@ if [ "$BACKEND" = postgres ]; then
     # The server creates <prefix>_<logical> databases itself; a fresh prefix per run.
     export EMPORIUM_DATABASE_URL="${base%/*}/bench$$_$(date +%s)"
     say "postgres: EMPORIUM_DATABASE_URL=$EMPORIUM_DATABASE_URL"
+fi
+if [ "$BACKEND" = scaleout ]; then
+    # The topology in miniature; the CLI below seeds its databases (PostgreSQL through
+    # PgBouncer, sessions in its Redis Cluster) as it seeds an embedded shop's.
+    export SCALEOUT_DIR="$TMP/scaleout" SCALEOUT_PORT=${EMP_TEST_SCALEOUT_PORT:-28500} SCALEOUT_BIN="$BIN" SCALEOUT_RATE_LIMITS=off
+    SCALEOUT_UP=1
+    t0=$(date +%s.%N)
+    "$ROOT/scripts/scaleout.sh" up >"$TMP/scaleout.log" 2>&1 || { tail -n 30 "$TMP/scaleout.log" >&2; die "scripts/scaleout.sh up failed"; }
+    say "scaleout: up in $(since "$t0") s (gateway $(sed -n 's/^GATEWAY_URL=//p' "$SCALEOUT_DIR/env"))"
+    EMPORIUM_DATABASE_URL=$(sed -n 's/^EMPORIUM_DATABASE_URL=//p' "$SCALEOUT_DIR/env")
+    EMPORIUM_REDIS_CLUSTER=$(sed -n 's/^EMPORIUM_REDIS_CLUSTER=//p' "$SCALEOUT_DIR/env")
+    export EMPORIUM_DATABASE_URL EMPORIUM_REDIS_CLUSTER
+    BOUNCER_PORT=$((SCALEOUT_PORT + 41))
 fi
 
 emp() { "$BIN" "$@" --data-dir "$DATA"; }
@@ -149,7 +171,29 @@ fi
 # ---------------------------------------------------------------------------------------
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PORT=""
+SERVER_PIDS=() # the processes whose CPU and memory the table counts
+if [ "$BACKEND" = scaleout ]; then
+    # The product processes index the catalog when they start: restart them on the seeded one.
+    t0=$(date +%s.%N)
+    for n in product-1 product-2; do
+        "$ROOT/scripts/scaleout.sh" stop "$n" >>"$TMP/scaleout.log" 2>&1
+        "$ROOT/scripts/scaleout.sh" start "$n" >>"$TMP/scaleout.log" 2>&1 || die "scaleout: $n did not come back"
+    done
+    BASE=$(sed -n 's/^GATEWAY_URL=//p' "$SCALEOUT_DIR/env")
+    for _ in $(seq 1 300); do curl -fs -o /dev/null "$BASE/api/v1/products?limit=1" && break; sleep 0.1; done
+    say "scaleout: product processes restarted on the seeded catalog in $(since "$t0") s"
+    for f in $(sed -n 's/^PID_\(USER\|PRODUCT_[12]\|ORDER_[12]\|INVENTORY\|PAYMENT\|SHIPPING\|NOTIFICATION\|ANALYTICS\|WORKER\)=//p' "$SCALEOUT_DIR/env"); do
+        SERVER_PIDS+=("$(cat "$f")")
+    done
+    NGINX_PIDS=$(pgrep -P "$(cat "$SCALEOUT_DIR/nginx/logs/nginx.pid")" | tr '\n' ' ')
+    SERVER_PIDS+=($NGINX_PIDS)
+    SERVER_PID=${SERVER_PIDS[0]}
+    LOG="$TMP/scaleout-access.log" # the processes log into $SCALEOUT_DIR/logs
+    : >"$LOG"
+    say "server: the topology behind $BASE (${#SERVER_PIDS[@]} processes counted: services, worker, nginx workers $NGINX_PIDS)"
+fi
 for attempt in 1 2 3; do
+    [ "$BACKEND" = scaleout ] && break
     for _ in $(seq 1 50); do
         p=$((26000 + RANDOM % 4000))
         if port_free "$p"; then PORT=$p; break; fi
@@ -175,8 +219,11 @@ for attempt in 1 2 3; do
     die "the server did not come up"
 done
 [ -n "$SERVER_PID" ] || die "the server did not come up (address in use 3 times)"
-BASE="http://127.0.0.1:$PORT"
-say "server: pid $SERVER_PID on $BASE, data in $DATA"
+if [ "$BACKEND" != scaleout ]; then
+    BASE="http://127.0.0.1:$PORT"
+    SERVER_PIDS=("$SERVER_PID")
+    say "server: pid $SERVER_PID on $BASE, data in $DATA"
+fi
 
 # ---------------------------------------------------------------------------------------
 # what exists: a route the router does not know answers 404 "no such endpoint" (or 405)
@@ -304,13 +351,17 @@ fi
 # scenarios
 # ---------------------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+cpu_ticks() { # utime + stime of every counted process (all threads)
+    local p t=0
+    for p in "${SERVER_PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
 # PostgreSQL: transactions and statements this run's databases sent through PgBouncer (its
 # SHOW STATS, summed over the databases of this run's prefix): round trips are what the
 # PostgreSQL fast path cuts, and unlike req/s they do not depend on the machine's load.
 bouncer_counts() {
-    [ "$BACKEND" = postgres ] || { echo "0 0"; return; }
-    psql -h 127.0.0.1 -p "${EMP_TEST_BOUNCER_PORT:-25433}" -U postgres -d pgbouncer -AtF' ' \
+    [ "$BACKEND" != sqlite ] || { echo "0 0"; return; }
+    psql -h 127.0.0.1 -p "$BOUNCER_PORT" -U postgres -d pgbouncer -AtF' ' \
         -c 'SHOW STATS' 2>/dev/null |
         awk -v p="${EMPORIUM_DATABASE_URL##*/}_" 'index($1, p) == 1 { x += $2; q += $3 } END { print x + 0, q + 0 }'
 }
@@ -390,7 +441,7 @@ run_scenario() {
     R_CPU[$name]=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v r="$reqs" \
         'BEGIN { if (r > 0) printf "%.3f", t / hz / (r / 1000); else print "-" }')
     R_REQS[$name]=$reqs
-    if [ "$BACKEND" = postgres ]; then
+    if [ "$BACKEND" != sqlite ]; then
         R_DB[$name]=$(awk -v a="$b0" -v b="$b1" -v r="$reqs" 'BEGIN { split(a, x, " "); split(b, y, " ");
             if (r > 0) printf "%.2f transactions, %.2f statements", (y[1] - x[1]) / r, (y[2] - x[2]) / r; else print "-" }')
     fi
@@ -438,11 +489,13 @@ for name in "${ALL_SCENARIOS[@]}"; do
     run_scenario "$name"
 done
 
-HWM_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
-RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+status_files=()
+for p in "${SERVER_PIDS[@]}"; do [ -r "/proc/$p/status" ] && status_files+=("/proc/$p/status"); done
+HWM_KB=$(awk '/^VmHWM/ {s += $2} END {print s + 0}' "${status_files[@]}")
+RSS_KB=$(awk '/^VmRSS/ {s += $2} END {print s + 0}' "${status_files[@]}")
 # File-backed pages (SQLite's mmap of the databases) count in RSS but are reclaimable cache.
-RSS_PARTS=$(awk '/^Rss(Anon|File|Shmem):/ {printf "%s%s %.1f", sep, tolower(substr($1, 4, length($1) - 4)), $2 / 1024; sep = ", "}' \
-    "/proc/$SERVER_PID/status")
+RSS_PARTS=$(awk '/^Rss(Anon|File|Shmem):/ {k = tolower(substr($1, 4, length($1) - 4)); if (!(k in v)) o[++n] = k; v[k] += $2}
+    END {for (i = 1; i <= n; i++) printf "%s%s %.1f", (i > 1 ? ", " : ""), o[i], v[o[i]] / 1024}' "${status_files[@]}")
 DATA_MB=$(du -sm "$DATA" | cut -f1)
 
 # ---------------------------------------------------------------------------------------
@@ -498,6 +551,7 @@ verdict() {
     done
     echo
     hwm_mb=$(awk -v k="${HWM_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
+    [ "$BACKEND" != scaleout ] || echo "scale-out: cpu s/1k and RSS are the sums over ${#SERVER_PIDS[@]} processes (10 service processes, the worker, nginx's workers); requests through the gateway $BASE"
     printf 'server peak RSS (VmHWM): %s MB (target <= 256 MB: %s); RSS at the end %s MB (%s MB); data dir %s MB\n' \
         "$hwm_mb" "$(awk -v k="${HWM_KB:-0}" 'BEGIN { print (k <= 262144 ? "met" : "MISSED") }')" \
         "$(awk -v k="${RSS_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')" "$RSS_PARTS" "$DATA_MB"
@@ -510,8 +564,9 @@ verdict() {
         echo "vs health = req/s / the req/s of a ${HEALTH_SECONDS} s GET /health run made just before the scenario (those runs:${hs:- none})"
     fi
     echo "cpu s/1k = server utime+stime (all threads) per 1,000 requests (place-order: per 1,000 orders, with their add-to-cart)"
-    if [ "$BACKEND" = postgres ]; then
+    if [ "$BACKEND" != sqlite ]; then
         echo "PostgreSQL work per request (place-order: per order, with its add-to-cart), counted by PgBouncer:"
+        [ "$BACKEND" != scaleout ] || echo "  (scale-out: every process's background work too — outbox relays, sweeps — so light rows are inflated)"
         for name in "${ALL_SCENARIOS[@]}"; do
             if [ -n "${R_DB[$name]:-}" ]; then printf '  %-13s %s\n' "$name" "${R_DB[$name]}"; fi
         done

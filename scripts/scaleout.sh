@@ -13,7 +13,7 @@
 #   scripts/scaleout.sh status        print the env file and which processes are alive
 #
 # Ports (SCALEOUT_PORT, default 28500, is the gateway; everything else is above it):
-#   +0 nginx gateway   +1 user   +2/+12 product (2)   +3/+13 order (2)   +4 inventory
+#   +0 nginx gateway   +1 user (with the cart service, for the guest-cart merge at login)   +2/+12 product (2)   +3/+13 order (2)   +4 inventory
 #   +5 payment   +6 shipping   +7 notification   +8 analytics   +19 the one-shot seeding run
 #   +40 PostgreSQL   +41 PgBouncer   +42 its streaming replica (unused yet)   +60 Redis standalone, +61..+66 Redis Cluster (3 masters
 #   + 3 replicas; bus ports +71..+76)   Kafka mock: kernel-chosen ports (in the env file)
@@ -34,7 +34,7 @@ TOKEN_FILE="$DIR/internal-token"
 
 # name -> "port services"
 declare -A PROC=(
-    [user]="$((B + 1)) user,worker"
+    [user]="$((B + 1)) user,cart,worker"
     [product-1]="$((B + 2)) product,web,recommendation,worker"
     [product-2]="$((B + 12)) product,web,recommendation,worker"
     [order-1]="$((B + 3)) order,cart,worker"
@@ -261,7 +261,6 @@ Left out (not built yet or not available here):
   - the catalog's stock figure in the product processes follows the inventory's in-process
     broadcast only, so it is not refreshed by sales made in the inventory process
   - span export (OTLP) only when EMPORIUM_OTLP_ENDPOINT is exported before "up" (docs/tracing.md)
-  - a guest cart is not merged at login (the user process runs no cart service)
 Stop everything: make scaleout-down
 EOF
 }
@@ -279,15 +278,29 @@ start)
     wait_proc "$2"
     ;;
 restart-bouncer)
-    # PgBouncer stopped (its clients' connections cut) and started again on the same port:
-    # the services keep running and must reconnect on their own (fault drills).
-    bpid="$DIR/servers/pgbouncer/pgbouncer.pid"
+    # PgBouncer stopped (its clients' connections cut) and started again on the same port
+    # with the same configuration: the services keep running and must reconnect on their
+    # own (fault drills). Only PgBouncer: PostgreSQL and Redis are not touched.
+    bdir="$DIR/servers/pgbouncer"
+    bpid="$bdir/pgbouncer.pid"
     [ -f "$bpid" ] || { say "no PgBouncer pid file at $bpid"; exit 1; }
     pid=$(cat "$bpid")
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     ! kill -0 "$pid" 2>/dev/null || { say "PgBouncer $pid did not stop"; exit 1; }
-    servers_env start >>"$DIR/logs/servers.log" 2>&1 || { tail -n 20 "$DIR/logs/servers.log" >&2; exit 1; }
+    rm -f "$bpid"
+    (
+        cd /tmp
+        ulimit -n 4096 2>/dev/null || true
+        if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- pgbouncer -d -q "$bdir/pgbouncer.ini"; else pgbouncer -d -q "$bdir/pgbouncer.ini"; fi
+    ) || { tail -n 20 "$bdir/pgbouncer.log" >&2; exit 1; }
+    for _ in $(seq 1 300); do
+        psql -h 127.0.0.1 -p $((B + 41)) -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1 && exit 0
+        sleep 0.1
+    done
+    say "PgBouncer did not answer on port $((B + 41)) within 30 s"
+    tail -n 20 "$bdir/pgbouncer.log" >&2
+    exit 1
     ;;
 status)
     cat "$ENVF"

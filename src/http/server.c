@@ -396,7 +396,12 @@ static int run_middleware(struct http_req *req)
             return answer_options(req) < 0 ? ERR_NOMEM : 1;
         return http_fail(req, rc, NULL, "method %s not allowed here", req->method);
     }
-    if ((rc = mw_authenticate(req)) < 0)
+    /* The request's server span is current while the authenticator runs: a remote one
+     * (user_remote.c) continues this request's trace, not whatever the thread ran last. */
+    trace_context_set(req->traceparent);
+    rc = mw_authenticate(req);
+    trace_context_set(NULL);
+    if (rc < 0)
         return rc;
     if ((rc = mw_ratelimit(req)) < 0)
         return rc;

@@ -1,20 +1,40 @@
 // SPDX-License-Identifier: MIT
-// contract.mjs — the live server checked against its own OpenAPI document by a third-party
-// validator: Stoplight Prism in proxy mode sits between this client and `emporium serve`
-// and validates every request and response against /openapi.json. The test walks a
-// shopper's and an operator's journey (including error answers), checks each status, and
-// fails if Prism reports any response that does not match the document.
+// contract.mjs — the acceptance suite: the live server checked against its own OpenAPI
+// document by a third-party validator. Stoplight Prism in proxy mode sits between this
+// client and the server and validates every request and response against /openapi.json.
+// The test walks a shopper's journey, the checkout invariants (a paid order takes its stock
+// exactly once, a replayed key answers the same order, a declined or out-of-stock checkout
+// changes no stock, totals add up) and an operator's flows (catalog, stock, shipment,
+// reports), including error answers; it checks each status and fails if Prism reports any
+// response that does not match the document.
 //
 // usage: node tests/contract/contract.mjs BIN PRISM_BIN
+//          starts `BIN serve` on SQLite in a scratch directory (embedded: every service in
+//          one process) with an admin account it creates
+//        node tests/contract/contract.mjs BIN PRISM_BIN --base-url URL --admin-email EMAIL
+//            --admin-password-file FILE
+//          the same suite against a running deployment (tests/scaleout/run.sh: the
+//          gateway of `make scaleout`), with an admin account that exists there; the names
+//          it creates are unique per run, so it can run again against the same data
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 
-const [bin, prismBin] = process.argv.slice(2);
-if (!bin || !prismBin) {
-  console.error('usage: node contract.mjs BIN PRISM_BIN');
+const [bin, prismBin, ...rest] = process.argv.slice(2);
+const opts = {};
+for (let i = 0; i < rest.length; i += 2) {
+  const k = rest[i], v = rest[i + 1];
+  if (!['--base-url', '--admin-email', '--admin-password-file'].includes(k) || v === undefined) {
+    opts.bad = k;
+    break;
+  }
+  opts[k.slice(2)] = v;
+}
+const remote = opts['base-url'];
+if (!bin || !prismBin || opts.bad || (remote && (!opts['admin-email'] || !opts['admin-password-file']))) {
+  console.error('usage: node contract.mjs BIN PRISM_BIN [--base-url URL --admin-email EMAIL --admin-password-file FILE]');
   process.exit(2);
 }
 
@@ -31,9 +51,28 @@ const env = { ...process.env, EMPORIUM_RATE_LIMITS: 'off', EMPORIUM_DATA_DIR: da
 delete env.EMPORIUM_DATABASE_URL;
 const appPort = await freePort();
 const prismPort = await freePort();
+const target = remote || `http://127.0.0.1:${appPort}`;
+// unique per run (a deployment keeps its data between runs)
+const run = remote ? `${Date.now().toString(36)}${process.pid.toString(36)}` : '1';
+const adminEmail = remote ? opts['admin-email'] : 'ops@example.com';
+const adminPassword = remote ? readFileSync(opts['admin-password-file'], 'utf8').replace(/\n$/, '') : 'operator password';
 let server, prism, prismLog = '', failures = 0;
 
 function fail(msg) { failures++; console.error(`FAIL ${msg}`); }
+function check(cond, msg) { if (!cond) fail(msg); }
+const lineQty = (cart, pid) => (cart?.items || []).find((l) => l.product_id === pid)?.quantity ?? 0;
+// until(what, fn): fn() until it answers true, 30 s at most (a deployment's services may
+// apply a change a moment after the answer that caused it)
+async function until(what, fn) {
+  const end = Date.now() + 30000;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last === true) return;
+    await sleep(200);
+  }
+  fail(`${what} (last: ${JSON.stringify(last)})`);
+}
 
 async function waitFor(url, ms) {
   const end = Date.now() + ms;
@@ -62,14 +101,15 @@ try {
   // The document under test is the one the binary serves.
   const spec = join(dir, 'openapi.json');
   writeFileSync(spec, execFileSync(bin, ['openapi']));
-  execFileSync(bin, ['migrate', '--data-dir', dataDir], { env, stdio: 'ignore' });
-  writeFileSync(join(dir, 'pw'), 'operator password\n');
-  execFileSync(bin, ['user', 'create', '--email', 'ops@example.com', '--password-file', join(dir, 'pw'),
-    '--role', 'admin', '--data-dir', dataDir], { env, stdio: 'ignore' });
-
-  server = spawn(bin, ['serve', '--listen', `127.0.0.1:${appPort}`, '--data-dir', dataDir], { env, stdio: 'ignore' });
-  await waitFor(`http://127.0.0.1:${appPort}/health`, 15000);
-  prism = spawn(prismBin, ['proxy', spec, `http://127.0.0.1:${appPort}`, '--port', String(prismPort), '--host', '127.0.0.1'],
+  if (!remote) {
+    execFileSync(bin, ['migrate', '--data-dir', dataDir], { env, stdio: 'ignore' });
+    writeFileSync(join(dir, 'pw'), `${adminPassword}\n`);
+    execFileSync(bin, ['user', 'create', '--email', adminEmail, '--password-file', join(dir, 'pw'),
+      '--role', 'admin', '--data-dir', dataDir], { env, stdio: 'ignore' });
+    server = spawn(bin, ['serve', '--listen', `127.0.0.1:${appPort}`, '--data-dir', dataDir], { env, stdio: 'ignore' });
+  }
+  await waitFor(`${target}/health`, 30000);
+  prism = spawn(prismBin, ['proxy', spec, target, '--port', String(prismPort), '--host', '127.0.0.1'],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   prism.stdout.on('data', (d) => { prismLog += d; });
   prism.stderr.on('data', (d) => { prismLog += d; });
@@ -81,14 +121,15 @@ try {
   await call('GET', '/openapi.json', { expect: 200 });
 
   // identity
-  const reg = await call('POST', '/api/v1/auth/register', { body: { email: 'shopper@example.com', password: 'shopper password', name: 'Shopper' }, expect: 201 });
-  await call('POST', '/api/v1/auth/register', { body: { email: 'shopper@example.com', password: 'shopper password', name: 'Again' }, expect: 409 });
-  await call('POST', '/api/v1/auth/login', { body: { email: 'shopper@example.com', password: 'wrong password' }, expect: 401 });
-  const login = await call('POST', '/api/v1/auth/login', { body: { email: 'shopper@example.com', password: 'shopper password' }, expect: 200 });
+  const shopperEmail = `shopper-${run}@example.com`;
+  const reg = await call('POST', '/api/v1/auth/register', { body: { email: shopperEmail, password: 'shopper password', name: 'Shopper' }, expect: 201 });
+  await call('POST', '/api/v1/auth/register', { body: { email: shopperEmail, password: 'shopper password', name: 'Again' }, expect: 409 });
+  await call('POST', '/api/v1/auth/login', { body: { email: shopperEmail, password: 'wrong password' }, expect: 401 });
+  const login = await call('POST', '/api/v1/auth/login', { body: { email: shopperEmail, password: 'shopper password' }, expect: 200 });
   const token = login.json?.token;
   await call('GET', '/api/v1/users/me', { token, expect: 200 });
   await call('GET', '/api/v1/users/me', { expect: 401 });
-  const admin = (await call('POST', '/api/v1/auth/login', { body: { email: 'ops@example.com', password: 'operator password' }, expect: 200 })).json?.token;
+  const admin = (await call('POST', '/api/v1/auth/login', { body: { email: adminEmail, password: adminPassword }, expect: 200 })).json?.token;
 
   // catalog
   const list = await call('GET', '/api/v1/products?limit=5', { expect: 200 });
@@ -107,20 +148,32 @@ try {
   await call('GET', `/api/v1/products/${product.id}/recommendations`, { expect: 200 });
   const created = await call('POST', '/api/v1/products', {
     token: admin, expect: 201,
-    body: { sku: 'CONTRACT-1', name: 'Contract Lamp', description: 'A lamp for the contract test', category: 'lighting', price: { amount: 2500, currency: 'USD' }, image_url: '/images/contract.jpg' },
+    body: { sku: `CONTRACT-${run}`, name: 'Contract Lamp', description: 'A lamp for the contract test', category: 'lighting', price: { amount: 2500, currency: 'USD' }, image_url: '/images/contract.jpg' },
   });
   const pid = created.json?.id;
   await call('POST', '/api/v1/products', { token, body: { sku: 'X' }, expect: 403 });
   await call('PATCH', `/api/v1/products/${pid}`, { token: admin, body: { price: { amount: 2600, currency: 'USD' } }, expect: 200 });
   await call('PUT', `/api/v1/inventory/${pid}`, { token: admin, body: { available: 10 }, expect: 200 });
   await call('GET', `/api/v1/inventory/${pid}`, { token: admin, expect: 200 });
+  // stockIs(available, reserved, what): the inventory's level of the new product reaches it
+  const stockIs = (available, reserved, what) => until(`stock of the new product ${what}: ${available} available, ${reserved} reserved`, async () => {
+    const r = await call('GET', `/api/v1/inventory/${pid}`, { token: admin, expect: 200 });
+    return (r.json?.available === available && r.json?.reserved === reserved) || r.json;
+  });
+  await stockIs(10, 0, 'after the operator set it');
   await call('GET', `/api/v1/inventory/${pid}`, { token, expect: 403 });
 
   // guest cart, then the shopper's cart
   const guest = await call('POST', '/api/v1/cart/items', { body: { product_id: pid, quantity: 1 }, expect: 200 });
   const cartToken = guest.headers.get('x-cart-token');
-  await call('GET', '/api/v1/cart', { headers: cartToken ? { 'X-Cart-Token': cartToken } : {}, expect: 200 });
-  await call('POST', '/api/v1/cart/items', { token, body: { product_id: pid, quantity: 2 }, expect: 200 });
+  if (!cartToken) fail('a guest cart answer carries X-Cart-Token');
+  await call('GET', '/api/v1/cart', { headers: { 'X-Cart-Token': cartToken }, expect: 200 });
+  // logging in with the guest's cart token merges the guest's lines into the account's cart
+  await call('POST', '/api/v1/auth/login', { headers: { 'X-Cart-Token': cartToken }, body: { email: shopperEmail, password: 'shopper password' }, expect: 200 });
+  const merged = await call('GET', '/api/v1/cart', { token, expect: 200 });
+  check(lineQty(merged.json, pid) === 1, `the guest's line is merged at login: ${JSON.stringify(merged.json)}`);
+  const added = await call('POST', '/api/v1/cart/items', { token, body: { product_id: pid, quantity: 2 }, expect: 200 });
+  check(lineQty(added.json, pid) === 3, `adding to a line adds its quantity: ${JSON.stringify(added.json)}`);
   await call('PATCH', `/api/v1/cart/items/${pid}`, { token, body: { quantity: 3 }, expect: 200 });
   await call('POST', '/api/v1/cart/items', { token, body: { product_id: pid, quantity: 0 }, expect: 400 });
   await call('GET', '/api/v1/cart', { token, expect: 200 });
@@ -131,20 +184,34 @@ try {
   const card = (n) => ({ card_number: n, exp_month: 12, exp_year: 2040, cvc: '123' });
   const order = { shipping_address: address, payment: card('4242424242424242'), shipping_method: 'standard' };
   await call('POST', '/api/v1/orders', { token, body: order, expect: 400 }); // no Idempotency-Key
-  const placed = await call('POST', '/api/v1/orders', { token, body: order, headers: { 'Idempotency-Key': 'contract-1' }, expect: 201 });
+  const placed = await call('POST', '/api/v1/orders', { token, body: order, headers: { 'Idempotency-Key': `contract-1-${run}` }, expect: 201 });
   const oid = placed.json?.id;
-  await call('POST', '/api/v1/orders', { token, body: order, headers: { 'Idempotency-Key': 'contract-1' }, expect: 201 });
-  await call('POST', '/api/v1/orders', { token, body: { ...order, shipping_method: 'express' }, headers: { 'Idempotency-Key': 'contract-1' }, expect: 409 });
+  // checkout invariants: paid, the totals add up, the stock taken once, the cart emptied
+  const o = placed.json || {};
+  check(o.status === 'paid', `the order is paid: ${o.status}`);
+  const sum = (o.items || []).reduce((a, l) => a + l.line_total.amount, 0);
+  check((o.items || []).every((l) => l.line_total.amount === l.unit_price.amount * l.quantity)
+    && o.subtotal?.amount === sum && o.total?.amount === sum + (o.shipping?.amount ?? -1)
+    && sum === 3 * 2600, `line totals, subtotal (3 × 2600) and total (+ shipping) add up: ${JSON.stringify(o)}`);
+  await stockIs(7, 0, 'after the paid order of 3');
+  check((await call('GET', '/api/v1/cart', { token, expect: 200 })).json?.item_count === 0, 'the cart is empty after the order');
+  const replay = await call('POST', '/api/v1/orders', { token, body: order, headers: { 'Idempotency-Key': `contract-1-${run}` }, expect: 201 });
+  check(replay.json?.id === oid, `the same key answers the same order (${oid}): ${replay.json?.id}`);
+  await stockIs(7, 0, 'after the replayed key (taken once)');
+  await call('POST', '/api/v1/orders', { token, body: { ...order, shipping_method: 'express' }, headers: { 'Idempotency-Key': `contract-1-${run}` }, expect: 409 });
   await call('GET', `/api/v1/orders/${oid}`, { token, expect: 200 });
   await call('GET', '/api/v1/orders', { token, expect: 200 });
   await call('GET', `/api/v1/orders/${oid}`, { expect: 401 });
   // a declined card: 402 with the failed order
   await call('POST', '/api/v1/cart/items', { token, body: { product_id: pid, quantity: 1 }, expect: 200 });
-  await call('POST', '/api/v1/orders', { token, body: { ...order, payment: card('4000000000000002') }, headers: { 'Idempotency-Key': 'contract-2' }, expect: 402 });
+  await call('POST', '/api/v1/orders', { token, body: { ...order, payment: card('4000000000000002') }, headers: { 'Idempotency-Key': `contract-2-${run}` }, expect: 402 });
+  await stockIs(7, 0, 'after a declined card (nothing held)');
   // out of stock: 409 naming the product
   // (the declined order left its line in the cart)
   await call('PATCH', `/api/v1/cart/items/${pid}`, { token, body: { quantity: 50 }, expect: 200 });
-  await call('POST', '/api/v1/orders', { token, body: order, headers: { 'Idempotency-Key': 'contract-3' }, expect: 409 });
+  await call('POST', '/api/v1/orders', { token, body: order, headers: { 'Idempotency-Key': `contract-3-${run}` }, expect: 409 });
+  await stockIs(7, 0, 'after an out-of-stock checkout (nothing held)');
+  check(lineQty((await call('GET', '/api/v1/cart', { token, expect: 200 })).json, pid) === 50, 'a refused checkout keeps the cart');
   await call('DELETE', `/api/v1/cart/items/${pid}`, { token, expect: 200 });
   // operator: shipment moves the order on; cancel after shipping is refused
   const detail = await call('GET', `/api/v1/orders/${oid}`, { token: admin, expect: 200 });

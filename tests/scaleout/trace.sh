@@ -7,8 +7,8 @@
 # No Jaeger or OpenTelemetry Collector can be installed on the test machines, so the OTLP/HTTP
 # receiver is a few lines of python3 (http.server) here that appends every POST /v1/traces
 # body to a file. The order, inventory, payment and shipping processes are restarted with
-# EMPORIUM_OTLP_ENDPOINT pointing at it (scripts/scaleout.sh passes the variable on), one at
-# a time, each waited for until ready. Then a checkout through nginx with a traceparent of
+# EMPORIUM_OTLP_ENDPOINT pointing at it (scripts/scaleout.sh passes the variable on), all at
+# once, each waited for until ready. Then a checkout through nginx with a traceparent of
 # ours, and the spans are read back:
 #   - the order process's server span continues our traceparent (nginx passed it through, and
 #     the answer's traceparent carries the same trace id back);
@@ -16,6 +16,10 @@
 #     one a child of that server span;
 #   - the inventory, payment and shipping processes each have a server span whose parent is
 #     one of those client spans — the same trace, across four processes;
+#   - the checkout's bearer token is a fresh session no order process has cached, so the
+#     order process asks the user process (remote authenticator): that call is a client span
+#     under the same server span, and the user process's span is its child — the request's
+#     own trace, not the one the thread served before;
 #   - every span of the trace hangs off our span or another span of the trace (one tree);
 #   - no card number or token was exported.
 # Waits are for conditions with generous deadlines, never fixed sleeps.
@@ -70,13 +74,14 @@ curl -fs "http://127.0.0.1:$RPORT/" >/dev/null || fail "the OTLP receiver did no
 export EMPORIUM_OTLP_ENDPOINT=http://127.0.0.1:$RPORT
 
 # ---- the processes of the checkout, with tracing on
-for n in inventory payment shipping order-1 order-2; do
-    scripts/scaleout.sh stop "$n" >/dev/null 2>&1
-    scripts/scaleout.sh start "$n" >/dev/null 2>&1 || fail "$n did not come back"
-done
+# (all at once: each `start` waits, with a generous deadline, until its process is ready)
+restart() { scripts/scaleout.sh stop "$1" >/dev/null 2>&1 && scripts/scaleout.sh start "$1" >/dev/null 2>&1; }
+rpids=()
+for n in user inventory payment shipping order-1 order-2; do restart "$n" & rpids+=("$!:$n"); done
+for p in "${rpids[@]}"; do wait "${p%%:*}" || fail "${p#*:} did not come back"; done
 # the gateway may have marked a restarted process failed: wait until it routes again
 for _ in $(seq 1 300); do curl -fs "$GW/api/v1/products?limit=1" >/dev/null 2>&1 && break; sleep 0.1; done
-ok "receiver on :$RPORT; order, inventory, payment and shipping restarted with tracing on"
+ok "receiver on :$RPORT; user, order, inventory, payment and shipping restarted with tracing on"
 
 # ---- one checkout through the gateway, in a trace of ours
 call() { # METHOD URL BODY [curl args…]: sets $code, $body, $headers
@@ -100,6 +105,10 @@ P=$(jqr '.items[0].id')
 [ -n "$P" ] && [ "$P" != null ] || fail "no product: $body"
 call POST "$GW/api/v1/cart/items" "{\"product_id\":\"$P\",\"quantity\":1}" -H "Authorization: Bearer $TOK"
 [ "$code" = 200 ] || fail "add to cart: $code $body"
+# a fresh session for the checkout: no order process has its token cached yet
+call POST "$GW/api/v1/auth/login" "{\"email\":\"$email\",\"password\":\"a good password 1\"}"
+[ "$code" = 200 ] || fail "login: $code $body"
+TOK=$(jqr .token)
 TRACE=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PARENT=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ORDER='{"shipping_address":{"name":"Tracer","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"},"payment":{"card_number":"4242424242424242","exp_month":12,"exp_year":2031,"cvc":"123"},"shipping_method":"standard"}'
@@ -138,7 +147,7 @@ if not root:
     print("no order server span under our traceparent yet"); sys.exit(1)
 root = root[0]
 missing = []
-for callee in ("inventory", "payment", "shipping"):
+for callee in ("user", "inventory", "payment", "shipping"):
     clients = find(lambda s: s["service"] == "emporium-order" and s["kind"] == 3 and s["attrs"].get("peer.service") == callee and s.get("parentSpanId") == root["spanId"])
     if not clients:
         missing.append(f"order's client span to {callee}"); continue
@@ -166,7 +175,7 @@ while :; do
     [ $rc = 1 ] && [ "$(date +%s)" -lt "$deadline" ] || fail "$what"
     sleep 0.2
 done
-ok "one trace covers order → inventory → payment → shipping: $what"
+ok "one trace covers order → user (authentication), inventory, payment, shipping: $what"
 # the metrics agree: the order processes exported spans and dropped none
 exported=0
 for port in $((B + 3)) $((B + 13)); do
