@@ -53,6 +53,9 @@ struct pix_term {
     char *text;
     uint32_t len;
     struct pix_list all, named;
+    /* a common term's documents also as a bitmap (bits past bwords * 64: none) */
+    uint64_t *bits;
+    uint32_t bwords;
 };
 
 struct product_index {
@@ -114,6 +117,7 @@ void product__index_free(struct product_index *x)
         free(x->terms[i].text);
         free(x->terms[i].all.v);
         free(x->terms[i].named.v);
+        free(x->terms[i].bits);
     }
     free(x->terms);
     free(x->thash);
@@ -256,6 +260,38 @@ static int id_put(struct product_index *x, int64_t id, uint32_t doc)
     return 0;
 }
 
+/* Keeps a term's bitmap: made once the term is in at least 1 document of 32 (then the bitmap
+ * is no larger than the list), dropped when it falls under 1 in 64. ndocs: documents so far. */
+#define BITS_MIN_DOCS 1024
+static int term_bits(struct pix_term *t, uint32_t doc, uint32_t ndocs)
+{
+    if (!t->bits && (ndocs < BITS_MIN_DOCS || (uint64_t)t->all.n * 32 < ndocs))
+        return 0;
+    if (doc / 64 >= t->bwords) {
+        if (t->bits && (uint64_t)t->all.n * 64 < ndocs) { /* rare now: the list alone */
+            free(t->bits);
+            t->bits = NULL;
+            t->bwords = 0;
+            return 0;
+        }
+        uint32_t nw = t->bwords ? t->bwords : 64;
+        while (nw <= doc / 64)
+            nw *= 2;
+        uint64_t *b = realloc(t->bits, (size_t)nw * sizeof *b);
+        if (!b)
+            return ERR_NOMEM;
+        bool fresh = !t->bits;
+        memset(b + t->bwords, 0, (size_t)(nw - t->bwords) * sizeof *b);
+        t->bits = b;
+        t->bwords = nw;
+        if (fresh) /* made now: every document of the list */
+            for (uint32_t j = 0; j < t->all.n; j++)
+                b[t->all.v[j] >> 6] |= 1ull << (t->all.v[j] & 63);
+    }
+    t->bits[doc >> 6] |= 1ull << (doc & 63);
+    return 0;
+}
+
 /* ---- documents ------------------------------------------------------------------------ */
 
 /* A document's tokens, cut outside the lock: offsets into one buffer, name tokens first. */
@@ -326,7 +362,8 @@ static int doc_apply(struct product_index *x, int64_t id, const char *name, uint
         if (t < 0)
             return (int)t;
         if (list_push(&x->terms[t].all, doc) < 0 ||
-            (i < d->nname && list_push(&x->terms[t].named, doc) < 0))
+            (i < d->nname && list_push(&x->terms[t].named, doc) < 0) ||
+            term_bits(&x->terms[t], doc, doc + 1) < 0)
             return ERR_NOMEM;
     }
     x->doc_id[doc] = id;
@@ -547,16 +584,23 @@ static inline bool list_has(const struct pix_list *l, uint32_t *i, uint32_t doc)
     return k < l->n && l->v[k] == doc;
 }
 
-/* A walk over the documents matching a query's words, in document order: the exact words'
- * lists (and the prefix's, when it is a single term) walked with cursors, a prefix of several
- * terms as bitmaps of their documents. */
+/* A walk over the documents matching a query's words, in document order. The rare words'
+ * lists (and the prefix's, when it is a single rare term) are walked with cursors, the
+ * shortest driving; the common words' bitmaps and a prefix of several terms (as bitmaps of
+ * their documents) are ANDed into one mask, tested per document or, when every word is
+ * common, walked itself. */
 struct pix_walk {
-    int nl; /* lists: the exact words, then a single-term prefix */
-    const struct pix_list *all[PRODUCT_MAX_WORDS], *named[PRODUCT_MAX_WORDS];
-    uint32_t cur_a[PRODUCT_MAX_WORDS], cur_n[PRODUCT_MAX_WORDS];
-    uint64_t *pbits, *pnamed; /* a prefix of several terms; NULL otherwise */
+    int nl; /* rare lists */
+    const struct pix_list *all[PRODUCT_MAX_WORDS];
+    uint32_t cur_a[PRODUCT_MAX_WORDS];
+    int nn; /* name lists of the exact words and a single-term prefix */
+    const struct pix_list *named[PRODUCT_MAX_WORDS];
+    uint32_t cur_n[PRODUCT_MAX_WORDS];
+    const uint64_t *mask; /* NULL: none */
+    size_t mwords;        /* words of mask; past them: no bit */
+    uint64_t *own_mask, *pbits, *pnamed;
     size_t words;
-    int drv; /* the driving list, -1: the prefix's bitmap */
+    int drv; /* the driving list, -1: the mask */
     uint32_t pos, w;
     uint64_t bits;
     bool empty;
@@ -599,14 +643,16 @@ static int walk_init(struct product_index *x, const struct one_token *tok, int n
         if (rc < 0)
             return rc;
     }
+    w->words = ((size_t)x->ndocs + 63) / 64;
+    const struct pix_term *use[PRODUCT_MAX_WORDS];
+    int nuse = 0;
     for (int i = 0; i < nwords - 1; i++) {
         int64_t t = term_find(x, tok[i].t, (uint32_t)tok[i].len);
         if (t < 0) {
             w->empty = true;
             return 0;
         }
-        w->all[w->nl] = &x->terms[t].all;
-        w->named[w->nl++] = &x->terms[t].named;
+        use[nuse++] = &x->terms[t];
     }
     /* The prefix: a range of the sorted terms. */
     const struct one_token *p = &tok[nwords - 1];
@@ -622,23 +668,61 @@ static int walk_init(struct product_index *x, const struct one_token *tok, int n
         return 0;
     }
     if (to - from == 1) {
-        w->all[w->nl] = &x->terms[x->sorted[from]].all;
-        w->named[w->nl++] = &x->terms[x->sorted[from]].named;
+        use[nuse++] = &x->terms[x->sorted[from]];
     } else {
-        w->words = ((size_t)x->ndocs + 63) / 64;
         w->pbits = calloc(w->words ? w->words : 1, sizeof *w->pbits);
         w->pnamed = calloc(w->words ? w->words : 1, sizeof *w->pnamed);
         if (!w->pbits || !w->pnamed)
             return ERR_NOMEM;
         for (uint32_t k = from; k < to; k++) {
             const struct pix_term *t = &x->terms[x->sorted[k]];
-            for (uint32_t j = 0; j < t->all.n; j++)
-                w->pbits[t->all.v[j] >> 6] |= 1ull << (t->all.v[j] & 63);
+            if (t->bits) {
+                size_t n = t->bwords < w->words ? t->bwords : w->words;
+                for (size_t j = 0; j < n; j++)
+                    w->pbits[j] |= t->bits[j];
+            } else {
+                for (uint32_t j = 0; j < t->all.n; j++)
+                    w->pbits[t->all.v[j] >> 6] |= 1ull << (t->all.v[j] & 63);
+            }
             for (uint32_t j = 0; j < t->named.n; j++)
                 w->pnamed[t->named.v[j] >> 6] |= 1ull << (t->named.v[j] & 63);
         }
     }
-    /* The driver: the shortest list, or every document of the prefix. */
+    /* The mask: the common words' bitmaps and the prefix's, ANDed (one alone: itself). */
+    const uint64_t *src[PRODUCT_MAX_WORDS + 1];
+    size_t srcw[PRODUCT_MAX_WORDS + 1];
+    int nsrc = 0;
+    if (w->pbits) {
+        src[nsrc] = w->pbits;
+        srcw[nsrc++] = w->words;
+    }
+    for (int i = 0; i < nuse; i++) {
+        w->named[w->nn++] = &use[i]->named;
+        if (use[i]->bits) {
+            src[nsrc] = use[i]->bits;
+            srcw[nsrc++] = use[i]->bwords < w->words ? use[i]->bwords : w->words;
+        } else {
+            w->all[w->nl++] = &use[i]->all;
+        }
+    }
+    if (nsrc == 1) {
+        w->mask = src[0];
+        w->mwords = srcw[0];
+    } else if (nsrc > 1) {
+        size_t n = srcw[0];
+        for (int i = 1; i < nsrc; i++)
+            if (srcw[i] < n)
+                n = srcw[i];
+        if (!(w->own_mask = malloc((n ? n : 1) * sizeof *w->own_mask)))
+            return ERR_NOMEM;
+        memcpy(w->own_mask, src[0], n * sizeof *w->own_mask);
+        for (int i = 1; i < nsrc; i++)
+            for (size_t j = 0; j < n; j++)
+                w->own_mask[j] &= src[i][j];
+        w->mask = w->own_mask;
+        w->mwords = n;
+    }
+    /* The driver: the shortest rare list, or the mask. */
     for (int i = 0; i < w->nl; i++)
         if (w->drv < 0 || w->all[i]->n < w->all[w->drv]->n)
             w->drv = i;
@@ -647,8 +731,14 @@ static int walk_init(struct product_index *x, const struct one_token *tok, int n
 
 static void walk_free(struct pix_walk *w)
 {
+    free(w->own_mask);
     free(w->pbits);
     free(w->pnamed);
+}
+
+static inline bool mask_has(const struct pix_walk *w, uint32_t doc)
+{
+    return (doc >> 6) < w->mwords && (w->mask[doc >> 6] >> (doc & 63) & 1);
 }
 
 /* The next live document holding every word. */
@@ -662,11 +752,11 @@ static inline bool walk_next(const struct product_index *x, struct pix_walk *w, 
             if (w->pos >= w->all[w->drv]->n)
                 return false;
             doc = w->all[w->drv]->v[w->pos++];
-            if (w->pbits && !(w->pbits[doc >> 6] >> (doc & 63) & 1))
+            if (w->mask && !mask_has(w, doc))
                 continue;
         } else {
-            while (!w->bits && w->w < w->words)
-                w->bits = w->pbits[w->w++];
+            while (!w->bits && w->w < w->mwords)
+                w->bits = w->mask[w->w++];
             if (!w->bits)
                 return false;
             doc = (w->w - 1) * 64 + (uint32_t)__builtin_ctzll(w->bits);
@@ -690,7 +780,7 @@ static inline bool walk_in_name(struct pix_walk *w, uint32_t doc)
 {
     if (w->pnamed && !(w->pnamed[doc >> 6] >> (doc & 63) & 1))
         return false;
-    for (int i = 0; i < w->nl; i++)
+    for (int i = 0; i < w->nn; i++)
         if (!list_has(w->named[i], &w->cur_n[i], doc))
             return false;
     return true;
@@ -829,8 +919,12 @@ int product__index_page(struct product_ctx *ctx, struct db *db, const struct pro
         /* First the documents whose name holds every word (rank < -1, by name length): the
          * name lists are short. Unless the cursor is past them already. */
         if (!w.empty && !(q->has_cursor && q->cur_rank >= -1.0)) {
-            struct pix_walk wn = {.nl = w.nl, .pbits = w.pnamed, .words = w.words, .drv = -1};
-            for (int i = 0; i < w.nl; i++) {
+            struct pix_walk wn = {.nl = w.nn, .drv = -1};
+            if (w.pnamed) {
+                wn.mask = w.pnamed;
+                wn.mwords = w.words;
+            }
+            for (int i = 0; i < w.nn; i++) {
                 wn.all[i] = w.named[i];
                 if (wn.drv < 0 || wn.all[i]->n < wn.all[wn.drv]->n)
                     wn.drv = i;
