@@ -573,12 +573,17 @@ static int search_page(struct list_load *l, struct buf *out)
     if (rc < 0)
         return rc;
     int nr = db_rows_count(rows);
+    int64_t row_id[100]; /* each row's id parsed once (at most n rows: ids are unique) */
+    for (int r = 0; r < nr && r < 100; r++)
+        row_id[r] = db_get_i64(rows, r, PC_ID);
+    if (nr > 100)
+        nr = 100;
     struct buf json = BUF_INIT(0);
     buf_puts(&json, "{\"items\":[");
     bool first = true;
     for (int i = 0; i < n; i++) {
         for (int r = 0; r < nr; r++) {
-            if (db_get_i64(rows, r, PC_ID) != top[i].id)
+            if (row_id[r] != top[i].id)
                 continue;
             if (db_get_i64(rows, r, PC_ACTIVE)) { /* hidden since the copy was read: skip */
                 if (!first)
