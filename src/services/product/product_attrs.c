@@ -3,6 +3,9 @@
  * sorts need (id, price, category, in stock, active, name length), so a search applies its
  * filters and picks its page without touching one product row per match.
  *
+ * Rows are dense (a product keeps its slot for the life of the copy: the search index
+ * remembers each document's slot), found by id through an open-addressing table.
+ *
  * Loaded on the first search (the whole table, in id order, 20,000 rows a query). Kept fresh
  * by product__invalidate(): every write that bumps the list generation (admin writes, stock
  * crossing zero, the seed) marks its id dirty (or the whole copy, for id 0), and the next

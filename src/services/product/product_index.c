@@ -17,6 +17,13 @@
  * exactly (a word FTS5 would cut into several tokens, an index not built yet, PostgreSQL)
  * returns ERR_UNSUPPORTED and the search asks FTS5 as before, so results never differ.
  *
+ * A search page (product__index_page) needs no match set: the walk applies the filters from
+ * the attribute copy (each document remembers its product's slot there, so no lookup by id
+ * per match) and keeps the page's k first in the page order. Common terms (in 1 document of
+ * 32 or more) also keep a bitmap: a query ANDs them (and a prefix of several terms) into one
+ * mask, walked itself or tested per document of the shortest rare list. Relevance walks the
+ * name lists first (they rank first and are short) and stops early when the page is full.
+ *
  * Freshness: built on a background thread at service start (the whole table, 20,000 rows a
  * query; FTS5 answers meanwhile), then brought up to date before a search whenever the
  * catalog's generation moved (every catalog write of this process bumps it before it
