@@ -226,14 +226,17 @@ redis_start_one() { # port extra-args...
     return 1
 }
 
-# Waits until every cluster node says cluster_state:ok and sees 3 masters with a replica each.
+# Waits until every cluster node says cluster_state:ok and sees 3 masters with a replica each,
+# and every replica has its first copy of its master (a replica still syncing cannot take over).
 redis_cluster_wait() {
     local p i ok
-    for i in $(seq 1 300); do
+    for i in $(seq 1 600); do
         ok=1
         for p in $(seq $((REDIS_PORT + 1)) $((REDIS_PORT + 6))); do
             redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
             [ "$(redis-cli -p "$p" cluster nodes 2>/dev/null | grep -v fail | grep -c slave)" = 3 ] || ok=0
+            redis-cli -p "$p" info replication 2>/dev/null | tr -d '\r' |
+                grep -q -E '^(role:master|master_link_status:up)$' || ok=0
         done
         [ $ok -eq 1 ] && return 0
         sleep 0.1
@@ -247,7 +250,7 @@ start_redis() {
     local p nodes=()
     for p in $(seq $((REDIS_PORT + 1)) $((REDIS_PORT + 6))); do
         redis_start_one "$p" --cluster-enabled yes --cluster-config-file nodes.conf \
-            --cluster-node-timeout 2000 --cluster-port $((p + 10))
+            --cluster-node-timeout 5000 --cluster-port $((p + 10))
         nodes+=("127.0.0.1:$p")
     done
     if ! redis-cli -p $((REDIS_PORT + 1)) cluster info | grep -q '^cluster_state:ok'; then

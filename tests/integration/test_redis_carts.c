@@ -38,6 +38,7 @@
 
 #include "emporium/redis.h"
 #include "harness.h"
+#include "redis_cluster.h"
 
 static const char *redis_url, *cluster_seeds;
 static int redis_port, spare_port;
@@ -437,120 +438,6 @@ static void test_two_processes(void **state)
 
 /* ---- a cluster master killed mid-load ---- */
 
-static struct {
-    bool killed;
-    char port[16], dir[512], node_timeout[16], cport[16], conf[128], logfile[600], pidfile[600];
-} victim;
-
-static void config_get(int port, const char *name, char *buf, size_t cap)
-{
-    redisContext *c = direct(port);
-    assert_non_null(c);
-    redisReply *rep = redisCommand(c, "CONFIG GET %s", name);
-    assert_true(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2);
-    snprintf(buf, cap, "%s", rep->element[1]->str);
-    freeReplyObject(rep);
-    redisFree(c);
-}
-
-static long long node_pid(int port)
-{
-    redisContext *c = direct(port);
-    assert_non_null(c);
-    redisReply *rep = redisCommand(c, "INFO server");
-    assert_true(rep && rep->type == REDIS_REPLY_STRING);
-    const char *p = strstr(rep->str, "process_id:");
-    assert_non_null(p);
-    long long v = atoll(p + 11);
-    freeReplyObject(rep);
-    redisFree(c);
-    return v;
-}
-
-static int master_of(const int *ports, int n, unsigned slot)
-{
-    for (int i = 0; i < n; i++) {
-        redisContext *c = direct(ports[i]);
-        if (!c)
-            continue;
-        redisReply *rep = redisCommand(c, "CLUSTER SLOTS");
-        int port = -1;
-        for (size_t j = 0; rep && rep->type == REDIS_REPLY_ARRAY && j < rep->elements; j++) {
-            redisReply *e = rep->element[j];
-            if ((long long)slot >= e->element[0]->integer &&
-                (long long)slot <= e->element[1]->integer)
-                port = (int)e->element[2]->element[1]->integer;
-        }
-        freeReplyObject(rep);
-        redisFree(c);
-        if (port > 0)
-            return port;
-    }
-    return -1;
-}
-
-static bool cluster_whole(const int *ports, int n)
-{
-    for (int i = 0; i < n; i++) {
-        redisContext *c = direct(ports[i]);
-        if (!c)
-            return false;
-        redisReply *info = redisCommand(c, "CLUSTER INFO");
-        redisReply *nodes = redisCommand(c, "CLUSTER NODES");
-        bool ok = info && info->type == REDIS_REPLY_STRING &&
-                  strstr(info->str, "cluster_state:ok") && nodes &&
-                  nodes->type == REDIS_REPLY_STRING;
-        int masters = 0, replicas = 0;
-        for (const char *p = ok ? nodes->str : NULL; p && *p;
-             p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-            const char *eol = strchr(p, '\n');
-            size_t len = eol ? (size_t)(eol - p) : strlen(p);
-            char line[512];
-            snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1),
-                     p);
-            if (strstr(line, "fail") || strstr(line, "disconnected"))
-                continue;
-            masters += strstr(line, "master") != NULL;
-            replicas += strstr(line, "slave") != NULL;
-        }
-        freeReplyObject(info);
-        freeReplyObject(nodes);
-        redisFree(c);
-        if (!ok || masters != 3 || replicas != 3)
-            return false;
-    }
-    return true;
-}
-
-static void victim_restart(void)
-{
-    if (!victim.killed)
-        return;
-    victim.killed = false;
-    fflush(stdout);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
-            _exit(126);
-        execlp("redis-server", "redis-server", "--port", victim.port, "--bind", "127.0.0.1",
-               "--daemonize", "yes", "--save", "", "--appendonly", "no", "--dir", victim.dir,
-               "--pidfile", victim.pidfile, "--logfile", victim.logfile, "--cluster-enabled", "yes",
-               "--cluster-config-file", victim.conf, "--cluster-node-timeout", victim.node_timeout,
-               "--cluster-port", victim.cport, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    assert_int_equal(waitpid(child, &status, 0), child);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
-static int victim_teardown(void **state)
-{
-    victim_restart(); /* the shared cluster must not stay short of a node */
-    return 0;
-}
-
 #define SHOPPERS 4
 #define LINES 40 /* products a shopper rotates over: 99 a line is far away */
 
@@ -588,17 +475,39 @@ static void *shopper_main(void *arg)
     return NULL;
 }
 
+/* The shoppers: file-level, so a failed assertion (cmocka leaves the test by longjmp) still
+ * finds the threads to stop in kill_teardown() before what they use goes away. */
+static struct {
+    atomic_bool stop, mark;
+    struct shopper sh[SHOPPERS];
+    pthread_t th[SHOPPERS];
+    int started;
+    struct th_server srv;
+    char pids[LINES][32];
+} load;
+
+static void load_stop(void)
+{
+    atomic_store(&load.stop, true);
+    for (int i = 0; i < load.started; i++)
+        pthread_join(load.th[i], NULL);
+    load.started = 0;
+}
+
+static int kill_teardown(void **state)
+{
+    (void)state;
+    load_stop();
+    th_rc_restart(); /* the shared cluster must not stay short of a node */
+    return 0;
+}
+
 static void test_master_killed_mid_load(void **state)
 {
-    int ports[6];
-    int base = atoi(strchr(cluster_seeds, ':') + 1);
-    for (int i = 0; i < 6; i++)
-        ports[i] = base + i;
-    int64_t deadline = mono() + 90000;
-    while (!cluster_whole(ports, 6)) {
-        assert_true(mono() < deadline);
-        sleep_ms(100);
-    }
+    int ports[TH_RC_NODES];
+    th_rc_ports(cluster_seeds, ports);
+    th_rc_wait_whole(ports, 120000); /* an earlier test may still be settling */
+    int64_t deadline;
     char cluster[256], prefix[64];
     snprintf(cluster, sizeof cluster, "EMPORIUM_REDIS_CLUSTER=%s", cluster_seeds);
     snprintf(prefix, sizeof prefix, "EMPORIUM_REDIS_PREFIX=t%s:kill:", run_id);
@@ -608,76 +517,66 @@ static void test_master_killed_mid_load(void **state)
                          "EMPORIUM_RATE_LIMITS=off",
                          "EMPORIUM_REDIS_TIMEOUT_MS=300",
                          NULL};
-    struct th_server s;
-    assert_int_equal(th_start(&s, env, NULL), 0);
-    char *admin = th_admin_token(&s);
+    struct th_server *srv = &load.srv;
+    assert_int_equal(th_start(srv, env, NULL), 0);
+    char *admin = th_admin_token(srv);
     assert_non_null(admin);
-    char pids[LINES][32];
+    char(*pids)[32] = load.pids;
     for (int i = 0; i < LINES; i++) {
         char sku[32];
         snprintf(sku, sizeof sku, "RK-%d", i);
-        make_product(&s, admin, sku, pids[i]);
+        make_product(srv, admin, sku, pids[i]);
     }
     char *tokens[SHOPPERS];
     int64_t uid0 = 0;
     for (int i = 0; i < SHOPPERS; i++) {
         char email[64];
         snprintf(email, sizeof email, "kill%d@example.com", i);
-        tokens[i] = th_register(&s, email, "a long password");
+        tokens[i] = th_register(srv, email, "a long password");
         assert_non_null(tokens[i]);
     }
     struct th_resp r;
-    assert_int_equal(th_call(&s, "GET", "/api/v1/users/me", tokens[0], &r, NULL), 0);
+    assert_int_equal(th_call(srv, "GET", "/api/v1/users/me", tokens[0], &r, NULL), 0);
     uid0 = atoll(th_jstr(r.json, "id"));
     th_resp_free(&r);
     /* The victim: the master of shopper 0's cart (its key's tag is "u<user id>"). */
     char tag[32];
     snprintf(tag, sizeof tag, "u%lld", (long long)uid0);
     unsigned slot = redis_keyslot(tag, strlen(tag));
-    int vport = master_of(ports, 6, slot);
+    int vport = th_rc_master_of(ports, slot);
     assert_true(vport > 0);
-    snprintf(victim.port, sizeof victim.port, "%d", vport);
-    config_get(vport, "dir", victim.dir, sizeof victim.dir);
-    config_get(vport, "cluster-node-timeout", victim.node_timeout, sizeof victim.node_timeout);
-    config_get(vport, "cluster-port", victim.cport, sizeof victim.cport);
-    config_get(vport, "cluster-config-file", victim.conf, sizeof victim.conf);
-    config_get(vport, "logfile", victim.logfile, sizeof victim.logfile);
-    config_get(vport, "pidfile", victim.pidfile, sizeof victim.pidfile);
-    pid_t vpid = (pid_t)node_pid(vport);
-    assert_true(vpid > 1);
 
-    atomic_bool stop = false, mark = false;
-    struct shopper sh[SHOPPERS];
-    pthread_t th[SHOPPERS];
+    struct shopper *sh = load.sh;
     for (int i = 0; i < SHOPPERS; i++) {
         memset(&sh[i], 0, sizeof sh[i]);
-        sh[i] = (struct shopper){.s = &s,
+        sh[i] = (struct shopper){.s = srv,
                                  .token = tokens[i],
                                  .pids = (const char(*)[32])pids,
-                                 .stop = &stop,
-                                 .mark = &mark};
-        assert_int_equal(pthread_create(&th[i], NULL, shopper_main, &sh[i]), 0);
+                                 .stop = &load.stop,
+                                 .mark = &load.mark};
+        assert_int_equal(pthread_create(&load.th[i], NULL, shopper_main, &sh[i]), 0);
+        load.started = i + 1;
     }
-    deadline = mono() + 60000;
-    while (atomic_load(&sh[0].ok) < 30)
+    deadline = mono() + 120000;
+    while (atomic_load(&sh[0].ok) < 30) {
         assert_true(mono() < deadline);
-    assert_int_equal(kill(vpid, SIGKILL), 0);
-    victim.killed = true;
+        sleep_ms(10);
+    }
+    th_rc_kill(vport);
     /* After the failover (the replica promoted) shopper 0's cart works again. */
-    deadline = mono() + 90000;
-    while (master_of(ports, 6, slot) == vport) {
+    deadline = mono() + 120000;
+    while (th_rc_master_of(ports, slot) == vport) {
         assert_true(mono() < deadline);
         sleep_ms(50);
     }
-    atomic_store(&mark, true);
+    atomic_store(&load.mark, true);
     while (atomic_load(&sh[0].ok_after) < 10 && atomic_load(&sh[0].sent[LINES - 1]) < 95) {
         assert_true(mono() < deadline);
         sleep_ms(20);
     }
-    atomic_store(&stop, true);
+    load_stop();
     long unavailable = 0;
     for (int i = 0; i < SHOPPERS; i++) {
-        pthread_join(th[i], NULL);
         assert_int_equal(atomic_load(&sh[i].other), 0);
         unavailable += atomic_load(&sh[i].unavailable);
     }
@@ -689,7 +588,7 @@ static void test_master_killed_mid_load(void **state)
         json_t *cart = NULL;
         deadline = mono() + 60000;
         for (;;) {
-            assert_int_equal(th_call(&s, "GET", "/api/v1/cart", tokens[i], &r, NULL), 0);
+            assert_int_equal(th_call(srv, "GET", "/api/v1/cart", tokens[i], &r, NULL), 0);
             if (r.status == 200)
                 break;
             assert_int_equal(r.status, 503);
@@ -708,14 +607,10 @@ static void test_master_killed_mid_load(void **state)
         free(tokens[i]);
     }
     free(admin);
-    assert_int_equal(th_stop(&s), 0);
-    th_cleanup(&s);
-    victim_restart();
-    deadline = mono() + 90000;
-    while (!cluster_whole(ports, 6)) {
-        assert_true(mono() < deadline);
-        sleep_ms(100);
-    }
+    assert_int_equal(th_stop(srv), 0);
+    th_cleanup(srv);
+    th_rc_restart();
+    th_rc_wait_whole(ports, 120000);
 }
 
 int main(void)
@@ -742,7 +637,7 @@ int main(void)
         cmocka_unit_test_teardown(test_redis_stopped_and_started, spare_teardown),
         cmocka_unit_test(test_sessions_redis_on_off),
         cmocka_unit_test(test_two_processes),
-        cmocka_unit_test_teardown(test_master_killed_mid_load, victim_teardown),
+        cmocka_unit_test_teardown(test_master_killed_mid_load, kill_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[200];

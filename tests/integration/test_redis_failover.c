@@ -4,7 +4,7 @@
  * Uses the cluster of scripts/test-servers.sh (EMPORIUM_TEST_REDIS_CLUSTER; exits 77
  * without it). Four threads write and read their own keys, spread over every slot, through
  * one client. The master of a chosen key is killed; its replica is promoted by the cluster
- * (cluster-node-timeout 2 s). What must hold:
+ * (cluster-node-timeout 5 s). What must hold:
  *   - no call returns a wrong value: a read gives nothing or a value its thread wrote (writes
  *     the dead master had not replicated may be lost: Redis replication is asynchronous);
  *     failed calls fail with ERR_UNAVAILABLE, nothing crashes or hangs;
@@ -33,145 +33,15 @@
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/redis.h"
+#include "redis_cluster.h"
 
 static const char *cluster_seeds;
 static char run_id[32];
-
-/* The killed node's configuration, to start it again (also after a failed assertion). */
-static struct {
-    bool killed;
-    char port[16], dir[512], node_timeout[16], cport[16], conf[128], logfile[600], pidfile[600];
-} victim_cfg;
 
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static redisContext *direct(int port)
-{
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-
-/* One CONFIG GET value of the node on port, into buf. */
-static void config_get(int port, const char *name, char *buf, size_t cap)
-{
-    redisContext *c = direct(port);
-    assert_non_null(c);
-    redisReply *rep = redisCommand(c, "CONFIG GET %s", name);
-    assert_true(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2);
-    snprintf(buf, cap, "%s", rep->element[1]->str);
-    freeReplyObject(rep);
-    redisFree(c);
-}
-
-static long long info_int(int port, const char *field)
-{
-    redisContext *c = direct(port);
-    assert_non_null(c);
-    redisReply *rep = redisCommand(c, "INFO");
-    assert_true(rep && rep->type == REDIS_REPLY_STRING);
-    const char *p = strstr(rep->str, field);
-    assert_non_null(p);
-    long long v = atoll(p + strlen(field) + 1);
-    freeReplyObject(rep);
-    redisFree(c);
-    return v;
-}
-
-/* The port of the master serving `slot`, asked of any node that answers. */
-static int master_of(const int *ports, int n, unsigned slot)
-{
-    for (int i = 0; i < n; i++) {
-        redisContext *c = direct(ports[i]);
-        if (!c)
-            continue;
-        redisReply *rep = redisCommand(c, "CLUSTER SLOTS");
-        int port = -1;
-        for (size_t j = 0; rep && rep->type == REDIS_REPLY_ARRAY && j < rep->elements; j++) {
-            redisReply *e = rep->element[j];
-            if ((long long)slot >= e->element[0]->integer &&
-                (long long)slot <= e->element[1]->integer)
-                port = (int)e->element[2]->element[1]->integer;
-        }
-        freeReplyObject(rep);
-        redisFree(c);
-        if (port > 0)
-            return port;
-    }
-    return -1;
-}
-
-/* Whether every node answers, says cluster_state:ok, and the cluster has 3 masters and 3
- * connected replicas. */
-static bool cluster_whole(const int *ports, int n)
-{
-    for (int i = 0; i < n; i++) {
-        redisContext *c = direct(ports[i]);
-        if (!c)
-            return false;
-        redisReply *info = redisCommand(c, "CLUSTER INFO");
-        redisReply *nodes = redisCommand(c, "CLUSTER NODES");
-        bool ok = info && info->type == REDIS_REPLY_STRING &&
-                  strstr(info->str, "cluster_state:ok") && nodes &&
-                  nodes->type == REDIS_REPLY_STRING;
-        int masters = 0, replicas = 0;
-        for (const char *p = ok ? nodes->str : NULL; p && *p;
-             p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-            const char *eol = strchr(p, '\n');
-            size_t len = eol ? (size_t)(eol - p) : strlen(p);
-            char line[512];
-            snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1),
-                     p);
-            if (strstr(line, "fail") || strstr(line, "disconnected"))
-                continue;
-            masters += strstr(line, "master") != NULL;
-            replicas += strstr(line, "slave") != NULL;
-        }
-        freeReplyObject(info);
-        freeReplyObject(nodes);
-        redisFree(c);
-        if (!ok || masters != 3 || replicas != 3)
-            return false;
-    }
-    return true;
-}
-
-static void restart_victim(void)
-{
-    if (!victim_cfg.killed)
-        return;
-    victim_cfg.killed = false;
-    fflush(stdout); /* not twice: the child would flush our buffer too */
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
-            _exit(126);
-        execlp("redis-server", "redis-server", "--port", victim_cfg.port, "--bind", "127.0.0.1",
-               "--daemonize", "yes", "--save", "", "--appendonly", "no", "--dir", victim_cfg.dir,
-               "--pidfile", victim_cfg.pidfile, "--logfile", victim_cfg.logfile,
-               "--cluster-enabled", "yes", "--cluster-config-file", victim_cfg.conf,
-               "--cluster-node-timeout", victim_cfg.node_timeout, "--cluster-port",
-               victim_cfg.cport, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    assert_int_equal(waitpid(child, &status, 0), child);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
-static int teardown(void **state)
-{
-    restart_victim(); /* a failed test must not leave the shared cluster short of a node */
-    return 0;
 }
 
 struct worker {
@@ -227,58 +97,104 @@ static void *work(void *arg)
     return NULL;
 }
 
+/* The load: file-level, so a failed assertion (cmocka leaves the test function by longjmp)
+ * still finds the threads to stop in teardown() before anything they use goes away. */
+static struct {
+    struct redis *r;
+    atomic_bool stop, mark;
+    struct worker w[4];
+    pthread_t th[4];
+    int started;
+} load;
+
+static void load_stop(void)
+{
+    atomic_store(&load.stop, true);
+    for (int i = 0; i < load.started; i++)
+        pthread_join(load.th[i], NULL);
+    load.started = 0;
+}
+
+/* Prints every thread's counters (what a failed wait saw). */
+static void load_print(const char *what)
+{
+    printf("%s:\n", what);
+    for (int i = 0; i < 4; i++)
+        printf("  thread %d: ok %ld (after the mark %ld), unavailable %ld, wrong %ld, other %ld\n",
+               i, atomic_load(&load.w[i].ok), atomic_load(&load.w[i].ok_after),
+               atomic_load(&load.w[i].unavailable), atomic_load(&load.w[i].wrong),
+               atomic_load(&load.w[i].other));
+    if (load.r) {
+        struct redis_stats st;
+        redis_get_stats(load.r, &st);
+        printf("  client: %llu map reloads, %llu moved\n", (unsigned long long)st.map_reloads,
+               (unsigned long long)st.moved);
+    }
+    fflush(stdout);
+}
+
+/* Waits (polling, 120 s) until every thread has at least n successes (after the mark when
+ * after is set); fails with the counters otherwise. */
+static void wait_successes(long n, bool after, const char *what)
+{
+    int64_t deadline = mono_ms() + 120000;
+    for (;;) {
+        bool all = true;
+        for (int i = 0; i < 4; i++)
+            all = all && atomic_load(after ? &load.w[i].ok_after : &load.w[i].ok) >= n;
+        if (all)
+            return;
+        if (mono_ms() >= deadline) {
+            load_print(what);
+            fail_msg("%s: not every thread had %ld successes within 120 s", what, n);
+        }
+        sleep_ms(10);
+    }
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    load_stop();
+    th_rc_restart(); /* a failed test must not leave the shared cluster short of a node */
+    if (load.r)
+        redis_close(load.r);
+    load.r = NULL;
+    return 0;
+}
+
 static void test_master_killed_under_load(void **state)
 {
-    int ports[6];
-    int base = atoi(strchr(cluster_seeds, ':') + 1); /* the first node; six in a row */
-    for (int i = 0; i < 6; i++)
-        ports[i] = base + i;
-    int64_t deadline = mono_ms() + 60000;
-    while (!cluster_whole(ports, 6)) { /* an earlier run may still be settling */
-        assert_true(mono_ms() < deadline);
-        sleep_ms(100);
-    }
+    int ports[TH_RC_NODES];
+    th_rc_ports(cluster_seeds, ports);
+    th_rc_wait_whole(ports, 120000); /* an earlier test may still be settling */
     struct redis_options o = {.cluster = cluster_seeds, .pool_size = 4, .timeout_ms = 500};
-    struct redis *r = NULL;
     char why[96];
-    assert_int_equal(redis_open(&o, &r, why, sizeof why), 0);
+    assert_int_equal(redis_open(&o, &load.r, why, sizeof why), 0);
+    struct redis *r = load.r;
 
     char key[64];
     snprintf(key, sizeof key, "t:%s:victim", run_id);
     unsigned slot = redis_keyslot(key, strlen(key));
-    int victim = master_of(ports, 6, slot);
+    int victim = th_rc_master_of(ports, slot);
     assert_true(victim > 0);
-    snprintf(victim_cfg.port, sizeof victim_cfg.port, "%d", victim);
-    config_get(victim, "dir", victim_cfg.dir, sizeof victim_cfg.dir);
-    config_get(victim, "cluster-node-timeout", victim_cfg.node_timeout,
-               sizeof victim_cfg.node_timeout);
-    config_get(victim, "cluster-port", victim_cfg.cport, sizeof victim_cfg.cport);
-    config_get(victim, "cluster-config-file", victim_cfg.conf, sizeof victim_cfg.conf);
-    config_get(victim, "logfile", victim_cfg.logfile, sizeof victim_cfg.logfile);
-    config_get(victim, "pidfile", victim_cfg.pidfile, sizeof victim_cfg.pidfile);
-    pid_t pid = (pid_t)info_int(victim, "process_id");
-    assert_true(pid > 1);
 
-    atomic_bool stop = false, mark = false;
-    struct worker w[4];
-    pthread_t th[4];
+    struct worker *w = load.w;
     for (int i = 0; i < 4; i++) {
         memset(&w[i], 0, sizeof w[i]);
         w[i].r = r;
         w[i].id = i;
-        w[i].stop = &stop;
-        w[i].mark = &mark;
-        assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
+        w[i].stop = &load.stop;
+        w[i].mark = &load.mark;
+        assert_int_equal(pthread_create(&load.th[i], NULL, work, &w[i]), 0);
+        load.started = i + 1;
     }
     /* Load runs; then the master goes, mid-load. */
-    deadline = mono_ms() + 60000;
-    while (atomic_load(&w[0].ok) < 200 || atomic_load(&w[3].ok) < 200)
-        assert_true(mono_ms() < deadline);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    victim_cfg.killed = true;
+    wait_successes(200, false, "before the kill");
+    th_rc_kill(victim);
 
     /* The chosen key's slot is served again: by the promoted replica. */
-    deadline = mono_ms() + 60000;
+    int64_t deadline = mono_ms() + 120000;
     for (;;) {
         const char *set[] = {"SET", key, "after"};
         struct redisReply *rep = NULL;
@@ -292,18 +208,17 @@ static void test_master_killed_under_load(void **state)
         sleep_ms(50);
     }
     /* and the cluster says so (every node learns it by gossip, so ask until one does) */
-    while (master_of(ports, 6, slot) == victim)
+    while (th_rc_master_of(ports, slot) == victim) {
         assert_true(mono_ms() < deadline);
+        sleep_ms(50);
+    }
     /* Every thread works again. */
-    atomic_store(&mark, true);
-    deadline = mono_ms() + 60000;
-    for (int i = 0; i < 4; i++)
-        while (atomic_load(&w[i].ok_after) < 50)
-            assert_true(mono_ms() < deadline);
-    atomic_store(&stop, true);
+    atomic_store(&load.mark, true);
+    wait_successes(50, true, "after the failover");
+    load_stop();
+    load_print("the load");
     long unavailable = 0;
     for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
         assert_int_equal(atomic_load(&w[i].wrong), 0);
         assert_int_equal(atomic_load(&w[i].other), 0);
         unavailable += atomic_load(&w[i].unavailable);
@@ -315,17 +230,12 @@ static void test_master_killed_under_load(void **state)
     assert_true(st.map_reloads >= 2);
 
     /* The killed node comes back with its own configuration and rejoins as a replica. */
-    restart_victim();
-    deadline = mono_ms() + 90000;
-    while (!cluster_whole(ports, 6)) {
-        assert_true(mono_ms() < deadline);
-        sleep_ms(100);
-    }
+    th_rc_restart();
+    th_rc_wait_whole(ports, 120000);
     const char *del[] = {"DEL", key};
     struct redisReply *rep = NULL;
     assert_int_equal(redis_command(r, key, strlen(key), 2, del, NULL, &rep), 0);
     redis_reply_free(rep);
-    redis_close(r);
 }
 
 int main(void)

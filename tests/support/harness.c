@@ -804,6 +804,12 @@ void th_cleanup(struct th_server *s)
 
 int th_cli(struct th_server *s, const char *const *args, char **out)
 {
+    return th_cli_env(s, NULL, args, out);
+}
+
+int th_cli_env(struct th_server *s, const char *const *extra_env, const char *const *args,
+               char **out)
+{
     struct th_buf ob = {0};
     size_t nargs = 0;
     char **argv = NULL, **envp = NULL;
@@ -816,7 +822,7 @@ int th_cli(struct th_server *s, const char *const *args, char **out)
     while (args && args[nargs])
         nargs++;
     argv = calloc(nargs + 4, sizeof *argv);
-    envp = th_child_env(s, NULL);
+    envp = th_child_env(s, extra_env);
     if (!argv || !envp || pipe2(pfd, O_CLOEXEC) != 0) {
         fprintf(stderr, "th_cli: %s\n", strerror(errno ? errno : ENOMEM));
         goto out;

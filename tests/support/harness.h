@@ -49,6 +49,9 @@ void th_cleanup(struct th_server *s);
 /* Runs `build/emporium ARGS…` with the server's data dir / db url (e.g. migrate, user create);
  * returns its exit status; its output goes to *out when out != NULL (free()). */
 int th_cli(struct th_server *s, const char *const *args, char **out);
+/* th_cli() with extra "NAME=value" environment entries (NULL-terminated, may be NULL). */
+int th_cli_env(struct th_server *s, const char *const *extra_env, const char *const *args,
+               char **out);
 
 /* One HTTP request. headers: NULL-terminated "Name: value" list or NULL. body may be NULL.
  * Returns 0 (then fill *r, free with th_resp_free) or -1 on a transport error. */

@@ -2,8 +2,10 @@
 /* order.c — the order service: sharding, the status machine's domain rules, cancel,
  * compensation, reads, the events it publishes and the shipment progress it follows.
  *
- * Orders live in orders_0 … orders_5; a user's orders all live in shard hash(user_id) % 6 and
- * an order's id carries its shard (id_new(shard)), so a lookup by id goes straight to it.
+ * Orders live in orders_0 … orders_5; a user's orders all live in one bucket, which the shard
+ * map (order_shards.c, docs/sharding.md) places on a shard, and an order's id carries its
+ * bucket group (id_new(group)), so a lookup by id goes straight to its shard. Every public
+ * function runs as one op pinned to one version of the map (order__op_enter/leave).
  * Status machine: pending → paid → fulfilling → shipped → delivered; pending → failed;
  * paid/fulfilling/on_hold → cancelled; pending → on_hold (fraud review) → paid (approved) or
  * cancelled (rejected). Every move is a conditional UPDATE
@@ -55,25 +57,7 @@ bool order_status_valid(const char *s)
     return false;
 }
 
-unsigned order__shard_of_user(int64_t user_id)
-{
-    /* splitmix64's finalizer: ids are time-ordered, so their low bits alone would skew. */
-    uint64_t z = (uint64_t)user_id + 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (unsigned)(z % ORDER_SHARDS);
-}
-
-struct db *order__db_of(struct app *app, int64_t order_id)
-{
-    unsigned shard = id_shard(order_id);
-    if (order_id <= 0 || shard >= ORDER_SHARDS)
-        return NULL;
-    return app_db_shard(app, "orders", (int)shard);
-}
-
-int order__compensate(struct app *app, int64_t order_id)
+static int compensate(struct app *app, int64_t order_id)
 {
     int rc = inventory_release(app, order_id);
     if (rc < 0 && rc != ERR_NOTFOUND) {
@@ -85,25 +69,35 @@ int order__compensate(struct app *app, int64_t order_id)
         log_warn("order %lld: voiding the payment failed: %s", (long long)order_id, err_str(rc));
         return rc;
     }
+    struct db *db;
     struct db_conn *c;
-    if ((rc = db_conn_take(order__db_of(app, order_id), &c)) < 0)
+    if ((rc = order__route_id(app, order_id, true, &db)) < 0 || (rc = db_conn_take(db, &c)) < 0)
         return rc;
     rc = order__store_set_compensated(c, order_id);
     db_conn_give(c);
     return rc;
 }
 
+int order__compensate(struct app *app, int64_t order_id)
+{
+    order__op_enter(app);
+    int rc = compensate(app, order_id);
+    order__op_leave(app);
+    return rc;
+}
+
 /* --- cancel --- */
 
-int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
-                 struct order_outcome *out)
+static int cancel_op(struct app *app, int64_t order_id, int64_t user_id, bool admin,
+                     struct order_outcome *out)
 {
     static const char *const cancellable[] = {"paid", "fulfilling", "on_hold", NULL};
     memset(out, 0, sizeof *out);
     out->order_id = order_id;
-    struct db *db = order__db_of(app, order_id);
-    if (!db)
-        return ERR_NOTFOUND;
+    struct db *db;
+    int rrc = order__route_id(app, order_id, true, &db);
+    if (rrc < 0)
+        return rrc;
     struct db_conn *c;
     int rc = db_conn_take(db, &c);
     if (rc < 0)
@@ -214,15 +208,16 @@ static int not_on_hold(struct order_outcome *out)
     return ERR_CONFLICT;
 }
 
-int order_approve(struct app *app, int64_t order_id, struct order_outcome *out)
+static int approve_op(struct app *app, int64_t order_id, struct order_outcome *out)
 {
     static const char *const approved[] = {"paid", "fulfilling", "shipped", "delivered", NULL};
     static const char *const from[] = {"on_hold", NULL};
     memset(out, 0, sizeof *out);
     out->order_id = order_id;
-    struct db *db = order__db_of(app, order_id);
-    if (!db)
-        return ERR_NOTFOUND;
+    struct db *db;
+    int rrc = order__route_id(app, order_id, true, &db);
+    if (rrc < 0)
+        return rrc;
     char st[16];
     bool was_held = false;
     int rc = review_state(db, order_id, st, &was_held);
@@ -274,14 +269,15 @@ int order_approve(struct app *app, int64_t order_id, struct order_outcome *out)
     return 0;
 }
 
-int order_reject(struct app *app, int64_t order_id, struct order_outcome *out)
+static int reject_op(struct app *app, int64_t order_id, struct order_outcome *out)
 {
     static const char *const from[] = {"on_hold", NULL};
     memset(out, 0, sizeof *out);
     out->order_id = order_id;
-    struct db *db = order__db_of(app, order_id);
-    if (!db)
-        return ERR_NOTFOUND;
+    struct db *db;
+    int rrc = order__route_id(app, order_id, true, &db);
+    if (rrc < 0)
+        return rrc;
     char st[16];
     bool was_held = false;
     int rc = review_state(db, order_id, st, &was_held);
@@ -317,13 +313,14 @@ int order_reject(struct app *app, int64_t order_id, struct order_outcome *out)
 
 /* --- reads --- */
 
-int order_get(struct app *app, int64_t order_id, int64_t user_id, bool admin, bool full,
-              struct order_view *out)
+static int get_op(struct app *app, int64_t order_id, int64_t user_id, bool admin, bool full,
+                  struct order_view *out)
 {
     memset(out, 0, sizeof *out);
-    struct db *db = order__db_of(app, order_id);
-    if (!db)
-        return ERR_NOTFOUND;
+    struct db *db;
+    int rrc = order__route_id(app, order_id, false, &db);
+    if (rrc < 0)
+        return rrc;
     struct db_conn *c;
     int rc = db_conn_take_read(db, &c); /* a replica when one is usable (db.h) */
     if (rc < 0)
@@ -365,17 +362,17 @@ int order_get(struct app *app, int64_t order_id, int64_t user_id, bool admin, bo
     return 0;
 }
 
-int order_list(struct app *app, int64_t user_id, const char *status, int64_t cursor, int limit,
-               struct order_view *out, int *n, bool *more)
+static int list_op(struct app *app, int64_t user_id, const char *status, int64_t cursor, int limit,
+                   struct order_view *out, int *n, bool *more)
 {
     *n = 0;
     *more = false;
     if (user_id) {
         /* All of a user's orders live in one shard: newest first by id (time-ordered). */
+        struct db *db;
         struct db_conn *c;
-        int rc =
-            db_conn_take_read(app_db_shard(app, "orders", (int)order__shard_of_user(user_id)), &c);
-        if (rc < 0)
+        int rc = order__route_user(app, user_id, false, &db);
+        if (rc < 0 || (rc = db_conn_take_read(db, &c)) < 0)
             return rc;
         int got = 0;
         rc = order__store_list(c, user_id, status, cursor, limit + 1, out, &got);
@@ -386,11 +383,17 @@ int order_list(struct app *app, int64_t user_id, const char *status, int64_t cur
         *n = got > limit ? limit : got;
         return 0;
     }
-    /* Every shard gives its newest limit+1 below the cursor; merging by id keeps the global
-     * newest-first order, and the cursor (the last id shown) is valid in every shard. */
+    /* Every shard the map uses gives its newest limit+1 below the cursor; merging by id
+     * keeps the global newest-first order, and the cursor (the last id shown) is valid in
+     * every shard. Rows of buckets the map gives to another shard (a move's copy not yet
+     * switched, or not yet cleaned up) are skipped. */
+    unsigned char used[ORDER_SHARDS];
+    order__shards_in_use(app, used);
     struct order_view *rows[ORDER_SHARDS] = {0};
     int cnt[ORDER_SHARDS] = {0}, pos[ORDER_SHARDS] = {0}, rc = 0;
     for (int s = 0; s < ORDER_SHARDS && rc >= 0; s++) {
+        if (!used[s])
+            continue;
         rows[s] = calloc((size_t)limit + 1, sizeof *rows[s]);
         struct db_conn *c;
         if (!rows[s])
@@ -399,6 +402,11 @@ int order_list(struct app *app, int64_t user_id, const char *status, int64_t cur
             rc = order__store_list(c, 0, status, cursor, limit + 1, rows[s], &cnt[s]);
             db_conn_give(c);
         }
+        int kept = 0;
+        for (int i = 0; rc >= 0 && i < cnt[s]; i++)
+            if (order__owns(app, (unsigned)s, rows[s][i].user_id))
+                rows[s][kept++] = rows[s][i];
+        cnt[s] = kept;
     }
     for (int k = 0; rc >= 0 && k <= limit; k++) {
         int best = -1;
@@ -418,13 +426,14 @@ int order_list(struct app *app, int64_t user_id, const char *status, int64_t cur
     return rc < 0 ? rc : 0;
 }
 
-int order_outbox(struct app *app, int64_t order_id, struct order_outbox_event **out, int *n)
+static int outbox_op(struct app *app, int64_t order_id, struct order_outbox_event **out, int *n)
 {
     *out = NULL;
     *n = 0;
-    struct db *db = order__db_of(app, order_id);
-    if (!db)
-        return ERR_NOTFOUND;
+    struct db *db;
+    int rrc = order__route_id(app, order_id, false, &db);
+    if (rrc < 0)
+        return rrc;
     struct db_conn *c;
     int rc = db_conn_take(db, &c);
     if (rc < 0)
@@ -440,17 +449,18 @@ int order_outbox(struct app *app, int64_t order_id, struct order_outbox_event **
 
 /* --- shipment progress (one way: shipping publishes, orders follow) --- */
 
-int order__follow_shipment(struct app *app, int64_t order_id, const char *shipment_status,
-                           int64_t at_ms)
+static int follow_shipment_op(struct app *app, int64_t order_id, const char *shipment_status,
+                              int64_t at_ms)
 {
     static const char *const to_shipped[] = {"paid", "fulfilling", "on_hold", NULL};
     static const char *const to_delivered[] = {"paid", "fulfilling", "on_hold", "shipped", NULL};
     bool delivered = !strcmp(shipment_status, "delivered");
     if (!delivered && strcmp(shipment_status, "in_transit") != 0)
         return 0; /* label_created, cancelled: nothing for the order to follow */
-    struct db *db = order__db_of(app, order_id);
-    if (!db)
-        return ERR_NOTFOUND;
+    struct db *db;
+    int rrc = order__route_id(app, order_id, true, &db);
+    if (rrc < 0)
+        return rrc;
     struct db_conn *c;
     int rc = db_conn_take(db, &c);
     if (rc < 0)
@@ -467,6 +477,68 @@ int order__follow_shipment(struct app *app, int64_t order_id, const char *shipme
     if (rc == 1)
         log_event(delivered ? "order.delivered" : "order.shipped", LOG_I("order_id", order_id));
     return rc < 0 ? rc : 0;
+}
+
+/* --- the public entry points: each one op on one version of the shard map --- */
+
+int order_cancel(struct app *app, int64_t order_id, int64_t user_id, bool admin,
+                 struct order_outcome *out)
+{
+    order__op_enter(app);
+    int rc = cancel_op(app, order_id, user_id, admin, out);
+    order__op_leave(app);
+    return rc;
+}
+
+int order_approve(struct app *app, int64_t order_id, struct order_outcome *out)
+{
+    order__op_enter(app);
+    int rc = approve_op(app, order_id, out);
+    order__op_leave(app);
+    return rc;
+}
+
+int order_reject(struct app *app, int64_t order_id, struct order_outcome *out)
+{
+    order__op_enter(app);
+    int rc = reject_op(app, order_id, out);
+    order__op_leave(app);
+    return rc;
+}
+
+int order_get(struct app *app, int64_t order_id, int64_t user_id, bool admin, bool full,
+              struct order_view *out)
+{
+    order__op_enter(app);
+    int rc = get_op(app, order_id, user_id, admin, full, out);
+    order__op_leave(app);
+    return rc;
+}
+
+int order_list(struct app *app, int64_t user_id, const char *status, int64_t cursor, int limit,
+               struct order_view *out, int *n, bool *more)
+{
+    order__op_enter(app);
+    int rc = list_op(app, user_id, status, cursor, limit, out, n, more);
+    order__op_leave(app);
+    return rc;
+}
+
+int order_outbox(struct app *app, int64_t order_id, struct order_outbox_event **out, int *n)
+{
+    order__op_enter(app);
+    int rc = outbox_op(app, order_id, out, n);
+    order__op_leave(app);
+    return rc;
+}
+
+int order__follow_shipment(struct app *app, int64_t order_id, const char *shipment_status,
+                           int64_t at_ms)
+{
+    order__op_enter(app);
+    int rc = follow_shipment_op(app, order_id, shipment_status, at_ms);
+    order__op_leave(app);
+    return rc;
 }
 
 /* shipping-events (its outbox, through the bus): the order follows its shipment. */
@@ -499,6 +571,7 @@ int order__init(struct app *app)
                             "Orders that reached a status (placed, paid, payment_failed, failed, "
                             "cancelled, refunded, on_hold, approved, rejected).");
     /* The recovery sweep: first right after `serve` starts, then every sweep interval. */
-    return timer_add(app, "order.recovery", order__settings.sweep_interval_s * 1000,
-                     order__recovery_run, NULL);
+    rc = timer_add(app, "order.recovery", order__settings.sweep_interval_s * 1000,
+                   order__recovery_run, NULL);
+    return rc < 0 ? rc : order__shards_init(app); /* last: it is the only thing to undo */
 }

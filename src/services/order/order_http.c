@@ -427,4 +427,10 @@ const struct service service_order = {
     .routes = order__routes,
     .dbs = order__dbs,
     .init = order__init,
+    .on_serve = order__shards_serve,
+    .deinit = order__shards_deinit,
+    .command = "shards",
+    .run_command = order__shards_command,
+    .command_help = "the order shard map: status, move buckets online",
+    .cli = &order__shards_cli,
 };

@@ -12,7 +12,17 @@
 #include "emporium/db.h"
 #include "emporium/svc/order.h"
 
+/* Physical shards: the databases orders_0 … orders_5 (docs/sharding.md). */
 #define ORDER_SHARDS 6
+/* Virtual buckets: a user's orders live in bucket order__bucket_of_user(); the shard map
+ * places buckets on shards. Groups: an order id's 6 shard bits (id.h) name its group of
+ * ORDER_BUCKETS_PER_GROUP consecutive buckets (bucket / 512), the old fixed shard. */
+#define ORDER_GROUPS 6
+#define ORDER_BUCKETS_PER_GROUP 512
+#define ORDER_BUCKETS (ORDER_GROUPS * ORDER_BUCKETS_PER_GROUP)
+#define ORDER_MAP_POLL_MS 100    /* a serving process re-reads the map version this often */
+#define ORDER_MAP_DRAIN_MS 30000 /* at most this long waiting for ops of an old map */
+#define ORDER_MAP_DEAD_MS 15000  /* a process silent this long is taken as gone */
 
 /* Tunables (struct config, copied in init). */
 struct order_settings {
@@ -22,10 +32,37 @@ struct order_settings {
 };
 extern struct order_settings order__settings;
 
-/* The shard that holds this user's orders (hash of the id, mod ORDER_SHARDS). */
+/* --- the shard map (order_shards.c) --- */
+
+/* The user's bucket (0 … ORDER_BUCKETS-1) and group (the shard bits of its order ids). */
+unsigned order__bucket_of_user(int64_t user_id);
 unsigned order__shard_of_user(int64_t user_id);
-/* The shard database of an order id; NULL when the id's shard bits are out of range. */
-struct db *order__db_of(struct app *app, int64_t order_id);
+/* The shard database that holds the user's orders now, per the map of the current op.
+ * write: ERR_UNAVAILABLE while the user's bucket is fenced (being moved). */
+int order__route_user(struct app *app, int64_t user_id, bool write, struct db **out);
+/* The same for an order id: ERR_NOTFOUND when no shard can hold it. */
+int order__route_id(struct app *app, int64_t order_id, bool write, struct db **out);
+/* Whether the map gives this user's bucket to shard `shard` (copies being moved are not). */
+bool order__owns(struct app *app, unsigned shard, int64_t user_id);
+/* The shards the map uses (used[s] = 1); returns how many. */
+int order__shards_in_use(struct app *app, unsigned char used[ORDER_SHARDS]);
+/* Every public entry point runs between these: the op is pinned to one map (nesting ok). */
+void order__op_enter(struct app *app);
+void order__op_leave(struct app *app);
+int order__shards_init(struct app *app);
+int order__shards_serve(struct app *app); /* on_serve: register, load, acknowledge */
+void order__shards_deinit(struct app *app);
+int64_t order__map_cached_version(struct app *app);
+/* The control database ("order_map"). */
+struct db *order__map_db(struct app *app);
+int order__map_version(struct db *ctl, int64_t *version);
+/* The map as stored: version, shard of every bucket, fenced buckets. */
+int order__map_read(struct db *ctl, int64_t *version, unsigned char shard[ORDER_BUCKETS],
+                    unsigned char fenced[ORDER_BUCKETS]);
+/* `emporium shards …` (order_reshard.c). */
+int order__shards_command(struct app *app, int argc, char **argv);
+struct cli_command;
+extern const struct cli_command order__shards_cli;
 
 /* --- domain (order.c) --- */
 
@@ -112,6 +149,9 @@ int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
                       int limit, struct order_view *out, int *n);
 int order__store_outbox(struct db_conn *c, int64_t id, struct order_outbox_event **out, int *n);
+
+/* 1 and the order's user when shard db has the order, 0 when not, or an ERR_*. */
+int order__store_owner(struct db *db, int64_t id, int64_t *user_id);
 
 /* The recovery sweep's queries: up to cap ids. */
 int order__store_abandoned(struct db_conn *c, int64_t created_before, int64_t *ids, int cap);

@@ -25,6 +25,13 @@
 
 #define SWEEP_BATCH 200
 
+/* Whether this shard is the order's place by the map (not a copy being moved). */
+static bool owned(struct app *app, struct db *db, int64_t id)
+{
+    struct db *home;
+    return order__route_id(app, id, true, &home) == 0 && home == db;
+}
+
 static void sweep_shard(struct app *app, int shard)
 {
     struct db *db = app_db_shard(app, "orders", shard);
@@ -37,7 +44,7 @@ static void sweep_shard(struct app *app, int shard)
     /* 1. abandoned sagas */
     int n = order__store_abandoned(c, cutoff, ids, SWEEP_BATCH);
     for (int i = 0; i < n; i++)
-        if (order__store_fail_abandoned(c, ids[i]) == 1) {
+        if (owned(app, db, ids[i]) && order__store_fail_abandoned(c, ids[i]) == 1) {
             metrics_count("emporium_orders_total", "failed");
             log_event("order.failed", LOG_I("order_id", ids[i]), LOG_S("reason", "abandoned"));
         }
@@ -46,7 +53,8 @@ static void sweep_shard(struct app *app, int shard)
     n = order__store_owing(c, now - 2000, ids, SWEEP_BATCH);
     db_conn_give(c);
     for (int i = 0; i < n; i++)
-        order__compensate(app, ids[i]);
+        if (owned(app, db, ids[i]))
+            order__compensate(app, ids[i]);
 
     /* 3. paid orders that lost their shipment to a crash */
     if (db_conn_take(db, &c) < 0)
@@ -55,6 +63,8 @@ static void sweep_shard(struct app *app, int shard)
     n = order__store_unshipped(c, now - 5000, un, SWEEP_BATCH);
     for (int i = 0; i < n; i++) {
         struct shipment_info s;
+        if (!owned(app, db, un[i].id))
+            continue;
         if (shipping_create(app, un[i].id, un[i].method, &un[i].addr, &s) == 0 &&
             order__store_attach_shipment(c, un[i].id, s.id) == 0)
             shipping_cancel(app, un[i].id); /* cancelled meanwhile: no label */
@@ -68,6 +78,12 @@ static void sweep_shard(struct app *app, int shard)
 void order__recovery_run(struct app *app, void *ctx)
 {
     (void)ctx;
+    /* One op: the sweep acts on the shards of one version of the map (order_shards.c). */
+    order__op_enter(app);
+    unsigned char used[ORDER_SHARDS];
+    order__shards_in_use(app, used);
     for (int s = 0; s < ORDER_SHARDS; s++)
-        sweep_shard(app, s);
+        if (used[s])
+            sweep_shard(app, s);
+    order__op_leave(app);
 }

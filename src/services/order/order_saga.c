@@ -541,12 +541,15 @@ int order_place(struct app *app, const struct order_place_req *rq, struct order_
     s->out = out;
     request_hash(rq, s->hash);
     s->shard = order__shard_of_user(rq->user_id);
-    s->db = app_db_shard(app, "orders", (int)s->shard);
     s->order_id = id_new(s->shard);
-    int rc = ERR_UNAVAILABLE;
+    /* One op (order_shards.c): the whole saga writes where the map it started with says;
+     * while the user's bucket is being moved, ERR_UNAVAILABLE (503, retry). */
+    order__op_enter(app);
+    int rc = order__route_user(app, rq->user_id, true, &s->db);
+    bool routed = rc == 0;
     /* A duplicate that loses the race for the key goes back to waiting for the winner; the
      * winner's claim only disappears again when it failed transiently. */
-    for (int attempt = 0; s->db && attempt < 50; attempt++) {
+    for (int attempt = 0; routed && attempt < 50; attempt++) {
         struct db_conn *c = NULL;
         if ((rc = db_conn_take(s->db, &c)) < 0)
             break;
@@ -560,6 +563,7 @@ int order_place(struct app *app, const struct order_place_req *rq, struct order_
             break;
         rc = ERR_BUSY;
     }
+    order__op_leave(app);
     free(s);
     return rc;
 }

@@ -647,9 +647,47 @@ static const struct db_migration order_migrations[] = {
             "ALTER TABLE idempotency_keys ADD COLUMN outcome_product_id BIGINT;"},
 };
 
+/* The shard map's database "order_map" (order_shards.c, order_reshard.c). */
+static const struct db_migration map_migrations[] = {
+    {.sql = "CREATE TABLE shard_map ("
+            " lo INTEGER PRIMARY KEY,"
+            " hi INTEGER NOT NULL,"
+            " shard INTEGER NOT NULL);"
+            "CREATE TABLE shard_map_version ("
+            " one INTEGER PRIMARY KEY,"
+            " version BIGINT NOT NULL);"
+            "CREATE TABLE shard_moves ("
+            " id BIGINT PRIMARY KEY,"
+            " lo INTEGER NOT NULL,"
+            " hi INTEGER NOT NULL,"
+            " src INTEGER NOT NULL,"
+            " dst INTEGER NOT NULL,"
+            " step TEXT NOT NULL,"
+            " since BIGINT NOT NULL DEFAULT 0,"
+            " wait_version BIGINT NOT NULL DEFAULT 0,"
+            " started_at BIGINT NOT NULL,"
+            " updated_at BIGINT NOT NULL);"
+            "CREATE TABLE shard_map_acks ("
+            " process TEXT PRIMARY KEY,"
+            " version BIGINT NOT NULL,"
+            " seen_at BIGINT NOT NULL);"},
+};
+
+int order__store_owner(struct db *db, int64_t id, int64_t *user_id)
+{
+    struct db_rows *r = NULL;
+    struct db_val a[] = {DB_INT(id)};
+    int rc = db_query_once(db, "SELECT user_id FROM orders WHERE id = $1", 1, a, &r);
+    if (rc >= 0 && (rc = db_rows_count(r) > 0))
+        *user_id = db_get_i64(r, 0, 0);
+    db_rows_free(r);
+    return rc;
+}
+
 const struct service_db order__dbs[] = {
     {"orders", ORDER_SHARDS, order_migrations,
      sizeof order_migrations / sizeof order_migrations[0]},
+    {"order_map", 0, map_migrations, sizeof map_migrations / sizeof map_migrations[0]},
     {NULL, 0, NULL, 0},
 };
 
