@@ -3,6 +3,9 @@
  * sorts need (id, price, category, in stock, active, name length), so a search applies its
  * filters and picks its page without touching one product row per match.
  *
+ * Rows are dense (a product keeps its slot for the life of the copy: the search index
+ * remembers each document's slot), found by id through an open-addressing table.
+ *
  * Loaded on the first search (the whole table, in id order, 20,000 rows a query). Kept fresh
  * by product__invalidate(): every write that bumps the list generation (admin writes, stock
  * crossing zero, the seed) marks its id dirty (or the whole copy, for id 0), and the next
@@ -45,17 +48,23 @@ static inline size_t slot_of(int64_t id, size_t mask)
     return (size_t)(h >> 17) & mask;
 }
 
-const struct product_attr *product__attr_find(const struct product_attrs *a, int64_t id)
+int64_t product__attr_slot(const struct product_attrs *a, int64_t id)
 {
     if (!a->cap)
-        return NULL;
+        return -1;
     size_t mask = a->cap - 1;
     for (size_t i = slot_of(id, mask);; i = (i + 1) & mask) {
         if (a->tab[i].id == id)
-            return &a->tab[i];
+            return a->tab[i].slot;
         if (a->tab[i].id == 0)
-            return NULL;
+            return -1;
     }
+}
+
+const struct product_attr *product__attr_find(const struct product_attrs *a, int64_t id)
+{
+    int64_t s = product__attr_slot(a, id);
+    return s < 0 ? NULL : &a->rows[s];
 }
 
 int product__attr_cat(const struct product_attrs *a, const char *slug)
@@ -74,7 +83,7 @@ void product__attrs_unlock(struct product_attrs *a) { pthread_rwlock_unlock(&a->
 static int grow(struct product_attrs *a)
 {
     size_t ncap = a->cap ? a->cap * 2 : 1 << 17;
-    struct product_attr *n = calloc(ncap, sizeof *n);
+    struct pa_slot *n = calloc(ncap, sizeof *n);
     if (!n)
         return ERR_NOMEM;
     for (size_t i = 0; i < a->cap; i++) {
@@ -113,7 +122,7 @@ static int intern_cat(struct product_attrs *a, const char *slug)
 /* Row: id, price, category, in stock (0/1), active (0/1), length(name). */
 static int put_row(struct product_attrs *a, const struct db_rows *r, int row)
 {
-    if ((a->used + 1) * 2 > a->cap) {
+    if (((size_t)a->nrows + 1) * 2 > a->cap) {
         int rc = grow(a);
         if (rc < 0)
             return rc;
@@ -127,10 +136,21 @@ static int put_row(struct product_attrs *a, const struct db_rows *r, int row)
     size_t mask = a->cap - 1, i = slot_of(id, mask);
     while (a->tab[i].id && a->tab[i].id != id)
         i = (i + 1) & mask;
-    if (!a->tab[i].id)
-        a->used++;
+    if (!a->tab[i].id) {
+        if (a->nrows == UINT32_MAX)
+            return ERR_TOOBIG;
+        if (a->nrows == a->caprows) {
+            uint32_t nc = a->caprows ? a->caprows * 2 : 1 << 16;
+            struct product_attr *p = realloc(a->rows, (size_t)nc * sizeof *p);
+            if (!p)
+                return ERR_NOMEM;
+            a->rows = p;
+            a->caprows = nc;
+        }
+        a->tab[i] = (struct pa_slot){id, a->nrows++};
+    }
     int64_t nl = db_get_i64(r, row, 5);
-    a->tab[i] = (struct product_attr){
+    a->rows[a->tab[i].slot] = (struct product_attr){
         .id = id,
         .price = db_get_i64(r, row, 1),
         .cat = (uint16_t)cat,
@@ -146,10 +166,10 @@ static int put_row(struct product_attrs *a, const struct db_rows *r, int row)
 static int load_all(struct product_attrs *a, struct db_conn *c)
 {
     pthread_rwlock_wrlock(&a->lk);
-    if (a->tab)
-        memset(a->tab, 0, a->cap * sizeof *a->tab);
-    a->used = 0;
-    a->ncats = 0;
+    /* products keep their slots (and categories their numbers); what the table no longer
+     * returns is gone (known, not active) */
+    for (uint32_t i = 0; i < a->nrows; i++)
+        a->rows[i].flags = PA_KNOWN;
     a->loaded = false;
     int64_t after = 0;
     int rc = 0;
@@ -261,7 +281,10 @@ void product__attrs_free(struct product_attrs *a)
 {
     free(a->tab);
     a->tab = NULL;
-    a->cap = a->used = 0;
+    a->cap = 0;
+    free(a->rows);
+    a->rows = NULL;
+    a->nrows = a->caprows = 0;
     free(a->cats);
     a->cats = NULL;
     a->ncats = a->capcats = 0;

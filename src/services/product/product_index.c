@@ -17,6 +17,13 @@
  * exactly (a word FTS5 would cut into several tokens, an index not built yet, PostgreSQL)
  * returns ERR_UNSUPPORTED and the search asks FTS5 as before, so results never differ.
  *
+ * A search page (product__index_page) needs no match set: the walk applies the filters from
+ * the attribute copy (each document remembers its product's slot there, so no lookup by id
+ * per match) and keeps the page's k first in the page order. Common terms (in 1 document of
+ * 32 or more) also keep a bitmap: a query ANDs them (and a prefix of several terms) into one
+ * mask, walked itself or tested per document of the shortest rare list. Relevance walks the
+ * name lists first (they rank first and are short) and stops early when the page is full.
+ *
  * Freshness: built on a background thread at service start (the whole table, 20,000 rows a
  * query; FTS5 answers meanwhile), then brought up to date before a search whenever the
  * catalog's generation moved (every catalog write of this process bumps it before it
@@ -42,6 +49,7 @@
 #define SYNC_MARGIN_MS 5000
 #define POLL_MS 1000
 #define DOC_TOKENS_MAX 4096
+#define DOC_NO_SLOT UINT32_MAX
 
 struct pix_list {
     uint32_t *v;
@@ -52,6 +60,9 @@ struct pix_term {
     char *text;
     uint32_t len;
     struct pix_list all, named;
+    /* a common term's documents also as a bitmap (bits past bwords * 64: none) */
+    uint64_t *bits;
+    uint32_t bwords;
 };
 
 struct product_index {
@@ -66,7 +77,10 @@ struct product_index {
     uint64_t *doc_hash; /* of the indexed text */
     uint8_t *doc_nlen;  /* characters of the name, at most 255 (length(name)) */
     uint8_t *doc_dead;
+    uint32_t *doc_slot; /* the product's slot in the attribute copy; DOC_NO_SLOT: not known yet */
     uint32_t ndocs, capdocs;
+    int64_t max_doc_id;
+    bool id_order; /* doc_id ascends with the document number (no product re-indexed) */
     /* product id -> its live document: open addressing, id 0 = empty */
     struct pix_slot {
         int64_t id;
@@ -110,6 +124,7 @@ void product__index_free(struct product_index *x)
         free(x->terms[i].text);
         free(x->terms[i].all.v);
         free(x->terms[i].named.v);
+        free(x->terms[i].bits);
     }
     free(x->terms);
     free(x->thash);
@@ -119,6 +134,7 @@ void product__index_free(struct product_index *x)
     free(x->doc_hash);
     free(x->doc_nlen);
     free(x->doc_dead);
+    free(x->doc_slot);
     db_tokenizer_free(x->tok);
     db_tokenizer_free(x->qtok);
     pthread_rwlock_destroy(&x->lk);
@@ -251,6 +267,38 @@ static int id_put(struct product_index *x, int64_t id, uint32_t doc)
     return 0;
 }
 
+/* Keeps a term's bitmap: made once the term is in at least 1 document of 32 (then the bitmap
+ * is no larger than the list), dropped when it falls under 1 in 64. ndocs: documents so far. */
+#define BITS_MIN_DOCS 1024
+static int term_bits(struct pix_term *t, uint32_t doc, uint32_t ndocs)
+{
+    if (!t->bits && (ndocs < BITS_MIN_DOCS || (uint64_t)t->all.n * 32 < ndocs))
+        return 0;
+    if (doc / 64 >= t->bwords) {
+        if (t->bits && (uint64_t)t->all.n * 64 < ndocs) { /* rare now: the list alone */
+            free(t->bits);
+            t->bits = NULL;
+            t->bwords = 0;
+            return 0;
+        }
+        uint32_t nw = t->bwords ? t->bwords : 64;
+        while (nw <= doc / 64)
+            nw *= 2;
+        uint64_t *b = realloc(t->bits, (size_t)nw * sizeof *b);
+        if (!b)
+            return ERR_NOMEM;
+        bool fresh = !t->bits;
+        memset(b + t->bwords, 0, (size_t)(nw - t->bwords) * sizeof *b);
+        t->bits = b;
+        t->bwords = nw;
+        if (fresh) /* made now: every document of the list */
+            for (uint32_t j = 0; j < t->all.n; j++)
+                b[t->all.v[j] >> 6] |= 1ull << (t->all.v[j] & 63);
+    }
+    t->bits[doc >> 6] |= 1ull << (doc & 63);
+    return 0;
+}
+
 /* ---- documents ------------------------------------------------------------------------ */
 
 /* A document's tokens, cut outside the lock: offsets into one buffer, name tokens first. */
@@ -308,7 +356,10 @@ static int doc_apply(struct product_index *x, int64_t id, const char *name, uint
         uint8_t *dd = realloc(x->doc_dead, cap);
         if (dd)
             x->doc_dead = dd;
-        if (!di || !dh || !dn || !dd)
+        uint32_t *ds = realloc(x->doc_slot, cap * sizeof *ds);
+        if (ds)
+            x->doc_slot = ds;
+        if (!di || !dh || !dn || !dd || !ds)
             return ERR_NOMEM;
         x->capdocs = cap;
     }
@@ -318,13 +369,21 @@ static int doc_apply(struct product_index *x, int64_t id, const char *name, uint
         if (t < 0)
             return (int)t;
         if (list_push(&x->terms[t].all, doc) < 0 ||
-            (i < d->nname && list_push(&x->terms[t].named, doc) < 0))
+            (i < d->nname && list_push(&x->terms[t].named, doc) < 0) ||
+            term_bits(&x->terms[t], doc, doc + 1) < 0)
             return ERR_NOMEM;
     }
     x->doc_id[doc] = id;
     x->doc_hash[doc] = h;
     x->doc_nlen[doc] = name_chars(name);
     x->doc_dead[doc] = 0;
+    x->doc_slot[doc] = DOC_NO_SLOT;
+    if (doc == 0)
+        x->id_order = true;
+    if (doc > 0 && id <= x->max_doc_id)
+        x->id_order = false;
+    if (id > x->max_doc_id)
+        x->max_doc_id = id;
     x->ndocs++;
     return id_put(x, id, doc);
 }
@@ -505,9 +564,11 @@ static uint32_t lower_bound(const struct product_index *x, const char *p, uint32
 }
 
 /* Whether sorted list l holds doc, moving cursor *i forward (docs are asked in order). */
-static bool list_has(const struct pix_list *l, uint32_t *i, uint32_t doc)
+static inline bool list_has(const struct pix_list *l, uint32_t *i, uint32_t doc)
 {
     uint32_t k = *i;
+    for (int s = 0; s < 4 && k < l->n && l->v[k] < doc; s++) /* usually a step or two */
+        k++;
     if (k < l->n && l->v[k] < doc) {
         /* gallop, then binary search */
         uint32_t step = 1, hi = k + 1;
@@ -530,46 +591,54 @@ static bool list_has(const struct pix_list *l, uint32_t *i, uint32_t doc)
     return k < l->n && l->v[k] == doc;
 }
 
-struct match_out {
-    int64_t id;
-    double rank;
+/* A walk over the documents matching a query's words, in document order. The rare words'
+ * lists (and the prefix's, when it is a single rare term) are walked with cursors, the
+ * shortest driving; the common words' bitmaps and a prefix of several terms (as bitmaps of
+ * their documents) are ANDed into one mask, tested per document or, when every word is
+ * common, walked itself. */
+struct pix_walk {
+    int nl; /* rare lists */
+    const struct pix_list *all[PRODUCT_MAX_WORDS];
+    uint32_t cur_a[PRODUCT_MAX_WORDS];
+    int nn; /* name lists of the exact words and a single-term prefix */
+    const struct pix_list *named[PRODUCT_MAX_WORDS];
+    uint32_t cur_n[PRODUCT_MAX_WORDS];
+    const uint64_t *mask; /* NULL: none */
+    size_t mwords;        /* words of mask; past them: no bit */
+    uint64_t *own_mask, *pbits, *pnamed;
+    size_t words;
+    int drv; /* the driving list, -1: the mask */
+    uint32_t pos, w;
+    uint64_t bits;
+    bool empty;
 };
 
-int product__index_match(struct product_ctx *ctx, struct db *db, const struct product_query *q,
-                         struct buf *out)
+/* The query's words as FTS5 cuts them, each exactly one token (else ERR_UNSUPPORTED). */
+static int query_tokens(struct product_index *x, const struct product_query *q,
+                        struct one_token *tok)
 {
-    if (db_dialect(db) != DB_SQLITE || q->nwords < 1)
-        return ERR_UNSUPPORTED;
-    struct product_index *x = pix_get(ctx);
-    if (!x)
-        return ERR_UNSUPPORTED;
-    int rc = make_current(ctx, x, db);
-    if (rc < 0)
-        return rc;
-    /* The words as FTS5 would cut them: each must be exactly one token. */
-    struct one_token tok[PRODUCT_MAX_WORDS];
+    int rc = 0;
     pthread_mutex_lock(&x->qtok_mu);
     for (int i = 0; rc == 0 && i < q->nwords; i++) {
         bool last = i == q->nwords - 1;
-        tok[i] = (struct one_token){0};
+        tok[i] = (struct one_token){.len = 0, .n = 0};
         rc = db_tokenize(x->qtok, q->words[i], (int)strlen(q->words[i]), true, last, one_token,
                          &tok[i]);
         if (rc == 0 && (tok[i].n != 1 || tok[i].len == 0))
             rc = ERR_UNSUPPORTED;
     }
     pthread_mutex_unlock(&x->qtok_mu);
-    if (rc < 0)
-        return ERR_UNSUPPORTED;
+    return rc < 0 ? ERR_UNSUPPORTED : 0;
+}
 
-    int nexact = q->nwords - 1;
-    const struct pix_list *all[PRODUCT_MAX_WORDS], *named[PRODUCT_MAX_WORDS];
-    uint32_t cur_a[PRODUCT_MAX_WORDS] = {0}, cur_n[PRODUCT_MAX_WORDS] = {0};
-    uint64_t *pbits = NULL, *pnamed = NULL;
-    struct buf res = BUF_INIT(0);
-    struct match_out head = {0, 0};
-    buf_append(&res, &head, sizeof head);
-
-    pthread_rwlock_rdlock(&x->lk);
+/* Read lock held; takes the write lock for a moment when terms must be sorted again (then
+ * returns with the read lock held again). */
+static int walk_init(struct product_index *x, const struct one_token *tok, int nwords,
+                     struct pix_walk *w)
+{
+    memset(w, 0, sizeof *w);
+    w->drv = -1;
+    int rc = 0;
     if (x->nsorted != x->nterms) { /* new terms since the last sort: take the write lock */
         pthread_rwlock_unlock(&x->lk);
         pthread_rwlock_wrlock(&x->lk);
@@ -578,90 +647,196 @@ int product__index_match(struct product_ctx *ctx, struct db *db, const struct pr
         pthread_rwlock_rdlock(&x->lk);
         if (rc == 0 && x->nsorted != x->nterms)
             rc = ERR_UNSUPPORTED;
+        if (rc < 0)
+            return rc;
     }
-    bool empty = false;
-    for (int i = 0; rc == 0 && i < nexact; i++) {
+    w->words = ((size_t)x->ndocs + 63) / 64;
+    const struct pix_term *use[PRODUCT_MAX_WORDS];
+    int nuse = 0;
+    for (int i = 0; i < nwords - 1; i++) {
         int64_t t = term_find(x, tok[i].t, (uint32_t)tok[i].len);
         if (t < 0) {
-            empty = true;
+            w->empty = true;
+            return 0;
+        }
+        use[nuse++] = &x->terms[t];
+    }
+    /* The prefix: a range of the sorted terms. */
+    const struct one_token *p = &tok[nwords - 1];
+    uint32_t from = lower_bound(x, p->t, (uint32_t)p->len), to = from;
+    while (to < x->nsorted) {
+        const struct pix_term *t = &x->terms[x->sorted[to]];
+        if (t->len < (uint32_t)p->len || memcmp(t->text, p->t, (size_t)p->len) != 0)
             break;
-        }
-        all[i] = &x->terms[t].all;
-        named[i] = &x->terms[t].named;
+        to++;
     }
-    /* The prefix: a range of the sorted terms, as bitmaps of all and name documents. */
-    const struct one_token *p = &tok[q->nwords - 1];
-    uint32_t from = 0, to = 0;
-    if (rc == 0 && !empty) {
-        from = lower_bound(x, p->t, (uint32_t)p->len);
-        to = from;
-        while (to < x->nsorted) {
-            const struct pix_term *t = &x->terms[x->sorted[to]];
-            if (t->len < (uint32_t)p->len || memcmp(t->text, p->t, (size_t)p->len) != 0)
-                break;
-            to++;
-        }
-        empty = from == to;
+    if (from == to) {
+        w->empty = true;
+        return 0;
     }
-    size_t words = ((size_t)x->ndocs + 63) / 64;
-    if (rc == 0 && !empty) {
-        pbits = calloc(words ? words : 1, sizeof *pbits);
-        pnamed = calloc(words ? words : 1, sizeof *pnamed);
-        if (!pbits || !pnamed)
-            rc = ERR_NOMEM;
-        for (uint32_t k = from; rc == 0 && k < to; k++) {
+    if (to - from == 1) {
+        use[nuse++] = &x->terms[x->sorted[from]];
+    } else {
+        w->pbits = calloc(w->words ? w->words : 1, sizeof *w->pbits);
+        w->pnamed = calloc(w->words ? w->words : 1, sizeof *w->pnamed);
+        if (!w->pbits || !w->pnamed)
+            return ERR_NOMEM;
+        for (uint32_t k = from; k < to; k++) {
             const struct pix_term *t = &x->terms[x->sorted[k]];
-            for (uint32_t j = 0; j < t->all.n; j++)
-                pbits[t->all.v[j] >> 6] |= 1ull << (t->all.v[j] & 63);
+            if (t->bits) {
+                size_t n = t->bwords < w->words ? t->bwords : w->words;
+                for (size_t j = 0; j < n; j++)
+                    w->pbits[j] |= t->bits[j];
+            } else {
+                for (uint32_t j = 0; j < t->all.n; j++)
+                    w->pbits[t->all.v[j] >> 6] |= 1ull << (t->all.v[j] & 63);
+            }
             for (uint32_t j = 0; j < t->named.n; j++)
-                pnamed[t->named.v[j] >> 6] |= 1ull << (t->named.v[j] & 63);
+                w->pnamed[t->named.v[j] >> 6] |= 1ull << (t->named.v[j] & 63);
         }
     }
-    int n = 0;
-    if (rc == 0 && !empty) {
-        /* The driver: the shortest exact list, or every document of the prefix. */
-        int drv = -1;
-        for (int i = 0; i < nexact; i++)
-            if (drv < 0 || all[i]->n < all[drv]->n)
-                drv = i;
-        uint32_t pos = 0, w = 0;
-        uint64_t bits = 0;
-        for (;;) {
-            uint32_t doc;
-            if (drv >= 0) {
-                if (pos >= all[drv]->n)
-                    break;
-                doc = all[drv]->v[pos++];
-                if (!(pbits[doc >> 6] >> (doc & 63) & 1))
-                    continue;
-            } else {
-                while (!bits && w < words)
-                    bits = pbits[w++];
-                if (!bits)
-                    break;
-                doc = (w - 1) * 64 + (uint32_t)__builtin_ctzll(bits);
-                bits &= bits - 1;
-            }
-            if (x->doc_dead[doc])
-                continue;
-            bool ok = true;
-            for (int i = 0; ok && i < nexact; i++)
-                if (i != drv)
-                    ok = list_has(all[i], &cur_a[i], doc);
-            if (!ok)
-                continue;
-            bool in_name = pnamed[doc >> 6] >> (doc & 63) & 1;
-            for (int i = 0; in_name && i < nexact; i++)
-                in_name = list_has(named[i], &cur_n[i], doc);
-            struct match_out m = {x->doc_id[doc],
-                                  in_name ? -2.0 + x->doc_nlen[doc] / 1024.0 : -1.0};
-            buf_append(&res, &m, sizeof m);
-            n++;
+    /* The mask: the common words' bitmaps and the prefix's, ANDed (one alone: itself). */
+    const uint64_t *src[PRODUCT_MAX_WORDS + 1];
+    size_t srcw[PRODUCT_MAX_WORDS + 1];
+    int nsrc = 0;
+    if (w->pbits) {
+        src[nsrc] = w->pbits;
+        srcw[nsrc++] = w->words;
+    }
+    for (int i = 0; i < nuse; i++) {
+        w->named[w->nn++] = &use[i]->named;
+        if (use[i]->bits) {
+            src[nsrc] = use[i]->bits;
+            srcw[nsrc++] = use[i]->bwords < w->words ? use[i]->bwords : w->words;
+        } else {
+            w->all[w->nl++] = &use[i]->all;
         }
+    }
+    if (nsrc == 1) {
+        w->mask = src[0];
+        w->mwords = srcw[0];
+    } else if (nsrc > 1) {
+        size_t n = srcw[0];
+        for (int i = 1; i < nsrc; i++)
+            if (srcw[i] < n)
+                n = srcw[i];
+        if (!(w->own_mask = malloc((n ? n : 1) * sizeof *w->own_mask)))
+            return ERR_NOMEM;
+        memcpy(w->own_mask, src[0], n * sizeof *w->own_mask);
+        for (int i = 1; i < nsrc; i++)
+            for (size_t j = 0; j < n; j++)
+                w->own_mask[j] &= src[i][j];
+        w->mask = w->own_mask;
+        w->mwords = n;
+    }
+    /* The driver: the shortest rare list, or the mask. */
+    for (int i = 0; i < w->nl; i++)
+        if (w->drv < 0 || w->all[i]->n < w->all[w->drv]->n)
+            w->drv = i;
+    return 0;
+}
+
+static void walk_free(struct pix_walk *w)
+{
+    free(w->own_mask);
+    free(w->pbits);
+    free(w->pnamed);
+}
+
+static inline bool mask_has(const struct pix_walk *w, uint32_t doc)
+{
+    return (doc >> 6) < w->mwords && (w->mask[doc >> 6] >> (doc & 63) & 1);
+}
+
+/* The next live document holding every word. */
+static inline bool walk_next(const struct product_index *x, struct pix_walk *w, uint32_t *out)
+{
+    if (w->empty)
+        return false;
+    for (;;) {
+        uint32_t doc;
+        if (w->drv >= 0) {
+            if (w->pos >= w->all[w->drv]->n)
+                return false;
+            doc = w->all[w->drv]->v[w->pos++];
+            if (w->mask && !mask_has(w, doc))
+                continue;
+        } else {
+            while (!w->bits && w->w < w->mwords)
+                w->bits = w->mask[w->w++];
+            if (!w->bits)
+                return false;
+            doc = (w->w - 1) * 64 + (uint32_t)__builtin_ctzll(w->bits);
+            w->bits &= w->bits - 1;
+        }
+        if (x->doc_dead[doc])
+            continue;
+        bool ok = true;
+        for (int i = 0; ok && i < w->nl; i++)
+            if (i != w->drv)
+                ok = list_has(w->all[i], &w->cur_a[i], doc);
+        if (ok) {
+            *out = doc;
+            return true;
+        }
+    }
+}
+
+/* Whether the name holds every word (documents asked in ascending order). */
+static inline bool walk_in_name(struct pix_walk *w, uint32_t doc)
+{
+    if (w->pnamed && !(w->pnamed[doc >> 6] >> (doc & 63) & 1))
+        return false;
+    for (int i = 0; i < w->nn; i++)
+        if (!list_has(w->named[i], &w->cur_n[i], doc))
+            return false;
+    return true;
+}
+
+/* load_matches()'s rank for SQLite: names holding every word first, shorter names first. */
+static inline double walk_rank(const struct product_index *x, struct pix_walk *w, uint32_t doc)
+{
+    return walk_in_name(w, doc) ? -2.0 + x->doc_nlen[doc] / 1024.0 : -1.0;
+}
+
+/* Index checks shared by both queries; ERR_UNSUPPORTED: ask FTS5. */
+static struct product_index *usable(struct product_ctx *ctx, struct db *db,
+                                    const struct product_query *q, struct one_token *tok)
+{
+    if (db_dialect(db) != DB_SQLITE || q->nwords < 1)
+        return NULL;
+    struct product_index *x = pix_get(ctx);
+    if (!x || make_current(ctx, x, db) < 0 || query_tokens(x, q, tok) < 0)
+        return NULL;
+    return x;
+}
+
+struct match_out {
+    int64_t id;
+    double rank;
+};
+
+int product__index_match(struct product_ctx *ctx, struct db *db, const struct product_query *q,
+                         struct buf *out)
+{
+    struct one_token tok[PRODUCT_MAX_WORDS];
+    struct product_index *x = usable(ctx, db, q, tok);
+    if (!x)
+        return ERR_UNSUPPORTED;
+    struct buf res = BUF_INIT(0);
+    struct match_out head = {0, 0};
+    buf_append(&res, &head, sizeof head);
+    struct pix_walk w;
+    pthread_rwlock_rdlock(&x->lk);
+    int rc = walk_init(x, tok, q->nwords, &w), n = 0;
+    uint32_t doc;
+    while (rc == 0 && walk_next(x, &w, &doc)) {
+        struct match_out m = {x->doc_id[doc], walk_rank(x, &w, doc)};
+        buf_append(&res, &m, sizeof m);
+        n++;
     }
     pthread_rwlock_unlock(&x->lk);
-    free(pbits);
-    free(pnamed);
+    walk_free(&w);
     if (rc == 0 && res.err)
         rc = ERR_NOMEM;
     if (rc < 0) {
@@ -672,6 +847,127 @@ int product__index_match(struct product_ctx *ctx, struct db *db, const struct pr
     buf_append(out, res.p, res.len);
     buf_free(&res);
     return out->err ? ERR_NOMEM : 0;
+}
+
+/* The filters of a page: what a document's product must be to count. */
+struct page_filter {
+    struct product_attrs *pa;
+    uint8_t need; /* PA_* flags */
+    int cat;      /* -1: any */
+    int64_t lo, hi;
+    int64_t *unknown;
+    int *nunknown;
+    bool overflow;
+};
+
+/* The document's product when it passes the filters, else NULL (unknown ones recorded). */
+static inline const struct product_attr *page_pass(struct product_index *x, struct page_filter *f,
+                                                   uint32_t doc)
+{
+    uint32_t slot = __atomic_load_n(&x->doc_slot[doc], __ATOMIC_RELAXED);
+    if (slot == DOC_NO_SLOT) {
+        int64_t s = product__attr_slot(f->pa, x->doc_id[doc]);
+        if (s < 0) { /* written by another process: the caller reads it */
+            if (f->unknown && *f->nunknown == PRODUCT_UNKNOWN_MAX)
+                f->overflow = true;
+            else if (f->unknown)
+                f->unknown[(*f->nunknown)++] = x->doc_id[doc];
+            return NULL;
+        }
+        slot = (uint32_t)s; /* stable: every reader stores the same value */
+        __atomic_store_n(&x->doc_slot[doc], slot, __ATOMIC_RELAXED);
+    }
+    const struct product_attr *a = &f->pa->rows[slot];
+    if ((a->flags & f->need) != f->need || (f->cat >= 0 && a->cat != f->cat) || a->price < f->lo ||
+        a->price > f->hi)
+        return NULL;
+    return a;
+}
+
+/* Candidate c into the page when it comes after the cursor and before the page's last. */
+static inline void page_offer(const struct product_query *q, const struct product_cand *cur,
+                              struct product_cand *top, int *n, int k, const struct product_cand *c)
+{
+    if (q->has_cursor && product__cand_cmp(q->sort, c, cur) <= 0)
+        return;
+    if (*n == k && product__cand_cmp(q->sort, c, &top[k - 1]) >= 0)
+        return;
+    product__top_insert(q->sort, top, n, k, c);
+}
+
+int product__index_page(struct product_ctx *ctx, struct db *db, const struct product_query *q,
+                        struct product_cand *top, int k, int *nt, int64_t *unknown, int *nunknown)
+{
+    struct one_token tok[PRODUCT_MAX_WORDS];
+    struct product_index *x = usable(ctx, db, q, tok);
+    if (!x)
+        return ERR_UNSUPPORTED;
+    struct product_attrs *pa = &ctx->attrs;
+    const struct product_cand cur = {q->cur_id, q->cur_key, q->cur_rank};
+    struct page_filter f = {
+        .pa = pa,
+        .need = PA_ACTIVE | (q->in_stock ? PA_IN_STOCK : 0),
+        .lo = q->min_price >= 0 ? q->min_price : INT64_MIN,
+        .hi = q->max_price >= 0 ? q->max_price : INT64_MAX,
+        .unknown = unknown,
+        .nunknown = nunknown,
+    };
+    struct pix_walk w;
+    pthread_rwlock_rdlock(&x->lk);
+    int rc = walk_init(x, tok, q->nwords, &w);
+    product__attrs_rdlock(pa); /* lock order: the index, then the copy */
+    f.cat = q->category[0] ? product__attr_cat(pa, q->category) : -1;
+    if (q->category[0] && f.cat < 0)
+        w.empty = true; /* no such category: nothing matches */
+    int n = *nt;
+    uint32_t doc;
+    const struct product_attr *a;
+    if (rc == 0 && q->sort == PRODUCT_SORT_RELEVANCE) {
+        /* First the documents whose name holds every word (rank < -1, by name length): the
+         * name lists are short. Unless the cursor is past them already. */
+        if (!w.empty && !(q->has_cursor && q->cur_rank >= -1.0)) {
+            struct pix_walk wn = {.nl = w.nn, .drv = -1};
+            if (w.pnamed) {
+                wn.mask = w.pnamed;
+                wn.mwords = w.words;
+            }
+            for (int i = 0; i < w.nn; i++) {
+                wn.all[i] = w.named[i];
+                if (wn.drv < 0 || wn.all[i]->n < wn.all[wn.drv]->n)
+                    wn.drv = i;
+            }
+            while (walk_next(x, &wn, &doc))
+                if ((a = page_pass(x, &f, doc)) != NULL) {
+                    struct product_cand c = {a->id, a->price, -2.0 + x->doc_nlen[doc] / 1024.0};
+                    page_offer(q, &cur, top, &n, k, &c);
+                }
+        }
+        /* Then the rest (rank -1, by id), unless the page is full of names already. When
+         * documents are in id order, the walk stops at the first that cannot enter. */
+        if (n == k && top[k - 1].rank < -1.0)
+            w.empty = true;
+        while (walk_next(x, &w, &doc)) {
+            if ((a = page_pass(x, &f, doc)) == NULL || walk_in_name(&w, doc))
+                continue;
+            if (n == k && x->id_order && a->id > top[k - 1].id)
+                break;
+            struct product_cand c = {a->id, a->price, -1.0};
+            page_offer(q, &cur, top, &n, k, &c);
+        }
+    } else {
+        while (rc == 0 && walk_next(x, &w, &doc))
+            if ((a = page_pass(x, &f, doc)) != NULL) {
+                struct product_cand c = {a->id, a->price, 0};
+                page_offer(q, &cur, top, &n, k, &c);
+            }
+    }
+    product__attrs_unlock(pa);
+    pthread_rwlock_unlock(&x->lk);
+    walk_free(&w);
+    *nt = n;
+    if (rc == 0 && f.overflow)
+        rc = ERR_UNSUPPORTED;
+    return rc < 0 ? (rc == ERR_NOMEM ? rc : ERR_UNSUPPORTED) : 0;
 }
 
 /* ---- the startup build ------------------------------------------------------------------ */

@@ -42,7 +42,7 @@ void product__deinit(struct app *app);
 /* Search attributes (product_attrs.c): an in-memory copy of what filters and sorts read. */
 enum { PA_KNOWN = 1, PA_ACTIVE = 2, PA_IN_STOCK = 4 };
 struct product_attr {
-    int64_t id; /* 0: empty slot */
+    int64_t id;
     int64_t price;
     uint16_t cat;     /* index for product__attr_cat() */
     uint8_t flags;    /* PA_*; only PA_KNOWN: deleted */
@@ -53,8 +53,15 @@ struct product_attr {
 
 struct product_attrs {
     pthread_rwlock_t lk;
-    struct product_attr *tab; /* open addressing, id 0 = empty */
-    size_t cap, used;
+    /* one row per product id ever seen, dense: a product keeps its slot for the life of the
+     * copy (a search index may remember it) */
+    struct product_attr *rows;
+    uint32_t nrows, caprows;
+    struct pa_slot {
+        int64_t id; /* 0: empty */
+        uint32_t slot;
+    } * tab; /* id -> slot: open addressing */
+    size_t cap;
     char (*cats)[PRODUCT_SLUG_MAX + 1];
     int ncats, capcats;
     bool loaded;
@@ -169,7 +176,52 @@ void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists);
  * processes' entries age out). */
 void product__invalidate_local(struct product_ctx *ctx, int64_t id, bool lists);
 
+/* ---- search pages (product_search.c) ----------------------------------------------------- */
+
+/* A page candidate; rank only matters (and is only set) for the relevance order. */
+struct product_cand {
+    int64_t id, price;
+    double rank;
+};
+
+/* < 0 when a comes before b in the page order of s. */
+static inline int product__cand_cmp(enum product_sort s, const struct product_cand *a,
+                                    const struct product_cand *b)
+{
+#define PRODUCT_CMP(x, y) ((x) < (y) ? -1 : (x) > (y) ? 1 : 0)
+    int c;
+    switch (s) {
+    case PRODUCT_SORT_RELEVANCE:
+        return (c = PRODUCT_CMP(a->rank, b->rank)) ? c : PRODUCT_CMP(a->id, b->id);
+    case PRODUCT_SORT_PRICE_ASC:
+        return (c = PRODUCT_CMP(a->price, b->price)) ? c : PRODUCT_CMP(a->id, b->id);
+    case PRODUCT_SORT_PRICE_DESC:
+        return (c = PRODUCT_CMP(b->price, a->price)) ? c : PRODUCT_CMP(b->id, a->id);
+    case PRODUCT_SORT_NEWEST:
+    default:
+        return PRODUCT_CMP(b->id, a->id);
+    }
+#undef PRODUCT_CMP
+}
+
+/* Keeps the k first candidates in order: top[0..*n). */
+void product__top_insert(enum product_sort s, struct product_cand *top, int *n, int k,
+                         const struct product_cand *c);
+
 /* ---- the in-memory full-text index (product_index.c) ---------------------------------- */
+
+/* The most ids product__index_page() reports as unknown to the attribute copy. */
+#define PRODUCT_UNKNOWN_MAX 512
+
+/* A search page's candidates straight from the in-memory index: the words' matches, filtered
+ * by the attribute copy's columns (each index document remembers its product's slot there),
+ * the k first after q's cursor in q's order into top[0..*nt), the relevance rank as
+ * load_matches() gives it. Products the copy does not know are skipped; when unknown is not
+ * NULL their ids are put there (*nunknown, at most PRODUCT_UNKNOWN_MAX, more: ERR_UNSUPPORTED)
+ * for the caller to read them and ask again. The copy must have been synced; it is read
+ * under its read lock. ERR_UNSUPPORTED as for product__index_match(). */
+int product__index_page(struct product_ctx *ctx, struct db *db, const struct product_query *q,
+                        struct product_cand *top, int k, int *nt, int64_t *unknown, int *nunknown);
 
 /* The match set of q's words, as search_page() caches it ({count, 0}, then (id, rank) pairs),
  * from the in-memory index. ERR_UNSUPPORTED when the index cannot answer exactly now (not
@@ -196,6 +248,8 @@ void product__attrs_dirty(struct product_attrs *a, int64_t id);
 void product__attrs_rdlock(struct product_attrs *a);
 void product__attrs_unlock(struct product_attrs *a);
 const struct product_attr *product__attr_find(const struct product_attrs *a, int64_t id);
+/* The product's slot in a->rows (stable while the service runs), -1 when unknown. */
+int64_t product__attr_slot(const struct product_attrs *a, int64_t id);
 int product__attr_cat(const struct product_attrs *a, const char *slug); /* -1: none */
 
 /* ---- seed (product_seed.c) ------------------------------------------------------------- */

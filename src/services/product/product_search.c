@@ -393,32 +393,10 @@ static int load_matches(void *vctx, const char *key, struct buf *out)
 
 /* ---- search: the page ----------------------------------------------------------------- */
 
-struct cand {
-    int64_t id, price;
-    double rank;
-};
+typedef struct product_cand cand_t;
+#define cand_cmp product__cand_cmp
 
-/* < 0 when a comes before b in the page order. */
-static int cand_cmp(enum product_sort s, const struct cand *a, const struct cand *b)
-{
-#define CMP(x, y) ((x) < (y) ? -1 : (x) > (y) ? 1 : 0)
-    int c;
-    switch (s) {
-    case SORT_RELEVANCE:
-        return (c = CMP(a->rank, b->rank)) ? c : CMP(a->id, b->id);
-    case SORT_PRICE_ASC:
-        return (c = CMP(a->price, b->price)) ? c : CMP(a->id, b->id);
-    case SORT_PRICE_DESC:
-        return (c = CMP(b->price, a->price)) ? c : CMP(b->id, a->id);
-    case SORT_NEWEST:
-    default:
-        return CMP(b->id, a->id);
-    }
-#undef CMP
-}
-
-/* Keeps the k first candidates in order: top[0..*n). */
-static void top_insert(enum product_sort s, struct cand *top, int *n, int k, const struct cand *c)
+void product__top_insert(enum product_sort s, cand_t *top, int *n, int k, const cand_t *c)
 {
     if (*n == k && cand_cmp(s, c, &top[k - 1]) >= 0)
         return;
@@ -463,7 +441,39 @@ static int fetch_unknown(struct product_attrs *pa, struct db_conn *c, enum db_di
     return rc;
 }
 
-static int search_page(struct list_load *l, struct buf *out)
+/* The page's candidates from the in-memory index, filters and order applied while walking
+ * the words' posting lists (no match set, no lookup by id per match); ERR_UNSUPPORTED: the
+ * index cannot answer now, match_candidates() does. */
+static int index_candidates(struct list_load *l, cand_t *top, int k, int *nt)
+{
+    struct product_attrs *pa = &l->ctx->attrs;
+    struct db *db = product__db(l->app);
+    if (db_dialect(db) != DB_SQLITE)
+        return ERR_UNSUPPORTED;
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    int64_t unknown[PRODUCT_UNKNOWN_MAX];
+    int nu = 0;
+    rc = product__attrs_sync(pa, c, DB_SQLITE);
+    if (rc == 0)
+        rc = product__index_page(l->ctx, db, l->q, top, k, nt, unknown, &nu);
+    if (rc == 0 && nu > 0) { /* written by another process: read, then walk again */
+        rc = product__attrs_fetch(pa, c, DB_SQLITE, unknown, nu);
+        *nt = 0;
+        if (rc == 0)
+            rc = product__index_page(l->ctx, db, l->q, top, k, nt, NULL, NULL);
+    }
+    db_conn_give(c);
+    if (rc == 0)
+        metrics_count("emporium_search_matches_total", "memory");
+    return rc;
+}
+
+/* The page's candidates from the words' match set (cached per generation), filtered through
+ * the attribute copy: FTS5 or PostgreSQL, or the index while it cannot walk a page. */
+static int match_candidates(struct list_load *l, cand_t *top, int k, int *ntp)
 {
     const query_t *o = l->q;
     struct product_attrs *pa = &l->ctx->attrs;
@@ -505,8 +515,8 @@ static int search_page(struct list_load *l, struct buf *out)
     rc = product__attrs_sync(pa, c, d);
     if (rc == 0)
         rc = fetch_unknown(pa, c, d, m, nm);
-    struct cand top[101], cur = {o->cur_id, o->cur_key, o->cur_rank};
-    int k = o->limit + 1, nt = 0;
+    cand_t cur = {o->cur_id, o->cur_key, o->cur_rank};
+    int nt = 0;
     if (rc == 0) {
         product__attrs_rdlock(pa);
         int cat = o->category[0] ? product__attr_cat(pa, o->category) : -1;
@@ -519,20 +529,37 @@ static int search_page(struct list_load *l, struct buf *out)
                     (o->max_price >= 0 && a->price > o->max_price) ||
                     (o->in_stock && !(a->flags & PA_IN_STOCK)))
                     continue;
-                struct cand cd = {m[i].id, a->price, m[i].rank};
+                cand_t cd = {m[i].id, a->price, m[i].rank};
                 if (o->has_cursor && cand_cmp(o->sort, &cd, &cur) <= 0)
                     continue;
-                top_insert(o->sort, top, &nt, k, &cd);
+                product__top_insert(o->sort, top, &nt, k, &cd);
             }
         }
         product__attrs_unlock(pa);
     }
     buf_free(&ms);
+    db_conn_give(c);
+    *ntp = nt;
+    return rc;
+}
+
+static int search_page(struct list_load *l, struct buf *out)
+{
+    const query_t *o = l->q;
+    struct db *db = product__db(l->app);
+    enum db_dialect d = db_dialect(db);
+    struct db_conn *c;
+    cand_t top[101];
+    int k = o->limit + 1, nt = 0;
+    int rc = index_candidates(l, top, k, &nt);
+    if (rc == ERR_UNSUPPORTED) {
+        nt = 0;
+        rc = match_candidates(l, top, k, &nt);
+    }
     /* The attribute copy is synced on the primary (a row dirtied by another process's write
      * must not be read back stale from a lagging replica and then count as synced); the
      * page's rows are a plain read, for a replica (an active flag found cleared there skips
      * the row, as below). */
-    db_conn_give(c);
     bool more = nt > o->limit;
     int n = more ? o->limit : nt;
     struct db_rows *rows = NULL;
@@ -546,12 +573,17 @@ static int search_page(struct list_load *l, struct buf *out)
     if (rc < 0)
         return rc;
     int nr = db_rows_count(rows);
+    int64_t row_id[100]; /* each row's id parsed once (at most n rows: ids are unique) */
+    for (int r = 0; r < nr && r < 100; r++)
+        row_id[r] = db_get_i64(rows, r, PC_ID);
+    if (nr > 100)
+        nr = 100;
     struct buf json = BUF_INIT(0);
     buf_puts(&json, "{\"items\":[");
     bool first = true;
     for (int i = 0; i < n; i++) {
         for (int r = 0; r < nr; r++) {
-            if (db_get_i64(rows, r, PC_ID) != top[i].id)
+            if (row_id[r] != top[i].id)
                 continue;
             if (db_get_i64(rows, r, PC_ACTIVE)) { /* hidden since the copy was read: skip */
                 if (!first)
@@ -565,7 +597,7 @@ static int search_page(struct list_load *l, struct buf *out)
     db_rows_free(rows);
     buf_puts(&json, "],\"next_cursor\":");
     if (more) {
-        const struct cand *t = &top[n - 1];
+        const cand_t *t = &top[n - 1];
         char raw[96];
         if (o->sort == SORT_RELEVANCE)
             snprintf(raw, sizeof raw, "r:%.17g:%lld", t->rank, (long long)t->id);
