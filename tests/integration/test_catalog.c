@@ -971,21 +971,33 @@ static void test_lists_l2_shared(void **state)
     assert_int_equal(th_restart(&b, env, NULL), 0);
 
     /* Single flight: eight identical cold requests at once on two processes; the page is
-     * computed once. */
-    snprintf(path, sizeof path, "/api/v1/products?category=%s&sort=price_asc", cat);
+     * computed once. A waiting process loads by itself when the holder's lock or its Redis
+     * calls time out (by design, so a stalled holder costs a bounded wait), so a burst on a
+     * loaded machine may load twice (once per process, never more): each burst asks a new
+     * cold page (another limit) until one shows a single load, five at most. */
     const char *loads = "emporium_cache_loads_total{cache=\"product_lists\",layer=\"l2\"}";
-    long long loads0 = metric_of(&a, loads) + metric_of(&b, loads);
-    pthread_t th[8];
-    struct getter g[8];
-    for (int i = 0; i < 8; i++) {
-        g[i] = (struct getter){i % 2 ? &b : &a, path, 0};
-        assert_int_equal(pthread_create(&th[i], NULL, get_thread, &g[i]), 0);
+    long long once = 0;
+    for (int attempt = 0; attempt < 5 && !once; attempt++) {
+        snprintf(path, sizeof path, "/api/v1/products?category=%s&sort=price_asc&limit=%d", cat,
+                 10 + attempt);
+        long long loads0 = metric_of(&a, loads) + metric_of(&b, loads);
+        pthread_t th[8];
+        struct getter g[8];
+        for (int i = 0; i < 8; i++) {
+            g[i] = (struct getter){i % 2 ? &b : &a, path, 0};
+            assert_int_equal(pthread_create(&th[i], NULL, get_thread, &g[i]), 0);
+        }
+        for (int i = 0; i < 8; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(g[i].price, 1000);
+        }
+        long long n = metric_of(&a, loads) + metric_of(&b, loads) - loads0;
+        assert_true(n >= 1 && n <= 2); /* at most once per process */
+        once = n == 1;
+        if (!once)
+            printf("single flight: burst %d loaded the page in both processes\n", attempt);
     }
-    for (int i = 0; i < 8; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(g[i].price, 1000);
-    }
-    assert_int_equal(metric_of(&a, loads) + metric_of(&b, loads), loads0 + 1);
+    assert_true(once);
 
     /* A write through a: a process that never saw the page before reads the new price at once
      * (without the generation it would get the old page from Redis), and b within its L1's 5 s. */
