@@ -12,6 +12,12 @@ servers=$(mktemp -d /tmp/emporium-test-servers.XXXXXX)
 # at the end (scripts/log-hygiene.sh); kept after a failed scan.
 logs=$(mktemp -d /tmp/emporium-test-logs.XXXXXX)
 export EMPORIUM_TEST_LOG_DIR=$logs
+# libmongoc (linked in for the MongoDB sink) makes a shared-memory counter segment
+# /dev/shm/mongoc-<pid> in every process it loads into, before main(); one killed with -9
+# leaves it behind, and a later process with the same pid then warns on stderr ("Falling
+# back to malloc for counters") — noise the CLI tests would see. The counters only serve
+# MongoDB's debugging tools: off for every process of the run.
+export MONGOC_DISABLE_SHM=1
 keep_logs=0
 image_pid=
 cleanup() {
