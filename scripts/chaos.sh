@@ -16,7 +16,11 @@ cd "$(dirname "$0")/.."
 dir=${CHAOS_BUILD:-build}
 servers=$(mktemp -d /tmp/emporium-chaos-servers.XXXXXX)
 cleanup() { scripts/test-servers.sh stop "$servers" >/dev/null 2>&1 || true; }
-trap cleanup EXIT INT TERM
+# Interrupted (Ctrl-C, kill): stop, and let the EXIT trap clean up. A trap that only cleaned
+# up would let the script go on to its next step with the servers gone.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 echo "== starting test servers in $servers"
 scripts/test-servers.sh start "$servers"
 while read -r kv; do export "${kv?}"; done < <(scripts/test-servers.sh env "$servers")

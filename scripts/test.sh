@@ -25,7 +25,11 @@ cleanup() {
   scripts/test-servers.sh stop "$servers" >/dev/null 2>&1 || true
   [ $keep_logs -eq 1 ] || rm -rf "$logs"
 }
-trap cleanup EXIT INT TERM
+# Interrupted (Ctrl-C, kill): stop, and let the EXIT trap clean up. A trap that only cleaned
+# up would let the script go on to its next step with the servers gone.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 echo "== starting test servers in $servers"
 scripts/test-servers.sh start "$servers"
