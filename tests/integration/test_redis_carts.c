@@ -58,17 +58,6 @@ static int64_t mono(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static redisContext *direct(int port)
-{
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-
 /* ---- shop helpers ---- */
 
 static void make_product(struct th_server *s, const char *admin, const char *sku, char out[32])
@@ -133,7 +122,7 @@ static long status_of(struct th_server *s, const char *method, const char *path,
 /* Deletes every key of the standalone Redis matching pattern. */
 static void delete_keys(const char *pattern)
 {
-    redisContext *c = direct(redis_port);
+    redisContext *c = th_rc_direct(redis_port);
     assert_non_null(c);
     redisReply *rep = redisCommand(c, "KEYS %s", pattern);
     assert_true(rep && rep->type == REDIS_REPLY_ARRAY);
@@ -167,7 +156,7 @@ static void spare_start(void)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     int64_t deadline = mono() + 30000;
     redisContext *c;
-    while (!(c = direct(spare_port))) {
+    while (!(c = th_rc_direct(spare_port))) {
         assert_true(mono() < deadline);
         sleep_ms(50);
     }
@@ -176,13 +165,13 @@ static void spare_start(void)
 
 static void spare_stop(void)
 {
-    redisContext *c = direct(spare_port);
+    redisContext *c = th_rc_direct(spare_port);
     if (!c)
         return;
     freeReplyObject(redisCommand(c, "SHUTDOWN NOSAVE"));
     redisFree(c);
     int64_t deadline = mono() + 30000;
-    while ((c = direct(spare_port)) && mono() < deadline) {
+    while ((c = th_rc_direct(spare_port)) && mono() < deadline) {
         redisFree(c);
         sleep_ms(50);
     }
@@ -227,7 +216,7 @@ static void test_lost_and_stale_copies(void **state)
 
     /* An older copy put back (as after a failover that had not replicated the last
      * changes): the acknowledged lines are still there, and changes go on from them. */
-    redisContext *c = direct(redis_port);
+    redisContext *c = th_rc_direct(redis_port);
     assert_non_null(c);
     redisReply *keys = redisCommand(c, "KEYS %s", pattern);
     assert_true(keys && keys->type == REDIS_REPLY_ARRAY && keys->elements == 1);

@@ -30,7 +30,7 @@ static void pause_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static redisContext *direct(int port)
+redisContext *th_rc_direct(int port)
 {
     struct timeval tv = {5, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
@@ -55,7 +55,7 @@ void th_rc_ports(const char *seeds, int ports[TH_RC_NODES])
 int th_rc_master_of(const int ports[TH_RC_NODES], unsigned slot)
 {
     for (int i = 0; i < TH_RC_NODES; i++) {
-        redisContext *c = direct(ports[i]);
+        redisContext *c = th_rc_direct(ports[i]);
         if (!c)
             continue;
         redisReply *rep = redisCommand(c, "CLUSTER SLOTS");
@@ -90,7 +90,7 @@ static bool replication_settled(redisContext *c)
 bool th_rc_whole(const int ports[TH_RC_NODES])
 {
     for (int i = 0; i < TH_RC_NODES; i++) {
-        redisContext *c = direct(ports[i]);
+        redisContext *c = th_rc_direct(ports[i]);
         if (!c)
             return false;
         redisReply *info = redisCommand(c, "CLUSTER INFO");
@@ -135,7 +135,7 @@ void th_rc_wait_whole(const int ports[TH_RC_NODES], int timeout_ms)
 
 static void config_get(int port, const char *name, char *buf, size_t cap)
 {
-    redisContext *c = direct(port);
+    redisContext *c = th_rc_direct(port);
     assert_non_null(c);
     redisReply *rep = redisCommand(c, "CONFIG GET %s", name);
     assert_true(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2);
@@ -146,7 +146,7 @@ static void config_get(int port, const char *name, char *buf, size_t cap)
 
 static long long node_pid(int port)
 {
-    redisContext *c = direct(port);
+    redisContext *c = th_rc_direct(port);
     assert_non_null(c);
     redisReply *rep = redisCommand(c, "INFO server");
     assert_true(rep && rep->type == REDIS_REPLY_STRING);

@@ -14,6 +14,12 @@
 
 #define TH_RC_NODES 6
 
+struct redisContext;
+
+/* A direct hiredis connection to the Redis on 127.0.0.1:port (5 s connect and command
+ * timeouts), or NULL when it does not answer. */
+struct redisContext *th_rc_direct(int port);
+
 /* The ports of the six nodes: the first seed's port and the five after it. */
 void th_rc_ports(const char *seeds, int ports[TH_RC_NODES]);
 
