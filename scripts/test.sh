@@ -49,7 +49,8 @@ phase() {
 }
 
 phase "starting test servers in $servers"
-scripts/test-servers.sh start "$servers"
+# Autovacuum off: it would visit each of the thousands of databases the suites create.
+EMP_TEST_PG_AUTOVACUUM=off scripts/test-servers.sh start "$servers"
 # one VAR=value per line (PostgreSQL, Redis)
 while read -r kv; do export "${kv?}"; done < <(scripts/test-servers.sh env "$servers")
 
