@@ -34,6 +34,24 @@
 int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char *aggregate_type,
                int64_t aggregate_id, const char *event_type, json_t *payload);
 
+/* outbox_add() in two halves, for a caller that sends the insert with other statements
+ * (db_query_many(), or a data-modifying CTE that inserts only when its UPDATE moved a row):
+ * outbox_row_make() builds the row (the same envelope) into r->args, which borrow topic,
+ * aggregate_type and event_type; OUTBOX_INSERT with OUTBOX_NARGS of r->args is the
+ * statement, OUTBOX_COLUMNS its column list. outbox_row_free() releases the payload. */
+#define OUTBOX_COLUMNS "id, topic, aggregate_type, aggregate_id, event_type, payload, created_at"
+#define OUTBOX_INSERT "INSERT INTO outbox (" OUTBOX_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+#define OUTBOX_NARGS 7
+struct outbox_row {
+    struct db_val args[OUTBOX_NARGS];
+    char aggregate_id[21];
+    char *payload;
+};
+int outbox_row_make(struct outbox_row *r, unsigned shard, const char *topic,
+                    const char *aggregate_type, int64_t aggregate_id, const char *event_type,
+                    json_t *payload);
+void outbox_row_free(struct outbox_row *r);
+
 /* Sets this thread's current W3C traceparent (trace_context_set(): a request's server span,
  * a consumer's span), which the events it then writes carry as their traceparent, so their
  * consumers' spans are its children; NULL or a malformed value clears it (new traces). */

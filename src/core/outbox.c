@@ -189,13 +189,15 @@ static void trace_make(char out[56])
     trace_span_discard(&root);
 }
 
-int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char *aggregate_type,
-               int64_t aggregate_id, const char *event_type, json_t *payload)
+int outbox_row_make(struct outbox_row *r, unsigned shard, const char *topic,
+                    const char *aggregate_type, int64_t aggregate_id, const char *event_type,
+                    json_t *payload)
 {
+    memset(r, 0, sizeof *r);
     int64_t id = id_new(shard), now = now_ms();
-    char idbuf[21], aggbuf[21], ts[32], tp[56], source[64];
+    char idbuf[21], ts[32], tp[56], source[64];
     id_format(id, idbuf);
-    id_format(aggregate_id, aggbuf);
+    id_format(aggregate_id, r->aggregate_id);
     trace_make(tp);
     /* source: "/emporium/<service>", the service being the topic without "-events". */
     size_t tl = strlen(topic);
@@ -211,7 +213,7 @@ int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char 
     jw_raw(&w, ",\"type\":", 8);
     jw_cstr(&w, event_type);
     jw_raw(&w, ",\"subject\":", 11);
-    jw_cstr(&w, aggbuf);
+    jw_cstr(&w, r->aggregate_id);
     jw_raw(&w, ",\"time\":", 8);
     jw_cstr(&w, time_format(now, ts));
     jw_raw(&w, ",\"datacontenttype\":\"application/json\",\"traceparent\":", 52);
@@ -229,13 +231,31 @@ int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char 
         return ERR_NOMEM;
     }
     w.p[w.len] = '\0'; /* every jw_* reserved one byte more */
-    struct db_val args[] = {DB_INT(id),      DB_TEXT(topic),      DB_TEXT(aggregate_type),
-                            DB_TEXT(aggbuf), DB_TEXT(event_type), DB_TEXT(w.p),
-                            DB_INT(now)};
-    int rc = db_query(c,
-                      "INSERT INTO outbox (id, topic, aggregate_type, aggregate_id, event_type, "
-                      "payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                      7, args, NULL);
-    free(w.p);
+    r->payload = w.p;
+    r->args[0] = DB_INT(id);
+    r->args[1] = DB_TEXT(topic);
+    r->args[2] = DB_TEXT(aggregate_type);
+    r->args[3] = DB_TEXT(r->aggregate_id);
+    r->args[4] = DB_TEXT(event_type);
+    r->args[5] = DB_TEXT(r->payload);
+    r->args[6] = DB_INT(now);
+    return 0;
+}
+
+void outbox_row_free(struct outbox_row *r)
+{
+    free(r->payload);
+    r->payload = NULL;
+}
+
+int outbox_add(struct db_conn *c, unsigned shard, const char *topic, const char *aggregate_type,
+               int64_t aggregate_id, const char *event_type, json_t *payload)
+{
+    struct outbox_row r;
+    int rc = outbox_row_make(&r, shard, topic, aggregate_type, aggregate_id, event_type, payload);
+    if (rc < 0)
+        return rc;
+    rc = db_query(c, OUTBOX_INSERT, OUTBOX_NARGS, r.args, NULL);
+    outbox_row_free(&r);
     return rc < 0 ? rc : 0;
 }

@@ -505,6 +505,39 @@ static int confirm_tx(struct db_conn *c, void *vctx)
     return rc;
 }
 
+/* PostgreSQL: the reservation read (row and lines, one round trip, no transaction), then
+ * the move with its unreserves and its event as one statement (a data-modifying CTE: the
+ * lines' stock and the outbox row change only when the reservation moved from active), so
+ * the hot inventory rows stay locked for that one statement only, not across the round
+ * trips of a transaction. 1 confirmed here; 0 when anything else is found (confirmed
+ * already, expired, released, moved meanwhile): confirm_tx() then decides, as on SQLite. */
+static int confirm_pg(struct db *db, struct confirm_ctx *r)
+{
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    int64_t now = now_ms();
+    rc = inventory__store_resv_load(c, r->id, &r->rv);
+    if (rc < 0 || strcmp(r->rv.status, "active") != 0 || r->rv.expires_at <= now) {
+        db_conn_give(c);
+        return rc == ERR_NOTFOUND ? 0 : rc < 0 ? rc : 0;
+    }
+    char rid[21];
+    json_t *p = json_pack("{s:s,s:o}", "reservation_id", id_format(r->id, rid), "items",
+                          items_json(r->rv.items, r->rv.n));
+    struct outbox_row ev;
+    rc = p ? outbox_row_make(&ev, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.confirmed", p)
+           : ERR_NOMEM;
+    json_decref(p);
+    if (rc == 0) {
+        rc = inventory__store_confirm_one(c, r->id, now, ev.args);
+        outbox_row_free(&ev);
+    }
+    db_conn_give(c);
+    return rc;
+}
+
 int inventory_confirm(struct app *app, int64_t reservation_id)
 {
     if (inventory__remote(app))
@@ -512,7 +545,12 @@ int inventory_confirm(struct app *app, int64_t reservation_id)
     if (reservation_id <= 0)
         return ERR_INVALID;
     struct confirm_ctx r = {.id = reservation_id};
-    int rc = db_write(inv_db(app), confirm_tx, NULL, &r);
+    int rc = 0;
+    if (db_dialect(inv_db(app)) == DB_POSTGRES && (rc = confirm_pg(inv_db(app), &r)) != 0) {
+        free(r.rv.items);
+        return rc < 0 ? rc : 0;
+    }
+    rc = db_write(inv_db(app), confirm_tx, NULL, &r);
     free(r.rv.items);
     if (rc == ERR_NOTFOUND && r.expired) /* touched after its expiry: give it back now */
         release(app, reservation_id, REL_EXPIRED_ONLY, "expired", NULL);

@@ -92,6 +92,10 @@ struct inventory__resv {
 /* Loads status, expiry and items (replacing out->items); ERR_NOTFOUND when unknown. */
 int inventory__store_resv_load(struct db_conn *c, int64_t id, struct inventory__resv *out);
 /* Moves the reservation from `from` to `to`: 1 moved, 0 someone else moved it first. */
+/* PostgreSQL only: active → confirmed (unless expired at now) with the lines' reserved
+ * stock given up and the event (outbox_row args) inserted, in one statement. 1 moved, 0 not. */
+int inventory__store_confirm_one(struct db_conn *c, int64_t id, int64_t now,
+                                 const struct db_val *event);
 int inventory__store_resv_move(struct db_conn *c, int64_t id, const char *from, const char *to,
                                int64_t now);
 /* Up to max ids of active reservations expired at `now`, oldest first (own connection).

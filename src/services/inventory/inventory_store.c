@@ -258,6 +258,28 @@ int inventory__store_resv_load(struct db_conn *c, int64_t id, struct inventory__
     return rc < 0 ? rc : 0;
 }
 
+int inventory__store_confirm_one(struct db_conn *c, int64_t id, int64_t now,
+                                 const struct db_val *event)
+{
+    struct db_val a[2 + OUTBOX_NARGS] = {DB_INT(id), DB_INT(now)};
+    for (int i = 0; i < OUTBOX_NARGS; i++)
+        a[2 + i] = event[i];
+    /* The lines' rows are locked in product order (one order everywhere: no deadlock
+     * between two confirms of overlapping lines). */
+    return db_query(c,
+                    "WITH m AS (UPDATE reservations SET status = 'confirmed', updated_at = $2 "
+                    "WHERE id = $1 AND status = 'active' AND expires_at > $2 RETURNING id), "
+                    "l AS (SELECT i.product_id, ri.quantity FROM inventory i "
+                    "JOIN reservation_items ri ON ri.product_id = i.product_id "
+                    "WHERE ri.reservation_id = (SELECT id FROM m) ORDER BY i.product_id "
+                    "FOR UPDATE OF i), "
+                    "u AS (UPDATE inventory SET reserved = inventory.reserved - l.quantity, "
+                    "updated_at = $2 FROM l WHERE inventory.product_id = l.product_id) "
+                    "INSERT INTO outbox (" OUTBOX_COLUMNS ") "
+                    "SELECT $3, $4, $5, $6, $7, $8, $9 FROM m",
+                    2 + OUTBOX_NARGS, a, NULL);
+}
+
 int inventory__store_resv_move(struct db_conn *c, int64_t id, const char *from, const char *to,
                                int64_t now)
 {

@@ -131,6 +131,11 @@ struct order_known {
     const struct order_item *items;
 };
 /* order__store_transition() with k (may be NULL: read back). */
+/* PostgreSQL only: the order from `from` to `to` (a success: no reason, not retryable)
+ * with its history row, its event (from k) and the key's outcome done (err 0), as one
+ * statement. 1 moved, 0 not in `from`, <0 error. */
+int order__store_settle_one(struct db_conn *c, int64_t id, const char *to, const char *from,
+                            int64_t at, const struct order_known *k, const char *key);
 int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
                                   const char *const *from, const char *reason, bool retryable,
                                   bool compensate, int64_t at, const struct order_known *k);

@@ -306,7 +306,21 @@ static int paid_tx(struct db_conn *c, void *ctx)
 static int paid(struct saga *s)
 {
     struct end_tx e = {.s = s};
-    int rc = db_write(s->db, paid_tx, NULL, &e);
+    int rc;
+    if (db_dialect(s->db) == DB_POSTGRES) {
+        /* One statement, one round trip: the move, history, event and key together. */
+        struct db_conn *c;
+        if ((rc = db_conn_take(s->db, &c)) < 0)
+            return rc;
+        struct order_known k = known_of(s);
+        rc = order__store_settle_one(c, s->order_id, "paid", "pending", now_ms(), &k,
+                                     s->rq->idem_key);
+        db_conn_give(c);
+        if (rc == 0)
+            rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
+    } else {
+        rc = db_write(s->db, paid_tx, NULL, &e);
+    }
     if (rc < 0)
         return rc;
     /* From here the order is PAID, with its outcome on the key: nothing below may fail or

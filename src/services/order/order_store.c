@@ -316,6 +316,43 @@ int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
     return rc < 0 ? rc : 1;
 }
 
+int order__store_settle_one(struct db_conn *c, int64_t id, const char *to, const char *from,
+                            int64_t at, const struct order_known *k, const char *key)
+{
+    int rc = 0;
+    json_t *data = transition_data(c, id, to, at, k, &rc);
+    if (!data)
+        return rc;
+    char type[32];
+    snprintf(type, sizeof type, "order.%s", to);
+    struct outbox_row ev;
+    rc = outbox_row_make(&ev, id_shard(id), "order-events", "order", id, type, data);
+    json_decref(data);
+    if (rc < 0)
+        return rc;
+    struct db_val a[9 + OUTBOX_NARGS] = {
+        DB_TEXT(to),        DB_INT(at),   DB_INT(id), DB_TEXT(from), DB_INT(id_new(id_shard(id))),
+        DB_INT(k->user_id), DB_TEXT(key), DB_INT(0),  DB_INT(0)};
+    for (int i = 0; i < OUTBOX_NARGS; i++)
+        a[9 + i] = ev.args[i];
+    /* The move (only from `from`), its history row, the outcome on the key and the event,
+     * each inserted or updated from the move's RETURNING: all of them or none. */
+    rc = db_query(c,
+                  "WITH m AS (UPDATE orders SET status = $1, updated_at = $2, retryable = $8, "
+                  "compensated = CASE WHEN $9 = 1 THEN 0 ELSE compensated END "
+                  "WHERE id = $3 AND status = $4 RETURNING id), "
+                  "h AS (INSERT INTO order_history (id, order_id, status, at, note) "
+                  "SELECT $5, m.id, $1, $2, NULL FROM m), "
+                  "k AS (UPDATE idempotency_keys SET state = 'done', outcome_err = 0, "
+                  "outcome_code = NULL, outcome_product_id = NULL, updated_at = $2 "
+                  "WHERE user_id = $6 AND idem_key = $7 AND EXISTS (SELECT 1 FROM m)) "
+                  "INSERT INTO outbox (" OUTBOX_COLUMNS ") "
+                  "SELECT $10, $11, $12, $13, $14, $15, $16 FROM m",
+                  9 + OUTBOX_NARGS, a, NULL);
+    outbox_row_free(&ev);
+    return rc;
+}
+
 /* One row of ORDER_SELECT into a summary view. */
 static void row_load(const struct db_rows *r, int i, struct order_view *v)
 {

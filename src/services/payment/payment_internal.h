@@ -72,6 +72,11 @@ int payment__store_transition(struct db *db, struct payrow *p, const char *from,
                               const char *kind, const char *event, int64_t amount);
 /* from -> to alone (no operation, no event), committed: rows changed. */
 int payment__store_mark(struct db *db, struct payrow *p, const char *from, const char *to);
+/* PostgreSQL: moves the order's newest payment from `from` to `to` in one statement and
+ * loads it into *p (as moved): 1 moved, 0 not (not in `from`, none, or SQLite: the caller
+ * then reads and marks as before), <0 error. */
+int payment__store_mark_newest(struct db *db, int64_t order_id, const char *from, const char *to,
+                               struct payrow *p);
 
 /* The audit view of an order's payments (GET /api/v1/admin/payments). */
 struct payment_op_view {

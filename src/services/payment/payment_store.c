@@ -115,28 +115,107 @@ static int record_tx(struct db_conn *c, void *vctx)
     return rc;
 }
 
+static bool on_pg(struct db *db);
+static int move_one_statement(struct db *db, const char *update, int nset, const struct db_val *set,
+                              const struct payrow *p, const char *kind, const char *op_status,
+                              int64_t amount, const char *reason, const char *event);
+
 int payment__store_record(struct db *db, const struct payrow *p, int64_t amount)
 {
+    if (on_pg(db)) {
+        bool ok = !strcmp(p->status, "authorized");
+        struct db_val u[] = {DB_TEXT(p->status),   DB_INT(now_ms()),
+                             DB_TEXT(p->ref),      p->reason[0] ? DB_TEXT(p->reason) : DB_NULLV,
+                             DB_INT(p->retryable), DB_INT(p->id)};
+        int rc = move_one_statement(
+            db,
+            "UPDATE payments SET status = $1, updated_at = $2, provider_ref = $3, "
+            "failure_reason = $4, retryable = $5 WHERE id = $6 AND status = 'processing'",
+            6, u, p, "authorize", ok ? "succeeded" : "failed", amount, p->reason,
+            ok ? "payment.authorized" : "payment.failed");
+        return rc < 0 ? rc : rc > 0;
+    }
     struct record_ctx x = {p, amount, 0};
     int rc = db_write(db, record_tx, NULL, &x);
     return rc < 0 ? rc : x.moved > 0;
 }
 
-int payment__store_event(struct db_conn *c, const struct payrow *p, const char *type,
-                         int64_t amount)
+/* The event's data: the payment as p says it is now. NULL when out of memory. */
+static json_t *event_data(const struct payrow *p, int64_t amount)
 {
     char oid[21];
     json_t *data = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "order_id", id_format(p->order_id, oid),
                              "status", p->status, "amount", (json_int_t)amount, "currency",
                              p->currency, "brand", p->brand, "last4", p->last4);
+    if (data && p->reason[0])
+        json_object_set_new(data, "failure_reason", json_string(p->reason));
+    return data;
+}
+
+int payment__store_event(struct db_conn *c, const struct payrow *p, const char *type,
+                         int64_t amount)
+{
+    json_t *data = event_data(p, amount);
     if (!data)
         return ERR_NOMEM;
-    if (p->reason[0])
-        json_object_set_new(data, "failure_reason", json_string(p->reason));
     int rc = outbox_add(c, id_shard(p->id), "payment-events", "payment", p->id, type, data);
     json_decref(data);
     return rc;
 }
+
+/* --- PostgreSQL: a move with its operation row and event as one statement ---
+ * A data-modifying CTE: the UPDATE moves the row only from the expected status, and the
+ * operation row and the outbox row are inserted from its RETURNING, so they exist exactly
+ * when the row moved. One round trip and one commit (no BEGIN/COMMIT), where the generic
+ * path sends four. The result is the number of rows moved (0 or 1). SQLite has no
+ * data-modifying CTEs: it keeps the transaction below. */
+
+/* $1.. are the UPDATE's (nset of them, the row's id and expected status included; $2 is
+ * the time), then the operation's id, kind, key, status, amount, reason, then the event's. */
+static int move_one_statement(struct db *db, const char *update, int nset, const struct db_val *set,
+                              const struct payrow *p, const char *kind, const char *op_status,
+                              int64_t amount, const char *reason, const char *event)
+{
+    char key[200];
+    snprintf(key, sizeof key, "%s:%s", p->key, kind);
+    json_t *data = event_data(p, amount);
+    if (!data)
+        return ERR_NOMEM;
+    struct outbox_row ev;
+    int rc = outbox_row_make(&ev, id_shard(p->id), "payment-events", "payment", p->id, event, data);
+    json_decref(data);
+    if (rc < 0)
+        return rc;
+    struct db_val a[24];
+    int n = 0;
+    for (int i = 0; i < nset; i++)
+        a[n++] = set[i];
+    int op = n + 1;
+    a[n++] = DB_INT(id_new(id_shard(p->id)));
+    a[n++] = DB_TEXT(kind);
+    a[n++] = DB_TEXT(key);
+    a[n++] = DB_TEXT(op_status);
+    a[n++] = DB_INT(amount);
+    a[n++] = reason && *reason ? DB_TEXT(reason) : DB_NULLV;
+    int evn = n + 1;
+    for (int i = 0; i < OUTBOX_NARGS; i++)
+        a[n++] = ev.args[i];
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "WITH m AS (%s RETURNING id), "
+             "o AS (INSERT INTO payment_operations (id, payment_id, kind, idempotency_key, "
+             "status, amount, failure_reason, created_at) "
+             "SELECT $%d, m.id, $%d, $%d, $%d, $%d, $%d, $2 FROM m) "
+             "INSERT INTO outbox (" OUTBOX_COLUMNS ") "
+             "SELECT $%d, $%d, $%d, $%d, $%d, $%d, $%d FROM m",
+             update, op, op + 1, op + 2, op + 3, op + 4, op + 5, evn, evn + 1, evn + 2, evn + 3,
+             evn + 4, evn + 5, evn + 6);
+    rc = db_write_one(db, sql, n, a);
+    outbox_row_free(&ev);
+    return rc;
+}
+
+static bool on_pg(struct db *db) { return db_dialect(db) == DB_POSTGRES; }
 
 int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kind,
                       const char *status, int64_t amount, const char *reason)
@@ -196,7 +275,19 @@ int payment__store_transition(struct db *db, struct payrow *p, const char *from,
                               const char *kind, const char *event, int64_t amount)
 {
     struct move_ctx x = {p, from, to, kind, event, amount, 0};
-    int rc = db_write(db, move_tx, NULL, &x);
+    int rc;
+    if (on_pg(db)) {
+        /* The operation row and the event carry the new status. */
+        struct payrow moved = *p;
+        copy(moved.status, sizeof moved.status, to);
+        struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(p->id), DB_TEXT(from)};
+        rc = move_one_statement(
+            db, "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4", 4,
+            a, &moved, kind, "succeeded", amount, NULL, event);
+        x.moved = rc;
+    } else {
+        rc = db_write(db, move_tx, NULL, &x);
+    }
     if (rc < 0)
         return rc;
     if (x.moved <= 0)
@@ -216,6 +307,33 @@ int payment__store_mark(struct db *db, struct payrow *p, const char *from, const
     if (rc == 1)
         copy(p->status, sizeof p->status, to);
     return rc;
+}
+
+int payment__store_mark_newest(struct db *db, int64_t order_id, const char *from, const char *to,
+                               struct payrow *p)
+{
+    if (!on_pg(db))
+        return 0; /* SQLite: the caller reads, then marks */
+    struct db_val a[] = {DB_TEXT(to), DB_INT(now_ms()), DB_INT(order_id), DB_TEXT(from)};
+    struct db_rows *r = NULL;
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = db_query(c,
+                  "UPDATE payments SET status = $1, updated_at = $2 WHERE id = (SELECT id FROM "
+                  "payments WHERE order_id = $3 ORDER BY id DESC LIMIT 1) AND status = $4 "
+                  "RETURNING id, order_id, idempotency_key, status, amount, currency, brand, "
+                  "last4, provider_ref, failure_reason, retryable",
+                  4, a, &r);
+    db_conn_give(c);
+    if (rc < 0)
+        return rc;
+    int found = db_rows_count(r) > 0;
+    if (found)
+        row_load(r, 0, p);
+    db_rows_free(r);
+    return found;
 }
 
 int payment__store_audit(struct db_conn *c, int64_t order_id, struct payment_view **out, int *n)

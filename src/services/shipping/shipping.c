@@ -235,17 +235,58 @@ struct create_ctx {
     const char *method, *carrier, *tracking, *address;
 };
 
-/* The shipment and its first event: one intent of the shipping database's group-commit
- * writer, so on SQLite the labels of many concurrent orders commit together. */
-static int create_tx(struct db_conn *c, void *vctx)
+/* The shipment, its first event and its outbox row as three statements sent together
+ * (db_query_many): inside a transaction on SQLite, where this is one intent of the
+ * shipping database's group-commit writer (the labels of many concurrent orders commit
+ * together); on PostgreSQL the pipeline's own implicit transaction, one round trip. */
+static int create_run(struct db_conn *c, struct create_ctx *x, bool atomic)
 {
-    struct create_ctx *x = vctx;
-    int rc = shipping__store_insert(c, x->id, x->order_id, x->method, x->carrier, x->tracking,
-                                    x->address, x->now);
-    if (rc >= 0)
-        rc = shipping__store_event(c, x->id, x->order_id, "shipment.created", "label_created",
-                                   x->now);
+    char oid[21], ts[32];
+    json_t *data = json_pack("{s:s,s:s,s:s}", "order_id", id_format(x->order_id, oid), "status",
+                             "label_created", "at", time_format(x->now, ts));
+    if (!data)
+        return ERR_NOMEM;
+    struct outbox_row ev;
+    int rc = outbox_row_make(&ev, id_shard(x->id), "shipping-events", "shipment", x->id,
+                             "shipment.created", data);
+    json_decref(data);
+    if (rc < 0)
+        return rc;
+    struct db_val a[] = {DB_INT(x->id),       DB_INT(x->order_id),  DB_TEXT(x->method),
+                         DB_TEXT(x->carrier), DB_TEXT(x->tracking), DB_TEXT(x->address),
+                         DB_INT(x->now)};
+    struct db_val e[] = {DB_INT(id_new(id_shard(x->id))), DB_INT(x->id), DB_TEXT("label_created"),
+                         DB_INT(x->now), DB_INT(now_ms())};
+    struct db_stmt st[] = {
+        {.sql = "INSERT INTO shipments (id, order_id, method, carrier, tracking_number, "
+                "status, address, created_at, updated_at) "
+                "VALUES ($1, $2, $3, $4, $5, 'label_created', $6, $7, $7)",
+         .n = 7,
+         .args = a},
+        {.sql = OUTBOX_INSERT, .n = OUTBOX_NARGS, .args = ev.args},
+        {.sql = "INSERT INTO shipment_events (id, shipment_id, status, at, created_at) "
+                "VALUES ($1, $2, $3, $4, $5)",
+         .n = 5,
+         .args = e},
+    };
+    rc = db_query_many(c, st, 3, atomic);
+    outbox_row_free(&ev);
     return rc < 0 ? rc : 0;
+}
+
+static int create_tx(struct db_conn *c, void *vctx) { return create_run(c, vctx, true); }
+
+static int create_write(struct db *db, struct create_ctx *x)
+{
+    if (db_dialect(db) != DB_POSTGRES)
+        return db_write(db, create_tx, NULL, x);
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = create_run(c, x, true);
+    db_conn_give(c);
+    return rc;
 }
 
 int shipping_create(struct app *app, int64_t order_id, const char *method,
@@ -270,7 +311,7 @@ int shipping_create(struct app *app, int64_t order_id, const char *method,
     if (!atext)
         return ERR_NOMEM;
     struct create_ctx x = {id, order_id, now, method, opt.carrier, tracking, atext};
-    rc = db_write(app_db(app, "shipping"), create_tx, NULL, &x);
+    rc = create_write(app_db(app, "shipping"), &x);
     free(atext);
     if (rc == 0) {
         /* What was just written is the answer: no need to read it back. */
