@@ -16,6 +16,7 @@
 # with 1 replica each on the next six ports (cluster bus ports 10 above those); the env
 # command also names a spare port (+20) that a test may start and kill its own server on.
 # EMP_TEST_REDIS=0 leaves Redis out (the benchmark's PostgreSQL runs).
+# EMP_TEST_PG_AUTOVACUUM=off starts PostgreSQL without autovacuum (make test does).
 # postgres and pgbouncer refuse to run as root, so
 # when started as root (the CI) they run as the "postgres" user via runuser, from /tmp, with
 # every file they write created and chowned before their first start.
@@ -119,7 +120,12 @@ EOF
     own "$PGLOG"
     # The port goes on the command line, not in postgresql.conf (a base backup for a
     # replica copies that file).
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -o "-p $PG_PORT" start >/dev/null ||
+    # EMP_TEST_PG_AUTOVACUUM=off (make test): the suites create thousands of short-lived
+    # databases, and autovacuum visits each of them in turn, a new server process every
+    # 0.1 s for the whole run; nothing in a test lives long enough to need it.
+    local opts="-p $PG_PORT"
+    if [ "${EMP_TEST_PG_AUTOVACUUM:-on}" = off ]; then opts="$opts -c autovacuum=off"; fi
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -o "$opts" start >/dev/null ||
         { tail -n 30 "$PGLOG" >&2; return 1; }
 }
 

@@ -31,8 +31,26 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "== starting test servers in $servers"
-scripts/test-servers.sh start "$servers"
+# Where the time goes: each step is a phase; starting the next one prints the previous one's
+# wall time ("== phase NAME took N s"), and the end prints them all again, slowest first.
+phase_name=
+phase_start=
+phase_times=
+phase() {
+  local now
+  now=$(date +%s)
+  if [ -n "$phase_name" ]; then
+    echo "== phase $phase_name took $((now - phase_start)) s"
+    phase_times+="$(printf '%6d s  %s' $((now - phase_start)) "$phase_name")"$'\n'
+  fi
+  phase_name=$1
+  phase_start=$now
+  if [ -n "$1" ]; then echo "== $1"; fi
+}
+
+phase "starting test servers in $servers"
+# Autovacuum off: it would visit each of the thousands of databases the suites create.
+EMP_TEST_PG_AUTOVACUUM=off scripts/test-servers.sh start "$servers"
 # one VAR=value per line (PostgreSQL, Redis)
 while read -r kv; do export "${kv?}"; done < <(scripts/test-servers.sh env "$servers")
 
@@ -41,26 +59,27 @@ status=0
 for variant in build:OFF build-asan:ON; do
   dir=${variant%%:*}
   san=${variant##*:}
-  echo "== $dir (sanitizers $san)"
+  phase "$dir: build (sanitizers $san)"
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMP_SANITIZE="$san" >/dev/null
   cmake --build "$dir" -j "$jobs"
+  phase "$dir: ctest -LE ops"
   # ASan: fail on leaks at exit; UBSan: abort on the first report (set at compile time).
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$dir" -j "$jobs" -LE ops --output-on-failure --timeout 600 || status=1
 done
 # Layering rules: only *_http.c files see HTTP, no service includes another's internals.
-echo "== layering check"; scripts/check-layering.sh || status=1
+phase "layering check"; scripts/check-layering.sh || status=1
 # The tree stays as .clang-format says (a tool checks style, not reviewers).
-echo "== format check"
+phase "format check"
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror || status=1
-echo "== docs check"; scripts/check-docs.sh --run build/emporium || status=1   # links, settings, error codes, api.md examples
+phase "docs check"; scripts/check-docs.sh --run build/emporium || status=1   # links, settings, error codes, api.md examples
 # A third-party validator on the OpenAPI document (Redocly CLI, from the npm registry).
-echo "== OpenAPI lint"
+phase "OpenAPI lint"
 scripts/openapi-lint.sh build/emporium || status=1
 
 # The live server against its own document, through Stoplight Prism's validating proxy.
-echo "== contract test (Prism proxy)"
+phase "contract test (Prism proxy)"
 rc=0
 scripts/npm-tools.sh build/tools || rc=$?
 if [ $rc -eq 0 ]; then
@@ -71,7 +90,7 @@ else
 fi
 
 # The storefront and back office in Debian's Chromium (playwright-core + axe-core, pinned).
-echo "== browser tests (Chromium)"
+phase "browser tests (Chromium)"
 rc=0
 scripts/web-e2e.sh build/emporium || rc=$?
 # bootstrap.sh installed npm and Chromium: a missing one (rc 3) fails the run too.
@@ -80,38 +99,40 @@ scripts/web-e2e.sh build/emporium || rc=$?
 # The topology in miniature (scripts/scaleout.sh: one process per service group behind nginx,
 # calls between them over HTTP): the shopper journey and the inventory-down fault through
 # the gateway (tests/scaleout/).
-echo "== scale-out journey through the gateway"
+phase "scale-out journey through the gateway"
 tests/scaleout/run.sh build/emporium || status=1
 
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
-echo "== bench harness smoke run"
+phase "bench harness smoke run"
 BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1
 # Every libFuzzer target for a few seconds from its seed corpus (which holds the inputs of
 # past findings); `make fuzz` runs them longer.
-echo "== fuzz smoke run"
+phase "fuzz smoke run"
 FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-5} scripts/fuzz.sh || status=1
 # The operations drills (tests/ops, label "ops"), short versions, one at a time so the suites'
 # load does not skew them: crash loop (5 rounds of kill -9 under load), rolling restart behind
 # nginx, upgrade/rollback; SQLite and PostgreSQL, and once under the sanitizers with fewer
 # rounds. `make chaos` runs the full ones and the blue-green/canary drill (kept out of here
 # for the suite's time: it flips nginx configs under load for ~2 minutes).
-echo "== operations drills (short; make chaos runs the full ones)"
+phase "operations drills (short; make chaos runs the full ones)"
 # The previous build for the upgrade drill (built once, then reused; scripts/ops-prev.sh).
 if prev_bin=$(scripts/ops-prev.sh); then export EMP_UPGRADE_PREV_BIN=$prev_bin
 else echo "upgrade drill: no previous build (the reason is above); test_upgrade skips"; fi
+phase "operations drills: build (SQLite and PostgreSQL)"
 ctest --test-dir build -L ops -E bluegreen --output-on-failure --timeout 600 || status=1
+phase "operations drills: build-asan (SQLite)"
 EMP_CHAOS_ROUNDS=2 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan -L ops -E '_pg$' --output-on-failure --timeout 600 || status=1
 # Every file under deploy/: kustomize renders, schemas, the seed's numbers, yamllint,
 # promtool, nginx -t, and broken inputs refused (scripts/deploy-validate.sh).
-echo "== deploy/ validation"
+phase "deploy/ validation"
 scripts/deploy-validate.sh build/emporium || status=1
 # The container image (deploy/Dockerfile, built and run with buildah; scripts/deploy-image.sh):
 # a few minutes on a fresh machine, less once its cache (/var/cache/emporium/image) is warm.
 # It runs after the suites, not beside them: its compile on the 2 cores slowed the
 # PostgreSQL suites past their timeouts. EMPORIUM_TEST_IMAGE=off leaves it out.
-echo "== container image (buildah)"
+phase "container image (buildah)"
 image_log=$(mktemp /tmp/emporium-test-image.XXXXXX)
 if [ "${EMPORIUM_TEST_IMAGE:-on}" = off ]; then
   echo "SKIPPED: EMPORIUM_TEST_IMAGE=off"
@@ -129,11 +150,14 @@ else
   esac
 fi
 rm -f "$image_log"
-echo "== log hygiene (server logs of the whole run)"
+phase "log hygiene (server logs of the whole run)"
 if ! scripts/log-hygiene.sh "$logs"; then
   keep_logs=1
   echo "the logs are kept in $logs" >&2
   status=1
 fi
+phase ""
+echo "== phases, slowest first:"
+printf '%s' "$phase_times" | sort -rn
 echo "== make test finished in $(( $(date +%s) - start )) s, status $status"
 exit $status

@@ -148,10 +148,20 @@ int bus_subscribe(const char *consumer, const char *topic, bus_handler_fn fn, vo
  * cover the groups running in the scraped process. At start-up only. */
 #define BUS_BROADCAST_MARK ".i-"
 int bus_subscribe_broadcast(const char *consumer, const char *topic, bus_handler_fn fn, void *ctx);
+/* A consumer's batch end: fn runs on the consumer's thread before the offsets of the messages
+ * its handlers applied since the last call are committed (the runner commits every 256
+ * messages or 100 ms, and when the group goes idle). A handler may leave part of its work
+ * for it, to do once for many messages (one sync for many files, one transaction for many
+ * records): the message counts as applied, and fn returns 0 only once that work is durable.
+ * When fn fails, the batch's messages come again from the first one (handlers are
+ * idempotent). At most one per consumer; at start-up only. */
+typedef int (*bus_flush_fn)(void *ctx);
+int bus_subscribe_flush(const char *consumer, bus_flush_fn fn, void *ctx);
 /* Hands m to the handlers of `consumer` (NULL: of every consumer) registered for m's topic,
  * on the caller's thread, as the runner does: 0 when all applied it (or it is not a
- * CloudEvents envelope, which is logged), else the first handler's error. For tests and
- * tools; a running shop delivers through bus_runner_start(). */
+ * CloudEvents envelope, which is logged), else the first handler's error; then runs the
+ * batch end of those consumers (bus_subscribe_flush). For tests and tools; a running shop
+ * delivers through bus_runner_start(). */
 int bus_dispatch(const char *consumer, const struct bus_msg *m);
 /* Whether `consumer` is a registered consumer name. */
 bool bus_consumer_known(const char *consumer);

@@ -503,19 +503,58 @@ int db_schema_min_reader(struct db *db)
     return rc;
 }
 
+/* Both bookkeeping tables in one look: *both is set when schema_migrations and schema_compat
+ * exist, and then *have / *floor hold the version and the lowest reader (two round trips;
+ * the general path below takes five on a database that is up to date). */
+static int read_state(struct db_conn *c, bool *both, int *have, int *floor)
+{
+    const char *sql = c->db->dialect == DB_SQLITE
+                          ? "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                            "name IN ('schema_migrations', 'schema_compat')"
+                          : "SELECT (to_regclass('schema_migrations') IS NOT NULL)::int + "
+                            "(to_regclass('schema_compat') IS NOT NULL)::int";
+    struct db_rows *r;
+    int rc = db_query(c, sql, 0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    *both = db_get_i64(r, 0, 0) == 2;
+    db_rows_free(r);
+    if (!*both)
+        return 0;
+    rc = db_query(c,
+                  "SELECT (SELECT COALESCE(MAX(version), 0) FROM schema_migrations), "
+                  "(SELECT COALESCE(MAX(min_reader), 0) FROM schema_compat)",
+                  0, NULL, &r);
+    if (rc < 0)
+        return rc;
+    *have = (int)db_get_i64(r, 0, 0);
+    *floor = (int)db_get_i64(r, 0, 1);
+    db_rows_free(r);
+    return 0;
+}
+
 int db_migrate(struct db *db, const struct db_migration *steps, int n)
 {
     struct db_conn *c;
     int rc = db_conn_take(db, &c);
     if (rc < 0)
         return rc;
+    /* The common case (every start after the first): both tables there and nothing to
+     * apply, decided in two round trips. Anything else takes the general path. */
+    bool both = false;
+    int have = 0, floor = 0;
+    rc = read_state(c, &both, &have, &floor);
+    if (rc < 0)
+        goto out;
+    if (both && have == n)
+        goto out; /* rc is 0 */
     rc = migrations_table_exists(c);
     if (rc == 0)
         rc = create_migrations_table(c);
     if (rc >= 0)
         rc = ensure_compat_table(c);
-    int have = rc < 0 ? rc : read_version(c);
-    int floor = have < 0 ? have : read_min_reader(c);
+    have = rc < 0 ? rc : read_version(c);
+    floor = have < 0 ? have : read_min_reader(c);
     if (have < 0 || floor < 0) {
         rc = have < 0 ? have : floor;
         goto out;

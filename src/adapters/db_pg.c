@@ -1060,11 +1060,93 @@ static int pg_base_dbname(const char *url, char *buf, size_t cap)
     return 0;
 }
 
+/* The databases this process has seen on its server: an app opens some 18 of them, and
+ * asking "postgres" about each one costs a connection and a round trip apiece. The first
+ * miss lists every database whose name starts with the URL's base (one query), later opens
+ * of those skip "postgres" altogether. Only names seen to exist (or created here) are kept;
+ * one dropped behind our back fails the connection below, as a missing one always did. */
+static pthread_mutex_t known_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char *url; /* the server (base URL) the names belong to */
+    char **names;
+    int n, cap;
+} known;
+
+static bool known_has(const char *url, const char *name)
+{
+    if (!known.url || strcmp(known.url, url) != 0)
+        return false;
+    for (int i = 0; i < known.n; i++)
+        if (!strcmp(known.names[i], name))
+            return true;
+    return false;
+}
+
+static void known_add(const char *url, const char *name)
+{
+    if (!known.url || strcmp(known.url, url) != 0) {
+        for (int i = 0; i < known.n; i++)
+            free(known.names[i]);
+        free(known.url);
+        known.url = strdup(url);
+        known.n = 0;
+        if (!known.url)
+            return;
+    }
+    if (known_has(url, name))
+        return;
+    if (known.n == known.cap) {
+        int cap = known.cap ? known.cap * 2 : 32;
+        char **names = realloc(known.names, (size_t)cap * sizeof *names);
+        if (!names)
+            return; /* only a cache: the next open asks again */
+        known.names = names;
+        known.cap = cap;
+    }
+    char *copy = strdup(name);
+    if (copy)
+        known.names[known.n++] = copy;
+}
+
+/* Lists the databases named "<base>…" into the cache (a failure leaves it as it was). */
+static void known_list(PGconn *h, const char *url, const char *base)
+{
+    const char *vals[] = {base};
+    PGresult *res = PQexecParams(h,
+                                 "SELECT datname FROM pg_catalog.pg_database WHERE "
+                                 "substr(datname, 1, length($1)) = $1",
+                                 1, NULL, vals, NULL, NULL, 0);
+    for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++)
+        known_add(url, PQgetvalue(res, i, 0));
+    PQclear(res);
+}
+
 /* Creates db->target unless it exists. Tolerates a concurrent creator (42P04, or 23505 on
  * pg_database's name index when both got past the existence check). */
-static int pg_ensure_database(struct pg_db *db)
+static int pg_ensure_database(struct pg_db *db, const char *base)
 {
-    PGconn *h = pg_connect_to(db->url, "postgres");
+    PGconn *h = NULL;
+    pthread_mutex_lock(&known_mu);
+    bool exists = known_has(db->url, db->target);
+    pthread_mutex_unlock(&known_mu);
+    if (!exists)
+        h = pg_connect_to(db->url, "postgres");
+    /* Opens running at the same time all miss at first: the first to get here lists, the
+     * others then find their name (connecting happens outside the lock: a server that does
+     * not answer costs each its own timeout, not one after the other). */
+    if (!exists && h && PQstatus(h) == CONNECTION_OK) {
+        pthread_mutex_lock(&known_mu);
+        exists = known_has(db->url, db->target);
+        if (!exists) {
+            known_list(h, db->url, base);
+            exists = known_has(db->url, db->target);
+        }
+        pthread_mutex_unlock(&known_mu);
+    }
+    if (exists) {
+        PQfinish(h);
+        return 0;
+    }
     if (!h || PQstatus(h) != CONNECTION_OK) {
         const char *m = h ? PQerrorMessage(h) : "out of memory";
         log_warn("db %s: cannot reach the postgres database to create %s: %.*s", db->base.name,
@@ -1073,17 +1155,12 @@ static int pg_ensure_database(struct pg_db *db)
         return ERR_UNAVAILABLE;
     }
     PQsetNoticeProcessor(h, pg_notice, db->base.name);
-    const char *vals[] = {db->target};
-    PGresult *res = PQexecParams(h, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1,
-                                 NULL, vals, NULL, NULL, 0);
-    bool exists = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
-    PQclear(res);
     int rc = 0;
     if (!exists) {
         char sql[sizeof db->target + 32];
         /* The name is [A-Za-z0-9_] (db__name_ok and the URL's dbname): quoting keeps case. */
         snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", db->target);
-        res = PQexec(h, sql);
+        PGresult *res = PQexec(h, sql);
         if (PQresultStatus(res) == PGRES_COMMAND_OK) {
             log_info("db %s: created database %s", db->base.name, db->target);
         } else {
@@ -1096,6 +1173,11 @@ static int pg_ensure_database(struct pg_db *db)
             }
         }
         PQclear(res);
+        if (rc == 0) {
+            pthread_mutex_lock(&known_mu);
+            known_add(db->url, db->target);
+            pthread_mutex_unlock(&known_mu);
+        }
     }
     PQfinish(h);
     return rc;
@@ -1166,7 +1248,7 @@ int db__pg_open(struct db **out, const char *name, const struct db_options *opt)
 
     /* When "postgres" is out of reach (a managed server may not allow it) the target may
      * still exist: the connection below decides. */
-    pg_ensure_database(db);
+    pg_ensure_database(db, base);
 
     struct db_conn *c;
     rc = pg_take(&db->base, &c);

@@ -2,10 +2,13 @@
 /* app.c — the application context: databases, limiter, service lifecycle.
  *
  * app_new() opens every logical database that the selected services declare (a database
- * declared by two services is opened once), applies each service's migrations, then calls
- * every selected service's init() in registry order. app_free() undoes it in reverse. */
+ * declared by two services is opened once), applies each service's migrations (on
+ * PostgreSQL several databases at once: app_open_dbs), then calls every selected service's
+ * init() in registry order. app_free() undoes it in reverse. */
 #include "emporium/app.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,34 +145,134 @@ static int app_open_redis(struct app *app, const struct config *cfg)
     return 0;
 }
 
-static int app_open_db(struct app *app, const char *name, const struct service_db *sd)
+/* One logical database to open: its name and every declaration of it (a database declared
+ * by two services is opened once, and each declaration's migrations applied in registry
+ * order), then what became of it. */
+struct app_open_job {
+    char name[64];
+    const struct service_db *sd[APP_MAX_SERVICES];
+    int nsd;
+    struct db *db;
+    int rc;
+};
+
+struct app_opener {
+    const struct config *cfg;
+    struct app_open_job *jobs;
+    int njobs;
+    _Atomic int next;    /* the next job a thread takes */
+    _Atomic bool failed; /* one failed: the jobs not started yet are left alone */
+};
+
+static void app_open_one(const struct config *cfg, struct app_open_job *j)
 {
-    struct db *db = app_db(app, name);
-    if (!db) {
-        if (app->n_dbs == APP_MAX_DBS)
+    struct db_options opt = {
+        .url = cfg->database_url,
+        .data_dir = cfg->data_dir,
+        .pool_size = cfg->db_pool_size,
+        .replica_urls = cfg->database_replica_urls,
+        .replica_max_lag_ms = cfg->replica_max_lag_ms,
+    };
+    j->rc = db_open(&j->db, j->name, &opt);
+    if (j->rc < 0) {
+        log_error("cannot open database %s: %s", j->name, err_str(j->rc));
+        return;
+    }
+    for (int k = 0; k < j->nsd && j->rc == 0; k++) {
+        if (j->sd[k]->n_migrations <= 0)
+            continue;
+        int rc = db_migrate(j->db, j->sd[k]->migrations, j->sd[k]->n_migrations);
+        if (rc < 0) {
+            log_error("migrating database %s failed: %s", j->name, err_str(rc));
+            j->rc = rc;
+        }
+    }
+}
+
+static void *app_open_main(void *arg)
+{
+    struct app_opener *o = arg;
+    for (int i; !atomic_load(&o->failed) && (i = atomic_fetch_add(&o->next, 1)) < o->njobs;) {
+        app_open_one(o->cfg, &o->jobs[i]);
+        if (o->jobs[i].rc < 0)
+            atomic_store(&o->failed, true);
+    }
+    return NULL;
+}
+
+static int app_add_job(struct app_open_job *jobs, int *njobs, const char *name,
+                       const struct service_db *sd)
+{
+    struct app_open_job *j = NULL;
+    for (int i = 0; i < *njobs && !j; i++)
+        if (!strcmp(jobs[i].name, name))
+            j = &jobs[i];
+    if (!j) {
+        if (*njobs == APP_MAX_DBS)
             return ERR_NOMEM;
-        struct db_options opt = {
-            .url = app->cfg->database_url,
-            .data_dir = app->cfg->data_dir,
-            .pool_size = app->cfg->db_pool_size,
-            .replica_urls = app->cfg->database_replica_urls,
-            .replica_max_lag_ms = app->cfg->replica_max_lag_ms,
-        };
-        int rc = db_open(&db, name, &opt);
-        if (rc < 0) {
-            log_error("cannot open database %s: %s", name, err_str(rc));
-            return rc;
-        }
-        app->dbs[app->n_dbs++] = db;
+        j = &jobs[(*njobs)++];
+        snprintf(j->name, sizeof j->name, "%s", name);
     }
-    if (sd->n_migrations > 0) {
-        int rc = db_migrate(db, sd->migrations, sd->n_migrations);
-        if (rc < 0) {
-            log_error("migrating database %s failed: %s", name, err_str(rc));
-            return rc;
-        }
-    }
+    if (j->nsd == APP_MAX_SERVICES)
+        return ERR_NOMEM;
+    j->sd[j->nsd++] = sd;
     return 0;
+}
+
+/* Opens (creating when missing) and migrates every database the selected services declare.
+ * On PostgreSQL each one costs several round trips (and, the first time, a CREATE DATABASE
+ * and a new server process), all waiting on the server: up to APP_OPEN_THREADS of them are
+ * opened at once, each database by one thread, so what happens to one database happens in
+ * the same order as before. Embedded SQLite opens local files: one at a time, in this
+ * thread. app->dbs keeps the declaration order either way; on a failure the first failed
+ * database's error is returned (each failure is logged) and the ones opened are closed by
+ * app_free. */
+#define APP_OPEN_THREADS 6
+static int app_open_dbs(struct app *app, const struct config *cfg)
+{
+    struct app_open_job *jobs = calloc(APP_MAX_DBS, sizeof *jobs);
+    if (!jobs)
+        return ERR_NOMEM;
+    int njobs = 0, rc = 0;
+    for (int s = 0; rc == 0 && services_all[s]; s++) {
+        const struct service *svc = services_all[s];
+        if (!app_has_service(app, svc->name) || !svc->dbs)
+            continue;
+        for (const struct service_db *sd = svc->dbs; rc == 0 && sd->name; sd++) {
+            if (sd->shards == 0) {
+                rc = app_add_job(jobs, &njobs, sd->name, sd);
+                continue;
+            }
+            for (int i = 0; rc == 0 && i < sd->shards; i++) {
+                char name[64];
+                snprintf(name, sizeof name, "%s_%d", sd->name, i);
+                rc = app_add_job(jobs, &njobs, name, sd);
+            }
+        }
+    }
+    if (rc < 0) {
+        free(jobs);
+        return rc;
+    }
+    const char *url = cfg->database_url;
+    bool pg = url && (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13));
+    struct app_opener o = {.cfg = cfg, .jobs = jobs, .njobs = njobs};
+    pthread_t th[APP_OPEN_THREADS];
+    int nth = 0;
+    while (pg && nth < APP_OPEN_THREADS && nth < njobs - 1 &&
+           pthread_create(&th[nth], NULL, app_open_main, &o) == 0)
+        nth++;
+    app_open_main(&o); /* this thread takes jobs too (all of them without helpers) */
+    for (int i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < njobs; i++) {
+        if (jobs[i].db)
+            app->dbs[app->n_dbs++] = jobs[i].db;
+        if (rc == 0 && jobs[i].rc < 0)
+            rc = jobs[i].rc;
+    }
+    free(jobs);
+    return rc;
 }
 
 int app_new(struct app **out, const struct config *cfg)
@@ -184,22 +287,8 @@ int app_new(struct app **out, const struct config *cfg)
     (void)trace_start(cfg); /* before the services: consumers start in their init() */
     if (rc == 0)
         rc = app_open_redis(app, cfg);
-    for (int s = 0; rc == 0 && services_all[s]; s++) {
-        const struct service *svc = services_all[s];
-        if (!app_has_service(app, svc->name) || !svc->dbs)
-            continue;
-        for (const struct service_db *sd = svc->dbs; rc == 0 && sd->name; sd++) {
-            if (sd->shards == 0) {
-                rc = app_open_db(app, sd->name, sd);
-                continue;
-            }
-            for (int i = 0; rc == 0 && i < sd->shards; i++) {
-                char name[64];
-                snprintf(name, sizeof name, "%s_%d", sd->name, i);
-                rc = app_open_db(app, name, sd);
-            }
-        }
-    }
+    if (rc == 0)
+        rc = app_open_dbs(app, cfg);
     for (int s = 0; rc == 0 && services_all[s]; s++) {
         const struct service *svc = services_all[s];
         bool here = app_has_service(app, svc->name);

@@ -21,6 +21,13 @@ static struct bus__sub subs[BUS_MAX_SUBS];
 static _Atomic int n_subs;
 
 static struct {
+    char consumer[32];
+    bus_flush_fn fn;
+    void *ctx;
+} flushes[BUS_MAX_SUBS];
+static _Atomic int n_flushes;
+
+static struct {
     char topic[48];
     bus_local_fn fn;
     void *ctx;
@@ -71,6 +78,35 @@ int bus_subscribe_broadcast(const char *consumer, const char *topic, bus_handler
     int rc = bus_subscribe(group, topic, fn, ctx);
     if (rc == 0)
         subs[atomic_load(&n_subs) - 1].broadcast = true;
+    return rc;
+}
+
+int bus_subscribe_flush(const char *consumer, bus_flush_fn fn, void *ctx)
+{
+    int n = atomic_load(&n_flushes);
+    if (!name_ok(consumer, sizeof flushes[0].consumer) || !fn)
+        return ERR_INVALID;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(flushes[i].consumer, consumer))
+            return ERR_CONFLICT;
+    if (n == BUS_MAX_SUBS)
+        return ERR_NOMEM;
+    strcpy(flushes[n].consumer, consumer);
+    flushes[n].fn = fn;
+    flushes[n].ctx = ctx;
+    atomic_store_explicit(&n_flushes, n + 1, memory_order_release);
+    return 0;
+}
+
+int bus__flush(const char *consumer)
+{
+    int n = atomic_load_explicit(&n_flushes, memory_order_acquire), rc = 0;
+    for (int i = 0; i < n; i++)
+        if (!consumer || !strcmp(flushes[i].consumer, consumer)) {
+            int e = flushes[i].fn(flushes[i].ctx);
+            if (e < 0 && rc == 0)
+                rc = e;
+        }
     return rc;
 }
 
@@ -132,6 +168,7 @@ int bus_broadcast(const char *topic, const char *key, const char *payload, size_
 void bus_reset(void)
 {
     atomic_store(&n_subs, 0);
+    atomic_store(&n_flushes, 0);
     atomic_store(&n_listeners, 0);
 }
 

@@ -20,6 +20,9 @@ struct bus__sub {
 
 /* The registered subscriptions (borrowed, stable after start-up); returns how many. */
 int bus__subs(const struct bus__sub **out);
+/* Runs the batch end (bus_subscribe_flush) of `consumer` (NULL: of every consumer): 0, or the
+ * first error. */
+int bus__flush(const char *consumer);
 
 /* Sleeps ms, or less when *stop is set and cv signalled (how the relay and the consumer
  * threads back off and still stop at once). */

@@ -54,7 +54,7 @@ struct bus_runner {
 /* Sleeps ms unless the runner is stopping. */
 static void pause_ms(struct bus_runner *r, int ms) { bus__pause_ms(&r->mu, &r->cv, &r->stop, ms); }
 
-int bus_dispatch(const char *consumer, const struct bus_msg *m)
+static int dispatch(const char *consumer, const struct bus_msg *m)
 {
     struct bus_event ev;
     const char *who = consumer ? consumer : "*";
@@ -94,6 +94,12 @@ int bus_dispatch(const char *consumer, const struct bus_msg *m)
     return rc;
 }
 
+int bus_dispatch(const char *consumer, const struct bus_msg *m)
+{
+    int rc = dispatch(consumer, m), f = bus__flush(consumer);
+    return rc < 0 ? rc : f;
+}
+
 /* The applied messages whose offsets are not committed yet: the last one per partition. */
 struct batch {
     struct bus *bus;
@@ -105,7 +111,8 @@ struct batch {
     struct {
         char topic[64];
         int partition;
-        int64_t offset;
+        int64_t first;  /* the first applied message of the batch in this partition */
+        int64_t offset; /* the last */
     } last[BATCH_PARTS];
 };
 
@@ -116,20 +123,44 @@ static int64_t mono_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Commits the batch's offsets; on a failure rewinds every partition not committed (its
- * applied messages come again: handlers are idempotent). The batch is empty afterwards. */
-static int batch_commit(struct batch *bt)
+/* Ends the batch: runs the consumer's batch end (bus_subscribe_flush), then commits its
+ * offsets. When the batch end fails, none of its work may count: every partition is rewound
+ * to the batch's first message there. When an offset commit fails, its partition is rewound
+ * to the message after the batch (what was applied is durable; it comes again only after a
+ * restart, from the older committed offset). On either failure `unapplied` (a message polled
+ * but not applied yet, or NULL) is rewound first, so the partitions' rewinds win. The batch
+ * is empty afterwards. */
+static int batch_commit(struct batch *bt, const struct bus_msg *unapplied)
 {
-    int rc = 0;
+    if (bt->n == 0)
+        return 0;
+    int rc = bus__flush(bt->name);
+    if (rc < 0) {
+        log_warn("consumer %s: the batch end failed, its %d messages come again: %s", bt->name,
+                 bt->n, err_str(rc));
+        if (unapplied)
+            bt->bus->ops->rewind(bt->c, unapplied);
+        for (int i = 0; i < bt->parts; i++) {
+            struct bus_msg m = {.topic = bt->last[i].topic,
+                                .partition = bt->last[i].partition,
+                                .offset = bt->last[i].first};
+            bt->bus->ops->rewind(bt->c, &m);
+        }
+        bt->n = bt->parts = 0;
+        return rc;
+    }
     for (int i = 0; i < bt->parts; i++) {
         struct bus_msg m = {.topic = bt->last[i].topic,
                             .partition = bt->last[i].partition,
                             .offset = bt->last[i].offset};
         int c = rc < 0 ? rc : bt->bus->ops->commit(bt->c, &m);
         if (c < 0) {
-            if (rc == 0)
+            if (rc == 0) {
                 log_warn("consumer %s: commit of %s[%d]@%lld failed: %s", bt->name, m.topic,
                          m.partition, (long long)m.offset, err_str(c));
+                if (unapplied)
+                    bt->bus->ops->rewind(bt->c, unapplied);
+            }
             rc = c;
             m.offset++; /* the next message to read, not one applied */
             bt->bus->ops->rewind(bt->c, &m);
@@ -144,7 +175,8 @@ static int batch_add(struct batch *bt, const struct bus_msg *m)
 {
     size_t tl = strlen(m->topic);
     if (tl >= sizeof bt->last[0].topic) { /* no topic is named that long; commit it now */
-        int rc = batch_commit(bt);
+        bt->n++;
+        int rc = batch_commit(bt, NULL);
         return rc < 0 ? rc : bt->bus->ops->commit(bt->c, m);
     }
     int i = 0;
@@ -152,7 +184,7 @@ static int batch_add(struct batch *bt, const struct bus_msg *m)
            (bt->last[i].partition != m->partition || strcmp(bt->last[i].topic, m->topic) != 0))
         i++;
     if (i == BATCH_PARTS) {
-        int rc = batch_commit(bt);
+        int rc = batch_commit(bt, NULL);
         if (rc < 0)
             return rc;
         i = 0;
@@ -160,6 +192,7 @@ static int batch_add(struct batch *bt, const struct bus_msg *m)
     if (i == bt->parts) {
         memcpy(bt->last[i].topic, m->topic, tl + 1);
         bt->last[i].partition = m->partition;
+        bt->last[i].first = m->offset;
         bt->parts++;
     }
     bt->last[i].offset = m->offset;
@@ -201,9 +234,7 @@ static void *worker_main(void *arg)
         /* Only a batch already open polls without waiting: the rest waits for messages. */
         int rc = r->bus->ops->poll(c, bt.n ? 0 : 200, &m);
         if (rc <= 0 || bt.n >= BATCH_MAX || mono_now_ms() - bt.first_ms >= BATCH_MS) {
-            if (batch_commit(&bt) < 0) {
-                if (rc > 0) /* m is not applied yet: it comes again */
-                    r->bus->ops->rewind(c, &m);
+            if (batch_commit(&bt, rc > 0 ? &m : NULL) < 0) { /* m, not applied, comes again */
                 pause_ms(r, backoff);
                 backoff = backoff < 5000 ? backoff * 2 : 5000;
                 continue;
@@ -217,12 +248,13 @@ static void *worker_main(void *arg)
             backoff = backoff < 5000 ? backoff * 2 : 5000;
             continue;
         }
-        rc = bus_dispatch(w->name, &m);
+        rc = dispatch(w->name, &m);
         if (rc >= 0)
             rc = batch_add(&bt, &m);
         if (rc < 0) {
-            batch_commit(&bt); /* what was applied before m; on failure it comes again too */
-            r->bus->ops->rewind(c, &m);
+            /* What was applied before m is committed (on a failure it comes again too). */
+            if (batch_commit(&bt, &m) == 0)
+                r->bus->ops->rewind(c, &m);
             pause_ms(r, backoff);
             backoff = backoff < 5000 ? backoff * 2 : 5000;
             continue;
@@ -231,7 +263,7 @@ static void *worker_main(void *arg)
         atomic_fetch_add(&w->applied, 1);
     }
     if (c)
-        batch_commit(&bt);
+        batch_commit(&bt, NULL);
     if (c)
         r->bus->ops->consumer_close(c);
     return NULL;

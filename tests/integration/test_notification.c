@@ -2,9 +2,11 @@
 /* test_notification.c — the customer e-mails, from the events: one RFC 5322 message per
  * event (order placed, paid, shipped, delivered, cancelled; payment failed) in the Maildir
  * (<data-dir>/mail/new), to the customer, the order number in the subject; a kill -9 and a
- * restart send nothing twice. Over SMTP (EMPORIUM_SMTP_URL) against a real SMTP server
+ * restart send nothing twice; a failed batch end delivers its events again, each message
+ * once. Over SMTP (EMPORIUM_SMTP_URL) against a real SMTP server
  * (python3-aiosmtpd), the same messages arrive. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -185,6 +187,64 @@ static void test_maildir_one_message_per_event(void **state)
     free(tok);
 }
 
+/* Whether the server's log has `needle` in it. */
+static bool log_has(const char *needle)
+{
+    FILE *fp = fopen(srv.log_path, "r");
+    if (!fp)
+        return false;
+    char line[2048];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, fp))
+        found = strstr(line, needle) != NULL;
+    fclose(fp);
+    return found;
+}
+
+/* The Maildir's messages are made durable at the consumer's batch end (one sync, the
+ * renames into new/, the records in one transaction). When that fails — here new/ is a
+ * file, so no message can be moved there — nothing of the batch counts: its events come
+ * again, and once new/ is back every message arrives exactly once. */
+static void test_maildir_batch_end_fails(void **state)
+{
+    char pid[32], a[32], maildir[400], path[600], needle[200];
+    snprintf(maildir, sizeof maildir, "%s/mail", srv.data_dir);
+    product(&srv, admin, "NT-3", pid);
+    char *tok = th_register(&srv, "mail-retry@example.com", "buyer password");
+    assert_non_null(tok);
+    assert_true(th_events_settled(&srv, 90));
+    char saved[620];
+    snprintf(path, sizeof path, "%s/new", maildir);
+    snprintf(saved, sizeof saved, "%s/new.saved", maildir);
+    assert_int_equal(rename(path, saved), 0);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(buy(&srv, tok, pid, "4242424242424242", a), 201);
+    /* The batch end fails (and is retried with a backoff) until new/ is a directory again. */
+    for (int i = 0; i < 900 && !log_has("messages not delivered, their events come again"); i++)
+        nap_ms(100);
+    assert_true(log_has("messages not delivered, their events come again"));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rename(saved, path), 0);
+    assert_true(th_events_settled(&srv, 120));
+    snprintf(needle, sizeof needle, "Subject: Order %s: received\n", a);
+    assert_int_equal(maildir_count(maildir, needle), 1);
+    snprintf(needle, sizeof needle, "Subject: Order %s: confirmed\n", a);
+    assert_int_equal(maildir_count(maildir, needle), 1);
+    snprintf(needle, sizeof needle, "Order %s: ", a);
+    assert_int_equal(maildir_count(maildir, needle), 2);
+    snprintf(path, sizeof path, "%s/tmp", maildir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int left = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        left += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(left, 0); /* nothing left behind in tmp/ */
+    free(tok);
+}
+
 /* A free loopback port (bound, then released for the SMTP server to take). */
 static int free_port(void)
 {
@@ -315,6 +375,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_maildir_one_message_per_event),
+        cmocka_unit_test(test_maildir_batch_end_fails),
         cmocka_unit_test(test_smtp),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -11,11 +11,17 @@
  * Exactly one message per event: the event id is recorded (notifications_sent) after the
  * delivery, and checked before it. In a Maildir the file name is derived from the event
  * (time and id), so a redelivery after a crash between the rename and the record finds the
- * file and writes nothing. Over SMTP that window cannot be closed (no transaction spans a mail
+ * file and writes nothing. Maildir delivery is batched (the consumer's batch end,
+ * bus_subscribe_flush): each event's message is written to tmp/, and at the batch end one
+ * syncfs() makes every file of the batch durable, they are renamed into new/, new/ is synced
+ * and their records are inserted in one transaction — instead of an fsync and a commit per
+ * message. Only then are the events' offsets committed; a failure anywhere delivers the whole
+ * batch again, and the names derived from the events keep it to one message each. Over SMTP that window cannot be closed (no transaction spans a mail
  * server): a crash right after the server accepted a message and before the record sends it
  * again once. A customer-facing text never includes anything but the order's own figures and
  * the name the customer chose (escaped in HTML; never in a header). */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +47,25 @@
 
 #define MAIL_FROM "orders@emporium.invalid"
 
+/* A message written to tmp/ and its record, waiting for the batch end (flush()). */
+struct pending {
+    char name[160]; /* the file name in tmp/ and new/ */
+    bool written;   /* false: new/ had it already (a redelivery); only the record is due */
+    char *event_id;
+    char *event_type;
+    char subject[128];
+    int64_t order_id;
+};
+
+#define PENDING_MAX 256 /* the consumer runner's batch; flush() runs early when it is full */
+
 struct notification_ctx {
     char maildir[512];
     const char *smtp_url; /* config-owned; NULL = Maildir */
+    pthread_mutex_t mu;   /* pending: the consumer thread, or bus_dispatch() callers */
+    bool dirs_made;       /* the Maildir's directories exist (until a batch end fails) */
+    int n_pending;
+    struct pending pending[PENDING_MAX];
 };
 
 struct template
@@ -146,24 +168,38 @@ static int mkdirs(const char *dir)
     return 0;
 }
 
-/* Writes the message into the Maildir under a name derived from the event; 0 also when it
- * is there already (a redelivery). */
-static int maildir_put(const char *dir, const struct bus_event *ev, const struct buf *msg)
+static void pending_free(struct pending *p)
 {
-    if (mkdirs(dir) < 0) {
+    free(p->event_id);
+    free(p->event_type);
+    p->event_id = p->event_type = NULL;
+}
+
+/* Writes the message into the Maildir's tmp/ under a name derived from the event (not synced
+ * yet: flush() does that for the whole batch); p->written false when new/ has it already (a
+ * redelivery). */
+static int maildir_write(struct notification_ctx *ctx, const struct bus_event *ev,
+                         const struct buf *msg, struct pending *p)
+{
+    const char *dir = ctx->maildir;
+    if (!ctx->dirs_made && mkdirs(dir) < 0) {
         log_warn("notification: cannot create the Maildir %s", dir);
         return ERR_UNAVAILABLE;
     }
-    char name[160], tmp[800], dst[800];
-    snprintf(name, sizeof name, "%lld.%s.emporium", (long long)(ev->at_ms / 1000), ev->id);
-    snprintf(dst, sizeof dst, "%s/new/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/tmp/%s", dir, name);
+    ctx->dirs_made = true;
+    char tmp[800], dst[800];
+    snprintf(p->name, sizeof p->name, "%lld.%s.emporium", (long long)(ev->at_ms / 1000), ev->id);
+    snprintf(dst, sizeof dst, "%s/new/%s", dir, p->name);
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s", dir, p->name);
     struct stat st;
-    if (stat(dst, &st) == 0)
+    p->written = stat(dst, &st) != 0;
+    if (!p->written)
         return 0;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
+    if (fd < 0) {
+        ctx->dirs_made = false; /* tmp/ may be gone: made again when the event comes again */
         return ERR_UNAVAILABLE;
+    }
     size_t off = 0;
     while (off < msg->len) {
         ssize_t w = write(fd, msg->p + off, msg->len - off);
@@ -174,11 +210,24 @@ static int maildir_put(const char *dir, const struct bus_event *ev, const struct
         }
         off += (size_t)w;
     }
-    if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, dst) < 0) {
+    if (close(fd) < 0) {
         unlink(tmp);
         return ERR_UNAVAILABLE;
     }
     return 0;
+}
+
+/* fsync() of a directory (so the names in it survive a crash of the machine). */
+static int sync_dir(const char *dir, const char *sub)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, sub);
+    int fd = open(p, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return ERR_UNAVAILABLE;
+    int rc = fsync(fd) < 0 ? ERR_UNAVAILABLE : 0;
+    close(fd);
+    return rc;
 }
 
 struct reader {
@@ -223,6 +272,29 @@ static int smtp_send(const char *url, const char *to, const struct buf *msg)
     }
     return 0;
 }
+
+#define RECORD_SQL                                                                                 \
+    "INSERT INTO notifications_sent (event_id, event_type, order_id, subject, sent_at) "           \
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING"
+
+/* The records of the pending messages (flush()), in one transaction. */
+static int records_tx(struct db_conn *c, void *vctx)
+{
+    struct notification_ctx *ctx = vctx;
+    int64_t now = now_ms();
+    for (int i = 0; i < ctx->n_pending; i++) {
+        struct pending *p = &ctx->pending[i];
+        struct db_val a[] = {DB_TEXT(p->event_id), DB_TEXT(p->event_type), DB_INT(p->order_id),
+                             DB_TEXT(p->subject), DB_INT(now)};
+        int rc = db_query(c, RECORD_SQL, 5, a, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int maildir_add(struct app *app, struct notification_ctx *ctx, const struct bus_event *ev,
+                       const struct buf *msg, const char *subject, int64_t order_id);
 
 /* 1 when the event was notified before. */
 static int already_sent(struct app *app, const char *event_id)
@@ -274,24 +346,115 @@ static int on_event(void *vctx, const struct bus_event *ev)
         buf_free(&msg);
         return ERR_NOMEM;
     }
-    rc = ctx->smtp_url ? smtp_send(ctx->smtp_url, u.email, &msg)
-                       : maildir_put(ctx->maildir, ev, &msg);
+    char subject[128];
+    snprintf(subject, sizeof subject, "Order %s: %s", oid, t->subject);
+    if (!ctx->smtp_url) {
+        rc = maildir_add(app, ctx, ev, &msg, subject, order_id);
+        buf_free(&msg);
+        return rc;
+    }
+    rc = smtp_send(ctx->smtp_url, u.email, &msg);
     buf_free(&msg);
     if (rc < 0)
         return rc;
-    char subject[128];
-    snprintf(subject, sizeof subject, "Order %s: %s", oid, t->subject);
     struct db_val a[] = {DB_TEXT(ev->id), DB_TEXT(ev->type), DB_INT(order_id), DB_TEXT(subject),
                          DB_INT(now_ms())};
-    rc = db_query_once(notif_db(app),
-                       "INSERT INTO notifications_sent (event_id, event_type, order_id, subject, "
-                       "sent_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-                       5, a, NULL);
+    rc = db_query_once(notif_db(app), RECORD_SQL, 5, a, NULL);
     if (rc < 0)
         return rc;
-    metrics_count("emporium_notifications_total", ctx->smtp_url ? "smtp" : "maildir");
+    metrics_count("emporium_notifications_total", "smtp");
     log_event("notification.sent", LOG_I("order_id", order_id), LOG_S("type", ev->type));
     return 0;
+}
+
+/* The batch end: every message written since the last one made durable (one syncfs for the
+ * files, then their names in new/ and new/ itself), then their records in one transaction.
+ * On a failure nothing of the batch counts as sent (its events come again; what reached new/
+ * is found there by name). Called with ctx->mu held. */
+static int flush_locked(struct app *app, struct notification_ctx *ctx)
+{
+    int rc = 0, wrote = 0;
+    for (int i = 0; i < ctx->n_pending; i++)
+        wrote += ctx->pending[i].written;
+    char tmp[800], dst[800];
+    if (wrote) {
+        snprintf(tmp, sizeof tmp, "%s/tmp", ctx->maildir);
+        int fd = open(tmp, O_RDONLY | O_DIRECTORY);
+        if (fd < 0 || syncfs(fd) < 0)
+            rc = ERR_UNAVAILABLE;
+        if (fd >= 0)
+            close(fd);
+        for (int i = 0; i < ctx->n_pending && rc == 0; i++) {
+            struct pending *p = &ctx->pending[i];
+            if (!p->written)
+                continue;
+            snprintf(tmp, sizeof tmp, "%s/tmp/%s", ctx->maildir, p->name);
+            snprintf(dst, sizeof dst, "%s/new/%s", ctx->maildir, p->name);
+            struct stat st;
+            if (rename(tmp, dst) < 0 && stat(dst, &st) != 0) /* a twin of the batch moved it */
+                rc = ERR_UNAVAILABLE;
+        }
+        if (rc == 0)
+            rc = sync_dir(ctx->maildir, "new");
+    }
+    if (rc == 0)
+        rc = db_transact(notif_db(app), records_tx, NULL, ctx);
+    for (int i = 0; i < ctx->n_pending; i++) {
+        struct pending *p = &ctx->pending[i];
+        if (rc == 0) {
+            metrics_count("emporium_notifications_total", "maildir");
+            log_event("notification.sent", LOG_I("order_id", p->order_id),
+                      LOG_S("type", p->event_type));
+        } else if (p->written) {
+            snprintf(tmp, sizeof tmp, "%s/tmp/%s", ctx->maildir, p->name);
+            unlink(tmp); /* gone already when it reached new/ */
+        }
+        pending_free(p);
+    }
+    if (rc < 0) {
+        log_warn("notification: %d messages not delivered, their events come again: %s",
+                 ctx->n_pending, err_str(rc));
+        ctx->dirs_made = false; /* a directory may be gone: made again before the next */
+    }
+    ctx->n_pending = 0;
+    return rc;
+}
+
+static int flush(void *vapp)
+{
+    struct app *app = vapp;
+    struct notification_ctx *ctx = app_service_ctx(app, "notification");
+    if (!ctx)
+        return 0;
+    pthread_mutex_lock(&ctx->mu);
+    int rc = flush_locked(app, ctx);
+    pthread_mutex_unlock(&ctx->mu);
+    return rc;
+}
+
+/* Writes ev's message into tmp/ and leaves its delivery to the batch end (flush()). */
+static int maildir_add(struct app *app, struct notification_ctx *ctx, const struct bus_event *ev,
+                       const struct buf *msg, const char *subject, int64_t order_id)
+{
+    pthread_mutex_lock(&ctx->mu);
+    int rc = ctx->n_pending == PENDING_MAX ? flush_locked(app, ctx) : 0;
+    struct pending *p = &ctx->pending[ctx->n_pending];
+    if (rc == 0)
+        rc = maildir_write(ctx, ev, msg, p);
+    if (rc == 0) {
+        p->event_id = strdup(ev->id);
+        p->event_type = strdup(ev->type);
+        snprintf(p->subject, sizeof p->subject, "%s", subject);
+        p->order_id = order_id;
+        if (p->event_id && p->event_type) {
+            ctx->n_pending++;
+        } else {
+            pending_free(p);
+            rc = ERR_NOMEM; /* the file in tmp/ is rewritten when the event comes again */
+        }
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return rc;
 }
 
 static int notification_init(struct app *app)
@@ -305,16 +468,20 @@ static int notification_init(struct app *app)
     else
         snprintf(ctx->maildir, sizeof ctx->maildir, "%s/mail", cfg->data_dir);
     ctx->smtp_url = cfg->smtp_url;
+    pthread_mutex_init(&ctx->mu, NULL);
     int rc = app_set_service_ctx(app, "notification", ctx);
     if (rc == 0)
         rc = bus_subscribe("notification", BUS_TOPIC_ORDER, on_event, app);
     if (rc == 0)
         rc = bus_subscribe("notification", BUS_TOPIC_PAYMENT, on_event, app);
     if (rc == 0)
+        rc = bus_subscribe_flush("notification", flush, app);
+    if (rc == 0)
         rc = metrics_counter_declare("emporium_notifications_total", "via",
                                      "Customer e-mails delivered (maildir or smtp).");
     if (rc < 0) {
         app_set_service_ctx(app, "notification", NULL);
+        pthread_mutex_destroy(&ctx->mu);
         free(ctx);
     }
     return rc;
@@ -322,8 +489,16 @@ static int notification_init(struct app *app)
 
 static void notification_deinit(struct app *app)
 {
-    free(app_service_ctx(app, "notification"));
+    struct notification_ctx *ctx = app_service_ctx(app, "notification");
     app_set_service_ctx(app, "notification", NULL);
+    if (!ctx)
+        return;
+    /* The consumers stopped first, their last batch ended: anything left here was never
+     * acknowledged, and its events come again (the file in tmp/ is rewritten then). */
+    for (int i = 0; i < ctx->n_pending; i++)
+        pending_free(&ctx->pending[i]);
+    pthread_mutex_destroy(&ctx->mu);
+    free(ctx);
 }
 
 static const struct db_migration notification_migrations[] = {
