@@ -19,6 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 
 #include "harness.h"
@@ -947,8 +950,13 @@ static void test_lists_l2_shared(void **state)
     snprintf(url, sizeof url, "EMPORIUM_REDIS_URL=%s", redis);
     snprintf(prefix, sizeof prefix, "EMPORIUM_REDIS_PREFIX=tcat%d_%ld:", (int)getpid(),
              (long)time(NULL));
-    const char *env[] = {url, prefix, "EMPORIUM_RATE_LIMITS=off",
-                         "EMPORIUM_REDIS_LIST_CACHE_TTL_SECONDS=30", NULL};
+    /* this Redis, whatever the run's variant configured (an empty setting is no setting) */
+    const char *env[] = {url,
+                         prefix,
+                         "EMPORIUM_REDIS_CLUSTER=",
+                         "EMPORIUM_RATE_LIMITS=off",
+                         "EMPORIUM_REDIS_LIST_CACHE_TTL_SECONDS=30",
+                         NULL};
     struct th_server a, b, c;
     assert_int_equal(th_start(&a, env, NULL), 0);
     char *adm = th_admin_token(&a);
@@ -1031,13 +1039,17 @@ static void test_lists_l2_shared(void **state)
  * a retryable 503 and changes nothing. */
 static void test_lists_redis_down(void **state)
 {
-    const char *spare = getenv("EMPORIUM_TEST_REDIS_SPARE_PORT");
-    if (!spare) {
-        printf("skipped: EMPORIUM_TEST_REDIS_SPARE_PORT (a port with no Redis) is not set\n");
-        skip();
-    }
+    /* A port where no Redis can answer: bound here and never listened on, so a connection is
+     * refused (the spare port of the test servers may host another suite's Redis meanwhile). */
+    int hold = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t salen = sizeof sa;
+    assert_true(hold >= 0);
+    assert_int_equal(bind(hold, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(hold, (struct sockaddr *)&sa, &salen), 0);
     /* First without Redis: an admin and a product. */
-    const char *plain[] = {"EMPORIUM_RATE_LIMITS=off", NULL};
+    const char *plain[] = {"EMPORIUM_RATE_LIMITS=off",
+                           "EMPORIUM_REDIS_URL=", "EMPORIUM_REDIS_CLUSTER=", NULL};
     struct th_server s;
     assert_int_equal(th_start(&s, plain, NULL), 0);
     char *adm = th_admin_token(&s);
@@ -1054,9 +1066,13 @@ static void test_lists_redis_down(void **state)
     th_resp_free(&r);
     /* Then with a Redis that does not answer. */
     char url[96];
-    snprintf(url, sizeof url, "EMPORIUM_REDIS_URL=redis://127.0.0.1:%s", spare);
-    const char *env[] = {url, "EMPORIUM_RATE_LIMITS=off", "EMPORIUM_REDIS_TIMEOUT_MS=200",
-                         "EMPORIUM_REDIS_LIST_CACHE_TTL_SECONDS=30", NULL};
+    snprintf(url, sizeof url, "EMPORIUM_REDIS_URL=redis://127.0.0.1:%d", (int)ntohs(sa.sin_port));
+    const char *env[] = {url,
+                         "EMPORIUM_REDIS_CLUSTER=",
+                         "EMPORIUM_RATE_LIMITS=off",
+                         "EMPORIUM_REDIS_TIMEOUT_MS=200",
+                         "EMPORIUM_REDIS_LIST_CACHE_TTL_SECONDS=30",
+                         NULL};
     assert_int_equal(th_stop(&s), 0);
     assert_int_equal(th_restart(&s, env, NULL), 0);
     assert_int_equal(first_price(&s, "/api/v1/products?category=down"), 700);
@@ -1071,6 +1087,7 @@ static void test_lists_redis_down(void **state)
     free(adm);
     assert_int_equal(th_stop(&s), 0);
     th_cleanup(&s);
+    close(hold);
 }
 
 /* The search index follows writes: a renamed product is found by its new name only, a

@@ -263,6 +263,13 @@ static int setup(void **state)
         db_query(c, "UPDATE users SET role = 'admin' WHERE email = $1", 1, a, NULL) != 1)
         return -1;
     db_conn_give(c);
+    /* A session carries the role it was opened with (a copy in Redis, when configured, holds
+     * it): sign in again as the admin the account now is. */
+    copy_member(must("POST", "/api/v1/auth/login", NULL,
+                     "{\"email\":\"faults-admin@example.com\",\"password\":\"faults "
+                     "password\"}",
+                     200),
+                "token", admin, sizeof admin);
     copy_member(must("POST", "/api/v1/auth/register", NULL,
                      "{\"email\":\"faults-customer@example.com\",\"password\":\"faults "
                      "password\",\"name\":\"C\"}",

@@ -345,11 +345,23 @@ static void test_offload_queue_full(void **state)
     th_cleanup(&s);
 }
 
+/* "EMPORIUM_REDIS_PREFIX=…" for a server whose rate-limit budgets must start full. With Redis,
+ * the buckets are shared by every process on the same prefix, also one after another (as
+ * they must be), so each such server gets a prefix of its own. */
+static const char *own_budgets(char *buf, size_t cap)
+{
+    static int n;
+    const char *base = getenv("EMPORIUM_REDIS_PREFIX");
+    snprintf(buf, cap, "EMPORIUM_REDIS_PREFIX=%shttp%d_%d:", base ? base : "", (int)getpid(), ++n);
+    return buf;
+}
+
 /* Register and login share a tight per-address limit, apart from the service's normal one. */
 static void test_strict_limit_register_login(void **state)
 {
     struct th_server s;
-    const char *env[] = {"EMPORIUM_RL_AUTH=0.01:3", NULL};
+    char prefix[96];
+    const char *env[] = {"EMPORIUM_RL_AUTH=0.01:3", own_budgets(prefix, sizeof prefix), NULL};
     assert_int_equal(th_start(&s, env, NULL), 0);
     struct th_resp r;
     char v[32];
@@ -397,8 +409,9 @@ static long login_from(struct th_server *s, const char *xff)
 static void test_trusted_proxies(void **state)
 {
     struct th_server s;
+    char prefix[96];
     const char *env[] = {"EMPORIUM_RL_AUTH=0.01:2", "EMPORIUM_TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8",
-                         NULL};
+                         own_budgets(prefix, sizeof prefix), NULL};
     assert_int_equal(th_start(&s, env, NULL), 0);
     /* Client A, through two trusted hops (127.0.0.1 is the peer, 10.1.2.3 another proxy). */
     assert_int_equal(login_from(&s, "198.51.100.1, 10.1.2.3"), 400);
@@ -411,7 +424,7 @@ static void test_trusted_proxies(void **state)
     assert_int_equal(th_stop(&s), 0);
     th_cleanup(&s);
 
-    const char *env2[] = {"EMPORIUM_RL_AUTH=0.01:2", NULL};
+    const char *env2[] = {"EMPORIUM_RL_AUTH=0.01:2", own_budgets(prefix, sizeof prefix), NULL};
     assert_int_equal(th_start(&s, env2, NULL), 0);
     assert_int_equal(login_from(&s, "198.51.100.1"), 400);
     assert_int_equal(login_from(&s, "198.51.100.2"), 400);

@@ -7,8 +7,9 @@
  * round trip: one Lua script checks it (the per-line 99, 100 lines, one currency — atomically,
  * whichever process runs it), applies it, bumps "v", renews the key's TTL (CART_TTL_MS) and
  * returns the cart. The database is the durable copy: the cart as the script returned it is
- * then written (cart__store_snapshot) through the carts database's group-commit writer, as
- * revision v, and the request is answered only once that write has committed — so an
+ * then written as revision v (PostgreSQL: snapshot_pg, one round trip; SQLite:
+ * cart__store_snapshot through the carts database's group-commit writer), and the request
+ * is answered only once that write has committed — so an
  * acknowledged change is in the database even if Redis loses it (a failover that had not
  * replicated it, a restart without persistence, an evicted or expired key).
  *
@@ -33,6 +34,7 @@
 
 #include "emporium/app.h"
 #include "emporium/config.h"
+#include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
@@ -313,6 +315,102 @@ static int snapshot_tx(struct db_conn *c, void *vop)
                                 &op->db_rev);
 }
 
+/* The snapshot on PostgreSQL in one round trip: cart__store_snapshot's transaction (insert
+ * the cart row, move its revision forward, replace its lines, else read the revision the
+ * database holds) as two statements of one pipeline, which is one implicit transaction. The
+ * second statement decides in SQL: its `up` names the cart only when this revision is newer
+ * than the database's, and the lines are changed only through it (lines no longer in the
+ * cart deleted, the others upserted: disjoint rows). Its result is whether the revision moved
+ * and the revision the database held before (the statement's own snapshot). Redis mode adds
+ * one Redis round trip to a cart change, not five PostgreSQL ones. */
+static int snapshot_pg(struct app *app, struct cart_op *op)
+{
+    const struct cart_owner *o = &op->owner;
+    const struct cart_view *v = &op->snap;
+    const char *col = o->user_id ? "user_id" : "token_hash";
+    int64_t now = now_ms();
+    enum { FIXED = 4, PER_LINE = 6 };
+    size_t cap = 1024 + (size_t)v->n * 96;
+    char *sql = malloc(cap), *ids = malloc(24 * (size_t)v->n + 3);
+    struct db_val *a = calloc(FIXED + PER_LINE * (size_t)v->n, sizeof *a);
+    int rc = sql && ids && a ? 0 : ERR_NOMEM;
+    if (rc == 0) {
+        size_t il = 0;
+        ids[il++] = '{';
+        for (int i = 0; i < v->n; i++)
+            il += (size_t)sprintf(ids + il, "%s%lld", i ? "," : "",
+                                  (long long)v->items[i].product_id);
+        ids[il++] = '}';
+        ids[il] = 0;
+        a[0] = o->user_id ? DB_INT(o->user_id) : DB_TEXT(o->token_hash);
+        a[1] = DB_INT(op->rev);
+        a[2] = DB_INT(now);
+        a[3] = DB_TEXT(ids);
+        int len = snprintf(sql, cap,
+                           "WITH up AS (UPDATE carts SET rev = $2, updated_at = $3 WHERE %s = $1 "
+                           "AND rev < $2 RETURNING id), "
+                           "gone AS (DELETE FROM cart_items i USING up WHERE i.cart_id = up.id "
+                           "AND i.product_id <> ALL ($4::bigint[]))",
+                           col);
+        if (v->n > 0) {
+            len += snprintf(sql + len, cap - (size_t)len,
+                            ", put AS (INSERT INTO cart_items (cart_id, product_id, name, "
+                            "quantity, unit_price, currency, added_at, updated_at) SELECT up.id, "
+                            "x.p, x.n, x.q, x.u, x.c, x.a, x.a FROM up, (VALUES ");
+            for (int i = 0; i < v->n; i++) {
+                const struct cart_item *it = &v->items[i];
+                int b = FIXED + PER_LINE * i;
+                len += snprintf(sql + len, cap - (size_t)len,
+                                "%s($%d::bigint, $%d::text, $%d::int, $%d::bigint, $%d::text, "
+                                "$%d::bigint)",
+                                i ? ", " : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6);
+                a[b] = DB_INT(it->product_id);
+                a[b + 1] = DB_TEXT(it->name);
+                a[b + 2] = DB_INT(it->quantity);
+                a[b + 3] = DB_INT(it->unit_price);
+                a[b + 4] = DB_TEXT(it->currency);
+                a[b + 5] = DB_INT(it->added_at);
+            }
+            len += snprintf(sql + len, cap - (size_t)len,
+                            ") x (p, n, q, u, c, a) ON CONFLICT (cart_id, product_id) DO UPDATE "
+                            "SET name = excluded.name, quantity = excluded.quantity, unit_price = "
+                            "excluded.unit_price, currency = excluded.currency, added_at = "
+                            "excluded.added_at, updated_at = excluded.updated_at)");
+        }
+        snprintf(sql + len, cap - (size_t)len,
+                 " SELECT (SELECT count(*) FROM up), (SELECT rev FROM carts WHERE %s = $1)", col);
+    }
+    struct db_conn *c = NULL;
+    if (rc == 0)
+        rc = db_conn_take(app_db(app, "carts"), &c);
+    if (rc == 0) {
+        struct db_val ia[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
+                              o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
+        struct db_rows *r = NULL;
+        struct db_stmt st[] = {
+            {.sql = "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
+                    "VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
+             .n = 4,
+             .args = ia},
+            {.sql = sql, .n = FIXED + PER_LINE * v->n, .args = a, .out = &r},
+        };
+        rc = db_query_many(c, st, 2, true);
+        db_conn_give(c);
+        if (rc >= 0 && db_rows_count(r) != 1)
+            rc = ERR_INTERNAL;
+        if (rc >= 0) {
+            op->applied = db_get_i64(r, 0, 0) == 1;
+            op->db_rev = op->applied ? op->rev : db_get_i64(r, 0, 1);
+            rc = 0;
+        }
+        db_rows_free(r);
+    }
+    free(sql);
+    free(ids);
+    free(a);
+    return rc;
+}
+
 /* After the database write: whether the change stands (see the file comment). */
 static int settle(struct cart_redis *r, struct cart_op *op, int rc)
 {
@@ -395,6 +493,15 @@ int cart__redis_change(struct app *app, struct cart_redis *r, struct cart_op *op
         else
             cart__change_done(op, rc);
         return wait ? (rc < 0 ? rc : 0) : 0;
+    }
+    if (db_dialect(app_db(app, "carts")) == DB_POSTGRES) { /* one round trip, on this thread */
+        rc = settle(r, op, snapshot_pg(app, op));
+        if (wait) {
+            cart__change_counted(op, rc);
+            return rc < 0 ? rc : 0;
+        }
+        cart__change_done(op, rc);
+        return 0;
     }
     if (wait) {
         rc = settle(r, op, db_write(app_db(app, "carts"), snapshot_tx, NULL, op));
