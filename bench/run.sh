@@ -107,9 +107,13 @@ if [ "$BACKEND" = postgres ]; then
         say "postgres: reusing the test servers already running on ${EMP_TEST_PG_PORT:-25432}/${EMP_TEST_BOUNCER_PORT:-25433}"
     else
         PG_DIR="$TMP/pg"
-        say "postgres: starting throwaway servers in $PG_DIR"
-        "$ROOT/scripts/test-servers.sh" start "$PG_DIR" >&2 || { PG_DIR=""; die "postgres did not start"; }
+        say "postgres: starting throwaway servers in $PG_DIR (durable: fsync and synchronous_commit on)"
+        EMP_TEST_PG_DURABLE=on "$ROOT/scripts/test-servers.sh" start "$PG_DIR" >&2 || { PG_DIR=""; die "postgres did not start"; }
     fi
+    # The figures mean something only against a durable server: say what this one does.
+    durable=$(psql -h 127.0.0.1 -p "${EMP_TEST_PG_PORT:-25432}" -U postgres -d postgres -Atqc \
+        "SELECT current_setting('fsync') || '/' || current_setting('synchronous_commit')" 2>/dev/null || echo unknown)
+    say "postgres: fsync/synchronous_commit = $durable"
     base=$("$ROOT/scripts/test-servers.sh" env "${PG_DIR:-$TMP/pg}" | sed -n 's/^EMPORIUM_TEST_PG_URL=//p')
     [ -n "$base" ] || die "scripts/test-servers.sh env printed no EMPORIUM_TEST_PG_URL"
     # The server creates <prefix>_<logical> databases itself; a fresh prefix per run.

@@ -17,6 +17,8 @@
 # command also names a spare port (+20) that a test may start and kill its own server on.
 # EMP_TEST_REDIS=0 leaves Redis out (the benchmark's PostgreSQL runs).
 # EMP_TEST_PG_AUTOVACUUM=off starts PostgreSQL without autovacuum (make test does).
+# EMP_TEST_PG_DURABLE=on starts it durable (fsync, synchronous_commit and full_page_writes
+# on, as in production) instead of the tests' throwaway settings (the benchmark does).
 # postgres and pgbouncer refuse to run as root, so
 # when started as root (the CI) they run as the "postgres" user via runuser, from /tmp, with
 # every file they write created and chowned before their first start.
@@ -125,6 +127,9 @@ EOF
     # 0.1 s for the whole run; nothing in a test lives long enough to need it.
     local opts="-p $PG_PORT"
     if [ "${EMP_TEST_PG_AUTOVACUUM:-on}" = off ]; then opts="$opts -c autovacuum=off"; fi
+    if [ "${EMP_TEST_PG_DURABLE:-off}" = on ]; then
+        opts="$opts -c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+    fi
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -o "$opts" start >/dev/null ||
         { tail -n 30 "$PGLOG" >&2; return 1; }
 }
