@@ -17,9 +17,10 @@
 #include "emporium/service.h"
 #include "payment_internal.h"
 
-#define PAYMENT_SELECT                                                                             \
-    "SELECT id, order_id, idempotency_key, status, amount, currency, brand, last4, "               \
-    "provider_ref, failure_reason, retryable FROM payments "
+#define PAYMENT_COLUMNS                                                                            \
+    "id, order_id, idempotency_key, status, amount, currency, brand, last4, provider_ref, "        \
+    "failure_reason, retryable"
+#define PAYMENT_SELECT "SELECT " PAYMENT_COLUMNS " FROM payments "
 
 static void copy(char *dst, size_t cap, const char *src)
 {
@@ -42,12 +43,9 @@ static void row_load(const struct db_rows *r, int i, struct payrow *p)
 }
 
 /* Loads one payment by `where` (with one parameter). 1 found, 0 not, <0 error. */
-int payment__store_find(struct db_conn *c, const char *where, struct db_val arg, struct payrow *p)
+/* A query's first row into p: 1 when there was one, 0 when none, or the query's error (rc). */
+static int load_first(int rc, struct db_rows *r, struct payrow *p)
 {
-    char sql[512];
-    snprintf(sql, sizeof sql, PAYMENT_SELECT "%s", where);
-    struct db_rows *r = NULL;
-    int rc = db_query(c, sql, 1, &arg, &r);
     if (rc < 0)
         return rc;
     int found = db_rows_count(r) > 0;
@@ -55,6 +53,15 @@ int payment__store_find(struct db_conn *c, const char *where, struct db_val arg,
         row_load(r, 0, p);
     db_rows_free(r);
     return found;
+}
+
+int payment__store_find(struct db_conn *c, const char *where, struct db_val arg, struct payrow *p)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, PAYMENT_SELECT "%s", where);
+    struct db_rows *r = NULL;
+    int rc = db_query(c, sql, 1, &arg, &r); /* before load_first reads r */
+    return load_first(rc, r, p);
 }
 
 int payment__store_by_order(struct db_conn *c, int64_t order_id, struct payrow *p)
@@ -323,17 +330,10 @@ int payment__store_mark_newest(struct db *db, int64_t order_id, const char *from
     rc = db_query(c,
                   "UPDATE payments SET status = $1, updated_at = $2 WHERE id = (SELECT id FROM "
                   "payments WHERE order_id = $3 ORDER BY id DESC LIMIT 1) AND status = $4 "
-                  "RETURNING id, order_id, idempotency_key, status, amount, currency, brand, "
-                  "last4, provider_ref, failure_reason, retryable",
+                  "RETURNING " PAYMENT_COLUMNS,
                   4, a, &r);
     db_conn_give(c);
-    if (rc < 0)
-        return rc;
-    int found = db_rows_count(r) > 0;
-    if (found)
-        row_load(r, 0, p);
-    db_rows_free(r);
-    return found;
+    return load_first(rc, r, p);
 }
 
 int payment__store_audit(struct db_conn *c, int64_t order_id, struct payment_view **out, int *n)
