@@ -33,6 +33,7 @@
 #include <hiredis/hiredis.h>
 
 #include "emporium/app.h"
+#include "emporium/buf.h"
 #include "emporium/config.h"
 #include "emporium/db.h"
 #include "emporium/err.h"
@@ -330,55 +331,52 @@ static int snapshot_pg(struct app *app, struct cart_op *op)
     const char *col = o->user_id ? "user_id" : "token_hash";
     int64_t now = now_ms();
     enum { FIXED = 4, PER_LINE = 6 };
-    size_t cap = 1024 + (size_t)v->n * 96;
-    char *sql = malloc(cap), *ids = malloc(24 * (size_t)v->n + 3);
+    struct buf sql = BUF_INIT(0), ids = BUF_INIT(0);
     struct db_val *a = calloc(FIXED + PER_LINE * (size_t)v->n, sizeof *a);
-    int rc = sql && ids && a ? 0 : ERR_NOMEM;
+    buf_puts(&ids, "{");
+    for (int i = 0; i < v->n; i++)
+        buf_printf(&ids, "%s%lld", i ? "," : "", (long long)v->items[i].product_id);
+    buf_puts(&ids, "}");
+    buf_printf(&sql,
+               "WITH up AS (UPDATE carts SET rev = $2, updated_at = $3 WHERE %s = $1 "
+               "AND rev < $2 RETURNING id), "
+               "gone AS (DELETE FROM cart_items i USING up WHERE i.cart_id = up.id "
+               "AND i.product_id <> ALL ($4::bigint[]))",
+               col);
+    if (v->n > 0) {
+        buf_puts(&sql, ", put AS (INSERT INTO cart_items (cart_id, product_id, name, "
+                       "quantity, unit_price, currency, added_at, updated_at) SELECT up.id, "
+                       "x.p, x.n, x.q, x.u, x.c, x.a, x.a FROM up, (VALUES ");
+        for (int i = 0; i < v->n; i++) {
+            int b = FIXED + PER_LINE * i;
+            buf_printf(&sql,
+                       "%s($%d::bigint, $%d::text, $%d::int, $%d::bigint, $%d::text, "
+                       "$%d::bigint)",
+                       i ? ", " : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6);
+        }
+        buf_puts(&sql, ") x (p, n, q, u, c, a) ON CONFLICT (cart_id, product_id) DO UPDATE "
+                       "SET name = excluded.name, quantity = excluded.quantity, unit_price = "
+                       "excluded.unit_price, currency = excluded.currency, added_at = "
+                       "excluded.added_at, updated_at = excluded.updated_at)");
+    }
+    buf_printf(&sql, " SELECT (SELECT count(*) FROM up), (SELECT rev FROM carts WHERE %s = $1)",
+               col);
+    int rc = a && !sql.err && !ids.err ? 0 : ERR_NOMEM;
     if (rc == 0) {
-        size_t il = 0;
-        ids[il++] = '{';
-        for (int i = 0; i < v->n; i++)
-            il += (size_t)sprintf(ids + il, "%s%lld", i ? "," : "",
-                                  (long long)v->items[i].product_id);
-        ids[il++] = '}';
-        ids[il] = 0;
         a[0] = o->user_id ? DB_INT(o->user_id) : DB_TEXT(o->token_hash);
         a[1] = DB_INT(op->rev);
         a[2] = DB_INT(now);
-        a[3] = DB_TEXT(ids);
-        int len = snprintf(sql, cap,
-                           "WITH up AS (UPDATE carts SET rev = $2, updated_at = $3 WHERE %s = $1 "
-                           "AND rev < $2 RETURNING id), "
-                           "gone AS (DELETE FROM cart_items i USING up WHERE i.cart_id = up.id "
-                           "AND i.product_id <> ALL ($4::bigint[]))",
-                           col);
-        if (v->n > 0) {
-            len += snprintf(sql + len, cap - (size_t)len,
-                            ", put AS (INSERT INTO cart_items (cart_id, product_id, name, "
-                            "quantity, unit_price, currency, added_at, updated_at) SELECT up.id, "
-                            "x.p, x.n, x.q, x.u, x.c, x.a, x.a FROM up, (VALUES ");
-            for (int i = 0; i < v->n; i++) {
-                const struct cart_item *it = &v->items[i];
-                int b = FIXED + PER_LINE * i;
-                len += snprintf(sql + len, cap - (size_t)len,
-                                "%s($%d::bigint, $%d::text, $%d::int, $%d::bigint, $%d::text, "
-                                "$%d::bigint)",
-                                i ? ", " : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6);
-                a[b] = DB_INT(it->product_id);
-                a[b + 1] = DB_TEXT(it->name);
-                a[b + 2] = DB_INT(it->quantity);
-                a[b + 3] = DB_INT(it->unit_price);
-                a[b + 4] = DB_TEXT(it->currency);
-                a[b + 5] = DB_INT(it->added_at);
-            }
-            len += snprintf(sql + len, cap - (size_t)len,
-                            ") x (p, n, q, u, c, a) ON CONFLICT (cart_id, product_id) DO UPDATE "
-                            "SET name = excluded.name, quantity = excluded.quantity, unit_price = "
-                            "excluded.unit_price, currency = excluded.currency, added_at = "
-                            "excluded.added_at, updated_at = excluded.updated_at)");
+        a[3] = DB_TEXT(ids.p);
+        for (int i = 0; i < v->n; i++) {
+            const struct cart_item *it = &v->items[i];
+            int b = FIXED + PER_LINE * i;
+            a[b] = DB_INT(it->product_id);
+            a[b + 1] = DB_TEXT(it->name);
+            a[b + 2] = DB_INT(it->quantity);
+            a[b + 3] = DB_INT(it->unit_price);
+            a[b + 4] = DB_TEXT(it->currency);
+            a[b + 5] = DB_INT(it->added_at);
         }
-        snprintf(sql + len, cap - (size_t)len,
-                 " SELECT (SELECT count(*) FROM up), (SELECT rev FROM carts WHERE %s = $1)", col);
     }
     struct db_conn *c = NULL;
     if (rc == 0)
@@ -392,7 +390,7 @@ static int snapshot_pg(struct app *app, struct cart_op *op)
                     "VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
              .n = 4,
              .args = ia},
-            {.sql = sql, .n = FIXED + PER_LINE * v->n, .args = a, .out = &r},
+            {.sql = sql.p, .n = FIXED + PER_LINE * v->n, .args = a, .out = &r},
         };
         rc = db_query_many(c, st, 2, true);
         db_conn_give(c);
@@ -405,8 +403,8 @@ static int snapshot_pg(struct app *app, struct cart_op *op)
         }
         db_rows_free(r);
     }
-    free(sql);
-    free(ids);
+    buf_free(&sql);
+    buf_free(&ids);
     free(a);
     return rc;
 }
