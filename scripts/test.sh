@@ -36,6 +36,17 @@ trap 'exit 143' TERM
 phase_name=
 phase_start=
 phase_times=
+failed=
+# A failed step: the run goes on, and the end names it again (after the timings, so the last
+# lines of a long log say what failed).
+fail() {
+  status=1
+  failed+="  $phase_name"$'\n'
+  # after a ctest run: the tests it failed (its own list)
+  if [ -n "${1:-}" ] && [ -s "$1/Testing/Temporary/LastTestsFailed.log" ]; then
+    failed+=$(sed 's/^/    /' "$1/Testing/Temporary/LastTestsFailed.log")$'\n'
+  fi
+}
 phase() {
   local now
   now=$(date +%s)
@@ -70,27 +81,27 @@ for variant in build:OFF build-asan:ON; do
   # ASan: fail on leaks at exit; UBSan: abort on the first report (set at compile time).
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$dir" -j "$jobs" -LE "$exclude" --output-on-failure --timeout 600 || status=1
+    ctest --test-dir "$dir" -j "$jobs" -LE "$exclude" --output-on-failure --timeout 600 || fail "$dir"
 done
 # Layering rules: only *_http.c files see HTTP, no service includes another's internals.
-phase "layering check"; scripts/check-layering.sh || status=1
+phase "layering check"; scripts/check-layering.sh || fail
 # The tree stays as .clang-format says (a tool checks style, not reviewers).
 phase "format check"
-git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror || status=1
-phase "docs check"; scripts/check-docs.sh --run build/emporium || status=1   # links, settings, error codes, api.md examples
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror || fail
+phase "docs check"; scripts/check-docs.sh --run build/emporium || fail   # links, settings, error codes, api.md examples
 # A third-party validator on the OpenAPI document (Redocly CLI, from the npm registry).
 phase "OpenAPI lint"
-scripts/openapi-lint.sh build/emporium || status=1
+scripts/openapi-lint.sh build/emporium || fail
 
 # The live server against its own document, through Stoplight Prism's validating proxy.
 phase "contract test (Prism proxy)"
 rc=0
 scripts/npm-tools.sh build/tools || rc=$?
 if [ $rc -eq 0 ]; then
-  node tests/contract/contract.mjs build/emporium build/tools/node_modules/.bin/prism || status=1
+  node tests/contract/contract.mjs build/emporium build/tools/node_modules/.bin/prism || fail
 else
   # bootstrap.sh installed npm: without it (rc 3) the run is not complete, so it fails.
-  status=1
+  fail
 fi
 
 # The storefront and back office in Debian's Chromium (playwright-core + axe-core, pinned).
@@ -98,21 +109,21 @@ phase "browser tests (Chromium)"
 rc=0
 scripts/web-e2e.sh build/emporium || rc=$?
 # bootstrap.sh installed npm and Chromium: a missing one (rc 3) fails the run too.
-[ $rc -eq 0 ] || status=1
+[ $rc -eq 0 ] || fail
 
 # The topology in miniature (scripts/scaleout.sh: one process per service group behind nginx,
 # calls between them over HTTP): the shopper journey and the inventory-down fault through
 # the gateway (tests/scaleout/).
 phase "scale-out journey through the gateway"
-tests/scaleout/run.sh build/emporium || status=1
+tests/scaleout/run.sh build/emporium || fail
 
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
 phase "bench harness smoke run"
-BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || status=1
+BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || fail
 # Every libFuzzer target for a few seconds from its seed corpus (which holds the inputs of
 # past findings); `make fuzz` runs them longer.
 phase "fuzz smoke run"
-FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-5} scripts/fuzz.sh || status=1
+FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-5} scripts/fuzz.sh || fail
 # The operations drills (tests/ops, label "ops"), short versions, one at a time so the suites'
 # load does not skew them: crash loop (5 rounds of kill -9 under load), rolling restart behind
 # nginx, upgrade/rollback; SQLite and PostgreSQL, and once under the sanitizers with fewer
@@ -123,15 +134,15 @@ phase "operations drills (short; make chaos runs the full ones)"
 if prev_bin=$(scripts/ops-prev.sh); then export EMP_UPGRADE_PREV_BIN=$prev_bin
 else echo "upgrade drill: no previous build (the reason is above); test_upgrade skips"; fi
 phase "operations drills: build (SQLite and PostgreSQL)"
-ctest --test-dir build -L ops -E bluegreen --output-on-failure --timeout 600 || status=1
+ctest --test-dir build -L ops -E bluegreen --output-on-failure --timeout 600 || fail build
 phase "operations drills: build-asan (SQLite)"
 EMP_CHAOS_ROUNDS=2 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan -L ops -E '_pg$' --output-on-failure --timeout 600 || status=1
+  ctest --test-dir build-asan -L ops -E '_pg$' --output-on-failure --timeout 600 || fail build-asan
 # Every file under deploy/: kustomize renders, schemas, the seed's numbers, yamllint,
 # promtool, nginx -t, and broken inputs refused (scripts/deploy-validate.sh).
 phase "deploy/ validation"
-scripts/deploy-validate.sh build/emporium || status=1
+scripts/deploy-validate.sh build/emporium || fail
 # The container image (deploy/Dockerfile, built and run with buildah; scripts/deploy-image.sh):
 # a few minutes on a fresh machine, less once its cache (/var/cache/emporium/image) is warm.
 # It runs after the suites, not beside them: its compile on the 2 cores slowed the
@@ -150,7 +161,7 @@ else
   case $rc in
     0) ;;
     3) echo "SKIPPED: buildah cannot run here (the reason is above)" ;;
-    *) status=1 ;;
+    *) fail ;;
   esac
 fi
 rm -f "$image_log"
@@ -158,10 +169,14 @@ phase "log hygiene (server logs of the whole run)"
 if ! scripts/log-hygiene.sh "$logs"; then
   keep_logs=1
   echo "the logs are kept in $logs" >&2
-  status=1
+  fail
 fi
 phase ""
 echo "== phases, slowest first:"
 printf '%s' "$phase_times" | sort -rn
+if [ -n "$failed" ]; then
+  echo "== failed:"
+  printf '%s' "$failed"
+fi
 echo "== make test finished in $(( $(date +%s) - start )) s, status $status"
 exit $status
