@@ -3,7 +3,8 @@
 # test-servers.sh — throwaway PostgreSQL 15 + PgBouncer + Redis for the test suite.
 #   scripts/test-servers.sh start DIR   start (or keep running) the servers whose state lives in DIR
 #   scripts/test-servers.sh stop DIR    stop them all and remove DIR
-#   scripts/test-servers.sh env DIR     print EMPORIUM_TEST_PG_URL=… (through PgBouncer), the
+#   scripts/test-servers.sh env DIR     print EMPORIUM_TEST_PG_URL=… (through PgBouncer),
+#                                       EMPORIUM_TEST_PG_ADMIN_URL=… (the server itself), the
 #                                       EMPORIUM_TEST_REPLICA_URL=… (a streaming replica, port
 #                                       EMP_TEST_REPLICA_PORT, default PG port + 2) and the
 #                                       EMPORIUM_TEST_REDIS_* lines, one VAR=value per line
@@ -326,6 +327,9 @@ stop)
     ;;
 env)
     echo "EMPORIUM_TEST_PG_URL=postgresql://postgres@127.0.0.1:$BOUNCER_PORT/emp"
+    # The server itself, not through PgBouncer: the test harness creates and drops the
+    # tests' databases there (tests/support/harness.c).
+    echo "EMPORIUM_TEST_PG_ADMIN_URL=postgresql://postgres@127.0.0.1:$PG_PORT/emp"
     if [ "$WITH_REPLICA" != 0 ]; then
         echo "EMPORIUM_TEST_REPLICA_URL=postgresql://postgres@127.0.0.1:$REPLICA_PORT/emp"
     fi

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -647,6 +649,334 @@ static int th_launch(struct th_server *s, const char *const *extra_env,
     return -1;
 }
 
+/* ---- PostgreSQL: the databases of a test server ----
+ *
+ * `emporium serve` on a fresh prefix creates some 18 databases and migrates each; on the test
+ * server that cost several CPU seconds per th_start (most of it CREATE DATABASE copying
+ * template1 page by page into the WAL, which the test replica then replays too), thousands of
+ * databases over a make test run, left on disk for the final rm -rf. Two things make it
+ * cheaper, both only when EMPORIUM_TEST_PG_ADMIN_URL names the server directly (not through
+ * PgBouncer; scripts/test-servers.sh env prints it):
+ *   - th_start() clones the server's databases from a migrated template set ("tpl<key>_*",
+ *     made once per emporium binary by running its own `emporium migrate`, under a file
+ *     lock) with CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY; the server then finds them
+ *     there and up to date. Any failure leaves the rest to the server, as before.
+ *   - th_cleanup() drops the databases of the server's prefix (without the admin URL too,
+ *     through EMPORIUM_TEST_PG_URL).
+ * Names are [A-Za-z0-9_] (the harness makes them; checked again before they go into SQL). */
+
+static void th_pg_quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static bool th_pg_name_ok(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+              (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return false;
+    return n > 0 && n <= max;
+}
+
+/* The database name of a URL (both forms of th_pg_url) into out; false if none fits. */
+static bool th_pg_dbname(const char *url, char *out, size_t cap)
+{
+    const char *scheme = strstr(url, "://"), *p;
+    size_t n;
+
+    if (scheme) {
+        p = scheme + 3 + strcspn(scheme + 3, "/?");
+        if (*p != '/')
+            return false;
+        p++;
+        n = strcspn(p, "?");
+    } else {
+        p = strstr(url, "dbname=");
+        if (!p || (p != url && p[-1] != ' '))
+            return false;
+        p += 7;
+        n = strcspn(p, " ");
+    }
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(out, p, n);
+    out[n] = 0;
+    return true;
+}
+
+/* A connection to the "postgres" database of base's server, or NULL (reason on stderr). */
+static PGconn *th_pg_connect(const char *base)
+{
+    char url[600];
+    PGconn *c;
+
+    if (th_pg_url(base, "postgres", url, sizeof url) != 0)
+        return NULL;
+    c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "harness: cannot connect to %s: %s", url, PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, th_pg_quiet, NULL);
+    return c;
+}
+
+/* One statement without parameters; true when it succeeded (else the error on stderr). */
+static bool th_pg_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "harness: %s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+/* The databases named "<prefix>_…" (the suffixes when strip), malloc'd NULL-terminated list;
+ * NULL on an error. */
+static char **th_pg_list(PGconn *c, const char *prefix, bool strip)
+{
+    char like[80];
+    const char *vals[] = {like};
+    char **v = NULL;
+
+    snprintf(like, sizeof like, "%s_", prefix);
+    PGresult *r = PQexecParams(c,
+                               "SELECT datname FROM pg_catalog.pg_database WHERE "
+                               "substr(datname, 1, length($1)) = $1 ORDER BY datname",
+                               1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && (v = calloc((size_t)PQntuples(r) + 1, sizeof *v))) {
+        for (int i = 0; i < PQntuples(r); i++) {
+            v[i] = strdup(PQgetvalue(r, i, 0) + (strip ? strlen(like) : 0));
+            if (!v[i]) {
+                th_strv_free(v);
+                v = NULL;
+                break;
+            }
+        }
+    }
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fprintf(stderr, "harness: listing databases %s*: %s", like, PQresultErrorMessage(r));
+    PQclear(r);
+    return v;
+}
+
+static void th_pg_drop_all(PGconn *c, char **names)
+{
+    char sql[160];
+    for (size_t i = 0; names && names[i]; i++) {
+        if (!th_pg_name_ok(names[i], 63))
+            continue;
+        /* FORCE: PgBouncer may still hold an idle server connection to it. */
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", names[i]);
+        th_pg_exec(c, sql);
+    }
+}
+
+static struct {
+    pthread_mutex_t mu;
+    int state;     /* 0 not tried yet, 1 ready, -1 not available in this process */
+    char tpl[32];  /* "tpl<key>" */
+    char **suffix; /* its databases, "users", "orders_0", … */
+} th_tpl = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t th_fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Runs `BIN migrate` on the template prefix (its own environment: only what migrate needs,
+ * so a suite's Redis or service settings do not reach it). */
+static bool th_tpl_migrate(const char *admin, const char *bin)
+{
+    char url[600], dir[] = "/tmp/emp-tpl-XXXXXX", logp[64];
+    char *env[8] = {0}, *argv[] = {(char *)bin, "migrate", NULL};
+    const char *keep[] = {"PATH",         "ASAN_OPTIONS",       "UBSAN_OPTIONS",
+                          "LSAN_OPTIONS", "MONGOC_DISABLE_SHM", NULL};
+    int k = 0, fd, status = 0;
+    bool ok = false;
+
+    if (th_pg_url(admin, th_tpl.tpl, url, sizeof url) != 0 || !mkdtemp(dir))
+        return false;
+    snprintf(logp, sizeof logp, "%s/migrate.log", dir);
+    for (int i = 0; keep[i]; i++) {
+        const char *v = getenv(keep[i]);
+        if (v && asprintf(&env[k], "%s=%s", keep[i], v) > 0)
+            k++;
+    }
+    if (asprintf(&env[k], "EMPORIUM_DATABASE_URL=%s", url) > 0)
+        k++;
+    if (asprintf(&env[k], "EMPORIUM_DATA_DIR=%s", dir) > 0)
+        k++;
+    fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    pid_t pid = fd >= 0 ? th_spawn(argv, env, fd) : -1;
+    if (pid > 0) {
+        th_reap_blocking(pid, &status);
+        ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (!ok)
+        th_log_dump(logp, "harness: migrating the template databases failed");
+    for (int i = 0; i < k; i++)
+        free(env[i]);
+    unlink(logp);
+    rmdir(dir);
+    return ok;
+}
+
+/* Makes the template set of this binary unless it exists; under th_tpl.mu. */
+static bool th_tpl_make(const char *admin)
+{
+    const char *bin = th_bin();
+    struct stat st;
+    uint64_t h = 1469598103934665603ull;
+    char lockp[80], ready[40], sql[96];
+    bool ok = false;
+    int lfd;
+
+    if (stat(bin, &st) != 0)
+        return false;
+    h = th_fnv(h, bin, strlen(bin));
+    h = th_fnv(h, &st.st_ino, sizeof st.st_ino);
+    h = th_fnv(h, &st.st_size, sizeof st.st_size);
+    h = th_fnv(h, &st.st_mtim, sizeof st.st_mtim);
+    snprintf(th_tpl.tpl, sizeof th_tpl.tpl, "tpl%016llx", (unsigned long long)h);
+    snprintf(ready, sizeof ready, "%sready", th_tpl.tpl); /* not "<tpl>_…": not cloned */
+    /* One process makes it; the others (ctest -j) wait here, then find it made. */
+    snprintf(lockp, sizeof lockp, "/tmp/emporium-test-tpl-%016llx.lock",
+             (unsigned long long)th_fnv(1469598103934665603ull, admin, strlen(admin)));
+    lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (lfd < 0 || flock(lfd, LOCK_EX) != 0) {
+        if (lfd >= 0)
+            close(lfd);
+        return false;
+    }
+    PGconn *c = th_pg_connect(admin);
+    if (c) {
+        const char *vals[] = {ready};
+        PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1,
+                                   NULL, vals, NULL, NULL, 0);
+        bool have = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+        PQclear(r);
+        if (!have) {
+            char **left = th_pg_list(c, th_tpl.tpl, false); /* of a run that died midway */
+            th_pg_drop_all(c, left);
+            th_strv_free(left);
+            snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", ready);
+            have = th_tpl_migrate(admin, bin) && th_pg_exec(c, sql);
+        }
+        if (have)
+            th_tpl.suffix = th_pg_list(c, th_tpl.tpl, true);
+        ok = have && th_tpl.suffix && th_tpl.suffix[0];
+        PQfinish(c);
+    }
+    flock(lfd, LOCK_UN);
+    close(lfd);
+    return ok;
+}
+
+/* Before a server's first start on prefix: its databases, cloned from the template set. */
+static void th_pg_prepare(const char *prefix)
+{
+    const char *admin = getenv("EMPORIUM_TEST_PG_ADMIN_URL");
+    char sql[200];
+
+    if (!admin || !*admin || th_bin_override || !th_pg_name_ok(prefix, 40))
+        return;
+    pthread_mutex_lock(&th_tpl.mu);
+    if (th_tpl.state == 0)
+        th_tpl.state = th_tpl_make(admin) ? 1 : -1;
+    if (th_tpl.state < 0) {
+        pthread_mutex_unlock(&th_tpl.mu);
+        return;
+    }
+    pthread_mutex_unlock(&th_tpl.mu);
+    PGconn *c = th_pg_connect(admin);
+    for (size_t i = 0; c && th_tpl.suffix[i]; i++) {
+        if (!th_pg_name_ok(th_tpl.suffix[i], 20))
+            continue;
+        snprintf(sql, sizeof sql, "CREATE DATABASE \"%s_%s\" TEMPLATE \"%s_%s\" STRATEGY FILE_COPY",
+                 prefix, th_tpl.suffix[i], th_tpl.tpl, th_tpl.suffix[i]);
+        if (!th_pg_exec(c, sql))
+            break; /* the server creates what is missing */
+    }
+    PQfinish(c);
+}
+
+/* Drops the databases of the server's prefix (its URL's database name). A DROP waits for the
+ * connections PgBouncer still holds to end, most of a second each on a loaded machine, so the
+ * drops run in the background: psql (postgresql-client, which the test servers need anyway),
+ * in a process of its own that outlives the test, its output thrown away. Without psql, here. */
+static void th_pg_drop(const char *db_url)
+{
+    static const char psql[] = "/usr/bin/psql";
+    const char *admin = getenv("EMPORIUM_TEST_PG_ADMIN_URL");
+    char prefix[64], url[600];
+
+    admin = admin && *admin ? admin : db_url;
+    if (!th_pg_dbname(db_url, prefix, sizeof prefix) || !th_pg_name_ok(prefix, 60) ||
+        th_pg_url(admin, "postgres", url, sizeof url) != 0)
+        return;
+    PGconn *c = th_pg_connect(admin);
+    if (!c)
+        return;
+    char **names = th_pg_list(c, prefix, false);
+    size_t n = 0;
+    while (names && names[n])
+        n++;
+    char **argv = n && access(psql, X_OK) == 0 ? calloc(2 * n + 8, sizeof *argv) : NULL;
+    size_t k = 0;
+    if (argv) {
+        argv[k++] = (char *)psql;
+        argv[k++] = "-X";
+        argv[k++] = "-q";
+        argv[k++] = "-d";
+        argv[k++] = url;
+        for (size_t i = 0; i < n; i++) {
+            if (!th_pg_name_ok(names[i], 63))
+                continue;
+            char *sql;
+            if (asprintf(&sql, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", names[i]) < 0)
+                continue; /* that one stays */
+            argv[k++] = "-c";
+            argv[k++] = sql;
+        }
+    }
+    int null_fd = argv ? open("/dev/null", O_RDWR | O_CLOEXEC) : -1;
+    pid_t pid = null_fd >= 0 ? fork() : -1;
+    if (pid == 0) { /* only async-signal-safe calls from here on */
+        char *const envp[] = {NULL};
+        setsid();
+        if (fork() != 0)
+            _exit(0); /* the grandchild is nobody's to wait for */
+        if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(null_fd, 2) < 0)
+            _exit(126);
+        close_range(3, ~0u, 0);
+        execve(psql, argv, envp);
+        _exit(127);
+    }
+    if (pid > 0) {
+        int status;
+        th_reap_blocking(pid, &status);
+    } else {
+        th_pg_drop_all(c, names);
+    }
+    if (null_fd >= 0)
+        close(null_fd);
+    for (size_t i = 6; argv && i < k; i += 2)
+        free(argv[i]);
+    free(argv);
+    th_strv_free(names);
+    PQfinish(c);
+}
+
 int th_start(struct th_server *s, const char *const *extra_env, const char *const *extra_args)
 {
     const char *backend = getenv("EMPORIUM_TEST_BACKEND");
@@ -687,6 +1017,7 @@ int th_start(struct th_server *s, const char *const *extra_env, const char *cons
             th_cleanup(s);
             return -1;
         }
+        th_pg_prepare(prefix);
     } else if (backend && *backend && strcmp(backend, "sqlite") != 0) {
         fprintf(stderr, "th_start: unknown EMPORIUM_TEST_BACKEND \"%s\"\n", backend);
         th_cleanup(s);
@@ -765,10 +1096,9 @@ static int th_rm_one(const char *path, const struct stat *st, int flag, struct F
     return 0; /* keep going: remove as much as possible */
 }
 
-/* Postgres databases created by the server ("<prefix>_<logical>") are left in place: the
- * test Postgres is itself thrown away after the run (make test starts a fresh one), names
- * never repeat, and dropping them would need a second connection and knowledge of which
- * logical databases the server made. */
+/* The PostgreSQL databases of the server's prefix ("<prefix>_<logical>") are dropped: a make
+ * test run makes thousands, and left in place they filled gigabytes of the test server's
+ * data dir (and its replica's), which took minutes to remove at the end. */
 void th_cleanup(struct th_server *s)
 {
     char root[sizeof s->data_dir];
@@ -779,6 +1109,8 @@ void th_cleanup(struct th_server *s)
             fprintf(stderr, "th_cleanup: %s is not a harness dir; not removing it\n", s->data_dir);
         return;
     }
+    if (s->db_url[0])
+        th_pg_drop(s->db_url);
     /* EMPORIUM_TEST_LOG_DIR: the log outlives the server there (make test scans them all
      * for secrets with scripts/log-hygiene.sh). */
     const char *keep = getenv("EMPORIUM_TEST_LOG_DIR");
