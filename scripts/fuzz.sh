@@ -7,6 +7,7 @@
 #   FUZZ_BUILD     build directory (default build-fuzz)
 #   FUZZ_CORPUS    where new inputs go: "tmp" (default, thrown away) or "keep" (kept in
 #                  FUZZ_BUILD/corpus/<name>, reused by the next run)
+#   FUZZ_JOBS      targets run side by side (default: the number of cores)
 # Each target starts from its committed seed corpus tests/fuzz/corpus/<name>/ (never written
 # to). A crash, leak, sanitizer report or broken API promise stops that target; the input is
 # saved under FUZZ_BUILD/artifacts/<name>/ and the run fails. Prints executions per target.
@@ -38,12 +39,14 @@ fi
 
 tmp=$(mktemp -d /tmp/emporium-fuzz.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-status=0
-printf '%-16s %12s %10s %8s  %s\n' target executions exec/s seconds result > "$tmp/summary"
-for n in "${names[@]}"; do
-  bin="$dir/tests/fuzz/fuzz_$n"
-  seeds="tests/fuzz/corpus/$n"
-  [ -x "$bin" ] || { echo "fuzz.sh: no target $n" >&2; status=1; continue; }
+# One target: its summary line into $tmp/$n.result, 1 there when it failed.
+fuzz_one() {
+  local n=$1 bin="$dir/tests/fuzz/fuzz_$1" seeds="tests/fuzz/corpus/$1" work t0 t1 rc=0 execs rate result
+  if [ ! -x "$bin" ]; then
+    echo "fuzz.sh: no target $n" >&2
+    printf '%-16s %12s %10s %8s  %s\n' "$n" - - - "FAILED (no target)" > "$tmp/$n.result"
+    return 1
+  fi
   if [ "${FUZZ_CORPUS:-tmp}" = keep ]; then
     work="$dir/corpus/$n"
   else
@@ -52,7 +55,6 @@ for n in "${names[@]}"; do
   mkdir -p "$work" "$dir/artifacts/$n"
   echo "== fuzz $n (${secs} s)"
   t0=$(date +%s)
-  rc=0
   # detect_leaks: every input that leaks fails; -timeout: one input may take at most 30 s.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -65,12 +67,31 @@ for n in "${names[@]}"; do
     result=ok
   else
     result="FAILED (exit $rc; input in $dir/artifacts/$n/)"
-    status=1
-    echo "---- fuzz_$n log (last 80 lines)" >&2
-    tail -n 80 "$tmp/$n.log" >&2
+    # one block on stderr (targets finish side by side)
+    { echo "---- fuzz_$n log (last 80 lines)"; tail -n 80 "$tmp/$n.log"; } > "$tmp/$n.tail"
+    cat "$tmp/$n.tail" >&2
   fi
-  printf '%-16s %12s %10s %8s  %s\n' "$n" "${execs:-?}" "${rate:-?}" $((t1 - t0)) "$result" >> "$tmp/summary"
+  printf '%-16s %12s %10s %8s  %s\n' "$n" "${execs:-?}" "${rate:-?}" $((t1 - t0)) "$result" > "$tmp/$n.result"
+  [ $rc -eq 0 ]
+}
+# The targets run side by side, one per core (FUZZ_JOBS overrides): each is single-threaded,
+# and each still gets its FUZZ_SECONDS of wall time on a core of its own.
+par=${FUZZ_JOBS:-$jobs}
+status=0
+running=0
+for n in "${names[@]}"; do
+  if [ "$running" -ge "$par" ]; then
+    wait -n || status=1
+    running=$((running - 1))
+  fi
+  fuzz_one "$n" &
+  running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+  wait -n || status=1
+  running=$((running - 1))
 done
 echo "== fuzz summary"
-cat "$tmp/summary"
+printf '%-16s %12s %10s %8s  %s\n' target executions exec/s seconds result
+for n in "${names[@]}"; do cat "$tmp/$n.result"; done
 exit $status
