@@ -26,6 +26,11 @@ struct db *app_db(struct app *app, const char *name);
 struct db *app_db_shard(struct app *app, const char *base, int i);
 int app_db_count(const struct app *app);
 struct db *app_db_at(struct app *app, int i);
+/* Adds a database opened after start (an order shard on another server, order_shards.c):
+ * from then on app_db() finds it by its db_name(), the outbox relay visits it when its name
+ * is a shard of a database with an outbox, and app_free() closes it. ERR_CONFLICT when one
+ * of that name is open (the caller keeps db), ERR_NOMEM when the table is full. */
+int app_db_attach(struct app *app, struct db *db);
 struct ratelimit *app_ratelimit(struct app *app);
 /* The Redis client (EMPORIUM_REDIS_URL / EMPORIUM_REDIS_CLUSTER), or NULL when none is set.
  * Lives as long as the app. */

@@ -122,6 +122,8 @@ int config_worker_threads(const struct config *cfg);
 const char *config_backend(const struct config *cfg);
 /* The database URL with any password replaced by "***" (for logs), into buf. */
 const char *config_redacted_url(const struct config *cfg, char *buf, size_t cap);
+/* Any database URL the same way (user:***@, no ?password=…). */
+const char *url_redacted(const char *url, char *buf, size_t cap);
 /* One entry of EMPORIUM_TRUSTED_PROXIES: an address and how many leading bits must match. */
 #define CONFIG_MAX_CIDRS 64
 struct config_cidr {

@@ -30,7 +30,10 @@
 struct app {
     const struct config *cfg;
     struct db *dbs[APP_MAX_DBS];
-    int n_dbs;
+    /* Grows at run time too (app_db_attach): a slot is filled before the count that makes
+     * it visible is stored (release), and readers load the count first (acquire). */
+    _Atomic int n_dbs;
+    pthread_mutex_t attach_mu; /* serializes app_db_attach */
     struct ratelimit *rl;
     struct redis *redis; /* NULL: no Redis configured */
     int n_inited;        /* services whose init() ran (index into services_all) */
@@ -90,7 +93,8 @@ bool app_has_service(const struct app *app, const char *name)
 
 struct db *app_db(struct app *app, const char *name)
 {
-    for (int i = 0; i < app->n_dbs; i++)
+    int n = atomic_load_explicit(&app->n_dbs, memory_order_acquire);
+    for (int i = 0; i < n; i++)
         if (!strcmp(db_name(app->dbs[i]), name))
             return app->dbs[i];
     return NULL;
@@ -103,10 +107,30 @@ struct db *app_db_shard(struct app *app, const char *base, int i)
     return app_db(app, name);
 }
 
-int app_db_count(const struct app *app) { return app->n_dbs; }
+int app_db_count(const struct app *app)
+{
+    return atomic_load_explicit(&app->n_dbs, memory_order_acquire);
+}
 struct db *app_db_at(struct app *app, int i)
 {
-    return i >= 0 && i < app->n_dbs ? app->dbs[i] : NULL;
+    return i >= 0 && i < app_db_count(app) ? app->dbs[i] : NULL;
+}
+
+int app_db_attach(struct app *app, struct db *db)
+{
+    pthread_mutex_lock(&app->attach_mu);
+    int n = atomic_load_explicit(&app->n_dbs, memory_order_relaxed), rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        if (!strcmp(db_name(app->dbs[i]), db_name(db)))
+            rc = ERR_CONFLICT;
+    if (rc == 0 && n == APP_MAX_DBS)
+        rc = ERR_NOMEM;
+    if (rc == 0) {
+        app->dbs[n] = db;
+        atomic_store_explicit(&app->n_dbs, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&app->attach_mu);
+    return rc;
 }
 const struct config *app_config(const struct app *app) { return app->cfg; }
 struct ratelimit *app_ratelimit(struct app *app) { return app->rl; }
@@ -267,7 +291,7 @@ static int app_open_dbs(struct app *app, const struct config *cfg)
         pthread_join(th[i], NULL);
     for (int i = 0; i < njobs; i++) {
         if (jobs[i].db)
-            app->dbs[app->n_dbs++] = jobs[i].db;
+            app->dbs[atomic_fetch_add(&app->n_dbs, 1)] = jobs[i].db;
         if (rc == 0 && jobs[i].rc < 0)
             rc = jobs[i].rc;
     }
@@ -280,6 +304,7 @@ int app_new(struct app **out, const struct config *cfg)
     struct app *app = calloc(1, sizeof *app);
     if (!app)
         return ERR_NOMEM;
+    pthread_mutex_init(&app->attach_mu, NULL);
     app->cfg = cfg;
     app->rl = ratelimit_mem_new(200000);
     app->timers = timers_new();
@@ -324,10 +349,11 @@ void app_free(struct app *app)
     }
     bus_reset();  /* subscriptions belong to the services just stopped */
     trace_stop(); /* sends the spans still queued */
-    for (int i = app->n_dbs - 1; i >= 0; i--)
+    for (int i = app_db_count(app) - 1; i >= 0; i--)
         db_close(app->dbs[i]);
     ratelimit_free(app->rl);
     redis_close(app->redis); /* after every user of it */
     timers_free(app->timers);
+    pthread_mutex_destroy(&app->attach_mu);
     free(app);
 }

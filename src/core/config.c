@@ -890,7 +890,11 @@ const char *config_backend(const struct config *cfg)
 
 const char *config_redacted_url(const struct config *cfg, char *buf, size_t cap)
 {
-    const char *u = cfg->database_url;
+    return url_redacted(cfg->database_url, buf, cap);
+}
+
+const char *url_redacted(const char *u, char *buf, size_t cap)
+{
     if (!u) {
         snprintf(buf, cap, "%s", "");
         return buf;

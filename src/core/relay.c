@@ -41,7 +41,8 @@ struct outbox_relay {
     struct app *app;
     struct bus *bus;
     struct db *dbs[RELAY_MAX_DBS];
-    int n_dbs;
+    _Atomic int n_dbs; /* grows in the relay thread (release); scrapes read it (acquire) */
+    int seen_app_dbs;  /* the app's databases looked at so far (relay thread only) */
     pthread_t th;
     bool started;
     atomic_bool stop;
@@ -138,7 +139,8 @@ out:
 static void count_pending(struct outbox_relay *r)
 {
     int64_t pending = 0, oldest = 0, now = now_ms();
-    for (int i = 0; i < r->n_dbs; i++) {
+    int n = atomic_load_explicit(&r->n_dbs, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
         struct db_rows *rows = NULL;
         if (db_query_once(r->dbs[i],
                           "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL",
@@ -154,6 +156,9 @@ static void count_pending(struct outbox_relay *r)
     atomic_store(&r->oldest_age_ms, oldest ? now - oldest : 0);
 }
 
+static void add_db(struct outbox_relay *r, struct db *db);
+static void add_attached(struct outbox_relay *r);
+
 static void *relay_main(void *arg)
 {
     struct outbox_relay *r = arg;
@@ -162,6 +167,7 @@ static void *relay_main(void *arg)
     bool warned = false;
     while (!atomic_load(&r->stop)) {
         bool busy = false, failed = false;
+        add_attached(r);
         for (int i = 0; i < r->n_dbs && !failed && !atomic_load(&r->stop); i++) {
             int rc = relay_db(r, r->dbs[i]);
             if (rc > 0)
@@ -198,12 +204,45 @@ static void *relay_main(void *arg)
 
 static void add_db(struct outbox_relay *r, struct db *db)
 {
-    if (!db || r->n_dbs == RELAY_MAX_DBS)
+    int n = atomic_load_explicit(&r->n_dbs, memory_order_relaxed);
+    if (!db || n == RELAY_MAX_DBS)
         return;
-    for (int i = 0; i < r->n_dbs; i++)
+    for (int i = 0; i < n; i++)
         if (r->dbs[i] == db)
             return;
-    r->dbs[r->n_dbs++] = db;
+    r->dbs[n] = db;
+    atomic_store_explicit(&r->n_dbs, n + 1, memory_order_release);
+}
+
+static bool has_outbox(const struct service_db *d)
+{
+    for (int m = 0; m < d->n_migrations; m++)
+        if (d->migrations[m].sql && strstr(d->migrations[m].sql, "CREATE TABLE outbox"))
+            return true;
+    return false;
+}
+
+/* Databases attached after start (app_db_attach: an order shard on another server): those
+ * named "<name>_<n>" after a sharded database with an outbox of a service running here. */
+static void add_attached(struct outbox_relay *r)
+{
+    int n = app_db_count(r->app);
+    for (; r->seen_app_dbs < n; r->seen_app_dbs++) {
+        struct db *db = app_db_at(r->app, r->seen_app_dbs);
+        const char *name = db ? db_name(db) : "";
+        for (int s = 0; services_all[s]; s++) {
+            const struct service *svc = services_all[s];
+            if (!app_has_service(r->app, svc->name) || !svc->dbs)
+                continue;
+            for (const struct service_db *d = svc->dbs; d->name; d++) {
+                size_t len = strlen(d->name);
+                if (d->shards && !strncmp(name, d->name, len) && name[len] == '_' &&
+                    name[len + 1] &&
+                    strspn(name + len + 1, "0123456789") == strlen(name + len + 1) && has_outbox(d))
+                    add_db(r, db);
+            }
+        }
+    }
 }
 
 int outbox_relay_start(struct app *app, struct bus *b, struct outbox_relay **out)
@@ -222,10 +261,7 @@ int outbox_relay_start(struct app *app, struct bus *b, struct outbox_relay **out
         if (!app_has_service(app, svc->name) || !svc->dbs)
             continue;
         for (const struct service_db *d = svc->dbs; d->name; d++) {
-            bool has = false;
-            for (int m = 0; m < d->n_migrations && !has; m++)
-                has = d->migrations[m].sql && strstr(d->migrations[m].sql, "CREATE TABLE outbox");
-            if (!has)
+            if (!has_outbox(d))
                 continue;
             if (!d->shards) {
                 add_db(r, app_db(app, d->name));
@@ -236,6 +272,7 @@ int outbox_relay_start(struct app *app, struct bus *b, struct outbox_relay **out
             }
         }
     }
+    r->seen_app_dbs = app_db_count(app); /* what attaches later: add_attached() */
     if (pthread_create(&r->th, NULL, relay_main, r) != 0) {
         outbox_relay_stop(r);
         return ERR_NOMEM;

@@ -6,7 +6,8 @@
  * three clients keep placing and reading orders, with one move stopped (as by a crash) while
  * its buckets are fenced and another after its switch, both finished by running the command
  * again. No order may be lost, duplicated or unreadable, and no request may fail except
- * with a 503 (with Retry-After) while the buckets it writes are fenced. */
+ * with a 503 (with Retry-After) while the buckets it writes are fenced. Then a group is moved
+ * to a new shard on another server (`--to URL`, PostgreSQL only) and back. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -466,11 +467,131 @@ static void test_shrink_then_grow_under_load(void **state)
     free(st);
 }
 
+/* Every event of order `id` published, within the deadline: the relay of the server visits
+ * the shard the order is on (one added at run time too). */
+static void wait_published(const char *id)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/api/v1/admin/orders/%s/events", id);
+    int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        struct th_resp r;
+        assert_int_equal(th_call(&srv, "GET", path, admin, &r, NULL), 0);
+        assert_int_equal(r.status, 200);
+        json_t *items = json_object_get(r.json, "items");
+        size_t k, unpublished = 0;
+        json_t *e;
+        json_array_foreach (items, k, e)
+            unpublished += !json_is_true(json_object_get(e, "published"));
+        bool done = json_array_size(items) > 0 && unpublished == 0;
+        th_resp_free(&r);
+        if (done)
+            return;
+        assert_true(now_ms() < deadline);
+        pause_ms(50);
+    }
+}
+
+/* The orders of a shard, from `shards status` ("shard orders_N: K orders"), or -1. */
+static long shard_orders(const char *st, int n)
+{
+    char head[32];
+    snprintf(head, sizeof head, "shard orders_%d: ", n);
+    const char *p = strstr(st, head);
+    long k;
+    return p && sscanf(p + strlen(head), "%ld orders", &k) == 1 ? k : -1;
+}
+
+/* Buckets moved to a shard on another server (`--to URL`): a new shard orders_6 is made
+ * there and registered, the orders follow, the server routes to it, its relay publishes
+ * the new shard's events, and the buckets come back. The URL names the test server with
+ * another database name: to the shop that is another server (its own pool, its own
+ * database created and migrated there). SQLite refuses the URL and changes nothing. */
+static void test_move_to_another_server(void **state)
+{
+    (void)state;
+    const char *at = srv.db_url[0] ? strrchr(srv.db_url, '/') : NULL;
+    if (!at) {
+        const char *const a[] = {"shards",    "move", "--buckets",
+                                 "2560-3071", "--to", "postgres://127.0.0.1:1/elsewhere",
+                                 NULL};
+        char *out = shards(NULL, a, 2);
+        assert_non_null(strstr(out, "need PostgreSQL"));
+        free(out);
+        char *st = status();
+        assert_non_null(strstr(st, "buckets 2560-3071 -> orders_5\n"));
+        assert_null(strstr(st, "orders_6"));
+        free(st);
+        return;
+    }
+    /* postgres://…/<db>[?…] -> postgres://…/<db>_far: the same server, another database */
+    char url[600];
+    const char *q = strchr(at, '?');
+    int dblen = q ? (int)(q - at) : (int)strlen(at);
+    snprintf(url, sizeof url, "%.*s%.*s_far%s", (int)(at - srv.db_url), srv.db_url, dblen, at,
+             q ? q : "");
+    /* A URL that cannot be reached registers nothing. */
+    const char *const bad[] = {"shards",    "move", "--buckets",
+                               "2560-3071", "--to", "postgres://127.0.0.1:1/elsewhere",
+                               NULL};
+    free(shards(NULL, bad, 1));
+    char *st = status();
+    assert_null(strstr(st, "orders_6"));
+    free(st);
+
+    struct buyer b;
+    for (new_buyer(&b); b.bucket < 2560;) {
+        free(b.token);
+        new_buyer(&b);
+    }
+    assert_int_equal(buy(&b, "far-before"), 0);
+    move("2560-3071", url, NULL, 0);
+    st = status();
+    assert_non_null(strstr(st, "buckets 2560-3071 -> orders_6\n"));
+    assert_non_null(strstr(st, "shard orders_6: "));
+    assert_non_null(strstr(st, "_far)\n")); /* where it is */
+    assert_int_equal(shard_orders(st, 5), 0);
+    long on6 = shard_orders(st, 6);
+    assert_true(on6 >= 1);
+    free(st);
+
+    /* The buyer's order is read from the new shard, and a new one is placed there (a 503
+     * until the server saw the switch is asked again by buy()). */
+    char path[64];
+    snprintf(path, sizeof path, "/api/v1/orders/%s", b.orders[0]);
+    struct th_resp r;
+    assert_int_equal(th_call(&srv, "GET", path, b.token, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(buy(&b, "far-after"), 0);
+    wait_published(b.orders[1]);
+    assert_int_equal(th_call(&srv, "GET", "/api/v1/orders?limit=10", b.token, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal((int)json_array_size(json_object_get(r.json, "items")), 2);
+    th_resp_free(&r);
+    st = status();
+    assert_int_equal(shard_orders(st, 6), on6 + 1);
+    free(st);
+
+    /* Back to orders_5, and the registered shard is reachable by its name. */
+    move("2560-3071", "orders_5", NULL, 0);
+    st = status();
+    assert_non_null(strstr(st, "buckets 2560-3071 -> orders_5\n"));
+    assert_int_equal(shard_orders(st, 6), 0);
+    free(st);
+    assert_int_equal(th_call(&srv, "GET", path, b.token, &r, NULL), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    free(b.token);
+    assert_int_equal(atomic_load(&failures), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_map_and_bad_moves),
         cmocka_unit_test(test_shrink_then_grow_under_load),
+        cmocka_unit_test(test_move_to_another_server),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

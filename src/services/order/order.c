@@ -387,18 +387,20 @@ static int list_op(struct app *app, int64_t user_id, const char *status, int64_t
      * keeps the global newest-first order, and the cursor (the last id shown) is valid in
      * every shard. Rows of buckets the map gives to another shard (a move's copy not yet
      * switched, or not yet cleaned up) are skipped. */
-    unsigned char used[ORDER_SHARDS];
+    unsigned char used[ORDER_SHARDS_MAX];
     order__shards_in_use(app, used);
-    struct order_view *rows[ORDER_SHARDS] = {0};
-    int cnt[ORDER_SHARDS] = {0}, pos[ORDER_SHARDS] = {0}, rc = 0;
-    for (int s = 0; s < ORDER_SHARDS && rc >= 0; s++) {
+    struct order_view *rows[ORDER_SHARDS_MAX] = {0};
+    int cnt[ORDER_SHARDS_MAX] = {0}, pos[ORDER_SHARDS_MAX] = {0}, rc = 0;
+    for (int s = 0; s < ORDER_SHARDS_MAX && rc >= 0; s++) {
         if (!used[s])
             continue;
         rows[s] = calloc((size_t)limit + 1, sizeof *rows[s]);
         struct db_conn *c;
         if (!rows[s])
             rc = ERR_NOMEM;
-        else if ((rc = db_conn_take(app_db_shard(app, "orders", s), &c)) == 0) {
+        else if (!order__shard_db(app, (unsigned)s))
+            rc = ERR_UNAVAILABLE;
+        else if ((rc = db_conn_take(order__shard_db(app, (unsigned)s), &c)) == 0) {
             rc = order__store_list(c, 0, status, cursor, limit + 1, rows[s], &cnt[s]);
             db_conn_give(c);
         }
@@ -410,7 +412,7 @@ static int list_op(struct app *app, int64_t user_id, const char *status, int64_t
     }
     for (int k = 0; rc >= 0 && k <= limit; k++) {
         int best = -1;
-        for (int s = 0; s < ORDER_SHARDS; s++)
+        for (int s = 0; s < ORDER_SHARDS_MAX; s++)
             if (pos[s] < cnt[s] && (best < 0 || rows[s][pos[s]].id > rows[best][pos[best]].id))
                 best = s;
         if (best < 0)
@@ -421,7 +423,7 @@ static int list_op(struct app *app, int64_t user_id, const char *status, int64_t
         }
         out[(*n)++] = rows[best][pos[best]++];
     }
-    for (int s = 0; s < ORDER_SHARDS; s++)
+    for (int s = 0; s < ORDER_SHARDS_MAX; s++)
         free(rows[s]); /* summaries hold no allocations */
     return rc < 0 ? rc : 0;
 }

@@ -12,8 +12,12 @@
 #include "emporium/db.h"
 #include "emporium/svc/order.h"
 
-/* Physical shards: the databases orders_0 … orders_5 (docs/sharding.md). */
+/* Physical shards: the databases orders_0 … orders_5 next to the other databases
+ * (docs/sharding.md), and up to orders_31 on other servers, registered by `emporium shards
+ * move --to URL` in the order_map's shard_servers table and opened by every process that
+ * serves orders (order_shards.c). */
 #define ORDER_SHARDS 6
+#define ORDER_SHARDS_MAX 32
 /* Virtual buckets: a user's orders live in bucket order__bucket_of_user(); the shard map
  * places buckets on shards. Groups: an order id's 6 shard bits (id.h) name its group of
  * ORDER_BUCKETS_PER_GROUP consecutive buckets (bucket / 512), the old fixed shard. */
@@ -45,7 +49,15 @@ int order__route_id(struct app *app, int64_t order_id, bool write, struct db **o
 /* Whether the map gives this user's bucket to shard `shard` (copies being moved are not). */
 bool order__owns(struct app *app, unsigned shard, int64_t user_id);
 /* The shards the map uses (used[s] = 1); returns how many. */
-int order__shards_in_use(struct app *app, unsigned char used[ORDER_SHARDS]);
+int order__shards_in_use(struct app *app, unsigned char used[ORDER_SHARDS_MAX]);
+/* Shard `shard`'s database: NULL when it is not open here (one on another server that could
+ * not be reached yet). */
+struct db *order__shard_db(struct app *app, unsigned shard);
+/* Opens shard `shard` at `url` (another server: database "<url's database>_orders_<n>",
+ * created when missing, migrated) and attaches it to the app, unless it is open already. */
+int order__shard_attach(struct app *app, unsigned shard, const char *url);
+/* Opens every shard of shard_servers not open here yet; ERR_* of the first that failed. */
+int order__shards_attach_all(struct app *app);
 /* Every public entry point runs between these: the op is pinned to one map (nesting ok). */
 void order__op_enter(struct app *app);
 void order__op_leave(struct app *app);

@@ -34,7 +34,7 @@ static bool owned(struct app *app, struct db *db, int64_t id)
 
 static void sweep_shard(struct app *app, int shard)
 {
-    struct db *db = app_db_shard(app, "orders", shard);
+    struct db *db = order__shard_db(app, (unsigned)shard);
     struct db_conn *c;
     if (!db || db_conn_take(db, &c) < 0)
         return;
@@ -80,9 +80,9 @@ void order__recovery_run(struct app *app, void *ctx)
     (void)ctx;
     /* One op: the sweep acts on the shards of one version of the map (order_shards.c). */
     order__op_enter(app);
-    unsigned char used[ORDER_SHARDS];
+    unsigned char used[ORDER_SHARDS_MAX];
     order__shards_in_use(app, used);
-    for (int s = 0; s < ORDER_SHARDS; s++)
+    for (int s = 0; s < ORDER_SHARDS_MAX; s++)
         if (used[s])
             sweep_shard(app, s);
     order__op_leave(app);

@@ -547,14 +547,71 @@ static int parse_range(const char *s, unsigned *lo, unsigned *hi)
     return 0;
 }
 
-static int parse_shard(const char *s, unsigned *out)
+static int parse_shard(struct app *app, const char *s, unsigned *out)
 {
     if (!strncmp(s, "orders_", 7))
         s += 7;
     char *end;
     long n = strtol(s, &end, 10);
-    if (end == s || *end || n < 0 || n >= ORDER_SHARDS)
+    if (end == s || *end || n < 0 || n >= ORDER_SHARDS_MAX || !order__shard_db(app, (unsigned)n))
         return -1;
+    *out = (unsigned)n;
+    return 0;
+}
+
+static bool is_pg_url(const char *s)
+{
+    return !strncmp(s, "postgres://", 11) || !strncmp(s, "postgresql://", 13);
+}
+
+/* --to URL: the shard registered at that URL, or a new one (the next number) once its
+ * database is created and migrated there — a URL that cannot be used registers nothing.
+ * 0, or the command's exit code. */
+static int shard_at_url(struct app *app, struct db *ctl, const char *url, unsigned *out)
+{
+    char red[512];
+    url_redacted(url, red, sizeof red);
+    if (db_dialect(ctl) != DB_POSTGRES) {
+        fprintf(stderr,
+                "emporium shards move: --to %s: shards on other servers need PostgreSQL "
+                "(EMPORIUM_DATABASE_URL); the embedded shop keeps orders_0 … orders_%d\n",
+                red, ORDER_SHARDS - 1);
+        return 2;
+    }
+    struct db_rows *r = NULL;
+    struct db_val a[] = {DB_TEXT(url), DB_INT(ORDER_SHARDS)};
+    int rc = db_query_once(ctl,
+                           "SELECT (SELECT shard FROM shard_servers WHERE url = $1), "
+                           "(SELECT COALESCE(MAX(shard) + 1, $2) FROM shard_servers)",
+                           2, a, &r);
+    if (rc < 0) {
+        fprintf(stderr, "emporium shards move: %s\n", err_str(rc));
+        return 1;
+    }
+    bool known = !db_is_null(r, 0, 0);
+    int64_t n = known ? db_get_i64(r, 0, 0) : db_get_i64(r, 0, 1);
+    db_rows_free(r);
+    if (n >= ORDER_SHARDS_MAX) {
+        fprintf(stderr, "emporium shards move: --to %s: there are %d shards already, the most\n",
+                red, ORDER_SHARDS_MAX);
+        return 2;
+    }
+    if ((rc = order__shard_attach(app, (unsigned)n, url)) < 0) {
+        fprintf(stderr, "emporium shards move: --to %s: cannot open orders_%lld there: %s\n", red,
+                (long long)n, err_str(rc));
+        return 1;
+    }
+    if (!known) {
+        struct db_val b[] = {DB_INT(n), DB_TEXT(url), DB_INT(now_ms())};
+        rc = db_write_one(
+            ctl, "INSERT INTO shard_servers (shard, url, added_at) VALUES ($1, $2, $3)", 3, b);
+        if (rc < 0) {
+            fprintf(stderr, "emporium shards move: registering orders_%lld: %s\n", (long long)n,
+                    err_str(rc));
+            return 1;
+        }
+        printf("orders_%lld: a new shard at %s\n", (long long)n, red);
+    }
     *out = (unsigned)n;
     return 0;
 }
@@ -567,8 +624,14 @@ static int cmd_move(struct app *app, const char *buckets, const char *to)
                 ORDER_BUCKETS - 1);
         return 2;
     }
-    if (!to || parse_shard(to, &mv.dstn) < 0) {
-        fprintf(stderr, "emporium shards move: --to must name a shard, orders_0 … orders_%d\n",
+    if (to && is_pg_url(to)) {
+        int code = shard_at_url(app, mv.ctl, to, &mv.dstn);
+        if (code)
+            return code;
+    } else if (!to || parse_shard(app, to, &mv.dstn) < 0) {
+        fprintf(stderr,
+                "emporium shards move: --to must name an open shard (orders_0 … orders_%d, or one "
+                "added on another server) or a PostgreSQL URL for a new one\n",
                 ORDER_SHARDS - 1);
         return 2;
     }
@@ -635,10 +698,11 @@ static int cmd_move(struct app *app, const char *buckets, const char *to)
         printf("move %" PRId64 ": buckets %u-%u from orders_%u to orders_%u\n", mv.id, mv.lo, mv.hi,
                mv.srcn, mv.dstn);
     }
-    mv.src = app_db_shard(app, "orders", (int)mv.srcn);
-    mv.dst = app_db_shard(app, "orders", (int)mv.dstn);
+    mv.src = order__shard_db(app, mv.srcn);
+    mv.dst = order__shard_db(app, mv.dstn);
     if (!mv.src || !mv.dst) {
-        fprintf(stderr, "emporium shards move: the order shards are not open here\n");
+        fprintf(stderr, "emporium shards move: orders_%u is not open here\n",
+                mv.src ? mv.dstn : mv.srcn);
         return 1;
     }
     if ((rc = run_move(&mv)) < 0) {
@@ -671,17 +735,32 @@ static int cmd_status(struct app *app)
         printf("buckets %d-%d -> orders_%d%s\n", b, e, shard[b], fenced[b] ? " (fenced)" : "");
         b = e + 1;
     }
-    for (int s = 0; s < ORDER_SHARDS; s++) {
-        struct db_rows *r = NULL;
-        rc = db_query_once(app_db_shard(app, "orders", s), "SELECT COUNT(*) FROM orders", 0, NULL,
-                           &r);
+    /* where the shards on other servers are */
+    char where[ORDER_SHARDS_MAX][512] = {{0}};
+    struct db_rows *r = NULL;
+    if (db_query_once(ctl, "SELECT shard, url FROM shard_servers ORDER BY shard", 0, NULL, &r) >= 0)
+        for (int i = 0; i < db_rows_count(r); i++) {
+            int64_t s = db_get_i64(r, i, 0);
+            if (s >= 0 && s < ORDER_SHARDS_MAX) {
+                char red[480];
+                snprintf(where[s], sizeof where[s], " (at %s)",
+                         url_redacted(db_get(r, i, 1), red, sizeof red));
+            }
+        }
+    db_rows_free(r);
+    for (int s = 0; s < ORDER_SHARDS_MAX; s++) {
+        struct db *db = order__shard_db(app, (unsigned)s);
+        if (!db && !where[s][0])
+            continue;
+        r = NULL;
+        rc = db ? db_query_once(db, "SELECT COUNT(*) FROM orders", 0, NULL, &r) : ERR_UNAVAILABLE;
         if (rc >= 0)
-            printf("shard orders_%d: %s orders\n", s, db_get(r, 0, 0));
+            printf("shard orders_%d: %s orders%s\n", s, db_get(r, 0, 0), where[s]);
         else
-            printf("shard orders_%d: %s\n", s, err_str(rc));
+            printf("shard orders_%d: %s%s\n", s, err_str(rc), where[s]);
         db_rows_free(r);
     }
-    struct db_rows *r = NULL;
+    r = NULL;
     if (db_query_once(ctl,
                       "SELECT id, lo, hi, src, dst, step FROM shard_moves WHERE step <> 'done' "
                       "ORDER BY id",
@@ -717,13 +796,16 @@ int order__shards_command(struct app *app, int argc, char **argv)
         }
         return cmd_move(app, buckets, to);
     }
-    fprintf(stderr, "usage: emporium shards status | move --buckets A-B --to orders_N\n");
+    fprintf(stderr, "usage: emporium shards status | move --buckets A-B --to orders_N|URL\n");
     return 2;
 }
 
 static const struct cli_flag move_flags[] = {
     {"--buckets", "A-B", "the buckets to move (0 to 3071), all on one shard today", 0, 0, true},
-    {"--to", "SHARD", "the shard that gets them: orders_0 … orders_5", 0, 0, true},
+    {"--to", "SHARD|URL",
+     "the shard that gets them: orders_0 … orders_5, one added before, or a PostgreSQL URL "
+     "(a new shard on that server, database <URL's database>_orders_<n>)",
+     0, 0, true},
     {NULL, NULL, NULL, 0, 0, false},
 };
 static const struct cli_command shards_subcommands[] = {

@@ -38,6 +38,8 @@
 #include "emporium/id.h"
 #include "emporium/log.h"
 #include "emporium/timer.h"
+#define EMPORIUM_SERVICE_NO_HTTP /* a layered service: no HTTP types below _http.c */
+#include "emporium/service.h"
 #include "order_internal.h"
 
 #define SHARDS_CTX "order.shards"
@@ -56,8 +58,11 @@ struct order_shards {
     struct db *ctl;
     char process[64];
     bool serving;
-    int stragglers;      /* maps given up on by refresh() whose ops still run */
-    int64_t last_ack_ms; /* the heartbeat (timer thread only) */
+    struct app *app;
+    int stragglers;         /* maps given up on by refresh() whose ops still run */
+    int64_t warned_version; /* the last map not installed for want of a shard (refresh) */
+    int64_t last_ack_ms;    /* the heartbeat (timer thread only) */
+    int64_t last_attach_ms; /* the last retry of an unreachable shard (timer thread only) */
 };
 
 /* The op of this thread: its pinned map and how deeply ops nest. */
@@ -156,7 +161,7 @@ int order__map_read(struct db *ctl, int64_t *version, unsigned char shard[ORDER_
         for (int i = 0; i < db_rows_count(m); i++) {
             int64_t lo = db_get_i64(m, i, 0), hi = db_get_i64(m, i, 1), s = db_get_i64(m, i, 2);
             for (int64_t b = lo; b <= hi && b < ORDER_BUCKETS && b >= 0; b++)
-                shard[b] = (unsigned char)(s >= 0 && s < ORDER_SHARDS ? s : 0xFF);
+                shard[b] = (unsigned char)(s >= 0 && s < ORDER_SHARDS_MAX ? s : 0xFF);
         }
         for (int i = 0; i < db_rows_count(f); i++)
             for (int64_t b = db_get_i64(f, i, 0); b <= db_get_i64(f, i, 1); b++)
@@ -173,6 +178,61 @@ int order__map_read(struct db *ctl, int64_t *version, unsigned char shard[ORDER_
     db_rows_free(m);
     db_rows_free(f);
     return rc < 0 ? rc : 0;
+}
+
+/* --- shards on other servers (table shard_servers of order_map) --- */
+
+extern const struct service_db order__dbs[]; /* order_store.c */
+
+int order__shard_attach(struct app *app, unsigned shard, const char *url)
+{
+    char name[32];
+    snprintf(name, sizeof name, "orders_%u", shard);
+    if (shard < ORDER_SHARDS || shard >= ORDER_SHARDS_MAX)
+        return ERR_INVALID;
+    if (app_db(app, name))
+        return 0;
+    struct db_options opt = {.url = url, .pool_size = app_config(app)->db_pool_size};
+    struct db *db = NULL;
+    int rc = db_open(&db, name, &opt);
+    if (rc == 0)
+        rc = db_migrate(db, order__dbs[0].migrations, order__dbs[0].n_migrations);
+    if (rc == 0 && (rc = app_db_attach(app, db)) == ERR_CONFLICT)
+        rc = 0; /* another thread attached it meanwhile: keep that one */
+    else if (rc == 0)
+        db = NULL; /* the app's now */
+    if (rc < 0) {
+        char red[512];
+        log_warn("order shard %s at %s: %s", name, url_redacted(url, red, sizeof red), err_str(rc));
+    }
+    db_close(db);
+    return rc;
+}
+
+int order__shards_attach_all(struct app *app)
+{
+    struct db_rows *r = NULL;
+    int rc = db_query_once(order__map_db(app),
+                           "SELECT shard, url FROM shard_servers ORDER BY shard", 0, NULL, &r);
+    for (int i = 0; rc >= 0 && i < db_rows_count(r); i++) {
+        int one = order__shard_attach(app, (unsigned)db_get_i64(r, i, 0), db_get(r, i, 1));
+        if (one < 0 && rc >= 0)
+            rc = one; /* the others are still tried */
+    }
+    db_rows_free(r);
+    return rc < 0 ? rc : 0;
+}
+
+/* The first shard map m names that is not open here, or -1. */
+static int missing_shard(struct app *app, const struct order_map *m)
+{
+    unsigned char seen[ORDER_SHARDS_MAX] = {0};
+    for (int b = 0; b < ORDER_BUCKETS; b++) {
+        unsigned s = m->shard[b];
+        if (s < ORDER_SHARDS_MAX && !seen[s]++ && !order__shard_db(app, s))
+            return (int)s;
+    }
+    return -1;
 }
 
 static int load_map(struct order_shards *sh, struct order_map **out)
@@ -227,6 +287,18 @@ static int refresh(struct order_shards *sh)
     struct order_map *m;
     if ((rc = load_map(sh, &m)) < 0)
         return rc;
+    /* A map that names a shard on a server this process cannot reach yet is not installed
+     * (nor acknowledged: a mover waits, and resumes later); the old one keeps serving. */
+    int missing = missing_shard(sh->app, m);
+    if (missing >= 0 && (order__shards_attach_all(sh->app), missing_shard(sh->app, m)) >= 0) {
+        if (sh->warned_version != m->version)
+            log_warn("shard map version %lld names orders_%d, which cannot be opened here yet: "
+                     "serving version %lld until it can",
+                     (long long)m->version, missing, (long long)have);
+        sh->warned_version = m->version;
+        free(m);
+        return 0;
+    }
     pthread_mutex_lock(&sh->mu);
     struct order_map *old = sh->cur;
     sh->cur = m;
@@ -259,6 +331,14 @@ static void poll_job(struct app *app, void *ctx)
     if (!sh || !sh->serving)
         return;
     int64_t before = ackable(sh);
+    /* A shard of the serving map that could not be opened: tried again once a second. */
+    pthread_mutex_lock(&sh->mu);
+    int missing = missing_shard(app, sh->cur);
+    pthread_mutex_unlock(&sh->mu);
+    if (missing >= 0 && mono_ms() - sh->last_attach_ms >= 1000) {
+        sh->last_attach_ms = mono_ms();
+        order__shards_attach_all(app);
+    }
     int rc = refresh(sh);
     int64_t v = rc == 1 ? ackable(sh) : 0;
     /* A new version at once; the same one as a heartbeat, once a second. */
@@ -273,6 +353,7 @@ int order__shards_init(struct app *app)
         return ERR_NOMEM;
     pthread_mutex_init(&sh->mu, NULL);
     pthread_cond_init(&sh->cv, NULL);
+    sh->app = app;
     sh->ctl = app_db(app, "order_map");
     char host[32] = "";
     gethostname(host, sizeof host - 1);
@@ -283,6 +364,10 @@ int order__shards_init(struct app *app)
         rc = load_map(sh, &sh->cur);
     if (rc >= 0)
         rc = app_set_service_ctx(app, SHARDS_CTX, sh);
+    /* Shards on other servers: one that cannot be reached leaves its buckets answering a
+     * retryable 503 until the next try (poll_job), not a process that fails to start. */
+    if (rc >= 0 && order__shards_attach_all(app) < 0)
+        log_warn("some order shards cannot be opened yet: their orders answer 503 until they can");
     if (rc < 0) {
         free(sh->cur);
         pthread_mutex_destroy(&sh->mu);
@@ -369,9 +454,9 @@ static const struct order_map *map_now(struct order_shards *sh)
     return tl_map ? tl_map : sh->cur;
 }
 
-static struct db *shard_db(struct app *app, unsigned shard)
+struct db *order__shard_db(struct app *app, unsigned shard)
 {
-    return shard < ORDER_SHARDS ? app_db_shard(app, "orders", (int)shard) : NULL;
+    return shard < ORDER_SHARDS_MAX ? app_db_shard(app, "orders", (int)shard) : NULL;
 }
 
 /* --- routing --- */
@@ -382,11 +467,11 @@ int order__route_user(struct app *app, int64_t user_id, bool write, struct db **
     struct order_shards *sh = ctx_of(app);
     unsigned b = order__bucket_of_user(user_id);
     if (!sh)
-        return (*out = shard_db(app, b / ORDER_BUCKETS_PER_GROUP)) ? 0 : ERR_UNAVAILABLE;
+        return (*out = order__shard_db(app, b / ORDER_BUCKETS_PER_GROUP)) ? 0 : ERR_UNAVAILABLE;
     const struct order_map *m = map_now(sh);
     if (write && m->fenced[b])
         return ERR_UNAVAILABLE; /* being moved: a retryable 503 for a moment */
-    return (*out = shard_db(app, m->shard[b])) ? 0 : ERR_UNAVAILABLE;
+    return (*out = order__shard_db(app, m->shard[b])) ? 0 : ERR_UNAVAILABLE;
 }
 
 int order__route_id(struct app *app, int64_t order_id, bool write, struct db **out)
@@ -397,7 +482,7 @@ int order__route_id(struct app *app, int64_t order_id, bool write, struct db **o
         return ERR_NOTFOUND;
     struct order_shards *sh = ctx_of(app);
     if (!sh)
-        return (*out = shard_db(app, g)) ? 0 : ERR_UNAVAILABLE;
+        return (*out = order__shard_db(app, g)) ? 0 : ERR_UNAVAILABLE;
     const struct order_map *m = map_now(sh);
     unsigned lo = g * ORDER_BUCKETS_PER_GROUP, hi = lo + ORDER_BUCKETS_PER_GROUP;
     bool one = true, fenced = false;
@@ -406,16 +491,16 @@ int order__route_id(struct app *app, int64_t order_id, bool write, struct db **o
         fenced = fenced || m->fenced[b];
     }
     if (one && !(write && fenced))
-        return (*out = shard_db(app, m->shard[lo])) ? 0 : ERR_UNAVAILABLE;
+        return (*out = order__shard_db(app, m->shard[lo])) ? 0 : ERR_UNAVAILABLE;
     /* The group is split (or partly fenced): the order's user names its bucket. Any
      * candidate that has the row knows the user (a copy being moved has the same one). */
-    unsigned char tried[ORDER_SHARDS] = {0};
+    unsigned char tried[ORDER_SHARDS_MAX] = {0};
     for (unsigned b = lo; b < hi; b++) {
         unsigned s = m->shard[b];
-        if (s >= ORDER_SHARDS || tried[s])
+        if (s >= ORDER_SHARDS_MAX || tried[s])
             continue;
         tried[s] = 1;
-        struct db *db = shard_db(app, s);
+        struct db *db = order__shard_db(app, s);
         int64_t user_id = 0;
         int rc = db ? order__store_owner(db, order_id, &user_id) : ERR_UNAVAILABLE;
         if (rc < 0)
@@ -425,7 +510,7 @@ int order__route_id(struct app *app, int64_t order_id, bool write, struct db **o
         unsigned ub = order__bucket_of_user(user_id);
         if (write && m->fenced[ub])
             return ERR_UNAVAILABLE;
-        return (*out = shard_db(app, m->shard[ub])) ? 0 : ERR_UNAVAILABLE;
+        return (*out = order__shard_db(app, m->shard[ub])) ? 0 : ERR_UNAVAILABLE;
     }
     return ERR_NOTFOUND;
 }
@@ -439,9 +524,9 @@ bool order__owns(struct app *app, unsigned shard, int64_t user_id)
     return map_now(sh)->shard[b] == shard;
 }
 
-int order__shards_in_use(struct app *app, unsigned char used[ORDER_SHARDS])
+int order__shards_in_use(struct app *app, unsigned char used[ORDER_SHARDS_MAX])
 {
-    memset(used, 0, ORDER_SHARDS);
+    memset(used, 0, ORDER_SHARDS_MAX);
     struct order_shards *sh = ctx_of(app);
     if (!sh) {
         memset(used, 1, ORDER_SHARDS);
@@ -450,7 +535,7 @@ int order__shards_in_use(struct app *app, unsigned char used[ORDER_SHARDS])
     const struct order_map *m = map_now(sh);
     int n = 0;
     for (int b = 0; b < ORDER_BUCKETS; b++)
-        if (m->shard[b] < ORDER_SHARDS && !used[m->shard[b]]) {
+        if (m->shard[b] < ORDER_SHARDS_MAX && !used[m->shard[b]]) {
             used[m->shard[b]] = 1;
             n++;
         }

@@ -708,6 +708,12 @@ static const struct db_migration map_migrations[] = {
             " process TEXT PRIMARY KEY,"
             " version BIGINT NOT NULL,"
             " seen_at BIGINT NOT NULL);"},
+    /* Shards on other servers (orders_6 …): where each lives, a database URL like
+     * EMPORIUM_DATABASE_URL (`emporium shards move --to URL`). */
+    {.sql = "CREATE TABLE shard_servers ("
+            " shard INTEGER PRIMARY KEY,"
+            " url TEXT NOT NULL UNIQUE,"
+            " added_at BIGINT NOT NULL);"},
 };
 
 int order__store_owner(struct db *db, int64_t id, int64_t *user_id)
