@@ -110,9 +110,10 @@ struct order_new {
     int n;
     const struct order_item *items;
 };
-/* Inside the caller's transaction (the saga's group-commit intent): claims the key
- * (ERR_CONFLICT when a concurrent duplicate holds it), inserts the order, its items, its
- * history row and the order.placed event. */
+/* Claims the key (ERR_CONFLICT when a concurrent duplicate holds it), inserts the order,
+ * its items, its history row and the order.placed event, as one pipeline: inside the
+ * caller's transaction (SQLite: the saga's group-commit intent) or, outside one on
+ * PostgreSQL, as one implicit transaction (one round trip, one commit). */
 int order__store_create(struct db_conn *c, const struct order_new *o);
 
 /* Moves the order to `to` if its status is one of `from` (NULL-terminated), with its

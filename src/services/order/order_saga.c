@@ -431,8 +431,14 @@ static int saga_run(struct saga *s, struct db_conn *c)
                           .card_fp = s->card_fp,
                           .n = s->n,
                           .items = s->items};
-    db_conn_give(c);
-    rc = db_write(s->db, create_tx, NULL, &o);
+    if (db_dialect(s->db) == DB_POSTGRES) {
+        /* One pipeline on the connection already held: one round trip, one commit. */
+        rc = order__store_create(c, &o);
+        db_conn_give(c);
+    } else {
+        db_conn_give(c);
+        rc = db_write(s->db, create_tx, NULL, &o);
+    }
     if (rc == ERR_CONFLICT)
         return 1;
     if (rc < 0)

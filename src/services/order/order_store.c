@@ -139,7 +139,7 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
     enum { LINES_PER_STMT = 20 };
     struct db_val li[LINES_PER_STMT * 6 * ((CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT)];
     char lsql[(CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT][160 + LINES_PER_STMT * 40];
-    struct db_stmt st[3 + (CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT];
+    struct db_stmt st[4 + (CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT];
     int ns = 0;
     st[ns++] = (struct db_stmt){
         .sql = "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, order_id, "
@@ -186,20 +186,25 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
             "INSERT INTO order_history (id, order_id, status, at) VALUES ($1, $2, 'pending', $3)",
         .n = 3,
         .args = h};
-    int rc = db_query_many(c, st, ns, false);
+    /* The order.placed event goes in the same pipeline: outside a transaction (PostgreSQL)
+     * the whole create is one implicit transaction, one round trip and one commit. */
+    char uid[21], oid[21];
+    json_t *data = json_pack(
+        "{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s,s:s}", "order_id", id_format(o->id, oid), "user_id",
+        id_format(o->user_id, uid), "status", "pending", "items", items, "subtotal",
+        money(o->subtotal, o->currency), "shipping", money(o->shipping, o->currency), "total",
+        money(o->total, o->currency), "shipping_method", o->method, "country", o->addr->country);
+    if (data && o->card_fp && o->card_fp[0])
+        json_object_set_new(data, "card_fingerprint", json_string(o->card_fp));
+    struct outbox_row ev;
+    int rc =
+        data ? outbox_row_make(&ev, o->shard, "order-events", "order", o->id, "order.placed", data)
+             : ERR_NOMEM;
+    json_decref(data);
     if (rc >= 0) {
-        char uid[21], oid[21];
-        json_t *data =
-            json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s,s:s}", "order_id", id_format(o->id, oid),
-                      "user_id", id_format(o->user_id, uid), "status", "pending", "items", items,
-                      "subtotal", money(o->subtotal, o->currency), "shipping",
-                      money(o->shipping, o->currency), "total", money(o->total, o->currency),
-                      "shipping_method", o->method, "country", o->addr->country);
-        if (data && o->card_fp && o->card_fp[0])
-            json_object_set_new(data, "card_fingerprint", json_string(o->card_fp));
-        rc = data ? outbox_add(c, o->shard, "order-events", "order", o->id, "order.placed", data)
-                  : ERR_NOMEM;
-        json_decref(data);
+        st[ns++] = (struct db_stmt){.sql = OUTBOX_INSERT, .n = OUTBOX_NARGS, .args = ev.args};
+        rc = db_query_many(c, st, ns, true);
+        outbox_row_free(&ev);
     }
     json_decref(items);
     free(addr);
