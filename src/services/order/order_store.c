@@ -480,6 +480,53 @@ int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment
                         2, a);
 }
 
+int order__store_attach_load(struct db_conn *c, int64_t id, int64_t shipment_id,
+                             struct order_view *out)
+{
+    struct db_rows *o = NULL, *it = NULL;
+    struct db_val s[] = {DB_INT(shipment_id), DB_INT(id)};
+    struct db_val a[] = {DB_INT(id)};
+    memset(out, 0, sizeof *out);
+    struct db_stmt st[] = {
+        {.sql = "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
+                "'fulfilling', 'on_hold')",
+         .n = 2,
+         .args = s},
+        {.sql = ORDER_SELECT "WHERE id = $1", .n = 1, .args = a, .out = &o},
+        {.sql = "SELECT product_id, name, quantity, unit_price FROM order_items "
+                "WHERE order_id = $1 ORDER BY line",
+         .n = 1,
+         .args = a,
+         .out = &it},
+    };
+    int rc = db_query_many(c, st, 3, true);
+    if (rc >= 0 && db_rows_count(o) == 0)
+        rc = ERR_NOTFOUND;
+    if (rc >= 0) {
+        row_load(o, 0, out);
+        int ni = db_rows_count(it);
+        out->items = calloc((size_t)ni + 1, sizeof *out->items);
+        out->history = calloc(1, sizeof *out->history);
+        if (!out->items || !out->history)
+            rc = ERR_NOMEM;
+        for (int i = 0; rc >= 0 && i < ni; i++) {
+            out->items[i].product_id = db_get_i64(it, i, 0);
+            copy(out->items[i].name, sizeof out->items[i].name, db_get(it, i, 1));
+            out->items[i].quantity = (int)db_get_i64(it, i, 2);
+            out->items[i].unit_price = db_get_i64(it, i, 3);
+        }
+        if (rc >= 0)
+            out->n_items = ni;
+    }
+    db_rows_free(o);
+    db_rows_free(it);
+    if (rc < 0) {
+        order_view_free(out);
+        return rc;
+    }
+    return st[0].rc; /* 1 linked, 0 not (a cancel won) */
+}
+
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
                       int limit, struct order_view *out, int *n)
 {
