@@ -61,8 +61,10 @@ void fraud__rules(const struct fraud_ctx *ctx, const struct fraud_order *o,
 /* The static name of a reason ("amount", …), NULL when s names none. */
 const char *fraud__reason(const char *s, size_t len);
 
-/* Scores and records an order in one transaction (db_write): counts, fraud__rules(), the
- * assessment, the fraud.assessed event. An order scored before gets its recorded verdict. */
+/* Scores and records an order: the counts, fraud__rules(), then the order's row, the
+ * assessment and the fraud.assessed event in one transaction (SQLite: one intent of
+ * db_write; PostgreSQL: one read round trip, then one pipelined write, one commit). An order
+ * scored before gets its recorded verdict. */
 int fraud__store_score(struct db *db, const struct fraud_ctx *ctx, const struct fraud_order *o,
                        struct fraud_verdict *out);
 int fraud__store_assessment(struct db *db, int64_t order_id, struct fraud_assessment *out);

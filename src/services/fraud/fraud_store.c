@@ -50,20 +50,6 @@ int fraud__store_key(struct db *db, const unsigned char fresh[FRAUD_KEY_BYTES],
     return rc;
 }
 
-static int count(struct db_conn *c, const char *sql, int n, const struct db_val *a, int64_t *v1,
-                 int64_t *v2)
-{
-    struct db_rows *r = NULL;
-    int rc = db_query(c, sql, n, a, &r);
-    if (rc < 0)
-        return rc;
-    *v1 = db_rows_count(r) ? db_get_i64(r, 0, 0) : 0;
-    if (v2)
-        *v2 = db_rows_count(r) ? db_get_i64(r, 0, 1) : 0;
-    db_rows_free(r);
-    return 0;
-}
-
 /* The reasons of a stored assessment back into static names. */
 static void reasons_load(const char *s, struct fraud_verdict *v)
 {
@@ -90,62 +76,82 @@ static void score_reset(void *vctx)
     memset(t->out, 0, sizeof *t->out);
 }
 
-static int score_fn(struct db_conn *c, void *vctx)
+static int64_t cell(const struct db_rows *r, int col)
 {
-    struct score_tx *t = vctx;
+    return db_rows_count(r) ? db_get_i64(r, 0, col) : 0;
+}
+
+/* The reads of a scoring in one round trip: a verdict recorded before (1: it is in out,
+ * nothing to write) and what the rules count. Every count leaves this order out, so
+ * reading before this order's row is written counts the same as reading after it. */
+static int score_read(struct db_conn *c, struct score_tx *t, int64_t now, struct fraud_counts *n)
+{
     const struct fraud_order *o = t->o;
-    struct db_rows *r = NULL;
-    struct db_val id[] = {DB_INT(o->order_id)};
-    int rc = db_query(c, "SELECT score, hold, reasons FROM fraud_assessments WHERE order_id = $1",
-                      1, id, &r);
-    if (rc < 0)
-        return rc;
-    if (db_rows_count(r) > 0) { /* scored before: the same verdict */
-        t->out->score = (int)db_get_i64(r, 0, 0);
-        t->out->hold = db_get_i64(r, 0, 1) != 0;
-        reasons_load(db_get(r, 0, 2), t->out);
-        db_rows_free(r);
-        return 1; /* nothing to write */
-    }
-    db_rows_free(r);
-    int64_t now = now_ms(), since = now - t->ctx->window_ms;
+    int64_t since = now - t->ctx->window_ms;
     const char *fp = o->card_fingerprint ? o->card_fingerprint : "";
     const char *country = o->country ? o->country : "";
-    struct db_val ins[] = {DB_INT(o->order_id), DB_INT(o->user_id), DB_TEXT(fp), DB_TEXT(country),
-                           DB_INT(now)};
-    rc = db_query(c,
-                  "INSERT INTO fraud_orders (order_id, user_id, card_fp, country, status, "
-                  "failed_payment, placed_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, "
-                  "$5, $5) ON CONFLICT (order_id) DO NOTHING",
-                  5, ins, NULL);
-    struct fraud_counts n = {0};
+    struct db_val id[] = {DB_INT(o->order_id)};
     struct db_val u[] = {DB_INT(o->user_id), DB_INT(since), DB_INT(o->order_id)};
-    if (rc >= 0)
-        rc = count(c,
-                   "SELECT COUNT(*) FROM fraud_orders WHERE user_id = $1 AND placed_at > $2 "
-                   "AND order_id <> $3 AND failed_payment = 0",
-                   3, u, &n.user_orders, NULL);
     struct db_val cd[] = {DB_TEXT(fp), DB_INT(since), DB_INT(o->order_id)};
-    if (rc >= 0 && fp[0])
-        rc = count(c,
-                   "SELECT COUNT(*) FROM fraud_orders WHERE card_fp = $1 AND placed_at > $2 "
-                   "AND order_id <> $3 AND failed_payment = 0",
-                   3, cd, &n.card_orders, NULL);
     struct db_val f[] = {DB_INT(o->user_id), DB_INT(since), DB_TEXT(fp)};
-    if (rc >= 0)
-        rc = count(c,
-                   "SELECT COUNT(*) FROM fraud_orders WHERE failed_payment = 1 AND placed_at > $2 "
-                   "AND (user_id = $1 OR (card_fp = $3 AND card_fp <> ''))",
-                   3, f, &n.failed_payments, NULL);
     struct db_val p[] = {DB_INT(o->user_id), DB_INT(o->order_id), DB_TEXT(country)};
-    if (rc >= 0)
-        rc = count(c,
-                   "SELECT COUNT(*), COUNT(CASE WHEN country = $3 THEN 1 END) FROM fraud_orders "
-                   "WHERE user_id = $1 AND order_id <> $2 AND status <> 'failed' AND country <> ''",
-                   3, p, &n.past_orders, &n.same_country);
-    if (rc < 0)
-        return rc;
-    fraud__rules(t->ctx, o, &n, t->out);
+    struct db_rows *prev = NULL, *ru = NULL, *rc_ = NULL, *rf = NULL, *rp = NULL;
+    struct db_stmt st[5] = {
+        {.sql = "SELECT score, hold, reasons FROM fraud_assessments WHERE order_id = $1",
+         .n = 1,
+         .args = id,
+         .out = &prev},
+        {.sql = "SELECT COUNT(*) FROM fraud_orders WHERE user_id = $1 AND placed_at > $2 "
+                "AND order_id <> $3 AND failed_payment = 0",
+         .n = 3,
+         .args = u,
+         .out = &ru},
+        {.sql = "SELECT COUNT(*) FROM fraud_orders WHERE failed_payment = 1 AND placed_at > $2 "
+                "AND (user_id = $1 OR (card_fp = $3 AND card_fp <> ''))",
+         .n = 3,
+         .args = f,
+         .out = &rf},
+        {.sql = "SELECT COUNT(*), COUNT(CASE WHEN country = $3 THEN 1 END) FROM fraud_orders "
+                "WHERE user_id = $1 AND order_id <> $2 AND status <> 'failed' AND country <> ''",
+         .n = 3,
+         .args = p,
+         .out = &rp},
+        /* without a card fingerprint the card rule counts nothing */
+        {.sql = "SELECT COUNT(*) FROM fraud_orders WHERE card_fp = $1 AND placed_at > $2 "
+                "AND order_id <> $3 AND failed_payment = 0",
+         .n = 3,
+         .args = cd,
+         .out = &rc_},
+    };
+    int rc = db_query_many(c, st, fp[0] ? 5 : 4, false);
+    if (rc >= 0 && db_rows_count(prev) > 0) { /* scored before: the same verdict */
+        t->out->score = (int)db_get_i64(prev, 0, 0);
+        t->out->hold = db_get_i64(prev, 0, 1) != 0;
+        reasons_load(db_get(prev, 0, 2), t->out);
+        rc = 1;
+    } else if (rc >= 0) {
+        *n = (struct fraud_counts){.user_orders = cell(ru, 0),
+                                   .card_orders = cell(rc_, 0),
+                                   .failed_payments = cell(rf, 0),
+                                   .past_orders = cell(rp, 0),
+                                   .same_country = cell(rp, 1)};
+    }
+    db_rows_free(prev);
+    db_rows_free(ru);
+    db_rows_free(rc_);
+    db_rows_free(rf);
+    db_rows_free(rp);
+    return rc;
+}
+
+/* The writes of a scoring in one round trip: the order's row for the velocity rules, the
+ * assessment and its fraud.assessed event. atomic: on PostgreSQL, outside a transaction,
+ * they are one implicit transaction (one commit); inside one they are part of it. */
+static int score_write(struct db_conn *c, struct score_tx *t, int64_t now)
+{
+    const struct fraud_order *o = t->o;
+    const char *fp = o->card_fingerprint ? o->card_fingerprint : "";
+    const char *country = o->country ? o->country : "";
     char reasons[96] = "";
     size_t len = 0;
     json_t *rj = json_array();
@@ -156,22 +162,72 @@ static int score_fn(struct db_conn *c, void *vctx)
             len = sizeof reasons - 1;
         json_array_append_new(rj, json_string(t->out->reasons[i]));
     }
-    struct db_val as[] = {DB_INT(o->order_id),          DB_INT(o->user_id), DB_INT(t->out->score),
-                          DB_INT(t->out->hold ? 1 : 0), DB_TEXT(reasons),   DB_INT(now)};
-    rc = db_query(c,
-                  "INSERT INTO fraud_assessments (order_id, user_id, score, hold, reasons, at) "
-                  "VALUES ($1, $2, $3, $4, $5, $6)",
-                  6, as, NULL);
     char oid[21], uid[21];
     json_t *data = json_pack(
         "{s:s,s:s,s:i,s:b,s:o,s:{s:I,s:s}}", "order_id", id_format(o->order_id, oid), "user_id",
         id_format(o->user_id, uid), "score", t->out->score, "hold", t->out->hold, "reasons", rj,
         "total", "amount", (json_int_t)o->amount, "currency", o->currency ? o->currency : "");
-    if (rc >= 0)
-        rc = data ? outbox_add(c, id_shard(o->order_id), "fraud-detection-events", "order",
-                               o->order_id, "fraud.assessed", data)
+    struct outbox_row ev;
+    int rc = data ? outbox_row_make(&ev, id_shard(o->order_id), "fraud-detection-events", "order",
+                                    o->order_id, "fraud.assessed", data)
                   : ERR_NOMEM;
     json_decref(data);
+    if (rc < 0)
+        return rc;
+    struct db_val ins[] = {DB_INT(o->order_id), DB_INT(o->user_id), DB_TEXT(fp), DB_TEXT(country),
+                           DB_INT(now)};
+    struct db_val as[] = {DB_INT(o->order_id),          DB_INT(o->user_id), DB_INT(t->out->score),
+                          DB_INT(t->out->hold ? 1 : 0), DB_TEXT(reasons),   DB_INT(now)};
+    struct db_stmt st[] = {
+        {.sql = "INSERT INTO fraud_orders (order_id, user_id, card_fp, country, status, "
+                "failed_payment, placed_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, "
+                "$5, $5) ON CONFLICT (order_id) DO NOTHING",
+         .n = 5,
+         .args = ins},
+        {.sql = "INSERT INTO fraud_assessments (order_id, user_id, score, hold, reasons, at) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+         .n = 6,
+         .args = as},
+        {.sql = OUTBOX_INSERT, .n = OUTBOX_NARGS, .args = ev.args},
+    };
+    rc = db_query_many(c, st, 3, true);
+    outbox_row_free(&ev);
+    return rc < 0 ? rc : 0;
+}
+
+/* SQLite: the reads and the writes inside one intent of the group-commit writer. */
+static int score_fn(struct db_conn *c, void *vctx)
+{
+    struct score_tx *t = vctx;
+    int64_t now = now_ms();
+    struct fraud_counts n = {0};
+    int rc = score_read(c, t, now, &n);
+    if (rc != 0)
+        return rc;
+    fraud__rules(t->ctx, t->o, &n, t->out);
+    return score_write(c, t, now);
+}
+
+/* PostgreSQL: two round trips and one commit, no BEGIN/COMMIT: the reads (no transaction
+ * needed: read committed sees no more inside one), then the writes as one implicit
+ * transaction. A concurrent scoring of the same order that recorded its verdict first
+ * makes the assessment's insert conflict: that recorded verdict is the answer. */
+static int score_pg(struct db *db, struct score_tx *t)
+{
+    struct db_conn *c = NULL;
+    int rc = db_conn_take(db, &c);
+    for (int attempt = 0; rc >= 0 && attempt < 6; attempt++) {
+        score_reset(t);
+        int64_t now = now_ms();
+        struct fraud_counts n = {0};
+        if ((rc = score_read(c, t, now, &n)) != 0)
+            break;
+        fraud__rules(t->ctx, t->o, &n, t->out);
+        rc = score_write(c, t, now);
+        if (rc != ERR_CONFLICT && rc != ERR_BUSY)
+            break;
+    }
+    db_conn_give(c);
     return rc < 0 ? rc : 0;
 }
 
@@ -179,6 +235,8 @@ int fraud__store_score(struct db *db, const struct fraud_ctx *ctx, const struct 
                        struct fraud_verdict *out)
 {
     struct score_tx t = {ctx, o, out};
+    if (db && db_dialect(db) == DB_POSTGRES)
+        return score_pg(db, &t);
     return db_write(db, score_fn, score_reset, &t);
 }
 

@@ -291,11 +291,24 @@ static int reserve_tx(struct db_conn *c, void *vctx)
 {
     struct reserve_ctx *r = vctx;
     int64_t now = now_ms(), expires = now + (int64_t)r->ttl_seconds * 1000;
+    /* The stock.reserved event rides in the takes' pipeline (one round trip for the whole
+     * reservation, then the commit); a short item or a duplicate rolls it back with them. */
+    char rid[21], ts[32];
+    json_t *p = json_pack("{s:s,s:o,s:s}", "reservation_id", id_format(r->id, rid), "items",
+                          items_json(r->items, r->n), "expires_at", time_format(expires, ts));
+    struct outbox_row ev;
+    int rc = p ? outbox_row_make(&ev, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.reserved", p)
+               : ERR_NOMEM;
+    json_decref(p);
+    if (rc < 0)
+        return rc;
+    struct db_stmt tail = {.sql = OUTBOX_INSERT, .n = OUTBOX_NARGS, .args = ev.args};
     /* The reservation row first: a concurrent duplicate waits on its primary key and then
      * finds it (1: a retried call, nothing to do; the takes of this attempt roll back). */
     int64_t *after = r->after;
-    int rc =
-        inventory__store_reserve(c, r->id, now, expires, r->items, r->n, after, &r->short_product);
+    rc = inventory__store_reserve(c, r->id, now, expires, r->items, r->n, after, &r->short_product,
+                                  &tail);
+    outbox_row_free(&ev);
     if (rc != 0)
         return rc;
     for (int i = 0; i < r->n; i++) {
@@ -304,12 +317,7 @@ static int reserve_tx(struct db_conn *c, void *vctx)
             return rc;
         touched_add(&r->t, it->product_id, after[i]);
     }
-    char rid[21], ts[32];
-    json_t *p = json_pack("{s:s,s:o,s:s}", "reservation_id", id_format(r->id, rid), "items",
-                          items_json(r->items, r->n), "expires_at", time_format(expires, ts));
-    rc = p ? outbox_add(c, 0, OUTBOX_TOPIC, "reservation", r->id, "stock.reserved", p) : ERR_NOMEM;
-    json_decref(p);
-    return rc;
+    return 0;
 }
 
 static int cmp_item(const void *a, const void *b)

@@ -74,14 +74,16 @@ int inventory__store_unreserve_many(struct db_conn *c, const struct inventory_it
 
 /* Reservations. */
 
-/* One reservation in as few round trips as it takes (one pipeline for up to 30 items):
+/* One reservation in as few round trips as it takes (one pipeline for up to 29 items):
  * the active reservation row, every item taken (available -= q, reserved += q, each only
- * when q is available) and its line. Returns 0 (after[i]: item i's available now), 1 when
- * the reservation exists already (nothing to do: roll back), ERR_CONFLICT when an item was
- * short (*short_product; roll back) or an ERR_*. items: sorted by product id, merged. */
+ * when q is available) and its line, then tail (NULL for none: the reservation's event,
+ * which the caller's rollback undoes with the rest). Returns 0 (after[i]: item i's
+ * available now), 1 when the reservation exists already (nothing to do: roll back),
+ * ERR_CONFLICT when an item was short (*short_product; roll back) or an ERR_*. items:
+ * sorted by product id, merged. Inside the caller's transaction. */
 int inventory__store_reserve(struct db_conn *c, int64_t id, int64_t now, int64_t expires,
                              const struct inventory_item *items, int n, int64_t *after,
-                             int64_t *short_product);
+                             int64_t *short_product, const struct db_stmt *tail);
 
 struct inventory__resv {
     char status[16]; /* active, confirmed, released */

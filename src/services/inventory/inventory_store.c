@@ -155,13 +155,14 @@ int inventory__store_unreserve_many(struct db_conn *c, const struct inventory_it
 
 /* ---------------------------------------------------------------- reservations */
 
-/* Statements of one reservation pipeline: the reservation row, RESERVE_CHUNK takes and
- * one multi-row insert of their lines (DB_STMT_MAX bounds a db_query_many call). */
-#define RESERVE_CHUNK (DB_STMT_MAX - 2)
+/* Statements of one reservation pipeline: the reservation row, RESERVE_CHUNK takes, one
+ * multi-row insert of their lines and the caller's tail (DB_STMT_MAX bounds a
+ * db_query_many call). */
+#define RESERVE_CHUNK (DB_STMT_MAX - 3)
 
 int inventory__store_reserve(struct db_conn *c, int64_t id, int64_t now, int64_t expires,
                              const struct inventory_item *items, int n, int64_t *after,
-                             int64_t *short_product)
+                             int64_t *short_product, const struct db_stmt *tail)
 {
     struct db_val ra[] = {DB_INT(id), DB_INT(now), DB_INT(expires)};
     struct db_val ta[RESERVE_CHUNK][3];
@@ -200,6 +201,8 @@ int inventory__store_reserve(struct db_conn *c, int64_t id, int64_t now, int64_t
                             i ? ", " : "", 3 * i + 1, 3 * i + 2, 3 * i + 3);
         }
         st[ns++] = (struct db_stmt){.sql = lines, .n = 3 * k, .args = la};
+        if (tail && off + k == n)
+            st[ns++] = *tail;
         int rc = db_query_many(c, st, ns, false);
         int result = rc < 0 ? rc : 0;
         /* No row inserted: the reservation exists (a retried or concurrent duplicate); what

@@ -122,9 +122,10 @@ struct order_new {
     int n;
     const struct order_item *items;
 };
-/* Inside the caller's transaction (the saga's group-commit intent): claims the key
- * (ERR_CONFLICT when a concurrent duplicate holds it), inserts the order, its items, its
- * history row and the order.placed event. */
+/* Claims the key (ERR_CONFLICT when a concurrent duplicate holds it), inserts the order,
+ * its items, its history row and the order.placed event, as one pipeline: inside the
+ * caller's transaction (SQLite: the saga's group-commit intent) or, outside one on
+ * PostgreSQL, as one implicit transaction (one round trip, one commit). */
 int order__store_create(struct db_conn *c, const struct order_new *o);
 
 /* Moves the order to `to` if its status is one of `from` (NULL-terminated), with its
@@ -162,6 +163,12 @@ int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment
 /* The same committed on its own (a group-commit intent on SQLite, one round trip on
  * PostgreSQL). */
 int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment_id);
+/* The shipment linked (as order__store_attach_shipment) and the order read back without
+ * its history (as order__store_load), in one pipeline: one round trip, one commit. Returns
+ * 1 linked, 0 not linked (the order left paid/fulfilling/on_hold: a cancel won; *out still
+ * holds it) or an ERR_* (nothing linked, *out empty). */
+int order__store_attach_load(struct db_conn *c, int64_t id, int64_t shipment_id,
+                             struct order_view *out);
 /* Summaries (no items) newest first; user_id 0: any user. */
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
                       int limit, struct order_view *out, int *n);

@@ -139,7 +139,7 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
     enum { LINES_PER_STMT = 20 };
     struct db_val li[LINES_PER_STMT * 6 * ((CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT)];
     char lsql[(CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT][160 + LINES_PER_STMT * 40];
-    struct db_stmt st[3 + (CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT];
+    struct db_stmt st[4 + (CART_MAX_LINES + LINES_PER_STMT - 1) / LINES_PER_STMT];
     int ns = 0;
     st[ns++] = (struct db_stmt){
         .sql = "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, order_id, "
@@ -186,20 +186,25 @@ int order__store_create(struct db_conn *c, const struct order_new *o)
             "INSERT INTO order_history (id, order_id, status, at) VALUES ($1, $2, 'pending', $3)",
         .n = 3,
         .args = h};
-    int rc = db_query_many(c, st, ns, false);
+    /* The order.placed event goes in the same pipeline: outside a transaction (PostgreSQL)
+     * the whole create is one implicit transaction, one round trip and one commit. */
+    char uid[21], oid[21];
+    json_t *data = json_pack(
+        "{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s,s:s}", "order_id", id_format(o->id, oid), "user_id",
+        id_format(o->user_id, uid), "status", "pending", "items", items, "subtotal",
+        money(o->subtotal, o->currency), "shipping", money(o->shipping, o->currency), "total",
+        money(o->total, o->currency), "shipping_method", o->method, "country", o->addr->country);
+    if (data && o->card_fp && o->card_fp[0])
+        json_object_set_new(data, "card_fingerprint", json_string(o->card_fp));
+    struct outbox_row ev;
+    int rc =
+        data ? outbox_row_make(&ev, o->shard, "order-events", "order", o->id, "order.placed", data)
+             : ERR_NOMEM;
+    json_decref(data);
     if (rc >= 0) {
-        char uid[21], oid[21];
-        json_t *data =
-            json_pack("{s:s,s:s,s:s,s:O,s:o,s:o,s:o,s:s,s:s}", "order_id", id_format(o->id, oid),
-                      "user_id", id_format(o->user_id, uid), "status", "pending", "items", items,
-                      "subtotal", money(o->subtotal, o->currency), "shipping",
-                      money(o->shipping, o->currency), "total", money(o->total, o->currency),
-                      "shipping_method", o->method, "country", o->addr->country);
-        if (data && o->card_fp && o->card_fp[0])
-            json_object_set_new(data, "card_fingerprint", json_string(o->card_fp));
-        rc = data ? outbox_add(c, o->shard, "order-events", "order", o->id, "order.placed", data)
-                  : ERR_NOMEM;
-        json_decref(data);
+        st[ns++] = (struct db_stmt){.sql = OUTBOX_INSERT, .n = OUTBOX_NARGS, .args = ev.args};
+        rc = db_query_many(c, st, ns, true);
+        outbox_row_free(&ev);
     }
     json_decref(items);
     free(addr);
@@ -473,6 +478,53 @@ int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment
                         "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
                         "'fulfilling', 'on_hold')",
                         2, a);
+}
+
+int order__store_attach_load(struct db_conn *c, int64_t id, int64_t shipment_id,
+                             struct order_view *out)
+{
+    struct db_rows *o = NULL, *it = NULL;
+    struct db_val s[] = {DB_INT(shipment_id), DB_INT(id)};
+    struct db_val a[] = {DB_INT(id)};
+    memset(out, 0, sizeof *out);
+    struct db_stmt st[] = {
+        {.sql = "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
+                "'fulfilling', 'on_hold')",
+         .n = 2,
+         .args = s},
+        {.sql = ORDER_SELECT "WHERE id = $1", .n = 1, .args = a, .out = &o},
+        {.sql = "SELECT product_id, name, quantity, unit_price FROM order_items "
+                "WHERE order_id = $1 ORDER BY line",
+         .n = 1,
+         .args = a,
+         .out = &it},
+    };
+    int rc = db_query_many(c, st, 3, true);
+    if (rc >= 0 && db_rows_count(o) == 0)
+        rc = ERR_NOTFOUND;
+    if (rc >= 0) {
+        row_load(o, 0, out);
+        int ni = db_rows_count(it);
+        out->items = calloc((size_t)ni + 1, sizeof *out->items);
+        out->history = calloc(1, sizeof *out->history);
+        if (!out->items || !out->history)
+            rc = ERR_NOMEM;
+        for (int i = 0; rc >= 0 && i < ni; i++) {
+            out->items[i].product_id = db_get_i64(it, i, 0);
+            copy(out->items[i].name, sizeof out->items[i].name, db_get(it, i, 1));
+            out->items[i].quantity = (int)db_get_i64(it, i, 2);
+            out->items[i].unit_price = db_get_i64(it, i, 3);
+        }
+        if (rc >= 0)
+            out->n_items = ni;
+    }
+    db_rows_free(o);
+    db_rows_free(it);
+    if (rc < 0) {
+        order_view_free(out);
+        return rc;
+    }
+    return st[0].rc; /* 1 linked, 0 not (a cancel won) */
 }
 
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
