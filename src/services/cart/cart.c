@@ -371,28 +371,10 @@ int cart__write_line_tx(struct db_conn *c, void *vop)
     return rc < 0 ? rc : 0;
 }
 
-/* PostgreSQL: an add is one round trip and one commit (cart__store_add_once) rather than
- * the writer-intent transaction of change_tx (six statements, each a round trip there). The
- * refusal, when the line did not change, is read off the cart as it is, in the order
- * add_line checks. Deadlocks and serialisation failures (ERR_BUSY) are retried. */
-static int add_once(struct app *app, struct cart_op *ch)
+/* The refusal of an add that did not change its line, read off the cart as it is (ch->v,
+ * after the add's statements), in the order add_line checks. */
+int cart__add_outcome(struct cart_op *ch, int rc, bool applied)
 {
-    struct cart_item it = {
-        .product_id = ch->product_id, .quantity = ch->quantity, .unit_price = ch->info.price};
-    snprintf(it.name, sizeof it.name, "%s", ch->info.name);
-    snprintf(it.currency, sizeof it.currency, "%s", ch->info.currency);
-    int rc = ERR_BUSY;
-    bool applied = false;
-    for (int attempt = 0; attempt < 6 && rc == ERR_BUSY; attempt++) {
-        struct db_conn *c;
-        ch->why->why = CART_REFUSE_NONE;
-        cart__view_clear(ch->v);
-        if ((rc = db_conn_take(app_db(app, "carts"), &c)) < 0)
-            return rc;
-        rc =
-            cart__store_add_once(c, &ch->owner, &it, CART_MAX_QTY, CART_MAX_LINES, ch->v, &applied);
-        db_conn_give(c);
-    }
     if (rc < 0 || applied)
         return rc;
     const struct cart_view *v = ch->v;
@@ -413,6 +395,36 @@ static int add_once(struct app *app, struct cart_op *ch)
         return ERR_CONFLICT;
     }
     return ERR_INTERNAL; /* not changed, and no reason: cannot happen under the cart lock */
+}
+
+void cart__add_item(const struct cart_op *ch, struct cart_item *it)
+{
+    *it = (struct cart_item){
+        .product_id = ch->product_id, .quantity = ch->quantity, .unit_price = ch->info.price};
+    snprintf(it->name, sizeof it->name, "%s", ch->info.name);
+    snprintf(it->currency, sizeof it->currency, "%s", ch->info.currency);
+}
+
+/* PostgreSQL: an add is one round trip and one commit (cart__store_add_once) rather than
+ * the writer-intent transaction of change_tx (six statements, each a round trip there).
+ * Deadlocks and serialisation failures (ERR_BUSY) are retried. */
+int cart__add_once(struct app *app, struct cart_op *ch)
+{
+    struct cart_item it;
+    cart__add_item(ch, &it);
+    int rc = ERR_BUSY;
+    bool applied = false;
+    for (int attempt = 0; attempt < 6 && rc == ERR_BUSY; attempt++) {
+        struct db_conn *c;
+        ch->why->why = CART_REFUSE_NONE;
+        cart__view_clear(ch->v);
+        if ((rc = db_conn_take(app_db(app, "carts"), &c)) < 0)
+            return rc;
+        rc =
+            cart__store_add_once(c, &ch->owner, &it, CART_MAX_QTY, CART_MAX_LINES, ch->v, &applied);
+        db_conn_give(c);
+    }
+    return cart__add_outcome(ch, rc, applied);
 }
 
 static bool add_is_once(struct app *app, const struct cart_op *op)
@@ -453,8 +465,11 @@ int cart__change_submit(struct app *app, struct cart_op *op, cart_op_done_fn don
 int cart__change_submit_db(struct app *app, struct cart_op *op)
 {
     op->w = (struct db_write_req){.fn = change_tx, .ctx = op, .done = change_done};
-    if (add_is_once(app, op)) { /* at once, on this thread, as db_write_submit does there */
-        change_done(&op->w, add_once(app, op));
+    if (add_is_once(app, op)) {
+        struct cart_ctx *x = cart__ctx(app);
+        if (x && x->batch) /* with the other adds of the moment, one commit */
+            return cart__batch_submit(x->batch, op);
+        change_done(&op->w, cart__add_once(app, op)); /* at once, on this thread */
         return 0;
     }
     return db_write_submit(app_db(app, "carts"), &op->w);
@@ -472,7 +487,7 @@ int cart__change_wait(struct app *app, struct cart_op *op)
 
 int cart__change_wait_db(struct app *app, struct cart_op *op)
 {
-    int rc = add_is_once(app, op) ? add_once(app, op) : cart__tx(app, change_tx, op);
+    int rc = add_is_once(app, op) ? cart__add_once(app, op) : cart__tx(app, change_tx, op);
     cart__change_counted(op, rc);
     return rc < 0 ? rc : 0;
 }
@@ -775,11 +790,14 @@ int cart__init(struct app *app)
         rc = cart__mem_new(&x->mem);
     else if (x->mode == CART_MODE_REDIS)
         rc = cart__redis_new(app, &x->redis);
+    else if (db && db_dialect(db) == DB_POSTGRES)
+        rc = cart__batch_new(app, &x->batch);
     if (rc == 0)
         rc = app_set_service_ctx(app, "cart", x);
     if (rc < 0) {
         cart__mem_free(x->mem);
         cart__redis_free(x->redis);
+        cart__batch_free(x->batch);
         free(x);
         return rc;
     }
@@ -797,6 +815,7 @@ void cart__deinit(struct app *app)
     sodium_memzero(token_key, sizeof token_key);
     struct cart_ctx *x = cart__ctx(app);
     if (x) {
+        cart__batch_free(x->batch); /* before the database closes: its queue runs first */
         cart__mem_free(x->mem);
         cart__redis_free(x->redis);
         free(x);

@@ -107,7 +107,8 @@ struct cart_op {
     struct cart_view *v;
     struct cart_refusal_info *why;
     cart_op_done_fn done;
-    void *arg; /* the caller's */
+    void *arg;                  /* the caller's */
+    struct cart_op *next_batch; /* cart_batch.c's queue */
 };
 int cart__change_prepare(struct app *app, struct cart_op *op, enum cart_op_kind kind,
                          const struct cart_owner *o, int64_t product_id, int quantity,
@@ -122,10 +123,12 @@ int cart__change_wait(struct app *app, struct cart_op *op);
 enum cart_mode { CART_MODE_DB, CART_MODE_MEM, CART_MODE_REDIS };
 struct cart_mem;
 struct cart_redis;
+struct cart_batch;
 struct cart_ctx {
     enum cart_mode mode;
     struct cart_mem *mem;
     struct cart_redis *redis;
+    struct cart_batch *batch; /* CART_MODE_DB on PostgreSQL: the adds' group commit */
 };
 struct cart_ctx *cart__ctx(struct app *app);
 
@@ -144,6 +147,20 @@ int cart__change_wait_db(struct app *app, struct cart_op *op);
 /* Counts a successful add and calls op->done(op, rc). */
 void cart__change_done(struct cart_op *op, int rc);
 void cart__change_counted(const struct cart_op *op, int rc);
+
+/* The add on PostgreSQL (cart.c): the line as the add writes it; the add alone, in one
+ * round trip (retried on ERR_BUSY); and its outcome once its statements ran (rc, and whether
+ * the line changed, with op->v the cart after them): 0, or the refusal in op->why. */
+void cart__add_item(const struct cart_op *op, struct cart_item *it);
+int cart__add_once(struct app *app, struct cart_op *op);
+int cart__add_outcome(struct cart_op *op, int rc, bool applied);
+
+/* --- cart_batch.c: adds committed in batches (CART_MODE_DB on PostgreSQL) --- */
+int cart__batch_new(struct app *app, struct cart_batch **out);
+/* Queues a prepared add; cart__change_done(op, rc) once, on a writer thread, after its
+ * commit. 0, or ERR_UNAVAILABLE when stopping (done not called). */
+int cart__batch_submit(struct cart_batch *b, struct cart_op *op);
+void cart__batch_free(struct cart_batch *b); /* runs what is queued first; NULL is a no-op */
 
 /* --- cart_mem.c: the in-memory state (CART_MODE_MEM) --- */
 int cart__mem_new(struct cart_mem **out);
@@ -194,6 +211,20 @@ int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char c
  * the line changed; *out is the cart after it (to tell why when it did not). */
 int cart__store_add_once(struct db_conn *c, const struct cart_owner *o, const struct cart_item *it,
                          int max_qty, int max_lines, struct cart_view *out, bool *applied);
+/* The same add as three statements for a caller's pipeline (cart_batch.c puts several adds
+ * in one db_query_many, one transaction): cart__store_add_stmts() fills a->st (pointing into
+ * *a, *o and *it, which must outlive the call); cart__store_add_result() reads the outcome
+ * of those statements (rc: the db_query_many result) into *out / *applied and frees the
+ * rows, whatever rc is. */
+struct cart_add_stmts {
+    char cart_sql[256], line_sql[1024], load_sql[320];
+    struct db_val ca[4], la[9], ra[2];
+    struct db_rows *line, *items;
+    struct db_stmt st[3];
+};
+void cart__store_add_stmts(struct cart_add_stmts *a, const struct cart_owner *o,
+                           const struct cart_item *it, int max_qty, int max_lines, int64_t now);
+int cart__store_add_result(struct cart_add_stmts *a, int rc, struct cart_view *out, bool *applied);
 int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,
                             int64_t added_at);
 /* Sets quantity, name and price of an existing line. */

@@ -153,20 +153,18 @@ int cart__store_shape(struct db_conn *c, int64_t cart_id, int64_t *lines, char c
     return 0;
 }
 
-int cart__store_add_once(struct db_conn *c, const struct cart_owner *o, const struct cart_item *it,
-                         int max_qty, int max_lines, struct cart_view *out, bool *applied)
+void cart__store_add_stmts(struct cart_add_stmts *a, const struct cart_owner *o,
+                           const struct cart_item *it, int max_qty, int max_lines, int64_t now)
 {
-    int64_t now = now_ms();
     const char *col = owner_col(o);
-    char cart_sql[256], line_sql[1024], load_sql[320];
-    snprintf(cart_sql, sizeof cart_sql,
+    snprintf(a->cart_sql, sizeof a->cart_sql,
              "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
              "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (%s) DO UPDATE SET updated_at = "
              "excluded.updated_at RETURNING id",
              col);
     /* Runs after the cart row is locked (the upsert above), as a statement of its own, so it
      * sees every line committed before: the checks hold under concurrency as in change_tx. */
-    snprintf(line_sql, sizeof line_sql,
+    snprintf(a->line_sql, sizeof a->line_sql,
              "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price, currency, "
              "added_at, updated_at) "
              "SELECT c.id, $2, $3, $4, $5, $6, $7, $7 FROM carts c WHERE c.%s = $1"
@@ -180,30 +178,48 @@ int cart__store_add_once(struct db_conn *c, const struct cart_owner *o, const st
              "updated_at = excluded.updated_at WHERE cart_items.quantity + excluded.quantity <= $9 "
              "RETURNING quantity",
              col);
-    snprintf(load_sql, sizeof load_sql,
+    snprintf(a->load_sql, sizeof a->load_sql,
              "SELECT i.product_id, i.name, i.quantity, i.unit_price, i.currency, i.added_at "
              "FROM cart_items i JOIN carts c ON c.id = i.cart_id WHERE c.%s = $1 "
              "ORDER BY i.added_at, i.product_id LIMIT $2",
              col);
-    struct db_val ca[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
-                          o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
+    a->ca[0] = DB_INT(id_new(0));
+    a->ca[1] = o->user_id ? DB_INT(o->user_id) : DB_NULLV;
+    a->ca[2] = o->user_id ? DB_NULLV : DB_TEXT(o->token_hash);
+    a->ca[3] = DB_INT(now);
     struct db_val la[] = {owner_val(o),         DB_INT(it->product_id), DB_TEXT(it->name),
                           DB_INT(it->quantity), DB_INT(it->unit_price), DB_TEXT(it->currency),
                           DB_INT(now),          DB_INT(max_lines),      DB_INT(max_qty)};
-    struct db_val ra[] = {owner_val(o), DB_INT(CART_MAX_LINES)};
-    struct db_rows *line = NULL, *items = NULL;
-    struct db_stmt st[] = {
-        {.sql = cart_sql, .n = 4, .args = ca},
-        {.sql = line_sql, .n = 9, .args = la, .out = &line},
-        {.sql = load_sql, .n = 2, .args = ra, .out = &items},
-    };
-    int rc = db_query_many(c, st, 3, true);
+    memcpy(a->la, la, sizeof la);
+    a->ra[0] = owner_val(o);
+    a->ra[1] = DB_INT(CART_MAX_LINES);
+    a->line = a->items = NULL;
+    a->st[0] = (struct db_stmt){.sql = a->cart_sql, .n = 4, .args = a->ca};
+    a->st[1] = (struct db_stmt){.sql = a->line_sql, .n = 9, .args = a->la, .out = &a->line};
+    a->st[2] = (struct db_stmt){.sql = a->load_sql, .n = 2, .args = a->ra, .out = &a->items};
+}
+
+int cart__store_add_result(struct cart_add_stmts *a, int rc, struct cart_view *out, bool *applied)
+{
     if (rc == 0) {
-        *applied = db_rows_count(line) == 1;
-        rc = view_fill(items, out);
+        *applied = db_rows_count(a->line) == 1;
+        rc = view_fill(a->items, out);
     }
-    db_rows_free(line);
-    db_rows_free(items);
+    db_rows_free(a->line);
+    db_rows_free(a->items);
+    a->line = a->items = NULL;
+    return rc;
+}
+
+int cart__store_add_once(struct db_conn *c, const struct cart_owner *o, const struct cart_item *it,
+                         int max_qty, int max_lines, struct cart_view *out, bool *applied)
+{
+    struct cart_add_stmts *a = malloc(sizeof *a);
+    if (!a)
+        return ERR_NOMEM;
+    cart__store_add_stmts(a, o, it, max_qty, max_lines, now_ms());
+    int rc = cart__store_add_result(a, db_query_many(c, a->st, 3, true), out, applied);
+    free(a);
     return rc;
 }
 
