@@ -62,7 +62,7 @@ struct order_shards {
     int stragglers;         /* maps given up on by refresh() whose ops still run */
     int64_t warned_version; /* the last map not installed for want of a shard (refresh) */
     int64_t last_ack_ms;    /* the heartbeat (timer thread only) */
-    int64_t last_attach_ms; /* the last retry of an unreachable shard (timer thread only) */
+    int64_t last_attach_ms; /* the last try to open a missing shard (timer thread only) */
 };
 
 /* The op of this thread: its pinned map and how deeply ops nest. */
@@ -290,7 +290,12 @@ static int refresh(struct order_shards *sh)
     /* A map that names a shard on a server this process cannot reach yet is not installed
      * (nor acknowledged: a mover waits, and resumes later); the old one keeps serving. */
     int missing = missing_shard(sh->app, m);
-    if (missing >= 0 && (order__shards_attach_all(sh->app), missing_shard(sh->app, m)) >= 0) {
+    if (missing >= 0 && mono_ms() - sh->last_attach_ms >= 1000) {
+        sh->last_attach_ms = mono_ms(); /* a server that does not answer costs its timeout */
+        order__shards_attach_all(sh->app);
+        missing = missing_shard(sh->app, m);
+    }
+    if (missing >= 0) {
         if (sh->warned_version != m->version)
             log_warn("shard map version %lld names orders_%d, which cannot be opened here yet: "
                      "serving version %lld until it can",
