@@ -382,6 +382,39 @@ static void row_load(const struct db_rows *r, int i, struct order_view *v)
     v->updated_at = db_get_i64(r, i, 15);
 }
 
+#define ITEMS_SELECT                                                                               \
+    "SELECT product_id, name, quantity, unit_price FROM order_items WHERE order_id = $1 "          \
+    "ORDER BY line"
+
+/* The order's row (o), its lines (it) and its history (h, NULL: none) into out (allocating
+ * its arrays). ERR_NOTFOUND when o has no row. */
+static int view_fill(struct db_rows *o, struct db_rows *it, struct db_rows *h,
+                     struct order_view *out)
+{
+    if (db_rows_count(o) == 0)
+        return ERR_NOTFOUND;
+    row_load(o, 0, out);
+    int ni = db_rows_count(it), nh = h ? db_rows_count(h) : 0;
+    out->items = calloc((size_t)ni + 1, sizeof *out->items);
+    out->history = calloc((size_t)nh + 1, sizeof *out->history);
+    if (!out->items || !out->history)
+        return ERR_NOMEM;
+    for (int i = 0; i < ni; i++) {
+        out->items[i].product_id = db_get_i64(it, i, 0);
+        copy(out->items[i].name, sizeof out->items[i].name, db_get(it, i, 1));
+        out->items[i].quantity = (int)db_get_i64(it, i, 2);
+        out->items[i].unit_price = db_get_i64(it, i, 3);
+    }
+    for (int i = 0; i < nh; i++) {
+        copy(out->history[i].status, sizeof out->history[i].status, db_get(h, i, 0));
+        out->history[i].at = db_get_i64(h, i, 1);
+        copy(out->history[i].note, sizeof out->history[i].note, db_get(h, i, 2));
+    }
+    out->n_items = ni;
+    out->n_history = nh;
+    return 0;
+}
+
 int order__store_load(struct db_conn *c, int64_t id, bool history, struct order_view *out)
 {
     struct db_rows *o = NULL, *it = NULL, *h = NULL;
@@ -390,42 +423,15 @@ int order__store_load(struct db_conn *c, int64_t id, bool history, struct order_
     /* The order, its lines and its history in one round trip (db_query_many). */
     struct db_stmt st[] = {
         {.sql = ORDER_SELECT "WHERE id = $1", .n = 1, .args = a, .out = &o},
-        {.sql = "SELECT product_id, name, quantity, unit_price FROM order_items "
-                "WHERE order_id = $1 ORDER BY line",
-         .n = 1,
-         .args = a,
-         .out = &it},
+        {.sql = ITEMS_SELECT, .n = 1, .args = a, .out = &it},
         {.sql = "SELECT status, at, note FROM order_history WHERE order_id = $1 ORDER BY id",
          .n = 1,
          .args = a,
          .out = &h},
     };
     int rc = db_query_many(c, st, history ? 3 : 2, false);
-    if (rc >= 0 && db_rows_count(o) == 0)
-        rc = ERR_NOTFOUND;
-    if (rc >= 0) {
-        row_load(o, 0, out);
-        int ni = db_rows_count(it), nh = h ? db_rows_count(h) : 0;
-        out->items = calloc((size_t)ni + 1, sizeof *out->items);
-        out->history = calloc((size_t)nh + 1, sizeof *out->history);
-        if (!out->items || !out->history)
-            rc = ERR_NOMEM;
-        for (int i = 0; rc >= 0 && i < ni; i++) {
-            out->items[i].product_id = db_get_i64(it, i, 0);
-            copy(out->items[i].name, sizeof out->items[i].name, db_get(it, i, 1));
-            out->items[i].quantity = (int)db_get_i64(it, i, 2);
-            out->items[i].unit_price = db_get_i64(it, i, 3);
-        }
-        for (int i = 0; rc >= 0 && i < nh; i++) {
-            copy(out->history[i].status, sizeof out->history[i].status, db_get(h, i, 0));
-            out->history[i].at = db_get_i64(h, i, 1);
-            copy(out->history[i].note, sizeof out->history[i].note, db_get(h, i, 2));
-        }
-        if (rc >= 0) {
-            out->n_items = ni;
-            out->n_history = nh;
-        }
-    }
+    if (rc >= 0)
+        rc = view_fill(o, it, h, out);
     db_rows_free(o);
     db_rows_free(it);
     db_rows_free(h);
@@ -493,31 +499,11 @@ int order__store_attach_load(struct db_conn *c, int64_t id, int64_t shipment_id,
          .n = 2,
          .args = s},
         {.sql = ORDER_SELECT "WHERE id = $1", .n = 1, .args = a, .out = &o},
-        {.sql = "SELECT product_id, name, quantity, unit_price FROM order_items "
-                "WHERE order_id = $1 ORDER BY line",
-         .n = 1,
-         .args = a,
-         .out = &it},
+        {.sql = ITEMS_SELECT, .n = 1, .args = a, .out = &it},
     };
     int rc = db_query_many(c, st, 3, true);
-    if (rc >= 0 && db_rows_count(o) == 0)
-        rc = ERR_NOTFOUND;
-    if (rc >= 0) {
-        row_load(o, 0, out);
-        int ni = db_rows_count(it);
-        out->items = calloc((size_t)ni + 1, sizeof *out->items);
-        out->history = calloc(1, sizeof *out->history);
-        if (!out->items || !out->history)
-            rc = ERR_NOMEM;
-        for (int i = 0; rc >= 0 && i < ni; i++) {
-            out->items[i].product_id = db_get_i64(it, i, 0);
-            copy(out->items[i].name, sizeof out->items[i].name, db_get(it, i, 1));
-            out->items[i].quantity = (int)db_get_i64(it, i, 2);
-            out->items[i].unit_price = db_get_i64(it, i, 3);
-        }
-        if (rc >= 0)
-            out->n_items = ni;
-    }
+    if (rc >= 0)
+        rc = view_fill(o, it, NULL, out);
     db_rows_free(o);
     db_rows_free(it);
     if (rc < 0) {
