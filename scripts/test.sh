@@ -19,11 +19,15 @@ export EMPORIUM_TEST_LOG_DIR=$logs
 # MongoDB's debugging tools: off for every process of the run.
 export MONGOC_DISABLE_SHM=1
 keep_logs=0
+# The output of the current step run through `logged` (its tail goes into the summary when
+# the step fails).
+step_log=$(mktemp /tmp/emporium-test-step.XXXXXX)
 image_pid=
 cleanup() {
   if [ -n "$image_pid" ]; then kill -TERM "$image_pid" 2>/dev/null || true; fi
   scripts/test-servers.sh stop "$servers" >/dev/null 2>&1 || true
   [ $keep_logs -eq 1 ] || rm -rf "$logs"
+  rm -f "$step_log"
 }
 # Interrupted (Ctrl-C, kill): stop, and let the EXIT trap clean up. A trap that only cleaned
 # up would let the script go on to its next step with the servers gone.
@@ -37,14 +41,20 @@ phase_name=
 phase_start=
 phase_times=
 failed=
+logged() {
+  "$@" 2>&1 | tee "$step_log"
+}
 # A failed step: the run goes on, and the end names it again (after the timings, so the last
-# lines of a long log say what failed).
+# lines of a long log say what failed, and why).
 fail() {
   status=1
   failed+="  $phase_name"$'\n'
-  # after a ctest run: the tests it failed (its own list)
   if [ -n "${1:-}" ] && [ -s "$1/Testing/Temporary/LastTestsFailed.log" ]; then
+    # after a ctest run: the tests it failed (its own list)
     failed+=$(sed 's/^/    /' "$1/Testing/Temporary/LastTestsFailed.log")$'\n'
+  elif [ -s "$step_log" ]; then
+    # any other step: the last lines it printed
+    failed+=$(tail -n 12 "$step_log" | cut -c1-200 | sed 's/^/    | /')$'\n'
   fi
 }
 phase() {
@@ -56,6 +66,7 @@ phase() {
   fi
   phase_name=$1
   phase_start=$now
+  : >"$step_log"
   if [ -n "$1" ]; then echo "== $1"; fi
 }
 
@@ -88,17 +99,17 @@ phase "layering check"; scripts/check-layering.sh || fail
 # The tree stays as .clang-format says (a tool checks style, not reviewers).
 phase "format check"
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror || fail
-phase "docs check"; scripts/check-docs.sh --run build/emporium || fail   # links, settings, error codes, api.md examples
+phase "docs check"; logged scripts/check-docs.sh --run build/emporium || fail   # links, settings, error codes, api.md examples
 # A third-party validator on the OpenAPI document (Redocly CLI, from the npm registry).
 phase "OpenAPI lint"
-scripts/openapi-lint.sh build/emporium || fail
+logged scripts/openapi-lint.sh build/emporium || fail
 
 # The live server against its own document, through Stoplight Prism's validating proxy.
 phase "contract test (Prism proxy)"
 rc=0
 scripts/npm-tools.sh build/tools || rc=$?
 if [ $rc -eq 0 ]; then
-  node tests/contract/contract.mjs build/emporium build/tools/node_modules/.bin/prism || fail
+  logged node tests/contract/contract.mjs build/emporium build/tools/node_modules/.bin/prism || fail
 else
   # bootstrap.sh installed npm: without it (rc 3) the run is not complete, so it fails.
   fail
@@ -107,7 +118,7 @@ fi
 # The storefront and back office in Debian's Chromium (playwright-core + axe-core, pinned).
 phase "browser tests (Chromium)"
 rc=0
-scripts/web-e2e.sh build/emporium || rc=$?
+logged scripts/web-e2e.sh build/emporium || rc=$?
 # bootstrap.sh installed npm and Chromium: a missing one (rc 3) fails the run too.
 [ $rc -eq 0 ] || fail
 
@@ -115,15 +126,15 @@ scripts/web-e2e.sh build/emporium || rc=$?
 # calls between them over HTTP): the shopper journey and the inventory-down fault through
 # the gateway (tests/scaleout/).
 phase "scale-out journey through the gateway"
-tests/scaleout/run.sh build/emporium || fail
+logged tests/scaleout/run.sh build/emporium || fail
 
 # The benchmark harness itself (not its figures): a 2-second run of every scenario.
 phase "bench harness smoke run"
-BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium bench/run.sh || fail
+BENCH_SMOKE=1 EMPORIUM_BIN=build/emporium logged bench/run.sh || fail
 # Every libFuzzer target for a few seconds from its seed corpus (which holds the inputs of
 # past findings); `make fuzz` runs them longer.
 phase "fuzz smoke run"
-FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-5} scripts/fuzz.sh || fail
+FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-5} logged scripts/fuzz.sh || fail
 # The operations drills (tests/ops, label "ops"), short versions, one at a time so the suites'
 # load does not skew them: crash loop (5 rounds of kill -9 under load), rolling restart behind
 # nginx, upgrade/rollback; SQLite and PostgreSQL, and once under the sanitizers with fewer
@@ -142,7 +153,7 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 # Every file under deploy/: kustomize renders, schemas, the seed's numbers, yamllint,
 # promtool, nginx -t, and broken inputs refused (scripts/deploy-validate.sh).
 phase "deploy/ validation"
-scripts/deploy-validate.sh build/emporium || fail
+logged scripts/deploy-validate.sh build/emporium || fail
 # The container image (deploy/Dockerfile, built and run with buildah; scripts/deploy-image.sh):
 # a few minutes on a fresh machine, less once its cache (/var/cache/emporium/image) is warm.
 # It runs after the suites, not beside them: its compile on the 2 cores slowed the
@@ -157,7 +168,7 @@ else
   image_pid=$!
   wait "$image_pid" || rc=$?
   image_pid=
-  cat "$image_log"
+  cat "$image_log" | tee "$step_log"
   case $rc in
     0) ;;
     3) echo "SKIPPED: buildah cannot run here (the reason is above)" ;;
