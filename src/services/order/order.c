@@ -575,5 +575,19 @@ int order__init(struct app *app)
     /* The recovery sweep: first right after `serve` starts, then every sweep interval. */
     rc = timer_add(app, "order.recovery", order__settings.sweep_interval_s * 1000,
                    order__recovery_run, NULL);
-    return rc < 0 ? rc : order__shards_init(app); /* last: it is the only thing to undo */
+    if (rc >= 0)
+        rc = timer_add(app, "order.orphans", 1000, order__orphans_run, NULL);
+    if (rc >= 0)
+        rc = order__orphans_init(app);
+    if (rc < 0)
+        return rc;
+    if ((rc = order__shards_init(app)) < 0) /* last: only the orphans' list to undo */
+        order__orphans_free(app);
+    return rc;
+}
+
+void order__deinit(struct app *app)
+{
+    order__shards_deinit(app);
+    order__orphans_free(app);
 }

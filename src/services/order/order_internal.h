@@ -89,6 +89,23 @@ int order__follow_shipment(struct app *app, int64_t order_id, const char *shipme
 /* --- the recovery sweep (order_recovery.c): one pass, a timer_fn (timer.h) --- */
 void order__recovery_run(struct app *app, void *ctx);
 
+/* Orphans: sagas of this process that ended (answered 503) without recording their end,
+ * because the shard's database could not be written just then (a PgBouncer restart, say):
+ * their order stays pending and their Idempotency-Key claimed, so the client's retry with
+ * that key would get request_in_progress until the sweep's pending timeout (10 minutes by
+ * default). This process knows they are dead: a job every second fails such an order
+ * ("abandoned", compensation owed, the claim dropped) as soon as the database answers, and
+ * a retry that finds the claim settles it first. At most ORDER_ORPHANS_MAX are remembered
+ * (beyond that, or after the pending timeout, the sweep is the fallback). */
+#define ORDER_ORPHANS_MAX 256
+int order__orphans_init(struct app *app);
+void order__orphans_free(struct app *app);
+void order__orphan_add(struct app *app, int64_t order_id, int64_t user_id, const char *key);
+bool order__orphan_has(struct app *app, int64_t order_id);
+/* Settles the orphan order_id now: true when it was one and is settled. */
+bool order__orphan_settle(struct app *app, int64_t order_id);
+void order__orphans_run(struct app *app, void *ctx);
+
 /* --- store (order_store.c): SQL only, on a connection the caller holds --- */
 
 /* The record of an Idempotency-Key. */
@@ -107,6 +124,10 @@ int order__store_key_get(struct db_conn *c, int64_t user_id, const char *key,
 int order__store_key_done(struct db_conn *c, int64_t user_id, const char *key, int err,
                           const char *code, int64_t product_id);
 int order__store_key_drop(struct db_conn *c, int64_t user_id, const char *key);
+/* Drops the claim of `key` made for order_id when it is still in progress and that order
+ * does not exist (a create whose outcome was not known). */
+int order__store_claim_drop_orphan(struct db_conn *c, int64_t user_id, const char *key,
+                                   int64_t order_id);
 
 /* The new order, PENDING, with its items. */
 struct order_new {
@@ -202,5 +223,6 @@ int order__store_was_held(struct db_conn *c, int64_t id);
 
 /* The service definition (in order_http.c) needs these. */
 int order__init(struct app *app);
+void order__deinit(struct app *app);
 
 #endif

@@ -9,9 +9,13 @@
  *  2. failed/cancelled orders still owing compensation get it (release stock, void/refund);
  *  3. paid orders without a shipment get one;
  *  4. idempotency claims that never created an order are dropped after the timeout.
+ * And the orphans (order_internal.h): sagas this process gave up on without recording
+ * their end, settled by a job every second instead of after the pending timeout.
  * Every step is idempotent; a stock reservation not released here still expires by its TTL
  * in the inventory service. */
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -86,4 +90,158 @@ void order__recovery_run(struct app *app, void *ctx)
         if (used[s])
             sweep_shard(app, s);
     order__op_leave(app);
+}
+
+/* --- orphans (order_internal.h) --- */
+
+#define ORPHANS_CTX "order.orphans"
+
+struct orphan {
+    int64_t order_id, user_id, since_ms;
+    char key[ORDER_KEY_MAX + 1];
+};
+
+struct orphans {
+    pthread_mutex_t mu;
+    int n;
+    struct orphan o[ORDER_ORPHANS_MAX];
+};
+
+static struct orphans *orphans_of(struct app *app) { return app_service_ctx(app, ORPHANS_CTX); }
+
+int order__orphans_init(struct app *app)
+{
+    struct orphans *o = calloc(1, sizeof *o);
+    if (!o)
+        return ERR_NOMEM;
+    pthread_mutex_init(&o->mu, NULL);
+    int rc = app_set_service_ctx(app, ORPHANS_CTX, o);
+    if (rc < 0) {
+        pthread_mutex_destroy(&o->mu);
+        free(o);
+    }
+    return rc;
+}
+
+void order__orphans_free(struct app *app)
+{
+    struct orphans *o = orphans_of(app);
+    if (!o)
+        return;
+    app_set_service_ctx(app, ORPHANS_CTX, NULL);
+    pthread_mutex_destroy(&o->mu);
+    free(o);
+}
+
+void order__orphan_add(struct app *app, int64_t order_id, int64_t user_id, const char *key)
+{
+    struct orphans *o = orphans_of(app);
+    if (!o)
+        return;
+    pthread_mutex_lock(&o->mu);
+    bool added = o->n < ORDER_ORPHANS_MAX;
+    if (added) {
+        struct orphan *e = &o->o[o->n++];
+        *e = (struct orphan){.order_id = order_id, .user_id = user_id, .since_ms = now_ms()};
+        snprintf(e->key, sizeof e->key, "%s", key);
+    }
+    pthread_mutex_unlock(&o->mu);
+    if (added)
+        log_warn("order %lld: its end could not be recorded; failing it once the database "
+                 "answers",
+                 (long long)order_id);
+    else
+        log_warn("order %lld: its end could not be recorded; the recovery sweep will fail it "
+                 "after the pending timeout",
+                 (long long)order_id);
+}
+
+/* Fails the orphan's order (or drops a claim that never got its order): 0 when settled. */
+static int settle(struct app *app, const struct orphan *e)
+{
+    struct db *db;
+    order__op_enter(app);
+    int rc = order__route_id(app, e->order_id, true, &db);
+    struct db_conn *c = NULL;
+    if (rc == 0)
+        rc = db_conn_take(db, &c);
+    if (rc == 0) {
+        rc = order__store_fail_abandoned(c, e->order_id);
+        if (rc == 0) /* not pending: ended meanwhile, or never created */
+            rc = order__store_claim_drop_orphan(c, e->user_id, e->key, e->order_id);
+        else if (rc == 1) {
+            metrics_count("emporium_orders_total", "failed");
+            log_event("order.failed", LOG_I("order_id", e->order_id), LOG_S("reason", "abandoned"));
+        }
+        db_conn_give(c);
+        if (rc == 1) {
+            order__compensate(app, e->order_id); /* else the sweep's step 2 */
+            rc = 0;
+        }
+    }
+    order__op_leave(app);
+    return rc < 0 ? rc : 0;
+}
+
+static void forget(struct orphans *o, int64_t order_id)
+{
+    pthread_mutex_lock(&o->mu);
+    for (int i = 0; i < o->n; i++)
+        if (o->o[i].order_id == order_id) {
+            o->o[i] = o->o[--o->n];
+            break;
+        }
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Copies the orphan order_id into *e: false when there is none. */
+static bool find(struct orphans *o, int64_t order_id, struct orphan *e)
+{
+    bool found = false;
+    pthread_mutex_lock(&o->mu);
+    for (int i = 0; i < o->n && !found; i++)
+        if (o->o[i].order_id == order_id) {
+            *e = o->o[i];
+            found = true;
+        }
+    pthread_mutex_unlock(&o->mu);
+    return found;
+}
+
+bool order__orphan_has(struct app *app, int64_t order_id)
+{
+    struct orphans *o = orphans_of(app);
+    struct orphan e;
+    return o && find(o, order_id, &e);
+}
+
+bool order__orphan_settle(struct app *app, int64_t order_id)
+{
+    struct orphans *o = orphans_of(app);
+    struct orphan e;
+    if (!o || !find(o, order_id, &e) || settle(app, &e) < 0)
+        return false;
+    forget(o, order_id);
+    return true;
+}
+
+void order__orphans_run(struct app *app, void *ctx)
+{
+    (void)ctx;
+    struct orphans *o = orphans_of(app);
+    if (!o)
+        return;
+    struct orphan *todo = NULL;
+    pthread_mutex_lock(&o->mu);
+    int n = o->n;
+    if (n > 0 && (todo = malloc((size_t)n * sizeof *todo)) != NULL)
+        memcpy(todo, o->o, (size_t)n * sizeof *todo);
+    pthread_mutex_unlock(&o->mu);
+    if (!todo)
+        return;
+    int64_t too_old = now_ms() - (int64_t)order__settings.pending_timeout_s * 1000;
+    for (int i = 0; i < n; i++)
+        if (todo[i].since_ms < too_old || settle(app, &todo[i]) == 0)
+            forget(o, todo[i].order_id);
+    free(todo);
 }

@@ -141,6 +141,17 @@ static int key_lookup(struct saga *s, struct db_conn **c)
             return refuse(s->out, ERR_CONFLICT, "idempotency_key_reused");
         if (k.done)
             return replay(s, *c, &k);
+        /* Claimed by a saga of this process that died unrecorded: settle it now (on
+         * another connection) and look again; the key is then free. */
+        if (order__orphan_has(s->app, k.order_id)) {
+            db_conn_give(*c);
+            *c = NULL;
+            bool settled = order__orphan_settle(s->app, k.order_id);
+            if ((rc = db_conn_take(s->db, c)) < 0)
+                return rc;
+            if (settled)
+                continue;
+        }
         if (mono_ms() > deadline)
             return refuse(s->out, ERR_CONFLICT, "request_in_progress");
         /* The first request is still running: wait without holding a connection. */
@@ -276,6 +287,8 @@ static int fail(struct saga *s, const char *reason, bool retryable, int rc_out, 
     struct end_tx e = {
         .s = s, .reason = reason, .code = code, .retryable = retryable, .rc_out = rc_out};
     int rc = db_write(s->db, fail_tx, NULL, &e);
+    if (rc < 0) /* the order stays pending and its key claimed: settled later */
+        order__orphan_add(s->app, s->order_id, s->rq->user_id, s->rq->idem_key);
     if (rc >= 0 && rc_out == ERR_PAYMENT)
         rc = load_back(s, 1);
     /* Compensation is owed from the commit on; if it fails here the sweep finishes it. */
@@ -453,8 +466,12 @@ static int saga_run(struct saga *s, struct db_conn *c)
     }
     if (rc == ERR_CONFLICT)
         return 1;
-    if (rc < 0)
+    if (rc < 0) {
+        /* Perhaps committed after all (a connection cut at the commit): the order would
+         * stay pending and the key claimed, so it is settled later either way. */
+        order__orphan_add(s->app, s->order_id, rq->user_id, rq->idem_key);
         return rc;
+    }
     s->out->order_id = s->order_id;
     metrics_count("emporium_orders_total", "placed");
     log_event("order.placed", LOG_I("order_id", s->order_id), LOG_I("user_id", rq->user_id),

@@ -91,6 +91,18 @@ int order__store_key_drop(struct db_conn *c, int64_t user_id, const char *key)
     return rc < 0 ? rc : 0;
 }
 
+int order__store_claim_drop_orphan(struct db_conn *c, int64_t user_id, const char *key,
+                                   int64_t order_id)
+{
+    struct db_val a[] = {DB_INT(user_id), DB_TEXT(key), DB_INT(order_id)};
+    int rc = db_query(c,
+                      "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 "
+                      "AND order_id = $3 AND state = 'in_progress' "
+                      "AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = $3)",
+                      3, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
 /* --- the order --- */
 
 static char *address_text(const struct shipping_address *a)
