@@ -108,7 +108,8 @@ if [ "$BACKEND" = postgres ]; then
     else
         PG_DIR="$TMP/pg"
         say "postgres: starting throwaway servers in $PG_DIR (durable: fsync and synchronous_commit on)"
-        EMP_TEST_PG_DURABLE=on "$ROOT/scripts/test-servers.sh" start "$PG_DIR" >&2 || { PG_DIR=""; die "postgres did not start"; }
+        # (a start that failed half-way is stopped by cleanup: PG_DIR stays set)
+        EMP_TEST_PG_DURABLE=on "$ROOT/scripts/test-servers.sh" start "$PG_DIR" >&2 || die "postgres did not start"
     fi
     # The figures mean something only against a durable server: say what this one does.
     durable=$(psql -h 127.0.0.1 -p "${EMP_TEST_PG_PORT:-25432}" -U postgres -d postgres -Atqc \

@@ -596,6 +596,45 @@ static void test_concurrent_adds(void **state)
     free(u);
 }
 
+/* Many carts at once (on PostgreSQL, one batch of set statements for all of them): each
+ * add gets its own cart's outcome. Half the users hold 95 of the line, so their add of 5 is
+ * refused (400); the other half's is applied; nobody's cart changes because of another's. */
+static void test_concurrent_carts(void **state)
+{
+    enum { N = 12 };
+    char *u[N];
+    struct adder a[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        char email[64];
+        snprintf(email, sizeof email, "many-%d@example.com", i);
+        assert_non_null(u[i] = th_register(&srv, email, "a good password"));
+        if (i % 2 == 0) {
+            struct th_resp r;
+            add(u[i], NULL, pb, 95, 200, &r);
+            th_resp_free(&r);
+        }
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            a[i] = (struct adder){.token = u[i]};
+            assert_int_equal(pthread_create(&th[i], NULL, adder_main, &a[i]), 0);
+        }
+        for (int i = 0; i < N; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(a[i].status, i % 2 == 0 ? 400 : 200);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        struct th_resp r;
+        cart_req("GET", "/api/v1/cart", u[i], NULL, NULL, &r);
+        assert_int_equal(qty_of(r.json, pb), i % 2 == 0 ? 95 : 15);
+        assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+        th_resp_free(&r);
+        free(u[i]);
+    }
+}
+
 static void test_survives_restart(void **state)
 {
     char *u = th_register(&srv, "ida@example.com", "idas password");
@@ -791,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_merge_keeps_one_currency),
         cmocka_unit_test(test_users_isolated),
         cmocka_unit_test(test_concurrent_adds),
+        cmocka_unit_test(test_concurrent_carts),
         cmocka_unit_test(test_survives_restart),
         cmocka_unit_test(test_killed_mid_load),
         cmocka_unit_test(test_guest_carts_expire),

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "emporium/buf.h"
 #include "emporium/db.h"
 #include "emporium/svc/cart.h"
 #include "emporium/svc/product.h"
@@ -225,6 +226,25 @@ struct cart_add_stmts {
 void cart__store_add_stmts(struct cart_add_stmts *a, const struct cart_owner *o,
                            const struct cart_item *it, int max_qty, int max_lines, int64_t now);
 int cart__store_add_result(struct cart_add_stmts *a, int rc, struct cart_view *out, bool *applied);
+/* Many adds of distinct carts of one kind (users, or guests) as three set statements (the
+ * carts rows, the lines, the carts read back), their values passed as arrays: for a batch
+ * of k adds three statements to parse and plan instead of 3k (cart_batch.c). The checks
+ * are those of cart__store_add_stmts, each add against its own cart. */
+struct cart_set_stmts {
+    struct buf ids, owners, pids, names, qtys, prices, curs;
+    struct db_val ca[3], la[9], ra[2];
+    struct db_rows *lines, *items;
+    struct db_stmt st[3];
+};
+int cart__store_addset_stmts(struct cart_set_stmts *s, const struct cart_owner *const *owners,
+                             const struct cart_item *const *items, int n, int max_qty,
+                             int max_lines, int64_t now);
+/* After the statements ran with result rc: each owner's cart into views[i], and whether
+ * its add was applied. Frees what the statements hold. */
+int cart__store_addset_result(struct cart_set_stmts *s, int rc,
+                              const struct cart_owner *const *owners,
+                              const struct cart_item *const *items, int n,
+                              struct cart_view *const *views, bool *applied);
 int cart__store_line_insert(struct db_conn *c, int64_t cart_id, const struct cart_item *it,
                             int64_t added_at);
 /* Sets quantity, name and price of an existing line. */

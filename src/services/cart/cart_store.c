@@ -211,6 +211,169 @@ int cart__store_add_result(struct cart_add_stmts *a, int rc, struct cart_view *o
     return rc;
 }
 
+/* --- many adds as set statements (cart__store_addset_*) --- */
+
+/* PostgreSQL array literals: {1,2} and {"a","b \"c\""}. */
+static void arr_int(struct buf *b, int64_t v)
+{
+    buf_printf(b, "%s%lld", b->len ? "," : "{", (long long)v);
+}
+
+static void arr_text(struct buf *b, const char *v)
+{
+    buf_puts(b, b->len ? ",\"" : "{\"");
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_append(b, "\\", 1);
+        buf_append(b, p, 1);
+    }
+    buf_append(b, "\"", 1);
+}
+
+static const char *arr_close(struct buf *b)
+{
+    buf_puts(b, b->len ? "}" : "{}");
+    return b->p;
+}
+
+#define ADDSET_CARTS(col, other, type)                                                             \
+    "INSERT INTO carts (id, " col ", " other ", created_at, updated_at) "                          \
+    "SELECT a.id, a.o, NULL, $3, $3 FROM unnest($1::bigint[], $2::" type "[]) AS a(id, o) "        \
+    "ON CONFLICT (" col ") DO UPDATE SET updated_at = excluded.updated_at"
+/* Each add against its own cart, as cart__store_add_stmts's line_sql; its own statement so
+ * that it sees every line committed before the carts rows were locked. */
+#define ADDSET_LINES(col, type)                                                                    \
+    "INSERT INTO cart_items (cart_id, product_id, name, quantity, unit_price, currency, "          \
+    "added_at, updated_at) "                                                                       \
+    "SELECT c.id, a.pid, a.name, a.qty, a.price, a.cur, $7, $7 FROM unnest($1::" type              \
+    "[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[]) "                       \
+    "AS a(o, pid, name, qty, price, cur) JOIN carts c ON c." col " = a.o "                         \
+    "WHERE NOT EXISTS (SELECT 1 FROM cart_items x WHERE x.cart_id = c.id AND x.currency <> a.cur)" \
+    " AND (EXISTS (SELECT 1 FROM cart_items x WHERE x.cart_id = c.id AND x.product_id = a.pid)"    \
+    " OR (SELECT count(*) FROM cart_items x WHERE x.cart_id = c.id) < $8) "                        \
+    "ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = cart_items.quantity + "            \
+    "excluded.quantity, name = excluded.name, unit_price = excluded.unit_price, "                  \
+    "updated_at = excluded.updated_at WHERE cart_items.quantity + excluded.quantity <= $9 "        \
+    "RETURNING cart_id, product_id"
+#define ADDSET_LOAD(col, type)                                                                     \
+    "SELECT c." col ", c.id, i.product_id, i.name, i.quantity, i.unit_price, i.currency, "         \
+    "i.added_at FROM cart_items i JOIN carts c ON c.id = i.cart_id WHERE c." col                   \
+    " = ANY($1::" type "[]) ORDER BY c." col ", i.added_at, i.product_id LIMIT $2"
+
+int cart__store_addset_stmts(struct cart_set_stmts *s, const struct cart_owner *const *owners,
+                             const struct cart_item *const *items, int n, int max_qty,
+                             int max_lines, int64_t now)
+{
+    memset(s, 0, sizeof *s);
+    bool users = owners[0]->user_id != 0;
+    struct buf *bufs[] = {&s->ids, &s->owners, &s->pids, &s->names, &s->qtys, &s->prices, &s->curs};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        *bufs[i] = BUF_INIT(1 << 20);
+    for (int i = 0; i < n; i++) {
+        arr_int(&s->ids, id_new(0));
+        if (users)
+            arr_int(&s->owners, owners[i]->user_id);
+        else
+            arr_text(&s->owners, owners[i]->token_hash);
+        arr_int(&s->pids, items[i]->product_id);
+        arr_text(&s->names, items[i]->name);
+        arr_int(&s->qtys, items[i]->quantity);
+        arr_int(&s->prices, items[i]->unit_price);
+        arr_text(&s->curs, items[i]->currency);
+    }
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        arr_close(bufs[i]);
+        if (bufs[i]->err) {
+            int err = bufs[i]->err;
+            for (size_t j = 0; j < sizeof bufs / sizeof *bufs; j++)
+                buf_free(bufs[j]);
+            return err;
+        }
+    }
+    s->ca[0] = DB_TEXT(s->ids.p);
+    s->ca[1] = DB_TEXT(s->owners.p);
+    s->ca[2] = DB_INT(now);
+    struct db_val la[] = {DB_TEXT(s->owners.p), DB_TEXT(s->pids.p),   DB_TEXT(s->names.p),
+                          DB_TEXT(s->qtys.p),   DB_TEXT(s->prices.p), DB_TEXT(s->curs.p),
+                          DB_INT(now),          DB_INT(max_lines),    DB_INT(max_qty)};
+    memcpy(s->la, la, sizeof la);
+    s->ra[0] = DB_TEXT(s->owners.p);
+    s->ra[1] = DB_INT((int64_t)n * CART_MAX_LINES);
+    s->st[0] = (struct db_stmt){.sql = users ? ADDSET_CARTS("user_id", "token_hash", "bigint")
+                                             : ADDSET_CARTS("token_hash", "user_id", "text"),
+                                .n = 3,
+                                .args = s->ca};
+    s->st[1] = (struct db_stmt){.sql = users ? ADDSET_LINES("user_id", "bigint")
+                                             : ADDSET_LINES("token_hash", "text"),
+                                .n = 9,
+                                .args = s->la,
+                                .out = &s->lines};
+    s->st[2] = (struct db_stmt){.sql = users ? ADDSET_LOAD("user_id", "bigint")
+                                             : ADDSET_LOAD("token_hash", "text"),
+                                .n = 2,
+                                .args = s->ra,
+                                .out = &s->items};
+    return 0;
+}
+
+static bool owner_is(const struct db_rows *r, int row, const struct cart_owner *o)
+{
+    const char *v = db_get(r, row, 0);
+    if (!v)
+        return false;
+    return o->user_id ? db_get_i64(r, row, 0) == o->user_id : strcmp(v, o->token_hash) == 0;
+}
+
+int cart__store_addset_result(struct cart_set_stmts *s, int rc,
+                              const struct cart_owner *const *owners,
+                              const struct cart_item *const *items, int n,
+                              struct cart_view *const *views, bool *applied)
+{
+    int nrows = rc == 0 ? db_rows_count(s->items) : 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        struct cart_view *v = views[i];
+        cart__view_clear(v);
+        applied[i] = false;
+        int from = 0;
+        while (from < nrows && !owner_is(s->items, from, owners[i]))
+            from++;
+        int to = from;
+        while (to < nrows && owner_is(s->items, to, owners[i]))
+            to++;
+        if (to == from)
+            continue; /* an empty cart: nothing was added to it */
+        int64_t cart_id = db_get_i64(s->items, from, 1);
+        for (int j = 0; j < db_rows_count(s->lines); j++)
+            if (db_get_i64(s->lines, j, 0) == cart_id &&
+                db_get_i64(s->lines, j, 1) == items[i]->product_id)
+                applied[i] = true;
+        if (!(v->items = malloc((size_t)(to - from) * sizeof *v->items))) {
+            rc = ERR_NOMEM;
+            break;
+        }
+        v->n = to - from;
+        for (int k = 0; k < v->n; k++) {
+            const struct db_rows *r = s->items;
+            int row = from + k;
+            struct cart_item *it = &v->items[k];
+            it->product_id = db_get_i64(r, row, 2);
+            snprintf(it->name, sizeof it->name, "%s", db_get(r, row, 3) ? db_get(r, row, 3) : "");
+            it->quantity = (int)db_get_i64(r, row, 4);
+            it->unit_price = db_get_i64(r, row, 5);
+            snprintf(it->currency, sizeof it->currency, "%s",
+                     db_get(r, row, 6) ? db_get(r, row, 6) : "");
+            it->added_at = db_get_i64(r, row, 7);
+        }
+    }
+    db_rows_free(s->lines);
+    db_rows_free(s->items);
+    s->lines = s->items = NULL;
+    struct buf *bufs[] = {&s->ids, &s->owners, &s->pids, &s->names, &s->qtys, &s->prices, &s->curs};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        buf_free(bufs[i]);
+    return rc;
+}
+
 int cart__store_add_once(struct db_conn *c, const struct cart_owner *o, const struct cart_item *it,
                          int max_qty, int max_lines, struct cart_view *out, bool *applied)
 {
