@@ -384,24 +384,32 @@ static int snapshot_pg(struct app *app, struct cart_op *op)
     if (rc == 0) {
         struct db_val ia[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
                               o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
-        struct db_rows *r = NULL;
+        struct db_rows *r = NULL, *now_rev = NULL;
+        /* The revision the database holds is read by a statement of its own: the snapshot
+         * statement's own read is as of its start, so when its UPDATE waited for a
+         * concurrent writer of a later revision (and then did not apply), it still saw the
+         * earlier one, and the change was taken for a Redis copy gone back in time (503). */
+        char rev_sql[96];
+        snprintf(rev_sql, sizeof rev_sql, "SELECT rev FROM carts WHERE %s = $1", col);
         struct db_stmt st[] = {
             {.sql = "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
                     "VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
              .n = 4,
              .args = ia},
             {.sql = sql.p, .n = FIXED + PER_LINE * v->n, .args = a, .out = &r},
+            {.sql = rev_sql, .n = 1, .args = a, .out = &now_rev},
         };
-        rc = db_query_many(c, st, 2, true);
+        rc = db_query_many(c, st, 3, true);
         db_conn_give(c);
-        if (rc >= 0 && db_rows_count(r) != 1)
+        if (rc >= 0 && (db_rows_count(r) != 1 || db_rows_count(now_rev) != 1))
             rc = ERR_INTERNAL;
         if (rc >= 0) {
             op->applied = db_get_i64(r, 0, 0) == 1;
-            op->db_rev = op->applied ? op->rev : db_get_i64(r, 0, 1);
+            op->db_rev = op->applied ? op->rev : db_get_i64(now_rev, 0, 0);
             rc = 0;
         }
         db_rows_free(r);
+        db_rows_free(now_rev);
     }
     buf_free(&sql);
     buf_free(&ids);
