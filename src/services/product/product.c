@@ -341,8 +341,8 @@ void product__deinit(struct app *app)
     if (!ctx)
         return;
     product__cache_deinit(ctx);
+    product__index_free(ctx->index); /* first: it joins the start-up thread, which fills attrs */
     product__attrs_free(&ctx->attrs);
-    product__index_free(ctx->index);
     app_set_service_ctx(app, "product", NULL);
     free(ctx);
 }
