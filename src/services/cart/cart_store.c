@@ -104,23 +104,33 @@ int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create,
 }
 
 /* Rows of (product_id, name, quantity, unit_price, currency, added_at) into a view. */
-static int view_fill(const struct db_rows *r, struct cart_view *out)
+/* The lines of rows [from, to) of r, whose columns from col on are product_id, name,
+ * quantity, unit_price, currency, added_at. */
+static int view_fill_range(const struct db_rows *r, int from, int to, int col,
+                           struct cart_view *out)
 {
     cart__view_clear(out);
-    int n = db_rows_count(r);
+    int n = to - from;
     if (n > 0 && !(out->items = malloc((size_t)n * sizeof *out->items)))
         return ERR_NOMEM;
     out->n = n;
-    for (int i = 0; i < out->n; i++) {
+    for (int i = 0; i < n; i++) {
         struct cart_item *it = &out->items[i];
-        it->product_id = db_get_i64(r, i, 0);
-        snprintf(it->name, sizeof it->name, "%s", db_get(r, i, 1) ? db_get(r, i, 1) : "");
-        it->quantity = (int)db_get_i64(r, i, 2);
-        it->unit_price = db_get_i64(r, i, 3);
-        snprintf(it->currency, sizeof it->currency, "%s", db_get(r, i, 4) ? db_get(r, i, 4) : "");
-        it->added_at = db_get_i64(r, i, 5);
+        int row = from + i;
+        const char *name = db_get(r, row, col + 1), *cur = db_get(r, row, col + 4);
+        it->product_id = db_get_i64(r, row, col);
+        snprintf(it->name, sizeof it->name, "%s", name ? name : "");
+        it->quantity = (int)db_get_i64(r, row, col + 2);
+        it->unit_price = db_get_i64(r, row, col + 3);
+        snprintf(it->currency, sizeof it->currency, "%s", cur ? cur : "");
+        it->added_at = db_get_i64(r, row, col + 5);
     }
     return 0;
+}
+
+static int view_fill(const struct db_rows *r, struct cart_view *out)
+{
+    return view_fill_range(r, 0, db_rows_count(r), 0, out);
 }
 
 int cart__store_load(struct db_conn *c, int64_t cart_id, struct cart_view *out)
@@ -260,14 +270,28 @@ static const char *arr_close(struct buf *b)
     "i.added_at FROM cart_items i JOIN carts c ON c.id = i.cart_id WHERE c." col                   \
     " = ANY($1::" type "[]) ORDER BY c." col ", i.added_at, i.product_id LIMIT $2"
 
+/* The statement set's array literals, for one loop over them. */
+#define SET_BUFS(s)                                                                                \
+    {                                                                                              \
+        &(s)->ids, &(s)->owners, &(s)->pids, &(s)->names, &(s)->qtys, &(s)->prices, &(s)->curs     \
+    }
+#define SET_NBUFS 7
+
+static void set_bufs_free(struct cart_set_stmts *s)
+{
+    struct buf *bufs[SET_NBUFS] = SET_BUFS(s);
+    for (int i = 0; i < SET_NBUFS; i++)
+        buf_free(bufs[i]);
+}
+
 int cart__store_addset_stmts(struct cart_set_stmts *s, const struct cart_owner *const *owners,
                              const struct cart_item *const *items, int n, int max_qty,
                              int max_lines, int64_t now)
 {
     memset(s, 0, sizeof *s);
     bool users = owners[0]->user_id != 0;
-    struct buf *bufs[] = {&s->ids, &s->owners, &s->pids, &s->names, &s->qtys, &s->prices, &s->curs};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+    struct buf *bufs[SET_NBUFS] = SET_BUFS(s);
+    for (int i = 0; i < SET_NBUFS; i++)
         *bufs[i] = BUF_INIT(1 << 20);
     for (int i = 0; i < n; i++) {
         arr_int(&s->ids, id_new(0));
@@ -281,12 +305,11 @@ int cart__store_addset_stmts(struct cart_set_stmts *s, const struct cart_owner *
         arr_int(&s->prices, items[i]->unit_price);
         arr_text(&s->curs, items[i]->currency);
     }
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+    for (int i = 0; i < SET_NBUFS; i++) {
         arr_close(bufs[i]);
         if (bufs[i]->err) {
             int err = bufs[i]->err;
-            for (size_t j = 0; j < sizeof bufs / sizeof *bufs; j++)
-                buf_free(bufs[j]);
+            set_bufs_free(s);
             return err;
         }
     }
@@ -331,8 +354,7 @@ int cart__store_addset_result(struct cart_set_stmts *s, int rc,
 {
     int nrows = rc == 0 ? db_rows_count(s->items) : 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        struct cart_view *v = views[i];
-        cart__view_clear(v);
+        cart__view_clear(views[i]);
         applied[i] = false;
         int from = 0;
         while (from < nrows && !owner_is(s->items, from, owners[i]))
@@ -347,30 +369,12 @@ int cart__store_addset_result(struct cart_set_stmts *s, int rc,
             if (db_get_i64(s->lines, j, 0) == cart_id &&
                 db_get_i64(s->lines, j, 1) == items[i]->product_id)
                 applied[i] = true;
-        if (!(v->items = malloc((size_t)(to - from) * sizeof *v->items))) {
-            rc = ERR_NOMEM;
-            break;
-        }
-        v->n = to - from;
-        for (int k = 0; k < v->n; k++) {
-            const struct db_rows *r = s->items;
-            int row = from + k;
-            struct cart_item *it = &v->items[k];
-            it->product_id = db_get_i64(r, row, 2);
-            snprintf(it->name, sizeof it->name, "%s", db_get(r, row, 3) ? db_get(r, row, 3) : "");
-            it->quantity = (int)db_get_i64(r, row, 4);
-            it->unit_price = db_get_i64(r, row, 5);
-            snprintf(it->currency, sizeof it->currency, "%s",
-                     db_get(r, row, 6) ? db_get(r, row, 6) : "");
-            it->added_at = db_get_i64(r, row, 7);
-        }
+        rc = view_fill_range(s->items, from, to, 2, views[i]);
     }
     db_rows_free(s->lines);
     db_rows_free(s->items);
     s->lines = s->items = NULL;
-    struct buf *bufs[] = {&s->ids, &s->owners, &s->pids, &s->names, &s->qtys, &s->prices, &s->curs};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        buf_free(bufs[i]);
+    set_bufs_free(s);
     return rc;
 }
 

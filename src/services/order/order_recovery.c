@@ -146,14 +146,9 @@ void order__orphan_add(struct app *app, int64_t order_id, int64_t user_id, const
         snprintf(e->key, sizeof e->key, "%s", key);
     }
     pthread_mutex_unlock(&o->mu);
-    if (added)
-        log_warn("order %lld: its end could not be recorded; failing it once the database "
-                 "answers",
-                 (long long)order_id);
-    else
-        log_warn("order %lld: its end could not be recorded; the recovery sweep will fail it "
-                 "after the pending timeout",
-                 (long long)order_id);
+    log_warn("order %lld: its end could not be recorded; %s", (long long)order_id,
+             added ? "failing it once the database answers"
+                   : "the recovery sweep will fail it after the pending timeout");
 }
 
 /* Fails the orphan's order (or drops a claim that never got its order): 0 when settled. */
