@@ -595,12 +595,10 @@ static int sq_query(struct db_conn *base, const char *sql, int n, const struct d
         return rc;
     sqlite3_stmt *st = e->st;
     rc = sq_bind(c, e, n, args, sql);
+    /* The rows are made once the first step has run: a statement SQLite recompiled after a
+     * schema change (SELECT * of a table that gained a column) has its new column count
+     * only then. */
     struct db_rows *rows = NULL;
-    if (rc == 0 && out) {
-        rows = db__rows_new(sqlite3_column_count(st));
-        if (!rows)
-            rc = ERR_NOMEM;
-    }
     /* A write outside a transaction takes the writer lock for its own duration. */
     bool own_lock = false;
     if (rc == 0 && !c->holds_wlock && !sqlite3_stmt_readonly(st) && sqlite3_get_autocommit(c->h)) {
@@ -613,12 +611,16 @@ static int sq_query(struct db_conn *base, const char *sql, int n, const struct d
         if (s == SQLITE_DONE)
             break;
         if (s == SQLITE_ROW) {
+            if (out && !rows && !(rows = db__rows_new(sqlite3_column_count(st))))
+                rc = ERR_NOMEM;
             if (rows)
                 rc = sq_copy_row(st, rows);
             continue;
         }
         rc = sq_fail(c, s, sql);
     }
+    if (rc == 0 && out && !rows && !(rows = db__rows_new(sqlite3_column_count(st))))
+        rc = ERR_NOMEM;
     /* sqlite3_changes() keeps the count of the last INSERT/UPDATE/DELETE, so it is only
      * this statement's when the statement wrote and the running total moved. */
     int affected = 0;
