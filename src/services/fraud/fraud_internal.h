@@ -48,11 +48,12 @@ int fraud__store_key(struct db *db, const unsigned char fresh[FRAUD_KEY_BYTES],
 
 /* What the rules count for one order, read inside the scoring transaction. */
 struct fraud_counts {
+    /* Each count stops at what its rule asks (the threshold, or 1). */
     int64_t user_orders;     /* the user's other orders in the window (not failed payments) */
     int64_t card_orders;     /* other orders on the card in the window (likewise) */
     int64_t failed_payments; /* the user's or the card's failed payments in the window */
-    int64_t past_orders;     /* the user's other orders that did not fail, ever */
-    int64_t same_country;    /* of those, shipped to this country */
+    int64_t past_orders;     /* the user's other orders that did not fail, ever (0 or 1) */
+    int64_t same_country;    /* of those, shipped to this country (0 or 1) */
 };
 
 /* The rules (fraud.c): the verdict from what was counted. */
