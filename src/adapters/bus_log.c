@@ -31,6 +31,7 @@
 #include "emporium/log.h"
 
 #define FETCH 256
+#define FETCH_PARTS 8 /* partitions read by one fetch */
 #define MAX_TOPICS 8
 
 struct log_bus {
@@ -86,18 +87,17 @@ static int produce_tx(struct db_conn *c, void *vctx)
             continue;
         struct db_val h[] = {DB_TEXT(m->topic), DB_INT(part)};
         rc = db_query(c,
-                      "UPDATE bus_heads SET next_off = next_off + 1 WHERE topic = $1 AND part = $2",
-                      2, h, NULL);
-        if (rc == 0)
+                      "UPDATE bus_heads SET next_off = next_off + 1 WHERE topic = $1 AND part = $2 "
+                      "RETURNING next_off",
+                      2, h, &r);
+        bool found = rc >= 0 && db_rows_count(r) > 0;
+        int64_t off = found ? db_get_i64(r, 0, 0) - 1 : 0;
+        db_rows_free(r);
+        if (rc >= 0 && !found) /* the partition's first message */
             rc = db_query(c, "INSERT INTO bus_heads (topic, part, next_off) VALUES ($1, $2, 1)", 2,
                           h, NULL);
         if (rc < 0)
             return rc;
-        rc = db_query(c, "SELECT next_off FROM bus_heads WHERE topic = $1 AND part = $2", 2, h, &r);
-        if (rc < 0)
-            return rc;
-        int64_t off = db_get_i64(r, 0, 0) - 1;
-        db_rows_free(r);
         /* value as text: envelopes are JSON (UTF-8) */
         char *value = strndup(m->value, m->len);
         if (!value)
@@ -161,24 +161,48 @@ static int log_consumer_open(struct bus *base, const char *group, const char *co
     return 0;
 }
 
+/* Fetches up to FETCH messages past the group's committed offsets, in (topic, partition,
+ * offset) order. First the partitions with something to read (the small heads and offsets
+ * tables), then each of those partitions' next messages through the primary key: a fetch
+ * costs the same however long the retained log is. */
 static int fetch(struct bus_consumer *c)
 {
-    char sql[1024];
+    db_rows_free(c->rows);
+    c->rows = NULL;
+    c->pos = c->n = 0;
+    char sql[2048];
     int len = snprintf(sql, sizeof sql,
-                       "SELECT l.topic, l.part, l.off, l.msg_key, l.value FROM bus_log l "
-                       "LEFT JOIN bus_offsets o ON o.grp = $1 AND o.topic = l.topic AND "
-                       "o.part = l.part WHERE l.off >= COALESCE(o.next_off, 0) AND l.topic IN (");
+                       "SELECT h.topic, h.part, COALESCE(o.next_off, 0) FROM bus_heads h "
+                       "LEFT JOIN bus_offsets o ON o.grp = $1 AND o.topic = h.topic AND "
+                       "o.part = h.part WHERE h.next_off > COALESCE(o.next_off, 0) AND "
+                       "h.topic IN (");
     struct db_val a[MAX_TOPICS + 1] = {DB_TEXT(c->group)};
     for (int i = 0; i < c->n_topics; i++) {
         a[i + 1] = DB_TEXT(c->topics[i]);
         len += snprintf(sql + len, sizeof sql - (size_t)len, "%s$%d", i ? ", " : "", i + 2);
     }
-    snprintf(sql + len, sizeof sql - (size_t)len, ") ORDER BY l.topic, l.part, l.off LIMIT %d",
-             FETCH);
-    db_rows_free(c->rows);
-    c->rows = NULL;
-    c->pos = c->n = 0;
-    int rc = db_query_once(c->b->db, sql, c->n_topics + 1, a, &c->rows);
+    snprintf(sql + len, sizeof sql - (size_t)len, ") ORDER BY h.topic, h.part LIMIT %d",
+             FETCH_PARTS);
+    struct db_rows *due = NULL;
+    int rc = db_query_once(c->b->db, sql, c->n_topics + 1, a, &due);
+    int n = rc < 0 ? 0 : db_rows_count(due);
+    if (n > 0) {
+        struct db_val p[FETCH_PARTS * 3];
+        len = 0;
+        for (int i = 0; i < n; i++) {
+            p[3 * i] = DB_TEXT(db_get(due, i, 0));
+            p[3 * i + 1] = DB_INT(db_get_i64(due, i, 1));
+            p[3 * i + 2] = DB_INT(db_get_i64(due, i, 2));
+            len += snprintf(sql + len, sizeof sql - (size_t)len,
+                            "%sSELECT * FROM (SELECT topic, part, off, msg_key, value FROM "
+                            "bus_log WHERE topic = $%d AND part = $%d AND off >= $%d ORDER BY "
+                            "off LIMIT %d) p%d",
+                            i ? " UNION ALL " : "", 3 * i + 1, 3 * i + 2, 3 * i + 3, FETCH, i);
+        }
+        snprintf(sql + len, sizeof sql - (size_t)len, " ORDER BY 1, 2, 3 LIMIT %d", FETCH);
+        rc = db_query_once(c->b->db, sql, 3 * n, p, &c->rows);
+    }
+    db_rows_free(due);
     if (rc < 0)
         return rc;
     c->n = db_rows_count(c->rows);
