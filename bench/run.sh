@@ -109,8 +109,19 @@ if [ "$BACKEND" = postgres ]; then
         PG_DIR="$TMP/pg"
         say "postgres: starting throwaway servers in $PG_DIR (durable: fsync and synchronous_commit on)"
         # (a start that failed half-way is stopped by cleanup: PG_DIR stays set)
-        EMP_TEST_PG_DURABLE=on "$ROOT/scripts/test-servers.sh" start "$PG_DIR" >&2 || die "postgres did not start"
+        # PgBouncer in session mode: each of the shop's pooled connections keeps its server
+        # session, so it can run named prepared statements (EMPORIUM_DB_PREPARE, below).
+        EMP_TEST_PG_DURABLE=on EMP_TEST_BOUNCER_POOL_MODE=session \
+            "$ROOT/scripts/test-servers.sh" start "$PG_DIR" >&2 || die "postgres did not start"
     fi
+    # Named prepared statements when PgBouncer keeps sessions (never in transaction mode,
+    # where consecutive transactions may run on different server sessions).
+    pool_mode=$(psql -h 127.0.0.1 -p "${EMP_TEST_BOUNCER_PORT:-25433}" -U postgres -d pgbouncer -Atc \
+        'SHOW CONFIG' 2>/dev/null | awk -F'|' '$1 == "pool_mode" { print $2 }')
+    if [ -z "${EMPORIUM_DB_PREPARE:-}" ]; then
+        if [ "$pool_mode" = session ]; then export EMPORIUM_DB_PREPARE=on; else export EMPORIUM_DB_PREPARE=off; fi
+    fi
+    say "postgres: PgBouncer pool_mode = ${pool_mode:-unknown}, EMPORIUM_DB_PREPARE=$EMPORIUM_DB_PREPARE"
     # The figures mean something only against a durable server: say what this one does.
     durable=$(psql -h 127.0.0.1 -p "${EMP_TEST_PG_PORT:-25432}" -U postgres -d postgres -Atqc \
         "SELECT current_setting('fsync') || '/' || current_setting('synchronous_commit')" 2>/dev/null || echo unknown)

@@ -20,6 +20,9 @@
 # EMP_TEST_PG_AUTOVACUUM=off starts PostgreSQL without autovacuum (make test does).
 # EMP_TEST_PG_DURABLE=on starts it durable (fsync, synchronous_commit and full_page_writes
 # on, as in production) instead of the tests' throwaway settings (the benchmark does).
+# EMP_TEST_BOUNCER_POOL_MODE=session starts PgBouncer in session mode (transaction by
+# default): one server session per client connection, so the shop can use named prepared
+# statements through it (EMPORIUM_DB_PREPARE; the PostgreSQL benchmark does).
 # postgres and pgbouncer refuse to run as root, so
 # when started as root (the CI) they run as the "postgres" user via runuser, from /tmp, with
 # every file they write created and chowned before their first start.
@@ -106,7 +109,7 @@ start_pg() {
         cat >>"$PGDATA/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$PGDATA/sock'
-max_connections = 200
+max_connections = 1000
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -182,18 +185,19 @@ unix_socket_dir =
 auth_type = trust
 auth_file = $BDIR/userlist.txt
 admin_users = postgres
-pool_mode = transaction
+pool_mode = ${EMP_TEST_BOUNCER_POOL_MODE:-transaction}
 max_client_conn = 1000
 default_pool_size = 20
 ignore_startup_parameters = extra_float_digits
 ; Tests create a fresh database per run (often per test), and PgBouncer keeps a pool of
-; server connections per database: close idle ones soon, and cap the total below the
-; server's max_connections (200) so a busy suite waits for a connection, or has PgBouncer
-; evict an idle one of another database, instead of failing with "too many clients".
+; server connections per database: close idle ones soon, and cap the total well below the
+; server's max_connections (1000; the rest is for the suites that connect directly, with
+; prepared statements) so a busy suite waits for a connection, or has PgBouncer evict an
+; idle one of another database, instead of failing with "too many clients".
 server_idle_timeout = 5
 ; and forget the pool of a database nobody has used for a while (most are dropped by then)
 autodb_idle_timeout = 30
-max_user_connections = 150
+max_user_connections = $([ "${EMP_TEST_BOUNCER_POOL_MODE:-transaction}" = session ] && echo 350 || echo 150)
 ; do not lock a new database's pool out for 15 s after one failed login
 server_login_retry = 1
 logfile = $BDIR/pgbouncer.log

@@ -27,6 +27,7 @@ struct config {
     const char *services;        /* EMPORIUM_SERVICES, --services; NULL = all (validated list) */
     int threads;                 /* EMPORIUM_THREADS, --threads; 0 = automatic (1..256) */
     int db_pool_size;            /* EMPORIUM_DB_POOL_SIZE; 8 */
+    bool db_prepare;             /* EMPORIUM_DB_PREPARE; off (on: named prepared statements) */
     int max_connections;         /* EMPORIUM_MAX_CONNECTIONS; 4096 */
     size_t max_body;             /* EMPORIUM_MAX_BODY; 1 MiB */
     size_t max_header_bytes;     /* EMPORIUM_MAX_HEADER_BYTES; 16 KiB */

@@ -56,6 +56,11 @@ struct db_options {
      * database; else to the primary. */
     const char *replica_urls;
     int replica_max_lag_ms;
+    /* postgres: name the statements each connection runs (prepared once per server session,
+     * then executed by name: no parsing and, mostly, no planning). Only where a client
+     * connection keeps one server session: PostgreSQL directly or PgBouncer's session mode,
+     * never its transaction mode. */
+    bool prepare;
 };
 
 /* Opens (lazily connects) logical database `name`. For PostgreSQL, creates the database

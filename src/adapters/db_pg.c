@@ -7,10 +7,12 @@
  * condition variable to wait on (with a deadline) when all are leased. Connections are made
  * lazily, outside the lock, and a broken one is reset when taken or dropped when given back.
  *
- * Everything goes through PQexecParams (unnamed statements, text parameters) or PQexec for
- * scripts, and nothing touches session state (no SET, LISTEN, named prepares), because in
- * PgBouncer's transaction mode consecutive transactions of one client connection may run on
- * different server connections. Integer parameters are typed int8 so a $n used twice always
+ * Everything goes through unnamed statements (text parameters) or PQexec for scripts, and
+ * nothing touches session state (no SET, LISTEN, named prepares), because in PgBouncer's
+ * transaction mode consecutive transactions of one client connection may run on different
+ * server connections. The one exception is opt-in: db_options.prepare names each
+ * connection's statements (see "prepared statements" below), for a connection that keeps
+ * its server session (PostgreSQL directly, PgBouncer in session mode). Integer parameters are typed int8 so a $n used twice always
  * has one type; text parameters are left untyped so the server coerces them to the
  * column's type, which is what lets the same SQL text run on SQLite. */
 #include <inttypes.h>
@@ -31,6 +33,17 @@
 #define PG_INT8OID 20
 #define PG_IDENT_MAX 63 /* NAMEDATALEN - 1 */
 #define PG_SMALL_ARGS 16
+/* Named prepared statements per connection (db_options.prepare), at most this many; a
+ * statement beyond them goes unnamed. */
+#define PG_STMT_CACHE 256
+
+struct pg_stmt {
+    uint64_t hash; /* 0: free slot */
+    char *sql;
+    Oid *types;
+    int n;
+    int id; /* the server-side name is "e<id>" */
+};
 
 struct pg_conn {
     struct db_conn base;
@@ -44,6 +57,8 @@ struct pg_conn {
      * connection instead (given back with the lease). */
     struct pg_conn *redirect;
     struct pg_conn *next_idle;
+    struct pg_stmt *stmts; /* PG_STMT_CACHE slots (open addressing), NULL until first use */
+    int nstmts, next_id;
 };
 
 struct pg_repl;
@@ -53,6 +68,7 @@ struct pg_db {
     char *url;
     char target[PG_IDENT_MAX + DB__NAME_MAX + 2]; /* checked to be <= PG_IDENT_MAX */
     int size, timeout_ms;
+    bool prepare; /* db_options.prepare: named prepared statements */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int open;   /* connections that exist or are being made, <= size */
@@ -118,12 +134,36 @@ static int pg_connect(struct pg_db *db, struct pg_conn **out)
     return 0;
 }
 
+/* Forgets the connection's prepared statements (the server session they lived in is gone,
+ * or is about to be). */
+static void pg_stmts_clear(struct pg_conn *c)
+{
+    if (!c->stmts)
+        return;
+    for (int i = 0; i < PG_STMT_CACHE; i++) {
+        free(c->stmts[i].sql);
+        free(c->stmts[i].types);
+    }
+    free(c->stmts);
+    c->stmts = NULL;
+    c->nstmts = 0;
+    c->next_id = 0;
+}
+
 static void pg_conn_free(struct pg_conn *c)
 {
     if (c) {
+        pg_stmts_clear(c);
         PQfinish(c->h);
         free(c);
     }
+}
+
+/* A new server session: the prepared statements of the old one are gone. */
+static void pg_reset(struct pg_conn *c)
+{
+    pg_stmts_clear(c);
+    PQreset(c->h);
 }
 
 /* ---- replication monitor ---------------------------------------------------------------
@@ -502,7 +542,7 @@ static int pg_run(struct pg_conn *c, const char *sql, int n, const Oid *types,
             script ? PQexec(c->h, sql) : PQexecParams(c->h, sql, n, types, vals, NULL, NULL, 0);
         if (fresh && attempt == 0 && PQstatus(c->h) == CONNECTION_BAD) {
             PQclear(res);
-            PQreset(c->h);
+            pg_reset(c);
             if (PQstatus(c->h) == CONNECTION_OK) {
                 log_warn("db %s: reconnected a stale connection", c->base.db->name);
                 continue;
@@ -564,6 +604,85 @@ static void pg_args_free(struct pg_args *a)
     }
 }
 
+/* ---- prepared statements -------------------------------------------------------------
+ *
+ * With db_options.prepare, each connection names the statements it runs: the first use of a
+ * statement text (with its parameter types) sends a Parse of "e<id>" ahead of the execution
+ * in the same round trip, and later uses execute it by name, so the server neither parses nor
+ * (once it settles on a generic plan) plans it again. Only safe when one client connection
+ * keeps one server session: PostgreSQL directly, or PgBouncer in session mode. Slots are never
+ * deleted (linear probing stays valid); a statement whose Parse did not happen, or whose plan
+ * the server refused to reuse after a schema change, gets a fresh id on its next use. */
+
+static uint64_t pg_stmt_hash(const char *sql, int n, const Oid *types)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    for (int k = 0; k < n; k++)
+        h = (h ^ types[k]) * 1099511628211ULL;
+    return h | 1;
+}
+
+/* The statement's slot, and *parse when its Parse must go first; NULL: send it unnamed. */
+static struct pg_stmt *pg_stmt_get(struct pg_conn *c, const char *sql, int n, const Oid *types,
+                                   bool *parse)
+{
+    *parse = false;
+    if (!c->stmts && !(c->stmts = calloc(PG_STMT_CACHE, sizeof *c->stmts)))
+        return NULL;
+    uint64_t h = pg_stmt_hash(sql, n, types);
+    size_t tl = (size_t)n * sizeof *types;
+    for (unsigned k = 0; k < PG_STMT_CACHE; k++) {
+        struct pg_stmt *s = &c->stmts[(h + k) % PG_STMT_CACHE];
+        if (!s->hash) {
+            if (c->nstmts >= PG_STMT_CACHE * 3 / 4)
+                return NULL;
+            s->sql = strdup(sql);
+            s->types = n ? malloc(tl) : NULL;
+            if (!s->sql || (n && !s->types)) {
+                free(s->sql);
+                free(s->types);
+                s->sql = NULL;
+                s->types = NULL;
+                return NULL;
+            }
+            if (n)
+                memcpy(s->types, types, tl);
+            s->n = n;
+            s->hash = h;
+            s->id = 0;
+            c->nstmts++;
+        } else if (s->hash != h || s->n != n || strcmp(s->sql, sql) != 0 ||
+                   (n && memcmp(s->types, types, tl) != 0)) {
+            continue;
+        }
+        if (s->id == 0) {
+            s->id = ++c->next_id;
+            *parse = true;
+        }
+        return s;
+    }
+    return NULL;
+}
+
+/* Queues one statement: by name when the connection prepares (its Parse first when new). */
+static bool pg_send(struct pg_conn *c, const struct db_stmt *st, const struct pg_args *a,
+                    struct pg_stmt **slot, bool *parse)
+{
+    *slot = NULL;
+    *parse = false;
+    if (pg_db_of(c->base.db)->prepare)
+        *slot = pg_stmt_get(c, st->sql, st->n, a->types, parse);
+    if (!*slot)
+        return PQsendQueryParams(c->h, st->sql, st->n, a->types, a->vals, NULL, NULL, 0);
+    char name[16];
+    snprintf(name, sizeof name, "e%d", (*slot)->id);
+    if (*parse && !PQsendPrepare(c->h, name, st->sql, st->n, a->types))
+        return false;
+    return PQsendQueryPrepared(c->h, name, st->n, a->vals, NULL, NULL, 0);
+}
+
 /* ---- pipeline ------------------------------------------------------------------------ */
 
 /* Leaves pipeline mode; when results are still queued (an error cut the reading short) they
@@ -596,12 +715,30 @@ static PGresult *pg_pipe_result(struct pg_conn *c)
 
 /* One round trip: [BEGIN,] st[0..n), Sync. Returns 0 or the first error; ERR_UNAVAILABLE
  * with *unsent when nothing reached the server (the caller may reconnect and retry). */
-static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, int n, bool *unsent)
+static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, int n, bool *unsent,
+                        bool *replan)
 {
     *unsent = false;
+    *replan = false;
     if (!PQenterPipelineMode(c->h)) {
         *unsent = PQstatus(c->h) != CONNECTION_OK;
         return pg_fail(c, NULL, "(pipeline)");
+    }
+    struct pg_stmt *slots_small[PG_SMALL_ARGS], **slots = slots_small;
+    bool parse_small[PG_SMALL_ARGS], *parse = parse_small;
+    if (n > PG_SMALL_ARGS) {
+        slots = malloc((size_t)n * sizeof *slots);
+        parse = malloc((size_t)n * sizeof *parse);
+        if (!slots || !parse) {
+            free(slots);
+            free(parse);
+            pg_pipe_exit(c);
+            return ERR_NOMEM;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        slots[i] = NULL;
+        parse[i] = false;
     }
     bool ok = !lead_begin || PQsendQueryParams(c->h, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     for (int i = 0; ok && i < n; i++) {
@@ -609,9 +746,13 @@ static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, 
         if (pg_args_init(&a, st[i].n, st[i].args) < 0) {
             pg_pipe_exit(c);
             c->broken = true; /* statements queued but not sent: do not reuse it */
+            if (slots != slots_small) {
+                free(slots);
+                free(parse);
+            }
             return ERR_NOMEM;
         }
-        ok = PQsendQueryParams(c->h, st[i].sql, st[i].n, a.types, a.vals, NULL, NULL, 0);
+        ok = pg_send(c, &st[i], &a, &slots[i], &parse[i]);
         pg_args_free(&a);
     }
     if (ok)
@@ -621,6 +762,10 @@ static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, 
         int rc = pg_fail(c, NULL, n ? st[0].sql : "(pipeline)");
         pg_pipe_exit(c);
         c->broken = true;
+        if (slots != slots_small) {
+            free(slots);
+            free(parse);
+        }
         return rc;
     }
     int first = 0;
@@ -637,6 +782,21 @@ static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, 
             st[i].rc = first;
             continue;
         }
+        if (parse[i]) { /* the Parse's own result first */
+            PGresult *pr = pg_pipe_result(c);
+            ExecStatusType ps = pr ? PQresultStatus(pr) : PGRES_FATAL_ERROR;
+            if (ps != PGRES_COMMAND_OK)
+                slots[i]->id = 0; /* not prepared: again next time */
+            if (ps != PGRES_COMMAND_OK && ps != PGRES_PIPELINE_ABORTED && !first) {
+                first = pg_fail(c, pr, st[i].sql);
+                *unsent = i == 0 && !lead_begin && first == ERR_UNAVAILABLE;
+            }
+            PQclear(pr);
+            if (!pr && PQstatus(c->h) != CONNECTION_OK) {
+                st[i].rc = first;
+                continue;
+            }
+        }
         PGresult *res = pg_pipe_result(c);
         if (!res) {
             if (!first) {
@@ -651,9 +811,26 @@ static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, 
             st[i].rc = first ? first : ERR_INTERNAL;
             continue;
         }
+        if (slots[i] && PQresultStatus(res) == PGRES_FATAL_ERROR) {
+            /* 0A000 "cached plan must not change result type": a table changed under the
+             * statement; it is prepared afresh next time. */
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            if (state && strcmp(state, "0A000") == 0) {
+                slots[i]->id = 0;
+                *replan = !first;
+            }
+        }
         st[i].rc = pg_result(c, res, st[i].sql, st[i].out);
+        /* The first statement failed for want of a connection (a backend terminated while
+         * the connection sat idle answers so): the implicit transaction committed nothing. */
+        if (st[i].rc == ERR_UNAVAILABLE && i == 0 && !lead_begin)
+            *unsent = true;
         if (st[i].rc < 0 && !first)
             first = st[i].rc;
+    }
+    if (slots != slots_small) {
+        free(slots);
+        free(parse);
     }
     if (PQstatus(c->h) == CONNECTION_OK) {
         PGresult *res = PQgetResult(c->h); /* the Sync's */
@@ -668,10 +845,26 @@ static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, 
 static int pg_pipeline(struct pg_conn *c, struct db_stmt *st, int n)
 {
     for (int attempt = 0;; attempt++) {
-        bool fresh = c->fresh, lead_begin = c->begin_pending, unsent;
+        bool fresh = c->fresh, lead_begin = c->begin_pending, unsent, replan;
         c->fresh = false;
         c->begin_pending = false;
-        int rc = pg_pipe_once(c, lead_begin, st, n, &unsent);
+        int rc = pg_pipe_once(c, lead_begin, st, n, &unsent, &replan);
+        if (rc < 0 && replan) {
+            /* A prepared statement's table changed shape under it. Outside a transaction
+             * nothing was kept: prepare it afresh and send again. Inside one, the caller's
+             * transaction is lost: busy, which db_transact() runs again. */
+            if (!lead_begin && attempt == 0 && PQtransactionStatus(c->h) == PQTRANS_IDLE) {
+                for (int i = 0; i < n; i++)
+                    if (st[i].out) {
+                        db_rows_free(*st[i].out);
+                        *st[i].out = NULL;
+                    }
+                log_warn("db %s: a table changed under a prepared statement: preparing it again",
+                         c->base.db->name);
+                continue;
+            }
+            rc = ERR_BUSY;
+        }
         if (rc < 0 && fresh && unsent && attempt == 0) {
             /* A stale pooled connection, and no transaction to lose: reconnect, send again. */
             for (int i = 0; i < n; i++)
@@ -680,7 +873,7 @@ static int pg_pipeline(struct pg_conn *c, struct db_stmt *st, int n)
                     *st[i].out = NULL;
                 }
             c->broken = false;
-            PQreset(c->h);
+            pg_reset(c);
             if (PQstatus(c->h) == CONNECTION_OK) {
                 log_warn("db %s: reconnected a stale connection", c->base.db->name);
                 c->fresh = true;
@@ -769,6 +962,17 @@ static int pg_query(struct db_conn *base, const char *sql, int n, const struct d
         return rc < 0 ? rc : st.rc;
     }
     bool first = c->fresh;
+    if (pg_db_of(base->db)->prepare) { /* named statements go through the pipeline code */
+        struct db_stmt st = {.sql = sql, .n = n, .args = args, .out = out};
+        int rc = pg_pipeline(c, &st, 1);
+        if (rc == 0)
+            rc = st.rc;
+        if (pg_redirect(c, first, rc))
+            return pg_query(&c->redirect->base, sql, n, args, out);
+        if (rc > 0 && PQtransactionStatus(c->h) == PQTRANS_IDLE)
+            pg_note_write(c);
+        return rc;
+    }
     struct pg_args a;
     int rc = pg_args_init(&a, n, args);
     if (rc < 0)
@@ -909,7 +1113,7 @@ static int pg_take(struct db *base, struct db_conn **out)
     if (!c) {
         rc = pg_connect(db, &c);
     } else if (PQstatus(c->h) != CONNECTION_OK) {
-        PQreset(c->h);
+        pg_reset(c);
         if (PQstatus(c->h) != CONNECTION_OK) {
             const char *m = PQerrorMessage(c->h);
             log_error("db %s: reconnect failed: %.*s", base->name, pg_msglen(m), m);
@@ -1207,6 +1411,7 @@ static struct pg_db *pg_pool_new(const char *url, const char *name, const struct
     snprintf(db->base.name, sizeof db->base.name, "%s", name);
     db->size = opt->pool_size > 0 ? opt->pool_size : 8;
     db->timeout_ms = opt->acquire_timeout_ms > 0 ? opt->acquire_timeout_ms : 5000;
+    db->prepare = opt->prepare;
     db->replica_index = -1;
     pthread_mutex_init(&db->mu, NULL);
     pthread_condattr_t ca;

@@ -196,6 +196,7 @@ static void app_open_one(const struct config *cfg, struct app_open_job *j)
         .pool_size = cfg->db_pool_size,
         .replica_urls = cfg->database_replica_urls,
         .replica_max_lag_ms = cfg->replica_max_lag_ms,
+        .prepare = cfg->db_prepare,
     };
     j->rc = db_open(&j->db, j->name, &opt);
     if (j->rc < 0) {

@@ -68,6 +68,8 @@ static const struct setting settings[] = {
     {"EMPORIUM_THREADS", K_INT, F(threads), 0, 0, 256, "HTTP worker threads, 0 = automatic"},
     {"EMPORIUM_DB_POOL_SIZE", K_INT, F(db_pool_size), 0, 1, 512,
      "PostgreSQL connections per logical database"},
+    {"EMPORIUM_DB_PREPARE", K_BOOL, F(db_prepare), 0, 0, 0,
+     "PostgreSQL named prepared statements (directly or PgBouncer session mode only)"},
     {"EMPORIUM_DATABASE_REPLICA_URLS", K_PG_URLS, F(database_replica_urls), 0, 0, 0,
      "PostgreSQL streaming replicas for reads (with a postgres EMPORIUM_DATABASE_URL)"},
     {"EMPORIUM_REPLICA_MAX_LAG_MS", K_INT, F(replica_max_lag_ms), 0, 1, 3600000,

@@ -57,6 +57,13 @@ static void url_with_dbname(const char *url, const char *base, char *out, size_t
     snprintf(out, cap, "%.*s/%s%s", (int)head, url, base, rest);
 }
 
+/* EMPORIUM_DB_PREPARE=on (the suite's prepared variant, straight to PostgreSQL). */
+static bool t_prepare(void)
+{
+    const char *p = getenv("EMPORIUM_DB_PREPARE");
+    return t_pg && p && (!strcmp(p, "1") || !strcmp(p, "on") || !strcmp(p, "true"));
+}
+
 static struct db_options t_opts(void)
 {
     struct db_options o = {0};
@@ -64,6 +71,7 @@ static struct db_options t_opts(void)
         o.url = t_url;
     else
         o.data_dir = t_dir;
+    o.prepare = t_prepare();
     return o;
 }
 
@@ -650,20 +658,107 @@ static void test_statement_cache(void **state)
     assert_int_equal(db_conn_take(db, &c), 0);
     exec_ok(c, "CREATE TABLE kv (id BIGINT PRIMARY KEY, v BIGINT)");
     assert_int_equal(db_query(c, "INSERT INTO kv (id, v) VALUES (1, 100)", 0, NULL, NULL), 1);
+    /* A cached statement still sees schema changes, even one whose result changes shape
+     * (PostgreSQL refuses to run such a prepared plan: it is prepared again). */
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kv", 0, NULL), 1);
+    struct db_val one[] = {DB_INT(1)};
+    struct db_rows *r = NULL;
+    for (int i = 0; i < 6; i++) { /* past the point where PostgreSQL settles on a plan */
+        assert_int_equal(db_query(c, "SELECT * FROM kv WHERE id = $1", 1, one, &r), 0);
+        assert_int_equal(db_rows_cols(r), 2);
+        db_rows_free(r);
+        r = NULL;
+    }
+    exec_ok(c, "ALTER TABLE kv ADD COLUMN w BIGINT");
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kv", 0, NULL), 1);
+    assert_int_equal(db_query(c, "SELECT * FROM kv WHERE id = $1", 1, one, &r), 0);
+    assert_int_equal(db_rows_cols(r), 3);
+    db_rows_free(r);
+    r = NULL;
+    /* and inside a transaction: the change is reported as busy (run it again) */
+    exec_ok(c, "ALTER TABLE kv ADD COLUMN x BIGINT");
+    assert_int_equal(db_begin(c), 0);
+    int rc = db_query(c, "SELECT * FROM kv WHERE id = $1", 1, one, &r);
+    if (t_prepare()) {
+        assert_int_equal(rc, ERR_BUSY);
+    } else {
+        assert_int_equal(rc, 0);
+        assert_int_equal(db_rows_cols(r), 4);
+    }
+    db_rows_free(r);
+    r = NULL;
+    db_rollback(c);
+    assert_int_equal(db_query(c, "SELECT * FROM kv WHERE id = $1", 1, one, &r), 0);
+    assert_int_equal(db_rows_cols(r), 4);
+    db_rows_free(r);
     /* More distinct statements than the per-connection cache holds, twice over. */
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < 300; i++) {
             char sql[96];
             snprintf(sql, sizeof sql, "SELECT v + %d FROM kv WHERE id = $1", i);
-            struct db_val one[] = {DB_INT(1)};
             assert_int_equal(scalar(c, sql, 1, one), 100 + i);
         }
     }
-    /* A cached statement still sees schema changes. */
-    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kv", 0, NULL), 1);
-    exec_ok(c, "ALTER TABLE kv ADD COLUMN w BIGINT");
-    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kv", 0, NULL), 1);
     db_conn_give(c);
+    db_close(db);
+}
+
+/* Named prepared statements (EMPORIUM_DB_PREPARE, PostgreSQL): a statement whose Parse a
+ * failing neighbour cut short is prepared again, and a connection whose server session ended
+ * (the backend was terminated) prepares everything again on its new one. */
+static void test_prepared_statements(void **state)
+{
+    if (!t_prepare())
+        skip();
+    struct db *db = open_fresh("prep");
+    struct db_conn *c, *killer;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE kv (id BIGINT PRIMARY KEY, v BIGINT)");
+    assert_int_equal(db_query(c, "INSERT INTO kv (id, v) VALUES (1, 100)", 0, NULL, NULL), 1);
+    struct db_val one[] = {DB_INT(1)};
+    const char *a = "SELECT v FROM kv WHERE id = $1", *b = "SELECT v + 1 FROM kv WHERE id = $1";
+    struct db_rows *ra = NULL, *rb = NULL, *rx = NULL;
+    struct db_stmt st[3] = {
+        {.sql = a, .n = 1, .args = one, .out = &ra},
+        {.sql = "SELECT v FROM no_such_table WHERE id = $1", .n = 1, .args = one, .out = &rx},
+        {.sql = b, .n = 1, .args = one, .out = &rb},
+    };
+    assert_true(db_query_many(c, st, 3, false) < 0);
+    db_rows_free(ra);
+    db_rows_free(rb);
+    db_rows_free(rx);
+    assert_int_equal(scalar(c, a, 1, one), 100);
+    assert_int_equal(scalar(c, b, 1, one), 101); /* its Parse never ran: prepared now */
+    assert_int_equal(scalar(c, b, 1, one), 101);
+    int64_t pid = scalar(c, "SELECT pg_backend_pid()", 0, NULL);
+    assert_int_equal(db_conn_take(db, &killer), 0); /* a second connection */
+    db_conn_give(c);
+    struct db_val p[] = {DB_INT(pid)};
+    assert_int_equal(
+        scalar(killer,
+               "SELECT CASE WHEN pg_terminate_backend(CAST($1 AS INTEGER)) THEN 1 ELSE 0 END", 1,
+               p),
+        1);
+    /* The server ends the backend asynchronously: wait until it is gone. */
+    for (int i = 0; i < 500; i++) {
+        if (scalar(killer, "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1", 1, p) == 0)
+            break;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(scalar(killer, "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1", 1, p),
+                     0);
+    /* The pool hands out its idle connections last in, first out: take both, the dead one
+     * second. */
+    struct db_conn *other;
+    db_conn_give(killer);
+    assert_int_equal(db_conn_take(db, &other), 0);
+    assert_int_equal(db_conn_take(db, &c), 0); /* the dead one: it reconnects on first use */
+    assert_int_equal(scalar(c, b, 1, one), 101);
+    assert_int_equal(scalar(c, a, 1, one), 100);
+    assert_true(scalar(c, "SELECT pg_backend_pid()", 0, NULL) != pid);
+    db_conn_give(c);
+    db_conn_give(other);
     db_close(db);
 }
 
@@ -1349,6 +1444,7 @@ int main(void)
         cmocka_unit_test(test_returning),
         cmocka_unit_test(test_scripts_and_errors),
         cmocka_unit_test(test_statement_cache),
+        cmocka_unit_test(test_prepared_statements),
         cmocka_unit_test(test_concurrent_counter),
         cmocka_unit_test(test_concurrent_stock),
         cmocka_unit_test(test_many_threads_and_dbs),

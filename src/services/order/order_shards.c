@@ -192,7 +192,9 @@ int order__shard_attach(struct app *app, unsigned shard, const char *url)
         return ERR_INVALID;
     if (app_db(app, name))
         return 0;
-    struct db_options opt = {.url = url, .pool_size = app_config(app)->db_pool_size};
+    struct db_options opt = {.url = url,
+                             .pool_size = app_config(app)->db_pool_size,
+                             .prepare = app_config(app)->db_prepare};
     struct db *db = NULL;
     int rc = db_open(&db, name, &opt);
     if (rc == 0)
