@@ -61,58 +61,126 @@ struct produce_ctx {
     int n;
 };
 
+/* One message of a produce: its key, event id and partition, and where it goes. */
+struct produce_one {
+    char key[128], eid[64];
+    int part;
+    bool skip; /* already in the topic (or earlier in this batch) */
+    int64_t off;
+    char *value;
+    struct db_rows *r;
+};
+
+/* Up to DB_STMT_MAX messages in three round trips: whether each is in the topic already,
+ * the offsets (the partitions' heads moved under their row locks, in batch order), the
+ * rows. A partition's first message inserts its head. */
+static int produce_chunk(struct db_conn *c, struct log_bus *b, const struct bus_msg *msgs, int n,
+                         int first, int64_t now)
+{
+    struct produce_one one[DB_STMT_MAX];
+    struct db_stmt st[DB_STMT_MAX];
+    struct db_val args[DB_STMT_MAX][7];
+    memset(one, 0, sizeof one);
+    for (int i = 0; i < n; i++) {
+        const struct bus_msg *m = &msgs[i];
+        struct produce_one *o = &one[i];
+        snprintf(o->key, sizeof o->key, "%.*s", (int)(m->key_len < 127 ? m->key_len : 127),
+                 m->key ? m->key : "");
+        if (m->id)
+            snprintf(o->eid, sizeof o->eid, "%s", m->id);
+        else /* no event id: the topic and the position make it unique */
+            snprintf(o->eid, sizeof o->eid, "anon-%lld-%d", (long long)now, first + i);
+        o->part = bus_partition_of(o->key, strlen(o->key), b->parts);
+        for (int j = 0; j < i && !o->skip; j++)
+            o->skip = !strcmp(msgs[j].topic, m->topic) && !strcmp(one[j].eid, o->eid);
+        args[i][0] = DB_TEXT(m->topic);
+        args[i][1] = DB_TEXT(o->eid);
+        st[i] = (struct db_stmt){.sql = "SELECT 1 FROM bus_log WHERE topic = $1 AND event_id = $2",
+                                 .n = 2,
+                                 .args = args[i],
+                                 .out = &one[i].r};
+    }
+    int rc = db_query_many(c, st, n, true);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (rc >= 0 && db_rows_count(one[i].r) > 0)
+            one[i].skip = true;
+        db_rows_free(one[i].r);
+        one[i].r = NULL;
+        if (rc >= 0 && !one[i].skip) {
+            args[i][1] = DB_INT(one[i].part);
+            st[k++] = (struct db_stmt){.sql = "UPDATE bus_heads SET next_off = next_off + 1 "
+                                              "WHERE topic = $1 AND part = $2 RETURNING next_off",
+                                       .n = 2,
+                                       .args = args[i],
+                                       .out = &one[i].r};
+        }
+    }
+    if (rc < 0 || k == 0)
+        return rc < 0 ? rc : 0;
+    rc = db_query_many(c, st, k, true);
+    bool placed[DB_STMT_MAX] = {0};
+    for (int i = 0; i < n && rc >= 0; i++) {
+        if (one[i].skip || placed[i])
+            continue;
+        if (db_rows_count(one[i].r) > 0) {
+            one[i].off = db_get_i64(one[i].r, 0, 0) - 1;
+            placed[i] = true;
+            continue;
+        }
+        /* No head yet: this message and the batch's later ones of the partition (whose
+         * updates found none either) take 0, 1, ... */
+        int64_t next = 0;
+        for (int j = i; j < n; j++)
+            if (!one[j].skip && !placed[j] && db_rows_count(one[j].r) == 0 &&
+                one[j].part == one[i].part && !strcmp(msgs[j].topic, msgs[i].topic)) {
+                one[j].off = next++;
+                placed[j] = true;
+            }
+        struct db_val h[] = {DB_TEXT(msgs[i].topic), DB_INT(one[i].part), DB_INT(next)};
+        rc = db_query(c, "INSERT INTO bus_heads (topic, part, next_off) VALUES ($1, $2, $3)", 3, h,
+                      NULL);
+    }
+    k = 0;
+    for (int i = 0; i < n && rc >= 0; i++) {
+        if (one[i].skip)
+            continue;
+        /* value as text: envelopes are JSON (UTF-8) */
+        if (!(one[i].value = strndup(msgs[i].value, msgs[i].len))) {
+            rc = ERR_NOMEM;
+            break;
+        }
+        struct db_val *a = args[i];
+        a[0] = DB_TEXT(msgs[i].topic);
+        a[1] = DB_INT(one[i].part);
+        a[2] = DB_INT(one[i].off);
+        a[3] = DB_TEXT(one[i].eid);
+        a[4] = DB_TEXT(one[i].key);
+        a[5] = DB_TEXT(one[i].value);
+        a[6] = DB_INT(now);
+        st[k++] = (struct db_stmt){.sql = "INSERT INTO bus_log (topic, part, off, event_id, "
+                                          "msg_key, value, created_at) VALUES ($1, $2, $3, $4, "
+                                          "$5, $6, $7)",
+                                   .n = 7,
+                                   .args = a};
+    }
+    if (rc >= 0 && k > 0)
+        rc = db_query_many(c, st, k, true);
+    for (int i = 0; i < n; i++) {
+        db_rows_free(one[i].r);
+        free(one[i].value);
+    }
+    return rc < 0 ? rc : 0;
+}
 static int produce_tx(struct db_conn *c, void *vctx)
 {
     struct produce_ctx *p = vctx;
     int64_t now = now_ms();
-    for (int i = 0; i < p->n; i++) {
-        const struct bus_msg *m = &p->msgs[i];
-        char key[128], eid[64];
-        snprintf(key, sizeof key, "%.*s", (int)(m->key_len < 127 ? m->key_len : 127),
-                 m->key ? m->key : "");
-        if (m->id)
-            snprintf(eid, sizeof eid, "%s", m->id);
-        else /* no event id: the topic and the position make it unique */
-            snprintf(eid, sizeof eid, "anon-%lld-%d", (long long)now, i);
-        int part = bus_partition_of(key, strlen(key), p->b->parts);
-        struct db_rows *r = NULL;
-        struct db_val dup[] = {DB_TEXT(m->topic), DB_TEXT(eid)};
-        int rc =
-            db_query(c, "SELECT 1 FROM bus_log WHERE topic = $1 AND event_id = $2", 2, dup, &r);
-        bool seen = rc >= 0 && db_rows_count(r) > 0;
-        db_rows_free(r);
-        if (rc < 0)
-            return rc;
-        if (seen)
-            continue;
-        struct db_val h[] = {DB_TEXT(m->topic), DB_INT(part)};
-        rc = db_query(c,
-                      "UPDATE bus_heads SET next_off = next_off + 1 WHERE topic = $1 AND part = $2 "
-                      "RETURNING next_off",
-                      2, h, &r);
-        bool found = rc >= 0 && db_rows_count(r) > 0;
-        int64_t off = found ? db_get_i64(r, 0, 0) - 1 : 0;
-        db_rows_free(r);
-        if (rc >= 0 && !found) /* the partition's first message */
-            rc = db_query(c, "INSERT INTO bus_heads (topic, part, next_off) VALUES ($1, $2, 1)", 2,
-                          h, NULL);
-        if (rc < 0)
-            return rc;
-        /* value as text: envelopes are JSON (UTF-8) */
-        char *value = strndup(m->value, m->len);
-        if (!value)
-            return ERR_NOMEM;
-        struct db_val a[] = {DB_TEXT(m->topic), DB_INT(part),   DB_INT(off), DB_TEXT(eid),
-                             DB_TEXT(key),      DB_TEXT(value), DB_INT(now)};
-        rc = db_query(c,
-                      "INSERT INTO bus_log (topic, part, off, event_id, msg_key, value, "
-                      "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                      7, a, NULL);
-        free(value);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    int rc = 0;
+    for (int i = 0; i < p->n && rc >= 0; i += DB_STMT_MAX)
+        rc = produce_chunk(c, p->b, p->msgs + i, p->n - i < DB_STMT_MAX ? p->n - i : DB_STMT_MAX, i,
+                           now);
+    return rc < 0 ? rc : 0;
 }
 
 static int log_produce(struct bus *base, const struct bus_msg *msgs, int n, int timeout_ms)
