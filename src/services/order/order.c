@@ -356,8 +356,10 @@ static int get_op(struct app *app, int64_t order_id, int64_t user_id, bool admin
             }
         }
     }
+    /* The order keeps the payment's status while it cannot change (order_store.c); else the
+     * payment service says. */
     struct payment_result pr;
-    if (out->has_payment && payment_get(app, order_id, &pr) == 0)
+    if (out->has_payment && !out->payment_status[0] && payment_get(app, order_id, &pr) == 0)
         snprintf(out->payment_status, sizeof out->payment_status, "%s", pr.status);
     return 0;
 }

@@ -81,12 +81,14 @@ static const char *const order_cols[] = {"id",
                                          "idempotency_key",
                                          "created_at",
                                          "updated_at",
+                                         "payment_status",
                                          NULL};
 static const struct table t_orders = {
-    "orders", order_cols, "iittiiitttttiiitii",
+    "orders", order_cols, "iittiiitttttiiitiit",
     "ON CONFLICT (id) DO UPDATE SET status = excluded.status, failure_reason = "
     "excluded.failure_reason, retryable = excluded.retryable, shipment_id = excluded.shipment_id, "
-    "compensated = excluded.compensated, updated_at = excluded.updated_at"};
+    "compensated = excluded.compensated, updated_at = excluded.updated_at, payment_status = "
+    "excluded.payment_status"};
 static const char *const item_cols[] = {"order_id", "line",       "product_id", "name",
                                         "quantity", "unit_price", NULL};
 static const struct table t_items = {"order_items", item_cols, "iiitii",

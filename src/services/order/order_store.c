@@ -21,7 +21,16 @@
 #define ORDER_SELECT                                                                               \
     "SELECT id, user_id, status, currency, subtotal, shipping, total, shipping_method, "           \
     "shipping_address, payment_brand, payment_last4, failure_reason, retryable, shipment_id, "     \
-    "created_at, updated_at FROM orders "
+    "created_at, updated_at, payment_status FROM orders "
+
+/* The payment's status kept on the order (migration 4), so that reading an order does not
+ * ask the payment service: 'captured' from the move to paid (every path to paid captures
+ * first), kept through fulfilment, and NULL (unknown: the reader asks the payment service)
+ * after any other move, since only those (a cancel, a failure, a hold) go with a payment that
+ * changes. $1 is the status moved to. Read only in the states that keep it (row_load). */
+#define PAYMENT_STATUS_OF_MOVE                                                                     \
+    "payment_status = CASE WHEN $1 = 'paid' THEN 'captured' WHEN $1 IN ('fulfilling', "            \
+    "'shipped', 'delivered') THEN payment_status ELSE NULL END"
 
 static void copy(char *dst, size_t cap, const char *src)
 {
@@ -298,7 +307,7 @@ int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
 {
     char sql[512];
     int n = snprintf(sql, sizeof sql,
-                     "UPDATE orders SET status = $1, updated_at = $2, "
+                     "UPDATE orders SET status = $1, updated_at = $2, " PAYMENT_STATUS_OF_MOVE ", "
                      "failure_reason = COALESCE($3, failure_reason), retryable = $4, "
                      "compensated = CASE WHEN $5 = 1 THEN 0 ELSE compensated END "
                      "WHERE id = $6 AND status IN (");
@@ -355,7 +364,8 @@ int order__store_settle_one(struct db_conn *c, int64_t id, const char *to, const
     /* The move (only from `from`), its history row, the outcome on the key and the event,
      * each inserted or updated from the move's RETURNING: all of them or none. */
     rc = db_query(c,
-                  "WITH m AS (UPDATE orders SET status = $1, updated_at = $2, retryable = $8, "
+                  "WITH m AS (UPDATE orders SET status = $1, updated_at = $2, retryable = "
+                  "$8, " PAYMENT_STATUS_OF_MOVE ", "
                   "compensated = CASE WHEN $9 = 1 THEN 0 ELSE compensated END "
                   "WHERE id = $3 AND status = $4 RETURNING id), "
                   "h AS (INSERT INTO order_history (id, order_id, status, at, note) "
@@ -392,6 +402,12 @@ static void row_load(const struct db_rows *r, int i, struct order_view *v)
     v->shipment.id = db_get_i64(r, i, 13);
     v->created_at = db_get_i64(r, i, 14);
     v->updated_at = db_get_i64(r, i, 15);
+    /* Trusted only in the states that keep it: a process of the version before migration 4
+     * (a rolling upgrade) moves orders without touching it. */
+    static const char *const keeps[] = {"paid", "fulfilling", "shipped", "delivered"};
+    for (size_t k = 0; k < sizeof keeps / sizeof keeps[0]; k++)
+        if (!strcmp(v->status, keeps[k]))
+            copy(v->payment_status, sizeof v->payment_status, db_get(r, i, 16));
 }
 
 #define ITEMS_SELECT                                                                               \
@@ -732,6 +748,8 @@ static const struct db_migration order_migrations[] = {
     {.sql = "ALTER TABLE idempotency_keys ADD COLUMN outcome_err INTEGER;"
             "ALTER TABLE idempotency_keys ADD COLUMN outcome_code TEXT;"
             "ALTER TABLE idempotency_keys ADD COLUMN outcome_product_id BIGINT;"},
+    /* The payment's status as the order knows it (PAYMENT_STATUS_OF_MOVE); NULL: ask. */
+    {.sql = "ALTER TABLE orders ADD COLUMN payment_status TEXT;"},
 };
 
 /* The shard map's database "order_map" (order_shards.c, order_reshard.c). */
@@ -799,10 +817,11 @@ int order__store_hold(struct db_conn *c, int64_t id, int score, const char *cons
         json_array_append_new(rj, json_string(reasons[i]));
     }
     struct db_val a[] = {DB_INT(now_ms()), DB_INT(id)};
-    int rc = db_query(c,
-                      "UPDATE orders SET status = 'on_hold', updated_at = $1 "
-                      "WHERE id = $2 AND status = 'pending'",
-                      2, a, NULL);
+    int rc =
+        db_query(c,
+                 "UPDATE orders SET status = 'on_hold', updated_at = $1, payment_status = NULL "
+                 "WHERE id = $2 AND status = 'pending'",
+                 2, a, NULL);
     if (rc <= 0) {
         json_decref(rj);
         return rc;
