@@ -12,9 +12,10 @@
  * transaction mode consecutive transactions of one client connection may run on different
  * server connections. The one exception is opt-in: db_options.prepare names each
  * connection's statements (see "prepared statements" below), for a connection that keeps
- * its server session (PostgreSQL directly, PgBouncer in session mode). Integer parameters are typed int8 so a $n used twice always
- * has one type; text parameters are left untyped so the server coerces them to the
- * column's type, which is what lets the same SQL text run on SQLite. */
+ * its server session (PostgreSQL directly, PgBouncer in session mode). Integer parameters
+ * are typed int8 so a $n used twice always has one type; text parameters are left untyped
+ * so the server coerces them to the column's type, which is what lets the same SQL text run
+ * on SQLite. */
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <libpq-fe.h>
