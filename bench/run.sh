@@ -20,6 +20,8 @@
 #                             successful request or more than 5 % errors
 #   BENCH_KEEP=1              keep the temp dir (data, server log, wrk outputs) afterwards
 #   BENCH_SERVER_ARGS="…"     extra arguments for `emporium serve` (e.g. --threads 2)
+#   EMPORIUM_DB_PREPARE       postgres: named prepared statements; unset, on when PgBouncer
+#                             is in session mode (the servers this script starts are)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
