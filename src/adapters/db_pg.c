@@ -725,32 +725,16 @@ static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, 
         *unsent = PQstatus(c->h) != CONNECTION_OK;
         return pg_fail(c, NULL, "(pipeline)");
     }
-    struct pg_stmt *slots_small[PG_SMALL_ARGS], **slots = slots_small;
-    bool parse_small[PG_SMALL_ARGS], *parse = parse_small;
-    if (n > PG_SMALL_ARGS) {
-        slots = malloc((size_t)n * sizeof *slots);
-        parse = malloc((size_t)n * sizeof *parse);
-        if (!slots || !parse) {
-            free(slots);
-            free(parse);
-            pg_pipe_exit(c);
-            return ERR_NOMEM;
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        slots[i] = NULL;
-        parse[i] = false;
-    }
+    /* Each statement's prepared slot, and whether its Parse went out in this round trip
+     * (db.c allows at most DB_STMT_MAX statements per call). */
+    struct pg_stmt *slots[DB_STMT_MAX] = {0};
+    bool parse[DB_STMT_MAX] = {0};
     bool ok = !lead_begin || PQsendQueryParams(c->h, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     for (int i = 0; ok && i < n; i++) {
         struct pg_args a;
         if (pg_args_init(&a, st[i].n, st[i].args) < 0) {
             pg_pipe_exit(c);
             c->broken = true; /* statements queued but not sent: do not reuse it */
-            if (slots != slots_small) {
-                free(slots);
-                free(parse);
-            }
             return ERR_NOMEM;
         }
         ok = pg_send(c, &st[i], &a, &slots[i], &parse[i]);
@@ -763,10 +747,6 @@ static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, 
         int rc = pg_fail(c, NULL, n ? st[0].sql : "(pipeline)");
         pg_pipe_exit(c);
         c->broken = true;
-        if (slots != slots_small) {
-            free(slots);
-            free(parse);
-        }
         return rc;
     }
     int first = 0;
@@ -828,10 +808,6 @@ static int pg_pipe_once(struct pg_conn *c, bool lead_begin, struct db_stmt *st, 
             *unsent = true;
         if (st[i].rc < 0 && !first)
             first = st[i].rc;
-    }
-    if (slots != slots_small) {
-        free(slots);
-        free(parse);
     }
     if (PQstatus(c->h) == CONNECTION_OK) {
         PGresult *res = PQgetResult(c->h); /* the Sync's */
@@ -963,23 +939,19 @@ static int pg_query(struct db_conn *base, const char *sql, int n, const struct d
         return rc < 0 ? rc : st.rc;
     }
     bool first = c->fresh;
+    int rc;
     if (pg_db_of(base->db)->prepare) { /* named statements go through the pipeline code */
         struct db_stmt st = {.sql = sql, .n = n, .args = args, .out = out};
-        int rc = pg_pipeline(c, &st, 1);
+        rc = pg_pipeline(c, &st, 1);
         if (rc == 0)
             rc = st.rc;
-        if (pg_redirect(c, first, rc))
-            return pg_query(&c->redirect->base, sql, n, args, out);
-        if (rc > 0 && PQtransactionStatus(c->h) == PQTRANS_IDLE)
-            pg_note_write(c);
-        return rc;
+    } else {
+        struct pg_args a;
+        if ((rc = pg_args_init(&a, n, args)) < 0)
+            return rc;
+        rc = pg_run(c, sql, n, a.types, a.vals, out, false);
+        pg_args_free(&a);
     }
-    struct pg_args a;
-    int rc = pg_args_init(&a, n, args);
-    if (rc < 0)
-        return rc;
-    rc = pg_run(c, sql, n, a.types, a.vals, out, false);
-    pg_args_free(&a);
     if (pg_redirect(c, first, rc))
         return pg_query(&c->redirect->base, sql, n, args, out);
     if (rc > 0 && PQtransactionStatus(c->h) == PQTRANS_IDLE)
