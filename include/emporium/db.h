@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+struct buf;
 
 struct db;
 struct db_conn;
@@ -199,6 +200,13 @@ struct db_write_stats {
     uint64_t batches, intents, max_batch;
 };
 void db_write_stats(struct db *db, struct db_write_stats *out);
+
+/* PostgreSQL array literals, for set statements over unnest($1::bigint[], $2::text[], …):
+ * append one element to b ({1,2} and {"a","b \"c\""}), then db_array_end() closes it
+ * ({} when empty) and answers its text (b's, NULL when an append failed: b->err). */
+void db_array_int(struct buf *b, int64_t v);
+void db_array_text(struct buf *b, const char *v);
+const char *db_array_end(struct buf *b);
 
 int db_rows_count(const struct db_rows *r);
 int db_rows_cols(const struct db_rows *r);

@@ -17,6 +17,7 @@
 
 #include "adapters/db_internal.h"
 #include "emporium/arena.h"
+#include "emporium/buf.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
 #include "emporium/log.h"
@@ -162,6 +163,34 @@ void db_close(struct db *db)
 }
 
 enum db_dialect db_dialect(const struct db *db) { return db->dialect; }
+
+/* ---- PostgreSQL array literals ------------------------------------------------------------ */
+
+void db_array_int(struct buf *b, int64_t v)
+{
+    buf_printf(b, "%s%lld", b->len ? "," : "{", (long long)v);
+}
+
+/* Quoted, with '"' and '\\' escaped: any text (JSON included) is one element. */
+void db_array_text(struct buf *b, const char *v)
+{
+    buf_puts(b, b->len ? ",\"" : "{\"");
+    const char *run = v;
+    for (const char *p = v; *p; p++)
+        if (*p == '"' || *p == '\\') {
+            buf_append(b, run, (size_t)(p - run));
+            buf_append(b, "\\", 1);
+            run = p;
+        }
+    buf_puts(b, run);
+    buf_append(b, "\"", 1);
+}
+
+const char *db_array_end(struct buf *b)
+{
+    buf_puts(b, b->len ? "}" : "{}");
+    return b->err ? NULL : b->p;
+}
 const char *db_name(const struct db *db) { return db->name; }
 
 void db_pool_stats(const struct db *db, int *in_use, int *idle)

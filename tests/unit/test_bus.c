@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "emporium/bus.h"
 #include "emporium/db.h"
@@ -34,6 +35,10 @@ static int on_event(void *ctx, const struct bus_event *ev)
     (void)ctx;
     int n = atoi(ev->id + 2); /* "e-<n>" */
     if (n < 0 || n >= N_EVENTS)
+        return 0;
+    /* Quotes and backslashes in a value come back byte for byte. */
+    json_t *str = json_object_get(ev->data, "s");
+    if (str && strcmp(json_string_value(str), "q\"b\\s") != 0)
         return 0;
     if (atomic_load(&failures_left[n]) > 0) {
         atomic_fetch_sub(&failures_left[n], 1);
@@ -56,7 +61,8 @@ static void produce_all(struct bus *b)
             int len = snprintf(values[i], sizeof values[i],
                                "{\"specversion\":\"1.0\",\"id\":\"%s\",\"type\":\"test.happened\","
                                "\"source\":\"/test\",\"time\":\"2026-12-06T10:00:00Z\","
-                               "\"datacontenttype\":\"application/json\",\"data\":{\"n\":%d}}",
+                               "\"datacontenttype\":\"application/json\","
+                               "\"data\":{\"n\":%d,\"s\":\"q\\\"b\\\\s\"}}",
                                ids[i], n);
             m[i] = (struct bus_msg){.topic = TOPIC,
                                     .id = ids[i],

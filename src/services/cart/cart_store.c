@@ -223,29 +223,6 @@ int cart__store_add_result(struct cart_add_stmts *a, int rc, struct cart_view *o
 
 /* --- many adds as set statements (cart__store_addset_*) --- */
 
-/* PostgreSQL array literals: {1,2} and {"a","b \"c\""}. */
-static void arr_int(struct buf *b, int64_t v)
-{
-    buf_printf(b, "%s%lld", b->len ? "," : "{", (long long)v);
-}
-
-static void arr_text(struct buf *b, const char *v)
-{
-    buf_puts(b, b->len ? ",\"" : "{\"");
-    for (const char *p = v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_append(b, "\\", 1);
-        buf_append(b, p, 1);
-    }
-    buf_append(b, "\"", 1);
-}
-
-static const char *arr_close(struct buf *b)
-{
-    buf_puts(b, b->len ? "}" : "{}");
-    return b->p;
-}
-
 #define ADDSET_CARTS(col, other, type)                                                             \
     "INSERT INTO carts (id, " col ", " other ", created_at, updated_at) "                          \
     "SELECT a.id, a.o, NULL, $3, $3 FROM unnest($1::bigint[], $2::" type "[]) AS a(id, o) "        \
@@ -294,19 +271,19 @@ int cart__store_addset_stmts(struct cart_set_stmts *s, const struct cart_owner *
     for (int i = 0; i < SET_NBUFS; i++)
         *bufs[i] = BUF_INIT(1 << 20);
     for (int i = 0; i < n; i++) {
-        arr_int(&s->ids, id_new(0));
+        db_array_int(&s->ids, id_new(0));
         if (users)
-            arr_int(&s->owners, owners[i]->user_id);
+            db_array_int(&s->owners, owners[i]->user_id);
         else
-            arr_text(&s->owners, owners[i]->token_hash);
-        arr_int(&s->pids, items[i]->product_id);
-        arr_text(&s->names, items[i]->name);
-        arr_int(&s->qtys, items[i]->quantity);
-        arr_int(&s->prices, items[i]->unit_price);
-        arr_text(&s->curs, items[i]->currency);
+            db_array_text(&s->owners, owners[i]->token_hash);
+        db_array_int(&s->pids, items[i]->product_id);
+        db_array_text(&s->names, items[i]->name);
+        db_array_int(&s->qtys, items[i]->quantity);
+        db_array_int(&s->prices, items[i]->unit_price);
+        db_array_text(&s->curs, items[i]->currency);
     }
     for (int i = 0; i < SET_NBUFS; i++) {
-        arr_close(bufs[i]);
+        db_array_end(bufs[i]);
         if (bufs[i]->err) {
             int err = bufs[i]->err;
             set_bufs_free(s);

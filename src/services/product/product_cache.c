@@ -49,7 +49,8 @@ uint64_t product__generation(struct product_ctx *ctx)
     return atomic_load_explicit(&ctx->generation, memory_order_acquire);
 }
 
-static void drop_local(struct product_ctx *ctx, int64_t id, bool bump, bool dirty)
+/* info: the product's product_get_info entry too (it holds no stock). */
+static void drop_local(struct product_ctx *ctx, int64_t id, bool bump, bool dirty, bool info)
 {
     if (dirty) /* before the bump: a search of the new generation syncs */
         product__attrs_dirty(&ctx->attrs, id);
@@ -60,6 +61,8 @@ static void drop_local(struct product_ctx *ctx, int64_t id, bool bump, bool dirt
     char key[32];
     snprintf(key, sizeof key, "p:%lld", (long long)id);
     cache_del(ctx->l1, key);
+    if (!info)
+        return;
     snprintf(key, sizeof key, "i:%lld", (long long)id);
     cache_del(ctx->l1, key);
 }
@@ -70,14 +73,14 @@ static void apply(struct product_ctx *ctx, json_t *j)
     json_t *ids = json_object_get(j, "products");
     bool bump = json_is_true(json_object_get(j, "bump"));
     if (json_array_size(ids) == 0 && bump)
-        drop_local(ctx, 0, true, true);
+        drop_local(ctx, 0, true, true, true);
     size_t i;
     json_t *v;
     json_array_foreach (ids, i, v) {
         int64_t id = 0;
         if (json_is_string(v))
             id = strtoll(json_string_value(v), NULL, 10);
-        drop_local(ctx, id, bump && i == 0, bump);
+        drop_local(ctx, id, bump && i == 0, bump, true);
     }
 }
 
@@ -105,7 +108,7 @@ static void bump_shared(struct product_ctx *ctx, bool lists)
 void product__invalidate_local(struct product_ctx *ctx, int64_t id, bool lists)
 {
     bump_shared(ctx, lists);
-    drop_local(ctx, id, lists, lists);
+    drop_local(ctx, id, lists, lists, false);
 }
 
 struct publish_tx {
@@ -122,7 +125,7 @@ static int publish_fn(struct db_conn *c, void *vctx)
 void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists)
 {
     bump_shared(ctx, lists);
-    drop_local(ctx, id, lists, lists);
+    drop_local(ctx, id, lists, lists, true);
     char pid[24];
     snprintf(pid, sizeof pid, "%lld", (long long)id);
     json_t *data = json_pack("{s:s,s:[],s:b}", "service", "product", "products", "bump", lists);

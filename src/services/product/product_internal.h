@@ -172,8 +172,9 @@ uint64_t product__generation(struct product_ctx *ctx);
  * when lists may have changed, and writes a product.invalidated event to the catalog's outbox
  * (topic cache-invalidation) so that every other process drops them too (id 0: every list). */
 void product__invalidate(struct product_ctx *ctx, int64_t id, bool lists);
-/* The same in this process only (stock figures: every checkout changes them; the other
- * processes' entries age out). */
+/* The same in this process only, for stock figures: every checkout changes them; the other
+ * processes' entries age out. The product's product_get_info entry stays: it holds no stock,
+ * and the checkout that changed the stock reads it. */
 void product__invalidate_local(struct product_ctx *ctx, int64_t id, bool lists);
 
 /* ---- search pages (product_search.c) ----------------------------------------------------- */

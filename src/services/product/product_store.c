@@ -313,20 +313,23 @@ int product__store_set_stock(struct db *db, int64_t id, int64_t available, bool 
     int rc = db_conn_take(db, &c);
     if (rc < 0)
         return rc;
-    /* The first statement only matches a crossing of zero, atomically. */
+    /* The first statement only matches a crossing of zero, atomically; after it, the second
+     * matches only a change that does not cross. Both in one round trip and transaction. */
     struct db_val args[] = {DB_INT(id), DB_INT(available)};
-    rc = db_query(c,
-                  "UPDATE products SET stock_available = $2 WHERE id = $1 "
-                  "AND (stock_available > 0) <> ($2 > 0)",
-                  2, args, NULL);
-    *crossed = rc > 0;
-    if (rc == 0)
-        rc = db_query(c,
-                      "UPDATE products SET stock_available = $2 WHERE id = $1 "
-                      "AND stock_available <> $2",
-                      2, args, NULL);
+    struct db_stmt st[] = {{.sql = "UPDATE products SET stock_available = $2 WHERE id = $1 "
+                                   "AND (stock_available > 0) <> ($2 > 0)",
+                            .n = 2,
+                            .args = args},
+                           {.sql = "UPDATE products SET stock_available = $2 WHERE id = $1 "
+                                   "AND stock_available <> $2",
+                            .n = 2,
+                            .args = args}};
+    rc = db_query_many(c, st, 2, true);
     db_conn_give(c);
-    return rc;
+    if (rc < 0)
+        return rc;
+    *crossed = st[0].rc > 0;
+    return st[0].rc + st[1].rc;
 }
 
 /* ---- listing and search --------------------------------------------------------------- */
