@@ -72,5 +72,8 @@ struct outbox_relay_stats {
     int64_t failures;      /* produce attempts that failed (broker unreachable…) */
 };
 void outbox_relay_stats(struct outbox_relay *r, struct outbox_relay_stats *out);
+/* Outbox rows built in this process so far (outbox_row_make): an idle relay polls its
+ * databases less and less often, and at once again when this moves. */
+uint64_t outbox_rows_made(void);
 
 #endif

@@ -8,6 +8,7 @@
  * control characters are escaped. */
 #include "emporium/outbox.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,10 +190,15 @@ static void trace_make(char out[56])
     trace_span_discard(&root);
 }
 
+static _Atomic uint64_t rows_made;
+
+uint64_t outbox_rows_made(void) { return atomic_load_explicit(&rows_made, memory_order_relaxed); }
+
 int outbox_row_make(struct outbox_row *r, unsigned shard, const char *topic,
                     const char *aggregate_type, int64_t aggregate_id, const char *event_type,
                     json_t *payload)
 {
+    atomic_fetch_add_explicit(&rows_made, 1, memory_order_relaxed);
     memset(r, 0, sizeof *r);
     int64_t id = id_new(shard), now = now_ms();
     char idbuf[21], ts[32], tp[56], source[64];

@@ -36,6 +36,8 @@
 #define RELAY_BATCH 500
 #define RELAY_MAX_DBS 32
 #define MARK_CHUNK 100
+#define IDLE_MIN_MS 20  /* an idle relay's first wait, and its wait slice */
+#define IDLE_MAX_MS 200 /* its longest wait */
 
 struct outbox_relay {
     struct app *app;
@@ -178,8 +180,10 @@ static void *relay_main(void *arg)
     int backoff = 200;
     int64_t last_maintain = mono_ms();
     bool warned = false;
+    int idle_ms = IDLE_MIN_MS;
     while (!atomic_load(&r->stop)) {
         bool busy = false, failed = false;
+        uint64_t made = outbox_rows_made(); /* before the polls: a row made after is seen */
         add_attached(r);
         for (int i = 0; i < r->n_dbs && !failed && !atomic_load(&r->stop); i++) {
             int rc = relay_db(r, r->dbs[i]);
@@ -208,8 +212,24 @@ static void *relay_main(void *arg)
             log_info("outbox relay: publishing again");
         warned = false;
         backoff = 200;
-        if (!busy)
-            pause_ms(r, 20);
+        if (busy) {
+            idle_ms = IDLE_MIN_MS;
+            continue;
+        }
+        /* Idle: wait IDLE_MIN_MS slices up to idle_ms, polling again at once when a row was
+         * made in this process (its commit may land just after the poll that follows, so
+         * the slices stay short for a while); rows made by other processes wait at most
+         * IDLE_MAX_MS. A read-only load then costs the databases 5 polls a second each
+         * instead of 50. */
+        for (int waited = 0; waited < idle_ms && !atomic_load(&r->stop); waited += IDLE_MIN_MS) {
+            pause_ms(r, IDLE_MIN_MS);
+            if (outbox_rows_made() != made)
+                break;
+        }
+        if (outbox_rows_made() != made)
+            idle_ms = IDLE_MIN_MS;
+        else if (idle_ms < IDLE_MAX_MS)
+            idle_ms = idle_ms * 2 < IDLE_MAX_MS ? idle_ms * 2 : IDLE_MAX_MS;
     }
     count_pending(r);
     return NULL;

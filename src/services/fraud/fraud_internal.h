@@ -6,6 +6,7 @@
  * (the admin route and the service definition). */
 #ifndef EMPORIUM_FRAUD_INTERNAL_H
 #define EMPORIUM_FRAUD_INTERNAL_H
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,12 +28,19 @@
 #define FRAUD_POINTS_COUNTRY 30
 
 /* The service's state (app_service_ctx "fraud"): the fingerprint key and the settings. */
+#define FRAUD_STAGED_MAX 256 /* the consumer runner's batch; flushed early when full */
+
+struct fraud_event;
 struct fraud_ctx {
     unsigned char key[FRAUD_KEY_BYTES];
     int64_t review_amount;
     int hold_score;
     int64_t window_ms;
     int user_velocity, card_velocity, failed_payments;
+    /* The consumer's writes, waiting for its batch end (bus_subscribe_flush). */
+    pthread_mutex_t mu;
+    struct fraud_event *staged; /* FRAUD_STAGED_MAX */
+    int n_staged;
 };
 
 extern const struct service_db fraud__dbs[];
@@ -70,11 +78,18 @@ int fraud__store_score(struct db *db, const struct fraud_ctx *ctx, const struct 
                        struct fraud_verdict *out);
 int fraud__store_assessment(struct db *db, int64_t order_id, struct fraud_assessment *out);
 
-/* The consumer's writes: an order placed (counts it; fills in its card and country), an
- * order's new status (failed_payment marks a payment failure). Idempotent. */
-int fraud__store_placed(struct db *db, int64_t order_id, int64_t user_id, const char *card_fp,
-                        const char *country, int64_t at);
-int fraud__store_status(struct db *db, int64_t order_id, const char *status, bool failed_payment,
-                        int64_t at);
+/* One write of the consumer: an order placed (counts it; fills in its card and country), or
+ * an order's new status (failed_payment marks a payment failure). Idempotent. */
+struct fraud_event {
+    bool placed;
+    int64_t order_id, user_id, at;
+    char card_fp[FRAUD_FINGERPRINT_LEN + 1], country[8]; /* placed */
+    char status[16];                                     /* a status */
+    bool failed_payment;
+};
+/* The writes of one consumer batch, in their order: on PostgreSQL one pipelined round trip
+ * and commit per DB_STMT_MAX of them, on SQLite one intent of the group-commit writer. A
+ * failure may leave some applied: running them all again is harmless. */
+int fraud__store_events(struct db *db, const struct fraud_event *ev, int n);
 
 #endif

@@ -275,35 +275,72 @@ int fraud__store_assessment(struct db *db, int64_t order_id, struct fraud_assess
     return 0;
 }
 
-int fraud__store_placed(struct db *db, int64_t order_id, int64_t user_id, const char *card_fp,
-                        const char *country, int64_t at)
+#define PLACED_SQL                                                                                 \
+    "INSERT INTO fraud_orders (order_id, user_id, card_fp, country, status, failed_payment, "      \
+    "placed_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) "                        \
+    "ON CONFLICT (order_id) DO UPDATE SET "                                                        \
+    "card_fp = CASE WHEN fraud_orders.card_fp = '' THEN excluded.card_fp "                         \
+    "ELSE fraud_orders.card_fp END, "                                                              \
+    "country = CASE WHEN fraud_orders.country = '' THEN excluded.country "                         \
+    "ELSE fraud_orders.country END"
+#define STATUS_SQL                                                                                 \
+    "UPDATE fraud_orders SET status = $1, failed_payment = CASE WHEN $2 = 1 "                      \
+    "THEN 1 ELSE failed_payment END, updated_at = $3 WHERE order_id = $4"
+
+struct events_tx {
+    const struct fraud_event *ev;
+    int n;
+    bool atomic; /* each chunk its own implicit transaction (PostgreSQL, no transaction open) */
+};
+
+/* A row scored at checkout exists already: a placed order only fills in what it lacks. */
+static int events_fn(struct db_conn *c, void *vctx)
 {
-    /* A row scored at checkout exists already: only fill in what it lacks. */
-    struct db_val a[] = {DB_INT(order_id), DB_INT(user_id), DB_TEXT(card_fp), DB_TEXT(country),
-                         DB_INT(at)};
-    int rc = db_query_once(
-        db,
-        "INSERT INTO fraud_orders (order_id, user_id, card_fp, country, status, failed_payment, "
-        "placed_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) "
-        "ON CONFLICT (order_id) DO UPDATE SET "
-        "card_fp = CASE WHEN fraud_orders.card_fp = '' THEN excluded.card_fp "
-        "ELSE fraud_orders.card_fp END, "
-        "country = CASE WHEN fraud_orders.country = '' THEN excluded.country "
-        "ELSE fraud_orders.country END",
-        5, a, NULL);
-    return rc < 0 ? rc : 0;
+    struct events_tx *t = vctx;
+    struct db_stmt st[DB_STMT_MAX];
+    struct db_val a[DB_STMT_MAX][5];
+    for (int at = 0; at < t->n; at += DB_STMT_MAX) {
+        int k = t->n - at < DB_STMT_MAX ? t->n - at : DB_STMT_MAX;
+        for (int i = 0; i < k; i++) {
+            const struct fraud_event *e = &t->ev[at + i];
+            if (e->placed) {
+                a[i][0] = DB_INT(e->order_id);
+                a[i][1] = DB_INT(e->user_id);
+                a[i][2] = DB_TEXT(e->card_fp);
+                a[i][3] = DB_TEXT(e->country);
+                a[i][4] = DB_INT(e->at);
+                st[i] = (struct db_stmt){.sql = PLACED_SQL, .n = 5, .args = a[i]};
+            } else {
+                a[i][0] = DB_TEXT(e->status);
+                a[i][1] = DB_INT(e->failed_payment ? 1 : 0);
+                a[i][2] = DB_INT(e->at);
+                a[i][3] = DB_INT(e->order_id);
+                st[i] = (struct db_stmt){.sql = STATUS_SQL, .n = 4, .args = a[i]};
+            }
+        }
+        int rc = db_query_many(c, st, k, t->atomic);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
-int fraud__store_status(struct db *db, int64_t order_id, const char *status, bool failed_payment,
-                        int64_t at)
+int fraud__store_events(struct db *db, const struct fraud_event *ev, int n)
 {
-    struct db_val a[] = {DB_TEXT(status), DB_INT(failed_payment ? 1 : 0), DB_INT(at),
-                         DB_INT(order_id)};
-    int rc = db_query_once(db,
-                           "UPDATE fraud_orders SET status = $1, failed_payment = CASE WHEN $2 = 1 "
-                           "THEN 1 ELSE failed_payment END, updated_at = $3 WHERE order_id = $4",
-                           4, a, NULL);
-    return rc < 0 ? rc : 0;
+    if (n == 0)
+        return 0;
+    if (db_dialect(db) != DB_POSTGRES) {
+        struct events_tx t = {ev, n, false};
+        return db_write(db, events_fn, NULL, &t);
+    }
+    struct events_tx t = {ev, n, true};
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = events_fn(c, &t);
+    db_conn_give(c);
+    return rc;
 }
 
 /* --- schema --- */
