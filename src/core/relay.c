@@ -36,8 +36,10 @@
 #define RELAY_BATCH 500
 #define RELAY_MAX_DBS 32
 #define MARK_CHUNK 100
-#define IDLE_MIN_MS 20  /* an idle relay's first wait, and its wait slice */
-#define IDLE_MAX_MS 200 /* its longest wait */
+#define IDLE_MIN_MS 20       /* an idle relay's first wait, and its wait slice */
+#define IDLE_MAX_MS 200      /* its longest wait */
+#define RELAY_MARGIN_MS 5000 /* a poll reads from this long (in ids) before the newest row sent */
+#define RELAY_FULL_MS 5000   /* ... and from the start this often */
 
 struct outbox_relay {
     struct app *app;
@@ -51,6 +53,9 @@ struct outbox_relay {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     _Atomic int64_t pending, oldest_age_ms, published, failures;
+    /* Per database (relay thread only): the lowest id the next poll reads, and when it last
+     * read from the start (mono ms). */
+    int64_t from[RELAY_MAX_DBS], full_at[RELAY_MAX_DBS];
 };
 
 static void pause_ms(struct outbox_relay *r, int ms)
@@ -86,14 +91,24 @@ static int mark_tx(struct db_conn *c, void *vctx)
 }
 
 /* One batch of db's outbox: >0 rows sent, 0 none waiting, <0 the produce or the db failed. */
-static int relay_db(struct outbox_relay *r, struct db *db)
+static int relay_db(struct outbox_relay *r, int k)
 {
+    struct db *db = r->dbs[k];
     struct db_rows *rows = NULL;
-    struct db_val lim[] = {DB_INT(RELAY_BATCH)};
+    /* Marking a row sent leaves its unsent index entry dead until the table is vacuumed, and
+     * a poll from the start steps over all of them. So a poll starts RELAY_MARGIN_MS of ids
+     * before the newest row sent, and only every RELAY_FULL_MS from the start: that one
+     * finds a row whose transaction committed later than the margin after its id was made
+     * (or whose writer's clock is behind), at most RELAY_FULL_MS late. */
+    int64_t now = mono_ms();
+    bool full = now - r->full_at[k] >= RELAY_FULL_MS;
+    if (full)
+        r->full_at[k] = now;
+    struct db_val a[] = {DB_INT(RELAY_BATCH), DB_INT(full ? 0 : r->from[k])};
     int rc = db_query_once(db,
                            "SELECT id, topic, aggregate_id, payload FROM outbox WHERE "
-                           "published_at IS NULL ORDER BY id LIMIT $1",
-                           1, lim, &rows);
+                           "published_at IS NULL AND id >= $2 ORDER BY id LIMIT $1",
+                           2, a, &rows);
     if (rc < 0)
         return rc;
     int n = db_rows_count(rows);
@@ -141,6 +156,9 @@ static int relay_db(struct outbox_relay *r, struct db *db)
     }
     if (rc >= 0) {
         atomic_fetch_add(&r->published, n);
+        int64_t floor = ids[n - 1] - ((int64_t)RELAY_MARGIN_MS << 22); /* id.h: ms << 22 */
+        if (floor > r->from[k])
+            r->from[k] = floor;
         rc = n;
     }
 out:
@@ -186,7 +204,7 @@ static void *relay_main(void *arg)
         uint64_t made = outbox_rows_made(); /* before the polls: a row made after is seen */
         add_attached(r);
         for (int i = 0; i < r->n_dbs && !failed && !atomic_load(&r->stop); i++) {
-            int rc = relay_db(r, r->dbs[i]);
+            int rc = relay_db(r, i);
             if (rc > 0)
                 busy = true;
             if (rc < 0) {
