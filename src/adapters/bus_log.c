@@ -72,6 +72,17 @@ struct produce_one {
     struct db_rows *r;
 };
 
+/* A message's key (cut to 127 bytes) and event id: its own, or for a message without one
+ * the produce's time and the message's position in the batch (unique within the topic). */
+static void key_and_id(const struct bus_msg *m, int64_t now, int pos, char key[128], char eid[64])
+{
+    snprintf(key, 128, "%.*s", (int)(m->key_len < 127 ? m->key_len : 127), m->key ? m->key : "");
+    if (m->id)
+        snprintf(eid, 64, "%s", m->id);
+    else
+        snprintf(eid, 64, "anon-%lld-%d", (long long)now, pos);
+}
+
 /* SQLite: up to DB_STMT_MAX messages in three round trips: whether each is in the topic already,
  * the offsets (the partitions' heads moved under their row locks, in batch order), the
  * rows. A partition's first message inserts its head. */
@@ -85,12 +96,7 @@ static int produce_chunk(struct db_conn *c, struct log_bus *b, const struct bus_
     for (int i = 0; i < n; i++) {
         const struct bus_msg *m = &msgs[i];
         struct produce_one *o = &one[i];
-        snprintf(o->key, sizeof o->key, "%.*s", (int)(m->key_len < 127 ? m->key_len : 127),
-                 m->key ? m->key : "");
-        if (m->id)
-            snprintf(o->eid, sizeof o->eid, "%s", m->id);
-        else /* no event id: the topic and the position make it unique */
-            snprintf(o->eid, sizeof o->eid, "anon-%lld-%d", (long long)now, first + i);
+        key_and_id(m, now, first + i, o->key, o->eid);
         o->part = bus_partition_of(o->key, strlen(o->key), b->parts);
         for (int j = 0; j < i && !o->skip; j++)
             o->skip = !strcmp(msgs[j].topic, m->topic) && !strcmp(one[j].eid, o->eid);
@@ -209,12 +215,7 @@ static int produce_set(struct db_conn *c, struct log_bus *b, const struct bus_ms
     for (int i = 0; i < n && rc == 0; i++) {
         const struct bus_msg *m = &msgs[i];
         char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)(m->key_len < 127 ? m->key_len : 127),
-                 m->key ? m->key : "");
-        if (m->id)
-            snprintf(eids[i], sizeof eids[i], "%s", m->id);
-        else /* no event id: the topic and the position make it unique */
-            snprintf(eids[i], sizeof eids[i], "anon-%lld-%d", (long long)now, first + i);
+        key_and_id(m, now, first + i, key, eids[i]);
         bool dup = false;
         for (int j = 0; j < i && !dup; j++)
             dup = !strcmp(msgs[j].topic, m->topic) && !strcmp(eids[j], eids[i]);
@@ -262,33 +263,11 @@ static int produce_tx(struct db_conn *c, void *vctx)
     return rc < 0 ? rc : 0;
 }
 
-/* PostgreSQL, a batch that fits one set statement: that statement alone is the
- * transaction, one round trip instead of BEGIN, it and COMMIT. Retried as db_transact()
- * retries (a deadlock or serialization failure answers ERR_BUSY). */
-static int produce_one_statement(struct log_bus *b, const struct bus_msg *msgs, int n)
-{
-    int rc = ERR_BUSY;
-    for (int attempt = 0; attempt < 6 && rc == ERR_BUSY; attempt++) {
-        if (attempt > 0) {
-            struct timespec ts = {0, (1L << attempt) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        struct db_conn *c;
-        if ((rc = db_conn_take(b->db, &c)) < 0)
-            continue;
-        rc = produce_set(c, b, msgs, n, 0, now_ms());
-        db_conn_give(c);
-    }
-    return rc;
-}
-
 static int log_produce(struct bus *base, const struct bus_msg *msgs, int n, int timeout_ms)
 {
     struct log_bus *b = (struct log_bus *)base;
     struct produce_ctx p = {b, msgs, n};
-    int rc = db_dialect(b->db) == DB_POSTGRES && n <= SET_MAX
-                 ? produce_one_statement(b, msgs, n)
-                 : db_transact(b->db, produce_tx, NULL, &p);
+    int rc = db_transact(b->db, produce_tx, NULL, &p);
     if (rc == 0) {
         pthread_mutex_lock(&b->mu);
         b->gen++;

@@ -138,22 +138,9 @@ static int relay_db(struct outbox_relay *r, int k)
     if ((rc = bus_produce(r->bus, msgs, n, 10000)) < 0)
         goto out;
     struct mark_ctx mc = {ids, n};
-    /* Acknowledged: marking may be retried (the rows are re-sent only if it never lands).
-     * It need not be atomic: a row left unmarked is sent again and dropped as a duplicate.
-     * So on PostgreSQL each chunk commits on its own, one round trip instead of three. */
-    bool pg = db_dialect(db) == DB_POSTGRES;
-    for (int attempt = 0; attempt < 5; attempt++) {
-        struct db_conn *c = NULL;
-        if (!pg)
-            rc = db_transact(db, mark_tx, NULL, &mc);
-        else if ((rc = db_conn_take(db, &c)) >= 0) {
-            rc = mark_tx(c, &mc);
-            db_conn_give(c);
-        }
-        if (rc >= 0)
-            break;
+    /* Acknowledged: marking may be retried (the rows are re-sent only if it never lands). */
+    for (int attempt = 0; attempt < 5 && (rc = db_transact(db, mark_tx, NULL, &mc)) < 0; attempt++)
         pause_ms(r, 100 << attempt);
-    }
     if (rc >= 0) {
         atomic_fetch_add(&r->published, n);
         int64_t floor = ids[n - 1] - ((int64_t)RELAY_MARGIN_MS << 22); /* id.h: ms << 22 */

@@ -196,7 +196,6 @@ static void ctx_free(struct fraud_ctx *ctx)
 {
     if (!ctx)
         return;
-    free(ctx->staged);
     pthread_mutex_destroy(&ctx->mu);
     sodium_memzero(ctx, sizeof *ctx);
     free(ctx);
@@ -215,11 +214,6 @@ int fraud__init(struct app *app)
     ctx->card_velocity = cfg->fraud_card_velocity;
     ctx->failed_payments = cfg->fraud_failed_payments;
     pthread_mutex_init(&ctx->mu, NULL);
-    if (!(ctx->staged = calloc(FRAUD_STAGED_MAX, sizeof *ctx->staged))) {
-        pthread_mutex_destroy(&ctx->mu);
-        free(ctx);
-        return ERR_NOMEM;
-    }
     unsigned char fresh[FRAUD_KEY_BYTES];
     randombytes_buf(fresh, sizeof fresh);
     int rc = fraud__store_key(fraud_db(app), fresh, ctx->key);

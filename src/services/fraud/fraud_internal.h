@@ -27,10 +27,18 @@
 #define FRAUD_POINTS_FAILURES 50
 #define FRAUD_POINTS_COUNTRY 30
 
-/* The service's state (app_service_ctx "fraud"): the fingerprint key and the settings. */
+/* One write of the consumer: an order placed (counts it; fills in its card and country), or
+ * an order's new status (failed_payment marks a payment failure). Idempotent. */
+struct fraud_event {
+    bool placed;
+    int64_t order_id, user_id, at;
+    char card_fp[FRAUD_FINGERPRINT_LEN + 1], country[8]; /* placed */
+    char status[16];                                     /* a status */
+    bool failed_payment;
+};
 #define FRAUD_STAGED_MAX 256 /* the consumer runner's batch; flushed early when full */
 
-struct fraud_event;
+/* The service's state (app_service_ctx "fraud"): the fingerprint key and the settings. */
 struct fraud_ctx {
     unsigned char key[FRAUD_KEY_BYTES];
     int64_t review_amount;
@@ -39,7 +47,7 @@ struct fraud_ctx {
     int user_velocity, card_velocity, failed_payments;
     /* The consumer's writes, waiting for its batch end (bus_subscribe_flush). */
     pthread_mutex_t mu;
-    struct fraud_event *staged; /* FRAUD_STAGED_MAX */
+    struct fraud_event staged[FRAUD_STAGED_MAX];
     int n_staged;
 };
 
@@ -78,15 +86,6 @@ int fraud__store_score(struct db *db, const struct fraud_ctx *ctx, const struct 
                        struct fraud_verdict *out);
 int fraud__store_assessment(struct db *db, int64_t order_id, struct fraud_assessment *out);
 
-/* One write of the consumer: an order placed (counts it; fills in its card and country), or
- * an order's new status (failed_payment marks a payment failure). Idempotent. */
-struct fraud_event {
-    bool placed;
-    int64_t order_id, user_id, at;
-    char card_fp[FRAUD_FINGERPRINT_LEN + 1], country[8]; /* placed */
-    char status[16];                                     /* a status */
-    bool failed_payment;
-};
 /* The writes of one consumer batch, in their order: on PostgreSQL one pipelined round trip
  * and commit per DB_STMT_MAX of them, on SQLite one intent of the group-commit writer. A
  * failure may leave some applied: running them all again is harmless. */
