@@ -83,6 +83,10 @@ int user_login(struct app *app, const char *email, const char *password, const c
 int user_logout(struct app *app, const unsigned char token_hash[32]);
 /* ERR_NOTFOUND when the account does not exist (any more). */
 int user_get(struct app *app, int64_t id, struct user *out);
+/* Many accounts in one read: out[i] is the account ids[i], or all zero (id 0) when it does
+ * not exist. n <= USER_GET_MANY_MAX. */
+#define USER_GET_MANY_MAX 1024
+int user_get_many(struct app *app, const int64_t *ids, int n, struct user *out);
 /* Many customer accounts with one password (hashed once), for load tests; with `tokens`,
  * a session for each is written there one token per line. *created = new accounts. */
 int user_bulk_create(struct app *app, long count, const char *email_format, const char *password,

@@ -333,6 +333,20 @@ int user_get(struct app *app, int64_t id, struct user *out)
     return rc;
 }
 
+int user_get_many(struct app *app, const int64_t *ids, int n, struct user *out)
+{
+    if (n < 0 || n > USER_GET_MANY_MAX)
+        return ERR_INVALID;
+    struct db *db = app_db(app, "users");
+    struct db_conn *c;
+    int rc = db_conn_take(db, &c);
+    if (rc < 0)
+        return rc;
+    rc = user_store_by_ids(c, db_dialect(db), ids, n, out);
+    db_conn_give(c);
+    return rc;
+}
+
 int user_bulk_create(struct app *app, long count, const char *fmt, const char *password,
                      void *tokens_file, long *created, struct user_problem *why)
 {

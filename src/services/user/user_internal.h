@@ -60,6 +60,9 @@ int user_store_insert_or_get(struct db_conn *c, struct user *u, const char *pw_h
 int user_store_by_email(struct db_conn *c, const char *email, struct user *out,
                         char pw_hash[USER_HASH_MAX]);
 int user_store_by_id(struct db_conn *c, int64_t id, struct user *out);
+/* out[i] = the account ids[i], or all zero (id 0) when there is none; one statement. */
+int user_store_by_ids(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n,
+                      struct user *out);
 int user_store_session_add(struct db_conn *c, const char *token_hash_hex, int64_t user_id,
                            int64_t created_at, int64_t expires_at);
 int user_store_session_delete(struct db_conn *c, const char *token_hash_hex);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "emporium/buf.h"
 #include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/outbox.h"
@@ -131,6 +132,53 @@ int user_store_by_id(struct db_conn *c, int64_t id, struct user *out)
 {
     struct db_val args[] = {DB_INT(id)};
     return select_one(c, "SELECT " USER_COLUMNS " FROM users WHERE id = $1", args, out, NULL);
+}
+
+int user_store_by_ids(struct db_conn *c, enum db_dialect d, const int64_t *ids, int n,
+                      struct user *out)
+{
+    for (int i = 0; i < n; i++)
+        memset(&out[i], 0, sizeof out[i]);
+    if (n == 0)
+        return 0;
+    /* The ids as one parameter: a JSON array for json_each (SQLite), an array literal. */
+    struct buf list = BUF_INIT(0);
+    for (int i = 0; i < n; i++) {
+        if (d == DB_SQLITE)
+            buf_printf(&list, i ? ",%lld" : "[%lld", (long long)ids[i]);
+        else
+            db_array_int(&list, ids[i]);
+    }
+    const char *arg;
+    if (d == DB_SQLITE) {
+        buf_puts(&list, "]");
+        arg = list.err ? NULL : list.p;
+    } else {
+        arg = db_array_end(&list);
+    }
+    if (!arg) {
+        buf_free(&list);
+        return ERR_NOMEM;
+    }
+    struct db_val args[] = {DB_TEXT(arg)};
+    struct db_rows *rows = NULL;
+    int rc =
+        db_query(c,
+                 d == DB_SQLITE ? "SELECT " USER_COLUMNS " FROM users WHERE id IN "
+                                  "(SELECT value FROM json_each($1))"
+                                : "SELECT " USER_COLUMNS " FROM users WHERE id = ANY($1::bigint[])",
+                 1, args, &rows);
+    buf_free(&list);
+    if (rc < 0)
+        return rc;
+    for (int r = 0; r < db_rows_count(rows); r++) {
+        int64_t id = db_get_i64(rows, r, 0);
+        for (int i = 0; i < n; i++)
+            if (ids[i] == id)
+                read_user(rows, r, &out[i]);
+    }
+    db_rows_free(rows);
+    return 0;
 }
 
 int user_store_session_add(struct db_conn *c, const char *token_hash_hex, int64_t user_id,
