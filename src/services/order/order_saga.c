@@ -6,10 +6,14 @@
  * 1. Look the Idempotency-Key up in the user's shard: a key already used with a different
  *    request gets idempotency_key_reused; a finished one gets its recorded outcome (the
  *    order as it is now); one still in progress is waited for (or request_in_progress).
+ *    The first attempt skips this read (a new key is the common case): 2 or 3 finding the
+ *    key used sends it here.
  * 2. Read the cart and visit the catalog once per line: prices, names, weights. A line whose
  *    price changed since it was added refuses the checkout (price_changed) and the cart takes
  *    the new prices, so the retry charges what the cart then shows. Shipping is priced from
- *    the weights already read. Nothing is recorded yet: a refusal leaves the key unused.
+ *    the weights already read. Nothing is recorded yet: a refusal leaves the key unused. A
+ *    refusal for a key that is already used goes to 1 before anything is written (a retry
+ *    of a finished checkout finds its cart emptied by it).
  * 3. In one transaction: claim the key (its primary key makes a concurrent duplicate fail
  *    and go back to 1) and create the order PENDING with its items, history and event.
  * 4. Reserve the stock (reservation id = order id, with a TTL): out of stock fails here.
@@ -65,6 +69,7 @@ struct saga {
     char card_fp[FRAUD_FINGERPRINT_LEN + 1]; /* "" when the fraud service is not here */
     struct cart_line lines[CART_MAX_LINES];
     struct order_item items[CART_MAX_LINES];
+    struct cart_line changed[CART_MAX_LINES]; /* price_changed: the lines at their new prices */
 };
 
 static void sleep_ms(int ms)
@@ -175,7 +180,7 @@ static int price_cart(struct saga *s)
         return refuse(out, ERR_INVALID, "cart_empty");
     s->subtotal = 0;
     struct shipping_item si[CART_MAX_LINES];
-    struct cart_line changed[CART_MAX_LINES];
+    struct cart_line *changed = s->changed;
     for (int i = 0; i < s->n; i++) {
         struct cart_line *l = &s->lines[i];
         struct product_info pi;
@@ -210,14 +215,8 @@ static int price_cart(struct saga *s)
         s->subtotal += pi.price * l->quantity;
         si[i] = (struct shipping_item){l->product_id, l->quantity, pi.weight_grams};
     }
-    if (out->n_changed > 0) {
-        /* The customer agreed to the cart's prices, not to these: show them first. */
-        if ((rc = cart_set_prices(s->app, s->rq->user_id, changed, out->n_changed)) < 0)
-            return rc;
-        log_event("checkout.price_changed", LOG_I("user_id", s->rq->user_id),
-                  LOG_I("lines", out->n_changed));
+    if (out->n_changed > 0) /* the cart takes the new prices in saga_run() */
         return refuse(out, ERR_CONFLICT, "price_changed");
-    }
     struct shipping_option opt;
     rc = shipping_price(s->app, si, s->n, s->rq->addr.country, s->rq->method, &opt, NULL);
     if (rc < 0)
@@ -426,13 +425,23 @@ static int saga_run(struct saga *s, struct db_conn *c)
          * find the cart already emptied by that request's success: if the key exists now,
          * answer with its outcome (look it up again), not with this refusal. */
         struct order_key k;
-        if (order__store_key_get(c, rq->user_id, rq->idem_key, &k) > 0) {
-            db_conn_give(c);
+        int krc = order__store_key_get(c, rq->user_id, rq->idem_key, &k);
+        db_conn_give(c);
+        if (krc > 0) {
             memset(s->out, 0, offsetof(struct order_outcome, changed));
             s->out->n_changed = 0;
             return 1;
         }
-        db_conn_give(c);
+        if (s->out->n_changed > 0) {
+            /* The customer agreed to the cart's prices, not to these: show them first. */
+            if (krc < 0)
+                return krc;
+            int prc = cart_set_prices(s->app, rq->user_id, s->changed, s->out->n_changed);
+            if (prc < 0)
+                return prc;
+            log_event("checkout.price_changed", LOG_I("user_id", rq->user_id),
+                      LOG_I("lines", s->out->n_changed));
+        }
         return rc;
     }
     char brand[16], last4[5];
@@ -602,7 +611,9 @@ int order_place(struct app *app, const struct order_place_req *rq, struct order_
         struct db_conn *c = NULL;
         if ((rc = db_conn_take(s->db, &c)) < 0)
             break;
-        rc = key_lookup(s, &c);
+        /* The first attempt does not look the key up: a new key is the common case, and
+         * claiming it (3) fails for a key already used, which sends the retry here. */
+        rc = attempt == 0 ? 1 : key_lookup(s, &c);
         if (rc != 1) {
             db_conn_give(c);
             break;
