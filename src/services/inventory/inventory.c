@@ -41,6 +41,53 @@ static struct inventory_ctx *ctx_of(struct app *app) { return app_service_ctx(ap
 
 static struct db *inv_db(struct app *app) { return app_db(app, "inventory"); }
 
+/* ---------------------------------------------------------------- recent reservations */
+
+/* The lines of the reservations made here and not confirmed yet, by id (one per slot; a
+ * newer one in the same slot replaces it). A confirm on PostgreSQL builds its event from
+ * them instead of reading the reservation back first: a reservation's lines never change.
+ * Absent (made by another process, replaced, or after a restart): read back as before. */
+static struct inventory__recent *recent_slot(struct inventory_ctx *ctx, int64_t id)
+{
+    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
+    return &ctx->recent[(h >> 32) % INVENTORY_RECENT_SLOTS];
+}
+
+static void recent_put(struct app *app, int64_t id, const struct inventory_item *items, int n)
+{
+    struct inventory_ctx *ctx = ctx_of(app);
+    struct inventory_item *copy = ctx ? malloc((size_t)n * sizeof *copy) : NULL;
+    if (!copy)
+        return; /* the confirm reads it back */
+    memcpy(copy, items, (size_t)n * sizeof *copy);
+    pthread_mutex_lock(&ctx->recent_mu);
+    struct inventory__recent *e = recent_slot(ctx, id);
+    struct inventory_item *old = e->items;
+    *e = (struct inventory__recent){.id = id, .n = n, .items = copy};
+    pthread_mutex_unlock(&ctx->recent_mu);
+    free(old);
+}
+
+/* Takes reservation id's lines out of the cache into rv (rv->items then yours): true when
+ * they were there. */
+static bool recent_take(struct app *app, int64_t id, struct inventory__resv *rv)
+{
+    struct inventory_ctx *ctx = ctx_of(app);
+    if (!ctx)
+        return false;
+    pthread_mutex_lock(&ctx->recent_mu);
+    struct inventory__recent *e = recent_slot(ctx, id);
+    bool found = e->id == id;
+    if (found) {
+        free(rv->items);
+        rv->items = e->items;
+        rv->n = e->n;
+        *e = (struct inventory__recent){0};
+    }
+    pthread_mutex_unlock(&ctx->recent_mu);
+    return found;
+}
+
 /* Product levels touched by a transaction, announced after the commit. */
 struct touched {
     int n;
@@ -378,6 +425,8 @@ int inventory_reserve(struct app *app, int64_t reservation_id, const struct inve
             rc = db_write(inv_db(app), reserve_tx, reserve_reset, r);
         if (rc == ERR_CONFLICT && short_product)
             *short_product = r->short_product;
+        if (rc == 0 && db_dialect(inv_db(app)) == DB_POSTGRES)
+            recent_put(app, reservation_id, r->items, r->n); /* for confirm_pg() */
         if (rc >= 0)
             announce_all(&r->t);
     }
@@ -513,23 +562,26 @@ static int confirm_tx(struct db_conn *c, void *vctx)
     return rc;
 }
 
-/* PostgreSQL: the reservation read (row and lines, one round trip, no transaction), then
- * the move with its unreserves and its event as one statement (a data-modifying CTE: the
- * lines' stock and the outbox row change only when the reservation moved from active), so
- * the hot inventory rows stay locked for that one statement only, not across the round
- * trips of a transaction. 1 confirmed here; 0 when anything else is found (confirmed
- * already, expired, released, moved meanwhile): confirm_tx() then decides, as on SQLite. */
-static int confirm_pg(struct db *db, struct confirm_ctx *r)
+/* PostgreSQL: the reservation's lines (made here: from the cache; else read back with its
+ * row, one round trip, no transaction), then the move with its unreserves and its event as
+ * one statement (a data-modifying CTE: the lines' stock and the outbox row change only when
+ * the reservation moved from active and had not expired), so the hot inventory rows stay
+ * locked for that one statement only, not across the round trips of a transaction. 1
+ * confirmed here; 0 when anything else is found (confirmed already, expired, released,
+ * moved meanwhile): confirm_tx() then decides, as on SQLite. */
+static int confirm_pg(struct app *app, struct confirm_ctx *r)
 {
     struct db_conn *c;
-    int rc = db_conn_take(db, &c);
+    int rc = db_conn_take(inv_db(app), &c);
     if (rc < 0)
         return rc;
     int64_t now = now_ms();
-    rc = inventory__store_resv_load(c, r->id, &r->rv);
-    if (rc < 0 || strcmp(r->rv.status, "active") != 0 || r->rv.expires_at <= now) {
-        db_conn_give(c);
-        return rc == ERR_NOTFOUND ? 0 : rc < 0 ? rc : 0;
+    if (!recent_take(app, r->id, &r->rv)) {
+        rc = inventory__store_resv_load(c, r->id, &r->rv);
+        if (rc < 0 || strcmp(r->rv.status, "active") != 0 || r->rv.expires_at <= now) {
+            db_conn_give(c);
+            return rc == ERR_NOTFOUND ? 0 : rc < 0 ? rc : 0;
+        }
     }
     char rid[21];
     json_t *p = json_pack("{s:s,s:o}", "reservation_id", id_format(r->id, rid), "items",
@@ -554,7 +606,7 @@ int inventory_confirm(struct app *app, int64_t reservation_id)
         return ERR_INVALID;
     struct confirm_ctx r = {.id = reservation_id};
     int rc = 0;
-    if (db_dialect(inv_db(app)) == DB_POSTGRES && (rc = confirm_pg(inv_db(app), &r)) != 0) {
+    if (db_dialect(inv_db(app)) == DB_POSTGRES && (rc = confirm_pg(app, &r)) != 0) {
         free(r.rv.items);
         return rc < 0 ? rc : 0;
     }
@@ -609,11 +661,13 @@ int inventory__init(struct app *app)
     struct inventory_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return ERR_NOMEM;
+    pthread_mutex_init(&ctx->recent_mu, NULL);
     int rc = app_set_service_ctx(app, "inventory", ctx);
     if (rc == 0)
         rc = timer_add(app, "inventory.reservation_sweep", INVENTORY_SWEEP_MS, sweep_job, ctx);
     if (rc < 0) {
         app_set_service_ctx(app, "inventory", NULL);
+        pthread_mutex_destroy(&ctx->recent_mu);
         free(ctx);
     }
     return rc;
@@ -624,5 +678,10 @@ void inventory__deinit(struct app *app)
     /* app_free() stopped the timer thread before any deinit: no sweep can be running */
     struct inventory_ctx *ctx = ctx_of(app);
     app_set_service_ctx(app, "inventory", NULL);
+    if (!ctx)
+        return;
+    for (int i = 0; i < INVENTORY_RECENT_SLOTS; i++)
+        free(ctx->recent[i].items);
+    pthread_mutex_destroy(&ctx->recent_mu);
     free(ctx);
 }

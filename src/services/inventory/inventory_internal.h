@@ -2,6 +2,7 @@
 /* inventory_internal.h — shared between the inventory service's own files only. */
 #ifndef EMPORIUM_INVENTORY_INTERNAL_H
 #define EMPORIUM_INVENTORY_INTERNAL_H
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,8 +27,18 @@
 
 /* The service's state, owned by the app (app_service_ctx(app, "inventory")): allocated by
  * init(), freed by deinit(). */
+/* The lines of a reservation made in this process and not confirmed yet (inventory.c). */
+struct inventory__recent {
+    int64_t id; /* 0: free */
+    int n;
+    struct inventory_item *items; /* merged and sorted by product id, as stored */
+};
+#define INVENTORY_RECENT_SLOTS 1024
+
 struct inventory_ctx {
     inventory_product_known_fn product_known; /* registered by the catalog; may be NULL */
+    pthread_mutex_t recent_mu;
+    struct inventory__recent recent[INVENTORY_RECENT_SLOTS];
 };
 
 extern const struct service_db inventory__dbs[];
