@@ -72,8 +72,9 @@ struct bus_ops {
      * messages are waiting but cannot be read before a commit (the log adapter at the end of
      * a fetched page). */
     int (*poll)(struct bus_consumer *c, int timeout_ms, struct bus_msg *out);
-    /* Commits "m and everything before it in m's partition is done". */
-    int (*commit)(struct bus_consumer *c, const struct bus_msg *m);
+    /* Commits, for each of the n messages (at most one per partition), "m[i] and everything
+     * before it in its partition is done": all of them, or (an ERR_*) none. */
+    int (*commit)(struct bus_consumer *c, const struct bus_msg *m, int n);
     /* Puts the consumer back before m, so that the next poll of m's partition returns m. */
     int (*rewind)(struct bus_consumer *c, const struct bus_msg *m);
     void (*consumer_close)(struct bus_consumer *c);

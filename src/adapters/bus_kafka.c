@@ -203,10 +203,12 @@ static int kafka_poll(struct bus_consumer *c, int timeout_ms, struct bus_msg *ou
     return 1;
 }
 
-static int kafka_commit(struct bus_consumer *c, const struct bus_msg *m)
+static int kafka_commit(struct bus_consumer *c, const struct bus_msg *m, int n)
 {
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tl, m->topic, m->partition)->offset = m->offset + 1;
+    /* One synchronous commit request for every partition of the batch. */
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(tl, m[i].topic, m[i].partition)->offset = m[i].offset + 1;
     rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, tl, 0); /* synchronous */
     rd_kafka_topic_partition_list_destroy(tl);
     if (e) {

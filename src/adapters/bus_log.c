@@ -34,6 +34,7 @@
 #define FETCH 256
 #define FETCH_PARTS 8 /* partitions read by one fetch */
 #define MAX_TOPICS 8
+#define MAX_GENS 32 /* topics whose produces wake consumers at once (others: within 100 ms) */
 
 struct log_bus {
     struct bus base;
@@ -42,7 +43,13 @@ struct log_bus {
     int retention_h;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uint64_t gen; /* bumped at every produce commit */
+    /* Per topic, bumped at every produce commit that wrote to it (under mu): a consumer
+     * wakes for its own topics only. */
+    struct {
+        char name[64];
+        uint64_t gen;
+    } gens[MAX_GENS];
+    int n_gens;
 };
 
 struct bus_consumer {
@@ -270,11 +277,32 @@ static int log_produce(struct bus *base, const struct bus_msg *msgs, int n, int 
     int rc = db_transact(b->db, produce_tx, NULL, &p);
     if (rc == 0) {
         pthread_mutex_lock(&b->mu);
-        b->gen++;
+        for (int i = 0; i < n; i++) {
+            if (i > 0 && !strcmp(msgs[i].topic, msgs[i - 1].topic))
+                continue;
+            int g = 0;
+            while (g < b->n_gens && strcmp(b->gens[g].name, msgs[i].topic) != 0)
+                g++;
+            if (g == b->n_gens && g < MAX_GENS && strlen(msgs[i].topic) < sizeof b->gens[g].name)
+                snprintf(b->gens[b->n_gens++].name, sizeof b->gens[g].name, "%s", msgs[i].topic);
+            if (g < b->n_gens)
+                b->gens[g].gen++;
+        }
         pthread_cond_broadcast(&b->cv);
         pthread_mutex_unlock(&b->mu);
     }
     return rc;
+}
+
+/* The sum of the generations of c's topics (b->mu held): it moves when any of them does. */
+static uint64_t topics_gen(const struct log_bus *b, const struct bus_consumer *c)
+{
+    uint64_t sum = 0;
+    for (int g = 0; g < b->n_gens; g++)
+        for (int t = 0; t < c->n_topics; t++)
+            if (!strcmp(b->gens[g].name, c->topics[t]))
+                sum += b->gens[g].gen;
+    return sum;
 }
 
 static void consumer_free(struct bus_consumer *c)
@@ -312,7 +340,8 @@ static int log_consumer_open(struct bus *base, const char *group, const char *co
 /* Fetches up to FETCH messages past the group's committed offsets, in (topic, partition,
  * offset) order. First the partitions with something to read (the small heads and offsets
  * tables), then each of those partitions' next messages through the primary key: a fetch
- * costs the same however long the retained log is. */
+ * costs the same however long the retained log is. On PostgreSQL both in one statement (a
+ * lateral join); on SQLite two. */
 static int fetch(struct bus_consumer *c)
 {
     db_rows_free(c->rows);
@@ -329,8 +358,23 @@ static int fetch(struct bus_consumer *c)
         a[i + 1] = DB_TEXT(c->topics[i]);
         len += snprintf(sql + len, sizeof sql - (size_t)len, "%s$%d", i ? ", " : "", i + 2);
     }
-    snprintf(sql + len, sizeof sql - (size_t)len, ") ORDER BY h.topic, h.part LIMIT %d",
-             FETCH_PARTS);
+    len += snprintf(sql + len, sizeof sql - (size_t)len, ") ORDER BY h.topic, h.part LIMIT %d",
+                    FETCH_PARTS);
+    if (db_dialect(c->b->db) == DB_POSTGRES) {
+        /* One statement: each due partition's next messages through a lateral join. */
+        char whole[2560];
+        snprintf(whole, sizeof whole,
+                 "SELECT l.topic, l.part, l.off, l.msg_key, l.value FROM (%s) d(topic, part, nx) "
+                 "CROSS JOIN LATERAL (SELECT topic, part, off, msg_key, value FROM bus_log "
+                 "WHERE topic = d.topic AND part = d.part AND off >= d.nx ORDER BY off "
+                 "LIMIT %d) l ORDER BY 1, 2, 3 LIMIT %d",
+                 sql, FETCH, FETCH);
+        int rc = db_query_once(c->b->db, whole, c->n_topics + 1, a, &c->rows);
+        if (rc < 0)
+            return rc;
+        c->n = db_rows_count(c->rows);
+        return 0;
+    }
     struct db_rows *due = NULL;
     int rc = db_query_once(c->b->db, sql, c->n_topics + 1, a, &due);
     int n = rc < 0 ? 0 : db_rows_count(due);
@@ -385,7 +429,7 @@ static int log_poll(struct bus_consumer *c, int timeout_ms, struct bus_msg *out)
         if (c->uncommitted && timeout_ms == 0)
             return 0; /* a fetch would start at the committed offsets: commit first */
         pthread_mutex_lock(&b->mu);
-        uint64_t gen = b->gen;
+        uint64_t gen = topics_gen(b, c);
         pthread_mutex_unlock(&b->mu);
         int rc = fetch(c);
         if (rc < 0)
@@ -393,7 +437,8 @@ static int log_poll(struct bus_consumer *c, int timeout_ms, struct bus_msg *out)
         c->seen_gen = gen;
         if (c->n > 0)
             continue;
-        /* Nothing: wait for a produce in this process, or poll another's every 100 ms. */
+        /* Nothing: wait for a produce to one of c's topics in this process, or poll another's
+         * every 100 ms. */
         struct timespec now, step;
         clock_gettime(CLOCK_REALTIME, &now);
         if (now.tv_sec > until.tv_sec ||
@@ -409,21 +454,87 @@ static int log_poll(struct bus_consumer *c, int timeout_ms, struct bus_msg *out)
             (step.tv_sec == until.tv_sec && step.tv_nsec > until.tv_nsec))
             step = until;
         pthread_mutex_lock(&b->mu);
-        while (b->gen == c->seen_gen && pthread_cond_timedwait(&b->cv, &b->mu, &step) == 0)
+        while (topics_gen(b, c) == c->seen_gen &&
+               pthread_cond_timedwait(&b->cv, &b->mu, &step) == 0)
             ;
         pthread_mutex_unlock(&b->mu);
     }
 }
 
-static int log_commit(struct bus_consumer *c, const struct bus_msg *m)
+#define OFFSET_UPSERT                                                                              \
+    " ON CONFLICT (grp, topic, part) DO UPDATE SET next_off = excluded.next_off, "                 \
+    "updated_at = excluded.updated_at"
+
+struct commit_ctx {
+    struct bus_consumer *c;
+    const struct bus_msg *m;
+    int n;
+};
+
+/* SQLite: a statement per partition, in one transaction. */
+static int commit_tx(struct db_conn *conn, void *vctx)
 {
-    struct db_val a[] = {DB_TEXT(c->group), DB_TEXT(m->topic), DB_INT(m->partition),
-                         DB_INT(m->offset + 1), DB_INT(now_ms())};
-    int rc = db_query_once(c->b->db,
-                           "INSERT INTO bus_offsets (grp, topic, part, next_off, updated_at) "
-                           "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grp, topic, part) DO UPDATE "
-                           "SET next_off = excluded.next_off, updated_at = excluded.updated_at",
-                           5, a, NULL);
+    struct commit_ctx *x = vctx;
+    int64_t now = now_ms();
+    for (int i = 0; i < x->n; i++) {
+        struct db_val a[] = {DB_TEXT(x->c->group), DB_TEXT(x->m[i].topic),
+                             DB_INT(x->m[i].partition), DB_INT(x->m[i].offset + 1), DB_INT(now)};
+        int rc = db_query(conn,
+                          "INSERT INTO bus_offsets (grp, topic, part, next_off, updated_at) "
+                          "VALUES ($1, $2, $3, $4, $5)" OFFSET_UPSERT,
+                          5, a, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int cmp_msg_part(const void *a, const void *b)
+{
+    const struct bus_msg *x = a, *y = b;
+    int t = strcmp(x->topic, y->topic);
+    return t ? t : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+/* Every partition's offset in one transaction; on PostgreSQL one set statement, its rows
+ * in (topic, partition) order. */
+static int log_commit(struct bus_consumer *c, const struct bus_msg *m, int n)
+{
+    if (n <= 0)
+        return 0;
+    int rc;
+    if (db_dialect(c->b->db) == DB_POSTGRES) {
+        struct bus_msg *sorted = malloc((size_t)n * sizeof *sorted);
+        struct buf t = BUF_INIT(0), p = BUF_INIT(0), o = BUF_INIT(0);
+        if (sorted) {
+            memcpy(sorted, m, (size_t)n * sizeof *sorted);
+            qsort(sorted, (size_t)n, sizeof *sorted, cmp_msg_part);
+            for (int i = 0; i < n; i++) {
+                db_array_text(&t, sorted[i].topic);
+                db_array_int(&p, sorted[i].partition);
+                db_array_int(&o, sorted[i].offset + 1);
+            }
+        }
+        const char *ta = db_array_end(&t), *pa = db_array_end(&p), *oa = db_array_end(&o);
+        if (!sorted || !ta || !pa || !oa) {
+            rc = ERR_NOMEM;
+        } else {
+            struct db_val a[] = {DB_TEXT(c->group), DB_TEXT(ta), DB_TEXT(pa), DB_TEXT(oa),
+                                 DB_INT(now_ms())};
+            rc = db_query_once(c->b->db,
+                               "INSERT INTO bus_offsets (grp, topic, part, next_off, updated_at) "
+                               "SELECT $1, t, p, o, $5 FROM unnest($2::text[], $3::int[], "
+                               "$4::bigint[]) AS x(t, p, o)" OFFSET_UPSERT,
+                               5, a, NULL);
+        }
+        free(sorted);
+        buf_free(&t);
+        buf_free(&p);
+        buf_free(&o);
+    } else {
+        struct commit_ctx x = {c, m, n};
+        rc = db_transact(c->b->db, commit_tx, NULL, &x);
+    }
     if (rc < 0)
         return rc;
     c->uncommitted = false; /* the caller commits every partition of its batch before polling */

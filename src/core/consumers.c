@@ -125,8 +125,8 @@ static int64_t mono_now_ms(void)
 
 /* Ends the batch: runs the consumer's batch end (bus_subscribe_flush), then commits its
  * offsets. When the batch end fails, none of its work may count: every partition is rewound
- * to the batch's first message there. When an offset commit fails, its partition is rewound
- * to the message after the batch (what was applied is durable; it comes again only after a
+ * to the batch's first message there. When the offsets' commit (one for every partition)
+ * fails, every partition is rewound to the message after the batch (what was applied is durable; it comes again only after a
  * restart, from the older committed offset). On either failure `unapplied` (a message polled
  * but not applied yet, or NULL) is rewound first, so the partitions' rewinds win. The batch
  * is empty afterwards. */
@@ -149,21 +149,21 @@ static int batch_commit(struct batch *bt, const struct bus_msg *unapplied)
         bt->n = bt->parts = 0;
         return rc;
     }
-    for (int i = 0; i < bt->parts; i++) {
-        struct bus_msg m = {.topic = bt->last[i].topic,
-                            .partition = bt->last[i].partition,
-                            .offset = bt->last[i].offset};
-        int c = rc < 0 ? rc : bt->bus->ops->commit(bt->c, &m);
-        if (c < 0) {
-            if (rc == 0) {
-                log_warn("consumer %s: commit of %s[%d]@%lld failed: %s", bt->name, m.topic,
-                         m.partition, (long long)m.offset, err_str(c));
-                if (unapplied)
-                    bt->bus->ops->rewind(bt->c, unapplied);
-            }
-            rc = c;
-            m.offset++; /* the next message to read, not one applied */
-            bt->bus->ops->rewind(bt->c, &m);
+    /* Every partition's last message in one commit (one statement on the log). */
+    struct bus_msg ms[BATCH_PARTS];
+    for (int i = 0; i < bt->parts; i++)
+        ms[i] = (struct bus_msg){.topic = bt->last[i].topic,
+                                 .partition = bt->last[i].partition,
+                                 .offset = bt->last[i].offset};
+    rc = bt->bus->ops->commit(bt->c, ms, bt->parts);
+    if (rc < 0) {
+        log_warn("consumer %s: commit of %d partitions failed: %s", bt->name, bt->parts,
+                 err_str(rc));
+        if (unapplied)
+            bt->bus->ops->rewind(bt->c, unapplied);
+        for (int i = 0; i < bt->parts; i++) {
+            ms[i].offset++; /* the next message to read, not one applied */
+            bt->bus->ops->rewind(bt->c, &ms[i]);
         }
     }
     bt->n = bt->parts = 0;
@@ -177,7 +177,7 @@ static int batch_add(struct batch *bt, const struct bus_msg *m)
     if (tl >= sizeof bt->last[0].topic) { /* no topic is named that long; commit it now */
         bt->n++;
         int rc = batch_commit(bt, NULL);
-        return rc < 0 ? rc : bt->bus->ops->commit(bt->c, m);
+        return rc < 0 ? rc : bt->bus->ops->commit(bt->c, m, 1);
     }
     int i = 0;
     while (i < bt->parts &&
