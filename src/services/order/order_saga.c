@@ -17,11 +17,12 @@
  * 3. In one transaction: claim the key (its primary key makes a concurrent duplicate fail
  *    and go back to 1) and create the order PENDING with its items, history and event.
  * 4. Reserve the stock (reservation id = order id, with a TTL): out of stock fails here.
- * 5. Authorize (key derived from the order id: a retry never charges twice), score the order
- *    with the fraud rules (svc/fraud.h), capture, confirm the reservation.
+ * 5. Score the order with the fraud rules (svc/fraud.h), then authorize and capture in one
+ *    call (payment_charge; key derived from the order id: a retry never charges twice),
+ *    confirm the reservation.
  * 6. In one transaction: PAID + history + event + the outcome on the key; on the same lease,
  *    the shipment. Then the cart loses the ordered quantities.
- * 5'-6' (held): when the fraud rules hold the order, nothing is captured: the reservation is
+ * 5'-6' (held): when the fraud rules hold the order, it is only authorized: the reservation is
  *    confirmed (it must not expire while an operator reviews; a reject releases it) and the
  *    order moves to ON_HOLD with the outcome on the key, in one transaction; the answer is
  *    the same 201 with status "on_hold". order_approve()/order_reject() (order.c) finish it.
@@ -501,11 +502,17 @@ static int saga_run(struct saga *s, struct db_conn *c)
         return rc;
     }
 
+    /* The fraud rules first: an order they hold is only authorized; any other is authorized
+     * and captured in one go (payment_charge: one commit less than the two calls). */
+    struct fraud_verdict fv;
+    bool hold = fraud_hold(s, &fv);
     char key[64], oid[21];
     snprintf(key, sizeof key, "order-%s-authorize", id_format(s->order_id, oid));
     struct payment_result pr;
-    rc = payment_authorize(s->app, key, s->order_id, s->total, s->currency, &rq->card, &pr);
-    if (rc == ERR_PAYMENT) {
+    memset(&pr, 0, sizeof pr);
+    rc = hold ? payment_authorize(s->app, key, s->order_id, s->total, s->currency, &rq->card, &pr)
+              : payment_charge(s->app, key, s->order_id, s->total, s->currency, &rq->card, &pr);
+    if (rc == ERR_PAYMENT && (hold || !strcmp(pr.status, "failed"))) { /* declined */
         const char *reason = pr.failure_reason[0] ? pr.failure_reason : "card_declined";
         s->out->retryable = pr.retryable;
         metrics_count("emporium_orders_total", "payment_failed");
@@ -514,12 +521,11 @@ static int saga_run(struct saga *s, struct db_conn *c)
                   LOG_B("retryable", pr.retryable));
         return fail(s, reason, pr.retryable, ERR_PAYMENT, reason);
     }
-    if (rc < 0) {
+    if (rc < 0) { /* unreachable, or the capture failed (then the refund is compensation's) */
         fail(s, "payment_unavailable", true, rc, NULL);
         return rc;
     }
-    struct fraud_verdict fv;
-    if (fraud_hold(s, &fv)) {
+    if (hold) {
         /* Held for review: authorized, not captured; the stock stays with the order. */
         rc = inventory_confirm(s->app, s->order_id);
         if (rc == ERR_NOTFOUND)
@@ -548,10 +554,6 @@ static int saga_run(struct saga *s, struct db_conn *c)
             log_warn("order %lld: emptying the cart failed: %s", (long long)s->order_id,
                      err_str(rc));
         return 0;
-    }
-    if ((rc = payment_capture(s->app, s->order_id)) < 0) {
-        fail(s, "payment_unavailable", true, rc, NULL);
-        return rc;
     }
     rc = inventory_confirm(s->app, s->order_id);
     if (rc == ERR_NOTFOUND) /* the reservation expired first (a very slow payment) */

@@ -178,12 +178,15 @@ int payment_card_check(const struct payment_card *card, const char **field, cons
 
 /* --- the client interface --- */
 
-int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_t amount,
-                      const char *currency, const struct payment_card *card,
-                      struct payment_result *out)
+/* payment_authorize(); with then_capture, an approved authorization is recorded as
+ * `capturing` at once (the mark a capture commits before it asks the provider), so the
+ * capture that follows (capture_ask) needs no commit of its own first. *fresh: this call
+ * made the attempt (p is it, as recorded), rather than finding an earlier one by its key. */
+static int authorize(struct app *app, const char *key, int64_t order_id, int64_t amount,
+                     const char *currency, const struct payment_card *card, bool then_capture,
+                     struct payrow *pp, bool *fresh, struct payment_result *out)
 {
-    if (payment__remote(app))
-        return payment__remote_authorize(app, key, order_id, amount, currency, card, out);
+    *fresh = false;
     const char *field, *msg;
     bool expired;
     if (!key || !*key || strlen(key) > 128 || amount < 0)
@@ -193,6 +196,7 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     char digits[24];
     payment__digits(card->number, digits, sizeof digits);
     struct payrow p = {.id = id_new(0), .order_id = order_id, .amount = amount};
+    *pp = p;
     copy(p.key, sizeof p.key, key);
     copy(p.status, sizeof p.status, "processing");
     copy(p.currency, sizeof p.currency, currency);
@@ -222,6 +226,7 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
         }
         db_conn_give(c);
         result_fill(&p, out);
+        *pp = p;
         if (!strcmp(p.status, "processing"))
             return ERR_BUSY;
         return !strcmp(p.status, "failed") ? ERR_PAYMENT : 0;
@@ -242,10 +247,14 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     copy(p.ref, sizeof p.ref, pr.ref);
     p.retryable = pr.retryable;
     /* The outcome, its operation row and its event: one intent of the group commit. */
-    rc = payment__store_record(payments_db(app), &p, amount);
+    bool capturing = pr.ok && then_capture;
+    rc = payment__store_record(payments_db(app), &p, capturing ? "capturing" : p.status, amount);
     if (rc == 1) {
         rc = 0;
         metrics_count("emporium_payments_total", p.status);
+        if (capturing)
+            copy(p.status, sizeof p.status, "capturing");
+        *fresh = true;
     } else if (rc == 0) {
         /* Recovery voided the attempt meanwhile (the order was given up): report what is
          * stored, and release a hold the provider granted after all, so no card keeps one. */
@@ -268,8 +277,48 @@ int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_
     }
     if (rc < 0)
         return rc;
+    *pp = p;
     result_fill(&p, out);
     return pr.ok ? 0 : ERR_PAYMENT;
+}
+
+int payment_authorize(struct app *app, const char *key, int64_t order_id, int64_t amount,
+                      const char *currency, const struct payment_card *card,
+                      struct payment_result *out)
+{
+    if (payment__remote(app))
+        return payment__remote_authorize(app, key, order_id, amount, currency, card, out);
+    struct payrow p;
+    bool fresh;
+    return authorize(app, key, order_id, amount, currency, card, false, &p, &fresh, out);
+}
+
+static int capture_ask(struct app *app, struct payrow *p);
+
+int payment_charge(struct app *app, const char *key, int64_t order_id, int64_t amount,
+                   const char *currency, const struct payment_card *card,
+                   struct payment_result *out)
+{
+    int rc;
+    if (payment__remote(app)) {
+        rc = payment__remote_authorize(app, key, order_id, amount, currency, card, out);
+        if (rc == 0 && (rc = payment__remote_capture(app, order_id)) == 0 && out)
+            copy(out->status, sizeof out->status, "captured");
+        return rc;
+    }
+    struct payrow p;
+    bool fresh;
+    rc = authorize(app, key, order_id, amount, currency, card, true, &p, &fresh, out);
+    if (rc < 0)
+        return rc;
+    /* This call's own authorization is marked capturing already; an earlier attempt's (a
+     * retry with the same key) goes the whole way of payment_capture(). */
+    rc = fresh && !strcmp(p.status, "capturing") ? capture_ask(app, &p) : 1;
+    if (rc == 1)
+        rc = payment_capture(app, order_id);
+    if (rc == 0 && out)
+        copy(out->status, sizeof out->status, "captured");
+    return rc;
 }
 
 /* The newest payment of an order, on a connection taken for the read: 1 found, 0 not. */
@@ -324,26 +373,34 @@ int payment_capture(struct app *app, int64_t order_id)
                                                  : ERR_CONFLICT;
             break;
         }
-    ask:;
-        char key[200];
-        snprintf(key, sizeof key, "%s:capture", p.key);
-        struct payment_provider_result pr;
-        rc = provider.capture(provider.self, key, p.ref, p.amount, &pr);
-        bool refused = rc == 0 && !pr.ok;
-        if (refused)
-            rc = ERR_PAYMENT;
-        if (refused) /* the provider took nothing: a void will do again */
-            payment__store_mark(db, &p, "capturing", "authorized");
-        if (rc < 0)
-            break; /* unreachable: stays capturing, so compensation refunds */
-        rc = payment__store_transition(db, &p, "capturing", "captured", "capture",
-                                       "payment.captured", p.amount);
-        if (rc != 0) {
-            rc = rc < 0 ? rc : 0;
+    ask:
+        if ((rc = capture_ask(app, &p)) != 1)
             break;
-        }
     }
-    return rc;
+    return rc > 0 ? 0 : rc;
+}
+
+/* p is marked capturing: asks the provider, then records captured (with its operation and
+ * event). 0 captured (here or by someone else meanwhile: the caller looks again on 1, the
+ * row having moved under us), ERR_PAYMENT when the provider refused (the mark is taken back:
+ * a void will do again), another ERR_* when it could not be asked (the row stays
+ * capturing, so compensation refunds). */
+static int capture_ask(struct app *app, struct payrow *p)
+{
+    struct db *db = payments_db(app);
+    char key[200];
+    snprintf(key, sizeof key, "%s:capture", p->key);
+    struct payment_provider_result pr;
+    int rc = provider.capture(provider.self, key, p->ref, p->amount, &pr);
+    if (rc == 0 && !pr.ok) {
+        payment__store_mark(db, p, "capturing", "authorized");
+        return ERR_PAYMENT;
+    }
+    if (rc < 0)
+        return rc;
+    rc = payment__store_transition(db, p, "capturing", "captured", "capture", "payment.captured",
+                                   p->amount);
+    return rc < 0 ? rc : rc == 0 ? 1 : 0;
 }
 
 int payment_cancel(struct app *app, int64_t order_id)

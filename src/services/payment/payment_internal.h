@@ -56,11 +56,15 @@ int payment__store_find(struct db_conn *c, const char *where, struct db_val arg,
 int payment__store_by_order(struct db_conn *c, int64_t order_id, struct payrow *p);
 /* The new attempt, status processing, committed (ERR_CONFLICT: the key exists). */
 int payment__store_insert(struct db *db, const struct payrow *p, const char *provider);
-/* The provider's answer on a processing row (in the caller's transaction): rows changed. */
-int payment__store_record_authorize(struct db_conn *c, const struct payrow *p);
-/* The provider's answer (p->status authorized or failed) on the processing row, with its
- * operation row and event, committed: 1 recorded, 0 when the row was no longer processing. */
-int payment__store_record(struct db *db, const struct payrow *p, int64_t amount);
+/* The provider's answer on a processing row, the row moved to row_status (in the caller's
+ * transaction): rows changed. */
+int payment__store_record_authorize(struct db_conn *c, const struct payrow *p,
+                                    const char *row_status);
+/* The provider's answer (p->status authorized or failed: the operation and the event) on the
+ * processing row, which moves to row_status (p->status, or capturing when a capture follows
+ * at once), committed: 1 recorded, 0 when the row was no longer processing. */
+int payment__store_record(struct db *db, const struct payrow *p, const char *row_status,
+                          int64_t amount);
 /* An operation row (authorize, capture, void, refund) and the payment's outbox event. */
 int payment__store_op(struct db_conn *c, const struct payrow *p, const char *kind,
                       const char *status, int64_t amount, const char *reason);

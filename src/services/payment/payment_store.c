@@ -88,10 +88,11 @@ int payment__store_insert(struct db *db, const struct payrow *p, const char *pro
     return rc < 0 ? rc : 0;
 }
 
-int payment__store_record_authorize(struct db_conn *c, const struct payrow *p)
+int payment__store_record_authorize(struct db_conn *c, const struct payrow *p,
+                                    const char *row_status)
 {
     struct db_val u[] = {
-        DB_TEXT(p->status),   DB_TEXT(p->ref),  p->reason[0] ? DB_TEXT(p->reason) : DB_NULLV,
+        DB_TEXT(row_status),  DB_TEXT(p->ref),  p->reason[0] ? DB_TEXT(p->reason) : DB_NULLV,
         DB_INT(p->retryable), DB_INT(now_ms()), DB_INT(p->id)};
     return db_query(c,
                     "UPDATE payments SET status = $1, provider_ref = $2, failure_reason = $3, "
@@ -101,6 +102,7 @@ int payment__store_record_authorize(struct db_conn *c, const struct payrow *p)
 
 struct record_ctx {
     const struct payrow *p;
+    const char *row_status;
     int64_t amount;
     int moved; /* rows the last run changed */
 };
@@ -110,7 +112,7 @@ static int record_tx(struct db_conn *c, void *vctx)
     struct record_ctx *x = vctx;
     const struct payrow *p = x->p;
     bool ok = !strcmp(p->status, "authorized");
-    int rc = payment__store_record_authorize(c, p);
+    int rc = payment__store_record_authorize(c, p, x->row_status);
     if (rc < 0)
         return rc;
     x->moved = rc;
@@ -127,11 +129,12 @@ static int move_one_statement(struct db *db, const char *update, int nset, const
                               const struct payrow *p, const char *kind, const char *op_status,
                               int64_t amount, const char *reason, const char *event);
 
-int payment__store_record(struct db *db, const struct payrow *p, int64_t amount)
+int payment__store_record(struct db *db, const struct payrow *p, const char *row_status,
+                          int64_t amount)
 {
     if (on_pg(db)) {
         bool ok = !strcmp(p->status, "authorized");
-        struct db_val u[] = {DB_TEXT(p->status),   DB_INT(now_ms()),
+        struct db_val u[] = {DB_TEXT(row_status),  DB_INT(now_ms()),
                              DB_TEXT(p->ref),      p->reason[0] ? DB_TEXT(p->reason) : DB_NULLV,
                              DB_INT(p->retryable), DB_INT(p->id)};
         int rc = move_one_statement(
@@ -142,7 +145,7 @@ int payment__store_record(struct db *db, const struct payrow *p, int64_t amount)
             ok ? "payment.authorized" : "payment.failed");
         return rc < 0 ? rc : rc > 0;
     }
-    struct record_ctx x = {p, amount, 0};
+    struct record_ctx x = {p, row_status, amount, 0};
     int rc = db_write(db, record_tx, NULL, &x);
     return rc < 0 ? rc : x.moved > 0;
 }
