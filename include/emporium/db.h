@@ -208,6 +208,21 @@ void db_array_int(struct buf *b, int64_t v);
 void db_array_text(struct buf *b, const char *v);
 const char *db_array_end(struct buf *b);
 
+/* Statements kept for later with copies of their parameters, then run together in one
+ * write transaction (on PostgreSQL pipelined, DB_STMT_MAX statements a round trip): for a
+ * consumer that applies a batch's events at its end (bus_subscribe_flush) — one commit for
+ * the batch instead of one per event. sql must outlive the batch (a literal). A batch
+ * starts zeroed; db_batch_run() empties it whatever it returns (on a failure nothing of it
+ * is written). */
+struct db_batch_stmt;
+struct db_batch {
+    int n, cap;
+    struct db_batch_stmt *st;
+};
+int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val *args);
+int db_batch_run(struct db *db, struct db_batch *b);
+void db_batch_free(struct db_batch *b); /* drops what was not run */
+
 int db_rows_count(const struct db_rows *r);
 int db_rows_cols(const struct db_rows *r);
 /* Text of a cell; NULL for SQL NULL. Borrowed until db_rows_free(). */

@@ -191,6 +191,83 @@ const char *db_array_end(struct buf *b)
     buf_puts(b, b->len ? "}" : "{}");
     return b->err ? NULL : b->p;
 }
+
+/* ---- statement batches ----------------------------------------------------------------- */
+
+#define BATCH_ARGS 16
+
+struct db_batch_stmt {
+    const char *sql;
+    int n;
+    struct db_val args[BATCH_ARGS]; /* text copied (owned) */
+};
+
+static void batch_stmt_free(struct db_batch_stmt *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->args[i].t == DB_T_TEXT)
+            free((char *)s->args[i].s);
+}
+
+int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val *args)
+{
+    if (n < 0 || n > BATCH_ARGS)
+        return ERR_INVALID;
+    if (b->n == b->cap) {
+        int cap = b->cap ? b->cap * 2 : 32;
+        struct db_batch_stmt *st = realloc(b->st, (size_t)cap * sizeof *st);
+        if (!st)
+            return ERR_NOMEM;
+        b->st = st;
+        b->cap = cap;
+    }
+    struct db_batch_stmt *s = &b->st[b->n];
+    s->sql = sql;
+    s->n = 0;
+    for (int i = 0; i < n; i++) {
+        s->args[i] = args[i];
+        if (args[i].t == DB_T_TEXT && !(s->args[i].s = strdup(args[i].s ? args[i].s : ""))) {
+            batch_stmt_free(s);
+            return ERR_NOMEM;
+        }
+        s->n = i + 1;
+    }
+    b->n++;
+    return 0;
+}
+
+static int batch_tx(struct db_conn *c, void *ctx)
+{
+    struct db_batch *b = ctx;
+    struct db_stmt st[DB_STMT_MAX];
+    for (int i = 0; i < b->n; i += DB_STMT_MAX) {
+        int k = b->n - i < DB_STMT_MAX ? b->n - i : DB_STMT_MAX;
+        for (int j = 0; j < k; j++)
+            st[j] = (struct db_stmt){
+                .sql = b->st[i + j].sql, .n = b->st[i + j].n, .args = b->st[i + j].args};
+        int rc = db_query_many(c, st, k, false);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int db_batch_run(struct db *db, struct db_batch *b)
+{
+    int rc = b->n ? db_transact(db, batch_tx, NULL, b) : 0;
+    for (int i = 0; i < b->n; i++)
+        batch_stmt_free(&b->st[i]);
+    b->n = 0;
+    return rc;
+}
+
+void db_batch_free(struct db_batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        batch_stmt_free(&b->st[i]);
+    free(b->st);
+    *b = (struct db_batch){0};
+}
 const char *db_name(const struct db *db) { return db->name; }
 
 void db_pool_stats(const struct db *db, int *in_use, int *idle)

@@ -67,5 +67,5 @@ const struct service service_analytics = {
     .routes = routes,
     .dbs = analytics__dbs,
     .init = analytics__init,
-    .deinit = analytics__mongo_deinit,
+    .deinit = analytics__deinit,
 };

@@ -17,6 +17,7 @@
 extern const struct service_db analytics__dbs[];
 /* Lifecycle (analytics.c); the service definition is in analytics_http.c, next to its routes. */
 int analytics__init(struct app *app);
+void analytics__deinit(struct app *app);
 
 /* The default report range (analytics.c): the last 30 days up to today, UTC. */
 void analytics__default_range(char from[11], char to[11]);
@@ -30,9 +31,11 @@ struct analytics__line {
 };
 
 /* Records a paid order (its lines on UTC day `day`) in one transaction with the event id.
- * 1: recorded; 0: nothing to do (event seen, or the order already counted or cancelled). */
-int analytics__store_paid(struct db *db, const struct order_event *ev, const char *day,
-                          const struct analytics__line *lines, int n);
+ * 1: recorded; 0: nothing to do (event seen, or the order already counted or cancelled).
+ * On PostgreSQL its one statement is added to `later` instead (0), to run with the rest of
+ * the consumer's batch (db_batch_run()). */
+int analytics__store_paid(struct db *db, struct db_batch *later, const struct order_event *ev,
+                          const char *day, const struct analytics__line *lines, int n);
 /* Takes a cancelled order out of the figures. 1: its facts were taken out; 0: nothing to do
  * (event seen, already cancelled, or never counted: then a later order.paid is ignored). */
 int analytics__store_cancelled(struct db *db, const struct order_event *ev);

@@ -123,11 +123,10 @@ static int apply_tx(struct db_conn *c, void *vctx)
     return 0;
 }
 
-/* PostgreSQL: apply_tx's steps for a paid order as one statement, so one round trip and
- * one implicit transaction instead of BEGIN, three or more statements and COMMIT: each
- * data-modifying CTE runs only when the one before it inserted (the event is new, then the
- * order was not counted or cancelled yet). Answers 1 when the order was counted. */
-static int paid_pg(struct db *db, const struct order_event *ev, const char *day,
+/* PostgreSQL: apply_tx's steps for a paid order as one statement, added to `later` (the
+ * consumer's batch commits them together): each data-modifying CTE runs only when the one
+ * before it inserted (the event is new, then the order was not counted or cancelled yet). */
+static int paid_pg(struct db_batch *later, const struct order_event *ev, const char *day,
                    const struct analytics__line *lines, int n)
 {
     struct buf cat = BUF_INIT(0), pid = BUF_INIT(0), units = BUF_INIT(0), rev = BUF_INIT(0);
@@ -146,9 +145,8 @@ static int paid_pg(struct db *db, const struct order_event *ev, const char *day,
                              DB_TEXT(day),          DB_TEXT(ev->currency),
                              DB_TEXT(lc),           DB_TEXT(lp),
                              DB_TEXT(lu),           DB_TEXT(lr)};
-        struct db_rows *r = NULL;
-        rc = db_query_once(
-            db,
+        rc = db_batch_add(
+            later,
             "WITH e AS (INSERT INTO applied_events (event_id, applied_at) VALUES ($1, $2) "
             "ON CONFLICT (event_id) DO NOTHING RETURNING 1), "
             "o AS (INSERT INTO order_states (order_id, status, refunded, updated_at) "
@@ -159,10 +157,7 @@ static int paid_pg(struct db *db, const struct order_event *ev, const char *day,
             "FROM unnest($7::text[], $8::bigint[], $9::bigint[], $10::bigint[]) "
             "WITH ORDINALITY AS t(cat, pid, units, rev, line) WHERE EXISTS (SELECT 1 FROM o)) "
             "SELECT COUNT(*) FROM o",
-            10, a, &r);
-        if (rc >= 0)
-            rc = db_rows_count(r) == 1 && db_get_i64(r, 0, 0) > 0;
-        db_rows_free(r);
+            10, a);
     }
     buf_free(&cat);
     buf_free(&pid);
@@ -171,11 +166,11 @@ static int paid_pg(struct db *db, const struct order_event *ev, const char *day,
     return rc;
 }
 
-int analytics__store_paid(struct db *db, const struct order_event *ev, const char *day,
-                          const struct analytics__line *lines, int n)
+int analytics__store_paid(struct db *db, struct db_batch *later, const struct order_event *ev,
+                          const char *day, const struct analytics__line *lines, int n)
 {
     if (db_dialect(db) == DB_POSTGRES)
-        return paid_pg(db, ev, day, lines, n);
+        return paid_pg(later, ev, day, lines, n);
     struct apply_tx x = {ev, day, lines, n, 0};
     int rc = db_transact(db, apply_tx, NULL, &x);
     return rc < 0 ? rc : x.done;

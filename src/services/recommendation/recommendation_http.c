@@ -59,4 +59,5 @@ const struct service service_recommendation = {
     .routes = routes,
     .dbs = recommendation__dbs,
     .init = recommendation__init,
+    .deinit = recommendation__deinit,
 };

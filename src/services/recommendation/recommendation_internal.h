@@ -18,13 +18,16 @@
 extern const struct service_db recommendation__dbs[];
 /* Lifecycle (recommendation.c); the service definition is in recommendation_http.c, next to its routes. */
 int recommendation__init(struct app *app);
+void recommendation__deinit(struct app *app);
 
 /* ---- recommendation_store.c: the `recommendations` database ---- */
 
 /* Counts a paid order (categories[i] is the category of the event's item i, borrowed):
  * units per product and one per unordered pair of its first REC_MAX_ITEMS lines, in one
- * transaction with the event id. 1: counted; 0: nothing to do (seen, counted, cancelled). */
-int recommendation__store_paid(struct db *db, const struct order_event *ev,
+ * transaction with the event id. 1: counted; 0: nothing to do (seen, counted, cancelled).
+ * On PostgreSQL its one statement is added to `later` instead (0), to run with the rest of
+ * the consumer's batch (db_batch_run()). */
+int recommendation__store_paid(struct db *db, struct db_batch *later, const struct order_event *ev,
                                const char *const *categories);
 /* Takes a cancelled order's counts back, once. 1: taken back; 0: nothing to do (event seen,
  * already cancelled, or never counted: then a later order.paid is ignored). */

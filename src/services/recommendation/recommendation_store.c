@@ -143,12 +143,13 @@ static int apply_tx(struct db_conn *c, void *vctx)
     return 0;
 }
 
-/* PostgreSQL: apply_tx's steps for a paid order as one statement, so one round trip and
- * one implicit transaction instead of BEGIN, a statement per sale and pair, and COMMIT.
- * Each data-modifying CTE runs only when the one before it inserted (the event is new, then
- * the order was not counted or cancelled yet); sales and pairs are grouped first, so a
- * product twice in the order adds up as count_order() does. 1 when the order was counted. */
-static int paid_pg(struct db *db, const struct order_event *ev, const char *const *categories)
+/* PostgreSQL: apply_tx's steps for a paid order as one statement, added to `later` (the
+ * consumer's batch commits them together). Each data-modifying CTE runs only when the one
+ * before it inserted (the event is new, then the order was not counted or cancelled yet);
+ * sales and pairs are grouped first, so a product twice in the order adds up as
+ * count_order() does. */
+static int paid_pg(struct db_batch *later, const struct order_event *ev,
+                   const char *const *categories)
 {
     int n = ev->n < REC_MAX_ITEMS ? ev->n : REC_MAX_ITEMS;
     struct buf pid = BUF_INIT(0), cat = BUF_INIT(0), units = BUF_INIT(0);
@@ -162,9 +163,8 @@ static int paid_pg(struct db *db, const struct order_event *ev, const char *cons
     if (lp && lc && lu) {
         struct db_val a[] = {DB_TEXT(ev->event_id), DB_INT(now_ms()), DB_INT(ev->order_id),
                              DB_TEXT(lp),           DB_TEXT(lc),      DB_TEXT(lu)};
-        struct db_rows *r = NULL;
-        rc = db_query_once(
-            db,
+        rc = db_batch_add(
+            later,
             "WITH it AS (SELECT * FROM unnest($4::bigint[], $5::text[], $6::bigint[]) "
             "WITH ORDINALITY AS t(pid, cat, units, ord)), "
             "e AS (INSERT INTO applied_events (event_id, applied_at) VALUES ($1, $2) "
@@ -183,10 +183,7 @@ static int paid_pg(struct db *db, const struct order_event *ev, const char *cons
             "ON CONFLICT (product_id, other_id) DO UPDATE SET orders = pairs.orders + "
             "excluded.orders) "
             "SELECT COUNT(*) FROM o",
-            6, a, &r);
-        if (rc >= 0)
-            rc = db_rows_count(r) == 1 && db_get_i64(r, 0, 0) > 0;
-        db_rows_free(r);
+            6, a);
     }
     buf_free(&pid);
     buf_free(&cat);
@@ -194,11 +191,11 @@ static int paid_pg(struct db *db, const struct order_event *ev, const char *cons
     return rc;
 }
 
-int recommendation__store_paid(struct db *db, const struct order_event *ev,
+int recommendation__store_paid(struct db *db, struct db_batch *later, const struct order_event *ev,
                                const char *const *categories)
 {
     if (db_dialect(db) == DB_POSTGRES)
-        return paid_pg(db, ev, categories);
+        return paid_pg(later, ev, categories);
     struct apply_tx x = {ev, categories, 0};
     int rc = db_transact(db, apply_tx, NULL, &x);
     return rc < 0 ? rc : x.done;
