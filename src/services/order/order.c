@@ -69,6 +69,14 @@ static int compensate(struct app *app, int64_t order_id)
         log_warn("order %lld: voiding the payment failed: %s", (long long)order_id, err_str(rc));
         return rc;
     }
+    /* The checkout creates the shipment just before PAID: an order that failed there (or
+     * died) may have one. 0 when there is none. */
+    rc = shipping_cancel(app, order_id);
+    if (rc < 0) {
+        log_warn("order %lld: cancelling the shipment failed: %s", (long long)order_id,
+                 err_str(rc));
+        return rc;
+    }
     struct db *db;
     struct db_conn *c;
     if ((rc = order__route_id(app, order_id, true, &db)) < 0 || (rc = db_conn_take(db, &c)) < 0)

@@ -166,10 +166,13 @@ struct order_known {
 };
 /* order__store_transition() with k (may be NULL: read back). */
 /* PostgreSQL only: the order from `from` to `to` (a success: no reason, not retryable)
- * with its history row, its event (from k) and the key's outcome done (err 0), as one
- * statement. 1 moved, 0 not in `from`, <0 error. */
+ * with its history row, its event (from k), the key's outcome done (err 0) and, when
+ * shipment_id > 0, the shipment linked, as one statement; with out, the order read back
+ * (without history) in the same pipeline: one round trip, one commit. 1 moved, 0 not in
+ * `from` (*out still holds the order), <0 error (*out empty). */
 int order__store_settle_one(struct db_conn *c, int64_t id, const char *to, const char *from,
-                            int64_t at, const struct order_known *k, const char *key);
+                            int64_t at, const struct order_known *k, const char *key,
+                            int64_t shipment_id, struct order_view *out);
 int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
                                   const char *const *from, const char *reason, bool retryable,
                                   bool compensate, int64_t at, const struct order_known *k);

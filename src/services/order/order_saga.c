@@ -20,8 +20,9 @@
  * 5. Score the order with the fraud rules (svc/fraud.h), then authorize and capture in one
  *    call (payment_charge; key derived from the order id: a retry never charges twice),
  *    confirm the reservation.
- * 6. In one transaction: PAID + history + event + the outcome on the key; on the same lease,
- *    the shipment. Then the cart loses the ordered quantities.
+ * 6. The shipment (created once per order), then in one transaction: PAID + history + event
+ *    + the outcome on the key + the shipment linked (on PostgreSQL with the order read back
+ *    for the answer, one round trip). Then the cart loses the ordered quantities.
  * 5'-6' (held): when the fraud rules hold the order, it is only authorized: the reservation is
  *    confirmed (it must not expire while an operator reviews; a reject releases it) and the
  *    order moves to ON_HOLD with the outcome on the key, in one transaction; the answer is
@@ -240,6 +241,7 @@ struct end_tx {
     bool retryable;
     int rc_out;
     const struct fraud_verdict *fv; /* held */
+    int64_t shipment_id;            /* paid: the shipment to link (0: none yet) */
 };
 
 static struct order_known known_of(const struct saga *s)
@@ -310,57 +312,49 @@ static int paid_tx(struct db_conn *c, void *ctx)
                                            now_ms(), &k);
     if (rc == 0)
         rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
+    if (rc > 0 && e->shipment_id > 0)
+        rc = order__store_attach_shipment(c, s->order_id, e->shipment_id);
     if (rc > 0)
         rc = order__store_key_done(c, s->rq->user_id, s->rq->idem_key, 0, NULL, 0);
     return rc < 0 ? rc : 0;
 }
 
-/* PAID + the outcome in one transaction; then the shipment, linked in another. */
+/* The shipment first (the label; created once per order, whoever asks), then PAID with the
+ * shipment linked and the outcome in one transaction, the order read back for the 201 (on
+ * PostgreSQL in the same round trip). Should PAID not commit, compensation cancels the
+ * shipment with the rest; should the shipment fail, the sweep creates it later. */
 static int paid(struct saga *s)
 {
-    struct end_tx e = {.s = s};
+    struct shipment_info si;
+    int src = shipping_create(s->app, s->order_id, s->rq->method, &s->rq->addr, &si);
+    if (src < 0)
+        log_warn("order %lld: creating the shipment failed (%s); the sweep retries",
+                 (long long)s->order_id, err_str(src));
+    struct end_tx e = {.s = s, .shipment_id = src == 0 ? si.id : 0};
     int rc;
     if (db_dialect(s->db) == DB_POSTGRES) {
-        /* One statement, one round trip: the move, history, event and key together. */
+        /* One pipeline: the move, history, event, key and link, then the read back. */
         struct db_conn *c;
         if ((rc = db_conn_take(s->db, &c)) < 0)
             return rc;
         struct order_known k = known_of(s);
         rc = order__store_settle_one(c, s->order_id, "paid", "pending", now_ms(), &k,
-                                     s->rq->idem_key);
+                                     s->rq->idem_key, e.shipment_id, &s->out->order);
         db_conn_give(c);
-        if (rc == 0)
+        if (rc == 0) {
+            order_view_free(&s->out->order);
             rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
-    } else {
-        rc = db_write(s->db, paid_tx, NULL, &e);
+        }
+        if (rc < 0)
+            return rc;
+        s->paid_committed = true;
+        return 0;
     }
-    if (rc < 0)
+    if ((rc = db_write(s->db, paid_tx, NULL, &e)) < 0)
         return rc;
     /* From here the order is PAID, with its outcome on the key: nothing below may fail or
      * compensate it. A failure only costs this answer; the retry gets the order. */
     s->paid_committed = true;
-    struct shipment_info si;
-    int src = shipping_create(s->app, s->order_id, s->rq->method, &s->rq->addr, &si);
-    if (src == 0 && db_dialect(s->db) == DB_POSTGRES) {
-        /* The link and the 201's read back in one round trip. */
-        struct db_conn *c;
-        if ((rc = db_conn_take(s->db, &c)) >= 0) {
-            rc = order__store_attach_load(c, s->order_id, si.id, &s->out->order);
-            db_conn_give(c);
-        }
-        if (rc == 0) /* a cancel won the race since PAID committed: then no label */
-            shipping_cancel(s->app, s->order_id);
-        if (rc >= 0)
-            return 0;
-        /* Not linked (the sweep links it later): read the order back on its own. */
-    } else if (src == 0) {
-        /* A cancel may have won the race since PAID committed: then no label. */
-        if (order__store_attach_shipment_now(s->db, s->order_id, si.id) == 0)
-            shipping_cancel(s->app, s->order_id);
-    } else {
-        log_warn("order %lld: creating the shipment failed (%s); the sweep retries",
-                 (long long)s->order_id, err_str(src));
-    }
     /* Reading the order back is retried: it is the 201's body and order.paid's payload. */
     return load_back(s, 3);
 }

@@ -342,9 +342,19 @@ int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
     return rc < 0 ? rc : 1;
 }
 
+#define ITEMS_SELECT                                                                               \
+    "SELECT product_id, name, quantity, unit_price FROM order_items WHERE order_id = $1 "          \
+    "ORDER BY line"
+
+static int view_fill(struct db_rows *o, struct db_rows *it, struct db_rows *h,
+                     struct order_view *out);
+
 int order__store_settle_one(struct db_conn *c, int64_t id, const char *to, const char *from,
-                            int64_t at, const struct order_known *k, const char *key)
+                            int64_t at, const struct order_known *k, const char *key,
+                            int64_t shipment_id, struct order_view *out)
 {
+    if (out)
+        memset(out, 0, sizeof *out);
     int rc = 0;
     json_t *data = transition_data(c, id, to, at, k, &rc);
     if (!data)
@@ -356,28 +366,47 @@ int order__store_settle_one(struct db_conn *c, int64_t id, const char *to, const
     json_decref(data);
     if (rc < 0)
         return rc;
-    struct db_val a[9 + OUTBOX_NARGS] = {
+    struct db_val a[10 + OUTBOX_NARGS] = {
         DB_TEXT(to),        DB_INT(at),   DB_INT(id), DB_TEXT(from), DB_INT(id_new(id_shard(id))),
         DB_INT(k->user_id), DB_TEXT(key), DB_INT(0),  DB_INT(0)};
     for (int i = 0; i < OUTBOX_NARGS; i++)
         a[9 + i] = ev.args[i];
-    /* The move (only from `from`), its history row, the outcome on the key and the event,
-     * each inserted or updated from the move's RETURNING: all of them or none. */
-    rc = db_query(c,
-                  "WITH m AS (UPDATE orders SET status = $1, updated_at = $2, retryable = "
-                  "$8, " PAYMENT_STATUS_OF_MOVE ", "
-                  "compensated = CASE WHEN $9 = 1 THEN 0 ELSE compensated END "
-                  "WHERE id = $3 AND status = $4 RETURNING id), "
-                  "h AS (INSERT INTO order_history (id, order_id, status, at, note) "
-                  "SELECT $5, m.id, $1, $2, NULL FROM m), "
-                  "k AS (UPDATE idempotency_keys SET state = 'done', outcome_err = 0, "
-                  "outcome_code = NULL, outcome_product_id = NULL, updated_at = $2 "
-                  "WHERE user_id = $6 AND idem_key = $7 AND EXISTS (SELECT 1 FROM m)) "
-                  "INSERT INTO outbox (" OUTBOX_COLUMNS ") "
-                  "SELECT $10, $11, $12, $13, $14, $15, $16 FROM m",
-                  9 + OUTBOX_NARGS, a, NULL);
+    a[9 + OUTBOX_NARGS] = DB_INT(shipment_id);
+    /* The move (only from `from`; linking the shipment when there is one), its history row,
+     * the outcome on the key and the event, each inserted or updated from the move's
+     * RETURNING: all of them or none. With out, the order read back in the same pipeline. */
+    struct db_rows *o = NULL, *it = NULL;
+    struct db_val q[] = {DB_INT(id)};
+    struct db_stmt st[] = {
+        {.sql = "WITH m AS (UPDATE orders SET status = $1, updated_at = $2, retryable = "
+                "$8, " PAYMENT_STATUS_OF_MOVE ", "
+                "compensated = CASE WHEN $9 = 1 THEN 0 ELSE compensated END, "
+                "shipment_id = CASE WHEN $17 > 0 THEN $17 ELSE shipment_id END "
+                "WHERE id = $3 AND status = $4 RETURNING id), "
+                "h AS (INSERT INTO order_history (id, order_id, status, at, note) "
+                "SELECT $5, m.id, $1, $2, NULL FROM m), "
+                "k AS (UPDATE idempotency_keys SET state = 'done', outcome_err = 0, "
+                "outcome_code = NULL, outcome_product_id = NULL, updated_at = $2 "
+                "WHERE user_id = $6 AND idem_key = $7 AND EXISTS (SELECT 1 FROM m)) "
+                "INSERT INTO outbox (" OUTBOX_COLUMNS ") "
+                "SELECT $10, $11, $12, $13, $14, $15, $16 FROM m",
+         .n = 10 + OUTBOX_NARGS,
+         .args = a},
+        {.sql = ORDER_SELECT "WHERE id = $1", .n = 1, .args = q, .out = &o},
+        {.sql = ITEMS_SELECT, .n = 1, .args = q, .out = &it},
+    };
+    rc = db_query_many(c, st, out ? 3 : 1, true);
     outbox_row_free(&ev);
-    return rc;
+    if (rc >= 0 && out)
+        rc = view_fill(o, it, NULL, out);
+    db_rows_free(o);
+    db_rows_free(it);
+    if (rc < 0) {
+        if (out)
+            order_view_free(out);
+        return rc;
+    }
+    return st[0].rc;
 }
 
 /* One row of ORDER_SELECT into a summary view. */
@@ -409,10 +438,6 @@ static void row_load(const struct db_rows *r, int i, struct order_view *v)
         if (!strcmp(v->status, keeps[k]))
             copy(v->payment_status, sizeof v->payment_status, db_get(r, i, 16));
 }
-
-#define ITEMS_SELECT                                                                               \
-    "SELECT product_id, name, quantity, unit_price FROM order_items WHERE order_id = $1 "          \
-    "ORDER BY line"
 
 /* The order's row (o), its lines (it) and its history (h, NULL: none) into out (allocating
  * its arrays). ERR_NOTFOUND when o has no row. */
