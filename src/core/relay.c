@@ -38,6 +38,7 @@
 #define MARK_CHUNK 100
 #define IDLE_MIN_MS 20       /* an idle relay's first wait, and its wait slice */
 #define IDLE_MAX_MS 200      /* its longest wait */
+#define BUSY_WAIT_MS 50      /* between visits while rows come but no poll fills a batch */
 #define RELAY_MARGIN_MS 5000 /* a poll reads from this long (in ids) before the newest row sent */
 #define RELAY_FULL_MS 5000   /* ... and from the start this often */
 
@@ -187,13 +188,15 @@ static void *relay_main(void *arg)
     bool warned = false;
     int idle_ms = IDLE_MIN_MS;
     while (!atomic_load(&r->stop)) {
-        bool busy = false, failed = false;
+        bool busy = false, full = false, failed = false;
         uint64_t made = outbox_rows_made(); /* before the polls: a row made after is seen */
         add_attached(r);
         for (int i = 0; i < r->n_dbs && !failed && !atomic_load(&r->stop); i++) {
             int rc = relay_db(r, i);
             if (rc > 0)
                 busy = true;
+            if (rc >= RELAY_BATCH)
+                full = true;
             if (rc < 0) {
                 failed = true;
                 atomic_fetch_add(&r->failures, 1);
@@ -217,7 +220,15 @@ static void *relay_main(void *arg)
             log_info("outbox relay: publishing again");
         warned = false;
         backoff = 200;
+        if (full) { /* more is waiting: at once */
+            idle_ms = IDLE_MIN_MS;
+            continue;
+        }
         if (busy) {
+            /* Rows keep coming, each visit takes what came since the last: a short wait
+             * lets a visit take more of them, so a load pays a poll, a produce and a mark
+             * per database BUSY_WAIT_MS instead of one after the other without a pause. */
+            pause_ms(r, BUSY_WAIT_MS);
             idle_ms = IDLE_MIN_MS;
             continue;
         }
