@@ -91,11 +91,9 @@ static int mark_tx(struct db_conn *c, void *vctx)
     return 0;
 }
 
-/* One batch of db's outbox: >0 rows sent, 0 none waiting, <0 the produce or the db failed. */
-static int relay_db(struct outbox_relay *r, int k)
+/* Database k's next rows (at most RELAY_BATCH) into *out: their count, or an ERR_*. */
+static int poll_db(struct outbox_relay *r, int k, struct db_rows **out)
 {
-    struct db *db = r->dbs[k];
-    struct db_rows *rows = NULL;
     /* Marking a row sent leaves its unsent index entry dead until the table is vacuumed, and
      * a poll from the start steps over all of them. So a poll starts RELAY_MARGIN_MS of ids
      * before the newest row sent, and only every RELAY_FULL_MS from the start: that one
@@ -106,55 +104,84 @@ static int relay_db(struct outbox_relay *r, int k)
     if (full)
         r->full_at[k] = now;
     struct db_val a[] = {DB_INT(RELAY_BATCH), DB_INT(full ? 0 : r->from[k])};
-    int rc = db_query_once(db,
+    int rc = db_query_once(r->dbs[k],
                            "SELECT id, topic, aggregate_id, payload FROM outbox WHERE "
                            "published_at IS NULL AND id >= $2 ORDER BY id LIMIT $1",
-                           2, a, &rows);
-    if (rc < 0)
-        return rc;
+                           2, a, out);
+    return rc < 0 ? rc : db_rows_count(*out);
+}
+
+/* Database k's rows, acknowledged by the bus, marked sent (the mark may be retried: the rows
+ * are sent again only if it never lands). */
+static int mark_db(struct outbox_relay *r, int k, const struct db_rows *rows)
+{
     int n = db_rows_count(rows);
-    if (n == 0) {
-        db_rows_free(rows);
-        return 0;
-    }
-    struct bus_msg *msgs = calloc((size_t)n, sizeof *msgs);
     int64_t *ids = calloc((size_t)n, sizeof *ids);
-    char(*eids)[21] = calloc((size_t)n, sizeof *eids);
-    if (!msgs || !ids || !eids) {
-        rc = ERR_NOMEM;
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
+    if (!ids)
+        return ERR_NOMEM;
+    for (int i = 0; i < n; i++)
         ids[i] = db_get_i64(rows, i, 0);
-        id_format(ids[i], eids[i]);
-        msgs[i] = (struct bus_msg){
-            .topic = db_get(rows, i, 1),
-            .id = eids[i],
-            .key = db_get(rows, i, 2),
-            .key_len = strlen(db_get(rows, i, 2)),
-            .value = db_get(rows, i, 3),
-            .len = strlen(db_get(rows, i, 3)),
-        };
-    }
-    if ((rc = bus_produce(r->bus, msgs, n, 10000)) < 0)
-        goto out;
     struct mark_ctx mc = {ids, n};
-    /* Acknowledged: marking may be retried (the rows are re-sent only if it never lands). */
-    for (int attempt = 0; attempt < 5 && (rc = db_transact(db, mark_tx, NULL, &mc)) < 0; attempt++)
+    int rc = 0;
+    for (int attempt = 0; attempt < 5 && (rc = db_transact(r->dbs[k], mark_tx, NULL, &mc)) < 0;
+         attempt++)
         pause_ms(r, 100 << attempt);
     if (rc >= 0) {
         atomic_fetch_add(&r->published, n);
         int64_t floor = ids[n - 1] - ((int64_t)RELAY_MARGIN_MS << 22); /* id.h: ms << 22 */
         if (floor > r->from[k])
             r->from[k] = floor;
-        rc = n;
     }
-out:
-    free(msgs);
     free(ids);
-    free(eids);
-    db_rows_free(rows);
     return rc;
+}
+
+/* One visit: every database polled, all their rows published in one produce (one
+ * transaction on the log), then each database's rows marked. A database that cannot be
+ * polled does not hold the others back. Returns the rows sent (with *full when a poll filled
+ * a batch: more is waiting), or the first ERR_*. */
+static int visit(struct outbox_relay *r, bool *full)
+{
+    *full = false;
+    int n_dbs = atomic_load_explicit(&r->n_dbs, memory_order_relaxed), total = 0, rc = 0;
+    int poll_rc = 0;
+    struct db_rows *rows[RELAY_MAX_DBS] = {0};
+    for (int k = 0; k < n_dbs && !atomic_load(&r->stop); k++) {
+        int n = poll_db(r, k, &rows[k]);
+        if (n < 0 && poll_rc == 0)
+            poll_rc = n;
+        if (n >= RELAY_BATCH)
+            *full = true;
+        total += n > 0 ? n : 0;
+    }
+    struct bus_msg *msgs = total > 0 ? calloc((size_t)total, sizeof *msgs) : NULL;
+    char(*eids)[21] = msgs ? calloc((size_t)total, sizeof *eids) : NULL;
+    if (total > 0 && (!msgs || !eids))
+        rc = ERR_NOMEM;
+    else if (total > 0) {
+        int m = 0;
+        for (int k = 0; k < n_dbs; k++)
+            for (int i = 0; i < db_rows_count(rows[k]); i++, m++) {
+                id_format(db_get_i64(rows[k], i, 0), eids[m]);
+                msgs[m] = (struct bus_msg){
+                    .topic = db_get(rows[k], i, 1),
+                    .id = eids[m],
+                    .key = db_get(rows[k], i, 2),
+                    .key_len = strlen(db_get(rows[k], i, 2)),
+                    .value = db_get(rows[k], i, 3),
+                    .len = strlen(db_get(rows[k], i, 3)),
+                };
+            }
+        rc = bus_produce(r->bus, msgs, total, 10000);
+        for (int k = 0; k < n_dbs && rc >= 0; k++)
+            if (db_rows_count(rows[k]) > 0)
+                rc = mark_db(r, k, rows[k]);
+    }
+    free(msgs);
+    free(eids);
+    for (int k = 0; k < n_dbs; k++)
+        db_rows_free(rows[k]);
+    return rc < 0 ? rc : poll_rc < 0 ? poll_rc : total;
 }
 
 static void count_pending(struct outbox_relay *r)
@@ -188,23 +215,16 @@ static void *relay_main(void *arg)
     bool warned = false;
     int idle_ms = IDLE_MIN_MS;
     while (!atomic_load(&r->stop)) {
-        bool busy = false, full = false, failed = false;
+        bool full = false;
         uint64_t made = outbox_rows_made(); /* before the polls: a row made after is seen */
         add_attached(r);
-        for (int i = 0; i < r->n_dbs && !failed && !atomic_load(&r->stop); i++) {
-            int rc = relay_db(r, i);
-            if (rc > 0)
-                busy = true;
-            if (rc >= RELAY_BATCH)
-                full = true;
-            if (rc < 0) {
-                failed = true;
-                atomic_fetch_add(&r->failures, 1);
-                if (!warned)
-                    log_warn("outbox relay: publishing failed, retrying with backoff: %s",
-                             err_str(rc));
-                warned = true;
-            }
+        int rc = visit(r, &full);
+        bool busy = rc > 0, failed = rc < 0;
+        if (failed) {
+            atomic_fetch_add(&r->failures, 1);
+            if (!warned)
+                log_warn("outbox relay: publishing failed, retrying with backoff: %s", err_str(rc));
+            warned = true;
         }
         int64_t now = mono_ms();
         if (r->bus->ops->maintain && now - last_maintain >= 3600 * 1000) {
