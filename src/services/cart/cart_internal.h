@@ -218,7 +218,7 @@ int cart__store_add_once(struct db_conn *c, const struct cart_owner *o, const st
  * of those statements (rc: the db_query_many result) into *out / *applied and frees the
  * rows, whatever rc is. */
 struct cart_add_stmts {
-    char cart_sql[256], line_sql[1024], load_sql[320];
+    char cart_sql[384], line_sql[1024], load_sql[320];
     struct db_val ca[4], la[9], ra[2];
     struct db_rows *line, *items;
     struct db_stmt st[3];

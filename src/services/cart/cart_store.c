@@ -70,13 +70,22 @@ static int lock_row(struct db_conn *c, const char *sql, const struct db_val *a, 
     return rc;
 }
 
+/* A cart's updated_at (what the guest-cart sweep reads) moves on only when it is a minute
+ * old or more: the column is indexed, so an UPDATE that changes it cannot be a HOT update and
+ * leaves a new entry in each of the table's four indexes, for every add and every checkout;
+ * one that leaves it as it is (rev is not indexed) stays on its page. A minute is nothing
+ * against a TTL counted in days. v: the new time (bigint). */
+#define TOUCH(v)                                                                                   \
+    "updated_at = CASE WHEN carts.updated_at < " v " - 60000 THEN " v " ELSE carts.updated_at END"
+
 int cart__store_lock(struct db_conn *c, const struct cart_owner *o, bool create, int64_t *cart_id)
 {
     int64_t now = now_ms();
-    char sql[128];
+    char sql[256];
     /* rev: past any change of a Redis copy in flight (cart_redis.c) */
     snprintf(sql, sizeof sql,
-             "UPDATE carts SET updated_at = $2, rev = rev + 1000000 WHERE %s = $1 RETURNING id",
+             "UPDATE carts SET " TOUCH("CAST($2 AS BIGINT)") ", rev = rev + 1000000 WHERE %s = $1 "
+                                                             "RETURNING id",
              owner_col(o));
     struct db_val a[] = {owner_val(o), DB_INT(now)};
     int rc = lock_row(c, sql, a, cart_id);
@@ -169,8 +178,8 @@ void cart__store_add_stmts(struct cart_add_stmts *a, const struct cart_owner *o,
     const char *col = owner_col(o);
     snprintf(a->cart_sql, sizeof a->cart_sql,
              "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
-             "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (%s) DO UPDATE SET updated_at = "
-             "excluded.updated_at RETURNING id",
+             "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (%s) DO UPDATE SET " TOUCH(
+                 "excluded.updated_at") " RETURNING id",
              col);
     /* Runs after the cart row is locked (the upsert above), as a statement of its own, so it
      * sees every line committed before: the checks hold under concurrency as in change_tx. */
@@ -226,7 +235,7 @@ int cart__store_add_result(struct cart_add_stmts *a, int rc, struct cart_view *o
 #define ADDSET_CARTS(col, other, type)                                                             \
     "INSERT INTO carts (id, " col ", " other ", created_at, updated_at) "                          \
     "SELECT a.id, a.o, NULL, $3, $3 FROM unnest($1::bigint[], $2::" type "[]) AS a(id, o) "        \
-    "ON CONFLICT (" col ") DO UPDATE SET updated_at = excluded.updated_at"
+    "ON CONFLICT (" col ") DO UPDATE SET " TOUCH("excluded.updated_at")
 /* Each add against its own cart, as cart__store_add_stmts's line_sql; its own statement so
  * that it sees every line committed before the carts rows were locked. */
 #define ADDSET_LINES(col, type)                                                                    \
@@ -506,7 +515,8 @@ int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
         struct db_val la[] = {DB_INT(user_id), DB_INT(now_ms())};
         struct db_val da[] = {DB_INT(user_id), DB_TEXT(pids), DB_TEXT(qtys), DB_INT(now_ms())};
         struct db_stmt st[] = {
-            {.sql = "UPDATE carts SET updated_at = $2, rev = rev + 1000000 WHERE user_id = $1",
+            {.sql = "UPDATE carts SET " TOUCH("CAST($2 AS BIGINT)") ", rev = rev + 1000000 "
+                                                                    "WHERE user_id = $1",
              .n = 2,
              .args = la},
             {.sql = "DELETE FROM cart_items i USING carts c, unnest(CAST($2 AS BIGINT[]), "
@@ -530,12 +540,12 @@ int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
 
 int cart__store_touch(struct db_conn *c, const struct cart_owner *o, int64_t now)
 {
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
-             "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (%s) DO UPDATE SET updated_at = "
-             "excluded.updated_at",
-             owner_col(o));
+    char sql[384];
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO carts (id, user_id, token_hash, created_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (%s) DO UPDATE SET " TOUCH("excluded.updated_at"),
+        owner_col(o));
     struct db_val a[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
                          o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
     int rc = db_query(c, sql, 4, a, NULL);
@@ -575,7 +585,7 @@ int cart__store_snapshot(struct db_conn *c, const struct cart_owner *o, int64_t 
 {
     *applied = false;
     const char *col = owner_col(o);
-    char sql[200];
+    char sql[320];
     struct db_val ia[] = {DB_INT(id_new(0)), o->user_id ? DB_INT(o->user_id) : DB_NULLV,
                           o->user_id ? DB_NULLV : DB_TEXT(o->token_hash), DB_INT(now)};
     int rc = db_query(c,
@@ -584,9 +594,11 @@ int cart__store_snapshot(struct db_conn *c, const struct cart_owner *o, int64_t 
                       4, ia, NULL);
     if (rc < 0)
         return rc;
-    snprintf(sql, sizeof sql,
-             "UPDATE carts SET rev = $2, updated_at = $3 WHERE %s = $1 AND rev < $2 RETURNING id",
-             col);
+    snprintf(
+        sql, sizeof sql,
+        "UPDATE carts SET rev = $2, " TOUCH("CAST($3 AS BIGINT)") " WHERE %s = $1 AND rev < $2 "
+                                                                  "RETURNING id",
+        col);
     struct db_val ua[] = {owner_val(o), DB_INT(rev), DB_INT(now)};
     struct db_rows *r = NULL;
     if ((rc = db_query(c, sql, 3, ua, &r)) < 0)
