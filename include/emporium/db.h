@@ -209,19 +209,18 @@ void db_array_text(struct buf *b, const char *v);
 const char *db_array_end(struct buf *b);
 
 /* Statements kept for later with copies of their parameters, then run together in one
- * write transaction (on PostgreSQL pipelined, DB_STMT_MAX statements a round trip): for a
- * consumer that applies a batch's events at its end (bus_subscribe_flush) — one commit for
- * the batch instead of one per event. sql must outlive the batch (a literal). A batch
- * starts zeroed; db_batch_run() empties it whatever it returns (on a failure nothing of it
- * is written). */
-struct db_batch_stmt;
-struct db_batch {
-    int n, cap;
-    struct db_batch_stmt *st;
-};
+ * write transaction on db (on PostgreSQL pipelined, DB_STMT_MAX statements a round trip): for
+ * a consumer that applies a batch's events at its end (bus_subscribe_flush) — one commit for
+ * the batch instead of one per event. sql must outlive the batch (a literal). Safe to share
+ * between threads. db_batch_add() runs what is kept first once DB_BATCH_MAX statements are;
+ * db_batch_run() empties the batch whatever it returns (on a failure nothing of it is
+ * written). */
+#define DB_BATCH_MAX 256
+struct db_batch;
+struct db_batch *db_batch_new(struct db *db); /* NULL: out of memory */
 int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val *args);
-int db_batch_run(struct db *db, struct db_batch *b);
-void db_batch_free(struct db_batch *b); /* drops what was not run */
+int db_batch_run(struct db_batch *b);
+void db_batch_free(struct db_batch *b); /* drops what was not run; NULL is a no-op */
 
 int db_rows_count(const struct db_rows *r);
 int db_rows_cols(const struct db_rows *r);

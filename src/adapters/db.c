@@ -8,6 +8,7 @@
  * buffer, so a result is three allocations however many cells it has) and versioned
  * migrations, which only use the public API and therefore behave the same on both. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,38 +203,28 @@ struct db_batch_stmt {
     struct db_val args[BATCH_ARGS]; /* text copied (owned) */
 };
 
+struct db_batch {
+    struct db *db;
+    pthread_mutex_t mu;
+    int n, cap;
+    struct db_batch_stmt *st;
+};
+
+struct db_batch *db_batch_new(struct db *db)
+{
+    struct db_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->db = db;
+    pthread_mutex_init(&b->mu, NULL);
+    return b;
+}
+
 static void batch_stmt_free(struct db_batch_stmt *s)
 {
     for (int i = 0; i < s->n; i++)
         if (s->args[i].t == DB_T_TEXT)
             free((char *)s->args[i].s);
-}
-
-int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val *args)
-{
-    if (n < 0 || n > BATCH_ARGS)
-        return ERR_INVALID;
-    if (b->n == b->cap) {
-        int cap = b->cap ? b->cap * 2 : 32;
-        struct db_batch_stmt *st = realloc(b->st, (size_t)cap * sizeof *st);
-        if (!st)
-            return ERR_NOMEM;
-        b->st = st;
-        b->cap = cap;
-    }
-    struct db_batch_stmt *s = &b->st[b->n];
-    s->sql = sql;
-    s->n = 0;
-    for (int i = 0; i < n; i++) {
-        s->args[i] = args[i];
-        if (args[i].t == DB_T_TEXT && !(s->args[i].s = strdup(args[i].s ? args[i].s : ""))) {
-            batch_stmt_free(s);
-            return ERR_NOMEM;
-        }
-        s->n = i + 1;
-    }
-    b->n++;
-    return 0;
 }
 
 static int batch_tx(struct db_conn *c, void *ctx)
@@ -252,22 +243,71 @@ static int batch_tx(struct db_conn *c, void *ctx)
     return 0;
 }
 
-int db_batch_run(struct db *db, struct db_batch *b)
+/* b->mu held. */
+static int batch_run_locked(struct db_batch *b)
 {
-    int rc = b->n ? db_transact(db, batch_tx, NULL, b) : 0;
+    int rc = b->n ? db_transact(b->db, batch_tx, NULL, b) : 0;
     for (int i = 0; i < b->n; i++)
         batch_stmt_free(&b->st[i]);
     b->n = 0;
     return rc;
 }
 
+int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val *args)
+{
+    if (n < 0 || n > BATCH_ARGS)
+        return ERR_INVALID;
+    pthread_mutex_lock(&b->mu);
+    int rc = b->n >= DB_BATCH_MAX ? batch_run_locked(b) : 0;
+    if (rc == 0 && b->n == b->cap) {
+        int cap = b->cap ? b->cap * 2 : 32;
+        struct db_batch_stmt *st = realloc(b->st, (size_t)cap * sizeof *st);
+        if (st) {
+            b->st = st;
+            b->cap = cap;
+        } else {
+            rc = ERR_NOMEM;
+        }
+    }
+    if (rc == 0) {
+        struct db_batch_stmt *s = &b->st[b->n];
+        s->sql = sql;
+        s->n = 0;
+        for (int i = 0; i < n && rc == 0; i++) {
+            s->args[i] = args[i];
+            if (args[i].t == DB_T_TEXT && !(s->args[i].s = strdup(args[i].s ? args[i].s : "")))
+                rc = ERR_NOMEM;
+            else
+                s->n = i + 1;
+        }
+        if (rc == 0)
+            b->n++;
+        else
+            batch_stmt_free(s);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+int db_batch_run(struct db_batch *b)
+{
+    pthread_mutex_lock(&b->mu);
+    int rc = batch_run_locked(b);
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
 void db_batch_free(struct db_batch *b)
 {
+    if (!b)
+        return;
     for (int i = 0; i < b->n; i++)
         batch_stmt_free(&b->st[i]);
     free(b->st);
-    *b = (struct db_batch){0};
+    pthread_mutex_destroy(&b->mu);
+    free(b);
 }
+
 const char *db_name(const struct db *db) { return db->name; }
 
 void db_pool_stats(const struct db *db, int *in_use, int *idle)

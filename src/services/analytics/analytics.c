@@ -13,7 +13,6 @@
  * Files: analytics.c (this: events, the report's rules, the service), analytics_store.c
  * (schema and SQL), analytics_http.c (the admin route). */
 #include <ctype.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,27 +29,11 @@
 static struct db *analytics_db(struct app *app) { return app_db(app, "analytics"); }
 
 /* On PostgreSQL a paid order's statement waits for the consumer's batch end (flush()), where
- * the batch's statements commit together; SQLite applies each event at once. */
-struct analytics_ctx {
-    pthread_mutex_t mu; /* the consumer thread, or bus_dispatch() callers */
-    struct db_batch pending;
-};
+ * the batch's statements commit together (the service's context: a db_batch); SQLite
+ * applies each event at once. */
+static struct db_batch *pending_of(struct app *app) { return app_service_ctx(app, "analytics"); }
 
-static struct analytics_ctx *ctx_of(struct app *app) { return app_service_ctx(app, "analytics"); }
-
-#define PENDING_MAX 256 /* statements: the batch end runs early past this */
-
-static int flush(void *vapp)
-{
-    struct app *app = vapp;
-    struct analytics_ctx *ctx = ctx_of(app);
-    if (!ctx)
-        return 0;
-    pthread_mutex_lock(&ctx->mu);
-    int rc = db_batch_run(analytics_db(app), &ctx->pending);
-    pthread_mutex_unlock(&ctx->mu);
-    return rc;
-}
+static int flush(void *batch) { return db_batch_run(batch); }
 
 static void day_of(int64_t ms, char out[11])
 {
@@ -79,21 +62,16 @@ static int apply_paid(struct app *app, const struct order_event *ev)
             .category = known ? info[i].category : "unknown",
         };
     }
-    struct analytics_ctx *ctx = ctx_of(app);
-    if (!ctx)
-        return ERR_UNAVAILABLE;
-    pthread_mutex_lock(&ctx->mu);
-    int rc = analytics__store_paid(analytics_db(app), &ctx->pending, ev, day, lines, ev->n);
-    if (rc >= 0 && ctx->pending.n >= PENDING_MAX)
-        rc = db_batch_run(analytics_db(app), &ctx->pending);
-    pthread_mutex_unlock(&ctx->mu);
-    return rc;
+    struct db_batch *pending = pending_of(app);
+    return pending ? analytics__store_paid(analytics_db(app), pending, ev, day, lines, ev->n)
+                   : ERR_UNAVAILABLE;
 }
 
 static int apply_cancelled(struct app *app, const struct order_event *ev)
 {
     /* The paid events staged before it go first: events apply in their order. */
-    int rc = flush(app);
+    struct db_batch *pending = pending_of(app);
+    int rc = pending ? db_batch_run(pending) : 0;
     if (rc < 0)
         return rc;
     rc = analytics__store_cancelled(analytics_db(app), ev);
@@ -162,31 +140,25 @@ void analytics__default_range(char from[11], char to[11])
 
 int analytics__init(struct app *app)
 {
-    struct analytics_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
+    struct db_batch *pending = db_batch_new(analytics_db(app));
+    if (!pending)
         return ERR_NOMEM;
-    pthread_mutex_init(&ctx->mu, NULL);
-    int rc = app_set_service_ctx(app, "analytics", ctx);
+    int rc = app_set_service_ctx(app, "analytics", pending);
     if (rc < 0) {
-        pthread_mutex_destroy(&ctx->mu);
-        free(ctx);
+        db_batch_free(pending);
         return rc;
     }
     rc = bus_subscribe("analytics", BUS_TOPIC_ORDER, on_order_event, app);
     if (rc == 0)
-        rc = bus_subscribe_flush("analytics", flush, app);
+        rc = bus_subscribe_flush("analytics", flush, pending);
     return rc < 0 ? rc : analytics__mongo_init(app);
 }
 
 void analytics__deinit(struct app *app)
 {
     analytics__mongo_deinit(app);
-    struct analytics_ctx *ctx = ctx_of(app);
+    struct db_batch *pending = pending_of(app);
     app_set_service_ctx(app, "analytics", NULL);
-    if (!ctx)
-        return;
     /* The consumers stopped first: what is left here was never acknowledged (comes again). */
-    db_batch_free(&ctx->pending);
-    pthread_mutex_destroy(&ctx->mu);
-    free(ctx);
+    db_batch_free(pending);
 }

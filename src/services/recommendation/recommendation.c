@@ -14,7 +14,6 @@
  * order_event_decode(), the one decoder of the order events, lives here too; the analytics
  * service uses it. Files: recommendation.c (this), recommendation_store.c (schema and SQL),
  * recommendation_http.c (the route). */
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,27 +33,14 @@
 static struct db *rec_db(struct app *app) { return app_db(app, "recommendations"); }
 
 /* On PostgreSQL a paid order's statement waits for the consumer's batch end (flush()), where
- * the batch's statements commit together; SQLite applies each event at once. */
-struct rec_ctx {
-    pthread_mutex_t mu; /* the consumer thread, or bus_dispatch() callers */
-    struct db_batch pending;
-};
-
-static struct rec_ctx *ctx_of(struct app *app) { return app_service_ctx(app, "recommendation"); }
-
-#define PENDING_MAX 256 /* statements: the batch end runs early past this */
-
-static int flush(void *vapp)
+ * the batch's statements commit together (the service's context: a db_batch); SQLite
+ * applies each event at once. */
+static struct db_batch *pending_of(struct app *app)
 {
-    struct app *app = vapp;
-    struct rec_ctx *ctx = ctx_of(app);
-    if (!ctx)
-        return 0;
-    pthread_mutex_lock(&ctx->mu);
-    int rc = db_batch_run(rec_db(app), &ctx->pending);
-    pthread_mutex_unlock(&ctx->mu);
-    return rc;
+    return app_service_ctx(app, "recommendation");
 }
+
+static int flush(void *batch) { return db_batch_run(batch); }
 
 int order_event_decode(const struct bus_event *bev, struct order_event *out)
 {
@@ -125,21 +111,16 @@ static int apply_paid(struct app *app, const struct order_event *ev)
     for (int i = 0; i < n; i++)
         categories[i] =
             product_get_info(app, ev->items[i].product_id, &info[i]) == 0 ? info[i].category : "";
-    struct rec_ctx *ctx = ctx_of(app);
-    if (!ctx)
-        return ERR_UNAVAILABLE;
-    pthread_mutex_lock(&ctx->mu);
-    int rc = recommendation__store_paid(rec_db(app), &ctx->pending, ev, categories);
-    if (rc >= 0 && ctx->pending.n >= PENDING_MAX)
-        rc = db_batch_run(rec_db(app), &ctx->pending);
-    pthread_mutex_unlock(&ctx->mu);
-    return rc;
+    struct db_batch *pending = pending_of(app);
+    return pending ? recommendation__store_paid(rec_db(app), pending, ev, categories)
+                   : ERR_UNAVAILABLE;
 }
 
 static int apply_cancelled(struct app *app, const struct order_event *ev)
 {
     /* The paid events staged before it go first: events apply in their order. */
-    int rc = flush(app);
+    struct db_batch *pending = pending_of(app);
+    int rc = pending ? db_batch_run(pending) : 0;
     return rc < 0 ? rc : recommendation__store_cancelled(rec_db(app), ev);
 }
 
@@ -180,28 +161,22 @@ int recommendation_list(struct app *app, int64_t id, int limit, struct recommend
 
 int recommendation__init(struct app *app)
 {
-    struct rec_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
+    struct db_batch *pending = db_batch_new(rec_db(app));
+    if (!pending)
         return ERR_NOMEM;
-    pthread_mutex_init(&ctx->mu, NULL);
-    int rc = app_set_service_ctx(app, "recommendation", ctx);
+    int rc = app_set_service_ctx(app, "recommendation", pending);
     if (rc < 0) {
-        pthread_mutex_destroy(&ctx->mu);
-        free(ctx);
+        db_batch_free(pending);
         return rc;
     }
     rc = bus_subscribe("recommendation", BUS_TOPIC_ORDER, on_order_event, app);
-    return rc < 0 ? rc : bus_subscribe_flush("recommendation", flush, app);
+    return rc < 0 ? rc : bus_subscribe_flush("recommendation", flush, pending);
 }
 
 void recommendation__deinit(struct app *app)
 {
-    struct rec_ctx *ctx = ctx_of(app);
+    struct db_batch *pending = pending_of(app);
     app_set_service_ctx(app, "recommendation", NULL);
-    if (!ctx)
-        return;
     /* The consumers stopped first: what is left here was never acknowledged (comes again). */
-    db_batch_free(&ctx->pending);
-    pthread_mutex_destroy(&ctx->mu);
-    free(ctx);
+    db_batch_free(pending);
 }
