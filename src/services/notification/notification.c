@@ -392,7 +392,7 @@ static int skip_sent(struct app *app, struct notification_ctx *ctx)
 /* What the batch's messages need besides the events: the order of an event that does not
  * name its customer (payment.failed), and every customer's account, read once for the whole
  * batch. A message without an order or an account is skipped (never deliverable). */
-static int resolve(struct app *app, struct notification_ctx *ctx, int *n_accounts)
+static int resolve(struct app *app, struct notification_ctx *ctx)
 {
     int rc = skip_sent(app, ctx), n = 0;
     for (int i = 0; rc == 0 && i < ctx->n_pending; i++) {
@@ -429,7 +429,6 @@ static int resolve(struct app *app, struct notification_ctx *ctx, int *n_account
     for (int i = 0; rc == 0 && i < ctx->n_pending; i++)
         if (!ctx->pending[i].skip && ctx->accounts[ctx->pending[i].account].id == 0)
             ctx->pending[i].skip = true; /* the account is gone */
-    *n_accounts = n;
     return rc;
 }
 
@@ -466,7 +465,6 @@ static int deliver_smtp(struct app *app, struct notification_ctx *ctx)
             rc = db_query_once(notif_db(app), RECORD_SQL, 5, a, NULL);
         if (rc < 0)
             return rc;
-        p->skip = true; /* done: the batch end logs it below */
         metrics_count("emporium_notifications_total", "smtp");
         log_event("notification.sent", LOG_I("order_id", p->order_id),
                   LOG_S("type", p->event_type));
@@ -537,8 +535,7 @@ static int flush_locked(struct app *app, struct notification_ctx *ctx)
 {
     if (ctx->n_pending == 0)
         return 0;
-    int n_accounts = 0;
-    int rc = resolve(app, ctx, &n_accounts);
+    int rc = resolve(app, ctx);
     if (rc == 0)
         rc = ctx->smtp_url ? deliver_smtp(app, ctx) : deliver_maildir(app, ctx);
     if (rc < 0) {
