@@ -381,9 +381,9 @@ int payment_capture(struct app *app, int64_t order_id)
 }
 
 /* p is marked capturing: asks the provider, then records captured (with its operation and
- * event). 0 captured (here or by someone else meanwhile: the caller looks again on 1, the
- * row having moved under us), ERR_PAYMENT when the provider refused (the mark is taken back:
- * a void will do again), another ERR_* when it could not be asked (the row stays
+ * event). 0 captured; 1 when the row was no longer capturing at the record (it moved under
+ * us: look again); ERR_PAYMENT when the provider refused (the mark is taken back: a void
+ * will do again); another ERR_* when the provider could not be asked (the row stays
  * capturing, so compensation refunds). */
 static int capture_ask(struct app *app, struct payrow *p)
 {
