@@ -312,8 +312,12 @@ static int paid_tx(struct db_conn *c, void *ctx)
                                            now_ms(), &k);
     if (rc == 0)
         rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */
-    if (rc > 0 && e->shipment_id > 0)
-        rc = order__store_attach_shipment(c, s->order_id, e->shipment_id);
+    if (rc > 0 && e->shipment_id > 0) {
+        /* Always linked: the order is paid in this very transaction. */
+        int arc = order__store_attach_shipment(c, s->order_id, e->shipment_id);
+        if (arc < 0)
+            rc = arc;
+    }
     if (rc > 0)
         rc = order__store_key_done(c, s->rq->user_id, s->rq->idem_key, 0, NULL, 0);
     return rc < 0 ? rc : 0;
