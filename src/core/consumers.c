@@ -126,10 +126,10 @@ static int64_t mono_now_ms(void)
 /* Ends the batch: runs the consumer's batch end (bus_subscribe_flush), then commits its
  * offsets. When the batch end fails, none of its work may count: every partition is rewound
  * to the batch's first message there. When the offsets' commit (one for every partition)
- * fails, every partition is rewound to the message after the batch (what was applied is durable; it comes again only after a
- * restart, from the older committed offset). On either failure `unapplied` (a message polled
- * but not applied yet, or NULL) is rewound first, so the partitions' rewinds win. The batch
- * is empty afterwards. */
+ * fails, every partition is rewound to the message after the batch (what was applied is
+ * durable; it comes again only after a restart, from the older committed offset). On either
+ * failure `unapplied` (a message polled but not applied yet, or NULL) is rewound first, so
+ * the partitions' rewinds win. The batch is empty afterwards. */
 static int batch_commit(struct batch *bt, const struct bus_msg *unapplied)
 {
     if (bt->n == 0)
