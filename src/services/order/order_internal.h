@@ -184,15 +184,6 @@ int order__store_set_compensated(struct db_conn *c, int64_t id);
 /* Links a shipment to its order while the order may still ship: 1 linked, 0 when it was
  * cancelled meanwhile (the shipment must then be cancelled too). */
 int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment_id);
-/* The same committed on its own (a group-commit intent on SQLite, one round trip on
- * PostgreSQL). */
-int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment_id);
-/* The shipment linked (as order__store_attach_shipment) and the order read back without
- * its history (as order__store_load), in one pipeline: one round trip, one commit. Returns
- * 1 linked, 0 not linked (the order left paid/fulfilling/on_hold: a cancel won; *out still
- * holds it) or an ERR_* (nothing linked, *out empty). */
-int order__store_attach_load(struct db_conn *c, int64_t id, int64_t shipment_id,
-                             struct order_view *out);
 /* Summaries (no items) newest first; user_id 0: any user. */
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
                       int limit, struct order_view *out, int *n);

@@ -530,42 +530,6 @@ int order__store_attach_shipment(struct db_conn *c, int64_t id, int64_t shipment
                     2, a, NULL);
 }
 
-int order__store_attach_shipment_now(struct db *db, int64_t id, int64_t shipment_id)
-{
-    struct db_val a[] = {DB_INT(shipment_id), DB_INT(id)};
-    return db_write_one(db,
-                        "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
-                        "'fulfilling', 'on_hold')",
-                        2, a);
-}
-
-int order__store_attach_load(struct db_conn *c, int64_t id, int64_t shipment_id,
-                             struct order_view *out)
-{
-    struct db_rows *o = NULL, *it = NULL;
-    struct db_val s[] = {DB_INT(shipment_id), DB_INT(id)};
-    struct db_val a[] = {DB_INT(id)};
-    memset(out, 0, sizeof *out);
-    struct db_stmt st[] = {
-        {.sql = "UPDATE orders SET shipment_id = $1 WHERE id = $2 AND status IN ('paid', "
-                "'fulfilling', 'on_hold')",
-         .n = 2,
-         .args = s},
-        {.sql = ORDER_SELECT "WHERE id = $1", .n = 1, .args = a, .out = &o},
-        {.sql = ITEMS_SELECT, .n = 1, .args = a, .out = &it},
-    };
-    int rc = db_query_many(c, st, 3, true);
-    if (rc >= 0)
-        rc = view_fill(o, it, NULL, out);
-    db_rows_free(o);
-    db_rows_free(it);
-    if (rc < 0) {
-        order_view_free(out);
-        return rc;
-    }
-    return st[0].rc; /* 1 linked, 0 not (a cancel won) */
-}
-
 int order__store_list(struct db_conn *c, int64_t user_id, const char *status, int64_t cursor,
                       int limit, struct order_view *out, int *n)
 {
