@@ -4,7 +4,8 @@
  *
  * A database that holds an outbox lists OUTBOX_MIGRATION among its migrations. Rows are
  * ordered by id (time-ordered, see id.h) and carry the aggregate they belong to, so a relay
- * (the events issue) can publish them in order per aggregate and mark them published. */
+ * (relay.c) can publish them in order per aggregate, then mark them published or delete
+ * them (OUTBOX_HISTORY_MIGRATION, OUTBOX_QUEUE_MIGRATION below). */
 #ifndef EMPORIUM_OUTBOX_H
 #define EMPORIUM_OUTBOX_H
 #include <jansson.h>
@@ -24,6 +25,26 @@
     " published_at BIGINT);"                                                                       \
     "CREATE INDEX outbox_unpublished ON outbox (published_at, id);"                                \
     "CREATE INDEX outbox_aggregate ON outbox (aggregate_type, aggregate_id, id);"
+
+/* One of these follows OUTBOX_MIGRATION (expand migrations: a program that knows neither runs
+ * as before on the result, only its relay's polls walk the primary key).
+ *
+ * OUTBOX_QUEUE_MIGRATION: an outbox nobody reads back once the bus has a row. The relay then
+ * deletes each row the bus acknowledged instead of marking it sent, so the table holds only
+ * what is still to go and needs no index beside its primary key (an insert updates one
+ * index, not three; a removal writes no new row version). Rows already sent go now.
+ *
+ * OUTBOX_HISTORY_MIGRATION: an outbox kept as its aggregates' event history (the orders: the
+ * admin's /orders/{id}/events). Rows stay, marked sent; the unsent rows' index is partial, so
+ * a row marked sent leaves it instead of adding an entry, and it stays as small as the
+ * backlog instead of growing with every event ever sent. */
+#define OUTBOX_QUEUE_MIGRATION                                                                     \
+    "DROP INDEX outbox_unpublished;"                                                               \
+    "DROP INDEX outbox_aggregate;"                                                                 \
+    "DELETE FROM outbox WHERE published_at IS NOT NULL;"
+#define OUTBOX_HISTORY_MIGRATION                                                                   \
+    "DROP INDEX outbox_unpublished;"                                                               \
+    "CREATE INDEX outbox_unsent ON outbox (id) WHERE published_at IS NULL;"
 
 /* Appends one event on connection c (which should be inside db_begin()/db_commit()).
  * payload is borrowed; the stored document is the CloudEvents 1.0 envelope the relay ships

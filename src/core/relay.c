@@ -6,7 +6,8 @@
  * shipping). In each it reads the oldest unsent rows in id order (ids are time-ordered and an
  * aggregate's events are written by successive transactions, so id order is the aggregate's
  * order), produces them as one batch keyed by the aggregate id, and marks exactly those rows
- * sent, by id, only after the bus acknowledged the whole batch. A failed produce marks
+ * sent (or deletes them, in an outbox kept as a queue: OUTBOX_QUEUE_MIGRATION), by id, only
+ * after the bus acknowledged the whole batch. A failed produce marks
  * nothing: the same rows go again after a backoff (200 ms doubling to 10 s), so nothing is
  * lost and an aggregate never overtakes itself; a crash between the acknowledgement and the
  * marking sends the batch again (the log adapter drops the duplicates by event id; consumers
@@ -42,6 +43,8 @@
 #define RELAY_MARGIN_MS 5000 /* a poll reads from this long (in ids) before the newest row sent */
 #define RELAY_FULL_MS 5000   /* ... and from the start this often */
 
+enum { OUTBOX_NONE, OUTBOX_HISTORY, OUTBOX_QUEUE }; /* outbox_kind() */
+
 struct outbox_relay {
     struct app *app;
     struct bus *bus;
@@ -54,9 +57,11 @@ struct outbox_relay {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     _Atomic int64_t pending, oldest_age_ms, published, failures;
-    /* Per database (relay thread only): the lowest id the next poll reads, and when it last
-     * read from the start (mono ms). */
+    /* Per database (relay thread only): the lowest id the next poll reads, when it last read
+     * from the start (mono ms), and whether sent rows are deleted (OUTBOX_QUEUE_MIGRATION)
+     * rather than marked. */
     int64_t from[RELAY_MAX_DBS], full_at[RELAY_MAX_DBS];
+    bool queue[RELAY_MAX_DBS];
 };
 
 static void pause_ms(struct outbox_relay *r, int ms)
@@ -67,6 +72,7 @@ static void pause_ms(struct outbox_relay *r, int ms)
 struct mark_ctx {
     const int64_t *ids;
     int n;
+    bool queue; /* delete the rows instead */
 };
 
 static int mark_tx(struct db_conn *c, void *vctx)
@@ -78,13 +84,16 @@ static int mark_tx(struct db_conn *c, void *vctx)
         char sql[64 + MARK_CHUNK * 6];
         struct db_val a[MARK_CHUNK + 1];
         a[0] = DB_INT(now);
-        int len = snprintf(sql, sizeof sql, "UPDATE outbox SET published_at = $1 WHERE id IN (");
+        int first = m->queue ? 1 : 2; /* a delete has no $1 */
+        int len = snprintf(sql, sizeof sql, "%s",
+                           m->queue ? "DELETE FROM outbox WHERE id IN ("
+                                    : "UPDATE outbox SET published_at = $1 WHERE id IN (");
         for (int i = 0; i < k; i++) {
             a[i + 1] = DB_INT(m->ids[at + i]);
-            len += snprintf(sql + len, sizeof sql - (size_t)len, "%s$%d", i ? "," : "", i + 2);
+            len += snprintf(sql + len, sizeof sql - (size_t)len, "%s$%d", i ? "," : "", i + first);
         }
         snprintf(sql + len, sizeof sql - (size_t)len, ")");
-        int rc = db_query(c, sql, k + 1, a, NULL);
+        int rc = m->queue ? db_query(c, sql, k, a + 1, NULL) : db_query(c, sql, k + 1, a, NULL);
         if (rc < 0)
             return rc;
     }
@@ -111,8 +120,8 @@ static int poll_db(struct outbox_relay *r, int k, struct db_rows **out)
     return rc < 0 ? rc : db_rows_count(*out);
 }
 
-/* Database k's rows, acknowledged by the bus, marked sent (the mark may be retried: the rows
- * are sent again only if it never lands). */
+/* Database k's rows, acknowledged by the bus, marked sent or deleted (which may be retried:
+ * the rows are sent again only if it never lands). */
 static int mark_db(struct outbox_relay *r, int k, const struct db_rows *rows)
 {
     int n = db_rows_count(rows);
@@ -121,7 +130,7 @@ static int mark_db(struct outbox_relay *r, int k, const struct db_rows *rows)
         return ERR_NOMEM;
     for (int i = 0; i < n; i++)
         ids[i] = db_get_i64(rows, i, 0);
-    struct mark_ctx mc = {ids, n};
+    struct mark_ctx mc = {ids, n, r->queue[k]};
     int rc = 0;
     for (int attempt = 0; attempt < 5 && (rc = db_transact(r->dbs[k], mark_tx, NULL, &mc)) < 0;
          attempt++)
@@ -204,7 +213,7 @@ static void count_pending(struct outbox_relay *r)
     atomic_store(&r->oldest_age_ms, oldest ? now - oldest : 0);
 }
 
-static void add_db(struct outbox_relay *r, struct db *db);
+static void add_db(struct outbox_relay *r, struct db *db, int kind);
 static void add_attached(struct outbox_relay *r);
 
 static void *relay_main(void *arg)
@@ -271,7 +280,8 @@ static void *relay_main(void *arg)
     return NULL;
 }
 
-static void add_db(struct outbox_relay *r, struct db *db)
+/* kind: outbox_kind() of its service_db. */
+static void add_db(struct outbox_relay *r, struct db *db, int kind)
 {
     int n = atomic_load_explicit(&r->n_dbs, memory_order_relaxed);
     if (!db || n == RELAY_MAX_DBS)
@@ -280,15 +290,22 @@ static void add_db(struct outbox_relay *r, struct db *db)
         if (r->dbs[i] == db)
             return;
     r->dbs[n] = db;
+    r->queue[n] = kind == OUTBOX_QUEUE;
     atomic_store_explicit(&r->n_dbs, n + 1, memory_order_release);
 }
 
-static bool has_outbox(const struct service_db *d)
+/* Whether d's migrations create an outbox, and which kind it ends up (outbox.h). */
+static int outbox_kind(const struct service_db *d)
 {
-    for (int m = 0; m < d->n_migrations; m++)
-        if (d->migrations[m].sql && strstr(d->migrations[m].sql, "CREATE TABLE outbox"))
-            return true;
-    return false;
+    int kind = OUTBOX_NONE;
+    for (int m = 0; m < d->n_migrations; m++) {
+        const char *sql = d->migrations[m].sql;
+        if (sql && strstr(sql, "CREATE TABLE outbox"))
+            kind = OUTBOX_HISTORY;
+        else if (sql && kind && !strcmp(sql, OUTBOX_QUEUE_MIGRATION))
+            kind = OUTBOX_QUEUE;
+    }
+    return kind;
 }
 
 /* Databases attached after start (app_db_attach: an order shard on another server): those
@@ -307,8 +324,9 @@ static void add_attached(struct outbox_relay *r)
                 size_t len = strlen(d->name);
                 if (d->shards && !strncmp(name, d->name, len) && name[len] == '_' &&
                     name[len + 1] &&
-                    strspn(name + len + 1, "0123456789") == strlen(name + len + 1) && has_outbox(d))
-                    add_db(r, db);
+                    strspn(name + len + 1, "0123456789") == strlen(name + len + 1) &&
+                    outbox_kind(d))
+                    add_db(r, db, outbox_kind(d));
             }
         }
     }
@@ -330,14 +348,15 @@ int outbox_relay_start(struct app *app, struct bus *b, struct outbox_relay **out
         if (!app_has_service(app, svc->name) || !svc->dbs)
             continue;
         for (const struct service_db *d = svc->dbs; d->name; d++) {
-            if (!has_outbox(d))
+            int kind = outbox_kind(d);
+            if (!kind)
                 continue;
             if (!d->shards) {
-                add_db(r, app_db(app, d->name));
+                add_db(r, app_db(app, d->name), kind);
                 continue;
             }
             for (int i = 0; i < d->shards; i++) {
-                add_db(r, app_db_shard(app, d->name, i));
+                add_db(r, app_db_shard(app, d->name, i), kind);
             }
         }
     }

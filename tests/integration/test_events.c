@@ -165,6 +165,28 @@ static int log_count(struct th_server *s, const char *event_id, char *key, size_
 
 static bool on_sqlite(const struct th_server *s) { return s->db_url[0] == 0; }
 
+/* Rows in the outbox of database name (SQLite backend only): all of them, or the unsent. */
+static long outbox_rows(struct th_server *s, const char *name, bool unsent_only)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s.db", s->data_dir, name);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        unsent_only ? "SELECT count(*) FROM outbox WHERE "
+                                                      "published_at IS NULL"
+                                                    : "SELECT count(*) FROM outbox",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long n = (long)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
 /* Every event of every order leaves once, published, as a CloudEvents envelope keyed by the
  * order; the consumers' figures are the net of what was placed and cancelled. */
 static void test_every_event_once(void **state)
@@ -221,6 +243,23 @@ static void test_every_event_once(void **state)
             }
         }
         th_resp_free(&r);
+    }
+    if (on_sqlite(&srv)) {
+        /* Sent rows leave the outboxes kept as queues; the orders' stay as their history
+         * (read above through the admin route), marked sent. */
+        const char *queues[] = {"inventory", "payments", "shipping", "fraud", "products"};
+        for (size_t i = 0; i < sizeof queues / sizeof *queues; i++)
+            if (outbox_rows(&srv, queues[i], false) != 0)
+                fail_msg("%s: %ld rows left in its outbox", queues[i],
+                         outbox_rows(&srv, queues[i], false));
+        long kept = 0;
+        for (int shard = 0; shard < 6; shard++) {
+            char name[16];
+            snprintf(name, sizeof name, "orders_%d", shard);
+            assert_int_equal(outbox_rows(&srv, name, true), 0);
+            kept += outbox_rows(&srv, name, false);
+        }
+        assert_true(kept >= 8 * 2 + 3);
     }
     free(t1);
     free(t2);

@@ -375,6 +375,7 @@ static const struct db_migration fraud_migrations[] = {
             "WHERE failed_payment = 1;"
             "CREATE INDEX fraud_orders_failed_card ON fraud_orders (card_fp, placed_at) "
             "WHERE failed_payment = 1;"},
+    {.sql = OUTBOX_QUEUE_MIGRATION},
 };
 
 const struct service_db fraud__dbs[] = {

@@ -39,6 +39,7 @@ static const struct db_migration inventory_migrations[] = {
             " quantity INTEGER NOT NULL CHECK (quantity > 0),"
             " PRIMARY KEY (reservation_id, product_id));"},
     {.sql = OUTBOX_MIGRATION},
+    {.sql = OUTBOX_QUEUE_MIGRATION},
 };
 
 const struct service_db inventory__dbs[] = {

@@ -739,6 +739,8 @@ static const struct db_migration order_migrations[] = {
             "ALTER TABLE idempotency_keys ADD COLUMN outcome_product_id BIGINT;"},
     /* The payment's status as the order knows it (PAYMENT_STATUS_OF_MOVE); NULL: ask. */
     {.sql = "ALTER TABLE orders ADD COLUMN payment_status TEXT;"},
+    /* The outbox is the order's event history (GET /admin/orders/{id}/events): rows stay. */
+    {.sql = OUTBOX_HISTORY_MIGRATION},
 };
 
 /* The shard map's database "order_map" (order_shards.c, order_reshard.c). */

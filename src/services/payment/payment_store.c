@@ -431,6 +431,7 @@ static const struct db_migration payment_migrations[] = {
             " created_at BIGINT NOT NULL);"
             "CREATE INDEX payment_operations_payment ON payment_operations (payment_id, id);"},
     {.sql = OUTBOX_MIGRATION},
+    {.sql = OUTBOX_QUEUE_MIGRATION},
 };
 
 const struct service_db payment__dbs[] = {

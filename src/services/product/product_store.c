@@ -77,6 +77,7 @@ static const struct db_migration product_migrations[] = {
     {.sql = "CREATE INDEX products_updated ON products (updated_at);"},
     /* Cache invalidations for the other processes (product_cache.c) leave through it. */
     {.sql = OUTBOX_MIGRATION},
+    {.sql = OUTBOX_QUEUE_MIGRATION},
 };
 
 const struct service_db product__dbs[] = {

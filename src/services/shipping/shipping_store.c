@@ -135,6 +135,7 @@ static const struct db_migration shipping_migrations[] = {
             " created_at BIGINT NOT NULL);"
             "CREATE INDEX shipment_events_shipment ON shipment_events (shipment_id, id);"},
     {.sql = OUTBOX_MIGRATION},
+    {.sql = OUTBOX_QUEUE_MIGRATION},
 };
 
 const struct service_db shipping__dbs[] = {

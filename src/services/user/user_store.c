@@ -36,6 +36,7 @@ static const struct db_migration user_migrations[] = {
     {.sql = OUTBOX_MIGRATION},
     /* The generation of the Redis session copies (user_session.c). */
     {.sql = "CREATE TABLE session_store (id INTEGER PRIMARY KEY, generation BIGINT NOT NULL);"},
+    {.sql = OUTBOX_QUEUE_MIGRATION},
 };
 
 const struct service_db user__dbs[] = {
