@@ -3,7 +3,7 @@
  *
  * One thread visits every outbox database of the services running in this process (those
  * whose migrations create the outbox table: each orders shard, payments, inventory,
- * shipping). In each it reads the oldest unsent rows in id order (ids are time-ordered and an
+ * shipping, fraud, users, products). In each it reads the oldest unsent rows in id order (ids are time-ordered and an
  * aggregate's events are written by successive transactions, so id order is the aggregate's
  * order), produces them as one batch keyed by the aggregate id, and marks exactly those rows
  * sent (or deletes them, in an outbox kept as a queue: OUTBOX_QUEUE_MIGRATION), by id, only
