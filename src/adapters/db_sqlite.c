@@ -279,8 +279,17 @@ static void sq_conn_free(struct sq_conn *c)
     free(c);
 }
 
+/* Once per process, before SQLite initialises itself (its first open): no memory statistics.
+ * With them on (SQLite's default) every allocation and free of every connection takes one
+ * process-wide mutex, which the shop's ~20 SQLite threads (request threads, group-commit
+ * writers, consumers, the relay) then queue on. Nothing here reads the statistics. A
+ * process that initialised SQLite before (a test opening a file itself) keeps them. */
+static pthread_once_t sq_once = PTHREAD_ONCE_INIT;
+static void sq_global_init(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+
 static int sq_conn_open(struct sq_db *db, struct sq_conn **out)
 {
+    pthread_once(&sq_once, sq_global_init);
     struct sq_conn *c = calloc(1, sizeof *c);
     if (!c)
         return ERR_NOMEM;
