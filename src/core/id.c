@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* id.c — time-ordered 64-bit ids with shard bits, and clock helpers.
  *
- * The sequence is one process-wide atomic counter; within one millisecond up to 65,536 ids
- * are unique per process. Two processes may collide only if they share a millisecond and a
- * sequence value, so the counter starts at a random value. */
+ * The process keeps one atomic (milliseconds, sequence) pair, the last one it gave out; the
+ * next id takes the current millisecond with the sequence after the last one, or, when that
+ * would not be larger (the same millisecond after 65,536 ids, or a clock that stepped back),
+ * the pair after the last one, borrowing the next millisecond. So ids made in one process
+ * strictly increase in the order they were made: an aggregate's outbox events sort in the
+ * order they were written (relay.c publishes in id order), even across the sequence's wrap,
+ * which the plain counter before this let a later id sort first within a millisecond. Two
+ * processes may collide only if they share a millisecond, a shard and a sequence value, so
+ * the sequence starts at a random value. */
 #include "emporium/id.h"
 
 #include <errno.h>
@@ -19,8 +25,8 @@
 
 #define ID_EPOCH_MS 1704067200000LL /* 2024-01-01T00:00:00Z */
 
-static _Atomic uint32_t id_seq;
-static _Atomic int id_seeded;
+/* (ms << 16) | seq of the last id made here; -1 before the first */
+static _Atomic int64_t id_last = -1;
 
 int64_t now_ms(void)
 {
@@ -38,18 +44,15 @@ int64_t mono_ms(void)
 
 int64_t id_new(unsigned shard)
 {
-    if (!atomic_exchange(&id_seeded, 1))
-        atomic_store(&id_seq, randombytes_random());
-    static _Atomic int64_t last_ms;
-    int64_t ms = now_ms() - ID_EPOCH_MS;
-    uint32_t seq = atomic_fetch_add(&id_seq, 1);
-    /* Never let the timestamp go backwards (clock steps), so ids keep sorting. */
-    int64_t prev = atomic_load(&last_ms);
-    while (ms > prev && !atomic_compare_exchange_weak(&last_ms, &prev, ms))
-        ;
-    if (ms < prev)
-        ms = prev;
-    return (ms << 22) | ((int64_t)(shard & 0x3F) << 16) | (int64_t)(seq & 0xFFFF);
+    int64_t ms = now_ms() - ID_EPOCH_MS, next;
+    int64_t prev = atomic_load(&id_last);
+    do {
+        int64_t last = prev >= 0 ? prev : (ms << 16) | (int64_t)(randombytes_random() & 0xFFFF);
+        next = (ms << 16) | ((last + 1) & 0xFFFF);
+        if (next <= last)
+            next = last + 1;
+    } while (!atomic_compare_exchange_weak(&id_last, &prev, next));
+    return ((next >> 16) << 22) | ((int64_t)(shard & 0x3F) << 16) | (next & 0xFFFF);
 }
 
 unsigned id_shard(int64_t id) { return (unsigned)((id >> 16) & 0x3F); }
