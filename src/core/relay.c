@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* relay.c — the outbox relay: moves every service's outbox rows onto the bus (outbox.h).
  *
- * One thread visits every outbox database of the services running in this process (those
- * whose migrations create the outbox table: each orders shard, payments, inventory,
- * shipping, fraud, users, products). In each it reads the oldest unsent rows in id order (ids are time-ordered and an
- * aggregate's events are written by successive transactions, so id order is the aggregate's
- * order), produces them as one batch keyed by the aggregate id, and marks exactly those rows
- * sent (or deletes them, in an outbox kept as a queue: OUTBOX_QUEUE_MIGRATION), by id, only
- * after the bus acknowledged the whole batch. A failed produce marks
- * nothing: the same rows go again after a backoff (200 ms doubling to 10 s), so nothing is
- * lost and an aggregate never overtakes itself; a crash between the acknowledgement and the
- * marking sends the batch again (the log adapter drops the duplicates by event id; consumers
- * are idempotent either way). Checkouts never wait for the relay: they only insert rows.
+ * One thread visits every outbox database of the services running in this process (those whose
+ * migrations create the outbox table: each orders shard, payments, inventory, shipping, fraud,
+ * users, products). In each it reads the oldest unsent rows in id order (ids are time-ordered
+ * and an aggregate's events are written by successive transactions, so id order is the
+ * aggregate's order), produces them as one batch keyed by the aggregate id, and marks exactly
+ * those rows sent (or deletes them, in an outbox kept as a queue: OUTBOX_QUEUE_MIGRATION), by
+ * id, only after the bus acknowledged the whole batch. A failed produce marks nothing: the same
+ * rows go again after a backoff (200 ms doubling to 10 s), so nothing is lost and an aggregate
+ * never overtakes itself; a crash between the acknowledgement and the marking sends the batch
+ * again (the log adapter drops the duplicates by event id; consumers are idempotent either
+ * way). Checkouts never wait for the relay: they only insert rows.
  *
  * The unsent rows and the age of the oldest one are counted at every /metrics scrape
  * (emporium_outbox_pending, emporium_outbox_oldest_age_seconds), before the consumer lag, so
