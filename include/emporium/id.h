@@ -2,7 +2,8 @@
 /* id.h — time-ordered 64-bit ids that carry a shard number.
  *
  * Layout (most significant first): 41 bits milliseconds since 2024-01-01, 6 bits shard,
- * 16 bits sequence. Ids fit in a signed 64-bit integer and sort by creation time. For
+ * 16 bits sequence. Ids fit in a signed 64-bit integer and sort by creation time; those of
+ * one shard made by one process strictly increase in the order they were made. For
  * orders the 6 bits are the order's bucket group (docs/sharding.md), which the shard map
  * turns into the shard that holds it. */
 #ifndef EMPORIUM_ID_H
