@@ -24,46 +24,28 @@
 #include "emporium/id.h"
 #include "emporium/svc/inventory.h"
 #include "harness.h"
+#include "unit_app.h"
 
-static struct config cfg;
+static struct th_unit_app ua;
 static struct app *app;
-static char data_dir[256];
-static char pg_url[512];
 
 static int setup(void **state)
 {
-    if (config_from_env(&cfg) < 0)
-        return -1;
-    snprintf(data_dir, sizeof data_dir, "/tmp/emp-invunit-XXXXXX");
-    if (!mkdtemp(data_dir))
-        return -1;
-    cfg.data_dir = data_dir;
-    cfg.database_url = NULL;
-    int pg = th_backend_db_url("iu", pg_url, sizeof pg_url);
-    if (pg < 0)
-        return -1;
-    if (pg) {
-        cfg.database_url = pg_url;
-        cfg.db_pool_size = 20;
-    }
     /* The inventory alone: the catalog's stock refresh (one write per product) is the
      * catalog's cost and is covered through HTTP by test_inventory.c. */
-    cfg.services = "inventory";
-    cfg.demo = false;
-    if (app_new(&app, &cfg) != 0)
+    if (th_unit_app_config(&ua, "iu", "inventory") < 0)
         return -1;
+    if (ua.pg)
+        ua.cfg.db_pool_size = 20;
+    if (th_unit_app_open(&ua) < 0)
+        return -1;
+    app = ua.app;
     /* background jobs run only once started, as `emporium serve` does: the reservation
      * sweep is one of them (test_expiry) */
     return app_start_timers(app) == 0 ? 0 : -1;
 }
 
-static int teardown(void **state)
-{
-    app_free(app);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return th_unit_app_close(&ua); }
 
 static void level(int64_t product, int64_t *avail, int64_t *reserved)
 {

@@ -26,39 +26,23 @@
 #include "emporium/svc/analytics.h"
 #include "emporium/svc/recommendation.h"
 #include "harness.h"
+#include "unit_app.h"
 
-static struct config cfg;
+static struct th_unit_app ua;
 static struct app *app;
-static char data_dir[256];
-static char pg_url[512];
 
 static int setup(void **state)
 {
-    if (config_from_env(&cfg) < 0)
-        return -1;
-    snprintf(data_dir, sizeof data_dir, "/tmp/emp-oevunit-XXXXXX");
-    if (!mkdtemp(data_dir))
-        return -1;
-    cfg.data_dir = data_dir;
-    cfg.database_url = NULL;
-    int pg = th_backend_db_url("oe", pg_url, sizeof pg_url);
-    if (pg < 0)
-        return -1;
-    if (pg)
-        cfg.database_url = pg_url;
     /* the consumers alone: without the catalog every line's category is "unknown" */
-    cfg.services = "analytics,recommendation";
-    cfg.demo = false;
-    return app_new(&app, &cfg) == 0 ? 0 : -1;
+    if (th_unit_app_config(&ua, "oe", "analytics,recommendation") < 0)
+        return -1;
+    if (th_unit_app_open(&ua) < 0)
+        return -1;
+    app = ua.app;
+    return 0;
 }
 
-static int teardown(void **state)
-{
-    app_free(app);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return th_unit_app_close(&ua); }
 
 static void day_of(int64_t ms, char out[11])
 {

@@ -19,39 +19,26 @@
 #include "emporium/err.h"
 #include "emporium/svc/user.h"
 #include "harness.h"
+#include "unit_app.h"
 
-static struct config cfg;
+static struct th_unit_app ua;
 static struct app *app;
-static char data_dir[256];
-static char pg_url[512];
 
 static int setup(void **state)
 {
     (void)state;
-    if (config_from_env(&cfg) < 0)
+    if (th_unit_app_config(&ua, "uu", "user") < 0)
         return -1;
-    snprintf(data_dir, sizeof data_dir, "/tmp/emp-userunit-XXXXXX");
-    if (!mkdtemp(data_dir))
+    if (th_unit_app_open(&ua) < 0)
         return -1;
-    cfg.data_dir = data_dir;
-    cfg.database_url = NULL;
-    int pg = th_backend_db_url("uu", pg_url, sizeof pg_url);
-    if (pg < 0)
-        return -1;
-    if (pg)
-        cfg.database_url = pg_url;
-    cfg.services = "user";
-    cfg.demo = false;
-    return app_new(&app, &cfg) == 0 ? 0 : -1;
+    app = ua.app;
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    app_free(app);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return th_unit_app_close(&ua);
 }
 
 static void account(const char *email, const char *name, struct user *out)
