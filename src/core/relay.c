@@ -83,17 +83,19 @@ static int mark_tx(struct db_conn *c, void *vctx)
         int k = m->n - at < MARK_CHUNK ? m->n - at : MARK_CHUNK;
         char sql[64 + MARK_CHUNK * 6];
         struct db_val a[MARK_CHUNK + 1];
+        /* The mark's parameters are now then the ids; a delete's the ids alone. */
+        int skip = m->queue ? 1 : 0;
         a[0] = DB_INT(now);
-        int first = m->queue ? 1 : 2; /* a delete has no $1 */
         int len = snprintf(sql, sizeof sql, "%s",
                            m->queue ? "DELETE FROM outbox WHERE id IN ("
                                     : "UPDATE outbox SET published_at = $1 WHERE id IN (");
         for (int i = 0; i < k; i++) {
             a[i + 1] = DB_INT(m->ids[at + i]);
-            len += snprintf(sql + len, sizeof sql - (size_t)len, "%s$%d", i ? "," : "", i + first);
+            len +=
+                snprintf(sql + len, sizeof sql - (size_t)len, "%s$%d", i ? "," : "", i + 2 - skip);
         }
         snprintf(sql + len, sizeof sql - (size_t)len, ")");
-        int rc = m->queue ? db_query(c, sql, k, a + 1, NULL) : db_query(c, sql, k + 1, a, NULL);
+        int rc = db_query(c, sql, k + 1 - skip, a + skip, NULL);
         if (rc < 0)
             return rc;
     }
