@@ -113,7 +113,10 @@ if [ "$BACKEND" = postgres ]; then
         # (a start that failed half-way is stopped by cleanup: PG_DIR stays set)
         # PgBouncer in session mode: each of the shop's pooled connections keeps its server
         # session, so it can run named prepared statements (EMPORIUM_DB_PREPARE, below).
+        # Unix sockets between the shop, PgBouncer and PostgreSQL, as on one machine one
+        # would (BENCH_PG_SOCKETS=off: TCP over loopback, as across machines).
         EMP_TEST_PG_DURABLE=on EMP_TEST_BOUNCER_POOL_MODE=session \
+            EMP_TEST_PG_SOCKETS=${BENCH_PG_SOCKETS:-on} \
             "$ROOT/scripts/test-servers.sh" start "$PG_DIR" >&2 || die "postgres did not start"
     fi
     # Named prepared statements when PgBouncer keeps sessions (never in transaction mode,
