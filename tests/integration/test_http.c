@@ -88,7 +88,7 @@ static bool wait_in_flight(struct th_server *s, long want)
 /* Polls until nothing but the /metrics request itself is in flight and no slow-work thread
  * is busy: a request is counted until MHD reports it complete, and a slow-work thread until
  * it has handed its answer over, both of which can be a moment after the client had it (a
- * login's thread still counted as busy once made the next checkout a 503 in CI). */
+ * registration's thread still counted as busy once made the next checkout a 503 in CI). */
 static bool wait_idle(struct th_server *s)
 {
     int64_t deadline = mono_us() + 60 * 1000000LL;
