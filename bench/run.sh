@@ -121,8 +121,10 @@ if [ "$BACKEND" = postgres ]; then
     fi
     # Named prepared statements when PgBouncer keeps sessions (never in transaction mode,
     # where consecutive transactions may run on different server sessions).
-    pool_mode=$(psql -h 127.0.0.1 -p "${EMP_TEST_BOUNCER_PORT:-25433}" -U postgres -d pgbouncer -Atc \
-        'SHOW CONFIG' 2>/dev/null | awk -F'|' '$1 == "pool_mode" { print $2 }')
+    bouncer_config=$(psql -h 127.0.0.1 -p "${EMP_TEST_BOUNCER_PORT:-25433}" -U postgres -d pgbouncer \
+        -Atc 'SHOW CONFIG' 2>/dev/null || true)
+    pool_mode=$(awk -F'|' '$1 == "pool_mode" { print $2 }' <<<"$bouncer_config")
+    bouncer_socket_dir=$(awk -F'|' '$1 == "unix_socket_dir" { print $2 }' <<<"$bouncer_config")
     if [ -z "${EMPORIUM_DB_PREPARE:-}" ]; then
         if [ "$pool_mode" = session ]; then export EMPORIUM_DB_PREPARE=on; else export EMPORIUM_DB_PREPARE=off; fi
     fi
@@ -133,6 +135,11 @@ if [ "$BACKEND" = postgres ]; then
     say "postgres: fsync/synchronous_commit = $durable"
     base=$("$ROOT/scripts/test-servers.sh" env "${PG_DIR:-$TMP/pg}" | sed -n 's/^EMPORIUM_TEST_PG_URL=//p')
     [ -n "$base" ] || die "scripts/test-servers.sh env printed no EMPORIUM_TEST_PG_URL"
+    # Servers already running that listen on a Unix socket too (EMP_TEST_PG_SOCKETS=on): that
+    # socket, as for the servers the bench starts (BENCH_PG_SOCKETS=off: TCP).
+    if [ -z "$PG_DIR" ] && [ -n "$bouncer_socket_dir" ] && [ "${BENCH_PG_SOCKETS:-on}" = on ]; then
+        base="postgresql://postgres@${bouncer_socket_dir//\//%2F}:${EMP_TEST_BOUNCER_PORT:-25433}/emp"
+    fi
     # The server creates <prefix>_<logical> databases itself; a fresh prefix per run.
     export EMPORIUM_DATABASE_URL="${base%/*}/bench$$_$(date +%s)"
     say "postgres: EMPORIUM_DATABASE_URL=$EMPORIUM_DATABASE_URL"
