@@ -55,6 +55,10 @@ void log_fields(enum log_level lvl, const char *name, const struct log_field *fi
 #define log_event_warn(name, ...)                                                                  \
     log_fields(LOG_WARN, (name), (const struct log_field[]){__VA_ARGS__, {.kind = LOG_FIELD_END}})
 
+/* Names the calling thread `prefix` + `name`, cut to the 15 bytes Linux keeps (top -H,
+ * perf --sort comm): "w-" + "orders_3" gives "w-orders_3". */
+void log_thread_name(const char *prefix, const char *name);
+
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

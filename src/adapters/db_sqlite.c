@@ -356,9 +356,7 @@ static int sq_wal_hook(void *arg, sqlite3 *h, const char *schema, int pages)
 static void *sq_ckpt_main(void *arg)
 {
     struct sq_db *db = arg;
-    char tname[16];
-    snprintf(tname, sizeof tname, "ckpt-%.10s", db->base.name);
-    pthread_setname_np(pthread_self(), tname);
+    log_thread_name("ckpt-", db->base.name);
     struct sq_conn *c = db->ckpt_conn; /* opened before the thread started: ours now */
     sqlite3_exec(c->h, "PRAGMA cache_size = -64", NULL, NULL, NULL);
     pthread_mutex_lock(&db->ckpt_mu);

@@ -197,9 +197,7 @@ static void w_batch(struct db__writer *w, struct db_write_req *batch, struct db_
 static void *w_main(void *arg)
 {
     struct db__writer *w = arg;
-    char tname[16];
-    snprintf(tname, sizeof tname, "w-%.13s", w->db->name);
-    pthread_setname_np(pthread_self(), tname);
+    log_thread_name("w-", w->db->name);
     w_on_writer = true;
     int busy_rounds = 0;
     pthread_mutex_lock(&w->mu);

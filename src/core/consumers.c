@@ -204,9 +204,7 @@ static int batch_add(struct batch *bt, const struct bus_msg *m)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    char tname[16]; /* top -H, perf --sort comm: "c-<consumer>" */
-    snprintf(tname, sizeof tname, "c-%.13s", w->name);
-    pthread_setname_np(pthread_self(), tname);
+    log_thread_name("c-", w->name);
     struct bus_runner *r = w->r;
     const struct bus__sub *subs;
     int n = bus__subs(&subs), nt = 0;

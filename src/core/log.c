@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,4 +222,11 @@ void log_write_line(const char *line, size_t len)
     if (text_format && len > 0 && render_text(line, len - (line[len - 1] == '\n')))
         return;
     write_all(line, len);
+}
+
+void log_thread_name(const char *prefix, const char *name)
+{
+    char tname[16];
+    snprintf(tname, sizeof tname, "%s%s", prefix, name ? name : "");
+    pthread_setname_np(pthread_self(), tname);
 }

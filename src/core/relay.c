@@ -221,7 +221,7 @@ static void add_attached(struct outbox_relay *r);
 static void *relay_main(void *arg)
 {
     struct outbox_relay *r = arg;
-    pthread_setname_np(pthread_self(), "relay");
+    log_thread_name("relay", NULL);
     int backoff = 200;
     int64_t last_maintain = mono_ms();
     bool warned = false;

@@ -131,7 +131,7 @@ bool timer_running(struct app *app)
 static void *timer_main(void *arg)
 {
     struct timers *t = arg;
-    pthread_setname_np(pthread_self(), "timer");
+    log_thread_name("timer", NULL);
     pthread_mutex_lock(&t->mu);
     while (!t->stop) {
         int64_t now = mono_ms();

@@ -42,7 +42,7 @@ struct http_offload {
 static void *worker_main(void *arg)
 {
     struct http_offload *o = arg;
-    pthread_setname_np(pthread_self(), "offload");
+    log_thread_name("offload", NULL);
     pthread_mutex_lock(&o->mu);
     for (;;) {
         while (!o->head && !o->stop) {

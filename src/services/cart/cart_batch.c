@@ -181,7 +181,7 @@ static void run_batch(struct cart_batch *b, struct cart_op **ops, int n)
 static void *writer_main(void *arg)
 {
     struct cart_batch *b = arg;
-    pthread_setname_np(pthread_self(), "cart-writer");
+    log_thread_name("cart-writer", NULL);
     struct cart_op *ops[CART_BATCH_MAX];
     pthread_mutex_lock(&b->mu);
     for (;;) {
