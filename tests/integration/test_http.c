@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "events_wait.h"
 #include "harness.h"
 
 static int64_t mono_us(void)
@@ -32,53 +33,13 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* The server's emporium_http_requests_in_flight (the /metrics request itself included), or
- * -1 when /metrics did not answer. */
-static long in_flight(struct th_server *s)
-{
-    struct th_resp r;
-    if (th_req(s, "GET", "/metrics", NULL, NULL, &r) != 0)
-        return -1;
-    long n = -1;
-    const char *p = r.status == 200 ? strstr(r.body, "\nemporium_http_requests_in_flight ") : NULL;
-    if (p)
-        n = strtol(p + 34, NULL, 10);
-    th_resp_free(&r);
-    return n;
-}
-
-/* The value of the gauge `name` on /metrics, or -1. */
-static long gauge(struct th_server *s, const char *name)
-{
-    struct th_resp r;
-    if (th_req(s, "GET", "/metrics", NULL, NULL, &r) != 0)
-        return -1;
-    char pat[128];
-    snprintf(pat, sizeof pat, "\n%s ", name);
-    const char *p = r.status == 200 ? strstr(r.body, pat) : NULL;
-    long n = p ? strtol(p + strlen(pat), NULL, 10) : -1;
-    th_resp_free(&r);
-    return n;
-}
-
-/* Polls until the gauge `name` reaches `want`; false after 60 s. */
+/* Polls until the gauge `name` reaches `want` (emporium_http_requests_in_flight counts the
+ * /metrics request itself); false after 60 s. */
 static bool wait_gauge(struct th_server *s, const char *name, long want)
 {
     int64_t deadline = mono_us() + 60 * 1000000LL;
     while (mono_us() < deadline) {
-        if (gauge(s, name) >= want)
-            return true;
-        usleep(2000);
-    }
-    return false;
-}
-
-/* Polls until at least `want` requests are in flight on the server; false after 60 s. */
-static bool wait_in_flight(struct th_server *s, long want)
-{
-    int64_t deadline = mono_us() + 60 * 1000000LL;
-    while (mono_us() < deadline) {
-        if (in_flight(s) >= want)
+        if (th_metric(s, name) >= (double)want)
             return true;
         usleep(2000);
     }
@@ -93,8 +54,13 @@ static bool wait_idle(struct th_server *s)
 {
     int64_t deadline = mono_us() + 60 * 1000000LL;
     while (mono_us() < deadline) {
-        if (in_flight(s) == 1 && gauge(s, "emporium_offload_running") == 0 &&
-            gauge(s, "emporium_offload_waiting") == 0)
+        struct th_resp r;
+        bool idle = th_req(s, "GET", "/metrics", NULL, NULL, &r) == 0 && r.status == 200 &&
+                    th_metric_in(r.body, "emporium_http_requests_in_flight") == 1 &&
+                    th_metric_in(r.body, "emporium_offload_running") == 0 &&
+                    th_metric_in(r.body, "emporium_offload_waiting") == 0;
+        th_resp_free(&r);
+        if (idle)
             return true;
         usleep(2000);
     }
@@ -226,7 +192,7 @@ static void test_slow_work_does_not_stall(void **state)
     for (int i = N; i < 2 * N; i++)
         assert_int_equal(pthread_create(&t[i], NULL, slow_request, &w[i]), 0);
     assert_true(wait_gauge(&s, "emporium_offload_waiting", N));
-    assert_true(wait_in_flight(&s, base + 2 * N));
+    assert_true(wait_gauge(&s, "emporium_http_requests_in_flight", base + 2 * N));
     assert_int_equal(atomic_load(&completed), 0);
 
     /* All 16 are in flight: the fast requests. */

@@ -73,21 +73,24 @@ bool th_events_settled(struct th_server *s, int timeout_s)
     return false;
 }
 
+double th_metric_in(const char *body, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    for (const char *line = body; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        if (!strncmp(line, prefix, pl) && line[pl] == ' ')
+            return strtod(line + pl + 1, NULL);
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
 double th_metric(struct th_server *s, const char *prefix)
 {
     struct th_resp r;
     if (th_req(s, "GET", "/metrics", NULL, NULL, &r) != 0)
         return -1;
-    double v = -1;
-    size_t pl = strlen(prefix);
-    for (char *line = r.body; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (!strncmp(line, prefix, pl) && line[pl] == ' ') {
-            v = strtod(line + pl + 1, NULL);
-            break;
-        }
-        line = nl ? nl + 1 : NULL;
-    }
+    double v = r.status == 200 && r.body ? th_metric_in(r.body, prefix) : -1;
     th_resp_free(&r);
     return v;
 }

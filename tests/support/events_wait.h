@@ -17,6 +17,8 @@ bool th_events_settled(struct th_server *s, int timeout_s);
 /* The value of the first sample of /metrics whose line starts with `prefix` (name and
  * labels), -1 when absent. */
 double th_metric(struct th_server *s, const char *prefix);
+/* The same in a /metrics body already fetched (several samples of one scrape). */
+double th_metric_in(const char *body, const char *prefix);
 
 #include <sys/types.h>
 
