@@ -177,9 +177,7 @@ start_bouncer() {
         return 1
     fi
     mkdir -p "$BDIR"
-    # EMP_TEST_PG_SOCKETS=on: PgBouncer reaches PostgreSQL over its Unix socket and listens
-    # on one too (in $BDIR, besides 127.0.0.1), and `env` names that socket (the marker file
-    # tells it): on one machine that is cheaper than TCP over loopback.
+    # EMP_TEST_PG_SOCKETS (see the top); the marker file tells `env` to name the socket.
     local pg_host=127.0.0.1 sock_dir=
     if [ "${EMP_TEST_PG_SOCKETS:-off}" = on ]; then
         pg_host=$PGDATA/sock sock_dir=$BDIR
