@@ -195,9 +195,11 @@ int db_write(struct db *db, db_tx_fn fn, void (*reset)(void *ctx), void *ctx);
  * until it returns. */
 int db_write_one(struct db *db, const char *sql, int n, const struct db_val *args);
 /* Batches committed and intents run by the writer since the database was opened, and the
- * largest batch (all 0 on PostgreSQL). */
+ * largest batch (all 0 on PostgreSQL); on SQLite also every commit of the file (the writer's
+ * and any other connection's) and the WAL frames (pages) they wrote. */
 struct db_write_stats {
     uint64_t batches, intents, max_batch;
+    uint64_t commits, wal_frames;
 };
 void db_write_stats(struct db *db, struct db_write_stats *out);
 
@@ -219,6 +221,10 @@ const char *db_array_end(struct buf *b);
 struct db_batch;
 struct db_batch *db_batch_new(struct db *db); /* NULL: out of memory */
 int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val *args);
+/* Keeps a function for the batch's transaction instead of a statement: fn(c, ctx) runs in its
+ * place, in order (it may run again should the transaction be retried). The batch owns ctx:
+ * free_ctx(ctx) (NULL: none) once it ran or was dropped, also when this call fails. */
+int db_batch_add_fn(struct db_batch *b, db_tx_fn fn, void *ctx, void (*free_ctx)(void *ctx));
 int db_batch_run(struct db_batch *b);
 void db_batch_free(struct db_batch *b); /* drops what was not run; NULL is a no-op */
 

@@ -201,6 +201,10 @@ struct db_batch_stmt {
     const char *sql;
     int n;
     struct db_val args[BATCH_ARGS]; /* text copied (owned) */
+    /* or a function (db_batch_add_fn): sql is NULL then */
+    db_tx_fn fn;
+    void *ctx;
+    void (*free_ctx)(void *ctx);
 };
 
 struct db_batch {
@@ -225,20 +229,32 @@ static void batch_stmt_free(struct db_batch_stmt *s)
     for (int i = 0; i < s->n; i++)
         if (s->args[i].t == DB_T_TEXT)
             free((char *)s->args[i].s);
+    if (s->free_ctx)
+        s->free_ctx(s->ctx);
 }
 
+/* The kept statements in order, consecutive ones DB_STMT_MAX to a round trip; a function
+ * where one was kept. */
 static int batch_tx(struct db_conn *c, void *ctx)
 {
     struct db_batch *b = ctx;
     struct db_stmt st[DB_STMT_MAX];
-    for (int i = 0; i < b->n; i += DB_STMT_MAX) {
-        int k = b->n - i < DB_STMT_MAX ? b->n - i : DB_STMT_MAX;
-        for (int j = 0; j < k; j++)
-            st[j] = (struct db_stmt){
-                .sql = b->st[i + j].sql, .n = b->st[i + j].n, .args = b->st[i + j].args};
+    for (int i = 0; i < b->n;) {
+        if (b->st[i].fn) {
+            int rc = b->st[i].fn(c, b->st[i].ctx);
+            if (rc < 0)
+                return rc;
+            i++;
+            continue;
+        }
+        int k = 0;
+        for (; k < DB_STMT_MAX && i + k < b->n && !b->st[i + k].fn; k++)
+            st[k] = (struct db_stmt){
+                .sql = b->st[i + k].sql, .n = b->st[i + k].n, .args = b->st[i + k].args};
         int rc = db_query_many(c, st, k, false);
         if (rc < 0)
             return rc;
+        i += k;
     }
     return 0;
 }
@@ -253,24 +269,48 @@ static int batch_run_locked(struct db_batch *b)
     return rc;
 }
 
+/* b->mu held: a free entry at the end (what is kept runs first when the batch is full). */
+static int batch_slot(struct db_batch *b, struct db_batch_stmt **out)
+{
+    int rc = b->n >= DB_BATCH_MAX ? batch_run_locked(b) : 0;
+    if (rc == 0 && b->n == b->cap) {
+        int cap = b->cap ? b->cap * 2 : 32;
+        struct db_batch_stmt *st = realloc(b->st, (size_t)cap * sizeof *st);
+        if (!st)
+            return ERR_NOMEM;
+        b->st = st;
+        b->cap = cap;
+    }
+    if (rc == 0)
+        *out = memset(&b->st[b->n], 0, sizeof b->st[0]);
+    return rc;
+}
+
+int db_batch_add_fn(struct db_batch *b, db_tx_fn fn, void *ctx, void (*free_ctx)(void *ctx))
+{
+    pthread_mutex_lock(&b->mu);
+    struct db_batch_stmt *s;
+    int rc = batch_slot(b, &s);
+    if (rc == 0) {
+        s->fn = fn;
+        s->ctx = ctx;
+        s->free_ctx = free_ctx;
+        b->n++;
+    } else if (free_ctx) {
+        free_ctx(ctx);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
 int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val *args)
 {
     if (n < 0 || n > BATCH_ARGS)
         return ERR_INVALID;
     pthread_mutex_lock(&b->mu);
-    int rc = b->n >= DB_BATCH_MAX ? batch_run_locked(b) : 0;
-    if (rc == 0 && b->n == b->cap) {
-        int cap = b->cap ? b->cap * 2 : 32;
-        struct db_batch_stmt *st = realloc(b->st, (size_t)cap * sizeof *st);
-        if (st) {
-            b->st = st;
-            b->cap = cap;
-        } else {
-            rc = ERR_NOMEM;
-        }
-    }
+    struct db_batch_stmt *s;
+    int rc = batch_slot(b, &s);
     if (rc == 0) {
-        struct db_batch_stmt *s = &b->st[b->n];
         s->sql = sql;
         s->n = 0;
         for (int i = 0; i < n && rc == 0; i++) {

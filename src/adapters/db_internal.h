@@ -9,6 +9,7 @@
 #define EMPORIUM_DB_INTERNAL_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "emporium/db.h"
 
@@ -28,6 +29,8 @@ struct db__ops {
     int (*query_many)(struct db_conn *c, struct db_stmt *st, int n, bool atomic);
     bool (*in_tx)(struct db_conn *c);
     int (*take_read)(struct db *db, struct db_conn **out); /* optional: db_conn_take_read */
+    /* Optional (SQLite): commits and WAL frames written since the database was opened. */
+    void (*wal_stats)(const struct db *db, uint64_t *commits, uint64_t *frames);
 };
 
 /* Logical names become file names and PostgreSQL database names: keep them boring. */

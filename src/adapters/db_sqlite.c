@@ -93,6 +93,10 @@ struct sq_db {
     bool ckpt_stop;          /* under ckpt_mu */
     atomic_bool ckpt_wanted; /* the WAL passed SQ_CKPT_PAGES */
     atomic_uint commits;     /* since the checkpointer last looked */
+    /* For /metrics: commits and WAL frames written since the database was opened, and the
+     * WAL's length after the last commit (a shorter one means it was restarted). */
+    _Atomic uint64_t commits_total, frames_total;
+    atomic_int wal_last;
 };
 
 static atomic_uint_fast64_t sq_next_uid = 1;
@@ -342,6 +346,10 @@ static int sq_wal_hook(void *arg, sqlite3 *h, const char *schema, int pages)
     (void)schema;
     struct sq_db *db = arg;
     atomic_fetch_add_explicit(&db->commits, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->commits_total, 1, memory_order_relaxed);
+    int last = atomic_exchange_explicit(&db->wal_last, pages, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->frames_total, (uint64_t)(pages > last ? pages - last : pages),
+                              memory_order_relaxed);
     if (pages >= SQ_CKPT_PAGES && !atomic_exchange(&db->ckpt_wanted, true)) {
         pthread_mutex_lock(&db->ckpt_mu);
         pthread_cond_signal(&db->ckpt_cv);
@@ -735,8 +743,16 @@ static void sq_close(struct db *base)
     free(db);
 }
 
+static void sq_wal_stats(const struct db *base, uint64_t *commits, uint64_t *frames)
+{
+    struct sq_db *db = (struct sq_db *)base;
+    *commits = atomic_load_explicit(&db->commits_total, memory_order_relaxed);
+    *frames = atomic_load_explicit(&db->frames_total, memory_order_relaxed);
+}
+
 static const struct db__ops sq_ops = {
     .close = sq_close,
+    .wal_stats = sq_wal_stats,
     .pool_stats = sq_pool_stats,
     .take = sq_take,
     .give = sq_give,
@@ -830,6 +846,9 @@ int db__sqlite_open(struct db **out, const char *name, const struct db_options *
     atomic_init(&db->leased, 0);
     atomic_init(&db->ckpt_wanted, false);
     atomic_init(&db->commits, 0);
+    atomic_init(&db->commits_total, 0);
+    atomic_init(&db->frames_total, 0);
+    atomic_init(&db->wal_last, 0);
 
     /* Open one connection now so a bad path fails here, at startup, not on a request. */
     struct db_conn *c;

@@ -417,6 +417,8 @@ int db_write_one(struct db *db, const char *sql, int n, const struct db_val *arg
 void db_write_stats(struct db *db, struct db_write_stats *out)
 {
     *out = (struct db_write_stats){0};
+    if (db && db->ops->wal_stats)
+        db->ops->wal_stats(db, &out->commits, &out->wal_frames);
     struct db__writer *w = db ? atomic_load(&db->writer) : NULL;
     if (!w)
         return;

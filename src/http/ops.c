@@ -4,10 +4,12 @@
  * /openapi.json is merged once from the embedded fragments (src/http/core.openapi.json and
  * each service's <name>.openapi.json) and served from a cached string. */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "emporium/app.h"
+#include "emporium/db.h"
 #include "emporium/err.h"
 #include "emporium/flags.h"
 #include "emporium/metrics.h"
@@ -68,6 +70,33 @@ static void write_db_metrics(struct buf *out, struct app *app)
                    in_use);
         buf_printf(out, "emporium_db_connections{db=\"%s\",state=\"idle\"} %d\n", db_name(db),
                    idle);
+    }
+    if (app_db_count(app) == 0 || db_dialect(app_db_at(app, 0)) != DB_SQLITE)
+        return;
+    /* Group commit at work (SQLite): intents per batch, and WAL pages per commit. */
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } c[] = {
+        {"emporium_db_write_batches_total", "Transactions committed by the group-commit writer.",
+         offsetof(struct db_write_stats, batches)},
+        {"emporium_db_write_intents_total", "Write intents run by the group-commit writer.",
+         offsetof(struct db_write_stats, intents)},
+        {"emporium_db_commits_total", "SQLite commits, by any connection.",
+         offsetof(struct db_write_stats, commits)},
+        {"emporium_db_wal_frames_total", "SQLite WAL frames (pages) written by commits.",
+         offsetof(struct db_write_stats, wal_frames)},
+    };
+    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", c[k].name, c[k].help, c[k].name);
+        for (int i = 0; i < app_db_count(app); i++) {
+            struct db_write_stats st;
+            db_write_stats(app_db_at(app, i), &st);
+            uint64_t v;
+            memcpy(&v, (const char *)&st + c[k].off, sizeof v);
+            buf_printf(out, "%s{db=\"%s\"} %llu\n", c[k].name, db_name(app_db_at(app, i)),
+                       (unsigned long long)v);
+        }
     }
 }
 

@@ -98,7 +98,7 @@ static void add(const char *bearer, const char *token, const char *pid, int q, l
                 struct th_resp *r)
 {
     char body[128];
-    snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":%d}", pid, q);
+    snprintf(body, sizeof body, "{\"product_id\":\"%.64s\",\"quantity\":%d}", pid, q);
     cart_req("POST", "/api/v1/cart/items", bearer, token, body, r);
     if (r->status != status)
         fail_msg("add %s x%d: %ld %s", pid, q, r->status, r->body);

@@ -432,6 +432,18 @@ static void test_metrics_promtool(void **state)
                                    "users/me\",method=\"GET\"} 3\n"));
     assert_non_null(strstr(r.body, "emporium_http_requests_in_flight "));
     assert_non_null(strstr(r.body, "emporium_db_connections{db=\"users\",state=\"in_use\"}"));
+    const char *backend = getenv("EMPORIUM_TEST_BACKEND");
+    if (!backend || strcmp(backend, "postgres") != 0) {
+        /* SQLite: group commit at work, per database; the users' migrations committed */
+        assert_non_null(strstr(r.body, "emporium_db_write_batches_total{db=\"carts\"} "));
+        assert_non_null(strstr(r.body, "emporium_db_write_intents_total{db=\"carts\"} "));
+        assert_non_null(strstr(r.body, "emporium_db_wal_frames_total{db=\"users\"} "));
+        const char *commits = strstr(r.body, "emporium_db_commits_total{db=\"users\"} ");
+        assert_non_null(commits);
+        assert_true(atol(strchr(commits, '}') + 2) > 0);
+    } else {
+        assert_null(strstr(r.body, "emporium_db_commits_total"));
+    }
     assert_non_null(strstr(r.body, "process_resident_memory_bytes "));
     assert_non_null(strstr(r.body, "process_cpu_seconds_total "));
     assert_non_null(strstr(r.body, "process_open_fds "));

@@ -1426,7 +1426,78 @@ static void test_write_concurrent(void **state)
         assert_int_equal(st.intents, GC_THREADS * GC_INCR);
         assert_true(st.batches >= 1 && st.batches <= st.intents);
         assert_true(st.max_batch <= GC_THREADS);
+        /* every batch is a commit, and each wrote at least the counter's page */
+        assert_true(st.commits >= st.batches);
+        assert_true(st.wal_frames >= st.commits);
     }
+    db_close(db);
+}
+
+/* db_batch_add_fn: a kept function runs in its place among the statements, in the batch's
+ * one transaction; the batch frees its context whether it ran, failed or was dropped. */
+static int kept_freed;
+
+static void kept_free(void *ctx)
+{
+    kept_freed++;
+    free(ctx);
+}
+
+static int kept_insert(struct db_conn *c, void *ctx)
+{
+    const int64_t *v = ctx;
+    struct db_val a[] = {DB_INT(*v)};
+    int rc = db_query(c, "INSERT INTO kept (seq, v) SELECT COUNT(*) + 1, $1 FROM kept", 1, a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+static int64_t *kept_value(int64_t v)
+{
+    int64_t *p = malloc(sizeof *p);
+    assert_non_null(p);
+    *p = v;
+    return p;
+}
+
+static void test_batch_functions(void **state)
+{
+    struct db *db = open_fresh("kept");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE kept (seq BIGINT PRIMARY KEY, v BIGINT NOT NULL UNIQUE)");
+    db_conn_give(c);
+    struct db_batch *b = db_batch_new(db);
+    assert_non_null(b);
+    kept_freed = 0;
+    struct db_val a1[] = {DB_INT(1)}, a3[] = {DB_INT(3)};
+    const char *ins = "INSERT INTO kept (seq, v) SELECT COUNT(*) + 1, $1 FROM kept";
+    assert_int_equal(db_batch_add(b, ins, 1, a1), 0);
+    assert_int_equal(db_batch_add_fn(b, kept_insert, kept_value(2), kept_free), 0);
+    assert_int_equal(db_batch_add(b, ins, 1, a3), 0);
+    assert_int_equal(db_batch_add_fn(b, kept_insert, kept_value(4), kept_free), 0);
+    assert_int_equal(kept_freed, 0); /* kept until the batch runs */
+    assert_int_equal(db_batch_run(b), 0);
+    assert_int_equal(kept_freed, 2);
+    assert_int_equal(db_conn_take(db, &c), 0);
+    /* in the order they were kept: each row numbered by the rows before it */
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kept WHERE seq = v", 0, NULL), 4);
+    db_conn_give(c);
+
+    /* A failing function (a duplicate) fails the whole batch: nothing of it is written. */
+    struct db_val a5[] = {DB_INT(5)};
+    assert_int_equal(db_batch_add(b, ins, 1, a5), 0);
+    assert_int_equal(db_batch_add_fn(b, kept_insert, kept_value(6), kept_free), 0);
+    assert_int_equal(db_batch_add_fn(b, kept_insert, kept_value(2), kept_free), 0);
+    assert_int_equal(db_batch_run(b), ERR_CONFLICT);
+    assert_int_equal(kept_freed, 4);
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kept", 0, NULL), 4);
+    db_conn_give(c);
+
+    /* Dropped unrun: freed too. */
+    assert_int_equal(db_batch_add_fn(b, kept_insert, kept_value(7), kept_free), 0);
+    db_batch_free(b);
+    assert_int_equal(kept_freed, 5);
     db_close(db);
 }
 
@@ -1457,6 +1528,7 @@ int main(void)
         cmocka_unit_test(test_write_batch_outcomes),
         cmocka_unit_test(test_write_busy_retry),
         cmocka_unit_test(test_write_concurrent),
+        cmocka_unit_test(test_batch_functions),
     };
     return cmocka_run_group_tests_name(
         getenv("EMPORIUM_TEST_BACKEND") ? getenv("EMPORIUM_TEST_BACKEND") : "sqlite", tests,

@@ -28,9 +28,8 @@
 
 static struct db *analytics_db(struct app *app) { return app_db(app, "analytics"); }
 
-/* On PostgreSQL a paid order's statement waits for the consumer's batch end (flush()), where
- * the batch's statements commit together (the service's context: a db_batch); SQLite
- * applies each event at once. */
+/* A paid order's write waits for the consumer's batch end (flush()), where the batch's writes
+ * commit together (the service's context: a db_batch): one commit per batch, not per event. */
 static struct db_batch *pending_of(struct app *app) { return app_service_ctx(app, "analytics"); }
 
 static int flush(void *batch) { return db_batch_run(batch); }

@@ -30,10 +30,11 @@ struct analytics__line {
     const char *category; /* borrowed */
 };
 
-/* Records a paid order (its lines on UTC day `day`) in one transaction with the event id.
- * 1: recorded; 0: nothing to do (event seen, or the order already counted or cancelled).
- * On PostgreSQL its one statement is added to `later` instead (0), to run with the rest of
- * the consumer's batch (db_batch_run()). */
+/* Records a paid order (its lines on UTC day `day`) with the event id, in the transaction of
+ * the consumer's batch end: added to `later` (one statement on PostgreSQL, a copy of the
+ * event on SQLite), which db_batch_run() commits with the rest of the batch. 0 or an ERR_*;
+ * when it runs, an event seen before, or an order already counted or cancelled, changes
+ * nothing. */
 int analytics__store_paid(struct db *db, struct db_batch *later, const struct order_event *ev,
                           const char *day, const struct analytics__line *lines, int n);
 /* Takes a cancelled order out of the figures. 1: its facts were taken out; 0: nothing to do

@@ -4,8 +4,8 @@
  * sales_facts holds one row per paid order line (order, UTC day, category, product, units,
  * revenue in minor units, currency, cancelled 0/1); order_states one row per order the
  * service heard of ('paid' or 'cancelled'); applied_events the ids of the events applied.
- * Each event is applied in one transaction together with its id, so a redelivery is a
- * no-op. Per order the state only moves paid → cancelled, by a conditional UPDATE, so a
+ * Each event is applied in the same transaction as its id (a paid order's in the one of
+ * its consumer batch), so a redelivery is a no-op. Per order the state only moves paid → cancelled, by a conditional UPDATE, so a
  * cancellation is subtracted once however often it arrives; a cancellation of an order
  * never counted leaves a 'cancelled' row behind, so a late order.paid is not counted
  * either. The report sums the facts whose order is not cancelled. */
@@ -166,14 +166,50 @@ static int paid_pg(struct db_batch *later, const struct order_event *ev, const c
     return rc;
 }
 
+/* SQLite: apply_tx's inputs, copied, for `later` (the consumer's batch end runs every kept
+ * event's apply_tx in one transaction). The lines' categories follow the lines. */
+struct kept_paid {
+    struct order_event ev;
+    char day[11];
+    int n;
+    struct analytics__line lines[];
+};
+
+static int kept_paid_tx(struct db_conn *c, void *ctx)
+{
+    struct kept_paid *k = ctx;
+    struct apply_tx x = {&k->ev, k->day, k->lines, k->n, 0};
+    return apply_tx(c, &x);
+}
+
+static int paid_later(struct db_batch *later, const struct order_event *ev, const char *day,
+                      const struct analytics__line *lines, int n)
+{
+    size_t size = sizeof(struct kept_paid) + (size_t)n * sizeof lines[0];
+    for (int i = 0; i < n; i++)
+        size += strlen(lines[i].category) + 1;
+    struct kept_paid *k = malloc(size);
+    if (!k)
+        return ERR_NOMEM;
+    k->ev = *ev;
+    snprintf(k->day, sizeof k->day, "%s", day);
+    k->n = n;
+    char *text = (char *)&k->lines[n];
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(lines[i].category) + 1;
+        k->lines[i] = lines[i];
+        k->lines[i].category = memcpy(text, lines[i].category, l);
+        text += l;
+    }
+    return db_batch_add_fn(later, kept_paid_tx, k, free);
+}
+
 int analytics__store_paid(struct db *db, struct db_batch *later, const struct order_event *ev,
                           const char *day, const struct analytics__line *lines, int n)
 {
     if (db_dialect(db) == DB_POSTGRES)
         return paid_pg(later, ev, day, lines, n);
-    struct apply_tx x = {ev, day, lines, n, 0};
-    int rc = db_transact(db, apply_tx, NULL, &x);
-    return rc < 0 ? rc : x.done;
+    return paid_later(later, ev, day, lines, n);
 }
 
 int analytics__store_cancelled(struct db *db, const struct order_event *ev)

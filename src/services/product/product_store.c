@@ -307,30 +307,47 @@ int product__store_categories(struct db *db, struct db_rows **out)
                      0, NULL, out);
 }
 
+struct set_stock {
+    struct db_val args[2];
+    struct db_stmt st[2];
+};
+
+static int set_stock_tx(struct db_conn *c, void *ctx)
+{
+    struct set_stock *s = ctx;
+    return db_query_many(c, s->st, 2, true);
+}
+
 int product__store_set_stock(struct db *db, int64_t id, int64_t available, bool *crossed)
 {
     *crossed = false;
-    struct db_conn *c;
-    int rc = db_conn_take(db, &c);
-    if (rc < 0)
-        return rc;
     /* The first statement only matches a crossing of zero, atomically; after it, the second
-     * matches only a change that does not cross. Both in one round trip and transaction. */
-    struct db_val args[] = {DB_INT(id), DB_INT(available)};
-    struct db_stmt st[] = {{.sql = "UPDATE products SET stock_available = $2 WHERE id = $1 "
-                                   "AND (stock_available > 0) <> ($2 > 0)",
-                            .n = 2,
-                            .args = args},
-                           {.sql = "UPDATE products SET stock_available = $2 WHERE id = $1 "
-                                   "AND stock_available <> $2",
-                            .n = 2,
-                            .args = args}};
-    rc = db_query_many(c, st, 2, true);
-    db_conn_give(c);
+     * matches only a change that does not cross. Both in one transaction: on PostgreSQL one
+     * round trip, on SQLite an intent of the group-commit writer (every checkout changes
+     * stock, so the catalog's copies commit together). */
+    struct set_stock s = {.args = {DB_INT(id), DB_INT(available)}};
+    s.st[0] = (struct db_stmt){.sql = "UPDATE products SET stock_available = $2 WHERE id = $1 "
+                                      "AND (stock_available > 0) <> ($2 > 0)",
+                               .n = 2,
+                               .args = s.args};
+    s.st[1] = (struct db_stmt){.sql = "UPDATE products SET stock_available = $2 WHERE id = $1 "
+                                      "AND stock_available <> $2",
+                               .n = 2,
+                               .args = s.args};
+    int rc;
+    if (db_dialect(db) == DB_SQLITE) {
+        rc = db_write(db, set_stock_tx, NULL, &s);
+    } else {
+        struct db_conn *c;
+        if ((rc = db_conn_take(db, &c)) < 0)
+            return rc;
+        rc = set_stock_tx(c, &s);
+        db_conn_give(c);
+    }
     if (rc < 0)
         return rc;
-    *crossed = st[0].rc > 0;
-    return st[0].rc + st[1].rc;
+    *crossed = s.st[0].rc > 0;
+    return s.st[0].rc + s.st[1].rc;
 }
 
 /* ---- listing and search --------------------------------------------------------------- */

@@ -32,9 +32,8 @@
 
 static struct db *rec_db(struct app *app) { return app_db(app, "recommendations"); }
 
-/* On PostgreSQL a paid order's statement waits for the consumer's batch end (flush()), where
- * the batch's statements commit together (the service's context: a db_batch); SQLite
- * applies each event at once. */
+/* A paid order's write waits for the consumer's batch end (flush()), where the batch's writes
+ * commit together (the service's context: a db_batch): one commit per batch, not per event. */
 static struct db_batch *pending_of(struct app *app)
 {
     return app_service_ctx(app, "recommendation");

@@ -23,10 +23,11 @@ void recommendation__deinit(struct app *app);
 /* ---- recommendation_store.c: the `recommendations` database ---- */
 
 /* Counts a paid order (categories[i] is the category of the event's item i, borrowed):
- * units per product and one per unordered pair of its first REC_MAX_ITEMS lines, in one
- * transaction with the event id. 1: counted; 0: nothing to do (seen, counted, cancelled).
- * On PostgreSQL its one statement is added to `later` instead (0), to run with the rest of
- * the consumer's batch (db_batch_run()). */
+ * units per product and one per unordered pair of its first REC_MAX_ITEMS lines, with the
+ * event id, in the transaction of the consumer's batch end: added to `later` (one statement
+ * on PostgreSQL, a copy of the event on SQLite), which db_batch_run() commits with the rest
+ * of the batch. 0 or an ERR_*; when it runs, an event seen before, or an order already
+ * counted or cancelled, changes nothing. */
 int recommendation__store_paid(struct db *db, struct db_batch *later, const struct order_event *ev,
                                const char *const *categories);
 /* Takes a cancelled order's counts back, once. 1: taken back; 0: nothing to do (event seen,

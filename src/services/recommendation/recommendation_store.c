@@ -5,12 +5,14 @@
  * pairs(product_id, other_id, orders): both directions of every unordered pair of an
  * order's lines; sales(product_id, category, units); order_states(order_id, status): each
  * order counted ('paid') or cancelled; applied_events: the event ids applied. An event is
- * applied in one transaction with its id. Per order the state only moves paid → cancelled
+ * applied in the same transaction as its id (a paid order's in the one of its consumer
+ * batch). Per order the state only moves paid → cancelled
  * (a conditional UPDATE), so a cancellation takes the counts back once; one that arrives for
  * an order never counted leaves a 'cancelled' row, and a late order.paid is then ignored.
  * Counts that reach zero are deleted, so reads never see them. */
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "emporium/buf.h"
 #include "emporium/db.h"
@@ -191,14 +193,47 @@ static int paid_pg(struct db_batch *later, const struct order_event *ev,
     return rc;
 }
 
+/* SQLite: apply_tx's inputs, copied, for `later` (the consumer's batch end runs every kept
+ * event's apply_tx in one transaction). The categories' text follows the pointers. */
+struct kept_paid {
+    struct order_event ev;
+    const char *cat[REC_MAX_ITEMS];
+    char text[];
+};
+
+static int kept_paid_tx(struct db_conn *c, void *ctx)
+{
+    struct kept_paid *k = ctx;
+    struct apply_tx x = {&k->ev, k->cat, 0};
+    return apply_tx(c, &x);
+}
+
+static int paid_later(struct db_batch *later, const struct order_event *ev,
+                      const char *const *categories)
+{
+    int n = ev->n < REC_MAX_ITEMS ? ev->n : REC_MAX_ITEMS;
+    size_t size = sizeof(struct kept_paid);
+    for (int i = 0; i < n; i++)
+        size += strlen(categories[i]) + 1;
+    struct kept_paid *k = malloc(size);
+    if (!k)
+        return ERR_NOMEM;
+    k->ev = *ev;
+    char *text = k->text;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(categories[i]) + 1;
+        k->cat[i] = memcpy(text, categories[i], l);
+        text += l;
+    }
+    return db_batch_add_fn(later, kept_paid_tx, k, free);
+}
+
 int recommendation__store_paid(struct db *db, struct db_batch *later, const struct order_event *ev,
                                const char *const *categories)
 {
     if (db_dialect(db) == DB_POSTGRES)
         return paid_pg(later, ev, categories);
-    struct apply_tx x = {ev, categories, 0};
-    int rc = db_transact(db, apply_tx, NULL, &x);
-    return rc < 0 ? rc : x.done;
+    return paid_later(later, ev, categories);
 }
 
 int recommendation__store_cancelled(struct db *db, const struct order_event *ev)
