@@ -424,7 +424,19 @@ backlog() {
         END { s = sprintf("outbox %d", o); for (g in l) if (l[g] > 0) s = s sprintf(", %s %d", g, l[g]); print s }'
 }
 
-declare -A R_RPS R_P50 R_P90 R_P99 R_ERR R_CPU R_NOTE R_STATUS R_RETRIED R_PGCPU R_BACKLOG
+# SQLite's write counters from /metrics, one "<kind> <db> <value>" line each (kind: commits,
+# frames, batches, intents), the order shards as one "orders".
+sqlite_counts() {
+    { curl -s --max-time 5 "$BASE/metrics" 2>/dev/null || true; } | awk '
+        /^emporium_db_(commits|wal_frames|write_batches|write_intents)_total\{/ {
+            k = $1; sub(/^emporium_db_/, "", k); sub(/_total\{.*/, "", k); sub(/^wal_/, "", k); sub(/^write_/, "", k)
+            match($1, /db="[^"]*"/); d = substr($1, RSTART + 4, RLENGTH - 5); sub(/_[0-9]+$/, "", d)
+            v[k " " d] += $NF
+        }
+        END { for (x in v) print x, v[x] }'
+}
+
+declare -A R_RPS R_P50 R_P90 R_P99 R_ERR R_CPU R_NOTE R_STATUS R_RETRIED R_PGCPU R_BACKLOG R_SQ
 wanted() { [ "$SCENARIOS" = all ] || [ "$1" = health ] || [[ ",$SCENARIOS," == *",$1,"* ]]; }
 
 # why_not NAME — empty if the scenario can run, else the reason for its row
@@ -465,6 +477,8 @@ run_scenario() {
     local b0 b1 g0 g1
     b0=$(bouncer_counts)
     g0=$(pg_cpu)
+    local s0 s1
+    if [ "$BACKEND" = sqlite ]; then s0=$(sqlite_counts); fi
     local rc=0 try
     for try in 1 2; do
         rc=0
@@ -482,10 +496,12 @@ run_scenario() {
         c0=$(cpu_ticks)
         b0=$(bouncer_counts)
         g0=$(pg_cpu)
+        if [ "$BACKEND" = sqlite ]; then s0=$(sqlite_counts); fi
     done
     c1=$(cpu_ticks)
     b1=$(bouncer_counts)
     g1=$(pg_cpu)
+    if [ "$BACKEND" = sqlite ]; then s1=$(sqlite_counts); fi
     line=$(grep '^BENCH_RESULT' "$out" || true)
     if [ -z "$line" ]; then
         R_NOTE[$name]="harness error (see below)"
@@ -538,6 +554,20 @@ run_scenario() {
                 END { for (k in v) if (v[k] / hz * 1000 / r >= 0.0005) printf "%.3f %s\n", v[k] / hz * 1000 / r, k }' |
             sort -rn | awk '{ if ($2 != "PgBouncer") { t += $1; s = s (s ? ", " : "") $2 " " $1 } else b = $1 }
                 END { if (s != "") printf "%.2f ms: %s; PgBouncer %s ms", t, s, (b == "" ? "0" : b) }')
+    fi
+    if [ "$BACKEND" = sqlite ] && [ "$reqs" -gt 0 ]; then
+        # Per request: commits, the WAL frames (pages) they wrote, by database (the biggest
+        # first), and the group-commit writers' intents per batch.
+        R_SQ[$name]=$(printf '%s\n' "$s0" | sed 's/^/0 /' | cat - <(printf '%s\n' "$s1" | sed 's/^/1 /') |
+            awk -v r="$reqs" 'NF == 4 { v[$2 " " $3] += ($1 == 1 ? $4 : -$4); k[$2] += ($1 == 1 ? $4 : -$4) }
+                END {
+                    if (k["commits"] / r < 0.01) exit
+                    s = ""; n = 0
+                    while (1) { best = ""; for (x in v) if (x ~ /^frames / && !(x in done) && (best == "" || v[x] > v[best])) best = x
+                        if (best == "" || v[best] / r < 0.05 || n == 6) break
+                        done[best] = 1; n++; d = best; sub(/^frames /, "", d); s = s (s ? ", " : "") sprintf("%s %.1f", d, v[best] / r) }
+                    printf "%.2f commits, %.1f WAL frames (%s), %.1f intents per group commit", k["commits"] / r, k["frames"] / r, s,
+                        (k["batches"] > 0 ? k["intents"] / k["batches"] : 0) }')
     fi
     if [ "$BACKEND" != sqlite ]; then
         R_DB[$name]=$(awk -v a="$b0" -v b="$b1" -v r="$reqs" 'BEGIN { split(a, x, " "); split(b, y, " ");
@@ -665,6 +695,12 @@ verdict() {
     for name in "${ALL_SCENARIOS[@]}"; do
         if [ -n "${R_RETRIED[$name]:-}" ]; then echo "$name: ${R_RETRIED[$name]}"; fi
     done
+    if [ "$BACKEND" = sqlite ]; then
+        echo "SQLite writes per request (place-order: per order, with its add-to-cart), from /metrics (the order shards summed):"
+        for name in "${ALL_SCENARIOS[@]}"; do
+            if [ -n "${R_SQ[$name]:-}" ]; then printf '  %-13s %s\n' "$name" "${R_SQ[$name]}"; fi
+        done
+    fi
     if [ "$BACKEND" != sqlite ]; then
         echo "PostgreSQL work per request (place-order: per order, with its add-to-cart), counted by PgBouncer:"
         [ "$BACKEND" != scaleout ] || echo "  (scale-out: every process's background work too — outbox relays, sweeps — so light rows are inflated)"

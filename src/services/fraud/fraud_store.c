@@ -76,82 +76,59 @@ static void score_reset(void *vctx)
     memset(t->out, 0, sizeof *t->out);
 }
 
-static int64_t cell(const struct db_rows *r, int col)
-{
-    return db_rows_count(r) ? db_get_i64(r, 0, col) : 0;
-}
-
-/* The reads of a scoring in one round trip: a verdict recorded before (1: it is in out,
+/* The reads of a scoring in one statement: a verdict recorded before (1: it is in out,
  * nothing to write) and what the rules count. Every count leaves this order out, so
- * reading before this order's row is written counts the same as reading after it. */
+ * reading before this order's row is written counts the same as reading after it. One
+ * statement, not one per count: on PostgreSQL each statement is a parse, bind and execute
+ * of its own in the backend, and this runs for every order. */
 static int score_read(struct db_conn *c, struct score_tx *t, int64_t now, struct fraud_counts *n)
 {
     const struct fraud_order *o = t->o;
     int64_t since = now - t->ctx->window_ms;
     const char *fp = o->card_fingerprint ? o->card_fingerprint : "";
     const char *country = o->country ? o->country : "";
-    struct db_val id[] = {DB_INT(o->order_id)};
     /* The rules only ask whether a count reaches its threshold (or is above 0): each count
      * stops there, so a busy card (one shared by many shoppers) costs no more to check than
-     * a quiet one. */
-    struct db_val u[] = {DB_INT(o->user_id), DB_INT(since), DB_INT(o->order_id),
-                         DB_INT(t->ctx->user_velocity)};
-    struct db_val cd[] = {DB_TEXT(fp), DB_INT(since), DB_INT(o->order_id),
-                          DB_INT(t->ctx->card_velocity)};
-    struct db_val f[] = {DB_INT(o->user_id), DB_INT(since), DB_TEXT(fp),
-                         DB_INT(t->ctx->failed_payments)};
-    struct db_val p[] = {DB_INT(o->user_id), DB_INT(o->order_id), DB_TEXT(country)};
-    struct db_rows *prev = NULL, *ru = NULL, *rc_ = NULL, *rf = NULL, *rp = NULL;
-    struct db_stmt st[5] = {
-        {.sql = "SELECT score, hold, reasons FROM fraud_assessments WHERE order_id = $1",
-         .n = 1,
-         .args = id,
-         .out = &prev},
-        {.sql = "SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE user_id = $1 "
-                "AND placed_at > $2 AND order_id <> $3 AND failed_payment = 0 LIMIT $4) v",
-         .n = 4,
-         .args = u,
-         .out = &ru},
-        /* (the partial indexes of migration 3 hold the failed payments only) */
-        {.sql = "SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE failed_payment = 1 "
-                "AND placed_at > $2 AND (user_id = $1 OR (card_fp = $3 AND card_fp <> '')) "
-                "LIMIT $4) v",
-         .n = 4,
-         .args = f,
-         .out = &rf},
-        {.sql = "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE user_id = $1 "
-                "AND order_id <> $2 AND status <> 'failed' AND country <> '' LIMIT 1) a), "
-                "(SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE user_id = $1 "
-                "AND order_id <> $2 AND status <> 'failed' AND country <> '' "
-                "AND country = $3 LIMIT 1) b)",
-         .n = 3,
-         .args = p,
-         .out = &rp},
-        /* without a card fingerprint the card rule counts nothing */
-        {.sql = "SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE card_fp = $1 "
-                "AND placed_at > $2 AND order_id <> $3 AND failed_payment = 0 LIMIT $4) v",
-         .n = 4,
-         .args = cd,
-         .out = &rc_},
-    };
-    int rc = db_query_many(c, st, fp[0] ? 5 : 4, false);
-    if (rc >= 0 && db_rows_count(prev) > 0) { /* scored before: the same verdict */
-        t->out->score = (int)db_get_i64(prev, 0, 0);
-        t->out->hold = db_get_i64(prev, 0, 1) != 0;
-        reasons_load(db_get(prev, 0, 2), t->out);
+     * a quiet one. Without a card fingerprint the card rule counts nothing. (The partial
+     * indexes of migration 3 hold the failed payments only.) */
+    struct db_val a[] = {DB_INT(o->order_id),           DB_INT(o->user_id),
+                         DB_INT(since),                 DB_INT(t->ctx->user_velocity),
+                         DB_TEXT(fp),                   DB_INT(t->ctx->failed_payments),
+                         DB_TEXT(country),              DB_INT(t->ctx->card_velocity)};
+    struct db_rows *r = NULL;
+    int rc = db_query(
+        c,
+        "SELECT a.score, a.hold, a.reasons, "
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE user_id = $2 "
+        "AND placed_at > $3 AND order_id <> $1 AND failed_payment = 0 LIMIT $4) v), "
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE failed_payment = 1 "
+        "AND placed_at > $3 AND (user_id = $2 OR (card_fp = $5 AND card_fp <> '')) "
+        "LIMIT $6) v), "
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE user_id = $2 "
+        "AND order_id <> $1 AND status <> 'failed' AND country <> '' LIMIT 1) v), "
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE user_id = $2 "
+        "AND order_id <> $1 AND status <> 'failed' AND country <> '' AND country = $7 "
+        "LIMIT 1) v), "
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM fraud_orders WHERE card_fp = $5 AND $5 <> '' "
+        "AND placed_at > $3 AND order_id <> $1 AND failed_payment = 0 LIMIT $8) v) "
+        "FROM (SELECT 1 AS one) x LEFT JOIN fraud_assessments a ON a.order_id = $1",
+        8, a, &r);
+    if (rc >= 0 && db_rows_count(r) != 1)
+        rc = ERR_INTERNAL;
+    if (rc >= 0 && db_get(r, 0, 0)) { /* scored before: the same verdict */
+        t->out->score = (int)db_get_i64(r, 0, 0);
+        t->out->hold = db_get_i64(r, 0, 1) != 0;
+        reasons_load(db_get(r, 0, 2), t->out);
         rc = 1;
     } else if (rc >= 0) {
-        *n = (struct fraud_counts){.user_orders = cell(ru, 0),
-                                   .card_orders = cell(rc_, 0),
-                                   .failed_payments = cell(rf, 0),
-                                   .past_orders = cell(rp, 0),
-                                   .same_country = cell(rp, 1)};
+        *n = (struct fraud_counts){.user_orders = db_get_i64(r, 0, 3),
+                                   .failed_payments = db_get_i64(r, 0, 4),
+                                   .past_orders = db_get_i64(r, 0, 5),
+                                   .same_country = db_get_i64(r, 0, 6),
+                                   .card_orders = db_get_i64(r, 0, 7)};
+        rc = 0;
     }
-    db_rows_free(prev);
-    db_rows_free(ru);
-    db_rows_free(rc_);
-    db_rows_free(rf);
-    db_rows_free(rp);
+    db_rows_free(r);
     return rc;
 }
 
