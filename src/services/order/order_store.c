@@ -741,6 +741,14 @@ static const struct db_migration order_migrations[] = {
     {.sql = "ALTER TABLE orders ADD COLUMN payment_status TEXT;"},
     /* The outbox is the order's event history (GET /admin/orders/{id}/events): rows stay. */
     {.sql = OUTBOX_HISTORY_MIGRATION},
+    /* The sweeps' two indexes hold only what the sweeps look for: the orders owing
+     * compensation and the keys still in progress. A paid order and a finished key are then
+     * in neither, instead of moving within each at every step of every checkout. */
+    {.sql = "DROP INDEX orders_owed;"
+            "CREATE INDEX orders_owed ON orders (updated_at) WHERE compensated = 0;"
+            "DROP INDEX idempotency_keys_state;"
+            "CREATE INDEX idempotency_keys_state ON idempotency_keys (created_at) "
+            "WHERE state = 'in_progress';"},
 };
 
 /* The shard map's database "order_map" (order_shards.c, order_reshard.c). */
