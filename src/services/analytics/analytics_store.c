@@ -5,10 +5,11 @@
  * revenue in minor units, currency, cancelled 0/1); order_states one row per order the
  * service heard of ('paid' or 'cancelled'); applied_events the ids of the events applied.
  * Each event is applied in the same transaction as its id (a paid order's in the one of
- * its consumer batch), so a redelivery is a no-op. Per order the state only moves paid → cancelled, by a conditional UPDATE, so a
- * cancellation is subtracted once however often it arrives; a cancellation of an order
- * never counted leaves a 'cancelled' row behind, so a late order.paid is not counted
- * either. The report sums the facts whose order is not cancelled. */
+ * its consumer batch), so a redelivery is a no-op. Per order the state only moves paid →
+ * cancelled, by a conditional UPDATE, so a cancellation is subtracted once however often it
+ * arrives; a cancellation of an order never counted leaves a 'cancelled' row behind, so a
+ * late order.paid is not counted either. The report sums the facts whose order is not
+ * cancelled. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
