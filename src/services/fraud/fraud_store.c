@@ -91,10 +91,10 @@ static int score_read(struct db_conn *c, struct score_tx *t, int64_t now, struct
      * stops there, so a busy card (one shared by many shoppers) costs no more to check than
      * a quiet one. Without a card fingerprint the card rule counts nothing. (The partial
      * indexes of migration 3 hold the failed payments only.) */
-    struct db_val a[] = {DB_INT(o->order_id),           DB_INT(o->user_id),
-                         DB_INT(since),                 DB_INT(t->ctx->user_velocity),
-                         DB_TEXT(fp),                   DB_INT(t->ctx->failed_payments),
-                         DB_TEXT(country),              DB_INT(t->ctx->card_velocity)};
+    struct db_val a[] = {DB_INT(o->order_id), DB_INT(o->user_id),
+                         DB_INT(since),       DB_INT(t->ctx->user_velocity),
+                         DB_TEXT(fp),         DB_INT(t->ctx->failed_payments),
+                         DB_TEXT(country),    DB_INT(t->ctx->card_velocity)};
     struct db_rows *r = NULL;
     int rc = db_query(
         c,
