@@ -92,9 +92,9 @@ struct sq_db {
     pthread_cond_t ckpt_cv;
     bool ckpt_stop;          /* under ckpt_mu */
     atomic_bool ckpt_wanted; /* the WAL passed SQ_CKPT_PAGES */
-    atomic_uint commits;     /* since the checkpointer last looked */
-    /* For /metrics: commits and WAL frames written since the database was opened, and the
-     * WAL's length after the last commit (a shorter one means it was restarted). */
+    /* Commits and WAL frames written since the database was opened (the checkpointer
+     * compares commits with what it saw last; /metrics shows both), and the WAL's length
+     * after the last commit (a shorter one means it was restarted). */
     _Atomic uint64_t commits_total, frames_total;
     atomic_int wal_last;
 };
@@ -345,7 +345,6 @@ static int sq_wal_hook(void *arg, sqlite3 *h, const char *schema, int pages)
     (void)h;
     (void)schema;
     struct sq_db *db = arg;
-    atomic_fetch_add_explicit(&db->commits, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&db->commits_total, 1, memory_order_relaxed);
     int last = atomic_exchange_explicit(&db->wal_last, pages, memory_order_relaxed);
     atomic_fetch_add_explicit(&db->frames_total, (uint64_t)(pages > last ? pages - last : pages),
@@ -367,6 +366,7 @@ static void *sq_ckpt_main(void *arg)
     log_thread_name("ckpt-", db->base.name);
     struct sq_conn *c = db->ckpt_conn; /* opened before the thread started: ours now */
     sqlite3_exec(c->h, "PRAGMA cache_size = -64", NULL, NULL, NULL);
+    uint64_t seen = 0; /* commits_total when it last looked */
     pthread_mutex_lock(&db->ckpt_mu);
     while (!db->ckpt_stop) {
         if (!atomic_load(&db->ckpt_wanted)) {
@@ -383,9 +383,10 @@ static void *sq_ckpt_main(void *arg)
                 break;
         }
         bool wanted = atomic_exchange(&db->ckpt_wanted, false);
-        unsigned commits = atomic_exchange(&db->commits, 0);
-        if (!wanted && commits == 0)
+        uint64_t commits = atomic_load_explicit(&db->commits_total, memory_order_relaxed);
+        if (!wanted && commits == seen)
             continue;
+        seen = commits;
         pthread_mutex_unlock(&db->ckpt_mu);
         int log = 0, done = 0;
         int rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
@@ -845,7 +846,6 @@ int db__sqlite_open(struct db **out, const char *name, const struct db_options *
     pthread_cond_init(&db->ckpt_cv, NULL);
     atomic_init(&db->leased, 0);
     atomic_init(&db->ckpt_wanted, false);
-    atomic_init(&db->commits, 0);
     atomic_init(&db->commits_total, 0);
     atomic_init(&db->frames_total, 0);
     atomic_init(&db->wal_last, 0);

@@ -87,17 +87,22 @@ static void write_db_metrics(struct buf *out, struct app *app)
         {"emporium_db_wal_frames_total", "SQLite WAL frames (pages) written by commits.",
          offsetof(struct db_write_stats, wal_frames)},
     };
+    int n = app_db_count(app);
+    struct db_write_stats *st = calloc((size_t)n, sizeof *st);
+    if (!st)
+        return;
+    for (int i = 0; i < n; i++) /* once per database: each metric's samples go together */
+        db_write_stats(app_db_at(app, i), &st[i]);
     for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
         buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", c[k].name, c[k].help, c[k].name);
-        for (int i = 0; i < app_db_count(app); i++) {
-            struct db_write_stats st;
-            db_write_stats(app_db_at(app, i), &st);
+        for (int i = 0; i < n; i++) {
             uint64_t v;
-            memcpy(&v, (const char *)&st + c[k].off, sizeof v);
+            memcpy(&v, (const char *)&st[i] + c[k].off, sizeof v);
             buf_printf(out, "%s{db=\"%s\"} %llu\n", c[k].name, db_name(app_db_at(app, i)),
                        (unsigned long long)v);
         }
     }
+    free(st);
 }
 
 static int h_metrics(struct http_req *req)
