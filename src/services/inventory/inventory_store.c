@@ -274,10 +274,14 @@ int inventory__store_confirm_one(struct db_conn *c, int64_t id, int64_t now,
     for (int i = 0; i < OUTBOX_NARGS; i++)
         a[2 + i] = event[i];
     /* The lines' rows are locked in product order (one order everywhere: no deadlock
-     * between two confirms of overlapping lines). */
+     * between two confirms of overlapping lines). The expiry is tested as a difference so
+     * that no index can serve it: as `expires_at > $2`, a table without statistics yet (a
+     * young shop: autovacuum had not analysed it) made the planner pick the partial index
+     * reservations_expiry and walk every active reservation instead of the primary key —
+     * 300-380 us a confirm on the bench instead of ~40. */
     return db_query(c,
                     "WITH m AS (UPDATE reservations SET status = 'confirmed', updated_at = $2 "
-                    "WHERE id = $1 AND status = 'active' AND expires_at > $2 RETURNING id), "
+                    "WHERE id = $1 AND status = 'active' AND expires_at - $2 > 0 RETURNING id), "
                     "l AS (SELECT i.product_id, ri.quantity FROM inventory i "
                     "JOIN reservation_items ri ON ri.product_id = i.product_id "
                     "WHERE ri.reservation_id = (SELECT id FROM m) ORDER BY i.product_id "
