@@ -253,6 +253,8 @@ int db_tokenize(struct db_tokenizer *t, const char *text, int len, bool query, b
 /* Versioned migrations: migration i (1-based) is steps[i-1]; applied in order inside a
  * transaction each, recorded in table schema_migrations(version, applied_at). A step may
  * hold several statements. dialect-specific text: pg != NULL overrides sql on PostgreSQL. */
+/* On SQLite every "BIGINT PRIMARY KEY" of sql is applied as "INTEGER PRIMARY KEY" (the id
+ * becomes the table's rowid: one B-tree instead of two; docs/architecture.md). */
 struct db_migration {
     const char *sql;
     const char *pg; /* optional PostgreSQL variant */

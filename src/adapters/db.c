@@ -550,6 +550,34 @@ int db_schema_version(struct db *db)
     return rc;
 }
 
+#define ROWID_FROM "BIGINT PRIMARY KEY"
+#define ROWID_TO "INTEGER PRIMARY KEY"
+
+/* SQLite: sql with every "BIGINT PRIMARY KEY" written "INTEGER PRIMARY KEY" (malloc'd).
+ * Only that exact type makes the column the rowid: otherwise SQLite keeps the table keyed
+ * by a hidden rowid and the id in a unique index beside it, so every insert writes two
+ * B-trees and a lookup by id walks both. Ids are 64-bit integers either way; a table made
+ * before this rewrite keeps its index and behaves the same. */
+static char *sqlite_rowid_ids(const char *sql)
+{
+    size_t n = 0, from = strlen(ROWID_FROM), to = strlen(ROWID_TO);
+    for (const char *p = sql; (p = strstr(p, ROWID_FROM)) != NULL; p += from)
+        n++;
+    char *out = malloc(strlen(sql) + n * (to - from) + 1), *o = out;
+    if (!out)
+        return NULL;
+    const char *p = sql, *q;
+    while ((q = strstr(p, ROWID_FROM)) != NULL) {
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        memcpy(o, ROWID_TO, to);
+        o += to;
+        p = q + from;
+    }
+    strcpy(o, p);
+    return out;
+}
+
 /* Applies step `v` unless another process did it first: the check and the work happen in
  * one transaction, and on PostgreSQL the table lock makes concurrent migrators queue up
  * (it is transaction-scoped, so it is fine behind PgBouncer; SQLite's BEGIN IMMEDIATE
@@ -576,8 +604,17 @@ static int apply_step(struct db_conn *c, int v, const struct db_migration *m, in
         return db_rollback(c);
 
     const char *sql = pg && m->pg ? m->pg : m->sql;
+    char *own = NULL;
+    if (!pg && sql && strstr(sql, ROWID_FROM)) {
+        if (!(own = sqlite_rowid_ids(sql))) {
+            rc = ERR_NOMEM;
+            goto fail;
+        }
+        sql = own;
+    }
     if (sql && *sql) {
         rc = db_exec_script(c, sql);
+        free(own);
         if (rc < 0) {
             log_error("db %s: migration %d failed; nothing of it was applied", c->db->name, v);
             goto fail;

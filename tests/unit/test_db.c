@@ -1186,6 +1186,38 @@ static void test_sqlite_file(void **state)
     assert_true(db_open(&db, "x", &o) < 0);
 }
 
+/* On SQLite a migration's BIGINT PRIMARY KEY is the table's rowid (one B-tree, not two):
+ * the id reads back as the rowid, 64-bit ids included, and a duplicate still conflicts. */
+static void test_migrate_rowid_ids(void **state)
+{
+    if (t_pg) {
+        skip();
+        return;
+    }
+    static const struct db_migration steps[] = {
+        {.sql = "CREATE TABLE r1 (id BIGINT PRIMARY KEY, v TEXT NOT NULL);"
+                "CREATE TABLE r2 (id BIGINT PRIMARY KEY, r1 BIGINT REFERENCES r1(id));"},
+    };
+    struct db *db = open_fresh("rowid");
+    assert_int_equal(db_migrate(db, steps, 1), 0);
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "INSERT INTO r1 (id, v) VALUES (388421127757997458, 'a')");
+    exec_ok(c, "INSERT INTO r2 (id, r1) VALUES (7, 388421127757997458)");
+    assert_int_equal(scalar(c, "SELECT rowid = id FROM r1", 0, NULL), 1);
+    assert_int_equal(scalar(c, "SELECT rowid FROM r2", 0, NULL), 7);
+    /* No second index: the table's only B-tree is its own. */
+    assert_int_equal(scalar(c,
+                            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND "
+                            "tbl_name IN ('r1', 'r2')",
+                            0, NULL),
+                     0);
+    assert_true(
+        db_query(c, "INSERT INTO r1 (id, v) VALUES (388421127757997458, 'b')", 0, NULL, NULL) < 0);
+    db_conn_give(c);
+    db_close(db);
+}
+
 static mode_t mode_of(const char *path)
 {
     struct stat st;
@@ -1525,6 +1557,7 @@ int main(void)
         cmocka_unit_test(test_pg_unreachable),
         cmocka_unit_test(test_sqlite_file),
         cmocka_unit_test(test_sqlite_file_modes),
+        cmocka_unit_test(test_migrate_rowid_ids),
         cmocka_unit_test(test_write_batch_outcomes),
         cmocka_unit_test(test_write_busy_retry),
         cmocka_unit_test(test_write_concurrent),
