@@ -325,6 +325,8 @@ int product__store_category(struct db_conn *c, const char *slug, const char *nam
 int product__store_seed_insert(struct db_conn *c, int rows, const struct db_val *args);
 /* A bigger page cache for a bulk load (SQLite), or back to normal. */
 void product__store_bulk_mode(struct db *db, struct db_conn *c, bool on);
+/* After a bulk load: PostgreSQL merges the search index's pending entries; SQLite: nothing. */
+int product__store_index_flush(struct db *db);
 /* 1 when the catalog has no product. */
 int product__store_empty(struct db *db);
 

@@ -432,6 +432,11 @@ int product__seed(struct app *app, int n, int m, bool show, uint32_t seed)
      * caches and the search copy hold either way */
     if (committed)
         product__invalidate(product__ctx(app), 0, true);
+    if (committed && n > 0) {
+        int frc = product__store_index_flush(db);
+        if (frc < 0) /* searches are right without it, only slower until a vacuum */
+            log_warn("seed: merging the search index's pending entries failed: %s", err_str(frc));
+    }
     free(cats);
     free(ids);
     free(stock);
