@@ -278,7 +278,7 @@ int inventory__store_confirm_one(struct db_conn *c, int64_t id, int64_t now,
      * that no index can serve it: as `expires_at > $2`, a table without statistics yet (a
      * young shop: autovacuum had not analysed it) made the planner pick the partial index
      * reservations_expiry and walk every active reservation instead of the primary key —
-     * 300-380 us a confirm on the bench instead of ~40. */
+     * 290-380 us a confirm under the bench's load instead of ~100. */
     return db_query(c,
                     "WITH m AS (UPDATE reservations SET status = 'confirmed', updated_at = $2 "
                     "WHERE id = $1 AND status = 'active' AND expires_at - $2 > 0 RETURNING id), "

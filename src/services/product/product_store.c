@@ -460,7 +460,7 @@ int product__store_match(struct db *db, const struct product_query *q, struct db
          * minute or so after a catalog import), the planner reads a common prefix ('cotton':*,
          * ~5 % of the catalog) as cheaper by a sequential scan, which matches every row's
          * stored tsvector — ~100 ms at 100,000 products against 20-30 ms through the index;
-         * the bench's search row fell from ~2,650 to ~600 req/s. set_config(..., true) lasts
+         * the bench's search row fell from ~2,500 to 380-1,060 req/s. set_config(..., true) lasts
          * until the end of this pipeline's one transaction, so nothing else is planned so. */
         struct db_val args[] = {DB_TEXT(mt.p)};
         struct db_stmt st[] = {
