@@ -19,15 +19,16 @@
 
 /* ---- schema -------------------------------------------------------------------------- */
 
-/* ID_TYPE: on SQLite "INTEGER PRIMARY KEY" makes the id the rowid (still 64-bit), so an FTS
- * match (content_rowid = id) reaches its row in one b-tree seek instead of index + table. */
-#define PRODUCTS_TABLE(ID_TYPE)                                                                    \
+/* On SQLite the migration runner applies "BIGINT PRIMARY KEY" as "INTEGER PRIMARY KEY"
+ * (db_migrate): the id is the rowid, so an FTS match (content_rowid = id) reaches its row in
+ * one b-tree seek instead of index + table. */
+#define PRODUCTS_TABLE                                                                             \
     "CREATE TABLE categories ("                                                                    \
     " slug TEXT PRIMARY KEY,"                                                                      \
     " name TEXT NOT NULL,"                                                                         \
     " created_at BIGINT NOT NULL);"                                                                \
     "CREATE TABLE products ("                                                                      \
-    " id " ID_TYPE " PRIMARY KEY,"                                                                 \
+    " id BIGINT PRIMARY KEY,"                                                                      \
     " sku TEXT NOT NULL UNIQUE,"                                                                   \
     " name TEXT NOT NULL,"                                                                         \
     " description TEXT NOT NULL DEFAULT '',"                                                       \
@@ -48,30 +49,30 @@
     "CREATE INDEX products_cat_price ON products (category, price, id);"
 
 static const struct db_migration product_migrations[] = {
-    {.sql = PRODUCTS_TABLE(
-         "INTEGER") ");" PRODUCTS_INDEXES
-                    /* External-content FTS5 index over name and description; rowid = products.id.
-             * Porter stemming like PostgreSQL's english configuration. */
-                    "CREATE VIRTUAL TABLE products_fts USING fts5(name, description,"
-                    " content='products', content_rowid='id', tokenize='porter unicode61');"
-                    "CREATE TRIGGER products_fts_ai AFTER INSERT ON products BEGIN"
-                    " INSERT INTO products_fts(rowid, name, description)"
-                    " VALUES (new.id, new.name, new.description); END;"
-                    "CREATE TRIGGER products_fts_ad AFTER DELETE ON products BEGIN"
-                    " INSERT INTO products_fts(products_fts, rowid, name, description)"
-                    " VALUES ('delete', old.id, old.name, old.description); END;"
-                    "CREATE TRIGGER products_fts_au AFTER UPDATE OF name, description ON products "
-                    "BEGIN"
-                    " INSERT INTO products_fts(products_fts, rowid, name, description)"
-                    " VALUES ('delete', old.id, old.name, old.description);"
-                    " INSERT INTO products_fts(rowid, name, description)"
-                    " VALUES (new.id, new.name, new.description); END;",
-     .pg = PRODUCTS_TABLE(
-         "BIGINT") ","
-                   " search tsvector GENERATED ALWAYS AS ("
-                   "setweight(to_tsvector('english', name), 'A') ||"
-                   " setweight(to_tsvector('english', description), 'B')) STORED);" PRODUCTS_INDEXES
-                   "CREATE INDEX products_search ON products USING GIN (search);"},
+    {.sql = PRODUCTS_TABLE
+     ");" PRODUCTS_INDEXES
+     /* External-content FTS5 index over name and description; rowid = products.id.
+      * Porter stemming like PostgreSQL's english configuration. */
+     "CREATE VIRTUAL TABLE products_fts USING fts5(name, description,"
+     " content='products', content_rowid='id', tokenize='porter unicode61');"
+     "CREATE TRIGGER products_fts_ai AFTER INSERT ON products BEGIN"
+     " INSERT INTO products_fts(rowid, name, description)"
+     " VALUES (new.id, new.name, new.description); END;"
+     "CREATE TRIGGER products_fts_ad AFTER DELETE ON products BEGIN"
+     " INSERT INTO products_fts(products_fts, rowid, name, description)"
+     " VALUES ('delete', old.id, old.name, old.description); END;"
+     "CREATE TRIGGER products_fts_au AFTER UPDATE OF name, description ON products "
+     "BEGIN"
+     " INSERT INTO products_fts(products_fts, rowid, name, description)"
+     " VALUES ('delete', old.id, old.name, old.description);"
+     " INSERT INTO products_fts(rowid, name, description)"
+     " VALUES (new.id, new.name, new.description); END;",
+     .pg = PRODUCTS_TABLE
+     ","
+     " search tsvector GENERATED ALWAYS AS ("
+     "setweight(to_tsvector('english', name), 'A') ||"
+     " setweight(to_tsvector('english', description), 'B')) STORED);" PRODUCTS_INDEXES
+     "CREATE INDEX products_search ON products USING GIN (search);"},
     /* The in-memory search index (product_index.c) re-reads the rows changed since it last
      * looked. */
     {.sql = "CREATE INDEX products_updated ON products (updated_at);"},
