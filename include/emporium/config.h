@@ -41,7 +41,7 @@ struct config {
     double rl_user_rate, rl_user_burst;       /* EMPORIUM_RL_USER */
     double rl_premium_rate, rl_premium_burst; /* EMPORIUM_RL_PREMIUM */
     double rl_strict_rate, rl_strict_burst; /* EMPORIUM_RL_AUTH; 0.2:10 per IP (register, login) */
-    int offload_threads; /* EMPORIUM_OFFLOAD_THREADS; 16: slow-work threads (ROUTE_OFFLOAD) */
+    int offload_threads; /* EMPORIUM_OFFLOAD_THREADS; 0 = config_offload_threads() */
     int offload_queue;   /* EMPORIUM_OFFLOAD_QUEUE; 1024: slow requests waiting beyond those */
     /* logs */
     bool access_log;            /* EMPORIUM_ACCESS_LOG; on */
@@ -119,6 +119,9 @@ int config_parse_rate(const char *s, double *rate, double *burst);
 /* Worker threads to run: cfg->threads, or when 0 the CPU count (times 4 with PostgreSQL,
  * whose calls block on the network). */
 int config_worker_threads(const struct config *cfg);
+/* Slow-work threads to run: cfg->offload_threads, or when 0 48 on SQLite (more checkouts
+ * queued at the group-commit writers at once make bigger batches) and 16 on PostgreSQL. */
+int config_offload_threads(const struct config *cfg);
 /* "sqlite" or "postgres". */
 const char *config_backend(const struct config *cfg);
 /* The database URL with any password replaced by "***" (for logs), into buf. */

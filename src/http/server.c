@@ -891,8 +891,8 @@ int http_server_start(struct http_server **out, struct app *app)
     if (rc == 0)
         rc = http__metrics_init(http__route_count());
     if (rc == 0)
-        rc =
-            http__offload_new(&srv->offload, cfg->offload_threads, cfg->offload_queue, offload_run);
+        rc = http__offload_new(&srv->offload, config_offload_threads(cfg), cfg->offload_queue,
+                               offload_run);
     if (rc < 0) {
         http__metrics_free();
         http__router_free();
@@ -949,7 +949,7 @@ int http_server_start(struct http_server **out, struct app *app)
     }
     srv->acceptor_started = true;
     log_info("listening on %s (port %d, %u worker threads, %d slow-work threads)", cfg->listen,
-             srv->port, threads, cfg->offload_threads);
+             srv->port, threads, config_offload_threads(cfg));
     *out = srv;
     return 0;
 }

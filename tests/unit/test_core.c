@@ -287,6 +287,17 @@ static void test_config(void **state)
     assert_string_equal(cfg.listen, "0.0.0.0:8080");
     assert_int_equal(cfg.max_body, 1024 * 1024);
     unsetenv("EMPORIUM_RATE_LIMITS");
+    /* The slow-work pool: 48 on SQLite, 16 on PostgreSQL, unless set. */
+    config_defaults(&cfg);
+    assert_int_equal(config_offload_threads(&cfg), 48);
+    cfg.database_url = "postgresql://localhost/shop";
+    assert_int_equal(config_offload_threads(&cfg), 16);
+    setenv("EMPORIUM_OFFLOAD_THREADS", "5", 1);
+    assert_int_equal(config_from_env(&cfg), 0);
+    assert_int_equal(config_offload_threads(&cfg), 5);
+    setenv("EMPORIUM_OFFLOAD_THREADS", "-1", 1);
+    assert_int_equal(config_from_env(&cfg), ERR_INVALID);
+    unsetenv("EMPORIUM_OFFLOAD_THREADS");
 }
 
 static void test_err_names(void **state)

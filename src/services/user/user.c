@@ -69,12 +69,47 @@ void user_run_login_hooks(struct app *app, int64_t user_id, const char *cart_tok
 
 /* --- passwords, emails, tokens --- */
 
+/* Each argon2id computation holds PW_MEMLIMIT (19 MB) while it runs, so how many run at once
+ * is bounded here rather than by the slow-work pool, which is sized for checkouts (48
+ * threads on SQLite): a burst of logins holds at most PW_CONCURRENT * 19 MB, and the waiting
+ * ones take no CPU (two cores are saturated by two hashes anyway). */
+#define PW_CONCURRENT 4
+static pthread_mutex_t pw_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pw_cv = PTHREAD_COND_INITIALIZER;
+static int pw_running;
+
+static void pw_enter(void)
+{
+    pthread_mutex_lock(&pw_mu);
+    while (pw_running >= PW_CONCURRENT)
+        pthread_cond_wait(&pw_cv, &pw_mu);
+    pw_running++;
+    pthread_mutex_unlock(&pw_mu);
+}
+
+static void pw_leave(void)
+{
+    pthread_mutex_lock(&pw_mu);
+    pw_running--;
+    pthread_cond_signal(&pw_cv);
+    pthread_mutex_unlock(&pw_mu);
+}
+
 static int hash_password(const char *pw, char out[crypto_pwhash_STRBYTES])
 {
-    if (crypto_pwhash_str_alg(out, pw, strlen(pw), PW_OPSLIMIT, PW_MEMLIMIT,
-                              crypto_pwhash_ALG_ARGON2ID13) != 0)
-        return ERR_NOMEM;
-    return 0;
+    pw_enter();
+    int rc = crypto_pwhash_str_alg(out, pw, strlen(pw), PW_OPSLIMIT, PW_MEMLIMIT,
+                                   crypto_pwhash_ALG_ARGON2ID13);
+    pw_leave();
+    return rc != 0 ? ERR_NOMEM : 0;
+}
+
+static bool pw_verify(const char *hash, const char *pw)
+{
+    pw_enter();
+    bool ok = crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
+    pw_leave();
+    return ok;
 }
 
 static void dummy_init(void)
@@ -89,12 +124,11 @@ static bool verify_password(const char *hash, const char *pw)
     if (!hash) {
         pthread_once(&dummy_once, dummy_init);
         /* The result is irrelevant; only the time it takes matters. */
-        volatile int sink =
-            dummy_hash[0] ? crypto_pwhash_str_verify(dummy_hash, pw, strlen(pw)) : 0;
+        volatile bool sink = dummy_hash[0] ? pw_verify(dummy_hash, pw) : false;
         (void)sink;
         return false;
     }
-    return crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
+    return pw_verify(hash, pw);
 }
 
 /* Characters (UTF-8 code points) in s. */
