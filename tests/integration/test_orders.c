@@ -223,6 +223,19 @@ static void test_checkout_happy_path(void **state)
     /* Paid orders take their items out of available stock at once. */
     assert_int_equal(avail_of(pid), 8);
     assert_int_equal(avail_of(pid2), 2);
+    /* ... and the catalog shows both figures (its copies of the two lines' stock change in
+     * one transaction, from one stock.changed message naming both). */
+    const char *pids[] = {pid, pid2};
+    long catalog[] = {8, 2};
+    for (int i = 0; i < 2; i++) {
+        char ppath[96];
+        snprintf(ppath, sizeof ppath, "/api/v1/products/%s", pids[i]);
+        struct th_resp p;
+        assert_int_equal(th_call(&srv, "GET", ppath, NULL, &p, NULL), 0);
+        assert_int_equal(p.status, 200);
+        assert_int_equal(th_jint(p.json, "stock.available", -1), catalog[i]);
+        th_resp_free(&p);
+    }
     /* /metrics counts the business: orders by status, payments by outcome, cart adds. */
     struct th_resp m;
     assert_int_equal(th_req(&srv, "GET", "/metrics", NULL, NULL, &m), 0);

@@ -365,25 +365,57 @@ static void test_stock_events_and_admin(void **state)
     ev_count = 0;
     assert_int_equal(inventory_set(app, 5001, 12), 0);
     assert_int_equal(ev_count, 1);
-    assert_string_equal(ev_last,
-                        "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":12}");
+    assert_string_equal(
+        ev_last,
+        "{\"type\":\"stock.changed\",\"items\":[{\"product_id\":\"5001\",\"available\":12}]}");
     int64_t rid = id_new(0);
     struct inventory_item it = {5001, 5};
     assert_int_equal(inventory_reserve(app, rid, &it, 1, 60, NULL), 0);
     assert_int_equal(ev_count, 2);
-    assert_string_equal(ev_last,
-                        "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":7}");
+    assert_string_equal(
+        ev_last,
+        "{\"type\":\"stock.changed\",\"items\":[{\"product_id\":\"5001\",\"available\":7}]}");
     assert_int_equal(inventory_release(app, rid), 0);
     assert_int_equal(ev_count, 3);
-    assert_string_equal(ev_last,
-                        "{\"type\":\"stock.changed\",\"product_id\":\"5001\",\"available\":12}");
+    assert_string_equal(
+        ev_last,
+        "{\"type\":\"stock.changed\",\"items\":[{\"product_id\":\"5001\",\"available\":12}]}");
     assert_int_equal(inventory_release(app, rid), 0); /* nothing changed: no event */
     assert_int_equal(ev_count, 3);
+    /* One commit, one message naming every product it changed. */
     int64_t ids[] = {5003, 5005}, av[] = {1, 2};
     assert_int_equal(inventory_set_many(app, ids, av, 2), 0);
+    assert_int_equal(ev_count, 4);
+    assert_string_equal(ev_last, "{\"type\":\"stock.changed\",\"items\":["
+                                 "{\"product_id\":\"5003\",\"available\":1},"
+                                 "{\"product_id\":\"5005\",\"available\":2}]}");
+    struct inventory_item two[] = {{5005, 1}, {5001, 2}};
+    int64_t rid2 = id_new(0);
+    assert_int_equal(inventory_reserve(app, rid2, two, 2, 60, NULL), 0);
     assert_int_equal(ev_count, 5);
+    assert_string_equal(ev_last, "{\"type\":\"stock.changed\",\"items\":["
+                                 "{\"product_id\":\"5001\",\"available\":10},"
+                                 "{\"product_id\":\"5005\",\"available\":1}]}");
+    assert_int_equal(inventory_release(app, rid2), 0);
+    assert_int_equal(ev_count, 6);
     assert_int_equal(inventory_set_many_quiet(app, ids, av, 2), 0);
-    assert_int_equal(ev_count, 5);
+    assert_int_equal(ev_count, 6);
+    /* More products than one message names: several messages. */
+    enum { MANY = INVENTORY_ANNOUNCE_MAX + 3 };
+    int64_t mids[MANY], mav[MANY];
+    for (int i = 0; i < MANY; i++) {
+        mids[i] = 6001 + 2 * i;
+        mav[i] = i;
+    }
+    assert_int_equal(inventory_set_many(app, mids, mav, MANY), 0);
+    assert_int_equal(ev_count, 8);
+    char want[160];
+    snprintf(want, sizeof want,
+             "{\"type\":\"stock.changed\",\"items\":[{\"product_id\":\"%d\",\"available\":%d},"
+             "{\"product_id\":\"%d\",\"available\":%d},{\"product_id\":\"%d\",\"available\":%d}]}",
+             6001 + 2 * (MANY - 3), MANY - 3, 6001 + 2 * (MANY - 2), MANY - 2,
+             6001 + 2 * (MANY - 1), MANY - 1);
+    assert_string_equal(ev_last, want);
 
     /* without a registered check every product is accepted */
     struct inventory_level l;

@@ -8,11 +8,12 @@
  *
  * Stock changes leave the service as events, never as calls: every change writes its
  * stock.* event to the outbox (`inventory-events`, docs/events.md), and after every commit
- * that changed a product's `available` the inventory broadcasts in-process (bus_broadcast,
- * topic INVENTORY_TOPIC)
- *   {"type": "stock.changed", "product_id": "<id>", "available": <n>}
- * delivered before the call returns. The catalog keeps its stock figure from these; the
- * inventory includes no other service's header. */
+ * that changed products' `available` the inventory broadcasts in-process (bus_broadcast,
+ * topic INVENTORY_TOPIC, key the first product's id) one message naming all of them (at most
+ * INVENTORY_ANNOUNCE_MAX; a larger commit sends several)
+ *   {"type": "stock.changed", "items": [{"product_id": "<id>", "available": <n>}, …]}
+ * delivered before the call returns. The catalog keeps its stock figure from these, one
+ * transaction a message; the inventory includes no other service's header. */
 #ifndef EMPORIUM_SVC_INVENTORY_H
 #define EMPORIUM_SVC_INVENTORY_H
 #include <stdint.h>
@@ -20,6 +21,7 @@
 struct app;
 
 #define INVENTORY_TOPIC "stock-levels" /* in-process broadcast (bus_listen) */
+#define INVENTORY_ANNOUNCE_MAX 64      /* products named by one stock.changed message */
 
 struct inventory_item {
     int64_t product_id;

@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "emporium/app.h"
+#include "emporium/buf.h"
 #include "emporium/bus.h"
 #include "emporium/err.h"
 #include "emporium/id.h"
@@ -108,24 +109,38 @@ static void touched_add(struct touched *t, int64_t product_id, int64_t available
     }
 }
 
-/* stock.changed to this process's catalog (an in-process broadcast, bus.h): its figure
- * follows. Best effort, after the commit; the durable events are the outbox rows. */
+/* stock.changed to this process's catalog (an in-process broadcast, bus.h): its figures
+ * follow. One message names every product of the commit (up to INVENTORY_ANNOUNCE_MAX; more
+ * go in several), so the catalog updates them together rather than in one transaction a
+ * product. Best effort, after the commit; the durable events are the outbox rows. */
+static void announce_list(const int64_t *product_ids, const int64_t *available, int n)
+{
+    for (int at = 0; at < n; at += INVENTORY_ANNOUNCE_MAX) {
+        int k = n - at < INVENTORY_ANNOUNCE_MAX ? n - at : INVENTORY_ANNOUNCE_MAX;
+        char first[21], pid[21];
+        char fixed[INVENTORY_ANNOUNCE_MAX * 96 + 64]; /* an item is at most ~70 bytes */
+        struct buf b = BUF_FIXED(fixed);
+        buf_puts(&b, "{\"type\":\"stock.changed\",\"items\":[");
+        for (int i = at; i < at + k; i++)
+            buf_printf(&b, "%s{\"product_id\":\"%s\",\"available\":%lld}", i > at ? "," : "",
+                       id_format(product_ids[i], pid), (long long)available[i]);
+        buf_puts(&b, "]}");
+        int rc =
+            b.err ? ERR_NOMEM
+                  : bus_broadcast(INVENTORY_TOPIC, id_format(product_ids[at], first), b.p, b.len);
+        if (rc < 0)
+            log_warn("inventory: stock.changed for %d products not published: %s", k, err_str(rc));
+    }
+}
+
 static void announce(int64_t product_id, int64_t available)
 {
-    char pid[21], payload[128];
-    id_format(product_id, pid);
-    int n = snprintf(payload, sizeof payload,
-                     "{\"type\":\"stock.changed\",\"product_id\":\"%s\",\"available\":%lld}", pid,
-                     (long long)available);
-    int rc = bus_broadcast(INVENTORY_TOPIC, pid, payload, (size_t)n);
-    if (rc < 0)
-        log_warn("inventory: stock.changed for %s not published: %s", pid, err_str(rc));
+    announce_list(&product_id, &available, 1);
 }
 
 static void announce_all(const struct touched *t)
 {
-    for (int i = 0; i < t->n; i++)
-        announce(t->product_id[i], t->available[i]);
+    announce_list(t->product_id, t->available, t->n);
 }
 
 /* stock.low when a change took available from >= threshold to below it. */
@@ -245,8 +260,8 @@ static int set_many(struct app *app, const int64_t *product_ids, const int64_t *
     int rc = db_transact(inv_db(app), set_many_tx, NULL, &s);
     if (rc < 0)
         return rc;
-    for (int i = 0; !quiet && i < n; i++)
-        announce(product_ids[i], available[i]);
+    if (!quiet)
+        announce_list(product_ids, available, n);
     return 0;
 }
 

@@ -296,33 +296,71 @@ int product__delete(struct app *app, int64_t admin_id, int64_t id)
  * when the product crosses zero, because that changes what in_stock=true returns; other
  * changes reach lists when their entries expire, while the product's own entry is dropped
  * at once. */
-static void stock_changed(struct app *app, int64_t product_id, int64_t available)
+static void stock_changed(struct app *app, const int64_t *ids, const int64_t *available, int n)
 {
     struct product_ctx *ctx = product__ctx(app);
-    bool crossed = false;
-    int rc = product__store_set_stock(product__db(app), product_id, available < 0 ? 0 : available,
-                                      &crossed);
-    if (rc < 0) {
-        log_warn("product: stock of %lld not refreshed: %s", (long long)product_id, err_str(rc));
-        product__invalidate_local(ctx, product_id, true);
-        return;
-    }
-    if (rc > 0)
-        product__invalidate_local(ctx, product_id, crossed);
+    unsigned char change[INVENTORY_ANNOUNCE_MAX];
+    int rc = product__store_set_stock(product__db(app), ids, available, n, change);
+    if (rc < 0)
+        log_warn("product: stock of %d products not refreshed: %s", n, err_str(rc));
+    for (int i = 0; i < n; i++)
+        if (rc < 0 || change[i])
+            product__invalidate_local(ctx, ids[i], rc < 0 || change[i] == 2);
 }
 
+struct stock_item {
+    int64_t id, available;
+    int at; /* its place in the message: of a product named twice, the later figure counts */
+};
+
+static int by_id(const void *a, const void *b)
+{
+    const struct stock_item *x = a, *y = b;
+    return x->id != y->id ? (x->id > y->id) - (x->id < y->id) : x->at - y->at;
+}
+
+/* {"type":"stock.changed","items":[{"product_id":"<id>","available":<n>},…]}: every product
+ * one commit of the inventory changed (svc/inventory.h), updated here together (one
+ * transaction per PRODUCT_STOCK_CHUNK products) in product order, so two such transactions
+ * lock their rows in the same order. */
 static void on_inventory_event(void *vctx, const char *topic, const char *key, const char *payload,
                                size_t len)
 {
     json_t *ev = json_loadb(payload, len, 0, NULL);
     const char *type = json_string_value(json_object_get(ev, "type"));
-    json_t *avail = json_object_get(ev, "available");
-    int64_t id;
-    if (type && !strcmp(type, "stock.changed") &&
-        id_parse(json_string_value(json_object_get(ev, "product_id")), &id) == 0 &&
-        json_is_integer(avail))
-        stock_changed(vctx, id, json_integer_value(avail));
+    json_t *items = json_object_get(ev, "items");
+    struct stock_item it[INVENTORY_ANNOUNCE_MAX];
+    int n = 0;
+    if (type && !strcmp(type, "stock.changed") && json_is_array(items)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach (items, i, x) {
+            json_t *avail = json_object_get(x, "available");
+            if (n < INVENTORY_ANNOUNCE_MAX &&
+                id_parse(json_string_value(json_object_get(x, "product_id")), &it[n].id) == 0 &&
+                json_is_integer(avail)) {
+                int64_t a = json_integer_value(avail);
+                it[n].available = a < 0 ? 0 : a;
+                it[n].at = n;
+                n++;
+            }
+        }
+    }
     json_decref(ev);
+    if (n == 0)
+        return;
+    qsort(it, (size_t)n, sizeof it[0], by_id);
+    int64_t ids[INVENTORY_ANNOUNCE_MAX], available[INVENTORY_ANNOUNCE_MAX];
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (k > 0 && ids[k - 1] == it[i].id) { /* named twice: the later figure */
+            available[k - 1] = it[i].available;
+            continue;
+        }
+        ids[k] = it[i].id;
+        available[k++] = it[i].available;
+    }
+    stock_changed(vctx, ids, available, k);
 }
 
 /* For the inventory's admin routes: whether the catalog knows a product. */

@@ -296,8 +296,13 @@ int product__store_update(struct db *db, int64_t id, const struct product_input 
 int product__store_delete(struct db *db, int64_t id);
 /* slug, name, active product count; ordered by name. */
 int product__store_categories(struct db *db, struct db_rows **out);
-/* stock_available := available. Returns rows changed; *crossed when it crossed zero. */
-int product__store_set_stock(struct db *db, int64_t id, int64_t available, bool *crossed);
+/* stock_available := available[i] for ids[i], i < n (ids distinct, in ascending order: the
+ * rows are locked in that order), in one transaction per PRODUCT_STOCK_CHUNK products.
+ * change[i] receives 0 (no change), 1 (changed) or 2 (changed and crossed zero). Returns 0,
+ * or an error: then no change[] is meaningful. */
+#define PRODUCT_STOCK_CHUNK 16 /* two statements a product: DB_STMT_MAX per pipeline */
+int product__store_set_stock(struct db *db, const int64_t *ids, const int64_t *available, int n,
+                             unsigned char *change);
 /* A listing without words (PC_* columns, limit + 1 rows, keyset after the cursor). */
 int product__store_list(struct db *db, const struct product_query *q, struct db_rows **out);
 /* Full-text matches of the words, ordered by id: (id) on SQLite, with (named) the ids whose

@@ -308,47 +308,59 @@ int product__store_categories(struct db *db, struct db_rows **out)
                      0, NULL, out);
 }
 
+_Static_assert(2 * PRODUCT_STOCK_CHUNK <= DB_STMT_MAX, "a chunk is one pipeline");
+
 struct set_stock {
-    struct db_val args[2];
-    struct db_stmt st[2];
+    struct db_val args[PRODUCT_STOCK_CHUNK][2];
+    struct db_stmt st[2 * PRODUCT_STOCK_CHUNK];
+    int n;
 };
 
 static int set_stock_tx(struct db_conn *c, void *ctx)
 {
     struct set_stock *s = ctx;
-    return db_query_many(c, s->st, 2, true);
+    return db_query_many(c, s->st, 2 * s->n, true);
 }
 
-int product__store_set_stock(struct db *db, int64_t id, int64_t available, bool *crossed)
+int product__store_set_stock(struct db *db, const int64_t *ids, const int64_t *available, int n,
+                             unsigned char *change)
 {
-    *crossed = false;
-    /* The first statement only matches a crossing of zero, atomically; after it, the second
-     * matches only a change that does not cross. Both in one transaction: on PostgreSQL one
-     * round trip, on SQLite an intent of the group-commit writer (every checkout changes
-     * stock, so the catalog's copies commit together). */
-    struct set_stock s = {.args = {DB_INT(id), DB_INT(available)}};
-    s.st[0] = (struct db_stmt){.sql = "UPDATE products SET stock_available = $2 WHERE id = $1 "
-                                      "AND (stock_available > 0) <> ($2 > 0)",
-                               .n = 2,
-                               .args = s.args};
-    s.st[1] = (struct db_stmt){.sql = "UPDATE products SET stock_available = $2 WHERE id = $1 "
-                                      "AND stock_available <> $2",
-                               .n = 2,
-                               .args = s.args};
-    int rc;
-    if (db_dialect(db) == DB_SQLITE) {
-        rc = db_write(db, set_stock_tx, NULL, &s);
-    } else {
-        struct db_conn *c;
-        if ((rc = db_conn_take(db, &c)) < 0)
+    /* Per product, the first statement only matches a crossing of zero, atomically; after
+     * it, the second matches only a change that does not cross. A chunk's statements are
+     * one transaction: on PostgreSQL one round trip, on SQLite an intent of the group-commit
+     * writer (every checkout changes stock, so the catalog's copies commit together). */
+    struct set_stock s;
+    for (int at = 0; at < n; at += PRODUCT_STOCK_CHUNK) {
+        s.n = n - at < PRODUCT_STOCK_CHUNK ? n - at : PRODUCT_STOCK_CHUNK;
+        for (int i = 0; i < s.n; i++) {
+            s.args[i][0] = DB_INT(ids[at + i]);
+            s.args[i][1] = DB_INT(available[at + i]);
+            s.st[2 * i] = (struct db_stmt){.sql = "UPDATE products SET stock_available = $2 "
+                                                  "WHERE id = $1 "
+                                                  "AND (stock_available > 0) <> ($2 > 0)",
+                                           .n = 2,
+                                           .args = s.args[i]};
+            s.st[2 * i + 1] = (struct db_stmt){.sql = "UPDATE products SET stock_available = $2 "
+                                                      "WHERE id = $1 AND stock_available <> $2",
+                                               .n = 2,
+                                               .args = s.args[i]};
+        }
+        int rc;
+        if (db_dialect(db) == DB_SQLITE) {
+            rc = db_write(db, set_stock_tx, NULL, &s);
+        } else {
+            struct db_conn *c;
+            if ((rc = db_conn_take(db, &c)) < 0)
+                return rc;
+            rc = set_stock_tx(c, &s);
+            db_conn_give(c);
+        }
+        if (rc < 0)
             return rc;
-        rc = set_stock_tx(c, &s);
-        db_conn_give(c);
+        for (int i = 0; i < s.n; i++)
+            change[at + i] = s.st[2 * i].rc > 0 ? 2 : s.st[2 * i + 1].rc > 0 ? 1 : 0;
     }
-    if (rc < 0)
-        return rc;
-    *crossed = s.st[0].rc > 0;
-    return s.st[0].rc + s.st[1].rc;
+    return 0;
 }
 
 /* ---- listing and search --------------------------------------------------------------- */
