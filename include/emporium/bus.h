@@ -138,6 +138,17 @@ typedef int (*bus_handler_fn)(void *ctx, const struct bus_event *ev);
 /* Registers handler fn for topic under consumer group `consumer` (a short lowercase name:
  * "analytics"). At start-up only, at most 64. ERR_NOMEM when full, ERR_INVALID on a bad name. */
 int bus_subscribe(const char *consumer, const char *topic, bus_handler_fn fn, void *ctx);
+/* bus_subscribe() for the event types in `types` only (a NULL-terminated list in static
+ * storage; NULL: every type). When none of a consumer's handlers for a message's topic wants
+ * its type, the message is not parsed, only read for its type (bus_event_type), and counts
+ * as applied: a consumer that acts on one type of a busy topic does not decode the others. */
+int bus_subscribe_types(const char *consumer, const char *topic, const char *const *types,
+                        bus_handler_fn fn, void *ctx);
+/* The "type" member of a CloudEvents structured JSON object, found without parsing the rest:
+ * 0 and *type / *len (into json, not NUL-terminated), or ERR_INVALID when it is not there, not
+ * a plain string (escapes are not decoded: such a type is not found) or json is malformed
+ * before it. */
+int bus_event_type(const char *json, size_t len, const char **type, size_t *type_len);
 /* A broadcast consumer: every process sees every event of topic. The group is
  * "<consumer>" BUS_BROADCAST_MARK "<instance>", the instance a random id of this process
  * (consumer: at most 11 characters), so each process has its own group and offsets. It runs

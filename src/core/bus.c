@@ -48,6 +48,12 @@ static bool name_ok(const char *s, size_t cap)
 
 int bus_subscribe(const char *consumer, const char *topic, bus_handler_fn fn, void *ctx)
 {
+    return bus_subscribe_types(consumer, topic, NULL, fn, ctx);
+}
+
+int bus_subscribe_types(const char *consumer, const char *topic, const char *const *types,
+                        bus_handler_fn fn, void *ctx)
+{
     int n = atomic_load(&n_subs);
     if (!name_ok(consumer, sizeof subs[0].consumer) || !name_ok(topic, sizeof subs[0].topic) || !fn)
         return ERR_INVALID;
@@ -57,6 +63,8 @@ int bus_subscribe(const char *consumer, const char *topic, bus_handler_fn fn, vo
     strcpy(subs[n].topic, topic);
     subs[n].fn = fn;
     subs[n].ctx = ctx;
+    subs[n].types = types;
+    subs[n].broadcast = false;
     atomic_store_explicit(&n_subs, n + 1, memory_order_release);
     return 0;
 }
@@ -208,6 +216,107 @@ int64_t bus_time_parse(const char *s)
     tm.tm_min = mi;
     tm.tm_sec = sec;
     return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* ---- the type of an envelope without parsing it --------------------------------------- */
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p at the opening quote: the end of the string (after its closing quote), or NULL; *plain
+ * false when it holds an escape. */
+static const char *skip_string(const char *p, const char *end, bool *plain)
+{
+    *plain = true;
+    for (p++; p < end; p++) {
+        if (*p == '"')
+            return p + 1;
+        if (*p == '\\') {
+            *plain = false;
+            p++;
+        } else if ((unsigned char)*p < 0x20) {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* p at a value: the end of it, or NULL. Nested objects and arrays are skipped by depth,
+ * strings in them whole; what is not a string or a bracket is skipped up to the next , } ]
+ * (numbers, true, false, null: their syntax is json_loadb's business). */
+static const char *skip_value(const char *p, const char *end)
+{
+    int depth = 0;
+    bool plain;
+    do {
+        p = skip_ws(p, end);
+        if (p >= end)
+            return NULL;
+        if (*p == '"') {
+            if (!(p = skip_string(p, end, &plain)))
+                return NULL;
+        } else if (*p == '{' || *p == '[') {
+            if (++depth > 64)
+                return NULL;
+            p++;
+        } else if (*p == '}' || *p == ']') {
+            if (depth == 0)
+                return NULL;
+            depth--;
+            p++;
+        } else if (*p == ',' || *p == ':') {
+            if (depth == 0)
+                return NULL;
+            p++;
+        } else {
+            while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' &&
+                   *p != '\t' && *p != '\r')
+                p++;
+        }
+    } while (depth > 0);
+    return p;
+}
+
+int bus_event_type(const char *json, size_t len, const char **type, size_t *type_len)
+{
+    const char *p = json, *end = json + len;
+    bool plain;
+    p = skip_ws(p, end);
+    if (p >= end || *p++ != '{')
+        return ERR_INVALID;
+    for (;;) {
+        p = skip_ws(p, end);
+        if (p >= end || *p != '"')
+            return ERR_INVALID; /* also an empty object: no type */
+        const char *key = p + 1, *after = skip_string(p, end, &plain);
+        if (!after)
+            return ERR_INVALID;
+        bool is_type = plain && after - key - 1 == 4 && !memcmp(key, "type", 4);
+        p = skip_ws(after, end);
+        if (p >= end || *p++ != ':')
+            return ERR_INVALID;
+        p = skip_ws(p, end);
+        if (is_type) {
+            if (p >= end || *p != '"')
+                return ERR_INVALID;
+            const char *v = p + 1, *vend = skip_string(p, end, &plain);
+            if (!vend || !plain)
+                return ERR_INVALID;
+            *type = v;
+            *type_len = (size_t)(vend - v - 1);
+            return 0;
+        }
+        if (!(p = skip_value(p, end)))
+            return ERR_INVALID;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ',')
+            return ERR_INVALID; /* '}': the object ended without a type */
+        p++;
+    }
 }
 
 int bus_event_parse(const struct bus_msg *m, struct bus_event *out)

@@ -15,7 +15,8 @@ struct bus__sub {
     char topic[48];
     bus_handler_fn fn;
     void *ctx;
-    bool broadcast; /* bus_subscribe_broadcast(): a group of this process alone */
+    const char *const *types; /* bus_subscribe_types(): the types wanted; NULL: all */
+    bool broadcast;           /* bus_subscribe_broadcast(): a group of this process alone */
 };
 
 /* The registered subscriptions (borrowed, stable after start-up); returns how many. */

@@ -58,10 +58,50 @@ struct bus_runner {
 /* Sleeps ms unless the runner is stopping. */
 static void pause_ms(struct bus_runner *r, int ms) { bus__pause_ms(&r->mu, &r->cv, &r->stop, ms); }
 
+/* Whether a subscription's types (NULL: every type) include type[0..len). */
+static bool type_in(const char *const *types, const char *type, size_t len)
+{
+    if (!types)
+        return true;
+    for (const char *const *t = types; *t; t++)
+        if (strlen(*t) == len && !memcmp(*t, type, len))
+            return true;
+    return false;
+}
+
+/* Whether some handler of `consumer` (NULL: of any) for m's topic may want m: true unless
+ * every one of them names its types (bus_subscribe_types) and m's type, read without parsing
+ * the message, is none of them. */
+static bool wanted(const char *consumer, const struct bus_msg *m)
+{
+    const struct bus__sub *subs;
+    int n = bus__subs(&subs);
+    const char *type = NULL;
+    size_t tlen = 0;
+    bool peeked = false;
+    for (int i = 0; i < n; i++) {
+        if ((consumer && strcmp(subs[i].consumer, consumer) != 0) ||
+            strcmp(subs[i].topic, m->topic) != 0)
+            continue;
+        if (!subs[i].types)
+            return true;
+        if (!peeked) {
+            peeked = true;
+            if (bus_event_type(m->value, m->len, &type, &tlen) < 0)
+                return true; /* the parse says what it is */
+        }
+        if (type_in(subs[i].types, type, tlen))
+            return true;
+    }
+    return false;
+}
+
 static int dispatch(const char *consumer, const struct bus_msg *m)
 {
     struct bus_event ev;
     const char *who = consumer ? consumer : "*";
+    if (!wanted(consumer, m))
+        return 0; /* no handler here acts on its type: applied as it is */
     if (bus_event_parse(m, &ev) < 0) {
         log_warn("consumer %s: %s[%d]@%lld is not a CloudEvents envelope: skipped", who, m->topic,
                  m->partition, (long long)m->offset);
@@ -78,7 +118,8 @@ static int dispatch(const char *consumer, const struct bus_msg *m)
     const struct bus__sub *subs;
     int n = bus__subs(&subs), rc = 0;
     for (int i = 0; i < n && rc >= 0; i++)
-        if ((!consumer || !strcmp(subs[i].consumer, consumer)) && !strcmp(subs[i].topic, m->topic))
+        if ((!consumer || !strcmp(subs[i].consumer, consumer)) &&
+            !strcmp(subs[i].topic, m->topic) && type_in(subs[i].types, ev.type, strlen(ev.type)))
             rc = subs[i].fn(subs[i].ctx, &ev);
     if (rc < 0)
         log_warn("consumer %s: event %s (%s) not applied, will retry: %s", who, ev.id, ev.type,

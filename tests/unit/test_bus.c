@@ -160,10 +160,107 @@ static void test_every_event_applied_and_committed(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* bus_event_type: the top-level "type" of an envelope, whatever comes before it. */
+static void test_event_type_peek(void **state)
+{
+    (void)state;
+    struct {
+        const char *json, *want; /* want NULL: ERR_INVALID */
+    } cases[] = {
+        {"{\"specversion\":\"1.0\",\"id\":\"x\",\"type\":\"order.paid\",\"data\":{}}",
+         "order.paid"},
+        {" { \"data\" : {\"type\":\"inner\",\"a\":[1,{\"type\":\"deep\"},\"]}\"]} ,"
+         " \"n\": -1.5e3, \"t\": true, \"z\": null, \"type\" : \"outer\" }",
+         "outer"},
+        {"{\"s\":\"a \\\"type\\\":\\\"fake\\\" b\",\"type\":\"real\"}", "real"},
+        {"{\"type\":\"\"}", ""},
+        {"{\"typ\\u0065\":\"escaped key\",\"type\":\"after\"}", "after"},
+        {"{\"type\":\"esc\\u0061ped\"}", NULL},                 /* escaped value: not decoded */
+        {"{\"type\":42}", NULL},                                /* not a string */
+        {"{\"id\":\"x\",\"data\":{\"type\":\"inner\"}}", NULL}, /* only a nested one */
+        {"{}", NULL},
+        {"[\"type\",\"order.paid\"]", NULL},
+        {"{\"id\":\"x\"", NULL},
+        {"{\"data\":{\"a\":1", NULL},
+        {"{\"id\" \"x\",\"type\":\"y\"}", NULL}, /* no colon */
+        {"{\"id\":\"x\" \"type\":\"y\"}", NULL}, /* no comma */
+        {"", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *t = NULL;
+        size_t n = 0;
+        int rc = bus_event_type(cases[i].json, strlen(cases[i].json), &t, &n);
+        if (!cases[i].want) {
+            assert_int_equal(rc, ERR_INVALID);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_int_equal(n, strlen(cases[i].want));
+        assert_memory_equal(t, cases[i].want, n);
+    }
+    /* The length bounds the scan: a type past it is not found. */
+    const char *j = "{\"id\":\"x\",\"type\":\"y\"}";
+    const char *t;
+    size_t n;
+    assert_int_equal(bus_event_type(j, 10, &t, &n), ERR_INVALID);
+}
+
+static atomic_int typed_seen, all_seen;
+static int on_typed(void *ctx, const struct bus_event *ev)
+{
+    (void)ctx;
+    assert_string_equal(ev->type, "want.it");
+    atomic_fetch_add(&typed_seen, 1);
+    return 0;
+}
+static int on_all(void *ctx, const struct bus_event *ev)
+{
+    (void)ctx;
+    (void)ev;
+    atomic_fetch_add(&all_seen, 1);
+    return 0;
+}
+
+static int dispatch_typed(const char *consumer, const char *type)
+{
+    char v[256];
+    int len = snprintf(v, sizeof v,
+                       "{\"specversion\":\"1.0\",\"id\":\"t-1\",\"source\":\"/test\","
+                       "\"data\":{\"type\":\"want.it\"},\"type\":\"%s\"}",
+                       type);
+    struct bus_msg m = {.topic = "typed-events", .value = v, .len = (size_t)len};
+    return bus_dispatch(consumer, &m);
+}
+
+/* bus_subscribe_types: a handler sees only the types it named; a consumer with a handler for
+ * every type on the same topic still gets them all there. */
+static void test_subscribe_types(void **state)
+{
+    (void)state;
+    static const char *const types[] = {"other.one", "want.it", NULL};
+    assert_int_equal(bus_subscribe_types("tpick", "typed-events", types, on_typed, NULL), 0);
+    assert_int_equal(bus_subscribe_types("tmix", "typed-events", types, on_typed, NULL), 0);
+    assert_int_equal(bus_subscribe("tmix", "typed-events", on_all, NULL), 0);
+    atomic_store(&typed_seen, 0);
+    atomic_store(&all_seen, 0);
+    assert_int_equal(dispatch_typed("tpick", "want.it"), 0);
+    assert_int_equal(dispatch_typed("tpick", "not.this"), 0); /* skipped, counts as applied */
+    assert_int_equal(dispatch_typed("tpick", "want.its"), 0);
+    assert_int_equal(atomic_load(&typed_seen), 1);
+    assert_int_equal(atomic_load(&all_seen), 0);
+    assert_int_equal(dispatch_typed("tmix", "want.it"), 0);
+    assert_int_equal(dispatch_typed("tmix", "not.this"), 0);
+    assert_int_equal(atomic_load(&typed_seen), 2);
+    assert_int_equal(atomic_load(&all_seen), 2);
+    bus_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_event_applied_and_committed),
+        cmocka_unit_test(test_event_type_peek),
+        cmocka_unit_test(test_subscribe_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

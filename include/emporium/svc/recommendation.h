@@ -28,6 +28,9 @@ struct app;
 #define ORDER_EVENT_MAX_ITEMS 100 /* lines kept of one event; more are ignored */
 
 enum order_event_type { ORDER_EVENT_PAID = 1, ORDER_EVENT_CANCELLED = 2 };
+/* The event types order_event_decode() decodes ("order.paid", "order.cancelled"; NULL-ended),
+ * for bus_subscribe_types(): a consumer of these alone never parses the topic's others. */
+extern const char *const order_event_types[];
 
 struct order_event_item {
     int64_t product_id;

@@ -147,7 +147,7 @@ int analytics__init(struct app *app)
         db_batch_free(pending);
         return rc;
     }
-    rc = bus_subscribe("analytics", BUS_TOPIC_ORDER, on_order_event, app);
+    rc = bus_subscribe_types("analytics", BUS_TOPIC_ORDER, order_event_types, on_order_event, app);
     if (rc == 0)
         rc = bus_subscribe_flush("analytics", flush, pending);
     return rc < 0 ? rc : analytics__mongo_init(app);

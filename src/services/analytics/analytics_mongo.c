@@ -212,7 +212,8 @@ int analytics__mongo_init(struct app *app)
     s->app = app;
     sink = s;
     log_info("analytics: order events also go to MongoDB (order_history, analytics)");
-    return bus_subscribe("analytics-mongo", BUS_TOPIC_ORDER, on_order_event, app);
+    return bus_subscribe_types("analytics-mongo", BUS_TOPIC_ORDER, order_event_types,
+                               on_order_event, app);
 }
 
 void analytics__mongo_deinit(struct app *app)

@@ -100,9 +100,14 @@ static const struct template templates[] = {
      "Your payment did not go through, so the order was not placed. Nothing was charged."},
 };
 
+#define N_TEMPLATES (sizeof templates / sizeof templates[0])
+/* The types of the templates, NULL-ended, filled at init: what the consumer subscribes to
+ * (bus_subscribe_types), so the topics' other events (payment.authorized, …) are not parsed. */
+static const char *template_types[N_TEMPLATES + 1];
+
 static const struct template *template_of(const char *type)
 {
-    for (size_t i = 0; i < sizeof templates / sizeof templates[0]; i++)
+    for (size_t i = 0; i < N_TEMPLATES; i++)
         if (!strcmp(templates[i].type, type))
             return &templates[i];
     return NULL;
@@ -625,10 +630,12 @@ static int notification_init(struct app *app)
     ctx->smtp_url = cfg->smtp_url;
     pthread_mutex_init(&ctx->mu, NULL);
     int rc = app_set_service_ctx(app, "notification", ctx);
+    for (size_t i = 0; i < N_TEMPLATES; i++)
+        template_types[i] = templates[i].type;
     if (rc == 0)
-        rc = bus_subscribe("notification", BUS_TOPIC_ORDER, on_event, app);
+        rc = bus_subscribe_types("notification", BUS_TOPIC_ORDER, template_types, on_event, app);
     if (rc == 0)
-        rc = bus_subscribe("notification", BUS_TOPIC_PAYMENT, on_event, app);
+        rc = bus_subscribe_types("notification", BUS_TOPIC_PAYMENT, template_types, on_event, app);
     if (rc == 0)
         rc = bus_subscribe_flush("notification", flush, app);
     if (rc == 0)

@@ -82,6 +82,8 @@ int order_event_decode(const struct bus_event *bev, struct order_event *out)
     return 0;
 }
 
+const char *const order_event_types[] = {"order.paid", "order.cancelled", NULL};
+
 int order_event_consume(struct app *app, const char *who, const struct bus_event *bev,
                         order_event_fn paid, order_event_fn cancelled)
 {
@@ -168,7 +170,8 @@ int recommendation__init(struct app *app)
         db_batch_free(pending);
         return rc;
     }
-    rc = bus_subscribe("recommendation", BUS_TOPIC_ORDER, on_order_event, app);
+    rc = bus_subscribe_types("recommendation", BUS_TOPIC_ORDER, order_event_types, on_order_event,
+                             app);
     return rc < 0 ? rc : bus_subscribe_flush("recommendation", flush, pending);
 }
 
