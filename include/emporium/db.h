@@ -225,6 +225,10 @@ int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val
  * place, in order (it may run again should the transaction be retried). The batch owns ctx:
  * free_ctx(ctx) (NULL: none) once it ran or was dropped, also when this call fails. */
 int db_batch_add_fn(struct db_batch *b, db_tx_fn fn, void *ctx, void (*free_ctx)(void *ctx));
+/* The ctx of the batch's last kept entry when that entry is the function fn, else NULL: for
+ * the one thread that adds to a batch, to fold more work into that entry before it runs
+ * (once it ran or was dropped, the entry is gone and this answers NULL). */
+void *db_batch_last(struct db_batch *b, db_tx_fn fn);
 int db_batch_run(struct db_batch *b);
 void db_batch_free(struct db_batch *b); /* drops what was not run; NULL is a no-op */
 

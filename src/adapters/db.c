@@ -303,6 +303,14 @@ int db_batch_add_fn(struct db_batch *b, db_tx_fn fn, void *ctx, void (*free_ctx)
     return rc;
 }
 
+void *db_batch_last(struct db_batch *b, db_tx_fn fn)
+{
+    pthread_mutex_lock(&b->mu);
+    void *ctx = b->n > 0 && b->st[b->n - 1].fn == fn ? b->st[b->n - 1].ctx : NULL;
+    pthread_mutex_unlock(&b->mu);
+    return ctx;
+}
+
 int db_batch_add(struct db_batch *b, const char *sql, int n, const struct db_val *args)
 {
     if (n < 0 || n > BATCH_ARGS)

@@ -1483,6 +1483,8 @@ static int kept_insert(struct db_conn *c, void *ctx)
     return rc < 0 ? rc : 0;
 }
 
+static int batch_other_fn(struct db_conn *c, void *ctx) { return 0; }
+
 static int64_t *kept_value(int64_t v)
 {
     int64_t *p = malloc(sizeof *p);
@@ -1506,10 +1508,16 @@ static void test_batch_functions(void **state)
     assert_int_equal(db_batch_add(b, ins, 1, a1), 0);
     assert_int_equal(db_batch_add_fn(b, kept_insert, kept_value(2), kept_free), 0);
     assert_int_equal(db_batch_add(b, ins, 1, a3), 0);
-    assert_int_equal(db_batch_add_fn(b, kept_insert, kept_value(4), kept_free), 0);
+    /* db_batch_last: the last entry's context while that entry is the function asked. */
+    assert_null(db_batch_last(b, kept_insert)); /* a statement is last */
+    int64_t *four = kept_value(4);
+    assert_int_equal(db_batch_add_fn(b, kept_insert, four, kept_free), 0);
+    assert_ptr_equal(db_batch_last(b, kept_insert), four);
+    assert_null(db_batch_last(b, batch_other_fn));
     assert_int_equal(kept_freed, 0); /* kept until the batch runs */
     assert_int_equal(db_batch_run(b), 0);
     assert_int_equal(kept_freed, 2);
+    assert_null(db_batch_last(b, kept_insert)); /* ran: gone */
     assert_int_equal(db_conn_take(db, &c), 0);
     /* in the order they were kept: each row numbered by the rows before it */
     assert_int_equal(scalar(c, "SELECT COUNT(*) FROM kept WHERE seq = v", 0, NULL), 4);

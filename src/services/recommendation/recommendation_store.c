@@ -10,7 +10,6 @@
  * (a conditional UPDATE), so a cancellation takes the counts back once; one that arrives for
  * an order never counted leaves a 'cancelled' row, and a late order.paid is then ignored.
  * Counts that reach zero are deleted, so reads never see them. */
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,23 +184,14 @@ static int apply_tx(struct db_conn *c, void *vctx)
 #define PAID_ACC_MAX 256 /* events of one accumulator (a consumer batch holds at most 256) */
 
 struct paid_acc {
-    struct db_batch *later;
     int events;
     struct buf ev_id, ev_order;                   /* one element an event */
     struct buf line_k, line_pid, line_cat, units; /* one element a line */
 };
 
-/* The accumulator still waiting in its batch (the consumer's thread adds to it). */
-static pthread_mutex_t acc_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct paid_acc *acc_open;
-
 static void acc_free(void *vacc)
 {
     struct paid_acc *acc = vacc;
-    pthread_mutex_lock(&acc_mu);
-    if (acc_open == acc)
-        acc_open = NULL;
-    pthread_mutex_unlock(&acc_mu);
     struct buf *bufs[] = {&acc->ev_id,    &acc->ev_order, &acc->line_k,
                           &acc->line_pid, &acc->line_cat, &acc->units};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -221,10 +211,6 @@ static const char *closed(const struct buf *open, struct buf *out)
 static int acc_tx(struct db_conn *c, void *vacc)
 {
     struct paid_acc *acc = vacc;
-    pthread_mutex_lock(&acc_mu);
-    if (acc_open == acc)
-        acc_open = NULL; /* running: later events start another */
-    pthread_mutex_unlock(&acc_mu);
     struct buf t[6];
     const char *v[6] = {closed(&acc->ev_id, &t[0]),    closed(&acc->ev_order, &t[1]),
                         closed(&acc->line_k, &t[2]),   closed(&acc->line_pid, &t[3]),
@@ -244,21 +230,15 @@ static int paid_pg(struct db_batch *later, const struct order_event *ev,
                    const char *const *categories)
 {
     int n = ev->n < REC_MAX_ITEMS ? ev->n : REC_MAX_ITEMS;
-    pthread_mutex_lock(&acc_mu);
-    struct paid_acc *acc = acc_open;
-    if (acc && (acc->later != later || acc->events >= PAID_ACC_MAX))
-        acc = NULL;
-    pthread_mutex_unlock(&acc_mu);
-    if (!acc) {
+    /* The batch's last entry while it is this accumulator (the consumer's thread alone adds
+     * to `later`); a cancellation ran it, so the next paid event starts another. */
+    struct paid_acc *acc = db_batch_last(later, acc_tx);
+    if (!acc || acc->events >= PAID_ACC_MAX) {
         if (!(acc = calloc(1, sizeof *acc)))
             return ERR_NOMEM;
-        acc->later = later;
         int rc = db_batch_add_fn(later, acc_tx, acc, acc_free); /* frees acc on failure */
         if (rc < 0)
             return rc;
-        pthread_mutex_lock(&acc_mu);
-        acc_open = acc;
-        pthread_mutex_unlock(&acc_mu);
     }
     acc->events++;
     db_array_text(&acc->ev_id, ev->event_id);
