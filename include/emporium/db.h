@@ -108,9 +108,9 @@ int db_query_once(struct db *db, const char *sql, int n, const struct db_val *ar
 
 /* Runs one statement with parameters $1..$n. *out (may be NULL when no rows are wanted)
  * receives the result rows. Returns the number of affected rows (>= 0) for INSERT/UPDATE/
- * DELETE, or 0; ERR_CONFLICT on a unique/primary-key violation, ERR_BUSY when a lock could
- * not be taken in time, ERR_UNAVAILABLE when the server is unreachable, ERR_INTERNAL
- * otherwise (the message is logged). */
+ * DELETE, or 0; ERR_CONFLICT on a unique/primary-key violation or a row a CHECK constraint
+ * refuses, ERR_BUSY when a lock could not be taken in time, ERR_UNAVAILABLE when the server
+ * is unreachable, ERR_INTERNAL otherwise (the message is logged). */
 int db_query(struct db_conn *c, const char *sql, int n, const struct db_val *args,
              struct db_rows **out);
 /* Several statements sent together: on PostgreSQL in one round trip (libpq pipeline mode,

@@ -465,7 +465,8 @@ static int pg_fail(struct pg_conn *c, const PGresult *res, const char *sql)
         log_warn("db %s: connection lost: %.*s", name, pg_msglen(m), m);
         return ERR_UNAVAILABLE;
     }
-    if (state && strcmp(state, "23505") == 0) {
+    /* A unique key or a CHECK constraint refused the row: the data says no. */
+    if (state && (strcmp(state, "23505") == 0 || strcmp(state, "23514") == 0)) {
         log_debug("db %s: %.*s", name, pg_msglen(m), m);
         return ERR_CONFLICT;
     }

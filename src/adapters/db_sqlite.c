@@ -127,6 +127,7 @@ static int sq_map(int rc)
     switch (rc) {
     case SQLITE_CONSTRAINT_UNIQUE:
     case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_CHECK:
         return ERR_CONFLICT;
     case SQLITE_NOMEM:
         return ERR_NOMEM;

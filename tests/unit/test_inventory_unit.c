@@ -315,6 +315,47 @@ static void test_outbox_events(void **state)
     db_conn_give(c);
 }
 
+/* stock.low events of product p in the outbox whose payload names `available` a; a < 0: any. */
+static int low_events(int64_t p, int a)
+{
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(app_db(app, "inventory"), &c), 0);
+    char pid[21], want[48];
+    snprintf(want, sizeof want, "%%\"available\":%d,%%", a);
+    struct db_val args[] = {DB_TEXT(id_format(p, pid)), DB_TEXT(a < 0 ? "%" : want)};
+    struct db_rows *r = NULL;
+    assert_int_equal(db_query(c,
+                              "SELECT count(*) FROM outbox WHERE event_type = 'stock.low' "
+                              "AND aggregate_id = $1 AND payload LIKE $2",
+                              2, args, &r),
+                     0);
+    int n = (int)db_get_i64(r, 0, 0);
+    db_rows_free(r);
+    db_conn_give(c);
+    return n;
+}
+
+/* The reservation that takes a product below the low-stock mark (5) writes stock.low with it,
+ * once; the ones before (down to the mark) and after do not. On PostgreSQL the crossing one
+ * is the case the one-round-trip reservation hands to the transaction. */
+static void test_low_stock_crossing(void **state)
+{
+    const int64_t p = 3101;
+    assert_int_equal(inventory_set(app, p, 8), 0);
+    struct inventory_item three = {p, 3}, one = {p, 1};
+    assert_int_equal(inventory_reserve(app, id_new(0), &three, 1, 60, NULL), 0); /* 8 -> 5 */
+    assert_int_equal(low_events(p, -1), 0);
+    assert_int_equal(inventory_reserve(app, id_new(0), &one, 1, 60, NULL), 0); /* 5 -> 4 */
+    assert_int_equal(low_events(p, -1), 1);
+    assert_int_equal(low_events(p, 4), 1);
+    assert_int_equal(inventory_reserve(app, id_new(0), &one, 1, 60, NULL), 0); /* 4 -> 3 */
+    assert_int_equal(low_events(p, -1), 1);
+    int64_t a, res;
+    level(p, &a, &res);
+    assert_int_equal(a, 3);
+    assert_int_equal(res, 5);
+}
+
 static void test_set_many(void **state)
 {
     enum { N = 20000 };
@@ -446,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_idempotent_reserve_confirm_release),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_outbox_events),
+        cmocka_unit_test(test_low_stock_crossing),
         cmocka_unit_test(test_set_many),
         cmocka_unit_test(test_stock_events_and_admin),
     };

@@ -96,6 +96,15 @@ int inventory__store_reserve(struct db_conn *c, int64_t id, int64_t now, int64_t
                              const struct inventory_item *items, int n, int64_t *after,
                              int64_t *short_product, const struct db_stmt *tail);
 
+/* PostgreSQL only: the same reservation as one implicit transaction in one round trip, on a
+ * connection of its own, for the common case that needs no decision in between. Returns 0 (after[]
+ * as above), 1 when it could not be done so (an item short or crossing the low-stock mark,
+ * the reservation existing, more items than one pipeline holds): nothing of it was kept, so
+ * run inventory__store_reserve() in a transaction instead; or an ERR_*. */
+int inventory__store_reserve_fast(struct db *db, int64_t id, int64_t now, int64_t expires,
+                                  const struct inventory_item *items, int n, int64_t *after,
+                                  const struct db_stmt *tail);
+
 struct inventory__resv {
     char status[16]; /* active, confirmed, released */
     int64_t expires_at;
