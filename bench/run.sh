@@ -424,9 +424,10 @@ backlog() {
         END { s = sprintf("outbox %d", o); for (g in l) if (l[g] > 0) s = s sprintf(", %s %d", g, l[g]); print s }'
 }
 
-# SQLite's write counters from /metrics, one "<kind> <db> <value>" line each (kind: commits,
-# frames, batches, intents), the order shards as one "orders".
-sqlite_counts() {
+# The write counters from /metrics, one "<kind> <db> <value>" line each (kind: commits,
+# frames, batches, intents), the order shards as one "orders". SQLite: its commits and the
+# group-commit writers; PostgreSQL: db_query_many_shared's combined commits (batches, calls).
+write_counts() {
     { curl -s --max-time 5 "$BASE/metrics" 2>/dev/null || true; } | awk '
         /^emporium_db_(commits|wal_frames|write_batches|write_intents)_total\{/ {
             k = $1; sub(/^emporium_db_/, "", k); sub(/_total\{.*/, "", k); sub(/^wal_/, "", k); sub(/^write_/, "", k)
@@ -478,7 +479,7 @@ run_scenario() {
     b0=$(bouncer_counts)
     g0=$(pg_cpu)
     local s0 s1
-    if [ "$BACKEND" = sqlite ]; then s0=$(sqlite_counts); fi
+    if [ "$BACKEND" != scaleout ]; then s0=$(write_counts); fi
     local rc=0 try
     for try in 1 2; do
         rc=0
@@ -496,12 +497,12 @@ run_scenario() {
         c0=$(cpu_ticks)
         b0=$(bouncer_counts)
         g0=$(pg_cpu)
-        if [ "$BACKEND" = sqlite ]; then s0=$(sqlite_counts); fi
+        if [ "$BACKEND" != scaleout ]; then s0=$(write_counts); fi
     done
     c1=$(cpu_ticks)
     b1=$(bouncer_counts)
     g1=$(pg_cpu)
-    if [ "$BACKEND" = sqlite ]; then s1=$(sqlite_counts); fi
+    if [ "$BACKEND" != scaleout ]; then s1=$(write_counts); fi
     line=$(grep '^BENCH_RESULT' "$out" || true)
     if [ -z "$line" ]; then
         R_NOTE[$name]="harness error (see below)"
@@ -572,6 +573,11 @@ run_scenario() {
     if [ "$BACKEND" != sqlite ]; then
         R_DB[$name]=$(awk -v a="$b0" -v b="$b1" -v r="$reqs" 'BEGIN { split(a, x, " "); split(b, y, " ");
             if (r > 0) printf "%.2f transactions, %.2f statements", (y[1] - x[1]) / r, (y[2] - x[2]) / r; else print "-" }')
+        # Shared commits (db_query_many_shared): calls per request and per commit.
+        R_DB[$name]+=$(printf '%s\n' "$s0" | sed 's/^/0 /' | cat - <(printf '%s\n' "$s1" | sed 's/^/1 /') |
+            awk -v r="$reqs" 'NF == 4 { k[$2] += ($1 == 1 ? $4 : -$4) }
+                END { if (r > 0 && k["intents"] > 0) printf "; %.2f shared-commit calls in %.2f commits (%.1f a commit)",
+                    k["intents"] / r, k["batches"] / r, k["intents"] / k["batches"] }')
     fi
     say "$name: $rps req/s, p99 $(ms "$p99") ms, $errs errors (${R_STATUS[$name]})"
     # The access log grows by ~300 bytes a request: keep the disk free between scenarios.

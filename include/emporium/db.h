@@ -189,14 +189,25 @@ struct db_write_req {
 int db_write_submit(struct db *db, struct db_write_req *w);
 /* Queues one intent and waits for its outcome (the blocking form of db_write_submit()). */
 int db_write(struct db *db, db_tx_fn fn, void (*reset)(void *ctx), void *ctx);
-/* One statement committed on its own, as db_query_once() (returns what db_query() would),
- * but on SQLite as an intent of the database's group-commit writer: on PostgreSQL it is
- * one round trip (no BEGIN/COMMIT), on SQLite it shares a batch's commit. args are borrowed
- * until it returns. */
+/* One statement committed as its own transaction (returns what db_query() would), but
+ * sharing a commit with others: on SQLite as an intent of the database's group-commit
+ * writer, on PostgreSQL through db_query_many_shared() (one round trip, no BEGIN/COMMIT).
+ * args are borrowed until it returns. */
 int db_write_one(struct db *db, const char *sql, int n, const struct db_val *args);
+/* Several statements as one transaction of their own, as db_query_many(c, st, n, true) on a
+ * connection of db would run them (st[i].rc and *st[i].out likewise), but committed together
+ * with the same calls of other threads (group commit). On PostgreSQL the calls that queue
+ * while one batch runs form the next: their statements (DB_STMT_MAX at most in all) go as one
+ * pipeline, one implicit transaction, one commit. A call's outcome is still its own: when the
+ * combined transaction fails, each of its calls is run again alone (a lost connection gives
+ * every call ERR_UNAVAILABLE, as a lone call would: the commit's fate is unknown). Made for
+ * writes that normally succeed. On SQLite the call is an intent of the group-commit writer.
+ * 1 <= n <= DB_STMT_MAX. Do not hold a connection of db while calling it. */
+int db_query_many_shared(struct db *db, struct db_stmt *st, int n);
 /* Batches committed and intents run by the writer since the database was opened, and the
- * largest batch (all 0 on PostgreSQL); on SQLite also every commit of the file (the writer's
- * and any other connection's) and the WAL frames (pages) they wrote. */
+ * largest batch (on PostgreSQL the same for db_query_many_shared: combined round trips,
+ * calls, the most calls in one); on SQLite also every commit of the file (the writer's and
+ * any other connection's) and the WAL frames (pages) they wrote. */
 struct db_write_stats {
     uint64_t batches, intents, max_batch;
     uint64_t commits, wal_frames;

@@ -160,6 +160,7 @@ void db_close(struct db *db)
     if (!db)
         return;
     db__writer_stop(db);
+    db__combiner_free(db);
     db->ops->close(db);
 }
 

@@ -45,6 +45,8 @@ struct db {
     /* Group commit (db_write.c): the writer, started on the first db_write_submit(). */
     struct db__writer *_Atomic writer;
     int write_batch_max, write_batch_wait_us;
+    /* db_query_many_shared() on PostgreSQL (db_combine.c): created on first use. */
+    struct db__combiner *_Atomic combiner;
 };
 
 struct db_conn {
@@ -53,6 +55,11 @@ struct db_conn {
 
 /* db_write.c: stops the writer (the queued intents are run first) before the backend closes. */
 void db__writer_stop(struct db *db);
+/* db_write.c: st[0..n) as one intent of the writer (db_query_many_shared on SQLite). */
+int db__write_many(struct db *db, struct db_stmt *st, int n);
+/* db_combine.c: frees the combiner (no call may be running); adds its counts to out. */
+void db__combiner_free(struct db *db);
+void db__combiner_stats(struct db *db, struct db_write_stats *out);
 /* db.c: swaps the calling thread's test fault countdown (db_fault_set) for n, returns the
  * old one: the writer runs each intent with its submitter's countdown. */
 long db__fault_exchange(long n);

@@ -406,12 +406,34 @@ int db_write_one(struct db *db, const char *sql, int n, const struct db_val *arg
 {
     if (!db)
         return ERR_UNAVAILABLE;
-    /* PostgreSQL: one statement is its own transaction, one round trip. */
-    if (db->dialect != DB_SQLITE)
-        return db_query_once(db, sql, n, args, NULL);
+    /* PostgreSQL: one statement is its own transaction, one round trip, shared with other
+     * calls' statements under load (db_query_many_shared). */
+    if (db->dialect != DB_SQLITE) {
+        struct db_stmt st = {.sql = sql, .n = n, .args = args};
+        int rc = db_query_many_shared(db, &st, 1);
+        return rc < 0 ? rc : st.rc;
+    }
     struct w_one o = {sql, n, args, 0};
     int rc = db_write(db, w_one_tx, NULL, &o);
     return rc < 0 ? rc : o.affected;
+}
+
+struct w_many {
+    struct db_stmt *st;
+    int n;
+};
+
+static int w_many_tx(struct db_conn *c, void *ctx)
+{
+    struct w_many *m = ctx;
+    int rc = db_query_many(c, m->st, m->n, true);
+    return rc < 0 ? rc : 0;
+}
+
+int db__write_many(struct db *db, struct db_stmt *st, int n)
+{
+    struct w_many m = {st, n};
+    return db_write(db, w_many_tx, NULL, &m);
 }
 
 void db_write_stats(struct db *db, struct db_write_stats *out)
@@ -419,6 +441,8 @@ void db_write_stats(struct db *db, struct db_write_stats *out)
     *out = (struct db_write_stats){0};
     if (db && db->ops->wal_stats)
         db->ops->wal_stats(db, &out->commits, &out->wal_frames);
+    if (db)
+        db__combiner_stats(db, out);
     struct db__writer *w = db ? atomic_load(&db->writer) : NULL;
     if (!w)
         return;

@@ -71,16 +71,19 @@ static void write_db_metrics(struct buf *out, struct app *app)
         buf_printf(out, "emporium_db_connections{db=\"%s\",state=\"idle\"} %d\n", db_name(db),
                    idle);
     }
-    if (app_db_count(app) == 0 || db_dialect(app_db_at(app, 0)) != DB_SQLITE)
+    if (app_db_count(app) == 0)
         return;
-    /* Group commit at work (SQLite): intents per batch, and WAL pages per commit. */
+    /* Group commit at work: intents per batch (the SQLite writer, or PostgreSQL's shared
+     * commits: db_query_many_shared), and on SQLite the WAL pages per commit. */
+    bool sqlite = db_dialect(app_db_at(app, 0)) == DB_SQLITE;
     static const struct {
         const char *name, *help;
         size_t off;
     } c[] = {
-        {"emporium_db_write_batches_total", "Transactions committed by the group-commit writer.",
+        {"emporium_db_write_batches_total",
+         "Commits of group commit (SQLite writer, PostgreSQL shared commits).",
          offsetof(struct db_write_stats, batches)},
-        {"emporium_db_write_intents_total", "Write intents run by the group-commit writer.",
+        {"emporium_db_write_intents_total", "Write intents (calls) committed by group commit.",
          offsetof(struct db_write_stats, intents)},
         {"emporium_db_commits_total", "SQLite commits, by any connection.",
          offsetof(struct db_write_stats, commits)},
@@ -93,7 +96,7 @@ static void write_db_metrics(struct buf *out, struct app *app)
         return;
     for (int i = 0; i < n; i++) /* once per database: each metric's samples go together */
         db_write_stats(app_db_at(app, i), &st[i]);
-    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+    for (size_t k = 0; k < (sqlite ? sizeof c / sizeof c[0] : 2); k++) {
         buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", c[k].name, c[k].help, c[k].name);
         for (int i = 0; i < n; i++) {
             uint64_t v;

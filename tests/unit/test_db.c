@@ -1465,6 +1465,84 @@ static void test_write_concurrent(void **state)
     db_close(db);
 }
 
+/* db_query_many_shared: many threads' calls, some sharing a commit (PostgreSQL) or a writer
+ * batch (SQLite); each caller gets its own statements' results and outcome. A call that fails
+ * (its key exists) fails alone: every other call's row is there exactly once, and its read
+ * in the same transaction saw its own insert. */
+enum { SH_THREADS = 8, SH_CALLS = 60 };
+
+struct sh_worker {
+    struct db *db;
+    int t;
+    atomic_int *errors;
+};
+
+static void *sh_worker(void *p)
+{
+    struct sh_worker *w = p;
+    for (int i = 0; i < SH_CALLS; i++) {
+        bool dup = w->t == 0 && i % 7 == 3; /* key 1 exists: this call alone fails */
+        int64_t k = dup ? 1 : 1000 + w->t * SH_CALLS + i;
+        struct db_val a[] = {DB_INT(k), DB_INT(k * 3)};
+        struct db_rows *r = NULL;
+        struct db_stmt st[] = {
+            {.sql = "INSERT INTO sh (k, v) VALUES ($1, $2)", .n = 2, .args = a},
+            {.sql = "SELECT v FROM sh WHERE k = $1", .n = 1, .args = a, .out = &r},
+        };
+        int rc = db_query_many_shared(w->db, st, 2);
+        bool ok =
+            dup ? rc == ERR_CONFLICT && st[0].rc == ERR_CONFLICT && !r
+                : rc == 0 && st[0].rc == 1 && db_rows_count(r) == 1 && db_get_i64(r, 0, 0) == k * 3;
+        if (!ok)
+            atomic_fetch_add(w->errors, 1);
+        db_rows_free(r);
+    }
+    return NULL;
+}
+
+static void test_shared_commits(void **state)
+{
+    struct db *db = open_fresh("shared");
+    struct db_conn *c;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE sh (k BIGINT PRIMARY KEY, v BIGINT NOT NULL);"
+               "INSERT INTO sh (k, v) VALUES (1, 0)");
+    db_conn_give(c);
+    struct db_stmt none[DB_STMT_MAX + 1] = {{.sql = "SELECT 1"}};
+    assert_int_equal(db_query_many_shared(db, none, 0), ERR_INVALID);
+    assert_int_equal(db_query_many_shared(db, none, DB_STMT_MAX + 1), ERR_INVALID);
+    atomic_int errors = 0;
+    struct sh_worker w[SH_THREADS];
+    pthread_t th[SH_THREADS];
+    for (int i = 0; i < SH_THREADS; i++) {
+        w[i] = (struct sh_worker){db, i, &errors};
+        assert_int_equal(pthread_create(&th[i], NULL, sh_worker, &w[i]), 0);
+    }
+    for (int i = 0; i < SH_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&errors), 0);
+    int dups = 0;
+    for (int i = 0; i < SH_CALLS; i++)
+        dups += i % 7 == 3;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sh", 0, NULL),
+                     1 + SH_THREADS * SH_CALLS - dups);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sh WHERE v = 3 * k", 0, NULL),
+                     SH_THREADS * SH_CALLS - dups);
+    db_conn_give(c);
+    struct db_write_stats st;
+    db_write_stats(db, &st);
+    if (t_pg) { /* the combiner's counts: every call, in at most as many commits */
+        assert_int_equal(st.intents, SH_THREADS * SH_CALLS);
+        assert_true(st.batches >= 1 && st.batches <= st.intents);
+        assert_true(st.max_batch >= 1 && st.max_batch <= SH_THREADS);
+    }
+    print_message("shared commits: %llu calls in %llu commits, at most %llu in one\n",
+                  (unsigned long long)st.intents, (unsigned long long)st.batches,
+                  (unsigned long long)st.max_batch);
+    db_close(db);
+}
+
 /* db_batch_add_fn: a kept function runs in its place among the statements, in the batch's
  * one transaction; the batch frees its context whether it ran, failed or was dropped. */
 static int kept_freed;
@@ -1569,6 +1647,7 @@ int main(void)
         cmocka_unit_test(test_write_batch_outcomes),
         cmocka_unit_test(test_write_busy_retry),
         cmocka_unit_test(test_write_concurrent),
+        cmocka_unit_test(test_shared_commits),
         cmocka_unit_test(test_batch_functions),
     };
     return cmocka_run_group_tests_name(

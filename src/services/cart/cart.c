@@ -742,13 +742,8 @@ static int lines_held(void *vr)
         /* One round trip and one commit after each order rather than a transaction of a
          * statement or two per line. */
         int rc = ERR_BUSY;
-        for (int attempt = 0; attempt < 6 && rc == ERR_BUSY; attempt++) {
-            struct db_conn *c;
-            if ((rc = db_conn_take(db, &c)) < 0)
-                return rc;
-            rc = cart__store_user_subtract_once(c, user_id, lines, n);
-            db_conn_give(c);
-        }
+        for (int attempt = 0; attempt < 6 && rc == ERR_BUSY; attempt++)
+            rc = cart__store_user_subtract_once(db, user_id, lines, n);
         return rc;
     }
     return what == LINES_CLEAR || n ? cart__tx(app, lines_tx, x) : 0;

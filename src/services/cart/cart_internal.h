@@ -264,9 +264,10 @@ int cart__store_drop(struct db_conn *c, int64_t cart_id);
 /* The user's lines (at most CART_MAX_LINES), oldest first. */
 int cart__store_user_lines(struct db_conn *c, int64_t user_id, struct cart_line *out, int *n);
 /* PostgreSQL only (arrays): cart__store_line_subtract() of every line of the user's cart,
- * the cart row locked first, in one round trip and one transaction of its own. */
-int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
-                                   const struct cart_line *lines, int n);
+ * the cart row locked first, in one round trip and one transaction of its own (its commit
+ * shared with other carts' subtracts: db_query_many_shared). */
+int cart__store_user_subtract_once(struct db *db, int64_t user_id, const struct cart_line *lines,
+                                   int n);
 /* Upserts the owner's carts row (created, or updated_at = now). */
 int cart__store_touch(struct db_conn *c, const struct cart_owner *o, int64_t now);
 /* Sets the owner's line to it (inserted or replaced: quantity, name, price; the currency and

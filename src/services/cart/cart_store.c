@@ -514,8 +514,8 @@ static char *int_array(const struct cart_line *lines, int n, bool qty)
     return buf;
 }
 
-int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
-                                   const struct cart_line *lines, int n)
+int cart__store_user_subtract_once(struct db *db, int64_t user_id, const struct cart_line *lines,
+                                   int n)
 {
     char *pids = int_array(lines, n, false), *qtys = int_array(lines, n, true);
     int rc = ERR_NOMEM;
@@ -545,7 +545,7 @@ int cart__store_user_subtract_once(struct db_conn *c, int64_t user_id,
              .n = 4,
              .args = da},
         };
-        rc = db_query_many(c, st, 4, true);
+        rc = db_query_many_shared(db, st, 4);
     }
     free(pids);
     free(qtys);

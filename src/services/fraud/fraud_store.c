@@ -133,9 +133,10 @@ static int score_read(struct db_conn *c, struct score_tx *t, int64_t now, struct
 }
 
 /* The writes of a scoring in one round trip: the order's row for the velocity rules, the
- * assessment and its fraud.assessed event. atomic: on PostgreSQL, outside a transaction,
- * they are one implicit transaction (one commit); inside one they are part of it. */
-static int score_write(struct db_conn *c, struct score_tx *t, int64_t now)
+ * assessment and its fraud.assessed event. On c inside the caller's transaction (SQLite),
+ * or with shared set as their own transaction, committed with other scorings' writes
+ * (db_query_many_shared: PostgreSQL). */
+static int score_write(struct db_conn *c, struct db *shared, struct score_tx *t, int64_t now)
 {
     const struct fraud_order *o = t->o;
     const char *fp = o->card_fingerprint ? o->card_fingerprint : "";
@@ -178,7 +179,7 @@ static int score_write(struct db_conn *c, struct score_tx *t, int64_t now)
          .args = as},
         {.sql = OUTBOX_INSERT, .n = OUTBOX_NARGS, .args = ev.args},
     };
-    rc = db_query_many(c, st, 3, true);
+    rc = shared ? db_query_many_shared(shared, st, 3) : db_query_many(c, st, 3, true);
     outbox_row_free(&ev);
     return rc < 0 ? rc : 0;
 }
@@ -193,29 +194,33 @@ static int score_fn(struct db_conn *c, void *vctx)
     if (rc != 0)
         return rc;
     fraud__rules(t->ctx, t->o, &n, t->out);
-    return score_write(c, t, now);
+    return score_write(c, NULL, t, now);
 }
 
 /* PostgreSQL: two round trips and one commit, no BEGIN/COMMIT: the reads (no transaction
  * needed: read committed sees no more inside one), then the writes as one implicit
- * transaction. A concurrent scoring of the same order that recorded its verdict first
- * makes the assessment's insert conflict: that recorded verdict is the answer. */
+ * transaction, shared with other scorings'. A concurrent scoring of the same order that
+ * recorded its verdict first makes the assessment's insert conflict: that recorded verdict
+ * is the answer. */
 static int score_pg(struct db *db, struct score_tx *t)
 {
-    struct db_conn *c = NULL;
-    int rc = db_conn_take(db, &c);
+    int rc = 0;
     for (int attempt = 0; rc >= 0 && attempt < 6; attempt++) {
         score_reset(t);
         int64_t now = now_ms();
         struct fraud_counts n = {0};
-        if ((rc = score_read(c, t, now, &n)) != 0)
+        struct db_conn *c = NULL;
+        if ((rc = db_conn_take(db, &c)) < 0)
+            break;
+        rc = score_read(c, t, now, &n);
+        db_conn_give(c); /* not held while waiting for the shared write */
+        if (rc != 0)
             break;
         fraud__rules(t->ctx, t->o, &n, t->out);
-        rc = score_write(c, t, now);
+        rc = score_write(NULL, db, t, now);
         if (rc != ERR_CONFLICT && rc != ERR_BUSY)
             break;
     }
-    db_conn_give(c);
     return rc < 0 ? rc : 0;
 }
 

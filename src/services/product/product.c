@@ -321,8 +321,8 @@ static int by_id(const void *a, const void *b)
 
 /* {"type":"stock.changed","items":[{"product_id":"<id>","available":<n>},…]}: every product
  * one commit of the inventory changed (svc/inventory.h), updated here together (one
- * transaction per PRODUCT_STOCK_CHUNK products) in product order, so two such transactions
- * lock their rows in the same order. */
+ * transaction, on SQLite one per PRODUCT_STOCK_CHUNK products) in product order, so two
+ * such transactions lock their rows in the same order. */
 static void on_inventory_event(void *vctx, const char *topic, const char *key, const char *payload,
                                size_t len)
 {

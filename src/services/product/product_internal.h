@@ -297,7 +297,8 @@ int product__store_delete(struct db *db, int64_t id);
 /* slug, name, active product count; ordered by name. */
 int product__store_categories(struct db *db, struct db_rows **out);
 /* stock_available := available[i] for ids[i], i < n (ids distinct, in ascending order: the
- * rows are locked in that order), in one transaction per PRODUCT_STOCK_CHUNK products.
+ * rows are locked in that order), in one transaction (on SQLite one per PRODUCT_STOCK_CHUNK
+ * products).
  * change[i] receives 0 (no change), 1 (changed) or 2 (changed and crossed zero). Returns 0,
  * or an error: then no change[] is meaningful. */
 #define PRODUCT_STOCK_CHUNK 16 /* two statements a product: DB_STMT_MAX per pipeline */

@@ -239,7 +239,9 @@ struct create_ctx {
  * (db_query_many): inside a transaction on SQLite, where this is one intent of the
  * shipping database's group-commit writer (the labels of many concurrent orders commit
  * together); on PostgreSQL the pipeline's own implicit transaction, one round trip. */
-static int create_run(struct db_conn *c, struct create_ctx *x, bool atomic)
+/* On c (SQLite: inside the writer's transaction), or with shared set as a transaction of its
+ * own whose commit is shared with other shipments' (db_query_many_shared: PostgreSQL). */
+static int create_run(struct db_conn *c, struct db *shared, struct create_ctx *x)
 {
     char oid[21], ts[32];
     json_t *data = json_pack("{s:s,s:s,s:s}", "order_id", id_format(x->order_id, oid), "status",
@@ -269,24 +271,18 @@ static int create_run(struct db_conn *c, struct create_ctx *x, bool atomic)
          .n = 5,
          .args = e},
     };
-    rc = db_query_many(c, st, 3, atomic);
+    rc = shared ? db_query_many_shared(shared, st, 3) : db_query_many(c, st, 3, true);
     outbox_row_free(&ev);
     return rc < 0 ? rc : 0;
 }
 
-static int create_tx(struct db_conn *c, void *vctx) { return create_run(c, vctx, true); }
+static int create_tx(struct db_conn *c, void *vctx) { return create_run(c, NULL, vctx); }
 
 static int create_write(struct db *db, struct create_ctx *x)
 {
     if (db_dialect(db) != DB_POSTGRES)
         return db_write(db, create_tx, NULL, x);
-    struct db_conn *c;
-    int rc = db_conn_take(db, &c);
-    if (rc < 0)
-        return rc;
-    rc = create_run(c, x, true);
-    db_conn_give(c);
-    return rc;
+    return create_run(NULL, db, x);
 }
 
 int shipping_create(struct app *app, int64_t order_id, const char *method,
