@@ -888,12 +888,14 @@ int config_offload_threads(const struct config *cfg)
 {
     if (cfg->offload_threads > 0)
         return cfg->offload_threads;
-    /* On SQLite a checkout spends most of its time queued at the group-commit writers: the
-     * more checkouts wait there at once, the more intents each commit carries (place-order,
-     * 16 -> 48 threads: 5.8 -> 3.6 commits and 51 -> 39 WAL pages per order, +10-13 %
-     * orders/s). On PostgreSQL every running checkout holds connections and backends' CPU:
-     * 48 threads there gave the same orders/s with a longer tail (p99 +20-30 %). */
-    return cfg->database_url ? 16 : 48;
+    /* A checkout spends much of its time waiting for a shared commit: on SQLite queued at the
+     * group-commit writers, on PostgreSQL at db_query_many_shared. The more checkouts wait
+     * there at once, the more each commit carries (place-order on SQLite, 16 -> 48 threads:
+     * 5.8 -> 3.6 commits and 51 -> 39 WAL pages per order, +10-13 % orders/s; on PostgreSQL
+     * with shared commits 1.7 -> 3.2 calls a commit, 13.1 -> 10.5 transactions an order,
+     * ~+20 % orders/s). Before PostgreSQL shared commits, 48 threads there only lengthened
+     * the tail, and the default was 16. */
+    return 48;
 }
 
 const char *config_backend(const struct config *cfg)

@@ -287,11 +287,11 @@ static void test_config(void **state)
     assert_string_equal(cfg.listen, "0.0.0.0:8080");
     assert_int_equal(cfg.max_body, 1024 * 1024);
     unsetenv("EMPORIUM_RATE_LIMITS");
-    /* The slow-work pool: 48 on SQLite, 16 on PostgreSQL, unless set. */
+    /* The slow-work pool: 48 on either backend, unless set. */
     config_defaults(&cfg);
     assert_int_equal(config_offload_threads(&cfg), 48);
     cfg.database_url = "postgresql://localhost/shop";
-    assert_int_equal(config_offload_threads(&cfg), 16);
+    assert_int_equal(config_offload_threads(&cfg), 48);
     setenv("EMPORIUM_OFFLOAD_THREADS", "5", 1);
     assert_int_equal(config_from_env(&cfg), 0);
     assert_int_equal(config_offload_threads(&cfg), 5);

@@ -338,13 +338,9 @@ static int paid(struct saga *s)
     int rc;
     if (db_dialect(s->db) == DB_POSTGRES) {
         /* One pipeline: the move, history, event, key and link, then the read back. */
-        struct db_conn *c;
-        if ((rc = db_conn_take(s->db, &c)) < 0)
-            return rc;
         struct order_known k = known_of(s);
-        rc = order__store_settle_one(c, s->order_id, "paid", "pending", now_ms(), &k,
+        rc = order__store_settle_one(s->db, s->order_id, "paid", "pending", now_ms(), &k,
                                      s->rq->idem_key, e.shipment_id, &s->out->order);
-        db_conn_give(c);
         if (rc == 0) {
             order_view_free(&s->out->order);
             rc = ERR_CONFLICT; /* the recovery sweep failed it meanwhile */

@@ -349,14 +349,14 @@ int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
 static int view_fill(struct db_rows *o, struct db_rows *it, struct db_rows *h,
                      struct order_view *out);
 
-int order__store_settle_one(struct db_conn *c, int64_t id, const char *to, const char *from,
+int order__store_settle_one(struct db *db, int64_t id, const char *to, const char *from,
                             int64_t at, const struct order_known *k, const char *key,
                             int64_t shipment_id, struct order_view *out)
 {
     if (out)
         memset(out, 0, sizeof *out);
     int rc = 0;
-    json_t *data = transition_data(c, id, to, at, k, &rc);
+    json_t *data = transition_data(NULL, id, to, at, k, &rc); /* from k: no read */
     if (!data)
         return rc;
     char type[32];
@@ -395,7 +395,7 @@ int order__store_settle_one(struct db_conn *c, int64_t id, const char *to, const
         {.sql = ORDER_SELECT "WHERE id = $1", .n = 1, .args = q, .out = &o},
         {.sql = ITEMS_SELECT, .n = 1, .args = q, .out = &it},
     };
-    rc = db_query_many(c, st, out ? 3 : 1, true);
+    rc = db_query_many_shared(db, st, out ? 3 : 1);
     outbox_row_free(&ev);
     if (rc >= 0 && out)
         rc = view_fill(o, it, NULL, out);
