@@ -171,9 +171,9 @@ struct order_known {
  * (without history) in the same pipeline: one round trip, one commit, shared with other
  * orders' moves (db_query_many_shared). k must not be NULL. 1 moved, 0 not in `from` (*out
  * still holds the order), <0 error (*out empty). */
-int order__store_settle_one(struct db *db, int64_t id, const char *to, const char *from,
-                            int64_t at, const struct order_known *k, const char *key,
-                            int64_t shipment_id, struct order_view *out);
+int order__store_settle_one(struct db *db, int64_t id, const char *to, const char *from, int64_t at,
+                            const struct order_known *k, const char *key, int64_t shipment_id,
+                            struct order_view *out);
 int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
                                   const char *const *from, const char *reason, bool retryable,
                                   bool compensate, int64_t at, const struct order_known *k);

@@ -349,9 +349,9 @@ int order__store_transition_known(struct db_conn *c, int64_t id, const char *to,
 static int view_fill(struct db_rows *o, struct db_rows *it, struct db_rows *h,
                      struct order_view *out);
 
-int order__store_settle_one(struct db *db, int64_t id, const char *to, const char *from,
-                            int64_t at, const struct order_known *k, const char *key,
-                            int64_t shipment_id, struct order_view *out)
+int order__store_settle_one(struct db *db, int64_t id, const char *to, const char *from, int64_t at,
+                            const struct order_known *k, const char *key, int64_t shipment_id,
+                            struct order_view *out)
 {
     if (out)
         memset(out, 0, sizeof *out);
