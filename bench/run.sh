@@ -576,7 +576,7 @@ run_scenario() {
         # Shared commits (db_query_many_shared): calls per request and per commit.
         R_DB[$name]+=$(printf '%s\n' "$s0" | sed 's/^/0 /' | cat - <(printf '%s\n' "$s1" | sed 's/^/1 /') |
             awk -v r="$reqs" 'NF == 4 { k[$2] += ($1 == 1 ? $4 : -$4) }
-                END { if (r > 0 && k["intents"] > 0) printf "; %.2f shared-commit calls in %.2f commits (%.1f a commit)",
+                END { if (r > 0 && k["intents"] / r >= 0.005) printf "; %.2f shared-commit calls in %.2f commits (%.1f a commit)",
                     k["intents"] / r, k["batches"] / r, k["intents"] / k["batches"] }')
     fi
     say "$name: $rps req/s, p99 $(ms "$p99") ms, $errs errors (${R_STATUS[$name]})"

@@ -161,6 +161,11 @@ int inventory__store_unreserve_many(struct db_conn *c, const struct inventory_it
 
 /* ---------------------------------------------------------------- reservations */
 
+/* The take of the file's header: product $1, quantity $2, at $3; the level after it. */
+#define TAKE_SQL                                                                                   \
+    "UPDATE inventory SET available = available - $2, reserved = reserved + $2, "                  \
+    "updated_at = $3 WHERE product_id = $1 AND available >= $2 RETURNING available"
+
 /* Statements of one reservation pipeline: the reservation row, RESERVE_CHUNK takes, one
  * multi-row insert of their lines and the caller's tail (DB_STMT_MAX bounds a
  * db_query_many call). */
@@ -193,13 +198,7 @@ int inventory__store_reserve(struct db_conn *c, int64_t id, int64_t now, int64_t
             ta[i][1] = DB_INT(it->quantity);
             ta[i][2] = DB_INT(now);
             rows[i] = NULL;
-            st[ns++] = (struct db_stmt){.sql = "UPDATE inventory SET available = available - $2, "
-                                               "reserved = reserved + $2, updated_at = $3 "
-                                               "WHERE product_id = $1 AND available >= $2 "
-                                               "RETURNING available",
-                                        .n = 3,
-                                        .args = ta[i],
-                                        .out = &rows[i]};
+            st[ns++] = (struct db_stmt){.sql = TAKE_SQL, .n = 3, .args = ta[i], .out = &rows[i]};
             la[3 * i] = DB_INT(id);
             la[3 * i + 1] = DB_INT(it->product_id);
             la[3 * i + 2] = DB_INT(it->quantity);
@@ -263,9 +262,7 @@ int inventory__store_reserve_fast(struct db *db, int64_t id, int64_t now, int64_
          * did not happen (short, or no stock row) or crossed the low-stock mark, the one case
          * that needs an event written with the reservation. */
         st[ns++] = (struct db_stmt){
-            .sql = "WITH u AS (UPDATE inventory SET available = available - $2, "
-                   "reserved = reserved + $2, updated_at = $3 "
-                   "WHERE product_id = $1 AND available >= $2 RETURNING available) "
+            .sql = "WITH u AS (" TAKE_SQL ") "
                    "INSERT INTO reservation_items (reservation_id, product_id, quantity) "
                    "SELECT $4, $1, CASE WHEN u.available >= $5 OR u.available + $2 < $5 "
                    "THEN $2 ELSE 0 END FROM (SELECT 1) x LEFT JOIN u ON true "
