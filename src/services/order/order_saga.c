@@ -31,7 +31,9 @@
  * with the outcome on the key, then compensates (release stock, void/refund). Transient
  * failures (a dependency down) drop the key in that transaction instead, so the client's
  * retry starts over. The orders database is leased twice on the way to 201: once for 1-3
- * (across the in-process catalog reads, never across a provider call), once for 6. */
+ * (across the in-process catalog reads, never across a provider call), once for 6. On
+ * PostgreSQL the writes of 3 and 6 share their commits with other orders'
+ * (db_query_many_shared): the lease of 1-2 goes back before 3. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,7 +409,7 @@ static bool fraud_hold(struct saga *s, struct fraud_verdict *fv)
 }
 
 /* 3: the order, its key and its order.placed event, one intent of the shard's writer. */
-static int create_tx(struct db_conn *c, void *ctx) { return order__store_create(c, ctx); }
+static int create_tx(struct db_conn *c, void *ctx) { return order__store_create(c, NULL, ctx); }
 
 /* 1 when a concurrent duplicate won the claim on the key (look it up again), else the
  * final return code. c is held on entry and given back here. */
@@ -461,9 +463,10 @@ static int saga_run(struct saga *s, struct db_conn *c)
                           .n = s->n,
                           .items = s->items};
     if (db_dialect(s->db) == DB_POSTGRES) {
-        /* One pipeline on the connection already held: one round trip, one commit. */
-        rc = order__store_create(c, &o);
+        /* One pipeline, one round trip, its commit shared with other orders'. The connection
+         * held since 1 goes back first (a shared call must not hold one). */
         db_conn_give(c);
+        rc = order__store_create(NULL, s->db, &o);
     } else {
         db_conn_give(c);
         rc = db_write(s->db, create_tx, NULL, &o);
