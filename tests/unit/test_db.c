@@ -1543,6 +1543,87 @@ static void test_shared_commits(void **state)
     db_close(db);
 }
 
+/* PostgreSQL: a shared call that waits for a row lock another transaction holds leaves the
+ * combiner after its lock_timeout and waits on its own thread, so it never holds up the
+ * calls behind it. A and C wait for rows x1 and x2 hold, each started when the one before
+ * has had time to lead a batch; B, started last, must still finish while both locks are
+ * held (it waited forever behind A before), and A and C finish once the locks go. */
+struct lt_call {
+    struct db *db;
+    const char *sql;
+    int64_t k;
+    int rc;
+    atomic_int started, done;
+};
+
+static void *lt_run(void *p)
+{
+    struct lt_call *x = p;
+    struct db_val a[] = {DB_INT(x->k)};
+    struct db_stmt st = {.sql = x->sql, .n = 1, .args = a};
+    atomic_store(&x->started, 1);
+    x->rc = db_query_many_shared(x->db, &st, 1);
+    if (x->rc == 0 && st.rc != 1)
+        x->rc = ERR_INTERNAL;
+    atomic_store(&x->done, 1);
+    return NULL;
+}
+
+static bool lt_wait(atomic_int *flag, int ms)
+{
+    for (int i = 0; i < ms && !atomic_load(flag); i++)
+        usleep(1000);
+    return atomic_load(flag) != 0;
+}
+
+static void test_shared_lock_wait(void **state)
+{
+    if (!t_pg) {
+        skip(); /* SQLite locks the whole file: its writer has no row locks to wait on */
+        return;
+    }
+    struct db *db = open_fresh("sharedlock");
+    struct db_conn *c, *x1, *x2;
+    assert_int_equal(db_conn_take(db, &c), 0);
+    exec_ok(c, "CREATE TABLE lt (k BIGINT PRIMARY KEY, v BIGINT NOT NULL);"
+               "INSERT INTO lt (k, v) VALUES (5, 0), (6, 0)");
+    db_conn_give(c);
+    assert_int_equal(db_conn_take(db, &x1), 0);
+    assert_int_equal(db_conn_take(db, &x2), 0);
+    assert_int_equal(db_begin(x1), 0);
+    assert_int_equal(db_query(x1, "UPDATE lt SET v = v + 1 WHERE k = 5", 0, NULL, NULL), 1);
+    assert_int_equal(db_begin(x2), 0);
+    assert_int_equal(db_query(x2, "UPDATE lt SET v = v + 1 WHERE k = 6", 0, NULL, NULL), 1);
+    struct lt_call a = {.db = db, .sql = "UPDATE lt SET v = v + 10 WHERE k = $1", .k = 5};
+    struct lt_call cc = {.db = db, .sql = "UPDATE lt SET v = v + 10 WHERE k = $1", .k = 6};
+    struct lt_call b = {.db = db, .sql = "INSERT INTO lt (k, v) VALUES ($1, 0)", .k = 7};
+    struct lt_call *calls[] = {&a, &cc, &b};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, lt_run, calls[i]), 0);
+        assert_true(lt_wait(&calls[i]->started, 10000));
+        usleep(300 * 1000); /* time to lead a batch and wait in it */
+    }
+    assert_true(lt_wait(&b.done, 30000));
+    assert_int_equal(b.rc, 0);
+    assert_false(atomic_load(&a.done));
+    assert_false(atomic_load(&cc.done));
+    assert_int_equal(db_commit(x1), 0);
+    db_conn_give(x1);
+    assert_int_equal(db_commit(x2), 0);
+    db_conn_give(x2);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(cc.rc, 0);
+    assert_int_equal(db_conn_take(db, &c), 0);
+    assert_int_equal(scalar(c, "SELECT v FROM lt WHERE k = 5", 0, NULL), 11);
+    assert_int_equal(scalar(c, "SELECT v FROM lt WHERE k = 6", 0, NULL), 11);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM lt WHERE k = 7", 0, NULL), 1);
+    db_conn_give(c);
+    db_close(db);
+}
+
 /* db_batch_add_fn: a kept function runs in its place among the statements, in the batch's
  * one transaction; the batch frees its context whether it ran, failed or was dropped. */
 static int kept_freed;
@@ -1648,6 +1729,7 @@ int main(void)
         cmocka_unit_test(test_write_busy_retry),
         cmocka_unit_test(test_write_concurrent),
         cmocka_unit_test(test_shared_commits),
+        cmocka_unit_test(test_shared_lock_wait),
         cmocka_unit_test(test_batch_functions),
     };
     return cmocka_run_group_tests_name(
