@@ -144,11 +144,10 @@ struct order_new {
     const struct order_item *items;
 };
 /* Claims the key (ERR_CONFLICT when a concurrent duplicate holds it), inserts the order,
- * its items, its history row and the order.placed event, as one pipeline: on c inside the
- * caller's transaction (SQLite: the saga's group-commit intent), or with shared set (c
- * unused: PostgreSQL) as one implicit transaction whose commit is shared with other
- * orders' (db_query_many_shared: one round trip). */
-int order__store_create(struct db_conn *c, struct db *shared, const struct order_new *o);
+ * its items, its history row and the order.placed event, as one transaction whose commit
+ * is shared with other orders' (db_query_many_shared: on PostgreSQL one round trip, on
+ * SQLite an intent of the shard's group-commit writer). */
+int order__store_create(struct db *db, const struct order_new *o);
 
 /* Moves the order to `to` if its status is one of `from` (NULL-terminated), with its
  * history row and its order.<to> outbox event, on c inside the caller's transaction.

@@ -408,9 +408,6 @@ static bool fraud_hold(struct saga *s, struct fraud_verdict *fv)
     return fv->hold;
 }
 
-/* 3: the order, its key and its order.placed event, one intent of the shard's writer. */
-static int create_tx(struct db_conn *c, void *ctx) { return order__store_create(c, NULL, ctx); }
-
 /* 1 when a concurrent duplicate won the claim on the key (look it up again), else the
  * final return code. c is held on entry and given back here. */
 static int saga_run(struct saga *s, struct db_conn *c)
@@ -462,15 +459,10 @@ static int saga_run(struct saga *s, struct db_conn *c)
                           .card_fp = s->card_fp,
                           .n = s->n,
                           .items = s->items};
-    if (db_dialect(s->db) == DB_POSTGRES) {
-        /* One pipeline, one round trip, its commit shared with other orders'. The connection
-         * held since 1 goes back first (a shared call must not hold one). */
-        db_conn_give(c);
-        rc = order__store_create(NULL, s->db, &o);
-    } else {
-        db_conn_give(c);
-        rc = db_write(s->db, create_tx, NULL, &o);
-    }
+    /* Its commit shared with other orders' (the connection held since 1 goes back first:
+     * a shared call must not hold one). */
+    db_conn_give(c);
+    rc = order__store_create(s->db, &o);
     if (rc == ERR_CONFLICT)
         return 1;
     if (rc < 0) {

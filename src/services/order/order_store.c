@@ -140,7 +140,7 @@ static void address_load(const char *text, struct shipping_address *a)
     json_decref(aj);
 }
 
-int order__store_create(struct db_conn *c, struct db *shared, const struct order_new *o)
+int order__store_create(struct db *db, const struct order_new *o)
 {
     char *addr = address_text(o->addr);
     if (!addr)
@@ -224,7 +224,7 @@ int order__store_create(struct db_conn *c, struct db *shared, const struct order
     json_decref(data);
     if (rc >= 0) {
         st[ns++] = (struct db_stmt){.sql = OUTBOX_INSERT, .n = OUTBOX_NARGS, .args = ev.args};
-        rc = shared ? db_query_many_shared(shared, st, ns) : db_query_many(c, st, ns, true);
+        rc = db_query_many_shared(db, st, ns);
         outbox_row_free(&ev);
     }
     json_decref(items);

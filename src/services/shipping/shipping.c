@@ -235,13 +235,10 @@ struct create_ctx {
     const char *method, *carrier, *tracking, *address;
 };
 
-/* The shipment, its first event and its outbox row as three statements sent together
- * (db_query_many): inside a transaction on SQLite, where this is one intent of the
- * shipping database's group-commit writer (the labels of many concurrent orders commit
- * together); on PostgreSQL the pipeline's own implicit transaction, one round trip. */
-/* On c (SQLite: inside the writer's transaction), or with shared set as a transaction of its
- * own whose commit is shared with other shipments' (db_query_many_shared: PostgreSQL). */
-static int create_run(struct db_conn *c, struct db *shared, struct create_ctx *x)
+/* The shipment, its first event and its outbox row as one transaction whose commit is shared
+ * with other shipments' (db_query_many_shared: on SQLite an intent of the shipping
+ * database's group-commit writer, on PostgreSQL one pipeline, one round trip). */
+static int create_write(struct db *db, struct create_ctx *x)
 {
     char oid[21], ts[32];
     json_t *data = json_pack("{s:s,s:s,s:s}", "order_id", id_format(x->order_id, oid), "status",
@@ -271,18 +268,9 @@ static int create_run(struct db_conn *c, struct db *shared, struct create_ctx *x
          .n = 5,
          .args = e},
     };
-    rc = shared ? db_query_many_shared(shared, st, 3) : db_query_many(c, st, 3, true);
+    rc = db_query_many_shared(db, st, 3);
     outbox_row_free(&ev);
     return rc < 0 ? rc : 0;
-}
-
-static int create_tx(struct db_conn *c, void *vctx) { return create_run(c, NULL, vctx); }
-
-static int create_write(struct db *db, struct create_ctx *x)
-{
-    if (db_dialect(db) != DB_POSTGRES)
-        return db_write(db, create_tx, NULL, x);
-    return create_run(NULL, db, x);
 }
 
 int shipping_create(struct app *app, int64_t order_id, const char *method,
